@@ -1,0 +1,904 @@
+//! A schema-aware pre-scan of protobuf bytes, run before prost decodes them.
+//!
+//! prost decodes whatever a buffer describes: a run of empty repeated sub-messages two bytes
+//! each becomes a `Vec` of structs fifty times larger, and a singular field sent twice is merged.
+//! Untrusted bytes therefore pass through [`check`] first. It walks the wire format against a
+//! static description of each message and rejects, with a typed error:
+//! truncation, malformed varints and wire types, groups, duplicate singular fields, more than one
+//! member of a oneof, strings and bytes over their limit, repeated fields over their count limit
+//! or with elements shorter than the smallest valid one. Unknown fields are skipped (they are
+//! how the schema evolves) but must be well formed.
+//!
+//! With every repeated field bounded in count and with a minimum encoded element size no smaller
+//! than about half its decoded struct, no single allocation made by the decode that follows is
+//! larger than a small multiple of the input; the fuzz targets measure it.
+
+use crate::limits::*;
+
+/// Why a buffer failed the pre-scan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The buffer ends inside a field.
+    #[error("truncated: {0}")]
+    Truncated(&'static str),
+    /// The bytes are not a valid encoding of the expected message.
+    #[error("malformed {message}: {what}")]
+    Malformed {
+        /// Message being scanned.
+        message: &'static str,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// A field exceeds its size or count limit.
+    #[error("limit exceeded: {field} has {got}, at most {max} allowed")]
+    Limit {
+        /// `Message.field` that exceeded its limit.
+        field: &'static str,
+        /// Size or count seen (a lower bound when scanning stopped early).
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// How one field must look on the wire.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// Wire type 0 (ints, bools, enums).
+    Varint,
+    /// Wire type 5 (float, fixed32).
+    Fixed32,
+    /// Wire type 1 (double, fixed64).
+    Fixed64,
+    /// Singular `bytes` or `string` of at most `max` bytes.
+    Bytes { max: usize },
+    /// Singular nested message.
+    Msg(&'static Schema),
+    /// Repeated nested message: each element's encoding at least `min` bytes, at most `count`.
+    RepeatedMsg {
+        schema: &'static Schema,
+        min: usize,
+        count: usize,
+    },
+    /// Repeated string: each between `min` and `max` bytes, at most `count` of them.
+    RepeatedStr {
+        min: usize,
+        max: usize,
+        count: usize,
+    },
+    /// Repeated 4-byte scalar (packed or not), at most `count` values.
+    Repeated32 { count: usize },
+    /// Repeated 8-byte scalar (packed or not), at most `count` values.
+    Repeated64 { count: usize },
+}
+
+/// One field of a message description.
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub(crate) number: u32,
+    pub(crate) name: &'static str,
+    pub(crate) kind: Kind,
+    /// Member of the message's (single) oneof.
+    pub(crate) oneof: bool,
+}
+
+/// A message description: its fields, at most 64.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    pub(crate) name: &'static str,
+    pub(crate) fields: &'static [Field],
+}
+
+const fn f(number: u32, name: &'static str, kind: Kind) -> Field {
+    Field {
+        number,
+        name,
+        kind,
+        oneof: false,
+    }
+}
+const fn one(number: u32, name: &'static str, kind: Kind) -> Field {
+    Field {
+        number,
+        name,
+        kind,
+        oneof: true,
+    }
+}
+
+/// Smallest encoding of a message holding a 32-byte key field: tag + length + 32.
+const MIN_KEYED: usize = 2 + AUTHOR_KEY_BYTES;
+
+pub(crate) static ENVELOPE: Schema = Schema {
+    name: "Envelope",
+    fields: &[
+        f(
+            1,
+            "Envelope.event",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        f(
+            2,
+            "Envelope.signature",
+            Kind::Bytes {
+                max: SIGNATURE_BYTES,
+            },
+        ),
+    ],
+};
+
+pub(crate) static HLC: Schema = Schema {
+    name: "Hlc",
+    fields: &[
+        f(1, "Hlc.ms", Kind::Varint),
+        f(2, "Hlc.counter", Kind::Varint),
+    ],
+};
+
+pub(crate) static COORDINATE: Schema = Schema {
+    name: "Coordinate",
+    fields: &[
+        f(
+            1,
+            "Coordinate.vec",
+            Kind::Repeated32 {
+                count: MAX_DIMENSIONS,
+            },
+        ),
+        f(2, "Coordinate.height", Kind::Fixed32),
+        f(3, "Coordinate.error", Kind::Fixed32),
+        f(4, "Coordinate.adjustment", Kind::Fixed32),
+    ],
+};
+
+pub(crate) static HEY_THERE: Schema = Schema {
+    name: "HeyThere",
+    fields: &[
+        f(1, "HeyThere.coordinate", Kind::Msg(&COORDINATE)),
+        f(
+            2,
+            "HeyThere.addrs",
+            Kind::RepeatedStr {
+                min: MIN_ADDR_BYTES,
+                max: MAX_ADDR_BYTES,
+                count: MAX_ADDRS,
+            },
+        ),
+        f(
+            3,
+            "HeyThere.name",
+            Kind::Bytes {
+                max: MAX_TEXT_BYTES,
+            },
+        ),
+        f(
+            4,
+            "HeyThere.version",
+            Kind::Bytes {
+                max: MAX_TEXT_BYTES,
+            },
+        ),
+        f(5, "HeyThere.started_ms", Kind::Varint),
+    ],
+};
+
+pub(crate) static NEWSPAPER: Schema = Schema {
+    name: "Newspaper",
+    fields: &[
+        f(1, "Newspaper.coordinate", Kind::Msg(&COORDINATE)),
+        f(2, "Newspaper.uptime_s", Kind::Varint),
+        f(3, "Newspaper.restarts", Kind::Varint),
+        f(4, "Newspaper.barrio", Kind::Fixed64),
+        f(5, "Newspaper.connected", Kind::Varint),
+        f(6, "Newspaper.flags", Kind::Varint),
+    ],
+};
+
+pub(crate) static CHAU: Schema = Schema {
+    name: "Chau",
+    fields: &[f(
+        1,
+        "Chau.reason",
+        Kind::Bytes {
+            max: MAX_TEXT_BYTES,
+        },
+    )],
+};
+
+pub(crate) static OPINION_ENTRY: Schema = Schema {
+    name: "OpinionEntry",
+    fields: &[
+        f(
+            1,
+            "OpinionEntry.subject",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(2, "OpinionEntry.online", Kind::Varint),
+        f(3, "OpinionEntry.restarts", Kind::Varint),
+        f(4, "OpinionEntry.uptime_s", Kind::Varint),
+        f(5, "OpinionEntry.link_quality_permille", Kind::Varint),
+        f(6, "OpinionEntry.rtt_us", Kind::Varint),
+    ],
+};
+
+pub(crate) static OPINION: Schema = Schema {
+    name: "Opinion",
+    fields: &[f(
+        1,
+        "Opinion.entries",
+        Kind::RepeatedMsg {
+            schema: &OPINION_ENTRY,
+            min: MIN_KEYED,
+            count: MAX_OPINION_ENTRIES,
+        },
+    )],
+};
+
+pub(crate) static BARRIO_SLOT: Schema = Schema {
+    name: "BarrioSlot",
+    fields: &[
+        f(1, "BarrioSlot.barrio", Kind::Fixed64),
+        f(2, "BarrioSlot.version", Kind::Varint),
+        f(3, "BarrioSlot.coordinate", Kind::Msg(&COORDINATE)),
+        f(
+            4,
+            "BarrioSlot.health",
+            Kind::Repeated32 {
+                count: MAX_HEALTH_FEATURES,
+            },
+        ),
+    ],
+};
+
+pub(crate) static POST: Schema = Schema {
+    name: "Post",
+    fields: &[
+        f(
+            1,
+            "Post.topic",
+            Kind::Bytes {
+                max: MAX_TOPIC_BYTES,
+            },
+        ),
+        f(
+            2,
+            "Post.body",
+            Kind::Bytes {
+                max: MAX_POST_BODY_BYTES,
+            },
+        ),
+        f(
+            3,
+            "Post.content_type",
+            Kind::Bytes {
+                max: MAX_CONTENT_TYPE_BYTES,
+            },
+        ),
+    ],
+};
+
+pub(crate) static POSTCARD: Schema = Schema {
+    name: "Postcard",
+    fields: &[
+        f(
+            1,
+            "Postcard.to",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(
+            2,
+            "Postcard.body",
+            Kind::Bytes {
+                max: MAX_POSTCARD_BODY_BYTES,
+            },
+        ),
+        f(3, "Postcard.expires_ms", Kind::Varint),
+    ],
+};
+
+pub(crate) static POSTCARD_RECEIPT: Schema = Schema {
+    name: "PostcardReceipt",
+    fields: &[f(
+        1,
+        "PostcardReceipt.postcard_id",
+        Kind::Bytes {
+            max: EVENT_ID_BYTES,
+        },
+    )],
+};
+
+/// The event with its body: scanned after the signature has been checked.
+pub(crate) static EVENT: Schema = Schema {
+    name: "Event",
+    fields: &[
+        f(
+            1,
+            "Event.author",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(2, "Event.stream", Kind::Varint),
+        f(3, "Event.seq", Kind::Varint),
+        f(4, "Event.hlc", Kind::Msg(&HLC)),
+        one(10, "Event.hey_there", Kind::Msg(&HEY_THERE)),
+        one(11, "Event.newspaper", Kind::Msg(&NEWSPAPER)),
+        one(12, "Event.chau", Kind::Msg(&CHAU)),
+        one(13, "Event.opinion", Kind::Msg(&OPINION)),
+        one(14, "Event.barrio_slot", Kind::Msg(&BARRIO_SLOT)),
+        one(15, "Event.post", Kind::Msg(&POST)),
+        one(16, "Event.postcard", Kind::Msg(&POSTCARD)),
+        one(17, "Event.postcard_receipt", Kind::Msg(&POSTCARD_RECEIPT)),
+    ],
+};
+
+/// The event's header fields only: scanned before the signature. Body fields are treated as
+/// opaque (their bytes are bounded by the envelope limit and looked into after the signature).
+pub(crate) static EVENT_HEADER: Schema = Schema {
+    name: "Event",
+    fields: &[
+        f(
+            1,
+            "Event.author",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(2, "Event.stream", Kind::Varint),
+        f(3, "Event.seq", Kind::Varint),
+        f(4, "Event.hlc", Kind::Msg(&HLC)),
+        one(
+            10,
+            "Event.hey_there",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            11,
+            "Event.newspaper",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            12,
+            "Event.chau",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            13,
+            "Event.opinion",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            14,
+            "Event.barrio_slot",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            15,
+            "Event.post",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            16,
+            "Event.postcard",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+        one(
+            17,
+            "Event.postcard_receipt",
+            Kind::Bytes {
+                max: MAX_ENVELOPE_BYTES,
+            },
+        ),
+    ],
+};
+
+pub(crate) static FRAUD_PROOF: Schema = Schema {
+    name: "FraudProof",
+    fields: &[
+        f(1, "FraudProof.first", Kind::Msg(&ENVELOPE)),
+        f(2, "FraudProof.second", Kind::Msg(&ENVELOPE)),
+    ],
+};
+
+/// Smallest plausible envelope: a signature plus an event holding at least an author key.
+const MIN_ENVELOPE: usize = 2 + SIGNATURE_BYTES + 2 + MIN_KEYED;
+
+static EVENTS: Schema = Schema {
+    name: "Events",
+    fields: &[f(
+        1,
+        "Events.envelopes",
+        Kind::RepeatedMsg {
+            schema: &ENVELOPE,
+            min: MIN_ENVELOPE,
+            count: MAX_EVENTS_PER_FRAME,
+        },
+    )],
+};
+static PING: Schema = Schema {
+    name: "Ping",
+    fields: &[f(1, "Ping.nonce", Kind::Fixed64)],
+};
+static PONG: Schema = Schema {
+    name: "Pong",
+    fields: &[
+        f(1, "Pong.nonce", Kind::Fixed64),
+        f(2, "Pong.coordinate", Kind::Msg(&COORDINATE)),
+    ],
+};
+static DIGEST: Schema = Schema {
+    name: "Digest",
+    fields: &[
+        f(1, "Digest.hash", Kind::Bytes { max: 64 }),
+        f(2, "Digest.heads", Kind::Varint),
+    ],
+};
+static STREAM_HEAD: Schema = Schema {
+    name: "StreamHead",
+    fields: &[
+        f(
+            1,
+            "StreamHead.author",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(2, "StreamHead.stream", Kind::Varint),
+        f(3, "StreamHead.seq", Kind::Varint),
+    ],
+};
+static VERSION_VECTOR: Schema = Schema {
+    name: "VersionVector",
+    fields: &[
+        f(
+            1,
+            "VersionVector.heads",
+            Kind::RepeatedMsg {
+                schema: &STREAM_HEAD,
+                min: MIN_KEYED,
+                count: MAX_HEADS_PER_FRAME,
+            },
+        ),
+        f(2, "VersionVector.partial", Kind::Varint),
+    ],
+};
+static SEQ_RANGE: Schema = Schema {
+    name: "SeqRange",
+    fields: &[
+        f(
+            1,
+            "SeqRange.author",
+            Kind::Bytes {
+                max: AUTHOR_KEY_BYTES,
+            },
+        ),
+        f(2, "SeqRange.stream", Kind::Varint),
+        f(3, "SeqRange.from_seq", Kind::Varint),
+        f(4, "SeqRange.to_seq", Kind::Varint),
+    ],
+};
+static REQUEST_RANGES: Schema = Schema {
+    name: "RequestRanges",
+    fields: &[f(
+        1,
+        "RequestRanges.ranges",
+        Kind::RepeatedMsg {
+            schema: &SEQ_RANGE,
+            min: MIN_KEYED,
+            count: MAX_RANGES_PER_FRAME,
+        },
+    )],
+};
+static ACK: Schema = Schema {
+    name: "Ack",
+    fields: &[
+        f(1, "Ack.cumulative", Kind::Varint),
+        f(
+            2,
+            "Ack.selective",
+            Kind::Repeated64 {
+                count: MAX_SELECTIVE_ACKS,
+            },
+        ),
+    ],
+};
+
+pub(crate) static FRAME: Schema = Schema {
+    name: "Frame",
+    fields: &[
+        f(1, "Frame.link_seq", Kind::Varint),
+        one(2, "Frame.events", Kind::Msg(&EVENTS)),
+        one(3, "Frame.ping", Kind::Msg(&PING)),
+        one(4, "Frame.pong", Kind::Msg(&PONG)),
+        one(5, "Frame.digest", Kind::Msg(&DIGEST)),
+        one(6, "Frame.version_vector", Kind::Msg(&VERSION_VECTOR)),
+        one(7, "Frame.request", Kind::Msg(&REQUEST_RANGES)),
+        one(8, "Frame.ack", Kind::Msg(&ACK)),
+        one(9, "Frame.fraud_proof", Kind::Msg(&FRAUD_PROOF)),
+    ],
+};
+
+/// A cursor over protobuf wire-format bytes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+const VARINT: u8 = 0;
+const I64: u8 = 1;
+const LEN: u8 = 2;
+const I32: u8 = 5;
+const MAX_FIELD_NUMBER: u64 = (1 << 29) - 1;
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self, message: &'static str) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(WireError::Truncated("varint runs past the end"));
+            };
+            self.pos += 1;
+            if i == 9 && b > 1 {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "varint overflows 64 bits",
+                });
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(WireError::Malformed {
+            message,
+            what: "varint longer than 10 bytes",
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or(WireError::Truncated("field runs past the end"))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+}
+
+/// One field as found on the wire.
+enum Value<'a> {
+    Varint,
+    I64,
+    I32,
+    Len(&'a [u8]),
+}
+
+/// Scans `buf` as an encoding of `schema`; see the module docs for what is checked.
+pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError> {
+    let message = schema.name;
+    debug_assert!(schema.fields.len() <= 64);
+    let mut seen = 0u64;
+    let mut counts = [0usize; 64];
+    let mut oneof_seen = false;
+    let mut r = Reader { buf, pos: 0 };
+    while r.pos < buf.len() {
+        let key = r.varint(message)?;
+        let number = key >> 3;
+        if number == 0 || number > MAX_FIELD_NUMBER {
+            return Err(WireError::Malformed {
+                message,
+                what: "invalid field number",
+            });
+        }
+        let value = match (key & 7) as u8 {
+            VARINT => {
+                r.varint(message)?;
+                Value::Varint
+            }
+            I64 => {
+                r.take(8)?;
+                Value::I64
+            }
+            I32 => {
+                r.take(4)?;
+                Value::I32
+            }
+            LEN => {
+                let len = r.varint(message)?;
+                let len = usize::try_from(len)
+                    .map_err(|_| WireError::Truncated("length larger than the buffer"))?;
+                Value::Len(r.take(len)?)
+            }
+            3 | 4 => {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "groups are not used",
+                });
+            }
+            _ => {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "invalid wire type",
+                });
+            }
+        };
+        let Some(idx) = schema
+            .fields
+            .iter()
+            .position(|fl| u64::from(fl.number) == number)
+        else {
+            continue; // unknown field: well formed, skipped
+        };
+        let field = &schema.fields[idx];
+        let repeated = matches!(
+            field.kind,
+            Kind::RepeatedMsg { .. }
+                | Kind::RepeatedStr { .. }
+                | Kind::Repeated32 { .. }
+                | Kind::Repeated64 { .. }
+        );
+        if !repeated {
+            if seen & (1 << idx) != 0 {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "singular field repeated",
+                });
+            }
+            seen |= 1 << idx;
+        }
+        if field.oneof {
+            if oneof_seen {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "more than one oneof member",
+                });
+            }
+            oneof_seen = true;
+        }
+        check_field(field, value, &mut counts[idx], message)?;
+    }
+    Ok(())
+}
+
+fn check_field(
+    field: &Field,
+    value: Value<'_>,
+    count: &mut usize,
+    message: &'static str,
+) -> Result<(), WireError> {
+    let wrong = WireError::Malformed {
+        message,
+        what: "wrong wire type for field",
+    };
+    let limit = |got: usize, max: usize| {
+        if got > max {
+            Err(WireError::Limit {
+                field: field.name,
+                got,
+                max,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    match (field.kind, value) {
+        (Kind::Varint, Value::Varint)
+        | (Kind::Fixed32, Value::I32)
+        | (Kind::Fixed64, Value::I64) => Ok(()),
+        (Kind::Bytes { max }, Value::Len(b)) => limit(b.len(), max),
+        (Kind::Msg(schema), Value::Len(b)) => check(b, schema),
+        (
+            Kind::RepeatedMsg {
+                schema,
+                min,
+                count: max,
+            },
+            Value::Len(b),
+        ) => {
+            *count += 1;
+            limit(*count, max)?;
+            if b.len() < min {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "repeated element too short",
+                });
+            }
+            check(b, schema)
+        }
+        (
+            Kind::RepeatedStr {
+                min,
+                max,
+                count: max_count,
+            },
+            Value::Len(b),
+        ) => {
+            *count += 1;
+            limit(*count, max_count)?;
+            limit(b.len(), max)?;
+            if b.len() < min {
+                return Err(WireError::Malformed {
+                    message,
+                    what: "repeated element too short",
+                });
+            }
+            Ok(())
+        }
+        (Kind::Repeated32 { count: max }, Value::I32) => {
+            *count += 1;
+            limit(*count, max)
+        }
+        (Kind::Repeated64 { count: max }, Value::I64) => {
+            *count += 1;
+            limit(*count, max)
+        }
+        (Kind::Repeated32 { count: max }, Value::Len(b)) => {
+            packed(b, 4, count, max, field, message)
+        }
+        (Kind::Repeated64 { count: max }, Value::Len(b)) => {
+            packed(b, 8, count, max, field, message)
+        }
+        _ => Err(wrong),
+    }
+}
+
+fn packed(
+    b: &[u8],
+    width: usize,
+    count: &mut usize,
+    max: usize,
+    field: &Field,
+    message: &'static str,
+) -> Result<(), WireError> {
+    if !b.len().is_multiple_of(width) {
+        return Err(WireError::Malformed {
+            message,
+            what: "packed field not a whole number of values",
+        });
+    }
+    *count += b.len() / width;
+    if *count > max {
+        return Err(WireError::Limit {
+            field: field.name,
+            got: *count,
+            max,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_repeated_messages_are_rejected_before_decoding() {
+        // 1000 empty OpinionEntry elements: 2 bytes each on the wire.
+        let buf: Vec<u8> = std::iter::repeat_n([0x0a, 0x00], 1000).flatten().collect();
+        assert_eq!(
+            check(&buf, &OPINION),
+            Err(WireError::Malformed {
+                message: "Opinion",
+                what: "repeated element too short"
+            })
+        );
+    }
+
+    #[test]
+    fn too_many_repeated_elements_hit_the_count_limit() {
+        let mut buf = Vec::new();
+        for _ in 0..=MAX_ADDRS {
+            buf.extend_from_slice(&[0x12, 10]);
+            buf.extend_from_slice(b"/ip4/1.2.3");
+        }
+        assert!(matches!(
+            check(&buf, &HEY_THERE),
+            Err(WireError::Limit { field: "HeyThere.addrs", got, max: MAX_ADDRS }) if got == MAX_ADDRS + 1
+        ));
+    }
+
+    #[test]
+    fn packed_floats_count_towards_the_dimension_limit() {
+        let n = 4 * (MAX_DIMENSIONS + 1);
+        assert!((128..16384).contains(&n));
+        let mut buf = vec![0x0a, (n as u8) | 0x80, (n >> 7) as u8];
+        buf.resize(3 + n, 0);
+        assert!(matches!(
+            check(&buf, &COORDINATE),
+            Err(WireError::Limit { .. })
+        ));
+        let ok = [0x0a, 8, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(check(&ok, &COORDINATE), Ok(()));
+        let ragged = [0x0a, 6, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(
+            check(&ragged, &COORDINATE),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn truncation_groups_and_duplicates_are_typed() {
+        assert_eq!(
+            check(&[0x0a, 5, 1, 2], &ENVELOPE),
+            Err(WireError::Truncated("field runs past the end"))
+        );
+        assert_eq!(
+            check(&[0x08], &HLC),
+            Err(WireError::Truncated("varint runs past the end"))
+        );
+        assert!(matches!(
+            check(&[0x0b], &HLC),
+            Err(WireError::Malformed {
+                what: "groups are not used",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(&[0x08, 1, 0x08, 2], &HLC),
+            Err(WireError::Malformed {
+                what: "singular field repeated",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(&[0x00, 1], &HLC),
+            Err(WireError::Malformed {
+                what: "invalid field number",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check(&[0x0a, 0], &HLC),
+            Err(WireError::Malformed {
+                what: "wrong wire type for field",
+                ..
+            })
+        ));
+        let long = [0xff; 11];
+        assert!(matches!(
+            check(&long, &HLC),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped_but_must_be_well_formed() {
+        assert_eq!(check(&[0x08, 1, 0xf8, 0x01, 7], &HLC), Ok(())); // field 31 varint
+        assert!(check(&[0xfa, 0x01, 9, 1], &HLC).is_err()); // field 31 len 9, truncated
+    }
+
+    #[test]
+    fn two_oneof_members_are_rejected() {
+        // Event with both a chau (12) and a post (15), each empty.
+        let buf = [0x62, 0x00, 0x7a, 0x00];
+        assert!(matches!(
+            check(&buf, &EVENT),
+            Err(WireError::Malformed {
+                what: "more than one oneof member",
+                ..
+            })
+        ));
+    }
+}
