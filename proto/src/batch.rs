@@ -42,10 +42,7 @@ impl Verifier {
 
         // Batch verification takes each message whole, so domain || event is laid out once.
         let mut joined = Vec::with_capacity(
-            pending
-                .iter()
-                .map(|(_, p)| EVENT_DOMAIN.len() + p.event.len())
-                .sum(),
+            pending.iter().map(|(_, p)| EVENT_DOMAIN.len() + p.event.len()).sum(),
         );
         let mut ends = Vec::with_capacity(pending.len());
         for (_, p) in &pending {
@@ -65,24 +62,14 @@ impl Verifier {
         let signatures: Vec<Signature> = pending.iter().map(|(_, p)| p.signature).collect();
         let keys: Vec<VerifyingKey> = pending.iter().map(|(_, p)| p.key).collect();
         let mut good = vec![false; pending.len()];
-        let batch = Batch {
-            messages: &messages,
-            signatures: &signatures,
-            keys: &keys,
-        };
+        let batch = Batch { messages: &messages, signatures: &signatures, keys: &keys };
         batch.bisect(0, pending.len(), false, &mut good);
 
         for ((i, p), ok) in pending.into_iter().zip(good) {
-            results[i] = Some(if ok {
-                finish(p)
-            } else {
-                Err(VerifyError::BadSignature)
-            });
+            results[i] = Some(if ok { finish(p) } else { Err(VerifyError::BadSignature) });
         }
-        let results: Vec<_> = results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(VerifyError::BadSignature)))
-            .collect();
+        let results: Vec<_> =
+            results.into_iter().map(|r| r.unwrap_or(Err(VerifyError::BadSignature))).collect();
         for r in &results {
             self.count(r);
         }

@@ -116,10 +116,7 @@ impl VerifyError {
     }
 
     pub(crate) fn wrong_stream(stream: Stream, body: Stream) -> Self {
-        VerifyError::WrongStreamKind {
-            stream: stream.name(),
-            body: body.name(),
-        }
+        VerifyError::WrongStreamKind { stream: stream.name(), body: body.name() }
     }
 }
 
@@ -278,9 +275,6 @@ impl Rejections {
 
     /// Non-zero counts, in label order.
     pub fn iter(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
-        Reason::ALL
-            .into_iter()
-            .map(|r| (r, self.get(r)))
-            .filter(|&(_, n)| n > 0)
+        Reason::ALL.into_iter().map(|r| (r, self.get(r))).filter(|&(_, n)| n > 0)
     }
 }

@@ -14,10 +14,7 @@ use crate::wire;
 /// Decodes a frame received from a neighbour: size, then shape and limits, then prost.
 pub fn decode_frame(bytes: Bytes) -> Result<pb::Frame, FrameError> {
     if bytes.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            size: bytes.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(FrameError::TooLarge { size: bytes.len(), max: MAX_FRAME_BYTES });
     }
     wire::check(&bytes, &wire::FRAME)?;
     let frame = pb::Frame::decode(bytes)?;

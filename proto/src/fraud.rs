@@ -63,15 +63,8 @@ impl FraudProof {
         if a.id() == b.id() {
             return Err(FraudProofError::NotEquivocation("the same event twice"));
         }
-        let (first, second) = if a.envelope() < b.envelope() {
-            (a, b)
-        } else {
-            (b, a)
-        };
-        Ok(Self {
-            first: first.clone(),
-            second: second.clone(),
-        })
+        let (first, second) = if a.envelope() < b.envelope() { (a, b) } else { (b, a) };
+        Ok(Self { first: first.clone(), second: second.clone() })
     }
 
     /// The misbehaving author.
@@ -110,19 +103,14 @@ impl Verifier {
     /// Checks a fraud proof received from the network.
     pub fn verify_fraud_proof(&mut self, bytes: Bytes) -> Result<FraudProof, FraudProofError> {
         if bytes.len() > MAX_FRAME_BYTES {
-            return Err(FraudProofError::Malformed(format!(
-                "{} bytes is too large",
-                bytes.len()
-            )));
+            return Err(FraudProofError::Malformed(format!("{} bytes is too large", bytes.len())));
         }
         wire::check(&bytes, &wire::FRAUD_PROOF)
             .map_err(|e| FraudProofError::Malformed(e.to_string()))?;
         let proof =
             pb::FraudProof::decode(bytes).map_err(|e| FraudProofError::Malformed(e.to_string()))?;
         let mut open = |env: Option<pb::Envelope>, which| {
-            let env = env.ok_or(FraudProofError::Malformed(format!(
-                "{which} envelope missing"
-            )))?;
+            let env = env.ok_or(FraudProofError::Malformed(format!("{which} envelope missing")))?;
             self.verify_stored(Bytes::from(env.encode_to_vec()))
                 .map_err(|error| FraudProofError::Envelope { which, error })
         };

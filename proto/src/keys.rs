@@ -156,9 +156,7 @@ impl Identity {
 
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Identity")
-            .field("public", &self.public)
-            .finish_non_exhaustive()
+        f.debug_struct("Identity").field("public", &self.public).finish_non_exhaustive()
     }
 }
 
@@ -188,15 +186,9 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_a_typed_error() {
-        assert!(matches!(
-            Identity::from_pkcs8_pem("hello"),
-            Err(IdentityError::Pem(_))
-        ));
+        assert!(matches!(Identity::from_pkcs8_pem("hello"), Err(IdentityError::Pem(_))));
         let rsa_like = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
-        assert!(matches!(
-            Identity::from_pkcs8_pem(rsa_like),
-            Err(IdentityError::Pem(_))
-        ));
+        assert!(matches!(Identity::from_pkcs8_pem(rsa_like), Err(IdentityError::Pem(_))));
     }
 
     #[test]

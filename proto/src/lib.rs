@@ -14,12 +14,7 @@
 #![deny(missing_docs)]
 
 /// The generated protobuf types of package `vecino.v1`.
-#[allow(
-    missing_docs,
-    unreachable_pub,
-    clippy::all,
-    missing_debug_implementations
-)]
+#[allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
 pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/vecino.v1.rs"));
 }

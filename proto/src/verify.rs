@@ -132,12 +132,7 @@ impl Default for Verifier {
 impl Verifier {
     /// A verifier with the given settings.
     pub fn new(config: VerifyConfig) -> Self {
-        Self {
-            config,
-            keys: HashMap::new(),
-            rejected: Rejections::default(),
-            accepted: 0,
-        }
+        Self { config, keys: HashMap::new(), rejected: Rejections::default(), accepted: 0 }
     }
 
     /// Verifies one envelope received live at `now_ms` (ms since the Unix epoch).
@@ -193,10 +188,7 @@ impl Verifier {
     ) -> Result<Pending, VerifyError> {
         let max = self.config.max_envelope_bytes.min(MAX_ENVELOPE_BYTES);
         if envelope.len() > max {
-            return Err(VerifyError::TooLarge {
-                size: envelope.len(),
-                max,
-            });
+            return Err(VerifyError::TooLarge { size: envelope.len(), max });
         }
         wire::check(&envelope, &wire::ENVELOPE)?;
         let env = pb::Envelope::decode(envelope.clone())?;
@@ -209,10 +201,8 @@ impl Verifier {
 
         wire::check(&env.event, &wire::EVENT_HEADER)?;
         let header = pb::EventHeader::decode(env.event.clone())?;
-        let author =
-            AuthorKey::from_slice(&header.author).ok_or(VerifyError::UnknownKeyFormat {
-                len: header.author.len(),
-            })?;
+        let author = AuthorKey::from_slice(&header.author)
+            .ok_or(VerifyError::UnknownKeyFormat { len: header.author.len() })?;
         let key = self.key(&author)?;
         let stream = match Stream::try_from(header.stream) {
             Ok(s) if s.kind().is_some() => s,
@@ -225,11 +215,7 @@ impl Verifier {
         if let Some(now_ms) = now_ms {
             let max_ahead_ms = self.config.max_clock_ahead_ms;
             if hlc.ms > now_ms.saturating_add(max_ahead_ms) {
-                return Err(VerifyError::ClockAhead {
-                    hlc_ms: hlc.ms,
-                    now_ms,
-                    max_ahead_ms,
-                });
+                return Err(VerifyError::ClockAhead { hlc_ms: hlc.ms, now_ms, max_ahead_ms });
             }
         }
         Ok(Pending {
@@ -287,24 +273,14 @@ fn validate_body(body: &Body) -> Result<(), VerifyError> {
         if b.len() == 32 {
             Ok(())
         } else {
-            Err(VerifyError::InvalidField {
-                field,
-                why: "must be 32 bytes",
-            })
+            Err(VerifyError::InvalidField { field, why: "must be 32 bytes" })
         }
     };
     let coordinate = |c: &Option<pb::Coordinate>, field| match c {
         Some(c)
-            if !c
-                .vec
-                .iter()
-                .chain([&c.height, &c.error, &c.adjustment])
-                .all(|x| x.is_finite()) =>
+            if !c.vec.iter().chain([&c.height, &c.error, &c.adjustment]).all(|x| x.is_finite()) =>
         {
-            Err(VerifyError::InvalidField {
-                field,
-                why: "not finite",
-            })
+            Err(VerifyError::InvalidField { field, why: "not finite" })
         }
         _ => Ok(()),
     };
@@ -316,21 +292,16 @@ fn validate_body(body: &Body) -> Result<(), VerifyError> {
             if s.health.iter().all(|x| x.is_finite()) {
                 Ok(())
             } else {
-                Err(VerifyError::InvalidField {
-                    field: "BarrioSlot.health",
-                    why: "not finite",
-                })
+                Err(VerifyError::InvalidField { field: "BarrioSlot.health", why: "not finite" })
             }
         }
         Body::Chau(_) => Ok(()),
-        Body::Opinion(o) => o
-            .entries
-            .iter()
-            .try_for_each(|e| key(&e.subject, "OpinionEntry.subject")),
-        Body::Post(p) if p.topic.is_empty() => Err(VerifyError::InvalidField {
-            field: "Post.topic",
-            why: "empty",
-        }),
+        Body::Opinion(o) => {
+            o.entries.iter().try_for_each(|e| key(&e.subject, "OpinionEntry.subject"))
+        }
+        Body::Post(p) if p.topic.is_empty() => {
+            Err(VerifyError::InvalidField { field: "Post.topic", why: "empty" })
+        }
         Body::Post(_) => Ok(()),
         Body::Postcard(p) => key(&p.to, "Postcard.to"),
         Body::PostcardReceipt(r) => key(&r.postcard_id, "PostcardReceipt.postcard_id"),
@@ -385,10 +356,7 @@ impl Identity {
         };
         let envelope = Bytes::from(envelope.encode_to_vec());
         if envelope.len() > MAX_ENVELOPE_BYTES {
-            return Err(VerifyError::TooLarge {
-                size: envelope.len(),
-                max: MAX_ENVELOPE_BYTES,
-            });
+            return Err(VerifyError::TooLarge { size: envelope.len(), max: MAX_ENVELOPE_BYTES });
         }
         let Some(body) = event.body else {
             return Err(VerifyError::MissingBody);

@@ -55,17 +55,9 @@ pub(crate) enum Kind {
     /// Singular nested message.
     Msg(&'static Schema),
     /// Repeated nested message: each element's encoding at least `min` bytes, at most `count`.
-    RepeatedMsg {
-        schema: &'static Schema,
-        min: usize,
-        count: usize,
-    },
+    RepeatedMsg { schema: &'static Schema, min: usize, count: usize },
     /// Repeated string: each between `min` and `max` bytes, at most `count` of them.
-    RepeatedStr {
-        min: usize,
-        max: usize,
-        count: usize,
-    },
+    RepeatedStr { min: usize, max: usize, count: usize },
     /// Repeated 4-byte scalar (packed or not), at most `count` values.
     Repeated32 { count: usize },
     /// Repeated 8-byte scalar (packed or not), at most `count` values.
@@ -90,21 +82,14 @@ pub(crate) struct Schema {
 }
 
 const fn f(number: u32, name: &'static str, kind: Kind) -> Field {
-    Field {
-        number,
-        name,
-        kind,
-        oneof: false,
-    }
+    Field { number, name, kind, oneof: false }
 }
 const fn one(number: u32, name: &'static str, kind: Kind) -> Field {
-    Field {
-        number,
-        name,
-        kind,
-        oneof: true,
-    }
+    Field { number, name, kind, oneof: true }
 }
+
+/// Room for author key formats this version does not know, so they are named as such.
+const MAX_AUTHOR_FIELD_BYTES: usize = 64;
 
 /// Smallest encoding of a message holding a 32-byte key field: tag + length + 32.
 const MIN_KEYED: usize = 2 + AUTHOR_KEY_BYTES;
@@ -112,41 +97,20 @@ const MIN_KEYED: usize = 2 + AUTHOR_KEY_BYTES;
 pub(crate) static ENVELOPE: Schema = Schema {
     name: "Envelope",
     fields: &[
-        f(
-            1,
-            "Envelope.event",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        f(
-            2,
-            "Envelope.signature",
-            Kind::Bytes {
-                max: SIGNATURE_BYTES,
-            },
-        ),
+        f(1, "Envelope.event", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        f(2, "Envelope.signature", Kind::Bytes { max: SIGNATURE_BYTES }),
     ],
 };
 
 pub(crate) static HLC: Schema = Schema {
     name: "Hlc",
-    fields: &[
-        f(1, "Hlc.ms", Kind::Varint),
-        f(2, "Hlc.counter", Kind::Varint),
-    ],
+    fields: &[f(1, "Hlc.ms", Kind::Varint), f(2, "Hlc.counter", Kind::Varint)],
 };
 
 pub(crate) static COORDINATE: Schema = Schema {
     name: "Coordinate",
     fields: &[
-        f(
-            1,
-            "Coordinate.vec",
-            Kind::Repeated32 {
-                count: MAX_DIMENSIONS,
-            },
-        ),
+        f(1, "Coordinate.vec", Kind::Repeated32 { count: MAX_DIMENSIONS }),
         f(2, "Coordinate.height", Kind::Fixed32),
         f(3, "Coordinate.error", Kind::Fixed32),
         f(4, "Coordinate.adjustment", Kind::Fixed32),
@@ -160,26 +124,10 @@ pub(crate) static HEY_THERE: Schema = Schema {
         f(
             2,
             "HeyThere.addrs",
-            Kind::RepeatedStr {
-                min: MIN_ADDR_BYTES,
-                max: MAX_ADDR_BYTES,
-                count: MAX_ADDRS,
-            },
+            Kind::RepeatedStr { min: MIN_ADDR_BYTES, max: MAX_ADDR_BYTES, count: MAX_ADDRS },
         ),
-        f(
-            3,
-            "HeyThere.name",
-            Kind::Bytes {
-                max: MAX_TEXT_BYTES,
-            },
-        ),
-        f(
-            4,
-            "HeyThere.version",
-            Kind::Bytes {
-                max: MAX_TEXT_BYTES,
-            },
-        ),
+        f(3, "HeyThere.name", Kind::Bytes { max: MAX_TEXT_BYTES }),
+        f(4, "HeyThere.version", Kind::Bytes { max: MAX_TEXT_BYTES }),
         f(5, "HeyThere.started_ms", Kind::Varint),
     ],
 };
@@ -196,27 +144,13 @@ pub(crate) static NEWSPAPER: Schema = Schema {
     ],
 };
 
-pub(crate) static CHAU: Schema = Schema {
-    name: "Chau",
-    fields: &[f(
-        1,
-        "Chau.reason",
-        Kind::Bytes {
-            max: MAX_TEXT_BYTES,
-        },
-    )],
-};
+pub(crate) static CHAU: Schema =
+    Schema { name: "Chau", fields: &[f(1, "Chau.reason", Kind::Bytes { max: MAX_TEXT_BYTES })] };
 
 pub(crate) static OPINION_ENTRY: Schema = Schema {
     name: "OpinionEntry",
     fields: &[
-        f(
-            1,
-            "OpinionEntry.subject",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
+        f(1, "OpinionEntry.subject", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
         f(2, "OpinionEntry.online", Kind::Varint),
         f(3, "OpinionEntry.restarts", Kind::Varint),
         f(4, "OpinionEntry.uptime_s", Kind::Varint),
@@ -230,11 +164,7 @@ pub(crate) static OPINION: Schema = Schema {
     fields: &[f(
         1,
         "Opinion.entries",
-        Kind::RepeatedMsg {
-            schema: &OPINION_ENTRY,
-            min: MIN_KEYED,
-            count: MAX_OPINION_ENTRIES,
-        },
+        Kind::RepeatedMsg { schema: &OPINION_ENTRY, min: MIN_KEYED, count: MAX_OPINION_ENTRIES },
     )],
 };
 
@@ -244,86 +174,38 @@ pub(crate) static BARRIO_SLOT: Schema = Schema {
         f(1, "BarrioSlot.barrio", Kind::Fixed64),
         f(2, "BarrioSlot.version", Kind::Varint),
         f(3, "BarrioSlot.coordinate", Kind::Msg(&COORDINATE)),
-        f(
-            4,
-            "BarrioSlot.health",
-            Kind::Repeated32 {
-                count: MAX_HEALTH_FEATURES,
-            },
-        ),
+        f(4, "BarrioSlot.health", Kind::Repeated32 { count: MAX_HEALTH_FEATURES }),
     ],
 };
 
 pub(crate) static POST: Schema = Schema {
     name: "Post",
     fields: &[
-        f(
-            1,
-            "Post.topic",
-            Kind::Bytes {
-                max: MAX_TOPIC_BYTES,
-            },
-        ),
-        f(
-            2,
-            "Post.body",
-            Kind::Bytes {
-                max: MAX_POST_BODY_BYTES,
-            },
-        ),
-        f(
-            3,
-            "Post.content_type",
-            Kind::Bytes {
-                max: MAX_CONTENT_TYPE_BYTES,
-            },
-        ),
+        f(1, "Post.topic", Kind::Bytes { max: MAX_TOPIC_BYTES }),
+        f(2, "Post.body", Kind::Bytes { max: MAX_POST_BODY_BYTES }),
+        f(3, "Post.content_type", Kind::Bytes { max: MAX_CONTENT_TYPE_BYTES }),
     ],
 };
 
 pub(crate) static POSTCARD: Schema = Schema {
     name: "Postcard",
     fields: &[
-        f(
-            1,
-            "Postcard.to",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
-        f(
-            2,
-            "Postcard.body",
-            Kind::Bytes {
-                max: MAX_POSTCARD_BODY_BYTES,
-            },
-        ),
+        f(1, "Postcard.to", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
+        f(2, "Postcard.body", Kind::Bytes { max: MAX_POSTCARD_BODY_BYTES }),
         f(3, "Postcard.expires_ms", Kind::Varint),
     ],
 };
 
 pub(crate) static POSTCARD_RECEIPT: Schema = Schema {
     name: "PostcardReceipt",
-    fields: &[f(
-        1,
-        "PostcardReceipt.postcard_id",
-        Kind::Bytes {
-            max: EVENT_ID_BYTES,
-        },
-    )],
+    fields: &[f(1, "PostcardReceipt.postcard_id", Kind::Bytes { max: EVENT_ID_BYTES })],
 };
 
 /// The event with its body: scanned after the signature has been checked.
 pub(crate) static EVENT: Schema = Schema {
     name: "Event",
     fields: &[
-        f(
-            1,
-            "Event.author",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
+        f(1, "Event.author", Kind::Bytes { max: MAX_AUTHOR_FIELD_BYTES }),
         f(2, "Event.stream", Kind::Varint),
         f(3, "Event.seq", Kind::Varint),
         f(4, "Event.hlc", Kind::Msg(&HLC)),
@@ -343,72 +225,18 @@ pub(crate) static EVENT: Schema = Schema {
 pub(crate) static EVENT_HEADER: Schema = Schema {
     name: "Event",
     fields: &[
-        f(
-            1,
-            "Event.author",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
+        f(1, "Event.author", Kind::Bytes { max: MAX_AUTHOR_FIELD_BYTES }),
         f(2, "Event.stream", Kind::Varint),
         f(3, "Event.seq", Kind::Varint),
         f(4, "Event.hlc", Kind::Msg(&HLC)),
-        one(
-            10,
-            "Event.hey_there",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            11,
-            "Event.newspaper",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            12,
-            "Event.chau",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            13,
-            "Event.opinion",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            14,
-            "Event.barrio_slot",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            15,
-            "Event.post",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            16,
-            "Event.postcard",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
-        one(
-            17,
-            "Event.postcard_receipt",
-            Kind::Bytes {
-                max: MAX_ENVELOPE_BYTES,
-            },
-        ),
+        one(10, "Event.hey_there", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(11, "Event.newspaper", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(12, "Event.chau", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(13, "Event.opinion", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(14, "Event.barrio_slot", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(15, "Event.post", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(16, "Event.postcard", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
+        one(17, "Event.postcard_receipt", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
     ],
 };
 
@@ -428,41 +256,22 @@ static EVENTS: Schema = Schema {
     fields: &[f(
         1,
         "Events.envelopes",
-        Kind::RepeatedMsg {
-            schema: &ENVELOPE,
-            min: MIN_ENVELOPE,
-            count: MAX_EVENTS_PER_FRAME,
-        },
+        Kind::RepeatedMsg { schema: &ENVELOPE, min: MIN_ENVELOPE, count: MAX_EVENTS_PER_FRAME },
     )],
 };
-static PING: Schema = Schema {
-    name: "Ping",
-    fields: &[f(1, "Ping.nonce", Kind::Fixed64)],
-};
+static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };
 static PONG: Schema = Schema {
     name: "Pong",
-    fields: &[
-        f(1, "Pong.nonce", Kind::Fixed64),
-        f(2, "Pong.coordinate", Kind::Msg(&COORDINATE)),
-    ],
+    fields: &[f(1, "Pong.nonce", Kind::Fixed64), f(2, "Pong.coordinate", Kind::Msg(&COORDINATE))],
 };
 static DIGEST: Schema = Schema {
     name: "Digest",
-    fields: &[
-        f(1, "Digest.hash", Kind::Bytes { max: 64 }),
-        f(2, "Digest.heads", Kind::Varint),
-    ],
+    fields: &[f(1, "Digest.hash", Kind::Bytes { max: 64 }), f(2, "Digest.heads", Kind::Varint)],
 };
 static STREAM_HEAD: Schema = Schema {
     name: "StreamHead",
     fields: &[
-        f(
-            1,
-            "StreamHead.author",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
+        f(1, "StreamHead.author", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
         f(2, "StreamHead.stream", Kind::Varint),
         f(3, "StreamHead.seq", Kind::Varint),
     ],
@@ -473,11 +282,7 @@ static VERSION_VECTOR: Schema = Schema {
         f(
             1,
             "VersionVector.heads",
-            Kind::RepeatedMsg {
-                schema: &STREAM_HEAD,
-                min: MIN_KEYED,
-                count: MAX_HEADS_PER_FRAME,
-            },
+            Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
         ),
         f(2, "VersionVector.partial", Kind::Varint),
     ],
@@ -485,13 +290,7 @@ static VERSION_VECTOR: Schema = Schema {
 static SEQ_RANGE: Schema = Schema {
     name: "SeqRange",
     fields: &[
-        f(
-            1,
-            "SeqRange.author",
-            Kind::Bytes {
-                max: AUTHOR_KEY_BYTES,
-            },
-        ),
+        f(1, "SeqRange.author", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
         f(2, "SeqRange.stream", Kind::Varint),
         f(3, "SeqRange.from_seq", Kind::Varint),
         f(4, "SeqRange.to_seq", Kind::Varint),
@@ -502,24 +301,14 @@ static REQUEST_RANGES: Schema = Schema {
     fields: &[f(
         1,
         "RequestRanges.ranges",
-        Kind::RepeatedMsg {
-            schema: &SEQ_RANGE,
-            min: MIN_KEYED,
-            count: MAX_RANGES_PER_FRAME,
-        },
+        Kind::RepeatedMsg { schema: &SEQ_RANGE, min: MIN_KEYED, count: MAX_RANGES_PER_FRAME },
     )],
 };
 static ACK: Schema = Schema {
     name: "Ack",
     fields: &[
         f(1, "Ack.cumulative", Kind::Varint),
-        f(
-            2,
-            "Ack.selective",
-            Kind::Repeated64 {
-                count: MAX_SELECTIVE_ACKS,
-            },
-        ),
+        f(2, "Ack.selective", Kind::Repeated64 { count: MAX_SELECTIVE_ACKS }),
     ],
 };
 
@@ -559,20 +348,14 @@ impl<'a> Reader<'a> {
             };
             self.pos += 1;
             if i == 9 && b > 1 {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "varint overflows 64 bits",
-                });
+                return Err(WireError::Malformed { message, what: "varint overflows 64 bits" });
             }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
                 return Ok(value);
             }
         }
-        Err(WireError::Malformed {
-            message,
-            what: "varint longer than 10 bytes",
-        })
+        Err(WireError::Malformed { message, what: "varint longer than 10 bytes" })
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
@@ -607,10 +390,7 @@ pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError
         let key = r.varint(message)?;
         let number = key >> 3;
         if number == 0 || number > MAX_FIELD_NUMBER {
-            return Err(WireError::Malformed {
-                message,
-                what: "invalid field number",
-            });
+            return Err(WireError::Malformed { message, what: "invalid field number" });
         }
         let value = match (key & 7) as u8 {
             VARINT => {
@@ -632,23 +412,13 @@ pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError
                 Value::Len(r.take(len)?)
             }
             3 | 4 => {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "groups are not used",
-                });
+                return Err(WireError::Malformed { message, what: "groups are not used" });
             }
             _ => {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "invalid wire type",
-                });
+                return Err(WireError::Malformed { message, what: "invalid wire type" });
             }
         };
-        let Some(idx) = schema
-            .fields
-            .iter()
-            .position(|fl| u64::from(fl.number) == number)
-        else {
+        let Some(idx) = schema.fields.iter().position(|fl| u64::from(fl.number) == number) else {
             continue; // unknown field: well formed, skipped
         };
         let field = &schema.fields[idx];
@@ -661,19 +431,13 @@ pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError
         );
         if !repeated {
             if seen & (1 << idx) != 0 {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "singular field repeated",
-                });
+                return Err(WireError::Malformed { message, what: "singular field repeated" });
             }
             seen |= 1 << idx;
         }
         if field.oneof {
             if oneof_seen {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "more than one oneof member",
-                });
+                return Err(WireError::Malformed { message, what: "more than one oneof member" });
             }
             oneof_seen = true;
         }
@@ -688,20 +452,9 @@ fn check_field(
     count: &mut usize,
     message: &'static str,
 ) -> Result<(), WireError> {
-    let wrong = WireError::Malformed {
-        message,
-        what: "wrong wire type for field",
-    };
+    let wrong = WireError::Malformed { message, what: "wrong wire type for field" };
     let limit = |got: usize, max: usize| {
-        if got > max {
-            Err(WireError::Limit {
-                field: field.name,
-                got,
-                max,
-            })
-        } else {
-            Ok(())
-        }
+        if got > max { Err(WireError::Limit { field: field.name, got, max }) } else { Ok(()) }
     };
     match (field.kind, value) {
         (Kind::Varint, Value::Varint)
@@ -709,40 +462,20 @@ fn check_field(
         | (Kind::Fixed64, Value::I64) => Ok(()),
         (Kind::Bytes { max }, Value::Len(b)) => limit(b.len(), max),
         (Kind::Msg(schema), Value::Len(b)) => check(b, schema),
-        (
-            Kind::RepeatedMsg {
-                schema,
-                min,
-                count: max,
-            },
-            Value::Len(b),
-        ) => {
+        (Kind::RepeatedMsg { schema, min, count: max }, Value::Len(b)) => {
             *count += 1;
             limit(*count, max)?;
             if b.len() < min {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "repeated element too short",
-                });
+                return Err(WireError::Malformed { message, what: "repeated element too short" });
             }
             check(b, schema)
         }
-        (
-            Kind::RepeatedStr {
-                min,
-                max,
-                count: max_count,
-            },
-            Value::Len(b),
-        ) => {
+        (Kind::RepeatedStr { min, max, count: max_count }, Value::Len(b)) => {
             *count += 1;
             limit(*count, max_count)?;
             limit(b.len(), max)?;
             if b.len() < min {
-                return Err(WireError::Malformed {
-                    message,
-                    what: "repeated element too short",
-                });
+                return Err(WireError::Malformed { message, what: "repeated element too short" });
             }
             Ok(())
         }
@@ -780,11 +513,7 @@ fn packed(
     }
     *count += b.len() / width;
     if *count > max {
-        return Err(WireError::Limit {
-            field: field.name,
-            got: *count,
-            max,
-        });
+        return Err(WireError::Limit { field: field.name, got: *count, max });
     }
     Ok(())
 }
@@ -799,10 +528,7 @@ mod tests {
         let buf: Vec<u8> = std::iter::repeat_n([0x0a, 0x00], 1000).flatten().collect();
         assert_eq!(
             check(&buf, &OPINION),
-            Err(WireError::Malformed {
-                message: "Opinion",
-                what: "repeated element too short"
-            })
+            Err(WireError::Malformed { message: "Opinion", what: "repeated element too short" })
         );
     }
 
@@ -825,17 +551,11 @@ mod tests {
         assert!((128..16384).contains(&n));
         let mut buf = vec![0x0a, (n as u8) | 0x80, (n >> 7) as u8];
         buf.resize(3 + n, 0);
-        assert!(matches!(
-            check(&buf, &COORDINATE),
-            Err(WireError::Limit { .. })
-        ));
+        assert!(matches!(check(&buf, &COORDINATE), Err(WireError::Limit { .. })));
         let ok = [0x0a, 8, 0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(check(&ok, &COORDINATE), Ok(()));
         let ragged = [0x0a, 6, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(
-            check(&ragged, &COORDINATE),
-            Err(WireError::Malformed { .. })
-        ));
+        assert!(matches!(check(&ragged, &COORDINATE), Err(WireError::Malformed { .. })));
     }
 
     #[test]
@@ -844,43 +564,25 @@ mod tests {
             check(&[0x0a, 5, 1, 2], &ENVELOPE),
             Err(WireError::Truncated("field runs past the end"))
         );
-        assert_eq!(
-            check(&[0x08], &HLC),
-            Err(WireError::Truncated("varint runs past the end"))
-        );
+        assert_eq!(check(&[0x08], &HLC), Err(WireError::Truncated("varint runs past the end")));
         assert!(matches!(
             check(&[0x0b], &HLC),
-            Err(WireError::Malformed {
-                what: "groups are not used",
-                ..
-            })
+            Err(WireError::Malformed { what: "groups are not used", .. })
         ));
         assert!(matches!(
             check(&[0x08, 1, 0x08, 2], &HLC),
-            Err(WireError::Malformed {
-                what: "singular field repeated",
-                ..
-            })
+            Err(WireError::Malformed { what: "singular field repeated", .. })
         ));
         assert!(matches!(
             check(&[0x00, 1], &HLC),
-            Err(WireError::Malformed {
-                what: "invalid field number",
-                ..
-            })
+            Err(WireError::Malformed { what: "invalid field number", .. })
         ));
         assert!(matches!(
             check(&[0x0a, 0], &HLC),
-            Err(WireError::Malformed {
-                what: "wrong wire type for field",
-                ..
-            })
+            Err(WireError::Malformed { what: "wrong wire type for field", .. })
         ));
         let long = [0xff; 11];
-        assert!(matches!(
-            check(&long, &HLC),
-            Err(WireError::Malformed { .. })
-        ));
+        assert!(matches!(check(&long, &HLC), Err(WireError::Malformed { .. })));
     }
 
     #[test]
@@ -895,10 +597,7 @@ mod tests {
         let buf = [0x62, 0x00, 0x7a, 0x00];
         assert!(matches!(
             check(&buf, &EVENT),
-            Err(WireError::Malformed {
-                what: "more than one oneof member",
-                ..
-            })
+            Err(WireError::Malformed { what: "more than one oneof member", .. })
         ));
     }
 }
