@@ -1,8 +1,25 @@
 //! vecino-coords: the latency map.
 //!
 //! Vivaldi network coordinates (Dabek et al., "Vivaldi: A Decentralized Network Coordinate
-//! System", SIGCOMM 2004), proximity, barrios and the barrio centroid CRDT. Pure: no IO, no
-//! clock, randomness injected by the caller.
+//! System", SIGCOMM 2004) with the refinements of Ledlie et al., "Network Coordinates in the
+//! Wild", NSDI 2007, in two profiles of one [`Client`]: `serf`, HashiCorp Serf's reference
+//! algorithm and defaults, and `vecino`, this project's tuning. Also proximity (predicted and
+//! measured RTT, the clout proximity factor), barrios and the barrio centroid CRDT, and
+//! seeded topology generators for tests and simulations.
 //!
-//! This crate is filled by the coordinates issue; until then it exports nothing.
+//! Pure: no IO, no clock, randomness injected by the caller.
 #![deny(missing_docs)]
+
+mod client;
+mod coordinate;
+mod filter;
+mod profile;
+pub mod topology;
+
+pub use client::{Client, ClientStats, UpdateError};
+pub use coordinate::{
+    Coordinate, CoordinateError, DEFAULT_DIMENSIONS, Field, MAX_ERROR, MAX_OFFSET_SECS, MAX_RTT,
+    MAX_VECTOR_NORM_SECS,
+};
+pub use filter::{FilterConfig, LatencyFilter, MAX_WINDOW};
+pub use profile::{Config, DEFAULT_MAX_PEERS, Decay, Profile, Robust, UnknownProfile};

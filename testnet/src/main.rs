@@ -1,15 +1,29 @@
 //! `vecino-testnet`: evaluations and test networks for vecino.
 //!
-//! Subcommands arrive with their issues (`coords`, `sim`, `local`, `soak`).
+//! Subcommands arrive with their issues: `coords` (coordinate evaluation on RTT matrices)
+//! now; `sim`, `local` and `soak` later.
 
-use clap::Parser;
+mod coords;
+
+use clap::{Parser, Subcommand};
 
 /// Evaluations and test networks for vecino.
 #[derive(Debug, Parser)]
 #[command(name = "vecino-testnet", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Evaluate coordinate profiles (vecino vs Serf) on an RTT matrix, side by side.
+    Coords(coords::CoordsArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Coords(args) => coords::run(args),
+    }
 }

@@ -1,0 +1,279 @@
+//! The Vivaldi client: one peer's coordinate, updated from (peer coordinate, measured RTT).
+//!
+//! Vivaldi (Dabek et al., "Vivaldi: A Decentralized Network Coordinate System", SIGCOMM 2004)
+//! treats the overlay as a system of springs whose rest length is the measured RTT. Each
+//! sample pulls or pushes this peer along the line to the other one, by a step proportional
+//! to the spring's tension (`rtt - predicted`) and to the adaptive timestep
+//! `cc · e_i / (e_i + e_j)`, where `e` are the two peers' error estimates: an uncertain peer
+//! moves a lot towards a certain one and a certain one barely moves. The error estimate is an
+//! exponentially weighted average of the samples' relative error. Heights grow and shrink
+//! with the same force (§5.4 of the paper).
+//!
+//! On top of that, following HashiCorp Serf (which follows Ledlie et al., "Network
+//! Coordinates in the Wild", NSDI 2007), samples go through a per-peer median filter, a
+//! small gravity pulls the frame towards the origin, and an adjustment term (Lee et al.,
+//! ToN 2010) averages the residuals of the last few samples. The `vecino` profile adds a
+//! robust loss and step-size decay (see [`Robust`](crate::Robust),
+//! [`Decay`](crate::Decay)); both are branches of the one code path below.
+//!
+//! The client is pure: it reads no clock and owns no randomness. The only random choice,
+//! the direction to move when two peers share a position, comes from the caller's RNG.
+
+use std::time::Duration;
+
+use nalgebra::SVector;
+use rand::Rng;
+use thiserror::Error;
+
+use crate::coordinate::{Coordinate, CoordinateError, DEFAULT_DIMENSIONS, MAX_RTT};
+use crate::filter::LatencyFilter;
+use crate::profile::Config;
+
+/// Below this many seconds two positions, an RTT or an error sum count as zero (Serf's).
+const ZERO_THRESHOLD: f64 = 1.0e-6;
+
+/// Why an update was refused. The client's state is untouched when this is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Error)]
+pub enum UpdateError {
+    /// The peer's coordinate failed [`Coordinate::check`].
+    #[error("invalid peer coordinate: {0}")]
+    InvalidCoordinate(#[from] CoordinateError),
+    /// The RTT is not in `(0, MAX_RTT]` (or not a number).
+    #[error("rtt out of range: {0} s")]
+    RttOutOfRange(f64),
+}
+
+/// Counters a host exports as metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Updates applied.
+    pub updates: u64,
+    /// Updates refused with an [`UpdateError`].
+    pub rejected: u64,
+    /// Times the coordinate became invalid and was reset to the origin.
+    pub resets: u64,
+    /// Times step-size decay was re-heated because the error estimate jumped.
+    pub reheats: u64,
+}
+
+/// One peer's Vivaldi state. `K` names other peers (for the per-peer latency filter).
+#[derive(Debug, Clone)]
+pub struct Client<K, const D: usize = DEFAULT_DIMENSIONS> {
+    config: Config,
+    coord: Coordinate<D>,
+    filter: LatencyFilter<K>,
+    /// Serf's adjustment ring (`config.adjustment_window` samples).
+    adjustment_samples: Vec<f64>,
+    adjustment_index: usize,
+    /// Updates since start, reset or re-heat (step-size decay).
+    age: f64,
+    /// Slow average of the error estimate (re-heat detection).
+    slow_error: f64,
+    stats: ClientStats,
+}
+
+impl<K: Ord + Clone, const D: usize> Client<K, D> {
+    /// A client at the origin, with the largest error.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            coord: Self::fresh(&config),
+            filter: LatencyFilter::new(config.filter),
+            adjustment_samples: vec![0.0; config.adjustment_window],
+            adjustment_index: 0,
+            age: 0.0,
+            slow_error: config.error_max,
+            stats: ClientStats::default(),
+        }
+    }
+
+    fn fresh(config: &Config) -> Coordinate<D> {
+        Coordinate::origin(config.height_min, config.error_max)
+    }
+
+    /// The current coordinate.
+    pub fn coordinate(&self) -> &Coordinate<D> {
+        &self.coord
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// Forces the coordinate to a known state (for example one persisted before a restart).
+    pub fn set_coordinate(&mut self, coord: Coordinate<D>) -> Result<(), CoordinateError> {
+        coord.check()?;
+        self.coord = coord;
+        Ok(())
+    }
+
+    /// Forgets the filter state kept for `peer` (it left the overlay).
+    pub fn forget(&mut self, peer: &K) {
+        self.filter.forget(peer);
+    }
+
+    /// Predicted RTT from this client to `other`, in seconds.
+    pub fn distance_secs(&self, other: &Coordinate<D>) -> f64 {
+        self.coord.distance_secs(other)
+    }
+
+    /// Updates from one RTT sample to `peer`, whose coordinate is `other`.
+    ///
+    /// Returns the new coordinate. On error nothing changes except the `rejected` counter.
+    pub fn update<R: Rng + ?Sized>(
+        &mut self,
+        peer: &K,
+        other: &Coordinate<D>,
+        rtt: Duration,
+        rng: &mut R,
+    ) -> Result<&Coordinate<D>, UpdateError> {
+        self.update_secs(peer, other, rtt.as_secs_f64(), rng)
+    }
+
+    /// As [`Client::update`], with the RTT in seconds (any `f64`: NaN, zero, negative or above
+    /// [`MAX_RTT`] is refused).
+    pub fn update_secs<R: Rng + ?Sized>(
+        &mut self,
+        peer: &K,
+        other: &Coordinate<D>,
+        rtt_secs: f64,
+        rng: &mut R,
+    ) -> Result<&Coordinate<D>, UpdateError> {
+        if let Err(e) = other.check() {
+            self.stats.rejected += 1;
+            return Err(e.into());
+        }
+        // NaN fails the comparison and lands here too.
+        if !(rtt_secs > 0.0 && rtt_secs <= MAX_RTT.as_secs_f64()) {
+            self.stats.rejected += 1;
+            return Err(UpdateError::RttOutOfRange(rtt_secs));
+        }
+        let (rtt, _samples) = self.filter.push(peer, rtt_secs);
+        self.update_vivaldi(other, rtt, rng);
+        self.update_adjustment(other, rtt);
+        self.update_gravity(rng);
+        self.stats.updates += 1;
+        if !self.coord.is_valid() {
+            self.reset();
+        }
+        Ok(&self.coord)
+    }
+
+    /// Returns to the origin with the largest error (after the state turned invalid).
+    fn reset(&mut self) {
+        self.stats.resets += 1;
+        self.coord = Self::fresh(&self.config);
+        self.adjustment_samples.fill(0.0);
+        self.adjustment_index = 0;
+        self.age = 0.0;
+        self.slow_error = self.config.error_max;
+    }
+
+    fn update_vivaldi<R: Rng + ?Sized>(&mut self, other: &Coordinate<D>, rtt: f64, rng: &mut R) {
+        let cfg = &self.config;
+        let rtt = rtt.max(ZERO_THRESHOLD);
+        let dist = self.coord.distance_secs(other);
+        let residual = rtt - dist;
+        let mut wrongness = residual.abs() / rtt;
+        let total_error = (self.coord.error + other.error).max(ZERO_THRESHOLD);
+        let weight = self.coord.error / total_error;
+
+        // Robust loss: down-weight samples far outside the model's usual error.
+        let mut robust_weight = 1.0;
+        if let Some(r) = cfg.robust {
+            let scale = r.k * self.coord.error.max(r.min_scale);
+            let z = wrongness / scale;
+            robust_weight = 1.0 / (1.0 + z * z);
+            wrongness = wrongness.min(scale);
+        }
+
+        let e = cfg.ce * weight * wrongness + self.coord.error * (1.0 - cfg.ce * weight);
+        self.coord.error = e.min(cfg.error_max);
+
+        let mut step = cfg.cc * weight;
+        if let Some(d) = cfg.decay {
+            self.slow_error += 0.02 * (self.coord.error - self.slow_error);
+            if self.coord.error > d.reheat * self.slow_error && self.age > d.tau {
+                self.age = 0.0;
+                self.stats.reheats += 1;
+            }
+            step *= (1.0 / (1.0 + self.age / d.tau)).max(d.floor);
+            self.age += 1.0;
+        }
+        let force = step * residual * robust_weight;
+        self.apply_force(force, other, rng);
+    }
+
+    /// Moves `force` seconds along the line from `other` to this coordinate (negative: towards
+    /// `other`), scaling the height with it.
+    fn apply_force<R: Rng + ?Sized>(&mut self, force: f64, other: &Coordinate<D>, rng: &mut R) {
+        let (unit, mag) = unit_vector_at(&self.coord.vec, &other.vec, rng);
+        self.coord.vec += unit * force;
+        if mag > ZERO_THRESHOLD {
+            let h = (self.coord.height + other.height) * force / mag + self.coord.height;
+            self.coord.height = h.max(self.config.height_min);
+        }
+    }
+
+    fn update_adjustment(&mut self, other: &Coordinate<D>, rtt: f64) {
+        let window = self.adjustment_samples.len();
+        if window == 0 {
+            return;
+        }
+        // As Serf: the raw distance (adjustments left out), after the Vivaldi step.
+        let dist = self.coord.raw_distance_secs(other);
+        self.adjustment_samples[self.adjustment_index] = rtt - dist;
+        self.adjustment_index = (self.adjustment_index + 1) % window;
+        let sum: f64 = self.adjustment_samples.iter().sum();
+        #[allow(clippy::cast_precision_loss)]
+        let denom = 2.0 * window as f64;
+        self.coord.adjustment = sum / denom;
+    }
+
+    fn update_gravity<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        if !self.config.gravity_rho.is_finite() {
+            return;
+        }
+        let origin = Coordinate::<D>::origin(self.config.height_min, self.config.error_max);
+        let dist = origin.distance_secs(&self.coord);
+        let force = -(dist / self.config.gravity_rho).powi(2);
+        self.apply_force(force, &origin, rng);
+    }
+}
+
+/// Unit vector pointing from `to` towards `from`, and the distance between them. When the two
+/// coincide, a random direction (and distance 0).
+fn unit_vector_at<R: Rng + ?Sized, const D: usize>(
+    from: &SVector<f64, D>,
+    to: &SVector<f64, D>,
+    rng: &mut R,
+) -> (SVector<f64, D>, f64) {
+    let diff = from - to;
+    let mag = diff.norm();
+    if mag > ZERO_THRESHOLD {
+        return (diff / mag, mag);
+    }
+    let random: SVector<f64, D> = SVector::from_fn(|_, _| unit_f64(rng) - 0.5);
+    let rmag = random.norm();
+    if rmag > ZERO_THRESHOLD {
+        return (random / rmag, 0.0);
+    }
+    let mut first = SVector::zeros();
+    if D > 0 {
+        first[0] = 1.0;
+    }
+    (first, 0.0)
+}
+
+/// A uniform `f64` in `[0, 1)` from 53 random bits.
+#[inline]
+#[allow(clippy::cast_precision_loss)]
+pub(crate) fn unit_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
