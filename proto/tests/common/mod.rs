@@ -91,3 +91,15 @@ pub fn raw_event(
     }
     .encode_to_vec()
 }
+
+/// proptest settings with a printed, replayable seed: `PROPTEST_RNG_SEED` if set, otherwise a
+/// fixed default, so CI runs are reproducible and a failure names its seed.
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngSeed};
+    let seed = std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7665_6369_6e6f_u64);
+    eprintln!("proptest seed {seed} (replay with PROPTEST_RNG_SEED={seed})");
+    Config { cases, rng_seed: RngSeed::Fixed(seed), ..Config::default() }
+}
