@@ -61,6 +61,7 @@ pub struct ClientStats {
 pub struct Client<K, const D: usize = DEFAULT_DIMENSIONS> {
     config: Config,
     coord: Coordinate<D>,
+    app: Coordinate<D>,
     filter: LatencyFilter<K>,
     /// Serf's adjustment ring (`config.adjustment_window` samples).
     adjustment_samples: Vec<f64>,
@@ -69,6 +70,12 @@ pub struct Client<K, const D: usize = DEFAULT_DIMENSIONS> {
     age: f64,
     /// Slow average of the error estimate (re-heat detection).
     slow_error: f64,
+    /// Running mean of ln(rtt in seconds) (RTT weighting's reference length).
+    log_rtt: f64,
+    /// Samples folded into `log_rtt`, saturating.
+    log_rtt_n: f64,
+    /// Last position step (momentum).
+    velocity: SVector<f64, D>,
     stats: ClientStats,
 }
 
@@ -78,11 +85,15 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         Self {
             config,
             coord: Self::fresh(&config),
+            app: Self::fresh(&config),
             filter: LatencyFilter::new(config.filter),
             adjustment_samples: vec![0.0; config.adjustment_window],
             adjustment_index: 0,
             age: 0.0,
             slow_error: config.error_max,
+            log_rtt: 0.0,
+            log_rtt_n: 0.0,
+            velocity: SVector::zeros(),
             stats: ClientStats::default(),
         }
     }
@@ -94,6 +105,11 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
     /// The current coordinate.
     pub fn coordinate(&self) -> &Coordinate<D> {
         &self.coord
+    }
+
+    /// The application-level coordinate.
+    pub fn app_coordinate(&self) -> &Coordinate<D> {
+        if self.config.app_alpha > 0.0 { &self.app } else { &self.coord }
     }
 
     /// The configuration.
@@ -162,6 +178,12 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         if !self.coord.is_valid() {
             self.reset();
         }
+        let a = self.config.app_alpha;
+        if a > 0.0 {
+            self.app.vec += (self.coord.vec - self.app.vec) * a;
+            self.app.height += (self.coord.height - self.app.height) * a;
+            self.app.error = self.coord.error;
+        }
         Ok(&self.coord)
     }
 
@@ -173,6 +195,7 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         self.adjustment_index = 0;
         self.age = 0.0;
         self.slow_error = self.config.error_max;
+        self.velocity = SVector::zeros();
     }
 
     fn update_vivaldi<R: Rng + ?Sized>(&mut self, other: &Coordinate<D>, rtt: f64, rng: &mut R) {
@@ -206,8 +229,30 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
             step *= (1.0 / (1.0 + self.age / d.tau)).max(d.floor);
             self.age += 1.0;
         }
+        if let Some(wt) = cfg.weighting {
+            // Running mean of ln(rtt): a plain average for the first samples, then an
+            // exponential one with a window of 64.
+            self.log_rtt_n = (self.log_rtt_n + 1.0).min(64.0);
+            self.log_rtt += (rtt.ln() - self.log_rtt) / self.log_rtt_n;
+            let gain = ((self.log_rtt - rtt.ln()) * wt.power).exp();
+            step *= gain.min(wt.max_gain);
+        }
         let force = step * residual * robust_weight;
-        self.apply_force(force, other, rng);
+        let (unit, mag) = unit_vector_at(&self.coord.vec, &other.vec, rng);
+        let mut delta = unit * force;
+        if cfg.momentum > 0.0 {
+            delta += self.velocity * cfg.momentum;
+            self.velocity = delta;
+        }
+        self.coord.vec += delta;
+        let h = match cfg.height_gain {
+            Some(g) => self.coord.height + g * force,
+            None if mag > ZERO_THRESHOLD => {
+                (self.coord.height + other.height) * force / mag + self.coord.height
+            }
+            None => self.coord.height,
+        };
+        self.coord.height = h.max(cfg.height_min);
     }
 
     /// Moves `force` seconds along the line from `other` to this coordinate (negative: towards

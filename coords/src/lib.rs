@@ -22,4 +22,6 @@ pub use coordinate::{
     MAX_VECTOR_NORM_SECS,
 };
 pub use filter::{FilterConfig, LatencyFilter, MAX_WINDOW};
-pub use profile::{Config, DEFAULT_MAX_PEERS, Decay, Profile, Robust, UnknownProfile};
+pub use profile::{
+    Config, DEFAULT_MAX_PEERS, Decay, Profile, Robust, RttWeighting, UnknownKey, UnknownProfile,
+};

@@ -95,6 +95,24 @@ pub struct Decay {
     pub reheat: f64,
 }
 
+/// Relative weighting of samples by their RTT.
+///
+/// Vivaldi's spring force is the absolute residual `rtt - predicted`, so it minimises the
+/// *absolute* squared error: a 300 ms link pulls a thousand times harder than a 0.3 ms one,
+/// and the short links, which decide who is nearest, end up poorly fitted. Accuracy is judged
+/// (and proximity decided) on the *relative* error. The step of a sample is therefore
+/// multiplied by `min(max_gain, (L / rtt)^power)`, where `L` is a running geometric mean of
+/// the RTTs this client measures (so the weighting is scale-free: a LAN and a WAN behave
+/// alike). `power = 2` is the gradient of the relative squared error, `power = 0` is
+/// Vivaldi.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RttWeighting {
+    /// Exponent of `L / rtt`.
+    pub power: f64,
+    /// Largest multiplier, so a very short link cannot throw the coordinate around.
+    pub max_gain: f64,
+}
+
 /// Every tuning parameter of the client. Lengths in seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Config {
@@ -116,6 +134,17 @@ pub struct Config {
     pub robust: Option<Robust>,
     /// Step-size decay; `None` = Vivaldi's steady step.
     pub decay: Option<Decay>,
+    /// Relative weighting of samples by RTT; `None` = Vivaldi's absolute force.
+    pub weighting: Option<RttWeighting>,
+    /// Heavy-ball momentum of the position (0 = none): each step adds this fraction of the
+    /// previous one.
+    pub momentum: f64,
+    /// Height step: `None` = Serf's rule (`Δh = force · (h_i + h_j) / ‖x_i − x_j‖`);
+    /// `Some(g)` = the gradient of the stress, `Δh = g · force` (the height is the part of the
+    /// residual common to all of a peer's links, so it should absorb the mean residual).
+    pub height_gain: Option<f64>,
+    /// Smoothing of the application-level coordinate (0 = it is the system coordinate).
+    pub app_alpha: f64,
 }
 
 impl Config {
@@ -131,6 +160,10 @@ impl Config {
             gravity_rho: 150.0,
             robust: None,
             decay: None,
+            weighting: None,
+            momentum: 0.0,
+            height_gain: None,
+            app_alpha: 0.0,
         }
     }
 
@@ -138,14 +171,18 @@ impl Config {
     pub fn vecino() -> Self {
         Self {
             error_max: 1.5,
-            ce: 0.25,
-            cc: 0.25,
+            ce: 0.1,
+            cc: 0.5,
             height_min: 10.0e-6,
             adjustment_window: 0,
             filter: FilterConfig { window: 3, lower_median: true, max_peers: DEFAULT_MAX_PEERS },
             gravity_rho: 150.0,
             robust: Some(Robust { k: 3.0, min_scale: 0.02 }),
-            decay: Some(Decay { tau: 100.0, floor: 0.05, reheat: 3.0 }),
+            decay: Some(Decay { tau: 200.0, floor: 0.05, reheat: 3.0 }),
+            weighting: Some(RttWeighting { power: 1.5, max_gain: 16.0 }),
+            momentum: 0.3,
+            height_gain: Some(0.25),
+            app_alpha: 0.05,
         }
     }
 }
@@ -155,3 +192,52 @@ impl Default for Config {
         Self::vecino()
     }
 }
+
+impl Config {
+    /// Sets one parameter by name (`cc`, `decay.tau`, …; see the source for the list), for
+    /// ablations and tuning from a command line. A value of `0` for `robust.k`, `decay.tau` or
+    /// `weighting.power` switches that lever off; any other value switches it on with
+    /// the remaining fields taken from the vecino profile.
+    pub fn set(&mut self, key: &str, value: f64) -> Result<(), UnknownKey> {
+        let v = Self::vecino();
+        let robust = self.robust.or(v.robust).unwrap_or(Robust { k: 3.0, min_scale: 0.02 });
+        let decay =
+            self.decay.or(v.decay).unwrap_or(Decay { tau: 100.0, floor: 0.05, reheat: 3.0 });
+        let weighting =
+            self.weighting.or(v.weighting).unwrap_or(RttWeighting { power: 1.0, max_gain: 4.0 });
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let as_usize = value.max(0.0) as usize;
+        let on = value != 0.0;
+        match key {
+            "ce" => self.ce = value,
+            "cc" => self.cc = value,
+            "error_max" => self.error_max = value,
+            "height_min" => self.height_min = value,
+            "adjustment_window" => self.adjustment_window = as_usize,
+            "filter.window" => self.filter.window = as_usize,
+            "filter.lower_median" => self.filter.lower_median = on,
+            "gravity_rho" => self.gravity_rho = value,
+            "robust.k" => self.robust = on.then_some(Robust { k: value, ..robust }),
+            "robust.min_scale" => self.robust = Some(Robust { min_scale: value, ..robust }),
+            "decay.tau" => self.decay = on.then_some(Decay { tau: value, ..decay }),
+            "decay.floor" => self.decay = Some(Decay { floor: value, ..decay }),
+            "decay.reheat" => self.decay = Some(Decay { reheat: value, ..decay }),
+            "weighting.power" => {
+                self.weighting = on.then_some(RttWeighting { power: value, ..weighting });
+            }
+            "weighting.max_gain" => {
+                self.weighting = Some(RttWeighting { max_gain: value, ..weighting });
+            }
+            "momentum" => self.momentum = value,
+            "app_alpha" => self.app_alpha = value,
+            "height_gain" => self.height_gain = (value >= 0.0).then_some(value),
+            _ => return Err(UnknownKey),
+        }
+        Ok(())
+    }
+}
+
+/// A parameter name [`Config::set`] does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown config key")]
+pub struct UnknownKey;

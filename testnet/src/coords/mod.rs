@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vecino_coords::{
-    Coordinate, Profile,
+    Config, Coordinate, Profile,
     topology::{RttMatrix, Topology},
 };
 
@@ -75,6 +75,28 @@ pub(crate) struct CoordsArgs {
     /// Random starts of the offline best fit (besides one warm start per profile).
     #[arg(long, default_value_t = 1)]
     offline_starts: u64,
+    /// Override a parameter of the vecino profile, e.g. `--set decay.tau=0` (ablations).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_set)]
+    set: Vec<(String, f64)>,
+}
+
+fn parse_set(s: &str) -> Result<(String, f64), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    let v: f64 = v.parse().map_err(|_| format!("bad number {v:?}"))?;
+    Config::vecino().set(k, v).map_err(|e| format!("{e}: {k:?}"))?;
+    Ok((k.to_owned(), v))
+}
+
+/// The configuration a profile runs with (vecino's with the `--set` overrides).
+fn config_of(profile: Profile, args: &CoordsArgs) -> Config {
+    let mut c = profile.config();
+    if profile == Profile::Vecino {
+        for (k, v) in &args.set {
+            // Keys were validated when parsed.
+            let _ = c.set(k, *v);
+        }
+    }
+    c
 }
 
 fn parse_topology(s: &str) -> Result<Topology, String> {
@@ -132,7 +154,7 @@ fn run_dims<const D: usize>(args: &CoordsArgs) -> anyhow::Result<()> {
     let mut report = Report::new(&name, &matrix, &seeds, args.noise, D, &checkpoints);
     eprintln!("{}", report.header());
     for p in &profiles {
-        eprintln!("config {}: {:?}", p.name(), p.config());
+        eprintln!("config {}: {:?}", p.name(), config_of(*p, args));
     }
 
     let mut first_coords: Vec<Vec<Coordinate<D>>> = Vec::new();
@@ -145,7 +167,7 @@ fn run_dims<const D: usize>(args: &CoordsArgs) -> anyhow::Result<()> {
             let started = Instant::now();
             let run = protocol::run::<D>(
                 &matrix,
-                profile.config(),
+                config_of(profile, args),
                 &checkpoints,
                 seed,
                 args.noise,
@@ -166,7 +188,7 @@ fn run_dims<const D: usize>(args: &CoordsArgs) -> anyhow::Result<()> {
         }
         report.profiles.push(ProfileReport {
             profile: profile.name(),
-            config: format!("{:?}", profile.config()),
+            config: format!("{:?}", config_of(profile, args)),
             resets,
             rejected,
             checkpoints: CheckpointReport::from_seeds(&checkpoints, &per_seed),

@@ -102,16 +102,16 @@ pub(crate) fn run<const D: usize>(
                 }
                 let rtt_secs = matrix.ms(i, j) * noise.factor(&mut schedule) / 1000.0;
                 let other = *clients[j].coordinate();
-                let before = *clients[i].coordinate();
+                let before = *clients[i].app_coordinate();
                 // The matrix is checked and the coordinates come from clients, so errors
                 // only count (they are reported), they cannot occur on valid data.
                 if clients[i].update_secs(&j, &other, rtt_secs, &mut client_rng).is_ok() && late {
-                    moved += metrics::displacement_ms(&before, clients[i].coordinate());
+                    moved += metrics::displacement_ms(&before, clients[i].app_coordinate());
                     moves += 1;
                 }
             }
         }
-        let coords: Vec<Coordinate<D>> = clients.iter().map(|c| *c.coordinate()).collect();
+        let coords: Vec<Coordinate<D>> = clients.iter().map(|c| *c.app_coordinate()).collect();
         let mut m = metrics::evaluate(matrix, &coords);
         #[allow(clippy::cast_precision_loss)]
         if moves > 0 {
@@ -122,7 +122,7 @@ pub(crate) fn run<const D: usize>(
     }
     Run {
         checkpoints: out,
-        coords: clients.iter().map(|c| *c.coordinate()).collect(),
+        coords: clients.iter().map(|c| *c.app_coordinate()).collect(),
         resets: clients.iter().map(|c| c.stats().resets).sum(),
         rejected: clients.iter().map(|c| c.stats().rejected).sum(),
     }
