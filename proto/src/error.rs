@@ -20,9 +20,14 @@ pub enum VerifyError {
     /// The bytes end inside a field.
     #[error("truncated envelope: {0}")]
     Truncated(&'static str),
-    /// The bytes are not a valid encoding.
-    #[error("malformed envelope: {0}")]
-    Malformed(String),
+    /// The bytes are not a valid encoding (no allocation: junk is rejected at line rate).
+    #[error("malformed {message}: {what}")]
+    Malformed {
+        /// Message being decoded.
+        message: &'static str,
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A field is over its size or count limit.
     #[error("limit exceeded: {field} has {got}, at most {max}")]
     LimitExceeded {
@@ -99,7 +104,7 @@ impl VerifyError {
         match self {
             VerifyError::TooLarge { .. } => Reason::TooLarge,
             VerifyError::Truncated(_) => Reason::Truncated,
-            VerifyError::Malformed(_) => Reason::Malformed,
+            VerifyError::Malformed { .. } => Reason::Malformed,
             VerifyError::LimitExceeded { .. } => Reason::LimitExceeded,
             VerifyError::BadSignatureLength(_) | VerifyError::BadSignature => Reason::BadSignature,
             VerifyError::UnknownKeyFormat { .. } => Reason::UnknownKeyFormat,
@@ -124,15 +129,18 @@ impl From<WireError> for VerifyError {
     fn from(e: WireError) -> Self {
         match e {
             WireError::Truncated(what) => VerifyError::Truncated(what),
-            WireError::Malformed { .. } => VerifyError::Malformed(e.to_string()),
+            WireError::Malformed { message, what } => VerifyError::Malformed { message, what },
             WireError::Limit { field, got, max } => VerifyError::LimitExceeded { field, got, max },
         }
     }
 }
 
+/// What prost can still reject after the pre-scan: values, not shapes.
+pub(crate) const PROST_VALUE: &str = "invalid value (a string that is not UTF-8)";
+
 impl From<prost::DecodeError> for VerifyError {
-    fn from(e: prost::DecodeError) -> Self {
-        VerifyError::Malformed(e.to_string())
+    fn from(_: prost::DecodeError) -> Self {
+        VerifyError::Malformed { message: "event", what: PROST_VALUE }
     }
 }
 
@@ -151,8 +159,13 @@ pub enum FrameError {
     #[error("truncated frame: {0}")]
     Truncated(&'static str),
     /// The bytes are not a valid encoding.
-    #[error("malformed frame: {0}")]
-    Malformed(String),
+    #[error("malformed {message}: {what}")]
+    Malformed {
+        /// Message being decoded.
+        message: &'static str,
+        /// What was wrong.
+        what: &'static str,
+    },
     /// A field is over its size or count limit.
     #[error("limit exceeded: {field} has {got}, at most {max}")]
     LimitExceeded {
@@ -174,7 +187,7 @@ impl FrameError {
         match self {
             FrameError::TooLarge { .. } => Reason::TooLarge,
             FrameError::Truncated(_) => Reason::Truncated,
-            FrameError::Malformed(_) | FrameError::Empty => Reason::Malformed,
+            FrameError::Malformed { .. } | FrameError::Empty => Reason::Malformed,
             FrameError::LimitExceeded { .. } => Reason::LimitExceeded,
         }
     }
@@ -184,15 +197,15 @@ impl From<WireError> for FrameError {
     fn from(e: WireError) -> Self {
         match e {
             WireError::Truncated(what) => FrameError::Truncated(what),
-            WireError::Malformed { .. } => FrameError::Malformed(e.to_string()),
+            WireError::Malformed { message, what } => FrameError::Malformed { message, what },
             WireError::Limit { field, got, max } => FrameError::LimitExceeded { field, got, max },
         }
     }
 }
 
 impl From<prost::DecodeError> for FrameError {
-    fn from(e: prost::DecodeError) -> Self {
-        FrameError::Malformed(e.to_string())
+    fn from(_: prost::DecodeError) -> Self {
+        FrameError::Malformed { message: "frame", what: PROST_VALUE }
     }
 }
 

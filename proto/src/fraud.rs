@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use prost::Message;
 
-use crate::error::VerifyError;
+use crate::error::{FrameError, VerifyError};
 use crate::keys::AuthorKey;
 use crate::limits::MAX_FRAME_BYTES;
 use crate::pb::{self, Stream};
@@ -27,7 +27,7 @@ pub struct FraudProof {
 pub enum FraudProofError {
     /// The proof could not be decoded.
     #[error("malformed fraud proof: {0}")]
-    Malformed(String),
+    Malformed(FrameError),
     /// One of the two envelopes does not verify.
     #[error("{which} envelope: {error}")]
     Envelope {
@@ -103,14 +103,20 @@ impl Verifier {
     /// Checks a fraud proof received from the network.
     pub fn verify_fraud_proof(&mut self, bytes: Bytes) -> Result<FraudProof, FraudProofError> {
         if bytes.len() > MAX_FRAME_BYTES {
-            return Err(FraudProofError::Malformed(format!("{} bytes is too large", bytes.len())));
+            return Err(FraudProofError::Malformed(FrameError::TooLarge {
+                size: bytes.len(),
+                max: MAX_FRAME_BYTES,
+            }));
         }
         wire::check(&bytes, &wire::FRAUD_PROOF)
-            .map_err(|e| FraudProofError::Malformed(e.to_string()))?;
+            .map_err(|e| FraudProofError::Malformed(e.into()))?;
         let proof =
-            pb::FraudProof::decode(bytes).map_err(|e| FraudProofError::Malformed(e.to_string()))?;
+            pb::FraudProof::decode(bytes).map_err(|e| FraudProofError::Malformed(e.into()))?;
         let mut open = |env: Option<pb::Envelope>, which| {
-            let env = env.ok_or(FraudProofError::Malformed(format!("{which} envelope missing")))?;
+            let env = env.ok_or(FraudProofError::Malformed(FrameError::Malformed {
+                message: "FraudProof",
+                what: "envelope missing",
+            }))?;
             self.verify_stored(Bytes::from(env.encode_to_vec()))
                 .map_err(|error| FraudProofError::Envelope { which, error })
         };

@@ -31,8 +31,8 @@ use crate::wire;
 /// Domain tag prefixed to the event bytes before signing.
 pub const EVENT_DOMAIN: &[u8] = b"vecino/v1/event\0";
 
-/// Decompressed keys kept by a [`Verifier`]; the cache is cleared when it fills.
-const KEY_CACHE_ENTRIES: usize = 4096;
+/// Decompressed keys kept by a [`Verifier`] (~250 KiB); the cache is cleared when it fills.
+const KEY_CACHE_ENTRIES: usize = 1024;
 
 /// An event whose signature and shape have been checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +237,10 @@ impl Verifier {
         let key = VerifyingKey::from_bytes(&author.0).map_err(|_| VerifyError::InvalidKey)?;
         if key.is_weak() {
             return Err(VerifyError::WeakKey);
+        }
+        // Allocated whole on first use and never grown, so verifying allocates nothing for it.
+        if self.keys.capacity() == 0 {
+            self.keys.reserve(KEY_CACHE_ENTRIES);
         }
         if self.keys.len() >= KEY_CACHE_ENTRIES {
             self.keys.clear();

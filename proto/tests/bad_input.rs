@@ -60,7 +60,7 @@ fn truncated_at_every_length() {
                 err,
                 VerifyError::Truncated(_)
                     | VerifyError::BadSignatureLength(_)
-                    | VerifyError::Malformed(_)
+                    | VerifyError::Malformed { .. }
             ),
             "cut at {cut}: {err:?}"
         );
@@ -76,18 +76,18 @@ fn truncated_at_every_length() {
 fn garbage_is_malformed() {
     rejects(
         Bytes::from_static(&[0x0b, 0x0c]),
-        |e| matches!(e, VerifyError::Malformed(_)),
+        |e| matches!(e, VerifyError::Malformed { .. }),
         Reason::Malformed,
     );
     rejects(
         Bytes::from_static(&[0xff; 16]),
-        |e| matches!(e, VerifyError::Malformed(_)),
+        |e| matches!(e, VerifyError::Malformed { .. }),
         Reason::Malformed,
     );
     // An event field that is not an Event: a string of 0xff.
     rejects(
         envelope(&[0xff; 40], &[0; 64]),
-        |e| matches!(e, VerifyError::Malformed(_) | VerifyError::Truncated(_)),
+        |e| matches!(e, VerifyError::Malformed { .. } | VerifyError::Truncated(_)),
         Reason::Malformed,
     );
 }
@@ -317,7 +317,7 @@ fn invalid_utf8_in_a_string_is_malformed() {
     event.extend_from_slice(&bad);
     rejects(
         raw_envelope(SEED, &event),
-        |e| matches!(e, VerifyError::Malformed(_)),
+        |e| matches!(e, VerifyError::Malformed { .. }),
         Reason::Malformed,
     );
 }

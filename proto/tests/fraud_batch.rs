@@ -127,7 +127,7 @@ fn batch_keeps_precheck_failures_in_place() {
     envs[3] = Bytes::from_static(b"garbage");
     envs[6] = forge(&envs[6]);
     let results = Verifier::default().verify_batch(envs, NOW_MS);
-    assert!(matches!(results[3], Err(VerifyError::Malformed(_) | VerifyError::Truncated(_))));
+    assert!(matches!(results[3], Err(VerifyError::Malformed { .. } | VerifyError::Truncated(_))));
     assert_eq!(results[6], Err(VerifyError::BadSignature));
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 8);
     assert!(Verifier::default().verify_batch(Vec::new(), NOW_MS).is_empty());
