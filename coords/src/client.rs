@@ -29,6 +29,9 @@ use crate::coordinate::{Coordinate, CoordinateError, DEFAULT_DIMENSIONS, MAX_RTT
 use crate::filter::LatencyFilter;
 use crate::profile::Config;
 
+/// The application coordinate's smoothing starts at `APP_WARMUP / (n + APP_WARMUP)`.
+const APP_WARMUP: f64 = 8.0;
+
 /// Below this many seconds two positions, an RTT or an error sum count as zero (Serf's).
 const ZERO_THRESHOLD: f64 = 1.0e-6;
 
@@ -74,6 +77,8 @@ pub struct Client<K, const D: usize = DEFAULT_DIMENSIONS> {
     log_rtt: f64,
     /// Samples folded into `log_rtt`, saturating.
     log_rtt_n: f64,
+    /// Updates since start or reset (app-coordinate warm-up).
+    since_reset: u64,
     /// Last position step (momentum).
     velocity: SVector<f64, D>,
     stats: ClientStats,
@@ -94,6 +99,7 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
             log_rtt: 0.0,
             log_rtt_n: 0.0,
             velocity: SVector::zeros(),
+            since_reset: 0,
             stats: ClientStats::default(),
         }
     }
@@ -175,11 +181,16 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         self.update_adjustment(other, rtt);
         self.update_gravity(rng);
         self.stats.updates += 1;
+        self.since_reset += 1;
         if !self.coord.is_valid() {
             self.reset();
         }
-        let a = self.config.app_alpha;
-        if a > 0.0 {
+        if self.config.app_alpha > 0.0 {
+            // While the system coordinate is young it is still travelling from the origin:
+            // follow it closely, then average over ~1/alpha updates.
+            #[allow(clippy::cast_precision_loss)]
+            let n = self.since_reset as f64;
+            let a = self.config.app_alpha.max(APP_WARMUP / (n + APP_WARMUP));
             self.app.vec += (self.coord.vec - self.app.vec) * a;
             self.app.height += (self.coord.height - self.app.height) * a;
             self.app.error = self.coord.error;
@@ -196,26 +207,21 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         self.age = 0.0;
         self.slow_error = self.config.error_max;
         self.velocity = SVector::zeros();
+        self.since_reset = 0;
+        self.app = self.coord;
     }
 
     fn update_vivaldi<R: Rng + ?Sized>(&mut self, other: &Coordinate<D>, rtt: f64, rng: &mut R) {
-        let cfg = &self.config;
+        let cfg = self.config;
         let rtt = rtt.max(ZERO_THRESHOLD);
         let dist = self.coord.distance_secs(other);
-        let residual = rtt - dist;
-        let mut wrongness = residual.abs() / rtt;
+        let mut wrongness = (rtt - dist).abs() / rtt;
         let total_error = (self.coord.error + other.error).max(ZERO_THRESHOLD);
         let weight = self.coord.error / total_error;
-
-        // Robust loss: down-weight samples far outside the model's usual error.
-        let mut robust_weight = 1.0;
         if let Some(r) = cfg.robust {
-            let scale = r.k * self.coord.error.max(r.min_scale);
-            let z = wrongness / scale;
-            robust_weight = 1.0 / (1.0 + z * z);
-            wrongness = wrongness.min(scale);
+            // One sample cannot raise the error estimate by more than the kernel's width.
+            wrongness = wrongness.min(r.k * self.coord.error.max(r.min_scale));
         }
-
         let e = cfg.ce * weight * wrongness + self.coord.error * (1.0 - cfg.ce * weight);
         self.coord.error = e.min(cfg.error_max);
 
@@ -229,18 +235,40 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
             step *= (1.0 / (1.0 + self.age / d.tau)).max(d.floor);
             self.age += 1.0;
         }
-        if let Some(wt) = cfg.weighting {
+        if cfg.weighting.is_some() {
             // Running mean of ln(rtt): a plain average for the first samples, then an
             // exponential one with a window of 64.
             self.log_rtt_n = (self.log_rtt_n + 1.0).min(64.0);
             self.log_rtt += (rtt.ln() - self.log_rtt) / self.log_rtt_n;
+        }
+        self.spring(other, rtt, step, true, rng);
+    }
+
+    /// One spring step of size `step` (a fraction of the residual) towards the rest length
+    /// `rtt` from `other`, through the robust kernel and the RTT weighting.
+    fn spring<R: Rng + ?Sized>(
+        &mut self,
+        other: &Coordinate<D>,
+        rtt: f64,
+        mut step: f64,
+        momentum: bool,
+        rng: &mut R,
+    ) {
+        let cfg = self.config;
+        let dist = self.coord.distance_secs(other);
+        let residual = rtt - dist;
+        if let Some(r) = cfg.robust {
+            let z = residual.abs() / rtt / (r.k * self.coord.error.max(r.min_scale));
+            step /= 1.0 + z * z;
+        }
+        if let Some(wt) = cfg.weighting {
             let gain = ((self.log_rtt - rtt.ln()) * wt.power).exp();
             step *= gain.min(wt.max_gain);
         }
-        let force = step * residual * robust_weight;
+        let force = step * residual;
         let (unit, mag) = unit_vector_at(&self.coord.vec, &other.vec, rng);
         let mut delta = unit * force;
-        if cfg.momentum > 0.0 {
+        if momentum && cfg.momentum > 0.0 {
             delta += self.velocity * cfg.momentum;
             self.velocity = delta;
         }

@@ -182,7 +182,7 @@ impl Config {
             weighting: Some(RttWeighting { power: 1.5, max_gain: 16.0 }),
             momentum: 0.3,
             height_gain: Some(0.25),
-            app_alpha: 0.05,
+            app_alpha: 0.02,
         }
     }
 }
