@@ -10,11 +10,18 @@
 //! Pure: no IO, no clock, randomness injected by the caller.
 #![deny(missing_docs)]
 
+mod barrio;
+mod centroid;
 mod client;
 mod coordinate;
 mod filter;
 mod profile;
+mod proximity;
 pub mod topology;
+
+pub use barrio::{BarrioConfig, BarrioId, BarrioTracker, barrio_of};
+pub use centroid::{BarrioSlot, Centroid, CentroidCrdt, DEFAULT_MAX_SLOTS, MAX_HEALTH, SlotError};
+pub use proximity::{Proximity, ProximityConfig, RttOutOfRange, predicted_rtt, proximity_factor};
 
 pub use client::{Client, ClientStats, UpdateError};
 pub use coordinate::{
