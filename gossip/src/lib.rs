@@ -1,6 +1,16 @@
 //! vecino-gossip: the sans-IO protocol engine.
 //!
-//! Membership, RCM-style links, anti-entropy sync and Plumtree-style broadcast, driven by
-//! `handle(now, input) -> outputs` (see DESIGN.md §2). The engine arrives with its own issue;
-//! this crate is only its place in the workspace for now and exports nothing.
+//! Membership, RCM-style links, anti-entropy sync and Plumtree-style broadcast, driven through
+//! the [`Protocol`] contract in [`io`]: the host feeds inputs with the current [`Time`] and
+//! carries out the outputs. No IO, no clock, no global RNG: the same engine runs in the node and,
+//! reproducibly from a seed, in the simulator (feature `sim`).
 #![deny(missing_docs)]
+
+pub mod io;
+mod time;
+
+pub use io::{
+    AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,
+    Protocol, StoreOp, Timer,
+};
+pub use time::Time;

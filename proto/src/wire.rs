@@ -312,6 +312,24 @@ static ACK: Schema = Schema {
     ],
 };
 
+static IHAVE: Schema = Schema {
+    name: "IHave",
+    fields: &[f(
+        1,
+        "IHave.heads",
+        Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
+    )],
+};
+static GRAFT: Schema = Schema {
+    name: "Graft",
+    fields: &[f(
+        1,
+        "Graft.heads",
+        Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
+    )],
+};
+static PRUNE: Schema = Schema { name: "Prune", fields: &[] };
+
 pub(crate) static FRAME: Schema = Schema {
     name: "Frame",
     fields: &[
@@ -324,6 +342,9 @@ pub(crate) static FRAME: Schema = Schema {
         one(7, "Frame.request", Kind::Msg(&REQUEST_RANGES)),
         one(8, "Frame.ack", Kind::Msg(&ACK)),
         one(9, "Frame.fraud_proof", Kind::Msg(&FRAUD_PROOF)),
+        one(10, "Frame.ihave", Kind::Msg(&IHAVE)),
+        one(11, "Frame.graft", Kind::Msg(&GRAFT)),
+        one(12, "Frame.prune", Kind::Msg(&PRUNE)),
     ],
 };
 

@@ -1,0 +1,259 @@
+//! The contract between the engine and its host (the node, or the simulator).
+//!
+//! The host owns sockets, clocks, disk and timers; the engine owns every protocol decision. The
+//! host feeds one [`Input`] at a time to [`Protocol::handle`] together with the current
+//! [`Time`], and must then carry out every [`Output`] returned, in order, before feeding the
+//! next input:
+//!
+//! | output | what the host must do |
+//! |---|---|
+//! | [`Output::Send`] | send `frame` to `to` over the link reported by [`Input::LinkUp`]; if the link is gone, drop it (the engine retransmits what matters) |
+//! | [`Output::Deliver`] | hand the event to the application (API, event stream, metrics) |
+//! | [`Output::Schedule`] | call `handle(Input::Timer(timer))` at or after `at`; timers are not cancelled, a stale one is ignored by the engine |
+//! | [`Output::Dial`] | try to open a transport connection to `peer` (at `addrs` if known) and report [`Input::LinkUp`] on success; failure needs no report |
+//! | [`Output::Disconnect`] | close the transport connection to `peer`, then report [`Input::LinkDown`] |
+//! | [`Output::Persist`] | apply the store operation durably *before* sending any later `Send` that acknowledges it (the engine emits them in that order) |
+//!
+//! Inputs the host reports:
+//!
+//! | input | when |
+//! |---|---|
+//! | [`Input::Received`] | a frame arrived from an authenticated neighbour (the transport proved it is `from`) |
+//! | [`Input::LinkUp`] | a transport connection to `peer` is established (inbound or after a dial) |
+//! | [`Input::LinkDown`] | the transport connection to `peer` closed (the engine decides what that means for the link's status) |
+//! | [`Input::Timer`] | a scheduled timer is due |
+//! | [`Input::Command`] | the application asks for something |
+
+use std::time::Duration;
+
+use vecino_proto::{AuthorKey, Bytes, EventId, FraudProof, Hlc};
+
+use crate::time::Time;
+
+/// One thing that happened to the engine's peer.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A frame (`vecino.v1.Frame` bytes) arrived from neighbour `from`.
+    Received {
+        /// The neighbour, as authenticated by the transport.
+        from: AuthorKey,
+        /// The frame's bytes, untrusted.
+        frame: Bytes,
+    },
+    /// A transport connection to `peer` is up.
+    LinkUp {
+        /// The neighbour.
+        peer: AuthorKey,
+        /// What the host knows of the link.
+        info: LinkInfo,
+    },
+    /// The transport connection to `peer` closed.
+    LinkDown {
+        /// The neighbour.
+        peer: AuthorKey,
+    },
+    /// A timer the engine scheduled is due.
+    Timer(Timer),
+    /// A request from the application.
+    Command(Command),
+}
+
+/// What the host knows about a link when it comes up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The link's rate in bits per second, if configured or known; the engine paces what it
+    /// sends on the link to this rate (control first). `None`: unpaced.
+    pub rate_bps: Option<u64>,
+    /// True when the neighbour dialled us.
+    pub inbound: bool,
+}
+
+/// A request from the application.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Broadcast a post on `topic` to every peer.
+    Post {
+        /// Topic, 1..=128 bytes of UTF-8.
+        topic: String,
+        /// Body, at most `vecino_proto::limits::MAX_POST_BODY_BYTES`.
+        body: Bytes,
+    },
+    /// Leave on purpose: publish a `chau` and stop reconnecting.
+    Leave {
+        /// Why, for the others' logs.
+        reason: String,
+    },
+}
+
+/// A timer: opaque to the host, which only schedules it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timer(pub(crate) TimerKind);
+
+/// What a timer is for (engine-internal).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum TimerKind {
+    /// The engine's periodic housekeeping tick.
+    #[allow(dead_code)]
+    Tick,
+    /// Reserved for engine timers keyed by peer.
+    #[allow(dead_code)]
+    Peer(AuthorKey, u8),
+}
+
+/// Send classes, most urgent first: a link's queue always drains a more urgent class first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    /// Heartbeats, acks, version vectors, grafts and prunes.
+    Control,
+    /// Point-to-point postcards.
+    Postcard,
+    /// Broadcast posts.
+    Post,
+    /// Membership: hey-there, newspapers, opinions, barrio slots.
+    Membership,
+}
+
+/// Status of the link to one neighbour (RCM's three states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkStatus {
+    /// Heartbeats arrive in time.
+    Connected,
+    /// Heartbeats stopped; traffic for the neighbour is buffered, nothing is dropped.
+    Suspected,
+    /// Silent for longer than `suspect_timeout`; buffers for the neighbour are released and
+    /// anti-entropy will catch it up when it returns.
+    Disconnected,
+}
+
+impl LinkStatus {
+    /// Lowercase name for logs and the API.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LinkStatus::Connected => "connected",
+            LinkStatus::Suspected => "suspected",
+            LinkStatus::Disconnected => "disconnected",
+        }
+    }
+}
+
+/// A post delivered to the application.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveredPost {
+    /// The post's event id.
+    pub id: EventId,
+    /// Its author.
+    pub author: AuthorKey,
+    /// Its seq in the author's post stream (delivery is gapless and in order per author).
+    pub seq: u64,
+    /// The author's clock when posting.
+    pub hlc: Hlc,
+    /// The topic.
+    pub topic: String,
+    /// The body.
+    pub body: Bytes,
+    /// True for this peer's own post, delivered as it is published.
+    pub own: bool,
+}
+
+/// Something the application should know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppEvent {
+    /// A post, exactly once per peer, in per-author order.
+    Post(DeliveredPost),
+    /// A neighbour's link changed status.
+    Link {
+        /// The neighbour.
+        peer: AuthorKey,
+        /// Its new status.
+        status: LinkStatus,
+    },
+    /// A peer appeared in, updated, or left the membership.
+    Member {
+        /// The peer.
+        peer: AuthorKey,
+        /// What changed.
+        change: MemberChange,
+    },
+    /// A new measured round-trip time to a neighbour.
+    Rtt {
+        /// The neighbour.
+        peer: AuthorKey,
+        /// The sample.
+        rtt: Duration,
+    },
+    /// A peer was caught signing two different events at one (author, stream, seq).
+    Equivocation(Box<FraudProof>),
+}
+
+/// How a peer's membership changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// First heard of.
+    Joined,
+    /// Newer presence or status.
+    Updated,
+    /// Said chau.
+    Left,
+}
+
+/// A durable-storage operation for the host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreOp {
+    /// Store this event (its envelope bytes are what to keep).
+    Put(vecino_proto::VerifiedEvent),
+    /// Forget an event (a superseded latest-value event, or an expired log event).
+    Delete {
+        /// The event's author.
+        author: AuthorKey,
+        /// Its stream.
+        stream: vecino_proto::pb::Stream,
+        /// Its seq.
+        seq: u64,
+    },
+}
+
+/// One thing the host must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send `frame` to neighbour `to`.
+    Send {
+        /// The neighbour.
+        to: AuthorKey,
+        /// `vecino.v1.Frame` bytes.
+        frame: Bytes,
+        /// What kind of traffic it is (for the host's accounting; the engine already paced it).
+        class: Priority,
+    },
+    /// Hand an event to the application.
+    Deliver(AppEvent),
+    /// Call back with `timer` at `at`.
+    Schedule {
+        /// When.
+        at: Time,
+        /// What to feed back.
+        timer: Timer,
+    },
+    /// Open a connection to `peer`.
+    Dial {
+        /// The peer.
+        peer: AuthorKey,
+        /// Its advertised addresses (multiaddrs), possibly empty.
+        addrs: Vec<String>,
+    },
+    /// Close the connection to `peer`.
+    Disconnect {
+        /// The peer.
+        peer: AuthorKey,
+    },
+    /// Apply a durable-storage operation.
+    Persist(StoreOp),
+}
+
+/// A peer's protocol state machine, as a host drives it: the engine, or a baseline
+/// disseminator in the simulator.
+pub trait Protocol {
+    /// The peer this state machine runs as.
+    fn peer(&self) -> AuthorKey;
+    /// Feeds one input at `now`; the host must carry out the returned outputs in order.
+    fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output>;
+}
