@@ -256,4 +256,10 @@ pub trait Protocol {
     fn peer(&self) -> AuthorKey;
     /// Feeds one input at `now`; the host must carry out the returned outputs in order.
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output>;
+    /// A summary of what this peer holds (its events and, where it has one, its membership
+    /// view): two peers holding the same have equal digests. The simulator compares digests to
+    /// tell when peers have converged.
+    fn digest(&self) -> u64;
+    /// How many other peers this peer knows of (its membership view).
+    fn known_peers(&self) -> usize;
 }

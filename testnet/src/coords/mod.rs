@@ -208,7 +208,7 @@ fn run_dims<const D: usize>(args: &CoordsArgs) -> anyhow::Result<()> {
     if args.offline_epochs > 0 {
         let started = Instant::now();
         eprintln!(
-            "offline best fit: {} starts × 2 stages × {} epochs …",
+            "offline best fit: {} starts × up to 3 stages × {} epochs …",
             first_coords.len() + usize::try_from(args.offline_starts).unwrap_or(0),
             args.offline_epochs
         );
