@@ -56,8 +56,8 @@ pub(crate) enum Kind {
     Msg(&'static Schema),
     /// Repeated nested message: each element's encoding at least `min` bytes, at most `count`.
     RepeatedMsg { schema: &'static Schema, min: usize, count: usize },
-    /// Repeated string: each between `min` and `max` bytes, at most `count` of them.
-    RepeatedStr { min: usize, max: usize, count: usize },
+    /// Repeated string or bytes: each between `min` and `max` bytes, at most `count` of them.
+    RepeatedLen { min: usize, max: usize, count: usize },
     /// Repeated 4-byte scalar (packed or not), at most `count` values.
     Repeated32 { count: usize },
     /// Repeated 8-byte scalar (packed or not), at most `count` values.
@@ -124,7 +124,7 @@ pub(crate) static HEY_THERE: Schema = Schema {
         f(
             2,
             "HeyThere.addrs",
-            Kind::RepeatedStr { min: MIN_ADDR_BYTES, max: MAX_ADDR_BYTES, count: MAX_ADDRS },
+            Kind::RepeatedLen { min: MIN_ADDR_BYTES, max: MAX_ADDR_BYTES, count: MAX_ADDRS },
         ),
         f(3, "HeyThere.name", Kind::Bytes { max: MAX_TEXT_BYTES }),
         f(4, "HeyThere.version", Kind::Bytes { max: MAX_TEXT_BYTES }),
@@ -253,11 +253,18 @@ const MIN_ENVELOPE: usize = 2 + SIGNATURE_BYTES + 2 + MIN_KEYED;
 
 static EVENTS: Schema = Schema {
     name: "Events",
-    fields: &[f(
-        1,
-        "Events.envelopes",
-        Kind::RepeatedMsg { schema: &ENVELOPE, min: MIN_ENVELOPE, count: MAX_EVENTS_PER_FRAME },
-    )],
+    fields: &[
+        f(
+            1,
+            "Events.envelopes",
+            Kind::RepeatedLen {
+                min: MIN_ENVELOPE,
+                max: MAX_ENVELOPE_BYTES,
+                count: MAX_EVENTS_PER_FRAME,
+            },
+        ),
+        f(2, "Events.sync", Kind::Varint),
+    ],
 };
 static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };
 static PONG: Schema = Schema {
@@ -285,6 +292,7 @@ static VERSION_VECTOR: Schema = Schema {
             Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
         ),
         f(2, "VersionVector.partial", Kind::Varint),
+        f(3, "VersionVector.reply", Kind::Varint),
     ],
 };
 static SEQ_RANGE: Schema = Schema {
@@ -446,7 +454,7 @@ pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError
         let repeated = matches!(
             field.kind,
             Kind::RepeatedMsg { .. }
-                | Kind::RepeatedStr { .. }
+                | Kind::RepeatedLen { .. }
                 | Kind::Repeated32 { .. }
                 | Kind::Repeated64 { .. }
         );
@@ -491,7 +499,7 @@ fn check_field(
             }
             check(b, schema)
         }
-        (Kind::RepeatedStr { min, max, count: max_count }, Value::Len(b)) => {
+        (Kind::RepeatedLen { min, max, count: max_count }, Value::Len(b)) => {
             *count += 1;
             limit(*count, max_count)?;
             limit(b.len(), max)?;

@@ -138,9 +138,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     let env = signed_post(&identity(2), 1, "hi").envelope().clone();
     let frame = pb::Frame {
         link_seq: 9,
-        kind: Some(pb::frame::Kind::Events(pb::Events {
-            envelopes: vec![prost::Message::decode(env).unwrap()],
-        })),
+        kind: Some(pb::frame::Kind::Events(pb::Events { envelopes: vec![env], sync: false })),
     };
     let bytes = Bytes::from(encode_frame(&frame));
     assert_eq!(decode_frame(bytes.clone()).unwrap(), frame);
