@@ -32,6 +32,10 @@ use crate::profile::Config;
 /// The application coordinate's smoothing starts at `APP_WARMUP / (n + APP_WARMUP)`.
 const APP_WARMUP: f64 = 8.0;
 
+/// Largest step of one sample, as a fraction of its residual (vecino levers only; Serf's
+/// own step, `cc · w ≤ 0.25`, never reaches it).
+const MAX_STEP: f64 = 0.3;
+
 /// Below this many seconds two positions, an RTT or an error sum count as zero (Serf's).
 const ZERO_THRESHOLD: f64 = 1.0e-6;
 
@@ -265,7 +269,9 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
             let gain = ((self.log_rtt - rtt.ln()) * wt.power).exp();
             step *= gain.min(wt.max_gain);
         }
-        let force = step * residual;
+        // Never more than half-way to the rest length: with RTT weighting a short link's
+        // gain could otherwise overshoot, and a run of overshoots diverges.
+        let force = step.min(MAX_STEP) * residual;
         let (unit, mag) = unit_vector_at(&self.coord.vec, &other.vec, rng);
         let mut delta = unit * force;
         if momentum && cfg.momentum > 0.0 {
