@@ -198,6 +198,7 @@ pub enum MemberChange {
 
 /// A durable-storage operation for the host.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // `Put` is by far the most frequent: no box per event
 pub enum StoreOp {
     /// Store this event (its envelope bytes are what to keep).
     Put(vecino_proto::VerifiedEvent),

@@ -6,8 +6,17 @@
 //! reproducibly from a seed, in the simulator (feature `sim`).
 #![deny(missing_docs)]
 
+mod broadcast;
+mod config;
+mod engine;
 pub mod io;
+mod link;
+mod store;
+mod sync;
 mod time;
+
+pub use config::Config;
+pub use engine::{Engine, EngineStats, LinkView, Member};
 
 pub use io::{
     AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,

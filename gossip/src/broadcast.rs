@@ -1,0 +1,140 @@
+//! Plumtree-style dissemination (Leitão, Pereira, Rodrigues, "Epidemic Broadcast Trees",
+//! SRDS 2007) over the neighbour links.
+//!
+//! Each link is *eager* or *lazy*. A new event is pushed whole on eager links and announced by
+//! (author, stream, seq) on lazy ones, batched per tick. A peer that receives a pushed event it
+//! already held answers PRUNE, and both ends turn that link lazy: the eager links thin out to a
+//! spanning tree and each peer receives each event about once. A peer that hears an
+//! announcement but not the event within an RTT-scaled timeout sends GRAFT to the announcer,
+//! which sends the event and turns the link eager again: the tree repairs itself around failed
+//! links, and re-forms across a healed partition.
+
+use rand::Rng;
+use vecino_proto::pb::{self, Stream};
+use vecino_proto::{AuthorKey, VerifiedEvent};
+
+use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing};
+use crate::io::{LinkStatus, Priority};
+
+/// Heads announced per link per tick at most; the rest wait for the next tick.
+const MAX_IHAVE_PER_LINK: usize = 4_096;
+
+impl<R: Rng> Engine<R> {
+    /// Passes a new event on: pushed to eager neighbours, announced to lazy ones.
+    pub(crate) fn forward(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent) {
+        let targets: Vec<(AuthorKey, bool)> = self
+            .links
+            .iter()
+            .filter(|(p, l)| Some(**p) != from && l.status != LinkStatus::Disconnected)
+            .map(|(p, l)| (*p, l.eager))
+            .collect();
+        let head = (ev.author(), ev.stream(), ev.seq());
+        for (peer, eager) in targets {
+            if eager {
+                self.send_events(peer, std::slice::from_ref(ev), false);
+            } else if let Some(l) = self.links.get_mut(&peer)
+                && l.ihave.len() < MAX_IHAVE_PER_LINK
+            {
+                l.ihave.push(head);
+            }
+        }
+    }
+
+    /// A pushed duplicate arrived from `peer`: stop eager pushes on that link, both ways.
+    pub(crate) fn prune(&mut self, peer: AuthorKey) {
+        let Some(l) = self.links.get_mut(&peer) else { return };
+        if !l.eager {
+            return;
+        }
+        l.eager = false;
+        self.stats.prunes += 1;
+        self.send(peer, pb::frame::Kind::Prune(pb::Prune {}), Priority::Control, false);
+    }
+
+    pub(crate) fn on_ihave(&mut self, from: AuthorKey, ihave: &pb::IHave) {
+        let min = self.config.graft_min;
+        let rtt = self.links.get(&from).and_then(|l| l.rtt());
+        let wait = rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)));
+        let deadline = self.now + wait;
+        for h in &ihave.heads {
+            let Some(key) = head_key(&h.author, h.stream) else {
+                self.reject("bad_head");
+                continue;
+            };
+            if self.store.covers(&key, h.seq) {
+                continue;
+            }
+            let full = self.missing.len() >= MAX_MISSING;
+            match self.missing.get_mut(&(key, h.seq)) {
+                Some(m) => {
+                    if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
+                        m.announcers.push(from);
+                    }
+                }
+                None if !full => {
+                    self.missing.insert((key, h.seq), Missing { announcers: vec![from], deadline });
+                }
+                None => self.reject("missing_table_full"),
+            }
+        }
+    }
+
+    pub(crate) fn on_graft(&mut self, from: AuthorKey, graft: &pb::Graft) {
+        if let Some(l) = self.links.get_mut(&from) {
+            l.eager = true;
+        }
+        let events: Vec<VerifiedEvent> = graft
+            .heads
+            .iter()
+            .filter_map(|h| {
+                let key = head_key(&h.author, h.stream)?;
+                self.store.get(&key, h.seq).cloned()
+            })
+            .collect();
+        if !events.is_empty() {
+            self.send_events(from, &events, true);
+        }
+    }
+
+    /// Grafts every announced event still missing past its deadline, from its next announcer.
+    pub(crate) fn graft_overdue(&mut self) {
+        let now = self.now;
+        let min = self.config.graft_min;
+        let due: Vec<_> =
+            self.missing.iter().filter(|(_, m)| m.deadline <= now).map(|(k, _)| *k).collect();
+        let mut per_peer: std::collections::BTreeMap<AuthorKey, Vec<pb::StreamHead>> =
+            Default::default();
+        for (key, seq) in due {
+            // Graft from the first announcer still linked; try the next one on the next round.
+            let Some(m) = self.missing.get_mut(&(key, seq)) else { continue };
+            m.announcers.retain(|p| self.links.contains_key(p));
+            if m.announcers.is_empty() {
+                self.missing.remove(&(key, seq));
+                continue;
+            }
+            let peer = m.announcers[0];
+            m.announcers.rotate_left(1);
+            let rtt = self.links.get(&peer).and_then(|l| l.rtt()).unwrap_or(min);
+            m.deadline = now + min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
+            per_peer.entry(peer).or_default().push(pb::StreamHead {
+                author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),
+                stream: key.1 as i32,
+                seq,
+            });
+        }
+        for (peer, heads) in per_peer {
+            if let Some(l) = self.links.get_mut(&peer) {
+                l.eager = true;
+            }
+            self.stats.grafts += 1;
+            self.send(peer, pb::frame::Kind::Graft(pb::Graft { heads }), Priority::Control, false);
+        }
+    }
+}
+
+/// Reads an (author, stream) from wire fields; `None` if either is invalid.
+pub(crate) fn head_key(author: &[u8], stream: i32) -> Option<(AuthorKey, Stream)> {
+    let author = AuthorKey::from_slice(author)?;
+    let stream = Stream::try_from(stream).ok().filter(|s| s.kind().is_some())?;
+    Some((author, stream))
+}

@@ -1,0 +1,87 @@
+//! Engine settings, with the defaults a deployment starts from.
+
+use std::time::Duration;
+
+/// Settings of one engine. Every bound on remote-driven state is here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Period of the housekeeping tick (heartbeats, retransmissions, lazy pushes are checked on
+    /// it): the resolution of every engine timer.
+    pub tick: Duration,
+    /// A neighbour is sent a ping when nothing was sent to it for this long.
+    pub heartbeat: Duration,
+    /// A link becomes *suspected* when nothing was heard for `max(suspect_after, 3 × RTT)`.
+    pub suspect_after: Duration,
+    /// A suspected link becomes *disconnected* after this long: the longest outage weathered
+    /// with per-link buffers (RCM's suspect timeout).
+    pub suspect_timeout: Duration,
+    /// Heartbeat period on a disconnected link whose transport is still up.
+    pub disconnected_heartbeat: Duration,
+    /// Neighbours to keep in the active view (eager or lazy broadcast links).
+    pub active_view: usize,
+    /// Of the active view, how many are random long links rather than the nearest peers.
+    pub random_links: usize,
+    /// Most neighbour links held at once (inbound beyond this are refused).
+    pub max_links: usize,
+    /// Graft after this multiple of the announcing neighbour's RTT without the event.
+    pub graft_rtt_factor: f64,
+    /// Lower bound of the graft timeout.
+    pub graft_min: Duration,
+    /// Retransmit an unacknowledged frame after this multiple of the RTT.
+    pub rto_rtt_factor: f64,
+    /// Lower bound of the retransmission timeout.
+    pub rto_min: Duration,
+    /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
+    /// (counted) and anti-entropy catches up instead.
+    pub max_link_buffer_bytes: usize,
+    /// Period of the digest exchange with each neighbour (anti-entropy).
+    pub sync_interval: Duration,
+    /// Publish a newspaper at least this often.
+    pub newspaper_max_interval: Duration,
+    /// Publish a newspaper early when the coordinate moved more than this (ms)…
+    pub newspaper_move_ms: f64,
+    /// …but not more often than this.
+    pub newspaper_min_interval: Duration,
+    /// Most members (authors) tracked.
+    pub max_members: usize,
+    /// Most log events (posts) kept per author; older ones are forgotten first.
+    pub max_log_per_author: usize,
+    /// Events sent per `Events` frame at most.
+    pub max_events_per_frame: usize,
+    /// This peer's listen addresses, advertised in hey-there.
+    pub addrs: Vec<String>,
+    /// Human name, advertised in hey-there.
+    pub name: String,
+    /// Vivaldi settings.
+    pub coords: vecino_coords::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(100),
+            heartbeat: Duration::from_millis(500),
+            suspect_after: Duration::from_millis(1_500),
+            suspect_timeout: Duration::from_secs(60),
+            disconnected_heartbeat: Duration::from_secs(5),
+            active_view: 6,
+            random_links: 2,
+            max_links: 48,
+            graft_rtt_factor: 2.0,
+            graft_min: Duration::from_millis(150),
+            rto_rtt_factor: 3.0,
+            rto_min: Duration::from_millis(300),
+            max_link_buffer_bytes: 8 << 20,
+            sync_interval: Duration::from_secs(10),
+            newspaper_max_interval: Duration::from_secs(600),
+            newspaper_move_ms: 5.0,
+            newspaper_min_interval: Duration::from_secs(10),
+            max_members: 20_000,
+            max_log_per_author: 100_000,
+            max_events_per_frame: 64,
+            addrs: Vec::new(),
+            name: String::new(),
+            coords: vecino_coords::Config::vecino(),
+        }
+    }
+}

@@ -1,0 +1,836 @@
+//! The engine: one peer's whole protocol state, driven by [`Protocol::handle`].
+//!
+//! What happens to an input, in brief (the modules hold the details):
+//! - a frame is bounded and pre-scanned (`vecino_proto::decode_frame`); every rejection is
+//!   counted by reason and nothing else happens;
+//! - events inside are verified as a batch, stored ([`crate::store`]), persisted, delivered
+//!   (posts in per-author order), and passed on Plumtree-style ([`crate::broadcast`]): pushed
+//!   to eager neighbours, announced to lazy ones, grafted when an announcement is not followed
+//!   by the event in time, pruned when a pushed event was a duplicate;
+//! - every neighbour link keeps its RCM status, RTT, acknowledged-delivery buffers and paced
+//!   queues ([`crate::link`]); the tick sends heartbeats, marks silent links suspected and then
+//!   disconnected, retransmits, flushes acknowledgements and lazy announcements, and exchanges
+//!   digests and version vectors for anti-entropy ([`crate::sync`]);
+//! - pongs carry coordinates: each RTT sample updates this peer's Vivaldi coordinate, which it
+//!   publishes in newspapers when it moved (edge delta gating) or at the latest every
+//!   `newspaper_max_interval`;
+//! - the overlay keeps `active_view` neighbours: the nearest known peers by coordinate plus a
+//!   few random long links, dialled from the membership learnt by gossip.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::{Rng, RngExt};
+use vecino_coords::{Client, Coordinate};
+use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+use vecino_proto::{
+    AuthorKey, Bytes, FraudProof, Hlc, Identity, VerifiedEvent, Verifier, decode_frame,
+};
+
+use crate::config::Config;
+use crate::io::{
+    AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,
+    Protocol, StoreOp, Timer, TimerKind,
+};
+use crate::link::Link;
+use crate::store::{Insert, Store, StreamKey};
+use crate::time::Time;
+
+/// Announced-but-missing events tracked for grafting at most.
+pub(crate) const MAX_MISSING: usize = 65_536;
+/// Neighbours remembered as announcers of one missing event.
+pub(crate) const MAX_ANNOUNCERS: usize = 4;
+/// Pending dials at most.
+const MAX_DIALS: usize = 16;
+/// Give up on a dial that produced no link after this long.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the overlay and the newspaper are looked after.
+const MAINTENANCE: Duration = Duration::from_secs(1);
+/// Events answered per version vector at most (the rest follow on the next exchange).
+pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
+
+/// An event announced by lazy neighbours that this peer does not hold yet.
+#[derive(Debug)]
+pub(crate) struct Missing {
+    pub(crate) announcers: Vec<AuthorKey>,
+    pub(crate) deadline: Time,
+}
+
+/// Counters an operator (or a test) reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Frames received from neighbours.
+    pub frames_in: u64,
+    /// Frames and events rejected, by reason label.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// New events accepted.
+    pub events_new: u64,
+    /// Events received again.
+    pub events_duplicate: u64,
+    /// Posts delivered to the application (own ones included).
+    pub posts_delivered: u64,
+    /// Grafts sent.
+    pub grafts: u64,
+    /// Prunes sent.
+    pub prunes: u64,
+    /// Frames retransmitted.
+    pub retransmits: u64,
+    /// Version vectors sent.
+    pub version_vectors: u64,
+    /// Equivocations seen.
+    pub equivocations: u64,
+}
+
+/// A peer's view of one neighbour, for the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkView {
+    /// The neighbour.
+    pub peer: AuthorKey,
+    /// RCM status.
+    pub status: LinkStatus,
+    /// Since when.
+    pub since: Time,
+    /// Median measured RTT.
+    pub rtt: Option<Duration>,
+    /// Plumtree eager (else lazy).
+    pub eager: bool,
+    /// Bytes queued and frames unacknowledged.
+    pub buffered: (usize, usize),
+}
+
+/// One peer's protocol engine. See the crate docs and [`crate::io`] for how to drive it.
+#[derive(Debug)]
+pub struct Engine<R> {
+    pub(crate) identity: Identity,
+    pub(crate) me: AuthorKey,
+    pub(crate) config: Config,
+    pub(crate) rng: R,
+    pub(crate) verifier: Verifier,
+    pub(crate) hlc: Hlc,
+    pub(crate) store: Store,
+    pub(crate) links: BTreeMap<AuthorKey, Link>,
+    pub(crate) coords: Client<AuthorKey>,
+    pub(crate) missing: BTreeMap<(StreamKey, u64), Missing>,
+    pub(crate) dialing: BTreeMap<AuthorKey, Time>,
+    pub(crate) own_seq: BTreeMap<Stream, u64>,
+    pub(crate) last_paper: Option<(Time, Coordinate)>,
+    pub(crate) next_maintenance: Time,
+    pub(crate) leaving: bool,
+    pub(crate) started: Time,
+    pub(crate) out: Vec<Output>,
+    pub(crate) now: Time,
+    pub(crate) stats: EngineStats,
+}
+
+/// Coordinates travel in milliseconds on the wire; the Vivaldi client works in seconds.
+fn coord_to_pb(c: &Coordinate) -> pb::Coordinate {
+    let (vec, height, error, adjustment) = c.to_f32_parts();
+    pb::Coordinate {
+        vec: vec.into_iter().map(|x| x * 1e3).collect(),
+        height: height * 1e3,
+        error,
+        adjustment: adjustment * 1e3,
+    }
+}
+
+fn coord_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
+    let vec: Vec<f32> = c.vec.iter().map(|x| x / 1e3).collect();
+    Coordinate::from_f32_parts(&vec, c.height / 1e3, c.error, c.adjustment / 1e3).ok()
+}
+
+/// The coordinate a member last published (newspaper, else hey-there).
+pub(crate) fn published_coordinate(store: &Store, peer: AuthorKey) -> Option<Coordinate> {
+    let paper = store.latest(&(peer, Stream::Newspaper)).and_then(|e| match e.body() {
+        Body::Newspaper(n) => n.coordinate.as_ref(),
+        _ => None,
+    });
+    let hey = store.latest(&(peer, Stream::HeyThere)).and_then(|e| match e.body() {
+        Body::HeyThere(h) => h.coordinate.as_ref(),
+        _ => None,
+    });
+    paper.or(hey).and_then(coord_from_pb)
+}
+
+impl<R: Rng> Engine<R> {
+    /// A new engine for `identity` at `now`, holding `stored` (events persisted before a
+    /// restart, verified by the host with `Verifier::verify_stored`; empty on first start).
+    ///
+    /// The engine queues its first outputs (its tick, its hey-there and newspaper) at once;
+    /// they come out of the first [`Protocol::handle`] call, so a host feeds its first input
+    /// (a `LinkUp`, or any other) promptly.
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        rng: R,
+        now: Time,
+        stored: Vec<VerifiedEvent>,
+    ) -> Self {
+        let me = identity.public();
+        let mut engine = Self {
+            coords: Client::new(config.coords),
+            store: Store::new(config.max_log_per_author, config.max_members),
+            identity,
+            me,
+            config,
+            rng,
+            verifier: Verifier::default(),
+            hlc: Hlc::default(),
+            links: BTreeMap::new(),
+            missing: BTreeMap::new(),
+            dialing: BTreeMap::new(),
+            own_seq: BTreeMap::new(),
+            last_paper: None,
+            next_maintenance: now,
+            leaving: false,
+            started: now,
+            out: Vec::new(),
+            now,
+            stats: EngineStats::default(),
+        };
+        for ev in stored {
+            if ev.author() == me {
+                let seq = engine.own_seq.entry(ev.stream()).or_default();
+                *seq = (*seq).max(ev.seq());
+            }
+            engine.hlc.observe(ev.hlc(), 0);
+            let _ = engine.store.insert(ev);
+        }
+        if let Some(c) = published_coordinate(&engine.store, me) {
+            let _ = engine.coords.set_coordinate(c);
+        }
+        engine.publish_hey_there();
+        engine.publish_newspaper();
+        engine.schedule_tick();
+        engine
+    }
+
+    /// This peer's key.
+    pub fn id(&self) -> AuthorKey {
+        self.me
+    }
+
+    /// This peer's current (application-level) coordinate.
+    pub fn coordinate(&self) -> Coordinate {
+        *self.coords.app_coordinate()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The neighbour links.
+    pub fn links(&self) -> Vec<LinkView> {
+        self.links
+            .iter()
+            .map(|(p, l)| LinkView {
+                peer: *p,
+                status: l.status,
+                since: l.status_since,
+                rtt: l.rtt(),
+                eager: l.eager,
+                buffered: l.buffered(),
+            })
+            .collect()
+    }
+
+    /// Peers known by their presence or status (this peer excluded), with the latest of each
+    /// and whether they said chau since.
+    pub fn members(&self) -> Vec<Member> {
+        let mut out: BTreeMap<AuthorKey, Member> = BTreeMap::new();
+        for ev in self.store.latest_events() {
+            if ev.author() == self.me {
+                continue;
+            }
+            let m = out.entry(ev.author()).or_insert_with(|| Member {
+                peer: ev.author(),
+                hey_there: None,
+                newspaper: None,
+                left: false,
+            });
+            match ev.body() {
+                Body::HeyThere(h) => m.hey_there = Some(h.clone()),
+                Body::Newspaper(n) => m.newspaper = Some(n.clone()),
+                _ => {}
+            }
+        }
+        for m in out.values_mut() {
+            m.left = self.has_left(m.peer);
+        }
+        out.into_values().filter(|m| m.hey_there.is_some() || m.newspaper.is_some()).collect()
+    }
+
+    fn has_left(&self, peer: AuthorKey) -> bool {
+        let Some(chau) = self.store.latest(&(peer, Stream::Chau)) else { return false };
+        let alive = [Stream::HeyThere, Stream::Newspaper]
+            .iter()
+            .filter_map(|s| self.store.latest(&(peer, *s)))
+            .map(VerifiedEvent::hlc)
+            .max();
+        alive.is_none_or(|h| chau.hlc() > h)
+    }
+
+    fn known_count(&self) -> usize {
+        self.members().iter().filter(|m| !m.left).count()
+    }
+
+    // ----- outputs -----
+
+    pub(crate) fn emit(&mut self, o: Output) {
+        self.out.push(o);
+    }
+
+    fn schedule_tick(&mut self) {
+        let at = self.now + self.config.tick;
+        self.emit(Output::Schedule { at, timer: Timer(TimerKind::Tick) });
+    }
+
+    pub(crate) fn reject(&mut self, reason: &'static str) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Queues a frame to a neighbour; `reliable` frames get a link seq and are kept until
+    /// acknowledged. Sends at once what the link's pacing allows.
+    pub(crate) fn send(&mut self, to: AuthorKey, kind: Kind, class: Priority, reliable: bool) {
+        let max = self.config.max_link_buffer_bytes;
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&to) else { return };
+        let link_seq = if reliable { link.next_seq() } else { 0 };
+        let frame =
+            Bytes::from(vecino_proto::encode_frame(&pb::Frame { link_seq, kind: Some(kind) }));
+        link.push(link_seq, frame, class, max);
+        let mut ready = Vec::new();
+        link.drain(now, &mut ready);
+        for (frame, class) in ready {
+            self.out.push(Output::Send { to, frame, class });
+        }
+    }
+
+    /// Sends events to one neighbour in frames of at most `max_events_per_frame`.
+    pub(crate) fn send_events(&mut self, to: AuthorKey, events: &[VerifiedEvent], sync: bool) {
+        for chunk in events.chunks(self.config.max_events_per_frame.max(1)) {
+            let class = chunk.iter().map(|e| class_of(e.stream())).min().unwrap_or(Priority::Post);
+            let envelopes = chunk.iter().map(|e| e.envelope().clone()).collect();
+            self.send(to, Kind::Events(pb::Events { envelopes, sync }), class, true);
+        }
+    }
+
+    // ----- publishing -----
+
+    fn publish(&mut self, body: Body) -> Option<VerifiedEvent> {
+        let stream = vecino_proto::body_stream(&body);
+        let seq = self.own_seq.get(&stream).copied().unwrap_or(0) + 1;
+        let hlc = self.hlc.tick(self.now.as_millis());
+        match self.identity.sign(stream, seq, hlc, body) {
+            Ok(ev) => {
+                self.own_seq.insert(stream, seq);
+                self.accept(None, &ev, false);
+                Some(ev)
+            }
+            Err(_) => {
+                self.reject("own_event_invalid");
+                None
+            }
+        }
+    }
+
+    fn publish_hey_there(&mut self) {
+        let body = Body::HeyThere(pb::HeyThere {
+            coordinate: Some(coord_to_pb(self.coords.app_coordinate())),
+            addrs: self.config.addrs.clone(),
+            name: self.config.name.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_ms: self.started.as_millis(),
+        });
+        self.publish(body);
+    }
+
+    fn publish_newspaper(&mut self) {
+        let coordinate = *self.coords.app_coordinate();
+        let connected = self.links.values().filter(|l| l.status == LinkStatus::Connected).count();
+        let body = Body::Newspaper(pb::Newspaper {
+            coordinate: Some(coord_to_pb(&coordinate)),
+            uptime_s: u32::try_from(self.now.saturating_since(self.started).as_secs())
+                .unwrap_or(u32::MAX),
+            restarts: 0,
+            barrio: 0,
+            connected: u32::try_from(connected).unwrap_or(u32::MAX),
+            flags: 0,
+        });
+        self.last_paper = Some((self.now, coordinate));
+        self.publish(body);
+    }
+
+    fn maybe_publish_newspaper(&mut self) {
+        let Some((at, published)) = self.last_paper else {
+            self.publish_newspaper();
+            return;
+        };
+        let moved_ms = published.raw_distance_secs(self.coords.app_coordinate()) * 1e3;
+        let age = self.now.saturating_since(at);
+        if (moved_ms > self.config.newspaper_move_ms && age >= self.config.newspaper_min_interval)
+            || age >= self.config.newspaper_max_interval
+        {
+            self.publish_newspaper();
+        }
+    }
+
+    // ----- accepting events -----
+
+    /// Takes a verified event (own, or from `from`) into the store, delivers and forwards it.
+    pub(crate) fn accept(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent, pushed: bool) {
+        let key = (ev.author(), ev.stream());
+        self.hlc.observe(ev.hlc(), self.now.as_millis());
+        match self.store.insert(ev.clone()) {
+            Insert::New { superseded, delivered } => {
+                self.stats.events_new += 1;
+                self.missing.remove(&(key, ev.seq()));
+                self.emit(Output::Persist(StoreOp::Put(ev.clone())));
+                if let Some(seq) = superseded {
+                    self.emit(Output::Persist(StoreOp::Delete {
+                        author: key.0,
+                        stream: key.1,
+                        seq,
+                    }));
+                }
+                self.on_membership(ev, superseded.is_none());
+                if let Some(range) = delivered {
+                    self.deliver_posts(key, range);
+                } else if ev.kind() == vecino_proto::StreamKind::Log
+                    && let Some(from) = from
+                {
+                    // A gap: ask the sender for what precedes this event.
+                    let head = self.store.head(&key);
+                    let ranges = vec![pb::SeqRange {
+                        author: Bytes::copy_from_slice(key.0.as_bytes()),
+                        stream: key.1 as i32,
+                        from_seq: head + 1,
+                        to_seq: ev.seq() - 1,
+                    }];
+                    self.send(
+                        from,
+                        Kind::Request(pb::RequestRanges { ranges }),
+                        Priority::Control,
+                        false,
+                    );
+                }
+                self.forward(from, ev);
+            }
+            Insert::Duplicate => {
+                self.stats.events_duplicate += 1;
+                if pushed && let Some(from) = from {
+                    self.prune(from);
+                }
+            }
+            Insert::Stale => {}
+            Insert::Equivocation(other) => {
+                self.stats.equivocations += 1;
+                if let Some(proof) = FraudProof::from_pair(ev, &other) {
+                    self.emit(Output::Deliver(AppEvent::Equivocation(Box::new(proof))));
+                }
+            }
+        }
+    }
+
+    fn on_membership(&mut self, ev: &VerifiedEvent, first: bool) {
+        let change = match ev.body() {
+            Body::HeyThere(_) | Body::Newspaper(_) if ev.author() != self.me => {
+                if first && self.store.latest(&(ev.author(), other_presence(ev.stream()))).is_none()
+                {
+                    MemberChange::Joined
+                } else {
+                    MemberChange::Updated
+                }
+            }
+            Body::Chau(_) if ev.author() != self.me => MemberChange::Left,
+            _ => return,
+        };
+        self.emit(Output::Deliver(AppEvent::Member { peer: ev.author(), change }));
+    }
+
+    fn deliver_posts(&mut self, key: StreamKey, range: std::ops::RangeInclusive<u64>) {
+        for seq in range {
+            let Some(ev) = self.store.get(&key, seq) else { continue };
+            if let Body::Post(p) = ev.body() {
+                let post = DeliveredPost {
+                    id: ev.id(),
+                    author: ev.author(),
+                    seq,
+                    hlc: ev.hlc(),
+                    topic: p.topic.clone(),
+                    body: p.body.clone(),
+                    own: ev.author() == self.me,
+                };
+                self.stats.posts_delivered += 1;
+                self.emit(Output::Deliver(AppEvent::Post(post)));
+            }
+        }
+    }
+
+    // ----- frames -----
+
+    fn on_frame(&mut self, from: AuthorKey, bytes: Bytes) {
+        self.stats.frames_in += 1;
+        let frame = match decode_frame(bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                self.reject(e.reason().as_str());
+                return;
+            }
+        };
+        if !self.links.contains_key(&from) {
+            if self.links.len() >= self.config.max_links {
+                self.reject("too_many_links");
+                return;
+            }
+            self.links.insert(from, Link::new(self.now, None));
+        }
+        let now = self.now;
+        let link = self.links.get_mut(&from).expect("inserted above");
+        let healed = link.heard(now);
+        let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq);
+        if let Some(was) = healed {
+            self.on_heal(from, was);
+        }
+        let Some(kind) = frame.kind else { return };
+        if !fresh {
+            return; // a retransmission of something already processed
+        }
+        match kind {
+            Kind::Events(evs) => self.on_events(from, evs),
+            Kind::Ping(p) => {
+                let coordinate = Some(coord_to_pb(self.coords.coordinate()));
+                self.send(
+                    from,
+                    Kind::Pong(pb::Pong { nonce: p.nonce, coordinate }),
+                    Priority::Control,
+                    false,
+                );
+            }
+            Kind::Pong(p) => self.on_pong(from, &p),
+            Kind::Ack(a) => {
+                if let Some(l) = self.links.get_mut(&from) {
+                    l.acked(a.cumulative, &a.selective);
+                }
+            }
+            Kind::Digest(d) => self.on_digest(from, &d),
+            Kind::VersionVector(vv) => self.on_version_vector(from, &vv),
+            Kind::Request(r) => self.on_request(from, &r),
+            Kind::Ihave(i) => self.on_ihave(from, &i),
+            Kind::Graft(g) => self.on_graft(from, &g),
+            Kind::Prune(_) => {
+                if let Some(l) = self.links.get_mut(&from) {
+                    l.eager = false;
+                }
+            }
+            Kind::FraudProof(_) => {} // verified and gossiped by a later version
+        }
+    }
+
+    fn on_events(&mut self, from: AuthorKey, evs: pb::Events) {
+        let now_ms = self.now.as_millis();
+        let results = self.verifier.verify_batch(evs.envelopes, now_ms);
+        for r in results {
+            match r {
+                Ok(ev) => self.accept(Some(from), &ev, !evs.sync),
+                Err(e) => self.reject(e.reason().as_str()),
+            }
+        }
+    }
+
+    fn on_pong(&mut self, from: AuthorKey, pong: &pb::Pong) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&from) else { return };
+        let Some((nonce, sent)) = link.ping else { return };
+        if nonce != pong.nonce {
+            return;
+        }
+        link.ping = None;
+        let rtt = now.saturating_since(sent).max(Duration::from_micros(1));
+        link.record_rtt(rtt);
+        if let Some(c) = pong.coordinate.as_ref().and_then(coord_from_pb) {
+            let _ = self.coords.update(&from, &c, rtt, &mut self.rng);
+        }
+        self.emit(Output::Deliver(AppEvent::Rtt { peer: from, rtt }));
+    }
+
+    fn on_heal(&mut self, peer: AuthorKey, was: LinkStatus) {
+        self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
+        if was == LinkStatus::Disconnected {
+            // Buffers were released: catch up by version vectors.
+            self.send_version_vector(peer, false);
+        }
+    }
+
+    // ----- inputs -----
+
+    fn on_link_up(&mut self, peer: AuthorKey, info: &LinkInfo) {
+        self.dialing.remove(&peer);
+        if peer == self.me {
+            return;
+        }
+        let now = self.now;
+        if let Some(link) = self.links.get_mut(&peer) {
+            // A new transport session: the neighbour may have restarted and numbers its frames
+            // from 1 again.
+            link.transport_up = true;
+            link.reset_receiver();
+            link.set_rate(info.rate_bps);
+            if let Some(was) = link.heard(now) {
+                self.on_heal(peer, was);
+            }
+            return;
+        }
+        if self.links.len() >= self.config.max_links {
+            self.reject("too_many_links");
+            self.emit(Output::Disconnect { peer });
+            return;
+        }
+        self.links.insert(peer, Link::new(now, info.rate_bps));
+        self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
+        // A new neighbour: exchange what each holds, and learn its RTT.
+        self.send_version_vector(peer, false);
+        self.ping(peer);
+    }
+
+    fn on_link_down(&mut self, peer: AuthorKey) {
+        let now = self.now;
+        let Some(link) = self.links.get_mut(&peer) else { return };
+        link.transport_up = false;
+        if link.status == LinkStatus::Connected {
+            link.set_status(LinkStatus::Suspected, now);
+            self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Suspected }));
+        }
+        if !self.leaving {
+            self.dial(peer);
+        }
+    }
+
+    fn dial(&mut self, peer: AuthorKey) {
+        if self.dialing.len() >= MAX_DIALS || self.dialing.contains_key(&peer) {
+            return;
+        }
+        self.dialing.insert(peer, self.now);
+        let addrs = match self.store.latest(&(peer, Stream::HeyThere)).map(VerifiedEvent::body) {
+            Some(Body::HeyThere(h)) => h.addrs.clone(),
+            _ => Vec::new(),
+        };
+        self.emit(Output::Dial { peer, addrs });
+    }
+
+    fn ping(&mut self, peer: AuthorKey) {
+        let nonce: u64 = self.rng.random();
+        let now = self.now;
+        if let Some(l) = self.links.get_mut(&peer) {
+            l.ping = Some((nonce, now));
+            l.last_ping = now;
+        }
+        self.send(peer, Kind::Ping(pb::Ping { nonce }), Priority::Control, false);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Post { topic, body } => {
+                let body = Body::Post(pb::Post { topic, body, content_type: String::new() });
+                self.publish(body);
+            }
+            Command::Leave { reason } => {
+                self.leaving = true;
+                self.publish(Body::Chau(pb::Chau { reason }));
+            }
+        }
+    }
+
+    // ----- the tick -----
+
+    fn on_tick(&mut self) {
+        self.schedule_tick();
+        let now = self.now;
+        let peers: Vec<AuthorKey> = self.links.keys().copied().collect();
+        for peer in peers {
+            self.tick_link(peer, now);
+        }
+        self.graft_overdue();
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + MAINTENANCE;
+            self.maintain_overlay();
+            if !self.leaving {
+                self.maybe_publish_newspaper();
+            }
+        }
+    }
+
+    fn tick_link(&mut self, peer: AuthorKey, now: Time) {
+        let cfg = &self.config;
+        let (suspect_floor, timeout, heartbeat) =
+            (cfg.suspect_after, cfg.suspect_timeout, cfg.heartbeat);
+        let (rto_factor, rto_min) = (cfg.rto_rtt_factor, cfg.rto_min);
+        let Some(link) = self.links.get_mut(&peer) else { return };
+        // RCM status.
+        let silent = now.saturating_since(link.last_heard);
+        let mut change = None;
+        match link.status {
+            LinkStatus::Connected if silent >= link.suspect_after(suspect_floor) => {
+                link.set_status(LinkStatus::Suspected, now);
+                change = Some(LinkStatus::Suspected);
+            }
+            LinkStatus::Suspected if now.saturating_since(link.status_since) >= timeout => {
+                link.set_status(LinkStatus::Disconnected, now);
+                change = Some(LinkStatus::Disconnected);
+            }
+            _ => {}
+        }
+        if link.status == LinkStatus::Disconnected && !link.transport_up {
+            // Nothing left to weather: forget the link; the overlay may dial the peer again.
+            self.links.remove(&peer);
+            self.coords.forget(&peer);
+            if let Some(status) = change {
+                self.emit(Output::Deliver(AppEvent::Link { peer, status }));
+            }
+            return;
+        }
+        // Retransmissions.
+        let rto = link.rtt().map_or(rto_min, |r| rto_min.max(r.mul_f64(rto_factor)));
+        self.stats.retransmits += link.retransmit_due(now, rto) as u64;
+        // Heartbeat (also the RTT probe).
+        let due_ping = now.saturating_since(link.last_sent) >= heartbeat
+            || now.saturating_since(link.last_ping) >= heartbeat * 4;
+        let ack = link.ack_due.then(|| link.ack());
+        let ihave = std::mem::take(&mut link.ihave);
+        let digest_due = now >= link.next_digest && link.status == LinkStatus::Connected;
+        if let Some(status) = change {
+            self.emit(Output::Deliver(AppEvent::Link { peer, status }));
+        }
+        if let Some((cumulative, selective)) = ack {
+            self.send(peer, Kind::Ack(pb::Ack { cumulative, selective }), Priority::Control, false);
+        }
+        if !ihave.is_empty() {
+            let heads = ihave
+                .into_iter()
+                .map(|(a, s, seq)| pb::StreamHead {
+                    author: Bytes::copy_from_slice(a.as_bytes()),
+                    stream: s as i32,
+                    seq,
+                })
+                .collect();
+            // Reliable: an announcement lost in an outage would leave the gap unnoticed.
+            self.send(peer, Kind::Ihave(pb::IHave { heads }), Priority::Control, true);
+        }
+        if digest_due {
+            let jitter = self.rng.random_range(0.0..0.2);
+            let next = now + self.config.sync_interval.mul_f64(1.0 + jitter);
+            if let Some(l) = self.links.get_mut(&peer) {
+                l.next_digest = next;
+            }
+            self.send_digest(peer);
+        }
+        if due_ping {
+            self.ping(peer);
+        }
+        // Whatever the pacing now allows.
+        if let Some(link) = self.links.get_mut(&peer) {
+            let mut ready = Vec::new();
+            link.drain(now, &mut ready);
+            for (frame, class) in ready {
+                self.out.push(Output::Send { to: peer, frame, class });
+            }
+        }
+    }
+
+    fn maintain_overlay(&mut self) {
+        let now = self.now;
+        self.dialing.retain(|_, at| now.saturating_since(*at) < DIAL_TIMEOUT);
+        if self.leaving {
+            return;
+        }
+        let usable = self.links.values().filter(|l| l.status != LinkStatus::Disconnected).count();
+        let want = self.config.active_view.saturating_sub(usable + self.dialing.len());
+        if want == 0 {
+            return;
+        }
+        let me = *self.coords.app_coordinate();
+        let mut candidates: Vec<(f64, AuthorKey)> = self
+            .members()
+            .into_iter()
+            .filter(|m| {
+                !m.left && !self.links.contains_key(&m.peer) && !self.dialing.contains_key(&m.peer)
+            })
+            .map(|m| {
+                let d = published_coordinate(&self.store, m.peer)
+                    .map_or(f64::MAX, |c| me.distance_secs(&c));
+                (d, m.peer)
+            })
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let random_share = self.config.random_links as f64 / self.config.active_view.max(1) as f64;
+        for _ in 0..want {
+            if candidates.is_empty() {
+                break;
+            }
+            let i = if self.rng.random_bool(random_share.clamp(0.0, 1.0)) {
+                self.rng.random_range(0..candidates.len())
+            } else {
+                0
+            };
+            let (_, peer) = candidates.remove(i);
+            self.dial(peer);
+        }
+    }
+}
+
+/// The other presence stream (a member is new only if neither is held).
+fn other_presence(s: Stream) -> Stream {
+    if s == Stream::HeyThere { Stream::Newspaper } else { Stream::HeyThere }
+}
+
+/// Send class of an event's stream.
+pub(crate) fn class_of(s: Stream) -> Priority {
+    match s {
+        Stream::Post => Priority::Post,
+        Stream::Postcard | Stream::PostcardReceipt => Priority::Postcard,
+        _ => Priority::Membership,
+    }
+}
+
+/// A member as this peer knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    /// The peer.
+    pub peer: AuthorKey,
+    /// Its latest presence.
+    pub hey_there: Option<pb::HeyThere>,
+    /// Its latest status.
+    pub newspaper: Option<pb::Newspaper>,
+    /// True if it said chau after its latest presence.
+    pub left: bool,
+}
+
+impl<R: Rng> Protocol for Engine<R> {
+    fn peer(&self) -> AuthorKey {
+        self.me
+    }
+
+    fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Received { from, frame } => self.on_frame(from, frame),
+            Input::LinkUp { peer, info } => self.on_link_up(peer, &info),
+            Input::LinkDown { peer } => self.on_link_down(peer),
+            Input::Timer(Timer(TimerKind::Tick)) => self.on_tick(),
+            Input::Timer(Timer(TimerKind::Peer(..))) => {}
+            Input::Command(c) => self.on_command(c),
+        }
+        self.out.drain(..)
+    }
+
+    fn digest(&self) -> u64 {
+        self.store.digest()
+    }
+
+    fn known_peers(&self) -> usize {
+        self.known_count()
+    }
+}

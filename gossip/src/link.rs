@@ -1,0 +1,402 @@
+//! One neighbour link: RCM status, heartbeats and RTT, acknowledged delivery, paced queues.
+//!
+//! Status follows RCM (Lincoln Laboratory's Robust Collaborative Multicast): a link is
+//! *connected* while something is heard from the neighbour in time, *suspected* once nothing
+//! was heard for `max(suspect_after, 3 × RTT)`, and *disconnected* after `suspect_timeout` of
+//! suspicion. Anything heard makes it connected again. While connected or suspected, every
+//! frame that needs delivery is kept until the neighbour acknowledges it and retransmitted
+//! after an RTT-scaled timeout (held, not retransmitted, while suspected); when the link
+//! turns disconnected those buffers are released and anti-entropy catches the neighbour up
+//! when it returns.
+//!
+//! Outgoing frames wait in four priority queues (control > postcards > posts > membership) and
+//! leave through a token bucket at the link's rate, so a healing link bursts its backlog without
+//! starving heartbeats and acknowledgements.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use vecino_proto::Bytes;
+
+use crate::io::{LinkStatus, Priority};
+use crate::time::Time;
+
+/// Selective acknowledgements remembered above the cumulative point.
+const MAX_ACK_SET: usize = 1024;
+/// RTT samples kept for the median.
+const RTT_SAMPLES: usize = 5;
+
+/// A frame kept until acknowledged.
+#[derive(Debug, Clone)]
+struct Unacked {
+    frame: Bytes,
+    class: Priority,
+    /// When it last left the queue; `None` while queued.
+    sent_at: Option<Time>,
+}
+
+/// State of the link to one neighbour.
+#[derive(Debug)]
+pub(crate) struct Link {
+    pub(crate) status: LinkStatus,
+    pub(crate) status_since: Time,
+    pub(crate) transport_up: bool,
+    pub(crate) last_heard: Time,
+    pub(crate) last_sent: Time,
+    pub(crate) last_ping: Time,
+    /// Outstanding ping: nonce and send time.
+    pub(crate) ping: Option<(u64, Time)>,
+    rtts: VecDeque<Duration>,
+    /// Plumtree: push events eagerly on this link (else announce them lazily).
+    pub(crate) eager: bool,
+    /// Heads to announce lazily on the next flush.
+    pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64)>,
+    /// When to send the next anti-entropy digest.
+    pub(crate) next_digest: Time,
+    /// Last digest heard from the neighbour (to spot one that stopped changing).
+    pub(crate) their_digest: Option<u64>,
+    /// A version vector arriving in parts (bounded by the engine).
+    pub(crate) vv_in: std::collections::BTreeMap<crate::store::StreamKey, u64>,
+    // Reliable delivery, sender side.
+    next_seq: u64,
+    unacked: BTreeMap<u64, Unacked>,
+    buffered_bytes: usize,
+    // Reliable delivery, receiver side.
+    recv_cumulative: u64,
+    recv_above: BTreeSet<u64>,
+    pub(crate) ack_due: bool,
+    // Pacing.
+    queues: [VecDeque<(u64, Bytes)>; 4],
+    rate_bps: Option<u64>,
+    tokens: f64,
+    refilled_at: Time,
+    /// Frames dropped because the link's buffer bound was reached.
+    pub(crate) dropped: u64,
+}
+
+impl Link {
+    pub(crate) fn new(now: Time, rate_bps: Option<u64>) -> Self {
+        Self {
+            status: LinkStatus::Connected,
+            status_since: now,
+            transport_up: true,
+            last_heard: now,
+            last_sent: now,
+            last_ping: Time(0),
+            ping: None,
+            rtts: VecDeque::new(),
+            eager: true,
+            ihave: Vec::new(),
+            next_digest: now,
+            their_digest: None,
+            vv_in: std::collections::BTreeMap::new(),
+            next_seq: 1,
+            unacked: BTreeMap::new(),
+            buffered_bytes: 0,
+            recv_cumulative: 0,
+            recv_above: BTreeSet::new(),
+            ack_due: false,
+            queues: Default::default(),
+            rate_bps,
+            tokens: 0.0,
+            refilled_at: now,
+            dropped: 0,
+        }
+    }
+
+    pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>) {
+        self.rate_bps = rate_bps;
+    }
+
+    /// Median of the recent RTT samples.
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        if self.rtts.is_empty() {
+            return None;
+        }
+        let mut v: Vec<Duration> = self.rtts.iter().copied().collect();
+        v.sort_unstable();
+        Some(v[v.len() / 2])
+    }
+
+    pub(crate) fn record_rtt(&mut self, rtt: Duration) {
+        if self.rtts.len() == RTT_SAMPLES {
+            self.rtts.pop_front();
+        }
+        self.rtts.push_back(rtt);
+    }
+
+    /// Silence after which the link is suspected.
+    pub(crate) fn suspect_after(&self, floor: Duration) -> Duration {
+        self.rtt().map_or(floor, |r| floor.max(r * 3))
+    }
+
+    /// Something arrived: returns the previous status if this changes it to connected.
+    pub(crate) fn heard(&mut self, now: Time) -> Option<LinkStatus> {
+        self.last_heard = now;
+        if self.status == LinkStatus::Connected {
+            return None;
+        }
+        let was = self.status;
+        self.set_status(LinkStatus::Connected, now);
+        if was == LinkStatus::Suspected {
+            // Held frames go out again now.
+            for u in self.unacked.values_mut() {
+                u.sent_at = None;
+            }
+            self.requeue_unsent();
+        }
+        Some(was)
+    }
+
+    pub(crate) fn set_status(&mut self, status: LinkStatus, now: Time) {
+        self.status = status;
+        self.status_since = now;
+        if status == LinkStatus::Disconnected {
+            // RCM: past the suspect timeout, buffers are released; anti-entropy takes over.
+            self.dropped += self.unacked.len() as u64;
+            self.unacked.clear();
+            for q in &mut self.queues {
+                q.retain(|(seq, _)| *seq == 0);
+            }
+            self.buffered_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
+            self.ihave.clear();
+        }
+    }
+
+    /// Queues a frame. `seq` is its link seq (0 for frames that need no acknowledgement).
+    pub(crate) fn push(&mut self, seq: u64, frame: Bytes, class: Priority, max_bytes: usize) {
+        if seq != 0 {
+            self.unacked.insert(seq, Unacked { frame: frame.clone(), class, sent_at: None });
+        }
+        self.buffered_bytes += frame.len();
+        self.queues[class as usize].push_back((seq, frame));
+        while self.buffered_bytes > max_bytes && self.drop_oldest() {}
+    }
+
+    /// Drops the oldest reliable frame of the least urgent class; false if there is none.
+    fn drop_oldest(&mut self) -> bool {
+        for q in self.queues.iter_mut().rev() {
+            if let Some(pos) = q.iter().position(|(seq, _)| *seq != 0) {
+                let (seq, f) = q.remove(pos).expect("position is in range");
+                self.unacked.remove(&seq);
+                self.buffered_bytes -= f.len();
+                self.dropped += 1;
+                return true;
+            }
+        }
+        if let Some((&seq, _)) = self.unacked.iter().next() {
+            self.unacked.remove(&seq);
+            self.dropped += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Allocates the link seq of the next reliable frame.
+    pub(crate) fn next_seq(&mut self) -> u64 {
+        let s = self.next_seq;
+        self.next_seq += 1;
+        s
+    }
+
+    /// Records a received reliable frame's seq; false if it was seen before.
+    pub(crate) fn received_seq(&mut self, seq: u64) -> bool {
+        self.ack_due = true;
+        if seq <= self.recv_cumulative || self.recv_above.contains(&seq) {
+            return false;
+        }
+        if seq == self.recv_cumulative + 1 {
+            self.recv_cumulative = seq;
+            while self.recv_above.remove(&(self.recv_cumulative + 1)) {
+                self.recv_cumulative += 1;
+            }
+        } else {
+            if self.recv_above.len() >= MAX_ACK_SET {
+                self.recv_above.pop_first();
+            }
+            self.recv_above.insert(seq);
+        }
+        true
+    }
+
+    /// Forgets which frame seqs were received (the neighbour's numbering restarts with a new
+    /// transport session).
+    pub(crate) fn reset_receiver(&mut self) {
+        self.recv_cumulative = 0;
+        self.recv_above.clear();
+    }
+
+    /// The acknowledgement to send: cumulative point and the seqs held above it.
+    pub(crate) fn ack(&mut self) -> (u64, Vec<u64>) {
+        self.ack_due = false;
+        (self.recv_cumulative, self.recv_above.iter().copied().collect())
+    }
+
+    /// Applies an acknowledgement from the neighbour.
+    pub(crate) fn acked(&mut self, cumulative: u64, selective: &[u64]) {
+        let keep = self.unacked.split_off(&(cumulative + 1));
+        self.unacked = keep;
+        for s in selective {
+            self.unacked.remove(s);
+        }
+    }
+
+    /// Re-queues frames whose acknowledgement is overdue (only while connected).
+    pub(crate) fn retransmit_due(&mut self, now: Time, rto: Duration) -> usize {
+        if self.status != LinkStatus::Connected {
+            return 0;
+        }
+        let mut n = 0;
+        for u in self.unacked.values_mut() {
+            if let Some(at) = u.sent_at
+                && now.saturating_since(at) >= rto
+            {
+                u.sent_at = None;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.requeue_unsent();
+        }
+        n
+    }
+
+    /// Puts every unacked frame that is neither queued nor in flight back in its queue.
+    fn requeue_unsent(&mut self) {
+        let queued: BTreeSet<u64> = self.queues.iter().flatten().map(|(s, _)| *s).collect();
+        for (seq, u) in &self.unacked {
+            if u.sent_at.is_none() && !queued.contains(seq) {
+                self.buffered_bytes += u.frame.len();
+                self.queues[u.class as usize].push_back((*seq, u.frame.clone()));
+            }
+        }
+    }
+
+    /// Frames that may leave now, most urgent first, within the token bucket. While the link is
+    /// suspected or disconnected only control frames leave.
+    pub(crate) fn drain(&mut self, now: Time, out: &mut Vec<(Bytes, Priority)>) {
+        let bucket = self.rate_bps.map(|r| (r as f64 / 8.0 * 0.2).max(2_048.0));
+        if let (Some(rate), Some(cap)) = (self.rate_bps, bucket) {
+            let dt = now.saturating_since(self.refilled_at).as_secs_f64();
+            self.tokens = (self.tokens + dt * rate as f64 / 8.0).min(cap);
+        }
+        self.refilled_at = now;
+        for class in [Priority::Control, Priority::Postcard, Priority::Post, Priority::Membership] {
+            if class != Priority::Control && self.status != LinkStatus::Connected {
+                break;
+            }
+            while let Some((seq, frame)) = self.queues[class as usize].front() {
+                if self.rate_bps.is_some() && self.tokens <= 0.0 {
+                    return;
+                }
+                let (seq, frame) = (*seq, frame.clone());
+                self.queues[class as usize].pop_front();
+                self.buffered_bytes -= frame.len();
+                if seq != 0 {
+                    match self.unacked.get_mut(&seq) {
+                        Some(u) => u.sent_at = Some(now),
+                        None => continue, // acknowledged while queued
+                    }
+                }
+                self.tokens -= frame.len() as f64;
+                self.last_sent = now;
+                out.push((frame, class));
+            }
+        }
+    }
+
+    /// True when frames wait in the queues.
+    #[cfg(test)]
+    pub(crate) fn backlog(&self) -> bool {
+        self.queues.iter().any(|q| !q.is_empty())
+    }
+
+    /// Bytes waiting or unacknowledged on this link.
+    pub(crate) fn buffered(&self) -> (usize, usize) {
+        (self.buffered_bytes, self.unacked.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(n: usize) -> Bytes {
+        Bytes::from(vec![0u8; n])
+    }
+
+    #[test]
+    fn acked_frames_leave_and_overdue_ones_return() {
+        let mut l = Link::new(Time(0), None);
+        for _ in 0..3 {
+            let s = l.next_seq();
+            l.push(s, f(10), Priority::Post, 1 << 20);
+        }
+        let mut out = Vec::new();
+        l.drain(Time(1), &mut out);
+        assert_eq!(out.len(), 3);
+        l.acked(1, &[3]);
+        assert_eq!(l.buffered().1, 1);
+        assert_eq!(l.retransmit_due(Time(1_000_000), Duration::from_millis(300)), 1);
+        out.clear();
+        l.drain(Time(1_000_001), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn suspected_links_hold_data_and_release_it_on_heal() {
+        let mut l = Link::new(Time(0), None);
+        l.set_status(LinkStatus::Suspected, Time(5));
+        let s = l.next_seq();
+        l.push(s, f(10), Priority::Post, 1 << 20);
+        l.push(0, f(5), Priority::Control, 1 << 20);
+        let mut out = Vec::new();
+        l.drain(Time(6), &mut out);
+        assert_eq!(out.len(), 1, "only control leaves while suspected");
+        assert_eq!(l.heard(Time(7)), Some(LinkStatus::Suspected));
+        out.clear();
+        l.drain(Time(8), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, Priority::Post);
+    }
+
+    #[test]
+    fn pacing_respects_the_rate_and_priority() {
+        let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s, bucket 2048 B
+        for _ in 0..10 {
+            let s = l.next_seq();
+            l.push(s, f(500), Priority::Membership, 1 << 20);
+        }
+        l.push(0, f(20), Priority::Control, 1 << 20);
+        let mut out = Vec::new();
+        l.drain(Time(2_000_000), &mut out); // 2 s of tokens, capped at 2048
+        assert_eq!(out[0].1, Priority::Control);
+        let bytes: usize = out.iter().map(|(b, _)| b.len()).sum();
+        assert!(bytes <= 2_048 + 500, "{bytes}");
+        assert!(l.backlog());
+    }
+
+    #[test]
+    fn buffers_are_bounded_and_released_on_disconnect() {
+        let mut l = Link::new(Time(0), None);
+        for _ in 0..100 {
+            let s = l.next_seq();
+            l.push(s, f(100), Priority::Post, 1_000);
+        }
+        assert!(l.buffered().0 <= 1_000);
+        assert!(l.dropped >= 90);
+        l.set_status(LinkStatus::Disconnected, Time(1));
+        assert_eq!(l.buffered(), (0, 0));
+    }
+
+    #[test]
+    fn receiver_tracks_seqs_for_acks() {
+        let mut l = Link::new(Time(0), None);
+        assert!(l.received_seq(1));
+        assert!(l.received_seq(3));
+        assert!(!l.received_seq(1));
+        assert_eq!(l.ack(), (1, vec![3]));
+        assert!(l.received_seq(2));
+        assert_eq!(l.ack(), (3, vec![]));
+    }
+}

@@ -1,0 +1,231 @@
+//! The baseline disseminators vecino is measured against, in the same simulator.
+//!
+//! - `fullmesh`: the author signs the post and sends it to every other peer, one `Events`
+//!   frame each (N − 1 copies: the shape of Matrix federation, the convoy study's fan-out tax).
+//! - `push`: random push gossip ("infect and die"): the author, and every peer on first
+//!   receipt, forwards the frame byte for byte to ⌈ln N⌉ + 2 random other peers.
+//!
+//! Both know every peer from the start (the run's [`PeerDirectory`]), assume a full-mesh
+//! transport, deliver in per-author FIFO order through a reorder buffer, and **never
+//! retransmit**: a frame lost to loss, a full queue, a crash or a partition is gone, and so are
+//! the posts behind it in its author's order. That is the point of the comparison. They trust
+//! the simulated transport and read event headers without checking signatures (the engine
+//! verifies; the baselines would only add CPU time, not change a figure).
+
+use std::collections::{BTreeMap, HashMap};
+
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vecino_proto::{AuthorKey, Bytes, EventId, Hlc, Identity, pb};
+
+use crate::io::{AppEvent, Command, DeliveredPost, Input, Output, Priority, Protocol};
+use crate::sim::disseminators::{NodeSpec, PeerDirectory};
+use crate::sim::wire::{events_frame, for_each_event};
+use crate::time::Time;
+use std::sync::Arc;
+
+/// How a baseline spreads a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The author sends to all N − 1.
+    FullMesh,
+    /// Forward on first receipt to `fanout` random peers.
+    Push {
+        /// Peers per forward.
+        fanout: usize,
+    },
+}
+
+/// Received, not yet deliverable (a gap before it in its author's order).
+#[derive(Debug)]
+struct Pending {
+    hlc: Hlc,
+    event: Bytes,
+}
+
+/// One author's posts at this peer.
+#[derive(Debug, Default)]
+struct AuthorLog {
+    /// Next seq to deliver (everything below was delivered).
+    next: u64,
+    pending: BTreeMap<u64, Pending>,
+}
+
+/// A baseline peer.
+#[derive(Debug)]
+pub(crate) struct Baseline {
+    identity: Identity,
+    me: u32,
+    mode: Mode,
+    directory: Arc<PeerDirectory>,
+    rng: ChaCha8Rng,
+    hlc: Hlc,
+    seq: u64,
+    /// Per author index. Bounded by the number of peers; pending entries by the posts in
+    /// flight (a baseline has no flow control, which is also part of the comparison).
+    logs: HashMap<u32, AuthorLog>,
+    digest: u64,
+    out: Vec<Output>,
+}
+
+impl Baseline {
+    pub(crate) fn new(spec: NodeSpec, mode: Mode) -> Self {
+        Self {
+            me: spec.index as u32,
+            identity: spec.identity,
+            mode,
+            directory: spec.directory,
+            rng: ChaCha8Rng::seed_from_u64(spec.rng_seed),
+            hlc: Hlc::default(),
+            seq: 0,
+            logs: HashMap::new(),
+            digest: 0,
+            out: Vec::new(),
+        }
+    }
+
+    fn post(&mut self, now: Time, topic: String, body: Bytes) {
+        self.seq += 1;
+        let hlc = self.hlc.tick(now.as_millis());
+        let post = pb::Post { topic: topic.clone(), body: body.clone(), content_type: String::new() };
+        let Ok(event) =
+            self.identity.sign(pb::Stream::Post, self.seq, hlc, pb::event::Body::Post(post))
+        else {
+            self.seq -= 1;
+            return;
+        };
+        self.digest = self.digest.wrapping_add(crate::sim::mix(key(self.me, self.seq)));
+        self.logs.entry(self.me).or_default().next = self.seq + 1;
+        self.out.push(Output::Deliver(AppEvent::Post(DeliveredPost {
+            id: event.id(),
+            author: self.identity.public(),
+            seq: self.seq,
+            hlc,
+            topic,
+            body,
+            own: true,
+        })));
+        let frame = events_frame(event.envelope().clone());
+        match self.mode {
+            Mode::FullMesh => {
+                for i in 0..self.directory.len() {
+                    if i as u32 != self.me {
+                        self.send(i, frame.clone());
+                    }
+                }
+            }
+            Mode::Push { fanout } => self.forward(fanout, None, &frame),
+        }
+    }
+
+    fn send(&mut self, i: usize, frame: Bytes) {
+        self.out.push(Output::Send { to: self.directory.key(i), frame, class: Priority::Post });
+    }
+
+    /// Sends `frame` to `fanout` distinct random peers other than this one and `except`.
+    fn forward(&mut self, fanout: usize, except: Option<u32>, frame: &Bytes) {
+        let n = self.directory.len() as u64;
+        let others = n - 1 - u64::from(except.is_some());
+        let mut chosen: Vec<u32> = Vec::with_capacity(fanout);
+        while (chosen.len() as u64) < (fanout as u64).min(others) {
+            let i = (self.rng.next_u64() % n) as u32;
+            if i != self.me && Some(i) != except && !chosen.contains(&i) {
+                chosen.push(i);
+            }
+        }
+        for i in chosen {
+            self.send(i as usize, frame.clone());
+        }
+    }
+
+    fn receive(&mut self, from: AuthorKey, frame: &Bytes) {
+        let mut fresh = false;
+        let mut touched: Vec<u32> = Vec::new();
+        for_each_event(frame, |h| {
+            if h.stream != pb::Stream::Post as i32 || h.seq == 0 {
+                return;
+            }
+            let Some(author) = self.directory.index(&h.author) else {
+                return;
+            };
+            let log = self.logs.entry(author).or_insert_with(|| AuthorLog { next: 1, ..Default::default() });
+            if log.next == 0 {
+                log.next = 1;
+            }
+            if h.seq < log.next || log.pending.contains_key(&h.seq) {
+                return;
+            }
+            log.pending.insert(h.seq, Pending { hlc: h.hlc, event: h.event });
+            self.digest = self.digest.wrapping_add(crate::sim::mix(key(author, h.seq)));
+            fresh = true;
+            if !touched.contains(&author) {
+                touched.push(author);
+            }
+        });
+        if !fresh {
+            return;
+        }
+        if let Mode::Push { fanout } = self.mode {
+            let except = self.directory.index(&from);
+            self.forward(fanout, except, frame);
+        }
+        for author in touched {
+            self.deliver_ready(author);
+        }
+    }
+
+    fn deliver_ready(&mut self, author: u32) {
+        let key = self.directory.key(author as usize);
+        let Some(log) = self.logs.get_mut(&author) else {
+            return;
+        };
+        while let Some(p) = log.pending.remove(&log.next) {
+            let seq = log.next;
+            log.next += 1;
+            let Ok(event) = pb::Event::decode(p.event.clone()) else {
+                continue;
+            };
+            let Some(pb::event::Body::Post(post)) = event.body else {
+                continue;
+            };
+            self.out.push(Output::Deliver(AppEvent::Post(DeliveredPost {
+                id: EventId::of(&p.event),
+                author: key,
+                seq,
+                hlc: p.hlc,
+                topic: post.topic,
+                body: post.body,
+                own: false,
+            })));
+        }
+    }
+}
+
+fn key(author: u32, seq: u64) -> u64 {
+    (u64::from(author) << 40) ^ seq
+}
+
+impl Protocol for Baseline {
+    fn peer(&self) -> AuthorKey {
+        self.identity.public()
+    }
+
+    fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
+        match input {
+            Input::Received { from, frame } => self.receive(from, &frame),
+            Input::Command(Command::Post { topic, body }) => self.post(now, topic, body),
+            Input::LinkUp { .. } | Input::LinkDown { .. } | Input::Timer(_) => {}
+            Input::Command(Command::Leave { .. }) => {}
+        }
+        self.out.drain(..)
+    }
+
+    fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    fn known_peers(&self) -> usize {
+        self.directory.len() - 1
+    }
+}

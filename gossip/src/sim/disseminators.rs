@@ -1,0 +1,158 @@
+//! Disseminators: how the simulator builds one peer's state machine.
+//!
+//! A [`Disseminator`] is a name, a transport assumption and a factory from a [`NodeSpec`] to a
+//! `Box<dyn Protocol>`. Three exist: `vecino` (the engine, built by [`vecino_factory`]) and
+//! the two baselines of [`crate::sim::baselines`], `fullmesh` and `push`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use vecino_proto::{AuthorKey, Identity, VerifiedEvent};
+
+use crate::io::Protocol;
+use crate::sim::baselines::{Baseline, Mode};
+use crate::time::Time;
+
+/// Every peer's key and index, shared by all peers of a run.
+#[derive(Debug)]
+pub struct PeerDirectory {
+    keys: Vec<AuthorKey>,
+    index: HashMap<AuthorKey, u32>,
+}
+
+impl PeerDirectory {
+    /// A directory of `keys`, indexed in order.
+    pub fn new(keys: Vec<AuthorKey>) -> Self {
+        let index = keys.iter().enumerate().map(|(i, k)| (*k, i as u32)).collect();
+        Self { keys, index }
+    }
+    /// Number of peers.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+    /// True when there are no peers.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+    /// Key of peer `i`.
+    pub fn key(&self, i: usize) -> AuthorKey {
+        self.keys[i]
+    }
+    /// Index of a key.
+    pub fn index(&self, key: &AuthorKey) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+}
+
+/// Everything a factory needs to build one peer.
+#[derive(Debug)]
+pub struct NodeSpec {
+    /// The peer's index in the scenario.
+    pub index: usize,
+    /// Its identity (the same for every disseminator and every restart of a run).
+    pub identity: Identity,
+    /// Seed for the peer's RNG (differs per restart).
+    pub rng_seed: u64,
+    /// The time the peer starts.
+    pub now: Time,
+    /// Every peer of the run. Baselines may use it; vecino must not (it learns peers by
+    /// gossip from its bootstrap links).
+    pub directory: Arc<PeerDirectory>,
+    /// What the peer persisted before a crash (empty on first start).
+    pub stored: Vec<VerifiedEvent>,
+    /// How many times the peer has restarted.
+    pub restarts: u32,
+    /// The peer's configured link rate, bits per second.
+    pub rate_bps: Option<u64>,
+}
+
+/// Builds one peer's state machine.
+pub type Factory = Box<dyn Fn(NodeSpec) -> Box<dyn Protocol>>;
+
+/// A disseminator the simulator can run.
+pub struct Disseminator {
+    /// Name in reports: `vecino`, `fullmesh`, `push`.
+    pub name: &'static str,
+    /// True when it assumes a full-mesh transport: every pair can exchange frames without
+    /// `LinkUp`, and bootstrap links are not given.
+    pub full_mesh: bool,
+    /// The factory.
+    pub factory: Factory,
+}
+
+impl fmt::Debug for Disseminator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Disseminator")
+            .field("name", &self.name)
+            .field("full_mesh", &self.full_mesh)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The full-mesh baseline: the author sends each post to all N − 1 peers (Matrix
+/// federation's shape). No retransmission.
+pub fn fullmesh() -> Disseminator {
+    Disseminator {
+        name: "fullmesh",
+        full_mesh: true,
+        factory: Box::new(|spec| Box::new(Baseline::new(spec, Mode::FullMesh))),
+    }
+}
+
+/// The push-gossip baseline: on first receipt forward to ⌈ln N⌉ + 2 random peers. No
+/// retransmission.
+pub fn push() -> Disseminator {
+    Disseminator {
+        name: "push",
+        full_mesh: true,
+        factory: Box::new(|spec| {
+            let n = spec.directory.len();
+            Box::new(Baseline::new(spec, Mode::Push { fanout: push_fanout(n) }))
+        }),
+    }
+}
+
+/// ⌈ln N⌉ + 2, at most N − 1.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+pub fn push_fanout(n: usize) -> usize {
+    let f = (n.max(1) as f64).ln().ceil() as usize + 2;
+    f.min(n.saturating_sub(1))
+}
+
+/// The vecino engine as a disseminator, or `None` while the engine is not available.
+///
+/// This is the one place where the simulator meets the engine: the factory gives the engine
+/// its identity, a `ChaCha8Rng` seeded from `spec.rng_seed`, `spec.now` and `spec.stored`,
+/// never `spec.directory`.
+pub fn vecino_factory() -> Option<Disseminator> {
+    None
+}
+
+/// The disseminators to run, vecino first when it is available.
+pub fn all() -> Vec<Disseminator> {
+    vecino_factory().into_iter().chain([fullmesh(), push()]).collect()
+}
+
+/// The disseminator called `name`.
+pub fn by_name(name: &str) -> Option<Disseminator> {
+    match name {
+        "vecino" => vecino_factory(),
+        "fullmesh" => Some(fullmesh()),
+        "push" => Some(push()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fanout_is_ln_n_plus_two() {
+        assert_eq!(push_fanout(4), 3); // ⌈1.39⌉ + 2 = 4, capped at 3
+        assert_eq!(push_fanout(10), 5);
+        assert_eq!(push_fanout(490), 9);
+        assert_eq!(push_fanout(10_000), 12);
+    }
+}

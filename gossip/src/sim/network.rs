@@ -1,0 +1,210 @@
+//! The network model: serialisation delay and FIFO queueing on each medium, propagation, loss.
+//!
+//! A frame sent at `now` on a medium that is busy until `busy` starts at `max(now, busy)`,
+//! occupies the medium for `bytes × 8 / rate` and arrives one propagation delay (RTT / 2) after
+//! its last bit left. The medium is a peer's uplink, a directed pair's line, or a group's shared
+//! radio (one transmission occupies it for every member). Since frames enter a medium in time
+//! order, keeping `busy` per medium is an exact FIFO queue: no event per dequeue is needed.
+//! The backlog is bounded in bytes (tail drop). A lost frame still occupies the medium: it was
+//! transmitted, and vanished on the way. Partitions are checked by the simulator on arrival.
+
+use std::collections::HashMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::sim::scenario::{LinkModel, Loss, RateScope};
+
+/// What happened to a frame handed to the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transmit {
+    /// It arrives at this time (µs).
+    Arrives(u64),
+    /// The medium's queue was full: dropped before transmission.
+    QueueFull,
+    /// Transmitted, and lost on the way.
+    Lost,
+}
+
+/// Counters of the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct NetStats {
+    pub(crate) queue_drops: u64,
+    pub(crate) lost: u64,
+    /// Largest backlog seen on any medium, bytes (including the frame being queued).
+    pub(crate) max_backlog_bytes: u64,
+}
+
+/// The state of every medium.
+#[derive(Debug)]
+pub(crate) struct Network {
+    model: LinkModel,
+    /// Busy-until (µs) per uplink (by peer) or radio (by group).
+    busy: Vec<u64>,
+    /// Busy-until (µs) per directed pair, for [`RateScope::Pair`].
+    pair_busy: HashMap<(u32, u32), u64>,
+    /// Bytes transmitted per uplink or radio.
+    pub(crate) medium_bytes: Vec<u64>,
+    /// Directed pairs in the bad Gilbert–Elliott state.
+    bad: HashMap<(u32, u32), bool>,
+    rng: ChaCha8Rng,
+    pub(crate) stats: NetStats,
+}
+
+impl Network {
+    /// A network of `media` uplinks or radios.
+    pub(crate) fn new(model: LinkModel, media: usize, seed: u64) -> Self {
+        Self {
+            model,
+            busy: vec![0; media],
+            pair_busy: HashMap::new(),
+            medium_bytes: vec![0; media],
+            bad: HashMap::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            stats: NetStats::default(),
+        }
+    }
+
+    /// Serialisation time of `bytes` on the link, µs (rounded up).
+    pub(crate) fn serialisation_us(&self, bytes: u64) -> u64 {
+        match self.model.rate_bps {
+            Some(rate) if rate > 0 => {
+                let bits = (bytes + u64::from(self.model.frame_overhead_bytes)) * 8;
+                (bits * 1_000_000).div_ceil(rate)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Hands a frame of `bytes` from `from` to `to` to the network at `now` (µs); `medium` is
+    /// the sender's uplink or radio index, `prop_us` the one-way delay.
+    pub(crate) fn transmit(
+        &mut self,
+        now: u64,
+        from: u32,
+        to: u32,
+        medium: usize,
+        bytes: u64,
+        prop_us: u64,
+    ) -> Transmit {
+        let ser = self.serialisation_us(bytes);
+        let rate = self.model.rate_bps.unwrap_or(0);
+        let busy = match self.model.scope {
+            RateScope::Pair => self.pair_busy.entry((from, to)).or_insert(0),
+            RateScope::Uplink | RateScope::SharedRadio => &mut self.busy[medium],
+        };
+        let start = (*busy).max(now);
+        if rate > 0 {
+            let waiting = (start - now).saturating_mul(rate) / 8_000_000;
+            let backlog = waiting + bytes;
+            if backlog > self.model.queue_bytes {
+                self.stats.queue_drops += 1;
+                return Transmit::QueueFull;
+            }
+            self.stats.max_backlog_bytes = self.stats.max_backlog_bytes.max(backlog);
+        }
+        let done = start + ser;
+        *busy = done;
+        if let Some(b) = self.medium_bytes.get_mut(medium) {
+            *b += bytes + u64::from(self.model.frame_overhead_bytes);
+        }
+        if self.lose(from, to) {
+            self.stats.lost += 1;
+            return Transmit::Lost;
+        }
+        Transmit::Arrives(done + prop_us)
+    }
+
+    fn lose(&mut self, from: u32, to: u32) -> bool {
+        match self.model.loss {
+            Loss::None => false,
+            Loss::Bernoulli { p } => p > 0.0 && self.unit() < p,
+            Loss::Bursty { p_bad, p_good, loss_good, loss_bad } => {
+                let u = self.unit();
+                let v = self.unit();
+                let bad = self.bad.entry((from, to)).or_insert(false);
+                *bad = if *bad { u >= p_good } else { u < p_bad };
+                v < if *bad { loss_bad } else { loss_good }
+            }
+        }
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(rate: u64, scope: RateScope, loss: Loss) -> LinkModel {
+        LinkModel { rate_bps: Some(rate), scope, queue_bytes: 10_000, loss, frame_overhead_bytes: 0 }
+    }
+
+    #[test]
+    fn serialisation_and_queueing_arithmetic() {
+        // 1000 B at 80 kbit/s = 100 ms on the wire; 20 ms propagation.
+        let mut net = Network::new(model(80_000, RateScope::Uplink, Loss::None), 2, 1);
+        assert_eq!(net.serialisation_us(1000), 100_000);
+        assert_eq!(net.transmit(0, 0, 1, 0, 1000, 20_000), Transmit::Arrives(120_000));
+        // Queued behind the first: starts at 100 ms.
+        assert_eq!(net.transmit(10_000, 0, 1, 0, 1000, 20_000), Transmit::Arrives(220_000));
+        // Another uplink is independent.
+        assert_eq!(net.transmit(10_000, 1, 0, 1, 1000, 20_000), Transmit::Arrives(130_000));
+        // After the medium went idle, no queueing.
+        assert_eq!(net.transmit(500_000, 0, 1, 0, 500, 0), Transmit::Arrives(550_000));
+        // Rounded up: 1 B at 3 bit/s.
+        let net = Network::new(model(3, RateScope::Uplink, Loss::None), 1, 1);
+        assert_eq!(net.serialisation_us(1), 2_666_667);
+    }
+
+    #[test]
+    fn queue_bound_drops_the_tail() {
+        let mut net = Network::new(model(80_000, RateScope::Uplink, Loss::None), 1, 1);
+        let mut arrived = 0;
+        for _ in 0..20 {
+            if let Transmit::Arrives(_) = net.transmit(0, 0, 1, 0, 1000, 0) {
+                arrived += 1;
+            }
+        }
+        // 10 000 B of queue: ten frames (the one on the wire counts).
+        assert_eq!(arrived, 10);
+        assert_eq!(net.stats.queue_drops, 10);
+        assert!(net.stats.max_backlog_bytes <= 10_000);
+    }
+
+    #[test]
+    fn pair_lines_are_independent_and_radio_is_shared() {
+        let mut net = Network::new(model(80_000, RateScope::Pair, Loss::None), 0, 1);
+        assert_eq!(net.transmit(0, 0, 1, 0, 1000, 0), Transmit::Arrives(100_000));
+        assert_eq!(net.transmit(0, 0, 2, 0, 1000, 0), Transmit::Arrives(100_000));
+        assert_eq!(net.transmit(0, 0, 1, 0, 1000, 0), Transmit::Arrives(200_000));
+        // A radio shared by peers 0 and 1 (medium 0): 1's frame waits for 0's.
+        let mut net = Network::new(model(80_000, RateScope::SharedRadio, Loss::None), 1, 1);
+        assert_eq!(net.transmit(0, 0, 2, 0, 1000, 0), Transmit::Arrives(100_000));
+        assert_eq!(net.transmit(0, 1, 3, 0, 1000, 0), Transmit::Arrives(200_000));
+        assert_eq!(net.medium_bytes[0], 2000);
+    }
+
+    #[test]
+    fn loss_rates_within_bounds() {
+        let n = 100_000u32;
+        let mut net = Network::new(model(1 << 40, RateScope::Uplink, Loss::Bernoulli { p: 0.05 }), 1, 7);
+        let lost = (0..n).filter(|_| net.transmit(0, 0, 1, 0, 1, 0) == Transmit::Lost).count();
+        let rate = lost as f64 / f64::from(n);
+        assert!((0.045..0.055).contains(&rate), "bernoulli loss {rate}");
+
+        let bursty = Loss::Bursty { p_bad: 0.01, p_good: 0.1, loss_good: 0.0, loss_bad: 0.5 };
+        let mean = bursty.mean();
+        let mut net = Network::new(model(1 << 40, RateScope::Uplink, bursty), 1, 7);
+        let outcomes: Vec<bool> =
+            (0..n).map(|_| net.transmit(0, 0, 1, 0, 1, 0) == Transmit::Lost).collect();
+        let rate = outcomes.iter().filter(|l| **l).count() as f64 / f64::from(n);
+        assert!((mean * 0.8..mean * 1.2).contains(&rate), "bursty loss {rate}, mean {mean}");
+        // Bursty: a loss is far more likely right after a loss than on average.
+        let after_loss = outcomes.windows(2).filter(|w| w[0]).count() as f64;
+        let both = outcomes.windows(2).filter(|w| w[0] && w[1]).count() as f64;
+        assert!(both / after_loss > 3.0 * rate, "no bursts: {}", both / after_loss);
+    }
+}

@@ -1,0 +1,116 @@
+//! Anti-entropy: what a peer does to catch a neighbour up, and be caught up.
+//!
+//! Live dissemination (broadcast) and per-link acknowledged delivery (link) lose nothing while
+//! a link is connected or suspected. What they cannot cover — a neighbour that was
+//! disconnected past the suspect timeout, a new neighbour, a peer that restarted — is covered
+//! here, after the manner of RCM's recovery and Demers et al.'s anti-entropy ("Epidemic
+//! algorithms for replicated database maintenance", PODC 1987):
+//! - a new link, and a link back from *disconnected*, exchange version vectors (the head of
+//!   every (author, stream)); each side sends what the other lacks, latest-value events newest
+//!   first, then log events in order, paced by the link;
+//! - every `sync_interval` neighbours exchange a digest of their heads; a digest that differs
+//!   from ours and has not changed since the last one (the neighbour is not catching up by
+//!   itself) triggers a version vector exchange;
+//! - a log event that arrives ahead of a gap makes the receiver ask the sender for the gap.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+use vecino_proto::limits::MAX_HEADS_PER_FRAME;
+use vecino_proto::pb::{self, frame::Kind};
+use vecino_proto::{AuthorKey, Bytes};
+
+use crate::broadcast::head_key;
+use crate::engine::{Engine, MAX_SYNC_EVENTS};
+use crate::io::Priority;
+
+impl<R: Rng> Engine<R> {
+    pub(crate) fn send_digest(&mut self, peer: AuthorKey) {
+        let digest = pb::Digest {
+            hash: Bytes::copy_from_slice(&self.store.digest().to_le_bytes()),
+            heads: u32::try_from(self.store.head_count()).unwrap_or(u32::MAX),
+        };
+        self.send(peer, Kind::Digest(digest), Priority::Control, false);
+    }
+
+    pub(crate) fn on_digest(&mut self, from: AuthorKey, d: &pb::Digest) {
+        let Ok(bytes) = <[u8; 8]>::try_from(d.hash.as_ref()) else {
+            self.reject("bad_digest");
+            return;
+        };
+        let theirs = u64::from_le_bytes(bytes);
+        let mine = self.store.digest();
+        let Some(link) = self.links.get_mut(&from) else { return };
+        let stuck = link.their_digest == Some(theirs);
+        link.their_digest = Some(theirs);
+        if theirs != mine && stuck {
+            self.send_version_vector(from, false);
+        }
+    }
+
+    /// Sends every head, in frames of at most `MAX_HEADS_PER_FRAME`.
+    pub(crate) fn send_version_vector(&mut self, peer: AuthorKey, reply: bool) {
+        self.stats.version_vectors += 1;
+        let heads: Vec<pb::StreamHead> = self
+            .store
+            .heads()
+            .map(|((author, stream), seq)| pb::StreamHead {
+                author: Bytes::copy_from_slice(author.as_bytes()),
+                stream: stream as i32,
+                seq,
+            })
+            .collect();
+        let chunks: Vec<Vec<pb::StreamHead>> =
+            heads.chunks(MAX_HEADS_PER_FRAME).map(<[_]>::to_vec).collect();
+        let n = chunks.len().max(1);
+        let mut chunks = chunks.into_iter();
+        for i in 0..n {
+            let heads = chunks.next().unwrap_or_default();
+            let vv = pb::VersionVector { heads, partial: i + 1 < n, reply };
+            self.send(peer, Kind::VersionVector(vv), Priority::Control, true);
+        }
+    }
+
+    pub(crate) fn on_version_vector(&mut self, from: AuthorKey, vv: &pb::VersionVector) {
+        let max_heads = self.config.max_members.saturating_mul(8);
+        let Some(link) = self.links.get_mut(&from) else { return };
+        for h in &vv.heads {
+            if let Some(key) = head_key(&h.author, h.stream)
+                && (link.vv_in.len() < max_heads || link.vv_in.contains_key(&key))
+            {
+                link.vv_in.insert(key, h.seq);
+            }
+        }
+        if vv.partial {
+            return;
+        }
+        let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
+        let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS);
+        if !events.is_empty() {
+            self.send_events(from, &events, true);
+        }
+        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq);
+        if lacking && !vv.reply {
+            self.send_version_vector(from, true);
+        }
+    }
+
+    pub(crate) fn on_request(&mut self, from: AuthorKey, r: &pb::RequestRanges) {
+        let mut events = Vec::new();
+        for range in &r.ranges {
+            let Some(key) = head_key(&range.author, range.stream) else {
+                self.reject("bad_range");
+                continue;
+            };
+            if range.from_seq > range.to_seq {
+                continue;
+            }
+            let room = MAX_SYNC_EVENTS.saturating_sub(events.len()) as u64;
+            let to = range.to_seq.min(range.from_seq.saturating_add(room.saturating_sub(1)));
+            events.extend(self.store.range(&key, range.from_seq..=to));
+        }
+        if !events.is_empty() {
+            self.send_events(from, &events, true);
+        }
+    }
+}

@@ -1,0 +1,380 @@
+//! Engine behaviour on a tiny in-test network: fixed latency, no bandwidth model, scheduled
+//! partitions. (The full simulator, with bandwidth, radios, loss and baselines, is the `sim`
+//! feature; these tests pin down the engine's own guarantees.) Every test prints its seed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vecino_gossip::{
+    AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, Output, Protocol, StoreOp, Time,
+};
+use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
+
+const START: Time = Time(1_763_702_400_000_000);
+const ONE_WAY: Duration = Duration::from_millis(20);
+
+enum Ev {
+    Input(usize, Input),
+}
+
+struct Net {
+    seed: u64,
+    now: Time,
+    engines: Vec<Option<Engine<ChaCha8Rng>>>,
+    ids: Vec<AuthorKey>,
+    index: BTreeMap<AuthorKey, usize>,
+    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    pending: BTreeMap<u64, Ev>,
+    counter: u64,
+    /// Pairs that cannot talk (both directions).
+    cut: BTreeSet<(usize, usize)>,
+    delivered: Vec<Vec<(AuthorKey, u64)>>,
+    links: Vec<(Time, usize, AuthorKey, LinkStatus)>,
+    stored: Vec<BTreeMap<(AuthorKey, i32, u64), VerifiedEvent>>,
+    config: Config,
+}
+
+impl Net {
+    fn new(n: usize, seed: u64, config: Config) -> Self {
+        eprintln!("seed {seed}");
+        let mut net = Net {
+            seed,
+            now: START,
+            engines: Vec::new(),
+            ids: Vec::new(),
+            index: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            pending: BTreeMap::new(),
+            counter: 0,
+            cut: BTreeSet::new(),
+            delivered: vec![Vec::new(); n],
+            links: Vec::new(),
+            stored: vec![BTreeMap::new(); n],
+            config,
+        };
+        for i in 0..n {
+            let id = identity(seed, i);
+            net.ids.push(id.public());
+            net.index.insert(id.public(), i);
+            net.engines.push(None);
+            net.start(i);
+        }
+        net
+    }
+
+    fn start(&mut self, i: usize) {
+        let stored: Vec<VerifiedEvent> = self.stored[i].values().cloned().collect();
+        let rng = ChaCha8Rng::seed_from_u64(self.seed ^ (i as u64) << 32 ^ self.now.0);
+        self.engines[i] =
+            Some(Engine::new(identity(self.seed, i), self.config.clone(), rng, self.now, stored));
+    }
+
+    fn push(&mut self, at: Time, node: usize, ev: Ev) {
+        self.counter += 1;
+        self.pending.insert(self.counter, ev);
+        self.queue.push(Reverse((at, self.counter, node)));
+    }
+
+    fn connect(&mut self, a: usize, b: usize) {
+        let at = self.now + ONE_WAY * 2;
+        let info = LinkInfo::default();
+        self.push(at, a, Ev::Input(a, Input::LinkUp { peer: self.ids[b], info: info.clone() }));
+        self.push(at, b, Ev::Input(b, Input::LinkUp { peer: self.ids[a], info }));
+    }
+
+    fn blocked(&self, a: usize, b: usize) -> bool {
+        self.cut.contains(&(a.min(b), a.max(b)))
+    }
+
+    fn feed(&mut self, i: usize, input: Input) {
+        let Some(engine) = self.engines[i].as_mut() else { return };
+        let outs: Vec<Output> = engine.handle(self.now, input).collect();
+        for o in outs {
+            match o {
+                Output::Send { to, frame, .. } => {
+                    let j = self.index[&to];
+                    if !self.blocked(i, j) {
+                        let from = self.ids[i];
+                        self.push(
+                            self.now + ONE_WAY,
+                            j,
+                            Ev::Input(j, Input::Received { from, frame }),
+                        );
+                    }
+                }
+                Output::Schedule { at, timer } => {
+                    self.push(at, i, Ev::Input(i, Input::Timer(timer)))
+                }
+                Output::Dial { peer, .. } => {
+                    let j = self.index[&peer];
+                    if !self.blocked(i, j) && self.engines[j].is_some() {
+                        self.connect(i, j);
+                    }
+                }
+                Output::Disconnect { peer } => {
+                    let j = self.index[&peer];
+                    self.push(self.now, i, Ev::Input(i, Input::LinkDown { peer }));
+                    self.push(
+                        self.now + ONE_WAY,
+                        j,
+                        Ev::Input(j, Input::LinkDown { peer: self.ids[i] }),
+                    );
+                }
+                Output::Deliver(AppEvent::Post(p)) => self.delivered[i].push((p.author, p.seq)),
+                Output::Deliver(AppEvent::Link { peer, status }) => {
+                    self.links.push((self.now, i, peer, status));
+                }
+                Output::Deliver(_) => {}
+                Output::Persist(StoreOp::Put(ev)) => {
+                    self.stored[i].insert((ev.author(), ev.stream() as i32, ev.seq()), ev);
+                }
+                Output::Persist(StoreOp::Delete { author, stream, seq }) => {
+                    self.stored[i].remove(&(author, stream as i32, seq));
+                }
+            }
+        }
+    }
+
+    fn run_until(&mut self, until: Time) {
+        while let Some(Reverse((at, id, _))) = self.queue.peek().copied() {
+            if at > until {
+                break;
+            }
+            self.queue.pop();
+            self.now = at;
+            let Some(Ev::Input(i, input)) = self.pending.remove(&id) else { continue };
+            self.feed(i, input);
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn post(&mut self, i: usize, text: &str) {
+        let cmd = Command::Post { topic: "chat".into(), body: Bytes::from(text.to_owned()) };
+        self.feed(i, Input::Command(cmd));
+    }
+
+    fn engine(&self, i: usize) -> &Engine<ChaCha8Rng> {
+        self.engines[i].as_ref().expect("running")
+    }
+
+    fn digests(&self) -> BTreeSet<u64> {
+        self.engines.iter().flatten().map(Protocol::digest).collect()
+    }
+
+    fn partition(&mut self, a: &[usize], b: &[usize]) {
+        for &x in a {
+            for &y in b {
+                self.cut.insert((x.min(y), x.max(y)));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Every node delivered every post of every author exactly once, in order.
+    fn assert_all_delivered(&self, posts: &BTreeMap<AuthorKey, u64>) {
+        for (i, got) in self.delivered.iter().enumerate() {
+            if self.engines[i].is_none() {
+                continue;
+            }
+            let mut per_author: BTreeMap<AuthorKey, Vec<u64>> = BTreeMap::new();
+            for (a, s) in got {
+                per_author.entry(*a).or_default().push(*s);
+            }
+            for (a, &n) in posts {
+                let seqs = per_author.get(a).cloned().unwrap_or_default();
+                assert_eq!(
+                    seqs,
+                    (1..=n).collect::<Vec<_>>(),
+                    "seed {}: node {i}, author {a:?}",
+                    self.seed
+                );
+            }
+        }
+    }
+}
+
+fn identity(seed: u64, i: usize) -> Identity {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..16].copy_from_slice(&(i as u64).to_le_bytes());
+    Identity::from_seed(s)
+}
+
+fn line(n: usize, seed: u64, config: Config) -> Net {
+    let mut net = Net::new(n, seed, config);
+    for i in 1..n {
+        net.connect(i - 1, i);
+    }
+    net
+}
+
+#[test]
+fn peers_learn_each_other_by_gossip_and_converge() {
+    for seed in [1, 2, 3] {
+        let mut net = line(8, seed, Config::default());
+        net.run_for(Duration::from_secs(10));
+        for i in 0..8 {
+            assert_eq!(net.engine(i).known_peers(), 7, "seed {seed}: node {i}");
+        }
+        assert_eq!(net.digests().len(), 1, "seed {seed}: digests differ");
+    }
+}
+
+#[test]
+fn posts_reach_everyone_once_in_order() {
+    let seed = 7;
+    let mut net = line(8, seed, Config::default());
+    net.run_for(Duration::from_secs(5));
+    let dups_before: u64 = (0..8).map(|i| net.engine(i).stats().events_duplicate).sum();
+    let news_before: u64 = (0..8).map(|i| net.engine(i).stats().events_new).sum();
+    let mut posts = BTreeMap::new();
+    for k in 0..20 {
+        let author = k % 3;
+        net.post(author, &format!("post {k}"));
+        *posts.entry(net.ids[author]).or_default() += 1;
+        net.run_for(Duration::from_millis(150));
+    }
+    net.run_for(Duration::from_secs(5));
+    net.assert_all_delivered(&posts);
+    // Plumtree pruned the redundant pushes: a line has no redundancy, but the overlay dials more
+    // links; every node got each post about once.
+    let dups: u64 =
+        (0..8).map(|i| net.engine(i).stats().events_duplicate).sum::<u64>() - dups_before;
+    let news: u64 = (0..8).map(|i| net.engine(i).stats().events_new).sum::<u64>() - news_before;
+    eprintln!("{news} new events, {dups} duplicates");
+    assert!(dups * 4 < news, "seed {seed}: {dups} duplicates for {news} new events");
+}
+
+#[test]
+fn partition_loses_nothing_and_links_report_rcm_statuses() {
+    let seed = 11;
+    let mut net = line(6, seed, Config::default());
+    net.run_for(Duration::from_secs(5));
+    let cut_at = net.now;
+    net.partition(&[0, 1, 2], &[3, 4, 5]);
+    let mut posts = BTreeMap::new();
+    for k in 0..30 {
+        let author = (k * 5) % 6;
+        net.post(author, &format!("during split {k}"));
+        *posts.entry(net.ids[author]).or_default() += 1;
+        net.run_for(Duration::from_millis(500));
+    }
+    let healed_at = net.now;
+    net.heal();
+    net.run_for(Duration::from_secs(10));
+    net.assert_all_delivered(&posts);
+    assert_eq!(net.digests().len(), 1, "seed {seed}: not converged after heal");
+    // Suspected within 3 s of the cut, connected again within 1 s of the heal, on a cut link.
+    let (a, b) = (net.ids[2], net.ids[3]);
+    let suspected = net
+        .links
+        .iter()
+        .find(|(t, i, p, s)| *t > cut_at && *i == 2 && *p == b && *s == LinkStatus::Suspected);
+    let (t, ..) = suspected.expect("link 2-3 suspected");
+    assert!(
+        *t - cut_at <= Duration::from_secs(3),
+        "seed {seed}: suspected after {:?}",
+        *t - cut_at
+    );
+    let back = net
+        .links
+        .iter()
+        .find(|(t, i, p, s)| *t > healed_at && *i == 3 && *p == a && *s == LinkStatus::Connected);
+    let (t, ..) = back.expect("link 3-2 connected again");
+    assert!(
+        *t - healed_at <= Duration::from_secs(1),
+        "seed {seed}: reconnected after {:?}",
+        *t - healed_at
+    );
+}
+
+#[test]
+fn outage_past_the_suspect_timeout_disconnects_and_anti_entropy_catches_up() {
+    let seed = 13;
+    let config = Config { suspect_timeout: Duration::from_secs(5), ..Config::default() };
+    let mut net = line(4, seed, config);
+    net.run_for(Duration::from_secs(5));
+    net.partition(&[0, 1], &[2, 3]);
+    let mut posts = BTreeMap::new();
+    for k in 0..10 {
+        net.post(k % 4, "x");
+        *posts.entry(net.ids[k % 4]).or_default() += 1;
+        net.run_for(Duration::from_secs(2));
+    }
+    assert!(
+        net.links.iter().any(|(_, i, _, s)| *i == 1 && *s == LinkStatus::Disconnected),
+        "seed {seed}: link never disconnected"
+    );
+    net.heal();
+    net.run_for(Duration::from_secs(15));
+    net.assert_all_delivered(&posts);
+    assert_eq!(net.digests().len(), 1);
+}
+
+#[test]
+fn a_crashed_peer_restarts_from_its_store_and_catches_up() {
+    let seed = 17;
+    let mut net = line(4, seed, Config::default());
+    net.run_for(Duration::from_secs(3));
+    let mut posts = BTreeMap::new();
+    for k in 0..5 {
+        net.post(k % 2, "before");
+        *posts.entry(net.ids[k % 2]).or_default() += 1;
+    }
+    net.run_for(Duration::from_secs(2));
+    // Crash node 3: its neighbours' transports notice; posts continue without it.
+    net.engines[3] = None;
+    net.push(
+        net.now + Duration::from_secs(1),
+        2,
+        Ev::Input(2, Input::LinkDown { peer: net.ids[3] }),
+    );
+    for _ in 0..5 {
+        net.post(0, "while down");
+        *posts.entry(net.ids[0]).or_default() += 1;
+        net.run_for(Duration::from_millis(500));
+    }
+    net.start(3);
+    net.connect(2, 3);
+    net.run_for(Duration::from_secs(10));
+    // Node 3 had delivered the first posts before the crash and got the rest after.
+    let seqs: Vec<u64> =
+        net.delivered[3].iter().filter(|(a, _)| *a == net.ids[0]).map(|x| x.1).collect();
+    assert_eq!(seqs, (1..=posts[&net.ids[0]]).collect::<Vec<_>>(), "seed {seed}");
+    assert_eq!(net.digests().len(), 1);
+    // Its own seqs resumed, not restarted: a new post from node 3 is seq 1 of its post stream.
+    net.post(3, "back");
+    net.run_for(Duration::from_secs(3));
+    assert!(net.delivered[0].iter().any(|(a, s)| *a == net.ids[3] && *s == 1));
+}
+
+#[test]
+fn garbage_frames_are_counted_and_ignored() {
+    let mut net = line(2, 5, Config::default());
+    net.run_for(Duration::from_secs(2));
+    let from = net.ids[1];
+    net.feed(0, Input::Received { from, frame: Bytes::from_static(&[0xff, 0xff, 0xff]) });
+    net.feed(0, Input::Received { from, frame: Bytes::from(vec![0u8; 2 << 20]) });
+    let rejected = &net.engine(0).stats().rejected;
+    assert_eq!(
+        rejected.get("malformed").copied().unwrap_or(0)
+            + rejected.get("truncated").copied().unwrap_or(0),
+        1,
+        "{rejected:?}"
+    );
+    assert_eq!(rejected.get("too_large"), Some(&1));
+    net.post(1, "still works");
+    net.run_for(Duration::from_secs(2));
+    assert!(net.delivered[0].iter().any(|(a, _)| *a == from));
+}
