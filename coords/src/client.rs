@@ -12,9 +12,17 @@
 //! On top of that, following HashiCorp Serf (which follows Ledlie et al., "Network
 //! Coordinates in the Wild", NSDI 2007), samples go through a per-peer median filter, a
 //! small gravity pulls the frame towards the origin, and an adjustment term (Lee et al.,
-//! ToN 2010) averages the residuals of the last few samples. The `vecino` profile adds a
-//! robust loss and step-size decay (see [`Robust`](crate::Robust),
-//! [`Decay`](crate::Decay)); both are branches of the one code path below.
+//! ToN 2010) averages the residuals of the last few samples. That is the `serf` profile.
+//!
+//! The `vecino` profile, on the same code path, drops the adjustment term and adds (see
+//! [`Config`](crate::Config)): a step weighted by `(L / rtt)^1.5` so that the error is
+//! minimised in *relative* terms and short links (the ones that decide who is nearest) are
+//! fitted, capped at [`MAX_STEP`] of the residual; a Cauchy kernel on the relative residual,
+//! scaled by the client's own error, so a spike barely moves it; heights moved by the stress
+//! gradient; heavy-ball momentum; step-size decay with re-heat; and an *application*
+//! coordinate (Ledlie et al. §6): a smoothed copy of the system coordinate that the host
+//! publishes and predicts with, while the system coordinate (the one sent in ping replies
+//! and fed to peers' updates) keeps learning. `docs/BENCHMARKS.md` has what each buys.
 //!
 //! The client is pure: it reads no clock and owns no randomness. The only random choice,
 //! the direction to move when two peers share a position, comes from the caller's RNG.
@@ -112,12 +120,15 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
         Coordinate::origin(config.height_min, config.error_max)
     }
 
-    /// The current coordinate.
+    /// The system coordinate: what this peer sends in ping replies, for the other side's
+    /// [`Client::update`].
     pub fn coordinate(&self) -> &Coordinate<D> {
         &self.coord
     }
 
-    /// The application-level coordinate.
+    /// The application-level coordinate: what the host publishes (newspapers, barrio slots)
+    /// and predicts RTTs with. A smoothed copy of [`Client::coordinate`] when the profile
+    /// sets `app_alpha`, else the same.
     pub fn app_coordinate(&self) -> &Coordinate<D> {
         if self.config.app_alpha > 0.0 { &self.app } else { &self.coord }
     }
