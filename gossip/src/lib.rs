@@ -11,12 +11,14 @@ mod config;
 mod engine;
 pub mod io;
 mod link;
+mod persist;
 mod store;
 mod sync;
 mod time;
 
 pub use config::Config;
 pub use engine::{Engine, EngineStats, LinkView, Member};
+pub use persist::{MemoryStore, Persist};
 
 pub use io::{
     AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,

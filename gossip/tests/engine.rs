@@ -9,7 +9,8 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vecino_gossip::{
-    AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, Output, Protocol, StoreOp, Time,
+    AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, MemoryStore, Output, Persist,
+    Protocol, Time,
 };
 use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
 
@@ -33,7 +34,7 @@ struct Net {
     cut: BTreeSet<(usize, usize)>,
     delivered: Vec<Vec<(AuthorKey, u64)>>,
     links: Vec<(Time, usize, AuthorKey, LinkStatus)>,
-    stored: Vec<BTreeMap<(AuthorKey, i32, u64), VerifiedEvent>>,
+    stored: Vec<MemoryStore>,
     config: Config,
 }
 
@@ -52,7 +53,7 @@ impl Net {
             cut: BTreeSet::new(),
             delivered: vec![Vec::new(); n],
             links: Vec::new(),
-            stored: vec![BTreeMap::new(); n],
+            stored: vec![MemoryStore::default(); n],
             config,
         };
         for i in 0..n {
@@ -66,7 +67,7 @@ impl Net {
     }
 
     fn start(&mut self, i: usize) {
-        let stored: Vec<VerifiedEvent> = self.stored[i].values().cloned().collect();
+        let stored: Vec<VerifiedEvent> = self.stored[i].events();
         let rng = ChaCha8Rng::seed_from_u64(self.seed ^ (i as u64) << 32 ^ self.now.0);
         self.engines[i] =
             Some(Engine::new(identity(self.seed, i), self.config.clone(), rng, self.now, stored));
@@ -128,12 +129,7 @@ impl Net {
                     self.links.push((self.now, i, peer, status));
                 }
                 Output::Deliver(_) => {}
-                Output::Persist(StoreOp::Put(ev)) => {
-                    self.stored[i].insert((ev.author(), ev.stream() as i32, ev.seq()), ev);
-                }
-                Output::Persist(StoreOp::Delete { author, stream, seq }) => {
-                    self.stored[i].remove(&(author, stream as i32, seq));
-                }
+                Output::Persist(op) => self.stored[i].apply(&op),
             }
         }
     }
