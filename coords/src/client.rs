@@ -367,3 +367,87 @@ fn unit_vector_at<R: Rng + ?Sized, const D: usize>(
 pub(crate) fn unit_f64<R: Rng + ?Sized>(rng: &mut R) -> f64 {
     (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Profile;
+    use crate::topology::{RttMatrix, Topology};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Serf's `Simulate`: every round every node updates against a random other node.
+    fn simulate(m: &RttMatrix, profile: Profile, rounds: usize, seed: u64) -> Vec<Coordinate> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = m.len();
+        let mut clients: Vec<Client<usize>> =
+            (0..n).map(|_| Client::new(profile.config())).collect();
+        for _ in 0..rounds {
+            for i in 0..n {
+                #[allow(clippy::cast_possible_truncation)]
+                let mut j = (rng.next_u64() % (n as u64 - 1)) as usize;
+                if j >= i {
+                    j += 1;
+                }
+                let other = *clients[j].coordinate();
+                clients[i].update_secs(&j, &other, m.ms(i, j) / 1000.0, &mut rng).unwrap();
+            }
+        }
+        clients.iter().map(|c| *c.app_coordinate()).collect()
+    }
+
+    fn mean_error(m: &RttMatrix, c: &[Coordinate]) -> f64 {
+        let n = m.len();
+        let mut sum = 0.0;
+        let mut k = 0.0;
+        for i in 0..n {
+            for j in i + 1..n {
+                let a = m.ms(i, j);
+                sum += (c[i].distance_secs(&c[j]) * 1000.0 - a).abs() / a;
+                k += 1.0;
+            }
+        }
+        sum / k
+    }
+
+    #[test]
+    fn both_profiles_embed_serf_topologies() {
+        let seed = 1;
+        println!("seed {seed}");
+        for t in [Topology::Line, Topology::Grid, Topology::Split, Topology::Internet] {
+            let m = t.generate(25, &mut ChaCha8Rng::seed_from_u64(seed));
+            for p in Profile::ALL {
+                let err = mean_error(&m, &simulate(&m, p, 300, seed));
+                // Serf's own tests accept a mean error of 0.2 (split, line) and below.
+                assert!(err < 0.2, "{} on {}: mean error {err}", p.name(), t.name());
+            }
+        }
+    }
+
+    #[test]
+    fn a_spike_moves_vecino_far_less_than_serf() {
+        let seed = 2;
+        println!("seed {seed}");
+        let m = Topology::Grid.generate(25, &mut ChaCha8Rng::seed_from_u64(seed));
+        let mut moved = Vec::new();
+        for p in Profile::ALL {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let n = m.len();
+            let mut clients: Vec<Client<usize>> = (0..n).map(|_| Client::new(p.config())).collect();
+            for _ in 0..300 {
+                for i in 0..n {
+                    let j = (i + 1 + (rng.next_u64() % 24) as usize) % n;
+                    let other = *clients[j].coordinate();
+                    clients[i].update_secs(&j, &other, m.ms(i, j) / 1000.0, &mut rng).unwrap();
+                }
+            }
+            // A fresh peer id (no filter history) answers 3× slower than it is.
+            let other = *clients[1].coordinate();
+            let before = *clients[0].app_coordinate();
+            clients[0].update_secs(&99, &other, 3.0 * m.ms(0, 1) / 1000.0, &mut rng).unwrap();
+            let after = *clients[0].app_coordinate();
+            moved.push((before.vec - after.vec).norm() + (before.height - after.height).abs());
+        }
+        assert!(moved[0] * 10.0 < moved[1], "vecino moved {} s, serf {} s", moved[0], moved[1]);
+    }
+}
