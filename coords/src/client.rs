@@ -44,6 +44,9 @@ const APP_WARMUP: f64 = 8.0;
 /// own step, `cc · w ≤ 0.25`, never reaches it).
 const MAX_STEP: f64 = 0.3;
 
+/// `since_reset` of a restored coordinate: past any warm-up.
+const SETTLED: u64 = 1 << 20;
+
 /// Below this many seconds two positions, an RTT or an error sum count as zero (Serf's).
 const ZERO_THRESHOLD: f64 = 1.0e-6;
 
@@ -144,9 +147,17 @@ impl<K: Ord + Clone, const D: usize> Client<K, D> {
     }
 
     /// Forces the coordinate to a known state (for example one persisted before a restart).
+    ///
+    /// Both the system and the application coordinate take it, and the client treats it as
+    /// settled: the step starts half-decayed and the application coordinate does not re-run
+    /// its warm-up (so a restart does not publish a coordinate travelling from the origin).
     pub fn set_coordinate(&mut self, coord: Coordinate<D>) -> Result<(), CoordinateError> {
         coord.check()?;
         self.coord = coord;
+        self.app = coord;
+        self.velocity = SVector::zeros();
+        self.age = self.config.decay.map_or(0.0, |d| d.tau);
+        self.since_reset = SETTLED;
         Ok(())
     }
 
@@ -422,6 +433,20 @@ mod tests {
                 assert!(err < 0.2, "{} on {}: mean error {err}", p.name(), t.name());
             }
         }
+    }
+
+    #[test]
+    fn restored_coordinate_is_published_at_once() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut c: Client<u8> = Client::new(Profile::Vecino.config());
+        let saved = Coordinate::from_parts(&[0.05; 8], 0.002, 0.1, 0.0).unwrap();
+        c.set_coordinate(saved).unwrap();
+        assert_eq!(*c.app_coordinate(), saved);
+        let peer = Coordinate::from_parts(&[0.06; 8], 0.002, 0.1, 0.0).unwrap();
+        let truth = saved.distance_secs(&peer);
+        c.update_secs(&1, &peer, truth * 1.05, &mut rng).unwrap();
+        let drift = (c.app_coordinate().vec - saved.vec).norm();
+        assert!(drift < 0.000_1, "app coordinate jumped {drift} s after a restore");
     }
 
     #[test]
