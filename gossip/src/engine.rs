@@ -271,7 +271,20 @@ impl<R: Rng> Engine<R> {
     }
 
     fn known_count(&self) -> usize {
-        self.members().iter().filter(|m| !m.left).count()
+        let mut last = None;
+        let mut n = 0;
+        for ev in self.store.latest_events() {
+            let peer = ev.author();
+            let presence = matches!(ev.stream(), Stream::HeyThere | Stream::Newspaper);
+            if peer == self.me || !presence || last == Some(peer) {
+                continue;
+            }
+            last = Some(peer);
+            if !self.has_left(peer) {
+                n += 1;
+            }
+        }
+        n
     }
 
     // ----- outputs -----

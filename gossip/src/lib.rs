@@ -12,6 +12,8 @@ mod engine;
 pub mod io;
 mod link;
 mod persist;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod store;
 mod sync;
 mod time;

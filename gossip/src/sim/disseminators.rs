@@ -10,9 +10,13 @@ use std::sync::Arc;
 
 use vecino_proto::{AuthorKey, Identity, VerifiedEvent};
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
 use crate::io::Protocol;
 use crate::sim::baselines::{Baseline, Mode};
 use crate::time::Time;
+use crate::{Config, Engine};
 
 /// Every peer's key and index, shared by all peers of a run.
 #[derive(Debug)]
@@ -126,7 +130,14 @@ pub fn push_fanout(n: usize) -> usize {
 /// its identity, a `ChaCha8Rng` seeded from `spec.rng_seed`, `spec.now` and `spec.stored`,
 /// never `spec.directory`.
 pub fn vecino_factory() -> Option<Disseminator> {
-    None
+    Some(Disseminator {
+        name: "vecino",
+        full_mesh: false,
+        factory: Box::new(|spec| {
+            let rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
+            Box::new(Engine::new(spec.identity, Config::default(), rng, spec.now, spec.stored))
+        }),
+    })
 }
 
 /// The disseminators to run, vecino first when it is available.

@@ -134,7 +134,14 @@ impl Metrics {
     }
 
     /// A peer's first (or repeated) delivery of another author's post.
-    pub(crate) fn delivered(&mut self, t_us: u64, node: u32, author: u32, seq: u64, one_way_us: u64) {
+    pub(crate) fn delivered(
+        &mut self,
+        t_us: u64,
+        node: u32,
+        author: u32,
+        seq: u64,
+        one_way_us: u64,
+    ) {
         let Some(&idx) = self.by_key.get(&(author, seq)) else {
             return;
         };

@@ -139,7 +139,13 @@ mod tests {
     use super::*;
 
     fn model(rate: u64, scope: RateScope, loss: Loss) -> LinkModel {
-        LinkModel { rate_bps: Some(rate), scope, queue_bytes: 10_000, loss, frame_overhead_bytes: 0 }
+        LinkModel {
+            rate_bps: Some(rate),
+            scope,
+            queue_bytes: 10_000,
+            loss,
+            frame_overhead_bytes: 0,
+        }
     }
 
     #[test]
@@ -190,7 +196,8 @@ mod tests {
     #[test]
     fn loss_rates_within_bounds() {
         let n = 100_000u32;
-        let mut net = Network::new(model(1 << 40, RateScope::Uplink, Loss::Bernoulli { p: 0.05 }), 1, 7);
+        let mut net =
+            Network::new(model(1 << 40, RateScope::Uplink, Loss::Bernoulli { p: 0.05 }), 1, 7);
         let lost = (0..n).filter(|_| net.transmit(0, 0, 1, 0, 1, 0) == Transmit::Lost).count();
         let rate = lost as f64 / f64::from(n);
         assert!((0.045..0.055).contains(&rate), "bernoulli loss {rate}");
