@@ -571,7 +571,7 @@ impl<R: Rng> Engine<R> {
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         if was == LinkStatus::Disconnected {
             // Buffers were released: catch up by version vectors.
-            self.send_version_vector(peer, false);
+            self.open_sync(peer);
         }
     }
 
@@ -589,8 +589,14 @@ impl<R: Rng> Engine<R> {
             link.transport_up = true;
             link.reset_receiver();
             link.set_rate(info.rate_bps);
-            if let Some(was) = link.heard(now) {
-                self.on_heal(peer, was);
+            let healed = link.heard(now);
+            match healed {
+                Some(LinkStatus::Disconnected) => self.on_heal(peer, LinkStatus::Disconnected),
+                Some(was) => {
+                    self.on_heal(peer, was);
+                    self.open_sync(peer); // the neighbour may have restarted with less
+                }
+                None => self.open_sync(peer),
             }
             return;
         }
@@ -602,7 +608,7 @@ impl<R: Rng> Engine<R> {
         self.links.insert(peer, Link::new(now, info.rate_bps));
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         // A new neighbour: exchange what each holds, and learn its RTT.
-        self.send_version_vector(peer, false);
+        self.open_sync(peer);
         self.ping(peer);
     }
 
@@ -616,6 +622,14 @@ impl<R: Rng> Engine<R> {
         }
         if !self.leaving {
             self.dial(peer);
+        }
+    }
+
+    /// Starts a version-vector exchange with a neighbour. Only the end with the lower key
+    /// starts it (the other answers), so the two ends do not both send everything twice.
+    fn open_sync(&mut self, peer: AuthorKey) {
+        if self.me < peer {
+            self.send_version_vector(peer, false);
         }
     }
 

@@ -530,7 +530,8 @@ impl Sim<'_> {
                 }
             }
         }
-        self.heal_cut_rtt.push(self.cut_rtt(f));
+        let rtt = self.cut_rtt(f);
+        self.heal_cut_rtt.push(rtt);
         self.metrics.fault_ended(self.now, us(fault.start), f, fault);
         self.check_convergence();
     }
