@@ -771,6 +771,10 @@ impl<R: Rng> Engine<R> {
             return;
         }
         let usable = self.links.values().filter(|l| l.status != LinkStatus::Disconnected).count();
+        if usable > 2 * self.config.active_view {
+            self.trim_links(now);
+            return;
+        }
         let want = self.config.active_view.saturating_sub(usable + self.dialing.len());
         if want == 0 {
             return;
@@ -804,6 +808,28 @@ impl<R: Rng> Engine<R> {
             };
             let (_, peer) = candidates.remove(i);
             self.dial(peer);
+        }
+    }
+}
+
+impl<R: Rng> Engine<R> {
+    /// Drops one surplus link: the slowest lazy, connected link older than a minute (inbound
+    /// links and partitions that healed can leave more links than the active view needs).
+    fn trim_links(&mut self, now: Time) {
+        let victim = self
+            .links
+            .iter()
+            .filter(|(_, l)| {
+                !l.eager
+                    && l.status == LinkStatus::Connected
+                    && now.saturating_since(l.status_since) > Duration::from_secs(60)
+            })
+            .max_by_key(|(p, l)| (l.rtt().unwrap_or(Duration::MAX), **p))
+            .map(|(p, _)| *p);
+        if let Some(peer) = victim {
+            // Forgotten first, so the LinkDown that follows is not taken for a fade.
+            self.links.remove(&peer);
+            self.emit(Output::Disconnect { peer });
         }
     }
 }
