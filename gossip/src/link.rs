@@ -60,7 +60,12 @@ pub(crate) struct Link {
     // Reliable delivery, sender side.
     next_seq: u64,
     unacked: BTreeMap<u64, Unacked>,
+    /// Bytes in the queues.
     buffered_bytes: usize,
+    /// Bytes of frames kept until acknowledged (queued or in flight).
+    unacked_bytes: usize,
+    /// Bytes of queued frames that need no acknowledgement.
+    unreliable_bytes: usize,
     // Reliable delivery, receiver side.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
@@ -93,6 +98,8 @@ impl Link {
             next_seq: 1,
             unacked: BTreeMap::new(),
             buffered_bytes: 0,
+            unacked_bytes: 0,
+            unreliable_bytes: 0,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
             ack_due: false,
@@ -155,9 +162,11 @@ impl Link {
             // RCM: past the suspect timeout, buffers are released; anti-entropy takes over.
             self.dropped += self.unacked.len() as u64;
             self.unacked.clear();
+            self.unacked_bytes = 0;
             for q in &mut self.queues {
                 q.retain(|(seq, _)| *seq == 0);
             }
+            self.unreliable_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
             self.buffered_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
             self.ihave.clear();
         }
@@ -166,11 +175,26 @@ impl Link {
     /// Queues a frame. `seq` is its link seq (0 for frames that need no acknowledgement).
     pub(crate) fn push(&mut self, seq: u64, frame: Bytes, class: Priority, max_bytes: usize) {
         if seq != 0 {
+            self.unacked_bytes += frame.len();
             self.unacked.insert(seq, Unacked { frame: frame.clone(), class, sent_at: None });
+        } else {
+            self.unreliable_bytes += frame.len();
         }
         self.buffered_bytes += frame.len();
         self.queues[class as usize].push_back((seq, frame));
-        while self.buffered_bytes > max_bytes && self.drop_oldest() {}
+        while self.retained() > max_bytes && self.drop_oldest() {}
+    }
+
+    /// Bytes this link keeps: unacknowledged frames and queued unreliable ones. Bounded by
+    /// `max_bytes` at every push.
+    pub(crate) fn retained(&self) -> usize {
+        self.unacked_bytes + self.unreliable_bytes
+    }
+
+    fn remove_unacked(&mut self, seq: u64) {
+        if let Some(u) = self.unacked.remove(&seq) {
+            self.unacked_bytes -= u.frame.len();
+        }
     }
 
     /// Drops the oldest reliable frame of the least urgent class; false if there is none.
@@ -178,16 +202,27 @@ impl Link {
         for q in self.queues.iter_mut().rev() {
             if let Some(pos) = q.iter().position(|(seq, _)| *seq != 0) {
                 let (seq, f) = q.remove(pos).expect("position is in range");
-                self.unacked.remove(&seq);
                 self.buffered_bytes -= f.len();
+                self.remove_unacked(seq);
                 self.dropped += 1;
                 return true;
             }
         }
+        // Only unacknowledged frames in flight, or unreliable ones, are left.
         if let Some((&seq, _)) = self.unacked.iter().next() {
-            self.unacked.remove(&seq);
+            self.remove_unacked(seq);
             self.dropped += 1;
             return true;
+        }
+        for q in self.queues.iter_mut().rev() {
+            if let Some((seq, f)) = q.pop_front() {
+                self.buffered_bytes -= f.len();
+                if seq == 0 {
+                    self.unreliable_bytes -= f.len();
+                }
+                self.dropped += 1;
+                return true;
+            }
         }
         false
     }
@@ -235,9 +270,10 @@ impl Link {
     /// Applies an acknowledgement from the neighbour.
     pub(crate) fn acked(&mut self, cumulative: u64, selective: &[u64]) {
         let keep = self.unacked.split_off(&(cumulative + 1));
-        self.unacked = keep;
-        for s in selective {
-            self.unacked.remove(s);
+        let gone = std::mem::replace(&mut self.unacked, keep);
+        self.unacked_bytes -= gone.values().map(|u| u.frame.len()).sum::<usize>();
+        for &s in selective {
+            self.remove_unacked(s);
         }
     }
 
@@ -292,7 +328,9 @@ impl Link {
                 let (seq, frame) = (*seq, frame.clone());
                 self.queues[class as usize].pop_front();
                 self.buffered_bytes -= frame.len();
-                if seq != 0 {
+                if seq == 0 {
+                    self.unreliable_bytes -= frame.len();
+                } else {
                     match self.unacked.get_mut(&seq) {
                         Some(u) => u.sent_at = Some(now),
                         None => continue, // acknowledged while queued
@@ -383,10 +421,39 @@ mod tests {
             let s = l.next_seq();
             l.push(s, f(100), Priority::Post, 1_000);
         }
-        assert!(l.buffered().0 <= 1_000);
+        assert!(l.retained() <= 1_000);
         assert!(l.dropped >= 90);
         l.set_status(LinkStatus::Disconnected, Time(1));
         assert_eq!(l.buffered(), (0, 0));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Whatever is pushed, acked, drained or suspended, the queued bytes stay within bound.
+        #[test]
+        fn queued_bytes_never_exceed_the_bound(
+            ops in proptest::collection::vec((0u8..5, 1usize..400, 0u8..4), 1..300),
+        ) {
+            const MAX: usize = 2_000;
+            let mut l = Link::new(Time(0), Some(64_000));
+            let mut t = 0;
+            for (op, size, class) in ops {
+                t += 10_000;
+                let class = [Priority::Control, Priority::Postcard, Priority::Post, Priority::Membership][class as usize];
+                match op {
+                    0 | 1 => {
+                        let seq = if op == 0 { l.next_seq() } else { 0 };
+                        l.push(seq, f(size), class, MAX);
+                    }
+                    2 => l.drain(Time(t), &mut Vec::new()),
+                    3 => l.acked(size as u64 / 4, &[]),
+                    _ => l.set_status(LinkStatus::Suspected, Time(t)),
+                }
+                proptest::prop_assert!(l.retained() <= MAX, "{} bytes retained", l.retained());
+                let unacked: usize = l.unacked.values().map(|u| u.frame.len()).sum();
+                proptest::prop_assert_eq!(unacked, l.unacked_bytes);
+            }
+        }
     }
 
     #[test]
