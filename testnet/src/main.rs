@@ -4,6 +4,7 @@
 //! now; `sim`, `local` and `soak` later.
 
 mod coords;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -19,11 +20,14 @@ struct Cli {
 enum Command {
     /// Evaluate coordinate profiles (vecino vs Serf) on an RTT matrix, side by side.
     Coords(coords::CoordsArgs),
+    /// Run a simulation scenario (vecino, fullmesh and push side by side).
+    Sim(sim::SimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match &cli.command {
         Command::Coords(args) => coords::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }

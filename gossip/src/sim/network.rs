@@ -196,15 +196,15 @@ mod tests {
     #[test]
     fn loss_rates_within_bounds() {
         let n = 100_000u32;
-        let mut net =
-            Network::new(model(1 << 40, RateScope::Uplink, Loss::Bernoulli { p: 0.05 }), 1, 7);
+        let unpaced = |loss| LinkModel { rate_bps: None, ..model(1, RateScope::Uplink, loss) };
+        let mut net = Network::new(unpaced(Loss::Bernoulli { p: 0.05 }), 1, 7);
         let lost = (0..n).filter(|_| net.transmit(0, 0, 1, 0, 1, 0) == Transmit::Lost).count();
         let rate = lost as f64 / f64::from(n);
         assert!((0.045..0.055).contains(&rate), "bernoulli loss {rate}");
 
         let bursty = Loss::Bursty { p_bad: 0.01, p_good: 0.1, loss_good: 0.0, loss_bad: 0.5 };
         let mean = bursty.mean();
-        let mut net = Network::new(model(1 << 40, RateScope::Uplink, bursty), 1, 7);
+        let mut net = Network::new(unpaced(bursty), 1, 7);
         let outcomes: Vec<bool> =
             (0..n).map(|_| net.transmit(0, 0, 1, 0, 1, 0) == Transmit::Lost).collect();
         let rate = outcomes.iter().filter(|l| **l).count() as f64 / f64::from(n);

@@ -296,7 +296,11 @@ impl Sim<'_> {
         NodeSpec {
             index: i,
             identity: identity(self.seed, i),
-            rng_seed: seed_for(self.seed, concern::NODE, ((node.restarts as u64) << 32) | i as u64),
+            rng_seed: seed_for(
+                self.seed,
+                concern::NODE,
+                (u64::from(node.restarts) << 32) | i as u64,
+            ),
             now: self.time(),
             directory: Arc::clone(&self.dir),
             stored: node.stored.values().cloned().collect(),

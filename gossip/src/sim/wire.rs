@@ -55,6 +55,7 @@ pub(crate) fn for_each_event(frame: &Bytes, mut f: impl FnMut(Header)) -> usize 
 pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
     let frame = pb::Frame {
         link_seq: 0,
+        link_floor: 0,
         kind: Some(pb::frame::Kind::Events(pb::Events { envelopes: vec![envelope], sync: false })),
     };
     Bytes::from(frame.encode_to_vec())

@@ -1,0 +1,418 @@
+//! The scenario file format (TOML; documented in `testnet/scenarios/README.md`) and its
+//! resolution into a `vecino_gossip::sim::Scenario` (matrices read, topologies generated).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use vecino_coords::topology::{InternetModel, RttMatrix, Topology};
+use vecino_gossip::sim::{
+    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss, RateScope,
+    Scenario, Traffic, TrafficScope, seed_for,
+};
+
+/// Above this many peers a generated topology uses the compact O(N) model.
+const DENSE_MATRIX_MAX: usize = 2048;
+
+/// A scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScenarioFile {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    pub(crate) peers: usize,
+    pub(crate) duration_s: f64,
+    #[serde(default = "default_drain")]
+    pub(crate) drain_s: f64,
+    #[serde(default = "default_seed")]
+    pub(crate) seed: u64,
+    #[serde(default)]
+    pub(crate) start_spread_s: f64,
+    #[serde(default = "default_bootstrap")]
+    pub(crate) bootstrap: usize,
+    #[serde(default = "default_transport_timeout")]
+    pub(crate) transport_timeout_s: f64,
+    #[serde(default = "default_check")]
+    pub(crate) check_interval_s: f64,
+    #[serde(default = "yes")]
+    pub(crate) converge_from_start: bool,
+    #[serde(default)]
+    pub(crate) bucket_s: Option<f64>,
+    /// Sizes of consecutive groups of peers; default: each peer its own group.
+    #[serde(default)]
+    pub(crate) groups: Option<Vec<usize>>,
+    pub(crate) latency: LatencyFile,
+    pub(crate) link: LinkFile,
+    pub(crate) traffic: TrafficFile,
+    #[serde(default, rename = "fault")]
+    pub(crate) faults: Vec<FaultFile>,
+    #[serde(default)]
+    pub(crate) flat_flood: Option<FlatFloodFile>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LatencyFile {
+    /// Same RTT for every pair.
+    rtt_ms: Option<f64>,
+    /// RTT inside a group / across groups.
+    intra_group_ms: Option<f64>,
+    inter_group_ms: Option<f64>,
+    /// A matrix file (relative to the working directory, else to the scenario file).
+    matrix: Option<PathBuf>,
+    /// A generated topology: line, grid, split, circle, random, internet.
+    topology: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkFile {
+    rate_bps: Option<u64>,
+    #[serde(default = "default_scope")]
+    scope: String,
+    #[serde(default = "default_queue")]
+    queue_bytes: u64,
+    #[serde(default)]
+    loss: f64,
+    #[serde(default)]
+    burst: Option<BurstFile>,
+    #[serde(default)]
+    frame_overhead_bytes: u32,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BurstFile {
+    p_bad: f64,
+    p_good: f64,
+    #[serde(default)]
+    loss_good: f64,
+    loss_bad: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TrafficFile {
+    rate_per_s: f64,
+    #[serde(default = "default_per")]
+    per: String,
+    #[serde(default = "default_body")]
+    body_bytes: usize,
+    #[serde(default = "default_topic")]
+    topic: String,
+    #[serde(default)]
+    start_s: f64,
+    #[serde(default = "default_arrivals")]
+    arrivals: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FaultFile {
+    kind: String,
+    start_s: f64,
+    /// How long it lasts; absent: until the end.
+    down_s: Option<f64>,
+    /// Repeat every this many seconds until the end.
+    every_s: Option<f64>,
+    /// Partition: sides, as lists of group indexes.
+    #[serde(default)]
+    sides: Vec<Vec<u32>>,
+    /// Crash: peer indexes.
+    #[serde(default)]
+    peers: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlatFloodFile {
+    newspaper_bytes: u32,
+    period_s: f64,
+}
+
+fn default_drain() -> f64 {
+    60.0
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_bootstrap() -> usize {
+    3
+}
+fn default_transport_timeout() -> f64 {
+    20.0
+}
+fn default_check() -> f64 {
+    0.25
+}
+fn yes() -> bool {
+    true
+}
+fn default_scope() -> String {
+    "uplink".into()
+}
+fn default_queue() -> u64 {
+    4 << 20
+}
+fn default_per() -> String {
+    "peer".into()
+}
+fn default_body() -> usize {
+    100
+}
+fn default_topic() -> String {
+    "sim".into()
+}
+fn default_arrivals() -> String {
+    "periodic".into()
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+impl ScenarioFile {
+    /// Reads and parses a scenario file.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Resolves the file into a runnable scenario; `base` is the scenario file's directory.
+    pub(crate) fn resolve(&self, base: &Path, seed: u64) -> anyhow::Result<Scenario> {
+        let n = self.peers;
+        ensure!(n >= 2, "peers must be at least 2");
+        ensure!(self.duration_s > 0.0, "duration_s must be positive");
+        let groups: Vec<u32> = match &self.groups {
+            None => (0..n as u32).collect(),
+            Some(sizes) => {
+                ensure!(sizes.iter().sum::<usize>() == n, "group sizes must add up to peers");
+                sizes
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(g, &k)| std::iter::repeat_n(g as u32, k))
+                    .collect()
+            }
+        };
+        let groups = Arc::new(groups);
+        let group_count = groups.iter().max().map_or(0, |g| *g as usize + 1);
+        let latency = self.latency.resolve(n, &groups, base, seed)?;
+        if let Some(cap) = latency.capacity() {
+            ensure!(cap >= n, "the latency model places {cap} hosts, the scenario has {n} peers");
+        }
+        let scope = match self.link.scope.as_str() {
+            "uplink" => RateScope::Uplink,
+            "pair" => RateScope::Pair,
+            "radio" => RateScope::SharedRadio,
+            other => bail!("link.scope {other:?}: expected uplink, pair or radio"),
+        };
+        let loss = match (self.link.burst, self.link.loss) {
+            (Some(b), _) => Loss::Bursty {
+                p_bad: b.p_bad,
+                p_good: b.p_good,
+                loss_good: b.loss_good,
+                loss_bad: b.loss_bad,
+            },
+            (None, p) if p > 0.0 => Loss::Bernoulli { p },
+            _ => Loss::None,
+        };
+        let per = match self.traffic.per.as_str() {
+            "peer" => TrafficScope::PerPeer,
+            "fleet" => TrafficScope::Fleet,
+            other => bail!("traffic.per {other:?}: expected peer or fleet"),
+        };
+        let arrivals = match self.traffic.arrivals.as_str() {
+            "periodic" => Arrivals::Periodic,
+            "poisson" => Arrivals::Poisson,
+            other => bail!("traffic.arrivals {other:?}: expected periodic or poisson"),
+        };
+        let mut faults = Vec::new();
+        for f in &self.faults {
+            let kind = match f.kind.as_str() {
+                "partition" | "flap" => {
+                    ensure!(f.sides.len() >= 2, "a partition needs at least two sides");
+                    let mut side = vec![0u8; n];
+                    for (s, members) in f.sides.iter().enumerate() {
+                        for &g in members {
+                            ensure!((g as usize) < group_count, "no group {g}");
+                            for (i, _) in groups.iter().enumerate().filter(|(_, x)| **x == g) {
+                                side[i] = s as u8 + 1;
+                            }
+                        }
+                    }
+                    FaultKind::Partition { side: Arc::new(side) }
+                }
+                "crash" => {
+                    ensure!(f.peers.iter().all(|&p| (p as usize) < n), "crash: no such peer");
+                    FaultKind::Crash { peers: f.peers.clone() }
+                }
+                other => bail!("fault.kind {other:?}: expected partition, flap or crash"),
+            };
+            let mut start = f.start_s;
+            loop {
+                faults.push(Fault {
+                    start: secs(start),
+                    end: f.down_s.map(|d| secs(start + d)),
+                    kind: kind.clone(),
+                });
+                match f.every_s {
+                    Some(every) if every > 0.0 && start + every < self.duration_s => start += every,
+                    _ => break,
+                }
+            }
+        }
+        let total = self.duration_s + self.drain_s;
+        Ok(Scenario {
+            name: self.name.clone(),
+            peers: n,
+            groups,
+            latency,
+            link: LinkModel {
+                rate_bps: self.link.rate_bps,
+                scope,
+                queue_bytes: self.link.queue_bytes,
+                loss,
+                frame_overhead_bytes: self.link.frame_overhead_bytes,
+            },
+            traffic: Traffic {
+                rate_per_s: self.traffic.rate_per_s,
+                per,
+                body_bytes: self.traffic.body_bytes,
+                topic: self.traffic.topic.clone(),
+                start: secs(self.traffic.start_s),
+                arrivals,
+            },
+            faults,
+            duration: secs(self.duration_s),
+            drain: secs(self.drain_s),
+            start_spread: secs(self.start_spread_s),
+            bootstrap: self.bootstrap,
+            transport_timeout: secs(self.transport_timeout_s),
+            check_interval: secs(self.check_interval_s),
+            converge_from_start: self.converge_from_start,
+            bucket: secs(self.bucket_s.unwrap_or((total / 400.0).max(1.0))),
+            flat_flood: self.flat_flood.map(|f| FlatFlood {
+                newspaper_bytes: f.newspaper_bytes,
+                period: secs(f.period_s),
+            }),
+        })
+    }
+}
+
+impl LatencyFile {
+    fn resolve(
+        &self,
+        n: usize,
+        groups: &Arc<Vec<u32>>,
+        base: &Path,
+        seed: u64,
+    ) -> anyhow::Result<Latency> {
+        if let Some(path) = &self.matrix {
+            let path = find(path, base)?;
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading matrix {}", path.display()))?;
+            let m = RttMatrix::parse(&text)
+                .map_err(|e| anyhow::anyhow!("matrix {}: {e}", path.display()))?;
+            return Ok(Latency::Matrix(Arc::new(m)));
+        }
+        if let Some(name) = &self.topology {
+            let topo =
+                Topology::from_name(name).with_context(|| format!("unknown topology {name:?}"))?;
+            let mut rng = ChaCha8Rng::seed_from_u64(seed_for(seed, 100, 0));
+            if n > DENSE_MATRIX_MAX {
+                ensure!(
+                    topo == Topology::Internet,
+                    "above {DENSE_MATRIX_MAX} peers only the internet topology is available"
+                );
+                let m = CompactInternet::generate(n, &InternetModel::default(), &mut rng);
+                return Ok(Latency::Internet(Arc::new(m)));
+            }
+            return Ok(Latency::Matrix(Arc::new(topo.generate(n, &mut rng))));
+        }
+        if let (Some(intra), Some(inter)) = (self.intra_group_ms, self.inter_group_ms) {
+            return Ok(Latency::Groups {
+                groups: Arc::clone(groups),
+                intra_ms: intra,
+                inter_ms: inter,
+            });
+        }
+        if let Some(rtt) = self.rtt_ms {
+            return Ok(Latency::Uniform { rtt_ms: rtt });
+        }
+        bail!("latency: give rtt_ms, intra_group_ms + inter_group_ms, matrix or topology")
+    }
+}
+
+/// A relative path, from the working directory, else from `base` and its ancestors.
+fn find(path: &Path, base: &Path) -> anyhow::Result<PathBuf> {
+    if path.is_absolute() || path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    for dir in base.ancestors() {
+        let p = dir.join(path);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!("{} not found (from the working directory or {})", path.display(), base.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every scenario shipped in testnet/scenarios parses and resolves (matrices excepted when
+    /// shared/ is absent).
+    #[test]
+    fn shipped_scenarios_resolve() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let file = ScenarioFile::read(&path).unwrap();
+            seen += 1;
+            if file.latency.matrix.is_some() || file.peers > 1000 {
+                continue; // needs shared/, or is slow to generate in a unit test
+            }
+            let sc = file.resolve(&dir, file.seed).unwrap();
+            assert_eq!(sc.peers, file.peers, "{}", path.display());
+        }
+        assert!(seen >= 6, "only {seen} scenarios");
+    }
+
+    #[test]
+    fn repeating_faults_expand_until_the_end() {
+        let text = r#"
+            name = "t"
+            peers = 4
+            duration_s = 100
+            [latency]
+            rtt_ms = 10
+            [link]
+            rate_bps = 56000
+            scope = "pair"
+            [traffic]
+            rate_per_s = 1
+            [[fault]]
+            kind = "partition"
+            sides = [[0, 1], [2, 3]]
+            start_s = 30
+            down_s = 10
+            every_s = 40
+        "#;
+        let file: ScenarioFile = toml::from_str(text).unwrap();
+        let sc = file.resolve(Path::new("."), 1).unwrap();
+        let starts: Vec<u64> = sc.faults.iter().map(|f| f.start.as_secs()).collect();
+        assert_eq!(starts, vec![30, 70]);
+        assert!(sc.faults[0].affects(0, 2) && !sc.faults[0].affects(0, 1));
+    }
+}

@@ -1,0 +1,143 @@
+//! `vecino-testnet sim`: runs a scenario (testnet/scenarios/*.toml) on the deterministic
+//! simulator of `vecino_gossip::sim`, once per disseminator (vecino, fullmesh, push) in the
+//! same invocation, and prints their figures side by side; optionally writes the JSON report
+//! and SVG charts of delivery and traffic over time.
+
+mod file;
+mod svg;
+mod table;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use vecino_gossip::sim::{self, Report};
+
+use file::ScenarioFile;
+
+/// Arguments of `vecino-testnet sim`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SimArgs {
+    /// Scenario file (TOML; see testnet/scenarios/README.md).
+    #[arg(long, value_name = "FILE.toml")]
+    scenario: PathBuf,
+    /// Seed (default: the scenario's).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "OUT.json")]
+    json: Option<PathBuf>,
+    /// Write SVG charts of delivery and traffic over time into this directory.
+    #[arg(long, value_name = "DIR")]
+    svg: Option<PathBuf>,
+    /// Disseminators to run, in order.
+    #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
+    only: Vec<String>,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+struct Output<'a> {
+    scenario: &'a str,
+    description: &'a str,
+    seed: u64,
+    peers: usize,
+    simulated_s: f64,
+    wall_s: f64,
+    config: &'a ScenarioFile,
+    disseminators: BTreeMap<String, Report>,
+}
+
+pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
+    let file = ScenarioFile::read(&args.scenario)?;
+    let seed = args.seed.unwrap_or(file.seed);
+    let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
+    eprintln!(
+        "scenario {} ({}), seed {seed}: {}",
+        file.name,
+        args.scenario.display(),
+        file.description
+    );
+    eprintln!("config: {}", serde_json::to_string(&file)?);
+    let scenario = file.resolve(&base, seed)?;
+    let started = Instant::now();
+    let mut reports = Vec::new();
+    for name in &args.only {
+        let Some(dis) = sim::disseminators::by_name(name) else {
+            bail!("unknown or unavailable disseminator {name:?} (vecino, fullmesh, push)");
+        };
+        reset_peak_rss();
+        let t = Instant::now();
+        let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>9} [{bar:40}] {percent:>3}% {elapsed} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(dis.name);
+        let mut shown = false;
+        let mut progress = |f: f64| {
+            if !shown && t.elapsed() > Duration::from_secs(2) {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+                shown = true;
+            }
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            bar.set_position((f * 1000.0) as u64);
+        };
+        let mut report = sim::run(&scenario, &dis, seed, &mut progress);
+        bar.finish_and_clear();
+        report.wall_s = Some(t.elapsed().as_secs_f64());
+        report.peak_rss_bytes = peak_rss();
+        eprintln!(
+            "{}: {} events in {:.1} s wall",
+            dis.name,
+            report.events,
+            report.wall_s.unwrap_or_default()
+        );
+        reports.push(report);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    print!("{}", table::render(&scenario, seed, &reports));
+    if let Some(dir) = &args.svg {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (what, text) in svg::charts(&scenario, &reports) {
+            let path = dir.join(format!("{}-{what}.svg", scenario.name));
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+    }
+    if let Some(path) = &args.json {
+        let out = Output {
+            scenario: &file.name,
+            description: &file.description,
+            seed,
+            peers: scenario.peers,
+            simulated_s: (scenario.duration + scenario.drain).as_secs_f64(),
+            wall_s: wall,
+            config: &file,
+            disseminators: reports.into_iter().map(|r| (r.disseminator.clone(), r)).collect(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&out)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Resets the kernel's peak-RSS mark (VmHWM) of this process; best effort.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM of this process, bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,145 @@
+//! The side-by-side text report: one column per disseminator.
+
+use std::fmt::Write as _;
+
+use vecino_gossip::sim::{Report, Scenario};
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
+}
+
+/// "n values: min / median / max, k missing" for per-fault series.
+fn series(v: &[Option<f64>]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let mut got: Vec<f64> = v.iter().flatten().copied().collect();
+    let missing = v.len() - got.len();
+    if got.is_empty() {
+        return format!("none of {}", v.len());
+    }
+    got.sort_by(f64::total_cmp);
+    let mid = got[got.len() / 2];
+    let mut s = format!("{:.2}/{:.2}/{:.2}", got[0], mid, got[got.len() - 1]);
+    if missing > 0 {
+        let _ = write!(s, " ({missing} of {} never)", v.len());
+    }
+    s
+}
+
+fn bytes(b: f64) -> String {
+    if b >= 10e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 10e3 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+/// Renders the table.
+pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
+    let mut rows: Vec<(&str, Vec<String>)> = Vec::new();
+    let mut row = |label, f: &dyn Fn(&Report) -> String| {
+        rows.push((label, reports.iter().map(f).collect()));
+    };
+    row("posts published", &|r| format!("{} ({} skipped)", r.posts_published, r.posts_skipped));
+    row("delivery ratio", &|r| format!("{:.5}", r.delivery_ratio));
+    row("posts delivered to all", &|r| r.posts_fully_delivered.to_string());
+    row("latency p50 / p99 (s)", &|r| {
+        format!("{} / {}", opt(r.latency_p50_s, 3), opt(r.latency_p99_s, 3))
+    });
+    row("latency max (s)", &|r| opt(r.latency_max_s, 3));
+    row("latency p50, no fault (s)", &|r| opt(r.latency_up_p50_s, 3));
+    row("stretch p50 / p99", &|r| format!("{} / {}", opt(r.stretch_p50, 2), opt(r.stretch_p99, 2)));
+    row("copies per delivery", &|r| format!("{:.3}", r.copies_per_delivery));
+    row("last-delivery hop mean/max", &|r| {
+        format!("{:.2} / {}", r.last_delivery_hop_mean, r.last_delivery_hop_max)
+    });
+    row("envelope (B)", &|r| format!("{:.0}", r.envelope_bytes_mean));
+    row("sent per node per post", &|r| bytes(r.bytes_sent_per_node_per_post));
+    row("sent per radio per post", &|r| r.bytes_sent_per_radio_per_post.map_or("-".into(), bytes));
+    row("author egress per post", &|r| bytes(r.author_egress_bytes_per_post));
+    row("sent: post / membership", &|r| {
+        format!("{} / {}", bytes(r.bytes_sent.post as f64), bytes(r.bytes_sent.membership as f64))
+    });
+    row("sent: control / postcard", &|r| {
+        format!("{} / {}", bytes(r.bytes_sent.control as f64), bytes(r.bytes_sent.postcard as f64))
+    });
+    row("membership+control rx/peer", &|r| {
+        format!("{:.2} kbit/s", r.membership_rx_bps_per_peer / 1e3)
+    });
+    if sc.flat_flood.is_some() {
+        row("flat flood rx/peer (computed)", &|r| {
+            opt(r.flat_flood_rx_bps_per_peer_computed.map(|b| b / 1e3), 1) + " kbit/s"
+        });
+    }
+    row("FIFO violations", &|r| r.fifo_violations.to_string());
+    row("duplicate deliveries", &|r| r.duplicate_deliveries.to_string());
+    row("converged from start (s)", &|r| opt(r.converge_from_start_s, 2));
+    if !sc.faults.is_empty() {
+        row("converge after heal min/med/max", &|r| series(&r.converge_after_heal_s));
+        row("backlog drained min/med/max", &|r| {
+            let v: Vec<Option<f64>> = r.backlog.iter().map(|b| b.drained_s).collect();
+            series(&v)
+        });
+        row("backlog drain within bound", &|r| {
+            let ok = r
+                .backlog
+                .iter()
+                .filter(|b| b.posts > 0)
+                .filter(|b| matches!((b.drained_s, b.bound_s), (Some(d), Some(x)) if d <= x))
+                .count();
+            let of = r.backlog.iter().filter(|b| b.posts > 0).count();
+            format!("{ok} of {of}")
+        });
+        row("suspect delay min/med/max", &|r| series(&r.suspect_delay_s));
+        row("reconnect delay min/med/max", &|r| series(&r.reconnect_delay_s));
+    }
+    row("links: conn/susp/disc", &|r| {
+        let t = r.link_transitions;
+        format!("{}/{}/{}", t.connected, t.suspected, t.disconnected)
+    });
+    row("drops: queue/lost/cut/dead/nolink", &|r| {
+        let d = r.drops;
+        format!("{}/{}/{}/{}/{}", d.queue, d.lost, d.partitioned, d.dead, d.no_link)
+    });
+    row("max queue", &|r| bytes(r.max_queue_bytes as f64));
+    row("events", &|r| r.events.to_string());
+    row("wall (s)", &|r| opt(r.wall_s, 1));
+    row("peak RSS", &|r| r.peak_rss_bytes.map_or("-".into(), |b| format!("{} MiB", b >> 20)));
+
+    let label_w = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let col_w: Vec<usize> = (0..reports.len())
+        .map(|i| {
+            rows.iter()
+                .map(|(_, v)| v[i].chars().count())
+                .chain([reports[i].disseminator.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scenario {} · seed {seed} · {} peers · {:.0} s simulated ({:.0} s traffic + {:.0} s drain)",
+        sc.name,
+        sc.peers,
+        (sc.duration + sc.drain).as_secs_f64(),
+        sc.duration.as_secs_f64(),
+        sc.drain.as_secs_f64()
+    );
+    let _ = write!(out, "{:label_w$}", "");
+    for (r, w) in reports.iter().zip(&col_w) {
+        let _ = write!(out, "  {:>w$}", r.disseminator);
+    }
+    out.push('\n');
+    for (label, values) in &rows {
+        let _ = write!(out, "{label:label_w$}");
+        for (v, w) in values.iter().zip(&col_w) {
+            let _ = write!(out, "  {v:>w$}");
+        }
+        out.push('\n');
+    }
+    out
+}
