@@ -305,12 +305,30 @@ impl<R: Rng> Engine<R> {
     /// Queues a frame to a neighbour; `reliable` frames get a link seq and are kept until
     /// acknowledged. Sends at once what the link's pacing allows.
     pub(crate) fn send(&mut self, to: AuthorKey, kind: Kind, class: Priority, reliable: bool) {
+        self.send_superseding(to, kind, class, reliable, None);
+    }
+
+    /// As `send`; a frame carrying only the latest-value event of `supersedes` replaces an
+    /// older one of the same stream still waiting in the link's queue.
+    fn send_superseding(
+        &mut self,
+        to: AuthorKey,
+        kind: Kind,
+        class: Priority,
+        reliable: bool,
+        supersedes: Option<StreamKey>,
+    ) {
         let max = self.config.max_link_buffer_bytes;
         let now = self.now;
         let Some(link) = self.links.get_mut(&to) else { return };
         let link_seq = if reliable { link.next_seq() } else { 0 };
-        let frame =
-            Bytes::from(vecino_proto::encode_frame(&pb::Frame { link_seq, kind: Some(kind) }));
+        if let Some(key) = supersedes {
+            link.supersede(key, link_seq);
+        }
+        // This frame is not in the unacked set yet: the floor must not pass it.
+        let link_floor = if reliable { link.floor().min(link_seq) } else { link.floor() };
+        let frame = pb::Frame { link_seq, link_floor, kind: Some(kind) };
+        let frame = Bytes::from(vecino_proto::encode_frame(&frame));
         link.push(link_seq, frame, class, max);
         let mut ready = Vec::new();
         link.drain(now, &mut ready);
@@ -324,7 +342,14 @@ impl<R: Rng> Engine<R> {
         for chunk in events.chunks(self.config.max_events_per_frame.max(1)) {
             let class = chunk.iter().map(|e| class_of(e.stream())).min().unwrap_or(Priority::Post);
             let envelopes = chunk.iter().map(|e| e.envelope().clone()).collect();
-            self.send(to, Kind::Events(pb::Events { envelopes, sync }), class, true);
+            let supersedes = match chunk {
+                [e] if e.kind() == vecino_proto::StreamKind::LatestValue => {
+                    Some((e.author(), e.stream()))
+                }
+                _ => None,
+            };
+            let kind = Kind::Events(pb::Events { envelopes, sync });
+            self.send_superseding(to, kind, class, true, supersedes);
         }
     }
 
@@ -501,6 +526,7 @@ impl<R: Rng> Engine<R> {
         let now = self.now;
         let link = self.links.get_mut(&from).expect("inserted above");
         let healed = link.heard(now);
+        link.advance_floor(frame.link_floor);
         let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq);
         if let Some(was) = healed {
             self.on_heal(from, was);

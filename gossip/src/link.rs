@@ -55,6 +55,9 @@ pub(crate) struct Link {
     pub(crate) next_digest: Time,
     /// Last digest heard from the neighbour (to spot one that stopped changing).
     pub(crate) their_digest: Option<u64>,
+    /// Link seq of the queued frame holding each (author, stream)'s latest-value event, so a
+    /// newer one replaces it in the queue (bounded by the store's streams).
+    superseding: BTreeMap<crate::store::StreamKey, u64>,
     /// A version vector arriving in parts (bounded by the engine).
     pub(crate) vv_in: std::collections::BTreeMap<crate::store::StreamKey, u64>,
     // Reliable delivery, sender side.
@@ -95,6 +98,7 @@ impl Link {
             next_digest: now,
             their_digest: None,
             vv_in: std::collections::BTreeMap::new(),
+            superseding: BTreeMap::new(),
             next_seq: 1,
             unacked: BTreeMap::new(),
             buffered_bytes: 0,
@@ -227,6 +231,17 @@ impl Link {
         false
     }
 
+    /// A frame with seq `seq` carries the newest latest-value event of `key`: an older frame
+    /// for the same key that has not left the queue yet is dropped (it would only be
+    /// superseded on arrival). The dropped frame's queue entry is skipped when drained.
+    pub(crate) fn supersede(&mut self, key: crate::store::StreamKey, seq: u64) {
+        if let Some(old) = self.superseding.insert(key, seq)
+            && self.unacked.get(&old).is_some_and(|u| u.sent_at.is_none())
+        {
+            self.remove_unacked(old);
+        }
+    }
+
     /// Allocates the link seq of the next reliable frame.
     pub(crate) fn next_seq(&mut self) -> u64 {
         let s = self.next_seq;
@@ -252,6 +267,24 @@ impl Link {
             self.recv_above.insert(seq);
         }
         true
+    }
+
+    /// The lowest seq still awaiting acknowledgement, or the next seq: what the neighbour may
+    /// treat as delivered-or-abandoned below.
+    pub(crate) fn floor(&self) -> u64 {
+        self.unacked.keys().next().copied().unwrap_or(self.next_seq)
+    }
+
+    /// The neighbour says every seq below `floor` is delivered or abandoned.
+    pub(crate) fn advance_floor(&mut self, floor: u64) {
+        if floor <= self.recv_cumulative + 1 {
+            return;
+        }
+        self.recv_cumulative = floor - 1;
+        self.recv_above = self.recv_above.split_off(&floor);
+        while self.recv_above.remove(&(self.recv_cumulative + 1)) {
+            self.recv_cumulative += 1;
+        }
     }
 
     /// Forgets which frame seqs were received (the neighbour's numbering restarts with a new
@@ -454,6 +487,41 @@ mod tests {
                 proptest::prop_assert_eq!(unacked, l.unacked_bytes);
             }
         }
+    }
+
+    #[test]
+    fn newer_latest_value_replaces_the_queued_one() {
+        let mut l = Link::new(Time(0), None);
+        l.set_status(LinkStatus::Suspected, Time(1));
+        let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
+        for _ in 0..5 {
+            let s = l.next_seq();
+            l.supersede(key, s);
+            l.push(s, f(100), Priority::Membership, 1 << 20);
+        }
+        assert_eq!(l.buffered().1, 1, "only the newest newspaper is kept");
+        l.heard(Time(2));
+        let mut out = Vec::new();
+        l.drain(Time(3), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn abandoned_seqs_do_not_stall_the_cumulative_ack() {
+        let mut tx = Link::new(Time(0), None);
+        let mut rx = Link::new(Time(0), None);
+        let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
+        tx.set_status(LinkStatus::Suspected, Time(1));
+        for _ in 0..3 {
+            let s = tx.next_seq();
+            tx.supersede(key, s);
+            tx.push(s, f(10), Priority::Membership, 1 << 20);
+        }
+        // Seqs 1 and 2 were superseded and never sent; 3 is the only one in flight.
+        assert_eq!(tx.floor(), 3);
+        rx.advance_floor(tx.floor());
+        assert!(rx.received_seq(3));
+        assert_eq!(rx.ack(), (3, vec![]));
     }
 
     #[test]

@@ -342,6 +342,7 @@ pub(crate) static FRAME: Schema = Schema {
     name: "Frame",
     fields: &[
         f(1, "Frame.link_seq", Kind::Varint),
+        f(13, "Frame.link_floor", Kind::Varint),
         one(2, "Frame.events", Kind::Msg(&EVENTS)),
         one(3, "Frame.ping", Kind::Msg(&PING)),
         one(4, "Frame.pong", Kind::Msg(&PONG)),

@@ -138,6 +138,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     let env = signed_post(&identity(2), 1, "hi").envelope().clone();
     let frame = pb::Frame {
         link_seq: 9,
+        link_floor: 0,
         kind: Some(pb::frame::Kind::Events(pb::Events { envelopes: vec![env], sync: false })),
     };
     let bytes = Bytes::from(encode_frame(&frame));
@@ -149,6 +150,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     );
     let too_many_acks = pb::Frame {
         link_seq: 0,
+        link_floor: 0,
         kind: Some(pb::frame::Kind::Ack(pb::Ack { cumulative: 1, selective: vec![1; 2000] })),
     };
     assert_eq!(
