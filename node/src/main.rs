@@ -1,14 +1,21 @@
 //! `vecino`: run a vecino peer, and talk to it.
 //!
-//! Until the daemon lands (`vecino run`), the binary manages the peer's identity: `keygen`
-//! creates the key file and `id` shows who the key names.
+//! `vecino run` starts the peer (see `vecino run --help` for every setting; each is also a
+//! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`, `rtt`,
+//! `post`, `tail`, `status` and `links` are clients of the running peer's local API; `keygen`
+//! and `id` manage the peer's key.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
-use vecino::{keyfile, peer};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use vecino::client::{self, Client, cell, table};
+use vecino::config::{API_ADDR_FILE, Config, Settings};
+use vecino::node::Node;
+use vecino::{api, keyfile, peer, telemetry};
 use vecino_proto::Identity;
 
 /// vecino: a peer-to-peer overlay node (one per host).
@@ -19,8 +26,81 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The node's API address [default: from <data-dir>/api.addr, else 127.0.0.1:7300]
+    #[arg(long, env = "VECINO_API", value_name = "ADDR", global = true)]
+    api: Option<String>,
+    /// The node's data directory, to find its API address
+    #[arg(long, env = "VECINO_DATA_DIR", value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+impl ClientArgs {
+    fn client(&self) -> Client {
+        Client::new(&client::api_address(self.api.as_deref(), self.data_dir.as_deref()))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the peer (until SIGTERM or Ctrl-C, which say chau to the neighbours and flush).
+    Run {
+        /// Config file (TOML); flags and VECINO_* variables override it
+        #[arg(long, short, env = "VECINO_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Check the settings, print them resolved, and exit
+        #[arg(long)]
+        check_config: bool,
+        #[command(flatten)]
+        settings: Box<Settings>,
+    },
+    /// List the peers this node knows (like `serf members`).
+    Members {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Estimated round-trip time between two peers, or from this one (like `consul rtt`).
+    Rtt {
+        /// A peer: peer id, key or name
+        a: String,
+        /// Another peer [default: this node]
+        b: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Broadcast a post to every peer.
+    Post {
+        /// Topic (1 to 128 bytes)
+        topic: String,
+        /// Text (up to 48 KiB)
+        text: String,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Print posts as they arrive (optionally of one topic), after the ones already here.
+    Tail {
+        /// Only this topic
+        topic: Option<String>,
+        /// Show this many stored posts first
+        #[arg(long, short, default_value_t = 10)]
+        n: usize,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// This node's status.
+    Status {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// This node's neighbour links: connected, suspected or disconnected.
+    Links {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
     /// Create a new peer key (PKCS#8 PEM, mode 0600); never overwrites an existing one.
     Keygen {
         /// Where to write the key [default: $XDG_DATA_HOME/vecino/identity.pem]
@@ -47,10 +127,10 @@ fn key_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn show(identity: &Identity, path: &std::path::Path, json: bool, created: bool) {
+fn show(identity: &Identity, path: &Path, json: bool, created: bool) {
     let peer_id = peer::peer_id(identity);
     if json {
-        let v = serde_json::json!({
+        let v = json!({
             "peer_id": peer_id.to_base58(),
             "public_key": identity.public().to_string(),
             "key_type": "ed25519",
@@ -67,8 +147,274 @@ fn show(identity: &Identity, path: &std::path::Path, json: bool, created: bool) 
     println!("key file:   {}", path.display());
 }
 
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn short(pid: &str) -> String {
+    if pid.len() > 16 { format!("…{}", &pid[pid.len() - 12..]) } else { pid.to_string() }
+}
+
+fn run_node(config: Option<&Path>, check: bool, settings: Settings) -> anyhow::Result<()> {
+    let cfg = Config::load(config, settings)?;
+    if check {
+        if cfg.key.exists() {
+            let id = keyfile::load(&cfg.key)?;
+            if let Some(f) = &cfg.emulate_links {
+                vecino::shim::Shim::load(f, &peer::peer_id(&id))?;
+            }
+        }
+        print!("{}", cfg.to_toml());
+        eprintln!("config ok");
+        return Ok(());
+    }
+    telemetry::init_logs(&cfg.log, cfg.log_format);
+    let metrics = telemetry::init_metrics()?;
+    create_private_dir(&cfg.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
+    let (identity, created) = keyfile::load_or_create(&cfg.key)?;
+    if created {
+        tracing::info!(key = %cfg.key.display(), "created a new peer key");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let data_dir = cfg.data_dir.clone();
+    let result = runtime.block_on(async move {
+        let (node, shared, listener) = Node::start(cfg, identity, metrics).await?;
+        let api_addr = listener.local_addr()?;
+        let addr_file = data_dir.join(API_ADDR_FILE);
+        let tmp = data_dir.join(format!("{API_ADDR_FILE}.tmp"));
+        std::fs::write(&tmp, format!("{api_addr}\n"))
+            .and_then(|()| std::fs::rename(&tmp, &addr_file))
+            .with_context(|| format!("cannot write {}", addr_file.display()))?;
+        tracing::info!(peer = %node.peer_id(), api = %format!("http://{api_addr}"), "vecino is up");
+        println!("vecino {} api http://{api_addr}", node.peer_id());
+        let server = axum::serve(listener, api::router(shared));
+        tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!("API server failed: {e}");
+            }
+        });
+        let result = node.run(shutdown_signal()).await;
+        let _ = std::fs::remove_file(&addr_file);
+        result
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+fn members(c: &ClientArgs) -> anyhow::Result<()> {
+    let v = c.client().get("/v1/members")?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let link =
+                if m["self"] == Value::Bool(true) { "self".into() } else { cell(&m["link"]) };
+            vec![
+                cell(&m["name"]),
+                short(m["peer_id"].as_str().unwrap_or("")),
+                m["addrs"].get(0).map(cell).unwrap_or_else(|| "-".into()),
+                cell(&m["status"]),
+                link,
+                cell(&m["rtt_ms"]),
+                cell(&m["estimated_rtt_ms"]),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["NAME", "PEER", "ADDRESS", "STATUS", "LINK", "RTT_MS", "EST_MS"], &rows));
+    Ok(())
+}
+
+fn links(c: &ClientArgs) -> anyhow::Result<()> {
+    let v = c.client().get("/v1/links")?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            vec![
+                cell(&l["name"]),
+                short(l["peer_id"].as_str().unwrap_or("")),
+                cell(&l["status"]),
+                format!("{:.0}s", l["since_s"].as_f64().unwrap_or(0.0)),
+                cell(&l["rtt_ms"]),
+                if l["eager"] == Value::Bool(true) { "eager".into() } else { "lazy".into() },
+                cell(&l["queued_bytes"]),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["NAME", "PEER", "STATUS", "SINCE", "RTT_MS", "TREE", "QUEUED_B"], &rows));
+    Ok(())
+}
+
+fn status(c: &ClientArgs) -> anyhow::Result<()> {
+    let v = c.client().get("/v1/status")?;
+    if c.json {
+        print_json(&v);
+        return Ok(());
+    }
+    println!("peer id:   {}", cell(&v["peer_id"]));
+    println!("name:      {}", cell(&v["name"]));
+    println!("version:   {}   uptime {}s", cell(&v["version"]), cell(&v["uptime_s"]));
+    println!("api:       http://{}", cell(&v["api"]));
+    for a in v["advertise"].as_array().into_iter().flatten() {
+        println!("address:   {}", cell(a));
+    }
+    println!(
+        "members:   {} alive, {} left",
+        cell(&v["members"]["alive"]),
+        cell(&v["members"]["left"])
+    );
+    let l = &v["links"];
+    println!(
+        "links:     {} connected, {} suspected, {} disconnected",
+        cell(&l["connected"]),
+        cell(&l["suspected"]),
+        cell(&l["disconnected"])
+    );
+    println!("coord err: {}", cell(&v["coordinate"]["error"]));
+    Ok(())
+}
+
+fn tail(c: &ClientArgs, topic: Option<&str>, n: usize) -> anyhow::Result<()> {
+    let client = c.client();
+    let print = |p: &Value| {
+        if c.json {
+            println!("{p}");
+        } else {
+            println!(
+                "[{}] {}: {}",
+                cell(&p["topic"]),
+                short(p["peer_id"].as_str().unwrap_or("")),
+                cell(&p["text"])
+            );
+        }
+    };
+    // The newest n stored posts first, then the live stream.
+    let q = topic.map(|t| format!("&topic={}", urlencode(t))).unwrap_or_default();
+    let mut since = 0u64;
+    let mut stored = Vec::new();
+    loop {
+        let page = client.get(&format!("/v1/posts?since={since}&limit=10000{q}"))?;
+        let posts = page["posts"].as_array().cloned().unwrap_or_default();
+        since = page["next"].as_u64().unwrap_or(since);
+        let done = posts.len() < 10_000;
+        stored.extend(posts);
+        if stored.len() > n {
+            stored.drain(..stored.len() - n);
+        }
+        if done {
+            break;
+        }
+    }
+    stored.iter().for_each(print);
+    client.follow(|event, data| {
+        if event == "post"
+            && topic.is_none_or(|t| data["topic"].as_str() == Some(t))
+            && data["cursor"].as_u64().unwrap_or(0) > since
+        {
+            print(data);
+        }
+        true
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, check_config, settings } => {
+            run_node(config.as_deref(), check_config, *settings)?;
+        }
+        Command::Members { c } => members(&c)?,
+        Command::Links { c } => links(&c)?,
+        Command::Status { c } => status(&c)?,
+        Command::Rtt { a, b, c } => {
+            let mut path = format!("/v1/rtt?a={}", urlencode(&a));
+            if let Some(b) = &b {
+                path.push_str(&format!("&b={}", urlencode(b)));
+            }
+            let v = c.client().get(&path)?;
+            if c.json {
+                print_json(&v);
+            } else {
+                let est = v["estimated_ms"].as_f64().unwrap_or(f64::NAN);
+                print!(
+                    "estimated {} <-> {} rtt: {est:.3} ms",
+                    short(&cell(&v["a"])),
+                    short(&cell(&v["b"]))
+                );
+                match v["measured_ms"].as_f64() {
+                    Some(m) => println!(" (measured {m:.3} ms)"),
+                    None => println!(),
+                }
+            }
+        }
+        Command::Post { topic, text, c } => {
+            let v = c.client().post("/v1/posts", &json!({"topic": topic, "text": text}))?;
+            if c.json {
+                print_json(&v);
+            } else {
+                println!("posted {} seq {}", cell(&v["id"]), cell(&v["seq"]));
+            }
+        }
+        Command::Tail { topic, n, c } => tail(&c, topic.as_deref(), n)?,
         Command::Keygen { out, json } => {
             let path = key_path(out)?;
             let identity = keyfile::create(&path)?;

@@ -1,0 +1,278 @@
+//! The operator API: JSON over HTTP on 127.0.0.1 (axum), a live event stream (SSE) and
+//! Prometheus `/metrics`.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | `ok` while the node's loop answers |
+//! | `GET /v1/status` | peer id, name, addresses, counts of members and links, coordinate, counters |
+//! | `GET /v1/members` | every known peer (this one first): name, addresses, alive/left, link status, measured and estimated RTT, coordinate |
+//! | `GET /v1/coordinate` | this peer's Vivaldi coordinate (ms) |
+//! | `GET /v1/rtt?a=&b=` | RTT between two peers estimated from their coordinates (`b` defaults to this peer; peers by peer id, key or name), plus the measured RTT when one is this peer's neighbour |
+//! | `GET /v1/links` | neighbours: connected / suspected / disconnected, since, RTT, queues |
+//! | `POST /v1/posts` | `{"topic": …, "text": …}`: broadcast a post; answers once it is stored |
+//! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
+//! | `GET /v1/events` | Server-Sent Events: `member`, `link`, `post`, `coordinate` |
+//! | `GET /metrics` | Prometheus text |
+//! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
+//!
+//! Handlers never touch the engine: they send a request to the node's loop through a bounded
+//! queue and await its answer (503 when the queue is full or the node stopped). Posts are read
+//! from the store directly.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use libp2p::PeerId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::node::Shared;
+
+/// A request to the node's loop.
+#[derive(Debug)]
+pub enum Request {
+    /// `/v1/status`.
+    Status(oneshot::Sender<Value>),
+    /// `/v1/members`.
+    Members(oneshot::Sender<Value>),
+    /// `/v1/links`.
+    Links(oneshot::Sender<Value>),
+    /// `/v1/coordinate`.
+    Coordinate(oneshot::Sender<Value>),
+    /// `/v1/rtt`.
+    Rtt {
+        /// First peer.
+        a: String,
+        /// Second peer (default: this one).
+        b: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    /// `POST /v1/posts`.
+    Post {
+        /// Topic.
+        topic: String,
+        /// Text.
+        text: String,
+        /// The stored post, once durable.
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    /// Copy the engine's counters into the metrics facade (before a scrape).
+    RefreshMetrics(oneshot::Sender<()>),
+}
+
+/// One event of the live stream.
+#[derive(Debug, Clone)]
+pub struct ApiEvent {
+    /// SSE event name.
+    pub kind: &'static str,
+    /// JSON data.
+    pub data: Value,
+}
+
+impl ApiEvent {
+    /// An event.
+    pub fn new(kind: &'static str, data: Value) -> Self {
+        ApiEvent { kind, data }
+    }
+}
+
+/// The API's routes.
+pub fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/status", get(status))
+        .route("/v1/members", get(members))
+        .route("/v1/links", get(links))
+        .route("/v1/coordinate", get(coordinate))
+        .route("/v1/rtt", get(rtt))
+        .route("/v1/posts", post(create_post).get(list_posts))
+        .route("/v1/events", get(events))
+        .route("/v1/shim", get(shim_state))
+        .route("/v1/shim/cut", post(shim_cut))
+        .route("/v1/shim/restore", post(shim_restore))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn ask<T>(
+    s: &Shared,
+    make: impl FnOnce(oneshot::Sender<T>) -> Request,
+) -> Result<T, Response> {
+    let (tx, rx) = oneshot::channel();
+    s.requests
+        .try_send(make(tx))
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "node busy or stopping"))?;
+    tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "node did not answer"))?
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "node stopping"))
+}
+
+async fn healthz(State(s): State<Shared>) -> Response {
+    match ask(&s, Request::Status).await {
+        Ok(_) => "ok\n".into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn status(State(s): State<Shared>) -> Response {
+    ask(&s, Request::Status).await.map(Json).into_response()
+}
+
+async fn members(State(s): State<Shared>) -> Response {
+    ask(&s, Request::Members).await.map(Json).into_response()
+}
+
+async fn links(State(s): State<Shared>) -> Response {
+    ask(&s, Request::Links).await.map(Json).into_response()
+}
+
+async fn coordinate(State(s): State<Shared>) -> Response {
+    ask(&s, Request::Coordinate).await.map(Json).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct RttQuery {
+    a: String,
+    b: Option<String>,
+}
+
+async fn rtt(State(s): State<Shared>, Query(q): Query<RttQuery>) -> Response {
+    let b = q.b.filter(|b| !b.is_empty());
+    match ask(&s, |reply| Request::Rtt { a: q.a, b, reply }).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPost {
+    topic: String,
+    text: String,
+}
+
+async fn create_post(
+    State(s): State<Shared>,
+    body: Result<Json<NewPost>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(p) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if p.topic.is_empty() || p.topic.len() > vecino_proto::limits::MAX_TOPIC_BYTES {
+        return error(StatusCode::BAD_REQUEST, "topic must be 1 to 128 bytes");
+    }
+    if p.text.len() > vecino_proto::limits::MAX_POST_BODY_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "text is over 48 KiB");
+    }
+    match ask(&s, |reply| Request::Post { topic: p.topic, text: p.text, reply }).await {
+        Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PostsQuery {
+    topic: Option<String>,
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+async fn list_posts(State(s): State<Shared>, Query(q): Query<PostsQuery>) -> Response {
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let store = s.store.clone();
+    let topic = q.topic.filter(|t| !t.is_empty());
+    let read =
+        tokio::task::spawn_blocking(move || store.posts(topic.as_deref(), q.since, limit)).await;
+    match read {
+        Ok(Ok(posts)) => {
+            let next = posts.last().map_or(q.since, |p| p.cursor);
+            Json(json!({"posts": posts, "next": next})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn events(State(s): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    use tokio_stream::StreamExt as _;
+    let stream = BroadcastStream::new(s.events.subscribe()).filter_map(|ev| match ev {
+        Ok(ev) => Some(Ok(Event::default().event(ev.kind).data(ev.data.to_string()))),
+        // A slow reader skipped some events: tell it, and go on.
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
+            Some(Ok(Event::default().event("lagged").data(json!({"skipped": n}).to_string())))
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    let _ = ask(&s, Request::RefreshMetrics).await;
+    s.metrics.run_upkeep();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ShimPeers {
+    #[serde(default)]
+    peers: Vec<String>,
+}
+
+fn parse_peers(p: &ShimPeers) -> Result<Vec<PeerId>, String> {
+    p.peers.iter().map(|s| s.parse::<PeerId>().map_err(|e| format!("{s}: {e}"))).collect()
+}
+
+fn no_shim() -> Response {
+    error(StatusCode::NOT_FOUND, "link emulation is off (start with --emulate-links FILE)")
+}
+
+async fn shim_state(State(s): State<Shared>) -> Response {
+    match &s.shim {
+        Some(shim) => Json(json!({"cut": shim.cut_peers()})).into_response(),
+        None => no_shim(),
+    }
+}
+
+async fn shim_cut(State(s): State<Shared>, Json(p): Json<ShimPeers>) -> Response {
+    let Some(shim) = &s.shim else { return no_shim() };
+    match parse_peers(&p) {
+        Ok(peers) => {
+            shim.cut(&peers);
+            tracing::warn!(peers = peers.len(), "link emulation: links cut");
+            Json(json!({"cut": shim.cut_peers()})).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn shim_restore(State(s): State<Shared>, body: Option<Json<ShimPeers>>) -> Response {
+    let Some(shim) = &s.shim else { return no_shim() };
+    let p = body.map(|Json(p)| p).unwrap_or_default();
+    match parse_peers(&p) {
+        Ok(peers) => {
+            shim.restore(if peers.is_empty() { None } else { Some(&peers) });
+            tracing::warn!("link emulation: links restored");
+            Json(json!({"cut": shim.cut_peers()})).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}

@@ -1,0 +1,458 @@
+//! `vecino run`'s settings: one TOML file, every key also a flag and an environment variable.
+//!
+//! Precedence, highest first: command-line flag, `VECINO_<KEY>` environment variable, the file
+//! given with `--config`, the built-in default. The file's keys are the flags' names with `_`
+//! for `-` (`suspect_timeout_secs` ↔ `--suspect-timeout-secs` ↔ `VECINO_SUSPECT_TIMEOUT_SECS`);
+//! an unknown key is an error, so a typo never silently leaves a default in force.
+//!
+//! [`Settings`] is what was given (every field optional); [`Config`] is the resolved result the
+//! node runs with, validated, printed by `vecino run --check-config`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::keyfile;
+
+/// Default API address (loopback only: the API has no authentication).
+pub const DEFAULT_API: &str = "127.0.0.1:7300";
+/// Default libp2p port, for both QUIC (UDP) and TCP.
+pub const DEFAULT_P2P_PORT: u16 = 7301;
+/// File in the data directory where a running node writes its API address.
+pub const API_ADDR_FILE: &str = "api.addr";
+/// The store's file name in the data directory.
+pub const STORE_FILE: &str = "vecino.redb";
+
+/// Declares the settings once: the struct (clap flags + env vars + TOML keys) and the merge.
+macro_rules! settings {
+    ($( $(#[$meta:meta])* $name:ident : $ty:ty, )*) => {
+        /// Settings as given on the command line, in the environment or in the config file;
+        /// `None` where not given.
+        #[derive(Debug, Clone, Default, PartialEq, clap::Args, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                $(#[$meta])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        impl Settings {
+            /// `self` where given, else `lower`.
+            pub fn or(self, lower: Settings) -> Settings {
+                Settings { $( $name: self.$name.or(lower.$name), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Data directory: key, store, API address file [default: $XDG_DATA_HOME/vecino]
+    #[arg(long, env = "VECINO_DATA_DIR", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// The peer's key file [default: <data-dir>/identity.pem; created if missing]
+    #[arg(long, env = "VECINO_KEY", value_name = "PATH")]
+    key: PathBuf,
+    /// Human name advertised to other peers [default: the host name]
+    #[arg(long, env = "VECINO_NAME")]
+    name: String,
+    /// libp2p listen addresses, comma-separated [default: QUIC and TCP on 0.0.0.0:7301]
+    #[arg(long, env = "VECINO_LISTEN", value_delimiter = ',', value_name = "MULTIADDR")]
+    listen: Vec<String>,
+    /// Addresses to advertise instead of the bound listen addresses, comma-separated
+    #[arg(long, env = "VECINO_ADVERTISE", value_delimiter = ',', value_name = "MULTIADDR")]
+    advertise: Vec<String>,
+    /// Static peers to join, comma-separated (`/ip4/…/udp/7301/quic-v1[/p2p/<peer id>]`)
+    #[arg(long, env = "VECINO_BOOTSTRAP", value_delimiter = ',', value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// Discover peers on the local network with mDNS [default: true]
+    #[arg(long, env = "VECINO_MDNS", value_name = "BOOL")]
+    mdns: bool,
+    /// HTTP API address; port 0 picks a free one [default: 127.0.0.1:7300]
+    #[arg(long, env = "VECINO_API", value_name = "ADDR")]
+    api: SocketAddr,
+    /// Log filter (tracing EnvFilter syntax) [default: info]
+    #[arg(long, env = "VECINO_LOG", value_name = "FILTER")]
+    log: String,
+    /// Log format: plain or json [default: plain]
+    #[arg(long, env = "VECINO_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: LogFormat,
+    /// Link emulation file (test only): per-peer delay, rate and loss, cut/restore via the API
+    #[arg(long, env = "VECINO_EMULATE_LINKS", value_name = "FILE")]
+    emulate_links: PathBuf,
+    /// Close a transport connection idle this long [default: 120]
+    #[arg(long, env = "VECINO_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    idle_timeout_secs: u64,
+    /// Longest wait between reconnection attempts (exponential backoff) [default: 30]
+    #[arg(long, env = "VECINO_REDIAL_MAX_SECS", value_name = "SECS")]
+    redial_max_secs: u64,
+    /// Rate of every link in kbit/s, for the engine's pacing; 0 = unpaced [default: 0]
+    #[arg(long, env = "VECINO_LINK_RATE_KBPS", value_name = "KBPS")]
+    link_rate_kbps: u64,
+    /// Engine tick: resolution of every protocol timer [default: 100]
+    #[arg(long, env = "VECINO_TICK_MS", value_name = "MS")]
+    tick_ms: u64,
+    /// Ping a neighbour when nothing was sent to it for this long [default: 500]
+    #[arg(long, env = "VECINO_HEARTBEAT_MS", value_name = "MS")]
+    heartbeat_ms: u64,
+    /// A silent link becomes suspected after max(this, 3 × RTT) [default: 1500]
+    #[arg(long, env = "VECINO_SUSPECT_AFTER_MS", value_name = "MS")]
+    suspect_after_ms: u64,
+    /// A suspected link becomes disconnected after this long: the longest fade weathered
+    /// [default: 60]
+    #[arg(long, env = "VECINO_SUSPECT_TIMEOUT_SECS", value_name = "SECS")]
+    suspect_timeout_secs: u64,
+    /// Anti-entropy digest exchange period per neighbour [default: 10]
+    #[arg(long, env = "VECINO_SYNC_INTERVAL_SECS", value_name = "SECS")]
+    sync_interval_secs: u64,
+    /// Neighbours kept in the broadcast overlay [default: 6]
+    #[arg(long, env = "VECINO_ACTIVE_VIEW", value_name = "N")]
+    active_view: usize,
+    /// Of those, random long links [default: 2]
+    #[arg(long, env = "VECINO_RANDOM_LINKS", value_name = "N")]
+    random_links: usize,
+    /// Most neighbour links at once [default: 48]
+    #[arg(long, env = "VECINO_MAX_LINKS", value_name = "N")]
+    max_links: usize,
+    /// Bytes buffered per link while it is suspected, in MiB [default: 8]
+    #[arg(long, env = "VECINO_MAX_LINK_BUFFER_MIB", value_name = "MIB")]
+    max_link_buffer_mib: usize,
+    /// Publish a newspaper at least this often [default: 600]
+    #[arg(long, env = "VECINO_NEWSPAPER_MAX_INTERVAL_SECS", value_name = "SECS")]
+    newspaper_max_interval_secs: u64,
+    /// Publish a newspaper early when the coordinate moved more than this [default: 5]
+    #[arg(long, env = "VECINO_NEWSPAPER_MOVE_MS", value_name = "MS")]
+    newspaper_move_ms: f64,
+    /// Posts kept for `GET /v1/posts` (the newest; older ones are forgotten) [default: 100000]
+    #[arg(long, env = "VECINO_POSTS_KEPT", value_name = "N")]
+    posts_kept: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Why the settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has unknown keys or wrong types.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser said (with the line).
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid setting `{key}`: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The resolved settings a node runs with.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Key file.
+    pub key: PathBuf,
+    /// Advertised name.
+    pub name: String,
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Advertised addresses (empty: the bound listen addresses).
+    pub advertise: Vec<Multiaddr>,
+    /// Static peers.
+    pub bootstrap: Vec<Multiaddr>,
+    /// mDNS on.
+    pub mdns: bool,
+    /// API address.
+    pub api: SocketAddr,
+    /// Log filter.
+    pub log: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Link emulation file.
+    pub emulate_links: Option<PathBuf>,
+    /// Transport idle timeout.
+    pub idle_timeout: Duration,
+    /// Longest redial backoff.
+    pub redial_max: Duration,
+    /// Link rate for pacing, bits per second.
+    pub link_rate_bps: Option<u64>,
+    /// Posts kept for the API.
+    pub posts_kept: u64,
+    /// The engine's settings.
+    #[serde(skip)]
+    pub gossip: vecino_gossip::Config,
+}
+
+impl Config {
+    /// Reads `file` (if any), lays `given` (flags and environment) over it, fills in defaults
+    /// and validates.
+    pub fn load(file: Option<&Path>, given: Settings) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(path) => parse_file(path)?,
+            None => Settings::default(),
+        };
+        Self::resolve(given.or(from_file))
+    }
+
+    /// Fills in defaults and validates.
+    pub fn resolve(s: Settings) -> Result<Self, ConfigError> {
+        let data_dir = match s.data_dir {
+            Some(d) => d,
+            None => keyfile::default_data_dir().ok_or(ConfigError::Invalid {
+                key: "data_dir",
+                message: "no home directory to put it in; set --data-dir or VECINO_DATA_DIR".into(),
+            })?,
+        };
+        let key = s.key.unwrap_or_else(|| data_dir.join(keyfile::KEY_FILE_NAME));
+        let name = s.name.unwrap_or_else(host_name);
+        if name.len() > vecino_proto::limits::MAX_TEXT_BYTES {
+            return Err(invalid("name", "longer than 128 bytes"));
+        }
+        let listen = match s.listen {
+            Some(l) => addrs("listen", &l)?,
+            None => vec![
+                format!("/ip4/0.0.0.0/udp/{DEFAULT_P2P_PORT}/quic-v1").parse().expect("valid"),
+                format!("/ip4/0.0.0.0/tcp/{DEFAULT_P2P_PORT}").parse().expect("valid"),
+            ],
+        };
+        if listen.is_empty() {
+            return Err(invalid("listen", "at least one listen address is needed"));
+        }
+        let advertise = addrs("advertise", &s.advertise.unwrap_or_default())?;
+        if advertise.len() > vecino_proto::limits::MAX_ADDRS {
+            return Err(invalid("advertise", "at most 16 addresses"));
+        }
+        let bootstrap = addrs("bootstrap", &s.bootstrap.unwrap_or_default())?;
+        let api = s.api.unwrap_or_else(|| DEFAULT_API.parse().expect("valid"));
+        let log = s.log.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log)
+            .map_err(|e| invalid("log", &format!("bad filter: {e}")))?;
+
+        let mut gossip = vecino_gossip::Config::default();
+        let ms = Duration::from_millis;
+        let secs = Duration::from_secs;
+        if let Some(v) = s.tick_ms {
+            gossip.tick = ms(positive("tick_ms", v)?);
+        }
+        if let Some(v) = s.heartbeat_ms {
+            gossip.heartbeat = ms(positive("heartbeat_ms", v)?);
+        }
+        if let Some(v) = s.suspect_after_ms {
+            gossip.suspect_after = ms(positive("suspect_after_ms", v)?);
+        }
+        if let Some(v) = s.suspect_timeout_secs {
+            gossip.suspect_timeout = secs(positive("suspect_timeout_secs", v)?);
+        }
+        if let Some(v) = s.sync_interval_secs {
+            gossip.sync_interval = secs(positive("sync_interval_secs", v)?);
+        }
+        if let Some(v) = s.active_view {
+            gossip.active_view = v;
+        }
+        if let Some(v) = s.random_links {
+            gossip.random_links = v;
+        }
+        if gossip.random_links > gossip.active_view {
+            return Err(invalid("random_links", "cannot exceed active_view"));
+        }
+        if let Some(v) = s.max_links {
+            gossip.max_links = usize::try_from(positive("max_links", v as u64)?).unwrap_or(v);
+        }
+        if let Some(v) = s.max_link_buffer_mib {
+            gossip.max_link_buffer_bytes = v.saturating_mul(1 << 20);
+        }
+        if let Some(v) = s.newspaper_max_interval_secs {
+            gossip.newspaper_max_interval = secs(positive("newspaper_max_interval_secs", v)?);
+        }
+        if let Some(v) = s.newspaper_move_ms {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid("newspaper_move_ms", "must be a finite number ≥ 0"));
+            }
+            gossip.newspaper_move_ms = v;
+        }
+        if gossip.suspect_after >= gossip.suspect_timeout {
+            return Err(invalid("suspect_after_ms", "must be shorter than suspect_timeout_secs"));
+        }
+        gossip.name = name.clone();
+        let link_rate_bps = match s.link_rate_kbps.unwrap_or(0) {
+            0 => None,
+            k => Some(k.saturating_mul(1000)),
+        };
+        let idle = s.idle_timeout_secs.unwrap_or(120);
+        // A fade shorter than suspect_timeout must leave the transport up: the link is then
+        // suspected (buffering), not torn down.
+        let idle_timeout = secs(positive("idle_timeout_secs", idle)?);
+        Ok(Config {
+            data_dir,
+            key,
+            name,
+            listen,
+            advertise,
+            bootstrap,
+            mdns: s.mdns.unwrap_or(true),
+            api,
+            log,
+            log_format: s.log_format.unwrap_or_default(),
+            emulate_links: s.emulate_links,
+            idle_timeout,
+            redial_max: secs(positive("redial_max_secs", s.redial_max_secs.unwrap_or(30))?),
+            link_rate_bps,
+            posts_kept: positive("posts_kept", s.posts_kept.unwrap_or(100_000))?,
+            gossip,
+        })
+    }
+
+    /// The store's path.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join(STORE_FILE)
+    }
+
+    /// The resolved settings as a config file (what `--check-config` prints).
+    pub fn to_toml(&self) -> String {
+        let g = &self.gossip;
+        let s = Settings {
+            data_dir: Some(self.data_dir.clone()),
+            key: Some(self.key.clone()),
+            name: Some(self.name.clone()),
+            listen: Some(self.listen.iter().map(ToString::to_string).collect()),
+            advertise: Some(self.advertise.iter().map(ToString::to_string).collect()),
+            bootstrap: Some(self.bootstrap.iter().map(ToString::to_string).collect()),
+            mdns: Some(self.mdns),
+            api: Some(self.api),
+            log: Some(self.log.clone()),
+            log_format: Some(self.log_format),
+            emulate_links: self.emulate_links.clone(),
+            idle_timeout_secs: Some(self.idle_timeout.as_secs()),
+            redial_max_secs: Some(self.redial_max.as_secs()),
+            link_rate_kbps: Some(self.link_rate_bps.map_or(0, |b| b / 1000)),
+            tick_ms: Some(millis(g.tick)),
+            heartbeat_ms: Some(millis(g.heartbeat)),
+            suspect_after_ms: Some(millis(g.suspect_after)),
+            suspect_timeout_secs: Some(g.suspect_timeout.as_secs()),
+            sync_interval_secs: Some(g.sync_interval.as_secs()),
+            active_view: Some(g.active_view),
+            random_links: Some(g.random_links),
+            max_links: Some(g.max_links),
+            max_link_buffer_mib: Some(g.max_link_buffer_bytes >> 20),
+            newspaper_max_interval_secs: Some(g.newspaper_max_interval.as_secs()),
+            newspaper_move_ms: Some(g.newspaper_move_ms),
+            posts_kept: Some(self.posts_kept),
+        };
+        toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Parses a config file (unknown keys are errors).
+pub fn parse_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    toml::from_str(&text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+}
+
+fn invalid(key: &'static str, message: &str) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+fn positive(key: &'static str, v: u64) -> Result<u64, ConfigError> {
+    if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(v) }
+}
+
+fn addrs(key: &'static str, given: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+    given
+        .iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse::<Multiaddr>()
+                .map_err(|e| invalid(key, &format!("`{a}` is not a multiaddr: {e}")))
+        })
+        .collect()
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().chars().take(64).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Settings {
+        Settings { data_dir: Some("/tmp/vecino-test".into()), ..Settings::default() }
+    }
+
+    #[test]
+    fn defaults_resolve_and_round_trip_through_toml() {
+        let c = Config::resolve(base()).unwrap();
+        assert_eq!(c.api.to_string(), DEFAULT_API);
+        assert_eq!(c.listen.len(), 2);
+        assert!(c.mdns);
+        assert_eq!(c.key, PathBuf::from("/tmp/vecino-test/identity.pem"));
+        let printed = c.to_toml();
+        let again: Settings = toml::from_str(&printed).unwrap();
+        assert_eq!(Config::resolve(again).unwrap(), c);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vecino.toml");
+        std::fs::write(&file, "data_dir = \"/x\"\nsuspect_timeout_secs = 30\nmdns = false\n")
+            .unwrap();
+        let given = Settings { suspect_timeout_secs: Some(90), ..Settings::default() };
+        let c = Config::load(Some(&file), given).unwrap();
+        assert_eq!(c.gossip.suspect_timeout, Duration::from_secs(90));
+        assert!(!c.mdns);
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+
+        std::fs::write(&file, "suspect_timeout = 30\n").unwrap();
+        let e = Config::load(Some(&file), Settings::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown field `suspect_timeout`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = Settings { listen: Some(vec!["nope".into()]), ..base() };
+        let e = Config::resolve(bad).unwrap_err().to_string();
+        assert!(e.contains("`listen`") && e.contains("nope"), "{e}");
+        let bad = Settings { tick_ms: Some(0), ..base() };
+        assert!(Config::resolve(bad).unwrap_err().to_string().contains("tick_ms"));
+        let bad = Settings { random_links: Some(9), ..base() };
+        assert!(Config::resolve(bad).is_err());
+    }
+}

@@ -1,0 +1,446 @@
+//! Durable state in one redb file: events, delivered posts, the peer book, metadata.
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `meta` | name (`format`, `schema_version`) | bytes |
+//! | `events` | author (32) ‖ stream (i32 BE) ‖ seq (u64 BE) | the signed envelope, as received |
+//! | `posts` | delivery number (u64) | a delivered post (JSON), for `GET /v1/posts` |
+//! | `peers` | PeerId bytes | known addresses (JSON), for redialling after a restart |
+//!
+//! Events are the engine's state: on start they are read back, verified again
+//! (`Verifier::verify_stored`: a file edited or damaged on disk cannot inject an event) and
+//! handed to `Engine::new`; the node's own coordinate comes back with its own latest newspaper.
+//! [`Store::commit`] applies a batch of engine [`StoreOp`]s and delivered posts in one write
+//! transaction with immediate durability (fsync): the node holds every frame the engine emitted
+//! after a `Persist` until that commit returned, so nothing is acknowledged before it is on
+//! disk, and a `kill -9` loses nothing acknowledged. Batching many inputs per commit (group
+//! commit) is what makes that affordable.
+//!
+//! A file that is not a redb database, or a redb database that is not a vecino store, or a
+//! vecino store of another schema version, is refused with an error saying which.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
+use serde::{Deserialize, Serialize};
+use vecino_gossip::{Persist, StoreOp};
+use vecino_proto::{AuthorKey, Bytes, VerifiedEvent, Verifier, pb};
+
+/// What this file is.
+const FORMAT: &[u8] = b"vecino-node-store";
+/// The layout version of the tables above; a different one is refused, not guessed at.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const EVENTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("events");
+const POSTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("posts");
+const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");
+
+/// Why the store cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the file open.
+    #[error("{0} is in use by another vecino process (one node per data directory)")]
+    InUse(PathBuf),
+    /// Not a redb file, or damaged beyond repair.
+    #[error("{path} is not a vecino store or is damaged ({detail}); move it away to start afresh")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What redb said.
+        detail: String,
+    },
+    /// A redb database, but not one of ours.
+    #[error("{0} is a database of another program, not a vecino store; refusing to touch it")]
+    Foreign(PathBuf),
+    /// Ours, but of another layout.
+    #[error("{path} has store schema version {found}, this vecino reads version {SCHEMA_VERSION}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version found.
+        found: u32,
+    },
+    /// A read or write failed.
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.into()) }
+        }
+    )*};
+}
+db_err!(redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// A post as delivered to this node, kept for the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostRecord {
+    /// Delivery number on this node (the `since` cursor of `GET /v1/posts`).
+    pub cursor: u64,
+    /// Event id (hex).
+    pub id: String,
+    /// Author key (hex).
+    pub author: String,
+    /// Author's libp2p peer id.
+    pub peer_id: String,
+    /// Seq in the author's post stream.
+    pub seq: u64,
+    /// Author's clock when posting (ms since the epoch).
+    pub hlc_ms: u64,
+    /// Topic.
+    pub topic: String,
+    /// Body (UTF-8; invalid sequences replaced).
+    pub text: String,
+    /// This node's own post.
+    pub own: bool,
+}
+
+/// The node's store. Cheap to clone (the database is shared); reads may run on any task.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+/// What [`Store::load_events`] found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Events that verified.
+    pub events: Vec<VerifiedEvent>,
+    /// Stored envelopes that did not verify (skipped and deleted).
+    pub rejected: usize,
+}
+
+fn event_key(author: &AuthorKey, stream: pb::Stream, seq: u64) -> [u8; 44] {
+    let mut k = [0u8; 44];
+    k[..32].copy_from_slice(author.as_bytes());
+    k[32..36].copy_from_slice(&(stream as i32).to_be_bytes());
+    k[36..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it if there is no file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let exists = path.exists();
+        let db = if exists { Database::open(path) } else { Database::create(path) };
+        let db = db.map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_owned()),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io))
+                if !matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                StoreError::Db(redb::Error::Io(io))
+            }
+            other => StoreError::Corrupt { path: path.to_owned(), detail: other.to_string() },
+        })?;
+        let store = Store { db: Arc::new(db), path: path.to_owned() };
+        store.check_or_init()?;
+        Ok(store)
+    }
+
+    fn check_or_init(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let format = meta.get("format")?.map(|v| v.value().to_vec());
+            match format {
+                Some(f) if f == FORMAT => {
+                    let found = meta
+                        .get("schema_version")?
+                        .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+                        .map_or(0, u32::from_be_bytes);
+                    if found != SCHEMA_VERSION {
+                        return Err(StoreError::Version { path: self.path.clone(), found });
+                    }
+                }
+                Some(_) => return Err(StoreError::Foreign(self.path.clone())),
+                None => {
+                    // A fresh file, or a redb file of someone else's: ours only if empty.
+                    if meta.len()? != 0 || tx.list_tables()?.any(|t| t.name() != "meta") {
+                        return Err(StoreError::Foreign(self.path.clone()));
+                    }
+                    meta.insert("format", FORMAT)?;
+                    meta.insert("schema_version", SCHEMA_VERSION.to_be_bytes().as_slice())?;
+                }
+            }
+            tx.open_table(EVENTS)?;
+            tx.open_table(POSTS)?;
+            tx.open_table(PEERS)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Reads every stored event back, verifying each; bad ones are counted and deleted.
+    pub fn load_events(&self) -> Result<Loaded, StoreError> {
+        let mut verifier = Verifier::default();
+        let mut loaded = Loaded::default();
+        let mut bad = Vec::new();
+        {
+            let tx = self.db.begin_read()?;
+            let table = tx.open_table(EVENTS)?;
+            for row in table.iter()? {
+                let (k, v) = row?;
+                let envelope = Bytes::copy_from_slice(v.value());
+                match verifier.verify_stored(envelope) {
+                    Ok(ev) if event_key(&ev.author(), ev.stream(), ev.seq()) == k.value() => {
+                        loaded.events.push(ev);
+                    }
+                    _ => bad.push(k.value().to_vec()),
+                }
+            }
+        }
+        if !bad.is_empty() {
+            loaded.rejected = bad.len();
+            let tx = self.db.begin_write()?;
+            {
+                let mut table = tx.open_table(EVENTS)?;
+                for k in &bad {
+                    table.remove(k.as_slice())?;
+                }
+            }
+            tx.commit()?;
+        }
+        Ok(loaded)
+    }
+
+    /// Applies engine operations and appends delivered posts in one durable transaction.
+    /// Posts beyond `posts_kept` are forgotten oldest first.
+    pub fn commit(
+        &self,
+        ops: &[StoreOp],
+        posts: &[PostRecord],
+        posts_kept: u64,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut events = tx.open_table(EVENTS)?;
+            for op in ops {
+                match op {
+                    StoreOp::Put(ev) => {
+                        let k = event_key(&ev.author(), ev.stream(), ev.seq());
+                        events.insert(k.as_slice(), ev.envelope().as_ref())?;
+                    }
+                    StoreOp::Delete { author, stream, seq } => {
+                        events.remove(event_key(author, *stream, *seq).as_slice())?;
+                    }
+                }
+            }
+            if !posts.is_empty() {
+                let mut table = tx.open_table(POSTS)?;
+                for p in posts {
+                    let json = serde_json::to_vec(p).unwrap_or_default();
+                    table.insert(p.cursor, json.as_slice())?;
+                }
+                let last = posts.last().map_or(0, |p| p.cursor);
+                if last > posts_kept {
+                    let cutoff = last - posts_kept;
+                    table.retain_in(..=cutoff, |_, _| false)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The last delivery number used (0 if none).
+    pub fn last_post_cursor(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(POSTS)?;
+        Ok(table.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Posts delivered after `since`, oldest first, at most `limit`, optionally of one topic.
+    pub fn posts(
+        &self,
+        topic: Option<&str>,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<PostRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(POSTS)?;
+        let mut out = Vec::new();
+        for row in table.range(since.saturating_add(1)..)? {
+            let (_, v) = row?;
+            let Ok(p) = serde_json::from_slice::<PostRecord>(v.value()) else { continue };
+            if topic.is_none_or(|t| t == p.topic) {
+                out.push(p);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of stored events.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(EVENTS)?.len()?)
+    }
+
+    /// Remembers a peer's addresses (at most 16, newest first).
+    pub fn put_peer(&self, peer: &[u8], addrs: &[String]) -> Result<(), StoreError> {
+        let addrs: Vec<&String> = addrs.iter().take(vecino_proto::limits::MAX_ADDRS).collect();
+        let json = serde_json::to_vec(&addrs).unwrap_or_default();
+        let tx = self.db.begin_write()?;
+        tx.open_table(PEERS)?.insert(peer, json.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The peer book: peer id bytes → addresses.
+    pub fn peers(&self) -> Result<BTreeMap<Vec<u8>, Vec<String>>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PEERS)?;
+        let mut out = BTreeMap::new();
+        for row in table.iter()? {
+            let (k, v) = row?;
+            if let Ok(a) = serde_json::from_slice::<Vec<String>>(v.value()) {
+                out.insert(k.value().to_vec(), a);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The engine's view of the store (used by tests and tools; the node batches through
+/// [`Store::commit`] instead). A failed write panics: the engine's contract has no error path,
+/// and acknowledging an event that is not on disk would be worse.
+impl Persist for Store {
+    fn apply(&mut self, op: &StoreOp) {
+        if let Err(e) = self.commit(std::slice::from_ref(op), &[], u64::MAX) {
+            panic!("store write failed: {e}");
+        }
+    }
+
+    fn events(&self) -> Vec<VerifiedEvent> {
+        self.load_events().map(|l| l.events).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vecino_proto::{Hlc, Identity};
+
+    fn post(id: &Identity, seq: u64) -> VerifiedEvent {
+        let body = pb::event::Body::Post(pb::Post {
+            topic: "t".into(),
+            body: Bytes::from_static(b"hi"),
+            content_type: String::new(),
+        });
+        id.sign(pb::Stream::Post, seq, Hlc { ms: 1_700_000_000_000 + seq, counter: 0 }, body)
+            .unwrap()
+    }
+
+    #[test]
+    fn events_survive_reopen_and_deletes_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::config::STORE_FILE);
+        let id = Identity::from_seed([7; 32]);
+        {
+            let mut s = Store::open(&path).unwrap();
+            s.apply(&StoreOp::Put(post(&id, 1)));
+            s.apply(&StoreOp::Put(post(&id, 2)));
+            s.apply(&StoreOp::Delete { author: id.public(), stream: pb::Stream::Post, seq: 1 });
+        }
+        let s = Store::open(&path).unwrap();
+        let evs = s.events();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].seq(), 2);
+    }
+
+    #[test]
+    fn posts_are_bounded_and_filtered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let rec = |cursor: u64, topic: &str| PostRecord {
+            cursor,
+            id: String::new(),
+            author: String::new(),
+            peer_id: String::new(),
+            seq: cursor,
+            hlc_ms: 0,
+            topic: topic.into(),
+            text: "x".into(),
+            own: false,
+        };
+        let batch: Vec<PostRecord> =
+            (1..=10).map(|i| rec(i, if i % 2 == 0 { "even" } else { "odd" })).collect();
+        s.commit(&[], &batch, 6).unwrap();
+        assert_eq!(s.last_post_cursor().unwrap(), 10);
+        let all = s.posts(None, 0, 100).unwrap();
+        assert_eq!(all.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);
+        let even = s.posts(Some("even"), 6, 100).unwrap();
+        assert_eq!(even.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![8, 10]);
+    }
+
+    #[test]
+    fn foreign_and_garbage_files_are_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, vec![0x5a; 64 * 1024]).unwrap();
+        let e = Store::open(&junk).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("not a vecino store"), "{e}");
+
+        let other = dir.path().join("other.redb");
+        {
+            let db = Database::create(&other).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(TableDefinition::<&str, u64>::new("accounts"))
+                .unwrap()
+                .insert("alice", 3)
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open(&other).unwrap_err();
+        assert!(matches!(e, StoreError::Foreign(_)), "{e}");
+
+        let old = dir.path().join("old.redb");
+        drop(Store::open(&old).unwrap());
+        {
+            let db = Database::open(&old).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .insert("schema_version", 99u32.to_be_bytes().as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let e = Store::open(&old).unwrap_err();
+        assert!(matches!(e, StoreError::Version { found: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn a_tampered_event_is_dropped_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let id = Identity::from_seed([8; 32]);
+        let s = Store::open(&path).unwrap();
+        let ev = post(&id, 1);
+        let mut bytes = ev.envelope().to_vec();
+        let n = bytes.len();
+        bytes[n - 1] ^= 1; // flip a signature bit
+        {
+            let tx = s.db.begin_write().unwrap();
+            let k = event_key(&id.public(), pb::Stream::Post, 1);
+            tx.open_table(EVENTS).unwrap().insert(k.as_slice(), bytes.as_slice()).unwrap();
+            tx.commit().unwrap();
+        }
+        let loaded = s.load_events().unwrap();
+        assert_eq!((loaded.events.len(), loaded.rejected), (0, 1));
+        assert_eq!(s.event_count().unwrap(), 0);
+    }
+}

@@ -1,0 +1,97 @@
+//! Logs (tracing) and metrics (the `metrics` facade, exported as Prometheus text on `/metrics`).
+//!
+//! Every series is described here at start-up; names follow `vecino_<area>_<what>_<unit>`,
+//! counters end in `_total`. The engine's own counters are copied into the facade when
+//! `/metrics` is scraped (and once a second), so a scrape is exact.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the log subscriber (stderr).
+pub fn init_logs(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Plain => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The series of `/metrics`, documented: (name, kind, help).
+pub const SERIES: &[(&str, &str, &str)] = &[
+    ("vecino_gossip_frames_received_total", "counter", "frames handed to the engine"),
+    ("vecino_gossip_rejected_total", "counter", "frames and events the engine rejected, by reason"),
+    ("vecino_gossip_events_new_total", "counter", "new events accepted (own included)"),
+    ("vecino_gossip_events_duplicate_total", "counter", "events received again"),
+    ("vecino_gossip_posts_delivered_total", "counter", "posts delivered to the application"),
+    ("vecino_gossip_grafts_total", "counter", "Plumtree grafts sent"),
+    ("vecino_gossip_prunes_total", "counter", "Plumtree prunes sent"),
+    ("vecino_gossip_retransmits_total", "counter", "frames retransmitted"),
+    ("vecino_gossip_version_vectors_total", "counter", "anti-entropy version vectors sent"),
+    ("vecino_gossip_equivocations_total", "counter", "equivocations seen"),
+    ("vecino_members", "gauge", "peers known, by state (alive, left)"),
+    ("vecino_links", "gauge", "neighbour links, by status (connected, suspected, disconnected)"),
+    ("vecino_coordinate_error", "gauge", "this peer's Vivaldi error estimate"),
+    ("vecino_rtt_seconds", "histogram", "measured round-trip times to neighbours"),
+    ("vecino_transport_connections", "gauge", "peers with an open transport connection"),
+    ("vecino_transport_frames_sent_total", "counter", "frames written to peers"),
+    (
+        "vecino_transport_bytes_sent_total",
+        "counter",
+        "bytes written to peers (with length prefixes)",
+    ),
+    ("vecino_transport_frames_received_total", "counter", "frames read from peers"),
+    ("vecino_transport_bytes_received_total", "counter", "bytes read from peers"),
+    (
+        "vecino_transport_rejected_total",
+        "counter",
+        "streams and frames refused by the transport, by reason",
+    ),
+    ("vecino_transport_dropped_total", "counter", "frames not sent, by reason"),
+    ("vecino_transport_dials_total", "counter", "outbound dials started"),
+    ("vecino_store_commits_total", "counter", "durable store transactions"),
+    (
+        "vecino_store_commit_seconds",
+        "histogram",
+        "time to commit a store transaction (fsync included)",
+    ),
+    ("vecino_store_events", "gauge", "events held in the store"),
+    ("vecino_uptime_seconds", "gauge", "seconds since the node started"),
+];
+
+/// Installs the Prometheus recorder and describes every series.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| anyhow::anyhow!("cannot install the metrics recorder: {e}"))?;
+    for &(name, kind, help) in SERIES {
+        match kind {
+            "counter" => describe_counter!(name, help),
+            "gauge" => describe_gauge!(name, help),
+            _ if name.ends_with("_seconds") => describe_histogram!(name, Unit::Seconds, help),
+            _ => describe_histogram!(name, help),
+        }
+    }
+    Ok(handle)
+}
+
+/// Copies the engine's counters into the facade.
+pub fn record_engine(s: &vecino_gossip::EngineStats) {
+    use metrics::counter;
+    counter!("vecino_gossip_frames_received_total").absolute(s.frames_in);
+    counter!("vecino_gossip_events_new_total").absolute(s.events_new);
+    counter!("vecino_gossip_events_duplicate_total").absolute(s.events_duplicate);
+    counter!("vecino_gossip_posts_delivered_total").absolute(s.posts_delivered);
+    counter!("vecino_gossip_grafts_total").absolute(s.grafts);
+    counter!("vecino_gossip_prunes_total").absolute(s.prunes);
+    counter!("vecino_gossip_retransmits_total").absolute(s.retransmits);
+    counter!("vecino_gossip_version_vectors_total").absolute(s.version_vectors);
+    counter!("vecino_gossip_equivocations_total").absolute(s.equivocations);
+    for (reason, n) in &s.rejected {
+        counter!("vecino_gossip_rejected_total", "reason" => *reason).absolute(*n);
+    }
+}

@@ -1,0 +1,387 @@
+//! libp2p: the swarm, the thin Behaviour, and the vecino frame protocol.
+//!
+//! The Behaviour only carries bytes and discovers addresses: identify (listen addresses),
+//! mDNS (peers on the LAN) and `libp2p-stream` for [`PROTOCOL`]. Every decision about whom to
+//! talk to and what to send is the engine's.
+//!
+//! Frames travel on one long-lived stream per direction and peer, each prefixed by its length
+//! as a big-endian `u32`. A reader task per inbound stream bounds the length before allocating
+//! (more than `MAX_FRAME_BYTES` resets the stream, counted) and hands frames to the node through
+//! a bounded channel, so a fast sender is slowed by backpressure rather than buffered without
+//! limit. A writer task per connected peer owns the outbound stream, fed by a bounded queue; a
+//! full queue drops the frame (counted) and the engine's acknowledged delivery retransmits
+//! what matters. With link emulation on, the writer also delays, paces and drops frames
+//! ([`crate::shim`]).
+//!
+//! Timeouts ride out fades: QUIC's idle timeout and the swarm's idle-connection timeout are
+//! `idle_timeout_secs` (default 120 s, longer than the engine's 60 s suspect timeout), with QUIC
+//! keep-alives every 5 s, so a short fade makes the link *suspected* in the engine while the
+//! transport stays up.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, tcp, yamux};
+use rand::{RngExt, SeedableRng};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use vecino_proto::limits::MAX_FRAME_BYTES;
+use vecino_proto::{AuthorKey, Bytes};
+
+use crate::config::Config;
+use crate::peer;
+use crate::shim::Shim;
+
+/// The vecino frame protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/vecino/frames/1");
+/// The identify protocol version string.
+pub const IDENTIFY_VERSION: &str = "/vecino/1";
+/// Frames queued per peer for the writer at most.
+pub const WRITER_QUEUE: usize = 1024;
+/// Frames (or shim-delayed frames) a writer holds at most.
+const SHIM_QUEUE: usize = 8192;
+/// Inbound streams per peer at most (one per connection is normal).
+const MAX_STREAMS_PER_PEER: usize = 4;
+/// Frames received and not yet taken by the node, across all peers, at most.
+pub const INBOUND_QUEUE: usize = 1024;
+
+pub use behaviour::{Behaviour, BehaviourEvent};
+
+/// The thin Behaviour (in a module of its own: the derive generates an undocumented event enum).
+mod behaviour {
+    #![allow(missing_docs, missing_debug_implementations)]
+    use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
+    use libp2p::{identify, mdns};
+
+    /// Address discovery and a byte pipe.
+    #[derive(NetworkBehaviour)]
+    pub struct Behaviour {
+        /// Learns peers' listen addresses.
+        pub identify: identify::Behaviour,
+        /// Finds peers on the local network (off with `--mdns false`).
+        pub mdns: Toggle<mdns::tokio::Behaviour>,
+        /// The frame streams.
+        pub stream: libp2p_stream::Behaviour,
+    }
+}
+
+/// Builds the swarm: QUIC, and TCP with noise and yamux.
+pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behaviour>> {
+    let idle = cfg.idle_timeout;
+    let idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
+    let mdns_on = cfg.mdns;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
+        .with_quic_config(|mut q| {
+            q.max_idle_timeout = idle_ms;
+            q.keep_alive_interval = Duration::from_secs(5);
+            q
+        })
+        .with_behaviour(|key| {
+            let identify = identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_VERSION.into(), key.public())
+                    .with_agent_version(format!("vecino/{}", env!("CARGO_PKG_VERSION"))),
+            );
+            let mdns = if mdns_on {
+                match mdns::tokio::Behaviour::new(
+                    mdns::Config::default(),
+                    key.public().to_peer_id(),
+                ) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        tracing::warn!("mDNS unavailable, continuing without: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            Behaviour { identify, mdns: mdns.into(), stream: libp2p_stream::Behaviour::new() }
+        })?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}
+
+/// A frame from a neighbour, as the transport authenticated it.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The neighbour.
+    pub from: AuthorKey,
+    /// The frame bytes (untrusted).
+    pub frame: Bytes,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The length prefix is over the limit.
+    #[error("frame of {0} bytes exceeds the limit")]
+    Oversized(usize),
+    /// The stream failed.
+    #[error("stream: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one length-prefixed frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: futures::AsyncRead + Unpin>(
+    r: &mut R,
+) -> Result<Option<Bytes>, ReadError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_BYTES {
+        return Err(ReadError::Oversized(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(Some(Bytes::from(buf)))
+}
+
+/// Writes one length-prefixed frame (not flushed).
+pub async fn write_frame<W: futures::AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &[u8],
+) -> std::io::Result<()> {
+    let len = u32::try_from(frame.len()).map_err(std::io::Error::other)?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(frame).await
+}
+
+/// Accepts inbound frame streams and runs a reader per stream, until the node stops.
+pub async fn accept_loop(
+    mut incoming: libp2p_stream::IncomingStreams,
+    tx: mpsc::Sender<Inbound>,
+    shim: Option<Arc<Shim>>,
+) {
+    let mut readers: HashMap<PeerId, Vec<tokio::task::JoinHandle<()>>> = HashMap::new();
+    while let Some((peer, stream)) = incoming.next().await {
+        let Some(author) = peer::author_of(&peer) else {
+            metrics::counter!("vecino_transport_rejected_total", "reason" => "unknown_key_type")
+                .increment(1);
+            continue;
+        };
+        readers.retain(|_, hs| {
+            hs.retain(|h| !h.is_finished());
+            !hs.is_empty()
+        });
+        let running = readers.entry(peer).or_default();
+        if running.len() >= MAX_STREAMS_PER_PEER {
+            metrics::counter!("vecino_transport_rejected_total", "reason" => "too_many_streams")
+                .increment(1);
+            continue;
+        }
+        let (tx, shim) = (tx.clone(), shim.clone());
+        running.push(tokio::spawn(read_loop(peer, author, stream, tx, shim)));
+    }
+}
+
+async fn read_loop(
+    peer: PeerId,
+    author: AuthorKey,
+    mut stream: libp2p::Stream,
+    tx: mpsc::Sender<Inbound>,
+    shim: Option<Arc<Shim>>,
+) {
+    loop {
+        match read_frame(&mut stream).await {
+            Ok(Some(frame)) => {
+                metrics::counter!("vecino_transport_frames_received_total").increment(1);
+                metrics::counter!("vecino_transport_bytes_received_total")
+                    .increment(frame.len() as u64 + 4);
+                if shim.as_ref().is_some_and(|s| s.is_cut(&peer)) {
+                    metrics::counter!("vecino_transport_dropped_total", "reason" => "shim_cut")
+                        .increment(1);
+                    continue;
+                }
+                if tx.send(Inbound { from: author, frame }).await.is_err() {
+                    return; // the node is stopping
+                }
+            }
+            Ok(None) => return,
+            Err(ReadError::Oversized(len)) => {
+                tracing::debug!(%peer, len, "oversized frame; resetting the stream");
+                metrics::counter!("vecino_transport_rejected_total", "reason" => "oversized")
+                    .increment(1);
+                return; // dropping the stream resets it
+            }
+            Err(ReadError::Io(e)) => {
+                tracing::trace!(%peer, "frame stream ended: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// The sending side of one peer's writer task.
+#[derive(Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Bytes>,
+    /// The task, awaited at shutdown so queued frames (the `chau`) go out.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The writer's queue is full.
+    Full,
+    /// The writer stopped (its stream failed for good).
+    Closed,
+}
+
+impl Writer {
+    /// Starts the writer for `peer`.
+    pub fn spawn(peer: PeerId, control: libp2p_stream::Control, shim: Option<Arc<Shim>>) -> Self {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let task = tokio::spawn(write_loop(peer, control, rx, shim));
+        Writer { tx, task }
+    }
+
+    /// Queues a frame.
+    pub fn send(&self, frame: Bytes) -> Result<(), QueueError> {
+        self.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })
+    }
+}
+
+/// The shim's state for one destination: frames waiting for their release time.
+#[derive(Debug)]
+struct Shaper {
+    shim: Arc<Shim>,
+    queue: VecDeque<(Instant, Bytes)>,
+    next_free: Instant,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Shaper {
+    fn push(&mut self, peer: &PeerId, frame: Bytes) {
+        let shape = self.shim.shape(peer);
+        let drop_reason = if self.shim.is_cut(peer) {
+            Some("shim_cut")
+        } else if shape.loss > 0.0 && self.rng.random_bool(shape.loss) {
+            Some("shim_loss")
+        } else if self.queue.len() >= SHIM_QUEUE {
+            Some("shim_queue")
+        } else {
+            None
+        };
+        if let Some(reason) = drop_reason {
+            metrics::counter!("vecino_transport_dropped_total", "reason" => reason).increment(1);
+            return;
+        }
+        let now = Instant::now();
+        let start = self.next_free.max(now);
+        let wire = shape.rate_bps.map_or(Duration::ZERO, |bps| {
+            Duration::from_secs_f64((frame.len() as f64 + 4.0) * 8.0 / bps as f64)
+        });
+        self.next_free = start + wire;
+        self.queue.push_back((self.next_free + shape.delay, frame));
+    }
+}
+
+async fn next_frame(
+    rx: &mut mpsc::Receiver<Bytes>,
+    shaper: Option<&mut Shaper>,
+    peer: &PeerId,
+) -> Option<Bytes> {
+    let Some(sh) = shaper else { return rx.recv().await };
+    loop {
+        let due = sh.queue.front().map(|(t, _)| *t);
+        tokio::select! {
+            biased;
+            () = async { tokio::time::sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {
+                let (_, frame) = sh.queue.pop_front()?;
+                if sh.shim.is_cut(peer) {
+                    metrics::counter!("vecino_transport_dropped_total", "reason" => "shim_cut").increment(1);
+                    continue;
+                }
+                return Some(frame);
+            }
+            got = rx.recv() => match got {
+                Some(frame) => sh.push(peer, frame),
+                None => return None,
+            },
+        }
+    }
+}
+
+async fn write_loop(
+    peer: PeerId,
+    mut control: libp2p_stream::Control,
+    mut rx: mpsc::Receiver<Bytes>,
+    shim: Option<Arc<Shim>>,
+) {
+    let mut shaper = shim.map(|shim| Shaper {
+        shim,
+        queue: VecDeque::new(),
+        next_free: Instant::now(),
+        rng: rand_chacha::ChaCha8Rng::from_rng(&mut rand::rng()),
+    });
+    let mut stream: Option<libp2p::Stream> = None;
+    let mut failures = 0u32;
+    while let Some(frame) = next_frame(&mut rx, shaper.as_mut(), &peer).await {
+        if stream.is_none() {
+            match tokio::time::timeout(Duration::from_secs(10), control.open_stream(peer, PROTOCOL))
+                .await
+            {
+                Ok(Ok(s)) => stream = Some(s),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "cannot open a frame stream: {e}");
+                    failures += 1;
+                }
+                Err(_) => failures += 1,
+            }
+            if stream.is_none() {
+                metrics::counter!("vecino_transport_dropped_total", "reason" => "no_stream")
+                    .increment(1);
+                if failures >= 3 {
+                    return; // the node sees the writer closed and starts another if connected
+                }
+                continue;
+            }
+        }
+        let s = stream.as_mut().expect("opened above");
+        let mut result = write_frame(s, &frame).await;
+        let mut bytes = frame.len() as u64 + 4;
+        let mut frames = 1u64;
+        // Batch whatever is already queued (unshaped only) before flushing.
+        if shaper.is_none() {
+            while result.is_ok() {
+                let Ok(more) = rx.try_recv() else { break };
+                bytes += more.len() as u64 + 4;
+                frames += 1;
+                result = write_frame(s, &more).await;
+            }
+        }
+        if result.is_ok() {
+            result = s.flush().await;
+        }
+        match result {
+            Ok(()) => {
+                failures = 0;
+                metrics::counter!("vecino_transport_frames_sent_total").increment(frames);
+                metrics::counter!("vecino_transport_bytes_sent_total").increment(bytes);
+            }
+            Err(e) => {
+                tracing::debug!(%peer, "frame stream failed: {e}");
+                metrics::counter!("vecino_transport_dropped_total", "reason" => "stream_failed")
+                    .increment(frames);
+                stream = None;
+                failures += 1;
+            }
+        }
+    }
+    if let Some(mut s) = stream {
+        let _ = s.close().await;
+    }
+}
