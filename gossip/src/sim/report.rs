@@ -1,9 +1,9 @@
 //! What a simulation run reports, per disseminator (serialisable: `vecino-testnet sim --json`).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The figures of one disseminator on one scenario.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// `vecino`, `fullmesh` or `push`.
     pub disseminator: String,
@@ -95,7 +95,7 @@ pub struct Report {
 }
 
 /// Bytes by send class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassBytes {
     /// Heartbeats, acks, version vectors, grafts, prunes.
     pub control: u64,
@@ -115,7 +115,7 @@ impl ClassBytes {
 }
 
 /// What one heal had to catch up.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Backlog {
     /// When the heal happened, seconds from the start.
     pub heal_s: f64,
@@ -132,7 +132,7 @@ pub struct Backlog {
 }
 
 /// Link-status reports by new status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transitions {
     /// To connected.
     pub connected: u64,
@@ -143,7 +143,7 @@ pub struct Transitions {
 }
 
 /// Frames that did not arrive.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drops {
     /// The medium's queue was full.
     pub queue: u64,
@@ -158,7 +158,7 @@ pub struct Drops {
 }
 
 /// Delivery and traffic per time bucket.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
     /// Bucket width, seconds.
     pub bucket_s: f64,

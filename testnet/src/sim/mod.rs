@@ -36,6 +36,13 @@ pub(crate) struct SimArgs {
     /// Disseminators to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
+    /// Run each disseminator in this process instead of a child process of its own (peak RSS
+    /// is then only comparable for the first one).
+    #[arg(long)]
+    in_process: bool,
+    /// Internal: run the one disseminator of `--only` and write its report (JSON) here.
+    #[arg(long, hide = true, value_name = "OUT.json")]
+    child_report: Option<PathBuf>,
 }
 
 /// The JSON report.
@@ -55,13 +62,16 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     let file = ScenarioFile::read(&args.scenario)?;
     let seed = args.seed.unwrap_or(file.seed);
     let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
-    eprintln!(
-        "scenario {} ({}), seed {seed}: {}",
-        file.name,
-        args.scenario.display(),
-        file.description
-    );
-    eprintln!("config: {}", serde_json::to_string(&file)?);
+    let child = args.child_report.is_some();
+    if !child {
+        eprintln!(
+            "scenario {} ({}), seed {seed}: {}",
+            file.name,
+            args.scenario.display(),
+            file.description
+        );
+        eprintln!("config: {}", serde_json::to_string(&file)?);
+    }
     let scenario = file.resolve(&base, seed)?;
     let started = Instant::now();
     let mut reports = Vec::new();
@@ -69,6 +79,10 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         let Some(dis) = sim::disseminators::by_name(name) else {
             bail!("unknown or unavailable disseminator {name:?} (vecino, fullmesh, push)");
         };
+        if !child && !args.in_process && args.only.len() > 1 {
+            reports.push(run_child(args, seed, name)?);
+            continue;
+        }
         reset_peak_rss();
         let t = Instant::now();
         let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
@@ -99,6 +113,11 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             report.events,
             report.wall_s.unwrap_or_default()
         );
+        if let Some(path) = &args.child_report {
+            std::fs::write(path, serde_json::to_vec(&report)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            return Ok(());
+        }
         reports.push(report);
     }
     let wall = started.elapsed().as_secs_f64();
@@ -127,6 +146,25 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Runs one disseminator in a child process of this binary, so that its peak RSS is its own.
+fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
+    let out = std::env::temp_dir().join(format!("vecino-sim-{}-{name}.json", std::process::id()));
+    let status = std::process::Command::new(std::env::current_exe()?)
+        .arg("sim")
+        .arg("--scenario")
+        .arg(&args.scenario)
+        .args(["--seed", &seed.to_string(), "--only", name, "--child-report"])
+        .arg(&out)
+        .status()
+        .context("starting a child simulation")?;
+    if !status.success() {
+        bail!("the {name} run failed ({status})");
+    }
+    let bytes = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+    let _ = std::fs::remove_file(&out);
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 /// Resets the kernel's peak-RSS mark (VmHWM) of this process; best effort.
