@@ -11,7 +11,7 @@
 //! | `GET /v1/links` | neighbours: connected / suspected / disconnected, since, RTT, queues |
 //! | `POST /v1/posts` | `{"topic": …, "text": …}`: broadcast a post; answers once it is stored |
 //! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
-//! | `GET /v1/events` | Server-Sent Events: `member`, `link`, `post`, `coordinate` |
+//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `post`, `coordinate` |
 //! | `GET /metrics` | Prometheus text |
 //! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
 //!
@@ -214,13 +214,16 @@ async fn list_posts(State(s): State<Shared>, Query(q): Query<PostsQuery>) -> Res
 
 async fn events(State(s): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     use tokio_stream::StreamExt as _;
-    let stream = BroadcastStream::new(s.events.subscribe()).filter_map(|ev| match ev {
+    // A first `ready` event tells the client it is subscribed: nothing after it is missed.
+    let ready = Event::default().event("ready").data("{}");
+    let live = BroadcastStream::new(s.events.subscribe()).filter_map(|ev| match ev {
         Ok(ev) => Some(Ok(Event::default().event(ev.kind).data(ev.data.to_string()))),
         // A slow reader skipped some events: tell it, and go on.
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
             Some(Ok(Event::default().event("lagged").data(json!({"skipped": n}).to_string())))
         }
     });
+    let stream = tokio_stream::once(Ok(ready)).chain(live);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -76,8 +76,45 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             _ => describe_histogram!(name, help),
         }
     }
+    // Every series exists from the start (at zero), so dashboards and alerts see it before the
+    // first event; labelled ones for every label value the node itself produces.
+    for &(name, kind, _) in SERIES {
+        match kind {
+            "counter" if !LABELLED.contains(&name) => metrics::counter!(name).increment(0),
+            "gauge" if !LABELLED.contains(&name) => metrics::gauge!(name).set(0.0),
+            _ => {}
+        }
+    }
+    for reason in TRANSPORT_REJECTED {
+        metrics::counter!("vecino_transport_rejected_total", "reason" => *reason).increment(0);
+    }
+    for reason in TRANSPORT_DROPPED {
+        metrics::counter!("vecino_transport_dropped_total", "reason" => *reason).increment(0);
+    }
+    metrics::counter!("vecino_gossip_rejected_total", "reason" => "bad_signature").increment(0);
     Ok(handle)
 }
+
+/// Series with labels (initialised per label value, not bare).
+const LABELLED: &[&str] = &[
+    "vecino_gossip_rejected_total",
+    "vecino_members",
+    "vecino_links",
+    "vecino_transport_rejected_total",
+    "vecino_transport_dropped_total",
+];
+/// Reasons of `vecino_transport_rejected_total`.
+pub const TRANSPORT_REJECTED: &[&str] = &["oversized", "unknown_key_type", "too_many_streams"];
+/// Reasons of `vecino_transport_dropped_total`.
+pub const TRANSPORT_DROPPED: &[&str] = &[
+    "not_connected",
+    "queue_full",
+    "no_stream",
+    "stream_failed",
+    "shim_cut",
+    "shim_loss",
+    "shim_queue",
+];
 
 /// Copies the engine's counters into the facade.
 pub fn record_engine(s: &vecino_gossip::EngineStats) {

@@ -76,3 +76,50 @@ fn id_explains_what_is_wrong() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("not a usable key"), "{}", stderr(&bad));
 }
+
+#[test]
+fn run_check_config_prints_settings_and_names_bad_keys() {
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("vecino.toml");
+    std::fs::write(&file, "name = \"edge-1\"\nsuspect_timeout_secs = 30\n").unwrap();
+    let f = file.to_str().unwrap();
+    let ok = vecino(&["run", "--check-config", "--config", f, "--active-view", "4"], home.path());
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let out = stdout(&ok);
+    for want in [
+        "name = \"edge-1\"",
+        "suspect_timeout_secs = 30",
+        "active_view = 4",
+        "api = \"127.0.0.1:7300\"",
+    ] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+    std::fs::write(&file, "name = \"edge-1\"\nsuspect_timout_secs = 30\n").unwrap();
+    let bad = vecino(&["run", "--check-config", "--config", f], home.path());
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("unknown field `suspect_timout_secs`"), "{}", stderr(&bad));
+}
+
+#[test]
+fn run_refuses_a_store_that_is_not_ours() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("node");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("vecino.redb"), vec![0x42; 8192]).unwrap();
+    let out = vecino(
+        &[
+            "run",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--api",
+            "127.0.0.1:0",
+            "--mdns",
+            "false",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ],
+        home.path(),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a vecino store"), "{}", stderr(&out));
+}
