@@ -53,7 +53,7 @@ impl<R: Rng> Engine<R> {
 
     pub(crate) fn on_ihave(&mut self, from: AuthorKey, ihave: &pb::IHave) {
         let min = self.config.graft_min;
-        let rtt = self.links.get(&from).and_then(|l| l.rtt());
+        let rtt = self.links.get(&from).and_then(|l| l.rtt().max(l.srtt()));
         let wait = rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)));
         let deadline = self.now + wait;
         for h in &ihave.heads {
@@ -114,7 +114,7 @@ impl<R: Rng> Engine<R> {
             }
             let peer = m.announcers[0];
             m.announcers.rotate_left(1);
-            let rtt = self.links.get(&peer).and_then(|l| l.rtt()).unwrap_or(min);
+            let rtt = self.links.get(&peer).and_then(|l| l.rtt().max(l.srtt())).unwrap_or(min);
             m.deadline = now + min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
             per_peer.entry(peer).or_default().push(pb::StreamHead {
                 author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),

@@ -23,13 +23,13 @@ pub struct Config {
     pub random_links: usize,
     /// Most neighbour links held at once (inbound beyond this are refused).
     pub max_links: usize,
-    /// Graft after this multiple of the announcing neighbour's RTT without the event.
+    /// Graft after this multiple of the announcing link's RTT (ping or acknowledgement time,
+    /// whichever is larger) without the event.
     pub graft_rtt_factor: f64,
     /// Lower bound of the graft timeout.
     pub graft_min: Duration,
-    /// Retransmit an unacknowledged frame after this multiple of the RTT.
-    pub rto_rtt_factor: f64,
-    /// Lower bound of the retransmission timeout.
+    /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
+    /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
     /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
     /// (counted) and anti-entropy catches up instead.
@@ -68,8 +68,7 @@ impl Default for Config {
             random_links: 2,
             max_links: 48,
             graft_rtt_factor: 2.0,
-            graft_min: Duration::from_millis(150),
-            rto_rtt_factor: 3.0,
+            graft_min: Duration::from_millis(400),
             rto_min: Duration::from_millis(300),
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),

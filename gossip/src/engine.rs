@@ -549,7 +549,7 @@ impl<R: Rng> Engine<R> {
             Kind::Pong(p) => self.on_pong(from, &p),
             Kind::Ack(a) => {
                 if let Some(l) = self.links.get_mut(&from) {
-                    l.acked(a.cumulative, &a.selective);
+                    l.acked(self.now, a.cumulative, &a.selective);
                 }
             }
             Kind::Digest(d) => self.on_digest(from, &d),
@@ -717,7 +717,7 @@ impl<R: Rng> Engine<R> {
         let cfg = &self.config;
         let (suspect_floor, timeout, heartbeat) =
             (cfg.suspect_after, cfg.suspect_timeout, cfg.heartbeat);
-        let (rto_factor, rto_min) = (cfg.rto_rtt_factor, cfg.rto_min);
+        let (rto_min, tick) = (cfg.rto_min, cfg.tick);
         let Some(link) = self.links.get_mut(&peer) else { return };
         // RCM status.
         let silent = now.saturating_since(link.last_heard);
@@ -743,7 +743,7 @@ impl<R: Rng> Engine<R> {
             return;
         }
         // Retransmissions.
-        let rto = link.rtt().map_or(rto_min, |r| rto_min.max(r.mul_f64(rto_factor)));
+        let rto = link.rto(rto_min) + tick; // the neighbour acknowledges on its tick
         self.stats.retransmits += link.retransmit_due(now, rto) as u64;
         // Heartbeat (also the RTT probe).
         let due_ping = now.saturating_since(link.last_sent) >= heartbeat
@@ -766,8 +766,9 @@ impl<R: Rng> Engine<R> {
                     seq,
                 })
                 .collect();
-            // Reliable: an announcement lost in an outage would leave the gap unnoticed.
-            self.send(peer, Kind::Ihave(pb::IHave { heads }), Priority::Control, true);
+            // Reliable: an announcement lost in an outage would leave the gap unnoticed. Lowest
+            // class: announcements must not overtake the events they announce.
+            self.send(peer, Kind::Ihave(pb::IHave { heads }), Priority::Membership, true);
         }
         if digest_due {
             let jitter = self.rng.random_range(0.0..0.2);

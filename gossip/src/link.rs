@@ -23,6 +23,12 @@ use crate::time::Time;
 
 /// Selective acknowledgements remembered above the cumulative point.
 const MAX_ACK_SET: usize = 1024;
+/// Ranges of selective acknowledgement sent in one ack at most.
+const MAX_ACK_RANGES: usize = 16;
+/// Retransmission timeout before any acknowledgement was timed.
+const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// Longest retransmission timeout after backoff.
+const MAX_RTO: Duration = Duration::from_secs(60);
 /// RTT samples kept for the median.
 const RTT_SAMPLES: usize = 5;
 
@@ -31,6 +37,8 @@ const RTT_SAMPLES: usize = 5;
 struct Unacked {
     frame: Bytes,
     class: Priority,
+    /// Retransmissions so far (each doubles the timeout; only first sends give RTT samples).
+    tries: u32,
     /// When it last left the queue; `None` while queued.
     sent_at: Option<Time>,
 }
@@ -47,6 +55,10 @@ pub(crate) struct Link {
     /// Outstanding ping: nonce and send time.
     pub(crate) ping: Option<(u64, Time)>,
     rtts: VecDeque<Duration>,
+    /// Smoothed time from sending a reliable frame to its acknowledgement (Jacobson/Karels),
+    /// which includes queueing on the path, unlike the ping RTT.
+    srtt: Option<Duration>,
+    rttvar: Duration,
     /// Plumtree: push events eagerly on this link (else announce them lazily).
     pub(crate) eager: bool,
     /// Heads to announce lazily on the next flush.
@@ -93,6 +105,8 @@ impl Link {
             last_ping: Time(0),
             ping: None,
             rtts: VecDeque::new(),
+            srtt: None,
+            rttvar: Duration::ZERO,
             eager: true,
             ihave: Vec::new(),
             next_digest: now,
@@ -180,7 +194,8 @@ impl Link {
     pub(crate) fn push(&mut self, seq: u64, frame: Bytes, class: Priority, max_bytes: usize) {
         if seq != 0 {
             self.unacked_bytes += frame.len();
-            self.unacked.insert(seq, Unacked { frame: frame.clone(), class, sent_at: None });
+            self.unacked
+                .insert(seq, Unacked { frame: frame.clone(), class, tries: 0, sent_at: None });
         } else {
             self.unreliable_bytes += frame.len();
         }
@@ -294,33 +309,85 @@ impl Link {
         self.recv_above.clear();
     }
 
-    /// The acknowledgement to send: cumulative point and the seqs held above it.
+    /// The acknowledgement to send: the cumulative point, and the seqs held above it as
+    /// inclusive `[first, last]` pairs (the runs nearest the cumulative point, at most
+    /// `MAX_ACK_RANGES`).
     pub(crate) fn ack(&mut self) -> (u64, Vec<u64>) {
         self.ack_due = false;
-        (self.recv_cumulative, self.recv_above.iter().copied().collect())
+        let mut ranges: Vec<u64> = Vec::new();
+        for &s in &self.recv_above {
+            let full = ranges.len() / 2 >= MAX_ACK_RANGES;
+            match ranges.last_mut() {
+                Some(last) if *last + 1 == s => *last = s,
+                _ if full => break,
+                _ => ranges.extend([s, s]),
+            }
+        }
+        (self.recv_cumulative, ranges)
     }
 
-    /// Applies an acknowledgement from the neighbour.
-    pub(crate) fn acked(&mut self, cumulative: u64, selective: &[u64]) {
+    /// Applies an acknowledgement from the neighbour (`ranges`: inclusive pairs) received at
+    /// `now`, and times the frames it acknowledges that were sent only once (Karn's rule).
+    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, ranges: &[u64]) {
         let keep = self.unacked.split_off(&(cumulative + 1));
-        let gone = std::mem::replace(&mut self.unacked, keep);
-        self.unacked_bytes -= gone.values().map(|u| u.frame.len()).sum::<usize>();
-        for &s in selective {
-            self.remove_unacked(s);
+        let mut gone: Vec<Unacked> =
+            std::mem::replace(&mut self.unacked, keep).into_values().collect();
+        for pair in ranges.chunks_exact(2) {
+            let (lo, hi) = (pair[0], pair[1]);
+            if lo > hi || hi - lo > MAX_ACK_SET as u64 {
+                continue;
+            }
+            let inside: Vec<u64> = self.unacked.range(lo..=hi).map(|(s, _)| *s).collect();
+            gone.extend(inside.into_iter().filter_map(|s| self.unacked.remove(&s)));
+        }
+        for u in &gone {
+            self.unacked_bytes -= u.frame.len();
+            if u.tries == 0
+                && let Some(at) = u.sent_at
+            {
+                self.time_ack(now.saturating_since(at));
+            }
         }
     }
 
-    /// Re-queues frames whose acknowledgement is overdue (only while connected).
+    fn time_ack(&mut self, sample: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(sample);
+                self.rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(sample);
+                self.rttvar = (self.rttvar * 3 + diff) / 4;
+                self.srtt = Some((srtt * 7 + sample) / 8);
+            }
+        }
+    }
+
+    /// Smoothed send-to-acknowledgement time (queueing included), if timed yet.
+    pub(crate) fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// Retransmission timeout before backoff: srtt + 4 × rttvar, at least `min`.
+    pub(crate) fn rto(&self, min: Duration) -> Duration {
+        self.srtt.map_or(INITIAL_RTO, |s| s + self.rttvar * 4).max(min).min(MAX_RTO)
+    }
+
+    /// Re-queues frames whose acknowledgement is overdue (only while connected); each
+    /// retransmission of a frame doubles its timeout.
     pub(crate) fn retransmit_due(&mut self, now: Time, rto: Duration) -> usize {
         if self.status != LinkStatus::Connected {
             return 0;
         }
         let mut n = 0;
         for u in self.unacked.values_mut() {
+            let timeout = (rto * (1u32 << u.tries.min(6))).min(MAX_RTO);
             if let Some(at) = u.sent_at
-                && now.saturating_since(at) >= rto
+                && now.saturating_since(at) >= timeout
             {
                 u.sent_at = None;
+                u.tries += 1;
                 n += 1;
             }
         }
@@ -406,11 +473,16 @@ mod tests {
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
         assert_eq!(out.len(), 3);
-        l.acked(1, &[3]);
+        l.acked(Time(2), 1, &[3, 3]);
         assert_eq!(l.buffered().1, 1);
         assert_eq!(l.retransmit_due(Time(1_000_000), Duration::from_millis(300)), 1);
-        out.clear();
+        // Backed off: the next retransmission of that frame waits twice as long.
+        let mut out = Vec::new();
         l.drain(Time(1_000_001), &mut out);
+        assert_eq!(l.retransmit_due(Time(1_400_000), Duration::from_millis(300)), 0);
+        assert_eq!(l.retransmit_due(Time(1_700_000), Duration::from_millis(300)), 1);
+        out.clear();
+        l.drain(Time(1_700_001), &mut out);
         assert_eq!(out.len(), 1);
     }
 
@@ -479,7 +551,7 @@ mod tests {
                         l.push(seq, f(size), class, MAX);
                     }
                     2 => l.drain(Time(t), &mut Vec::new()),
-                    3 => l.acked(size as u64 / 4, &[]),
+                    3 => l.acked(Time(t), size as u64 / 4, &[]),
                     _ => l.set_status(LinkStatus::Suspected, Time(t)),
                 }
                 proptest::prop_assert!(l.retained() <= MAX, "{} bytes retained", l.retained());
@@ -530,8 +602,10 @@ mod tests {
         assert!(l.received_seq(1));
         assert!(l.received_seq(3));
         assert!(!l.received_seq(1));
-        assert_eq!(l.ack(), (1, vec![3]));
+        assert!(l.received_seq(4));
+        assert!(l.received_seq(7));
+        assert_eq!(l.ack(), (1, vec![3, 4, 7, 7]));
         assert!(l.received_seq(2));
-        assert_eq!(l.ack(), (3, vec![]));
+        assert_eq!(l.ack(), (4, vec![7, 7]));
     }
 }
