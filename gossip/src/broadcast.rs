@@ -15,6 +15,7 @@ use vecino_proto::{AuthorKey, VerifiedEvent};
 
 use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing};
 use crate::io::{LinkStatus, Priority};
+use crate::store::StreamKey;
 
 /// Heads announced per link per tick at most; the rest wait for the next tick.
 const MAX_IHAVE_PER_LINK: usize = 4_096;
@@ -52,30 +53,42 @@ impl<R: Rng> Engine<R> {
     }
 
     pub(crate) fn on_ihave(&mut self, from: AuthorKey, ihave: &pb::IHave) {
-        let min = self.config.graft_min;
-        let rtt = self.links.get(&from).and_then(|l| l.rtt().max(l.srtt()));
-        let wait = rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)));
-        let deadline = self.now + wait;
         for h in &ihave.heads {
             let Some(key) = head_key(&h.author, h.stream) else {
                 self.reject("bad_head");
                 continue;
             };
-            if self.store.covers(&key, h.seq) {
-                continue;
-            }
-            let full = self.missing.len() >= MAX_MISSING;
-            match self.missing.get_mut(&(key, h.seq)) {
-                Some(m) => {
-                    if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
-                        m.announcers.push(from);
-                    }
+            self.note_missing(key, h.seq, from);
+        }
+    }
+
+    /// How long to wait for an event announced by `from` before grafting it from there.
+    fn graft_wait(&self, from: AuthorKey) -> std::time::Duration {
+        let min = self.config.graft_min;
+        let rtt = self.links.get(&from).and_then(|l| l.rtt().max(l.srtt()));
+        rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)))
+    }
+
+    /// Records that `from` holds (key, seq), which this peer lacks: unless the event arrives
+    /// first, it is grafted from `from` (or another announcer) once the wait is over.
+    pub(crate) fn note_missing(&mut self, key: StreamKey, seq: u64, from: AuthorKey) {
+        if self.store.covers(&key, seq) {
+            return;
+        }
+        let deadline = self.now + self.graft_wait(from);
+        let progress = self.store.head(&key);
+        let full = self.missing.len() >= MAX_MISSING;
+        match self.missing.get_mut(&(key, seq)) {
+            Some(m) => {
+                if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
+                    m.announcers.push(from);
                 }
-                None if !full => {
-                    self.missing.insert((key, h.seq), Missing { announcers: vec![from], deadline });
-                }
-                None => self.reject("missing_table_full"),
             }
+            None if !full => {
+                let m = Missing { announcers: vec![from], deadline, progress };
+                self.missing.insert((key, seq), m);
+            }
+            None => self.reject("missing_table_full"),
         }
     }
 
@@ -106,7 +119,15 @@ impl<R: Rng> Engine<R> {
             Default::default();
         for (key, seq) in due {
             // Graft from the first announcer still linked; try the next one on the next round.
+            let head = self.store.head(&key);
             let Some(m) = self.missing.get_mut(&(key, seq)) else { continue };
+            if head > m.progress {
+                // The stream is flowing (a backlog draining through an eager link after a
+                // heal, say): wait another round instead of pulling a duplicate.
+                m.progress = head;
+                m.deadline = now + min;
+                continue;
+            }
             m.announcers.retain(|p| self.links.contains_key(p));
             if m.announcers.is_empty() {
                 self.missing.remove(&(key, seq));

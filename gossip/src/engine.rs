@@ -40,6 +40,8 @@ use crate::time::Time;
 pub(crate) const MAX_MISSING: usize = 65_536;
 /// Neighbours remembered as announcers of one missing event.
 pub(crate) const MAX_ANNOUNCERS: usize = 4;
+/// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
+const MAX_GAP_NOTED: usize = 256;
 /// Pending dials at most.
 const MAX_DIALS: usize = 16;
 /// Give up on a dial that produced no link after this long.
@@ -54,6 +56,9 @@ pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
 pub(crate) struct Missing {
     pub(crate) announcers: Vec<AuthorKey>,
     pub(crate) deadline: Time,
+    /// The stream's head when last looked at: if it moves, the stream is flowing and the
+    /// graft waits.
+    pub(crate) progress: u64,
 }
 
 /// Counters an operator (or a test) reads.
@@ -437,20 +442,13 @@ impl<R: Rng> Engine<R> {
                 } else if ev.kind() == vecino_proto::StreamKind::Log
                     && let Some(from) = from
                 {
-                    // A gap: ask the sender for what precedes this event.
+                    // A gap: what precedes this event is probably on its way by another path;
+                    // if it is not by the graft timeout, it is grafted from the sender.
                     let head = self.store.head(&key);
-                    let ranges = vec![pb::SeqRange {
-                        author: Bytes::copy_from_slice(key.0.as_bytes()),
-                        stream: key.1 as i32,
-                        from_seq: head + 1,
-                        to_seq: ev.seq() - 1,
-                    }];
-                    self.send(
-                        from,
-                        Kind::Request(pb::RequestRanges { ranges }),
-                        Priority::Control,
-                        false,
-                    );
+                    let first_missing = head + 1;
+                    for seq in (first_missing..ev.seq()).take(MAX_GAP_NOTED) {
+                        self.note_missing(key, seq, from);
+                    }
                 }
                 self.forward(from, ev);
             }
