@@ -68,7 +68,7 @@ impl Default for Config {
             random_links: 2,
             max_links: 48,
             graft_rtt_factor: 2.0,
-            graft_min: Duration::from_millis(400),
+            graft_min: Duration::from_millis(150),
             rto_min: Duration::from_millis(300),
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),
