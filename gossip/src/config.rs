@@ -31,6 +31,9 @@ pub struct Config {
     /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
     /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
+    /// Node-wide egress rate (bits/s) shared by all links; `None`: the fastest rate any link
+    /// reported in `LinkInfo` (links share the host's uplink or radio), unpaced if none did.
+    pub uplink_bps: Option<u64>,
     /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
     /// (counted) and anti-entropy catches up instead.
     pub max_link_buffer_bytes: usize,
@@ -70,6 +73,7 @@ impl Default for Config {
             graft_rtt_factor: 2.0,
             graft_min: Duration::from_millis(150),
             rto_min: Duration::from_millis(300),
+            uplink_bps: None,
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),
             newspaper_max_interval: Duration::from_secs(600),

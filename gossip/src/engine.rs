@@ -32,7 +32,7 @@ use crate::io::{
     AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,
     Protocol, StoreOp, Timer, TimerKind,
 };
-use crate::link::Link;
+use crate::link::{Link, Pacer};
 use crate::store::{Insert, Store, StreamKey};
 use crate::time::Time;
 
@@ -125,6 +125,9 @@ pub struct Engine<R> {
     pub(crate) out: Vec<Output>,
     pub(crate) now: Time,
     pub(crate) stats: EngineStats,
+    /// Node-wide egress pacing.
+    pub(crate) uplink: Pacer,
+    pub(crate) round_robin: usize,
 }
 
 /// Coordinates travel in milliseconds on the wire; the Vivaldi client works in seconds.
@@ -191,6 +194,8 @@ impl<R: Rng> Engine<R> {
             out: Vec::new(),
             now,
             stats: EngineStats::default(),
+            uplink: Pacer::new(None, now),
+            round_robin: 0,
         };
         for ev in stored {
             if ev.author() == me {
@@ -324,7 +329,6 @@ impl<R: Rng> Engine<R> {
         supersedes: Option<StreamKey>,
     ) {
         let max = self.config.max_link_buffer_bytes;
-        let now = self.now;
         let Some(link) = self.links.get_mut(&to) else { return };
         let link_seq = if reliable { link.next_seq() } else { 0 };
         if let Some(key) = supersedes {
@@ -335,11 +339,41 @@ impl<R: Rng> Engine<R> {
         let frame = pb::Frame { link_seq, link_floor, kind: Some(kind) };
         let frame = Bytes::from(vecino_proto::encode_frame(&frame));
         link.push(link_seq, frame, class, max);
-        let mut ready = Vec::new();
-        link.drain(now, &mut ready);
-        for (frame, class) in ready {
-            self.out.push(Output::Send { to, frame, class });
+        self.pump();
+    }
+
+    /// Sends what the pacing allows now: most urgent class first, links served round-robin
+    /// within a class, each link within its own bucket and all of them within the node's
+    /// uplink bucket (links share the host's uplink or radio).
+    pub(crate) fn pump(&mut self) {
+        let now = self.now;
+        self.uplink.refill(now);
+        let peers: Vec<AuthorKey> = self.links.keys().copied().collect();
+        let n = peers.len();
+        if n == 0 {
+            return;
         }
+        'classes: for class in Priority::ALL {
+            loop {
+                let mut sent = false;
+                for i in 0..n {
+                    if !self.uplink.allows() {
+                        break 'classes;
+                    }
+                    let peer = peers[(self.round_robin + i) % n];
+                    let Some(link) = self.links.get_mut(&peer) else { continue };
+                    if let Some(frame) = link.pop(class, now) {
+                        self.uplink.spend(frame.len());
+                        self.out.push(Output::Send { to: peer, frame, class });
+                        sent = true;
+                    }
+                }
+                if !sent {
+                    break;
+                }
+            }
+        }
+        self.round_robin = self.round_robin.wrapping_add(1);
     }
 
     /// Sends events to one neighbour in frames of at most `max_events_per_frame`.
@@ -603,6 +637,10 @@ impl<R: Rng> Engine<R> {
 
     fn on_link_up(&mut self, peer: AuthorKey, info: &LinkInfo) {
         self.dialing.remove(&peer);
+        // Links share the host's uplink: pace the whole node at the configured rate, or else
+        // at the fastest link rate reported.
+        let fastest = self.uplink.rate_bps.max(info.rate_bps);
+        self.uplink.rate_bps = self.config.uplink_bps.or(fastest);
         if peer == self.me {
             return;
         }
@@ -702,6 +740,7 @@ impl<R: Rng> Engine<R> {
             self.tick_link(peer, now);
         }
         self.graft_overdue();
+        self.pump();
         if now >= self.next_maintenance {
             self.next_maintenance = now + MAINTENANCE;
             self.maintain_overlay();
@@ -778,14 +817,6 @@ impl<R: Rng> Engine<R> {
         }
         if due_ping {
             self.ping(peer);
-        }
-        // Whatever the pacing now allows.
-        if let Some(link) = self.links.get_mut(&peer) {
-            let mut ready = Vec::new();
-            link.drain(now, &mut ready);
-            for (frame, class) in ready {
-                self.out.push(Output::Send { to: peer, frame, class });
-            }
         }
     }
 

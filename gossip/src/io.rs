@@ -113,6 +113,12 @@ pub enum Priority {
     Membership,
 }
 
+impl Priority {
+    /// Every class, most urgent first.
+    pub const ALL: [Priority; 4] =
+        [Priority::Control, Priority::Postcard, Priority::Post, Priority::Membership];
+}
+
 /// Status of the link to one neighbour (RCM's three states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum LinkStatus {

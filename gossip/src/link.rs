@@ -32,6 +32,41 @@ const MAX_RTO: Duration = Duration::from_secs(60);
 /// RTT samples kept for the median.
 const RTT_SAMPLES: usize = 5;
 
+/// A token bucket: `rate_bps` refills it, bursts up to 200 ms of rate (at least 2 KiB) leave at
+/// once, and a frame may leave while the balance is positive (it may go negative by one frame).
+#[derive(Debug, Clone)]
+pub(crate) struct Pacer {
+    pub(crate) rate_bps: Option<u64>,
+    tokens: f64,
+    at: Time,
+}
+
+impl Pacer {
+    pub(crate) fn new(rate_bps: Option<u64>, now: Time) -> Self {
+        Self { rate_bps, tokens: 0.0, at: now }
+    }
+
+    pub(crate) fn refill(&mut self, now: Time) {
+        if let Some(rate) = self.rate_bps {
+            let bytes_per_s = rate as f64 / 8.0;
+            let cap = (bytes_per_s * 0.2).max(2_048.0);
+            let dt = now.saturating_since(self.at).as_secs_f64();
+            self.tokens = (self.tokens + dt * bytes_per_s).min(cap);
+        }
+        self.at = self.at.max(now);
+    }
+
+    pub(crate) fn allows(&self) -> bool {
+        self.rate_bps.is_none() || self.tokens > 0.0
+    }
+
+    pub(crate) fn spend(&mut self, bytes: usize) {
+        if self.rate_bps.is_some() {
+            self.tokens -= bytes as f64;
+        }
+    }
+}
+
 /// A frame kept until acknowledged.
 #[derive(Debug, Clone)]
 struct Unacked {
@@ -87,9 +122,7 @@ pub(crate) struct Link {
     pub(crate) ack_due: bool,
     // Pacing.
     queues: [VecDeque<(u64, Bytes)>; 4],
-    rate_bps: Option<u64>,
-    tokens: f64,
-    refilled_at: Time,
+    pacer: Pacer,
     /// Frames dropped because the link's buffer bound was reached.
     pub(crate) dropped: u64,
 }
@@ -122,16 +155,15 @@ impl Link {
             recv_above: BTreeSet::new(),
             ack_due: false,
             queues: Default::default(),
-            rate_bps,
-            tokens: 0.0,
-            refilled_at: now,
+            pacer: Pacer::new(rate_bps, now),
             dropped: 0,
         }
     }
 
     pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>) {
-        self.rate_bps = rate_bps;
+        self.pacer.rate_bps = rate_bps;
     }
+
 
     /// Median of the recent RTT samples.
     pub(crate) fn rtt(&self) -> Option<Duration> {
@@ -408,37 +440,40 @@ impl Link {
         }
     }
 
-    /// Frames that may leave now, most urgent first, within the token bucket. While the link is
-    /// suspected or disconnected only control frames leave.
-    pub(crate) fn drain(&mut self, now: Time, out: &mut Vec<(Bytes, Priority)>) {
-        let bucket = self.rate_bps.map(|r| (r as f64 / 8.0 * 0.2).max(2_048.0));
-        if let (Some(rate), Some(cap)) = (self.rate_bps, bucket) {
-            let dt = now.saturating_since(self.refilled_at).as_secs_f64();
-            self.tokens = (self.tokens + dt * rate as f64 / 8.0).min(cap);
+    /// The next frame of `class` that may leave now, within this link's token bucket (the
+    /// caller also checks its own, node-wide one). While the link is suspected or
+    /// disconnected only control frames leave.
+    pub(crate) fn pop(&mut self, class: Priority, now: Time) -> Option<Bytes> {
+        if class != Priority::Control && self.status != LinkStatus::Connected {
+            return None;
         }
-        self.refilled_at = now;
-        for class in [Priority::Control, Priority::Postcard, Priority::Post, Priority::Membership] {
-            if class != Priority::Control && self.status != LinkStatus::Connected {
-                break;
+        self.pacer.refill(now);
+        loop {
+            if !self.pacer.allows() {
+                return None;
             }
-            while let Some((seq, frame)) = self.queues[class as usize].front() {
-                if self.rate_bps.is_some() && self.tokens <= 0.0 {
-                    return;
+            let (seq, frame) = self.queues[class as usize].pop_front()?;
+            self.buffered_bytes -= frame.len();
+            if seq == 0 {
+                self.unreliable_bytes -= frame.len();
+            } else {
+                match self.unacked.get_mut(&seq) {
+                    Some(u) => u.sent_at = Some(now),
+                    None => continue, // acknowledged or superseded while queued
                 }
-                let (seq, frame) = (*seq, frame.clone());
-                self.queues[class as usize].pop_front();
-                self.buffered_bytes -= frame.len();
-                if seq == 0 {
-                    self.unreliable_bytes -= frame.len();
-                } else {
-                    match self.unacked.get_mut(&seq) {
-                        Some(u) => u.sent_at = Some(now),
-                        None => continue, // acknowledged while queued
-                    }
-                }
-                self.tokens -= frame.len() as f64;
-                self.last_sent = now;
-                out.push((frame, class));
+            }
+            self.pacer.spend(frame.len());
+            self.last_sent = now;
+            return Some(frame);
+        }
+    }
+
+    /// Every frame that may leave now, most urgent class first (for a link paced alone).
+    #[cfg(test)]
+    pub(crate) fn drain(&mut self, now: Time, out: &mut Vec<(Bytes, Priority)>) {
+        for class in Priority::ALL {
+            while let Some(f) = self.pop(class, now) {
+                out.push((f, class));
             }
         }
     }
