@@ -8,15 +8,17 @@ pub struct Config {
     /// Period of the housekeeping tick (heartbeats, retransmissions, lazy pushes are checked on
     /// it): the resolution of every engine timer.
     pub tick: Duration,
-    /// A neighbour is sent a ping when nothing was sent to it for this long.
+    /// A neighbour is sent a ping when nothing was sent to it for this long (half as long
+    /// while the link is suspected or disconnected).
     pub heartbeat: Duration,
+    /// Acknowledge received frames at the latest this long after the first unacknowledged
+    /// one (or at once when 8 wait).
+    pub ack_delay: Duration,
     /// A link becomes *suspected* when nothing was heard for `max(suspect_after, 3 × RTT)`.
     pub suspect_after: Duration,
     /// A suspected link becomes *disconnected* after this long: the longest outage weathered
     /// with per-link buffers (RCM's suspect timeout).
     pub suspect_timeout: Duration,
-    /// Heartbeat period on a disconnected link whose transport is still up.
-    pub disconnected_heartbeat: Duration,
     /// Neighbours to keep in the active view (eager or lazy broadcast links).
     pub active_view: usize,
     /// Of the active view, how many are random long links rather than the nearest peers.
@@ -63,10 +65,10 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             tick: Duration::from_millis(100),
-            heartbeat: Duration::from_millis(500),
-            suspect_after: Duration::from_millis(1_500),
+            heartbeat: Duration::from_secs(1),
+            ack_delay: Duration::from_millis(200),
+            suspect_after: Duration::from_millis(2_500),
             suspect_timeout: Duration::from_secs(60),
-            disconnected_heartbeat: Duration::from_secs(5),
             active_view: 6,
             random_links: 2,
             max_links: 48,

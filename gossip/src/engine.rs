@@ -40,6 +40,8 @@ use crate::time::Time;
 pub(crate) const MAX_MISSING: usize = 65_536;
 /// Neighbours remembered as announcers of one missing event.
 pub(crate) const MAX_ANNOUNCERS: usize = 4;
+/// Acknowledge at once when this many reliable frames wait for an acknowledgement.
+const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
 const MAX_GAP_NOTED: usize = 256;
 /// Pending dials at most.
@@ -559,7 +561,7 @@ impl<R: Rng> Engine<R> {
         let link = self.links.get_mut(&from).expect("inserted above");
         let healed = link.heard(now);
         link.advance_floor(frame.link_floor);
-        let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq);
+        let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq, now);
         if let Some(was) = healed {
             self.on_heal(from, was);
         }
@@ -752,9 +754,10 @@ impl<R: Rng> Engine<R> {
 
     fn tick_link(&mut self, peer: AuthorKey, now: Time) {
         let cfg = &self.config;
+        let cfg_tick = cfg.tick;
         let (suspect_floor, timeout, heartbeat) =
             (cfg.suspect_after, cfg.suspect_timeout, cfg.heartbeat);
-        let (rto_min, tick) = (cfg.rto_min, cfg.tick);
+        let (rto_min, ack_delay) = (cfg.rto_min, cfg.ack_delay);
         let Some(link) = self.links.get_mut(&peer) else { return };
         // RCM status.
         let silent = now.saturating_since(link.last_heard);
@@ -780,12 +783,16 @@ impl<R: Rng> Engine<R> {
             return;
         }
         // Retransmissions.
-        let rto = link.rto(rto_min) + tick; // the neighbour acknowledges on its tick
+        // The neighbour delays its acknowledgements by up to ack_delay (and its tick).
+        let rto = link.rto(rto_min) + ack_delay + cfg_tick;
         self.stats.retransmits += link.retransmit_due(now, rto) as u64;
         // Heartbeat (also the RTT probe).
-        let due_ping = now.saturating_since(link.last_sent) >= heartbeat
+        // Idle connected links are probed every heartbeat; a silent link twice as often, so
+        // that its return is noticed quickly.
+        let interval = if link.status == LinkStatus::Connected { heartbeat } else { heartbeat / 2 };
+        let due_ping = now.saturating_since(link.last_sent) >= interval
             || now.saturating_since(link.last_ping) >= heartbeat * 4;
-        let ack = link.ack_due.then(|| link.ack());
+        let ack = link.ack_due(now, ACK_BATCH, ack_delay).then(|| link.ack());
         let ihave = std::mem::take(&mut link.ihave);
         let digest_due = now >= link.next_digest && link.status == LinkStatus::Connected;
         if let Some(status) = change {

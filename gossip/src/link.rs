@@ -119,7 +119,9 @@ pub(crate) struct Link {
     // Reliable delivery, receiver side.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
-    pub(crate) ack_due: bool,
+    /// Reliable frames received and not yet acknowledged, and since when.
+    ack_pending: u32,
+    ack_pending_since: Option<Time>,
     // Pacing.
     queues: [VecDeque<(u64, Bytes)>; 4],
     pacer: Pacer,
@@ -153,7 +155,8 @@ impl Link {
             unreliable_bytes: 0,
             recv_cumulative: 0,
             recv_above: BTreeSet::new(),
-            ack_due: false,
+            ack_pending: 0,
+            ack_pending_since: None,
             queues: Default::default(),
             pacer: Pacer::new(rate_bps, now),
             dropped: 0,
@@ -163,7 +166,6 @@ impl Link {
     pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>) {
         self.pacer.rate_bps = rate_bps;
     }
-
 
     /// Median of the recent RTT samples.
     pub(crate) fn rtt(&self) -> Option<Duration> {
@@ -297,8 +299,9 @@ impl Link {
     }
 
     /// Records a received reliable frame's seq; false if it was seen before.
-    pub(crate) fn received_seq(&mut self, seq: u64) -> bool {
-        self.ack_due = true;
+    pub(crate) fn received_seq(&mut self, seq: u64, now: Time) -> bool {
+        self.ack_pending += 1;
+        self.ack_pending_since.get_or_insert(now);
         if seq <= self.recv_cumulative || self.recv_above.contains(&seq) {
             return false;
         }
@@ -341,11 +344,19 @@ impl Link {
         self.recv_above.clear();
     }
 
+    /// True when an acknowledgement should go out: `batch` frames wait for one, or the oldest
+    /// has waited `delay` (delayed acknowledgement, as TCP's).
+    pub(crate) fn ack_due(&self, now: Time, batch: u32, delay: Duration) -> bool {
+        self.ack_pending >= batch
+            || self.ack_pending_since.is_some_and(|t| now.saturating_since(t) >= delay)
+    }
+
     /// The acknowledgement to send: the cumulative point, and the seqs held above it as
     /// inclusive `[first, last]` pairs (the runs nearest the cumulative point, at most
     /// `MAX_ACK_RANGES`).
     pub(crate) fn ack(&mut self) -> (u64, Vec<u64>) {
-        self.ack_due = false;
+        self.ack_pending = 0;
+        self.ack_pending_since = None;
         let mut ranges: Vec<u64> = Vec::new();
         for &s in &self.recv_above {
             let full = ranges.len() / 2 >= MAX_ACK_RANGES;
@@ -627,20 +638,20 @@ mod tests {
         // Seqs 1 and 2 were superseded and never sent; 3 is the only one in flight.
         assert_eq!(tx.floor(), 3);
         rx.advance_floor(tx.floor());
-        assert!(rx.received_seq(3));
+        assert!(rx.received_seq(3, Time(0)));
         assert_eq!(rx.ack(), (3, vec![]));
     }
 
     #[test]
     fn receiver_tracks_seqs_for_acks() {
         let mut l = Link::new(Time(0), None);
-        assert!(l.received_seq(1));
-        assert!(l.received_seq(3));
-        assert!(!l.received_seq(1));
-        assert!(l.received_seq(4));
-        assert!(l.received_seq(7));
+        assert!(l.received_seq(1, Time(0)));
+        assert!(l.received_seq(3, Time(0)));
+        assert!(!l.received_seq(1, Time(0)));
+        assert!(l.received_seq(4, Time(0)));
+        assert!(l.received_seq(7, Time(0)));
         assert_eq!(l.ack(), (1, vec![3, 4, 7, 7]));
-        assert!(l.received_seq(2));
+        assert!(l.received_seq(2, Time(0)));
         assert_eq!(l.ack(), (4, vec![7, 7]));
     }
 }

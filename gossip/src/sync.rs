@@ -43,7 +43,9 @@ impl<R: Rng> Engine<R> {
         let Some(link) = self.links.get_mut(&from) else { return };
         let stuck = link.their_digest == Some(theirs);
         link.their_digest = Some(theirs);
-        if theirs != mine && stuck {
+        // A link still carrying unacknowledged or queued frames is catching up already.
+        let idle = link.retained() == 0;
+        if theirs != mine && stuck && idle {
             self.send_version_vector(from, false);
         }
     }
