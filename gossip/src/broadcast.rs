@@ -11,7 +11,7 @@
 
 use rand::Rng;
 use vecino_proto::pb::{self, Stream};
-use vecino_proto::{AuthorKey, VerifiedEvent};
+use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
 use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing};
 use crate::io::{LinkStatus, Priority};
@@ -101,7 +101,13 @@ impl<R: Rng> Engine<R> {
             .iter()
             .filter_map(|h| {
                 let key = head_key(&h.author, h.stream)?;
-                self.store.get(&key, h.seq).cloned()
+                match key.1.kind()? {
+                    // Superseded since it was announced: the newer one answers the graft.
+                    StreamKind::LatestValue => {
+                        self.store.latest(&key).filter(|e| e.seq() >= h.seq).cloned()
+                    }
+                    StreamKind::Log => self.store.get(&key, h.seq).cloned(),
+                }
             })
             .collect();
         if !events.is_empty() {
@@ -118,6 +124,10 @@ impl<R: Rng> Engine<R> {
         let mut per_peer: std::collections::BTreeMap<AuthorKey, Vec<pb::StreamHead>> =
             Default::default();
         for (key, seq) in due {
+            if self.store.covers(&key, seq) {
+                self.missing.remove(&(key, seq));
+                continue;
+            }
             // Graft from the first announcer still linked; try the next one on the next round.
             let head = self.store.head(&key);
             let Some(m) = self.missing.get_mut(&(key, seq)) else { continue };
