@@ -33,8 +33,9 @@ pub struct Config {
     /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
     /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
-    /// Node-wide egress rate (bits/s) shared by all links; `None`: the fastest rate any link
-    /// reported in `LinkInfo` (links share the host's uplink or radio), unpaced if none did.
+    /// Node-wide egress rate (bits/s) shared by all links, for hosts whose links share one
+    /// uplink or radio (set it to the host's share of the medium); `None`: each link is paced
+    /// alone at the rate its `LinkInfo` gave.
     pub uplink_bps: Option<u64>,
     /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
     /// (counted) and anti-entropy catches up instead.

@@ -176,6 +176,7 @@ impl<R: Rng> Engine<R> {
         stored: Vec<VerifiedEvent>,
     ) -> Self {
         let me = identity.public();
+        let config_uplink = config.uplink_bps;
         let mut engine = Self {
             coords: Client::new(config.coords),
             store: Store::new(config.max_log_per_author, config.max_members),
@@ -196,7 +197,7 @@ impl<R: Rng> Engine<R> {
             out: Vec::new(),
             now,
             stats: EngineStats::default(),
-            uplink: Pacer::new(None, now),
+            uplink: Pacer::new(config_uplink, now),
             round_robin: 0,
         };
         for ev in stored {
@@ -639,10 +640,7 @@ impl<R: Rng> Engine<R> {
 
     fn on_link_up(&mut self, peer: AuthorKey, info: &LinkInfo) {
         self.dialing.remove(&peer);
-        // Links share the host's uplink: pace the whole node at the configured rate, or else
-        // at the fastest link rate reported.
-        let fastest = self.uplink.rate_bps.max(info.rate_bps);
-        self.uplink.rate_bps = self.config.uplink_bps.or(fastest);
+
         if peer == self.me {
             return;
         }
