@@ -14,6 +14,18 @@ use vecino::client::Client;
 /// Long enough for a loaded 2-core machine; conditions usually hold in well under a second.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The `vecino` binary: cargo's for tests, else `VECINO_BIN`, else beside the running example.
+pub fn vecino_bin() -> PathBuf {
+    if let Some(b) = option_env!("CARGO_BIN_EXE_vecino") {
+        return b.into();
+    }
+    if let Some(b) = std::env::var_os("VECINO_BIN") {
+        return b.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(Path::parent).expect("target dir").join("vecino")
+}
+
 /// One running `vecino run`.
 #[derive(Debug)]
 pub struct Peer {
@@ -43,7 +55,7 @@ impl Peer {
     }
 
     fn spawn(&mut self, bootstrap: &[String]) {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vecino"));
+        let mut cmd = Command::new(vecino_bin());
         cmd.args(["run", "--data-dir"])
             .arg(&self.dir)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"])
@@ -85,6 +97,11 @@ impl Peer {
             .expect("a TCP address")
             .to_string();
         self.addr = format!("{tcp}/p2p/{}", self.peer_id);
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn client(&self) -> Client {

@@ -1,0 +1,370 @@
+//! The node's figures, measured on real `vecino` processes on loopback (docs/BENCHMARKS.md).
+//!
+//! ```text
+//! cargo build --release -p vecino --examples
+//! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180]
+//! target/release/examples/figures ingest [--events 200000]
+//! ```
+//!
+//! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file):
+//! membership convergence after the last start, one post per peer delivered to all, idle
+//! traffic and RSS per peer, each peer's coordinate error against the matrix after the settle
+//! time, then a `kill -9` of one peer under post load, its restart, and its catch-up.
+//!
+//! `ingest`: one peer and a load generator (a raw libp2p peer in this process) sending signed
+//! posts from 16 authors in frames of 64 on one acknowledged stream; the rate is events whose
+//! frames the peer acknowledged (acknowledgement follows the durable commit) per second.
+//! Every loop here is bounded in count and time and stops by itself.
+#![allow(clippy::print_stdout, clippy::cast_precision_loss)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{Peer, wait_until};
+use serde_json::Value;
+
+fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Resident set size and peak, KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User + system CPU seconds of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn read_matrix(path: &Path) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(path).expect("matrix");
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let n: usize = lines.next().unwrap().trim().parse().unwrap();
+    lines.take(n).map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+fn alive(p: &Peer) -> usize {
+    p.get("/v1/members").as_array().unwrap().iter().filter(|m| m["status"] == "alive").count()
+}
+
+fn coord(v: &Value) -> vecino_coords::Coordinate {
+    let c = &v["coordinate"];
+    let vec: Vec<f64> =
+        c["vec_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() / 1e3).collect();
+    vecino_coords::Coordinate::from_parts(
+        &vec,
+        c["height_ms"].as_f64().unwrap() / 1e3,
+        c["error"].as_f64().unwrap(),
+        c["adjustment_ms"].as_f64().unwrap() / 1e3,
+    )
+    .expect("a valid coordinate")
+}
+
+fn mesh(args: &[String]) {
+    let n: usize = arg(args, "--n", 20);
+    let settle: u64 = arg(args, "--settle-secs", 180);
+    let matrix_path: PathBuf =
+        arg(args, "--matrix", PathBuf::from("../shared/data/rtt/planetlab490.txt"));
+    let matrix_path = std::fs::canonicalize(&matrix_path).expect("matrix file");
+    let matrix = read_matrix(&matrix_path);
+    let step = matrix.len() / n;
+    let rows: Vec<usize> = (0..n).map(|i| i * step).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    // Keys first: the shim file maps peer ids to matrix rows.
+    let mut nodes_toml = String::from("[nodes]\n");
+    for (i, row) in rows.iter().enumerate() {
+        let id = vecino::keyfile::create(&tmp.path().join(format!("p{i}/identity.pem"))).unwrap();
+        let pid = vecino::peer::peer_id(&id).to_string();
+        nodes_toml.push_str(&format!("\"{pid}\" = {row}\n"));
+    }
+    let links = tmp.path().join("links.toml");
+    std::fs::write(&links, format!("matrix = \"{}\"\n{nodes_toml}", matrix_path.display()))
+        .unwrap();
+    let links = links.to_str().unwrap().to_string();
+    let extra = ["--emulate-links", links.as_str()];
+    println!("mesh: {n} peers, matrix {} rows {rows:?}", matrix_path.display());
+
+    let mut peers = vec![Peer::start("p0", &tmp.path().join("p0"), &[], &extra)];
+    let boot = vec![peers[0].addr.clone()];
+    for i in 1..n {
+        peers.push(Peer::start(&format!("p{i}"), &tmp.path().join(format!("p{i}")), &boot, &extra));
+    }
+    let last_started = Instant::now();
+    wait_until("every peer lists all as alive", || peers.iter().all(|p| alive(p) == n));
+    let converged = last_started.elapsed();
+    let linked: Vec<f64> =
+        peers.iter().map(|p| p.get("/v1/status")["links"]["connected"].as_f64().unwrap()).collect();
+    println!(
+        "membership converged {:.2} s after the last start (neighbour links per peer: median {}, min {}, max {})",
+        converged.as_secs_f64(),
+        median(linked.clone()),
+        pct(&linked, 0.0),
+        pct(&linked, 1.0)
+    );
+
+    // One post per peer, delivered to all.
+    let t = Instant::now();
+    for (i, p) in peers.iter().enumerate() {
+        p.post("mesh", &format!("post from p{i}"));
+    }
+    wait_until("every post at every peer", || {
+        peers.iter().all(|p| p.get("/v1/posts?limit=1000")["posts"].as_array().unwrap().len() == n)
+    });
+    println!("{n} posts delivered to all {n} peers in {:.2} s", t.elapsed().as_secs_f64());
+
+    // Idle: traffic and memory over the settle window.
+    std::thread::sleep(Duration::from_secs(10));
+    let bytes0: Vec<f64> =
+        peers.iter().map(|p| p.metric("vecino_transport_bytes_sent_total", "")).collect();
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(settle.saturating_sub(10).max(30)));
+    let dt = t0.elapsed().as_secs_f64();
+    let kbps: Vec<f64> = peers
+        .iter()
+        .zip(&bytes0)
+        .map(|(p, b0)| (p.metric("vecino_transport_bytes_sent_total", "") - b0) * 8.0 / dt / 1e3)
+        .collect();
+    let rss: Vec<f64> = peers.iter().map(|p| rss_kib(p.pid().unwrap()).0 as f64 / 1024.0).collect();
+    println!(
+        "idle over {dt:.0} s: sent kbit/s per peer mean {:.2}, median {:.2}, max {:.2}; RSS MiB median {:.1}, max {:.1}",
+        kbps.iter().sum::<f64>() / kbps.len() as f64,
+        median(kbps.clone()),
+        pct(&kbps, 1.0),
+        median(rss.clone()),
+        pct(&rss, 1.0)
+    );
+
+    // Coordinates against the matrix.
+    let coords: Vec<vecino_coords::Coordinate> =
+        peers.iter().map(|p| coord(&p.get("/v1/coordinate"))).collect();
+    let mut medians = Vec::new();
+    for i in 0..n {
+        let errs: Vec<f64> = (0..n)
+            .filter(|&j| j != i)
+            .map(|j| {
+                let actual = matrix[rows[i]][rows[j]];
+                let est = coords[i].distance_secs(&coords[j]) * 1e3;
+                (est - actual).abs() / actual
+            })
+            .collect();
+        medians.push(median(errs));
+    }
+    println!(
+        "coordinates after {:.0} s: per-peer median relative error: median {:.3}, p90 {:.3}, max {:.3}",
+        last_started.elapsed().as_secs_f64(),
+        median(medians.clone()),
+        pct(&medians, 0.9),
+        pct(&medians, 1.0)
+    );
+
+    // kill -9 under load, restart, catch up.
+    let victim = n / 2;
+    let loader_api = peers[1].api.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let load = std::thread::spawn(move || {
+        let c = vecino::client::Client::new(&loader_api);
+        let mut sent = 0u64;
+        let start = Instant::now();
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed)
+            && start.elapsed() < Duration::from_secs(120)
+        {
+            let body = serde_json::json!({"topic": "load", "text": format!("load {sent}")});
+            if c.post("/v1/posts", &body).is_ok() {
+                sent += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sent
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    peers[victim].kill9();
+    std::thread::sleep(Duration::from_secs(3));
+    let restarted = Instant::now();
+    peers[victim].restart(&boot);
+    let vid = peers[victim].peer_id.clone();
+    wait_until("the restarted peer is back in membership", || {
+        alive(&peers[victim]) == n
+            && peers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != victim)
+                .any(|(_, p)| p.link(&vid).as_deref() == Some("connected"))
+    });
+    let back = restarted.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = load.join().unwrap();
+    let want = n as u64 + sent;
+    wait_until("the restarted peer holds every post", || {
+        peers[victim].get("/v1/posts?limit=10000")["posts"].as_array().unwrap().len() as u64 == want
+    });
+    let complete = restarted.elapsed();
+    let count = |p: &Peer| p.get("/v1/posts?limit=10000")["posts"].as_array().unwrap().len() as u64;
+    let everywhere = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("every peer holds every post", || peers.iter().all(|p| count(p) == want));
+    }))
+    .is_ok();
+    let counts: Vec<u64> = peers.iter().map(count).collect();
+    println!(
+        "restart after kill -9 under load ({sent} posts at ~50/s): back in membership {:.2} s after the restart, all {want} posts held {:.2} s after; every peer complete: {everywhere} at {:.2} s (counts {counts:?})",
+        back.as_secs_f64(),
+        complete.as_secs_f64(),
+        restarted.elapsed().as_secs_f64()
+    );
+}
+
+async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
+    use futures::{AsyncWriteExt, StreamExt};
+    use vecino_proto::{Bytes, Hlc, Identity, encode_frame, pb};
+
+    let me = Identity::from_seed([77; 32]);
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(vecino::peer::keypair(&me))
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let mut control = swarm.behaviour().new_control();
+    let mut incoming = control.accept(vecino::transport::PROTOCOL).unwrap();
+    let (ack_tx, mut ack_rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        while let Some((_, mut s)) = incoming.next().await {
+            let ack_tx = ack_tx.clone();
+            tokio::spawn(async move {
+                use prost::Message;
+                while let Ok(Some(f)) = vecino::transport::read_frame(&mut s).await {
+                    if let Ok(pb::Frame { kind: Some(pb::frame::Kind::Ack(a)), .. }) =
+                        pb::Frame::decode(f)
+                    {
+                        ack_tx.send_modify(|c| *c = (*c).max(a.cumulative));
+                    }
+                }
+            });
+        }
+    });
+    let target: libp2p::PeerId = peer.peer_id.parse().unwrap();
+    swarm.dial(peer.addr.parse::<libp2p::Multiaddr>().unwrap()).unwrap();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    // Pre-sign: 16 authors, posts in order.
+    let authors: Vec<Identity> = (0..16u8).map(|i| Identity::from_seed([i + 1; 32])).collect();
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let per = events / authors.len();
+    let mut envs: Vec<Bytes> = Vec::with_capacity(events);
+    for seq in 1..=per as u64 {
+        for a in &authors {
+            let body = pb::event::Body::Post(pb::Post {
+                topic: "load".into(),
+                body: Bytes::from_static(
+                    b"a signed event of about a hundred bytes on the wire, to be stored",
+                ),
+                content_type: String::new(),
+            });
+            envs.push(
+                a.sign(pb::Stream::Post, seq, Hlc { ms: now_ms + seq, counter: 0 }, body)
+                    .unwrap()
+                    .envelope()
+                    .clone(),
+            );
+        }
+    }
+    let mut s = control.open_stream(target, vecino::transport::PROTOCOL).await.expect("stream");
+    let frames: Vec<Vec<u8>> = envs
+        .chunks(64)
+        .enumerate()
+        .map(|(i, c)| {
+            encode_frame(&pb::Frame {
+                link_seq: i as u64 + 1,
+                link_floor: 1,
+                kind: Some(pb::frame::Kind::Events(pb::Events {
+                    envelopes: c.to_vec(),
+                    sync: false,
+                })),
+            })
+        })
+        .collect();
+    let last = frames.len() as u64;
+    let t0 = Instant::now();
+    for f in &frames {
+        vecino::transport::write_frame(&mut s, f).await.unwrap();
+    }
+    s.flush().await.unwrap();
+    let deadline = Duration::from_secs(300);
+    while *ack_rx.borrow() < last && t0.elapsed() < deadline {
+        let _ = tokio::time::timeout(Duration::from_secs(1), ack_rx.changed()).await;
+    }
+    let acked = *ack_rx.borrow();
+    (t0.elapsed().as_secs_f64(), acked.min(last) * 64)
+}
+
+fn ingest(args: &[String]) {
+    let events: usize = arg(args, "--events", 200_000);
+    let tmp = tempfile::tempdir().unwrap();
+    let peer = Peer::start("sink", &tmp.path().join("sink"), &[], &[]);
+    let pid = peer.pid().unwrap();
+    let cpu0 = cpu_secs(pid);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (secs, acked) = rt.block_on(ingest_load(&peer, events));
+    let cpu = cpu_secs(pid) - cpu0;
+    let (rss, peak) = rss_kib(pid);
+    let stored = peer.get("/v1/status")["stats"]["events_new"].as_u64().unwrap_or(0);
+    println!(
+        "ingest: {acked} events acknowledged in {secs:.2} s = {:.0} events/s; node CPU {cpu:.1} s ({:.0}% of one core), RSS {:.1} MiB (peak {:.1} MiB), events_new {stored}",
+        acked as f64 / secs,
+        cpu / secs * 100.0,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("mesh") => mesh(&args),
+        Some("ingest") => ingest(&args),
+        _ => eprintln!(
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] | ingest [--events N]"
+        ),
+    }
+}
