@@ -65,7 +65,12 @@ impl<R: Rng> Engine<R> {
     /// How long to wait for an event announced by `from` before grafting it from there.
     fn graft_wait(&self, from: AuthorKey) -> std::time::Duration {
         let min = self.config.graft_min;
-        let rtt = self.links.get(&from).and_then(|l| l.rtt().max(l.srtt()));
+        // The acknowledgement time includes the neighbour's deliberate ack delay: not path.
+        let ack_delay = self.config.ack_delay;
+        let rtt = self
+            .links
+            .get(&from)
+            .and_then(|l| l.rtt().max(l.srtt().map(|s| s.saturating_sub(ack_delay))));
         rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)))
     }
 
@@ -145,7 +150,13 @@ impl<R: Rng> Engine<R> {
             }
             let peer = m.announcers[0];
             m.announcers.rotate_left(1);
-            let rtt = self.links.get(&peer).and_then(|l| l.rtt().max(l.srtt())).unwrap_or(min);
+            let rtt = self
+                .links
+                .get(&peer)
+                .and_then(|l| {
+                    l.rtt().max(l.srtt().map(|s| s.saturating_sub(self.config.ack_delay)))
+                })
+                .unwrap_or(min);
             m.deadline = now + min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
             per_peer.entry(peer).or_default().push(pb::StreamHead {
                 author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),
