@@ -40,6 +40,8 @@ use crate::time::Time;
 pub(crate) const MAX_MISSING: usize = 65_536;
 /// Neighbours remembered as announcers of one missing event.
 pub(crate) const MAX_ANNOUNCERS: usize = 4;
+/// Duplicates pushed on a link within this long of its return from an outage do not prune it.
+const PRUNE_GRACE: Duration = Duration::from_secs(10);
 /// Acknowledge at once when this many reliable frames wait for an acknowledgement.
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
@@ -491,7 +493,16 @@ impl<R: Rng> Engine<R> {
             }
             Insert::Duplicate => {
                 self.stats.events_duplicate += 1;
-                if pushed && let Some(from) = from {
+                // A duplicate pushed by a link that just came back is its outage backlog, not
+                // a redundant tree edge: only prune links that have been up for a while.
+                let settled = |l: &Link| {
+                    l.status == LinkStatus::Connected
+                        && l.healed_at.is_none_or(|t| self.now.saturating_since(t) >= PRUNE_GRACE)
+                };
+                if pushed
+                    && let Some(from) = from
+                    && self.links.get(&from).is_some_and(settled)
+                {
                     self.prune(from);
                 }
             }

@@ -83,6 +83,8 @@ struct Unacked {
 pub(crate) struct Link {
     pub(crate) status: LinkStatus,
     pub(crate) status_since: Time,
+    /// When the link last came back from suspected or disconnected.
+    pub(crate) healed_at: Option<Time>,
     pub(crate) transport_up: bool,
     pub(crate) last_heard: Time,
     pub(crate) last_sent: Time,
@@ -134,6 +136,7 @@ impl Link {
         Self {
             status: LinkStatus::Connected,
             status_since: now,
+            healed_at: None,
             transport_up: true,
             last_heard: now,
             last_sent: now,
@@ -197,6 +200,7 @@ impl Link {
         }
         let was = self.status;
         self.set_status(LinkStatus::Connected, now);
+        self.healed_at = Some(now);
         if was == LinkStatus::Suspected {
             // Held frames go out again now.
             for u in self.unacked.values_mut() {
