@@ -69,6 +69,9 @@ pub struct NodeSpec {
     pub restarts: u32,
     /// The peer's configured link rate, bits per second.
     pub rate_bps: Option<u64>,
+    /// The peer's share of an uplink or radio that all its links go through (`None` for
+    /// independent point-to-point links): the rate it paces its whole egress to.
+    pub uplink_bps: Option<u64>,
 }
 
 /// Builds one peer's state machine.
@@ -135,7 +138,8 @@ pub fn vecino_factory() -> Option<Disseminator> {
         full_mesh: false,
         factory: Box::new(|spec| {
             let rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
-            Box::new(Engine::new(spec.identity, Config::default(), rng, spec.now, spec.stored))
+            let config = Config { uplink_bps: spec.uplink_bps, ..Config::default() };
+            Box::new(Engine::new(spec.identity, config, rng, spec.now, spec.stored))
         }),
     })
 }

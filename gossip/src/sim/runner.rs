@@ -306,6 +306,22 @@ impl Sim<'_> {
             stored: node.stored.values().cloned().collect(),
             restarts: node.restarts,
             rate_bps: self.sc.link.rate_bps,
+            uplink_bps: self.uplink_share(i),
+        }
+    }
+
+    /// What peer `i` may send in all: the whole uplink, or an equal share of its group's radio
+    /// (a radio has no fair-share arbiter; peers that each sent at the full radio rate would
+    /// overrun it by the group size).
+    fn uplink_share(&self, i: usize) -> Option<u64> {
+        let rate = self.sc.link.rate_bps?;
+        match self.sc.link.scope {
+            RateScope::Pair => None,
+            RateScope::Uplink => Some(rate),
+            RateScope::SharedRadio => {
+                let members = self.sc.group_members(self.sc.groups[i]).count().max(1) as u64;
+                Some(rate / members)
+            }
         }
     }
 
