@@ -167,9 +167,8 @@ impl<R: Rng> Engine<R> {
     /// A new engine for `identity` at `now`, holding `stored` (events persisted before a
     /// restart, verified by the host with `Verifier::verify_stored`; empty on first start).
     ///
-    /// The engine queues its first outputs (its tick, its hey-there and newspaper) at once;
-    /// they come out of the first [`Protocol::handle`] call, so a host feeds its first input
-    /// (a `LinkUp`, or any other) promptly.
+    /// The host then feeds [`Input::Start`], which returns the engine's first outputs (its
+    /// tick, its hey-there and newspaper).
     pub fn new(
         identity: Identity,
         config: Config,
@@ -941,6 +940,7 @@ impl<R: Rng> Protocol for Engine<R> {
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
         self.now = self.now.max(now);
         match input {
+            Input::Start => {} // the outputs queued by `new` go out below
             Input::Received { from, frame } => self.on_frame(from, frame),
             Input::LinkUp { peer, info } => self.on_link_up(peer, &info),
             Input::LinkDown { peer } => self.on_link_down(peer),

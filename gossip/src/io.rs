@@ -18,6 +18,7 @@
 //!
 //! | input | when |
 //! |---|---|
+//! | [`Input::Start`] | once, first, right after constructing the state machine: it answers with its initial outputs (its first timer, its presence) |
 //! | [`Input::Received`] | a frame arrived from an authenticated neighbour (the transport proved it is `from`) |
 //! | [`Input::LinkUp`] | a transport connection to `peer` is established (inbound or after a dial) |
 //! | [`Input::LinkDown`] | the transport connection to `peer` closed (the engine decides what that means for the link's status) |
@@ -33,6 +34,8 @@ use crate::time::Time;
 /// One thing that happened to the engine's peer.
 #[derive(Debug, Clone)]
 pub enum Input {
+    /// The state machine was just constructed: emit the initial outputs.
+    Start,
     /// A frame (`vecino.v1.Frame` bytes) arrived from neighbour `from`.
     Received {
         /// The neighbour, as authenticated by the transport.

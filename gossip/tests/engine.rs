@@ -71,6 +71,7 @@ impl Net {
         let rng = ChaCha8Rng::seed_from_u64(self.seed ^ (i as u64) << 32 ^ self.now.0);
         self.engines[i] =
             Some(Engine::new(identity(self.seed, i), self.config.clone(), rng, self.now, stored));
+        self.feed(i, Input::Start);
     }
 
     fn push(&mut self, at: Time, node: usize, ev: Ev) {

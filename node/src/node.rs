@@ -348,10 +348,8 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> anyhow::Result<()> {
         tokio::pin!(shutdown);
-        // The engine queued its first outputs (hey-there, newspaper, tick) at construction.
-        // A no-op input (a link-down for a link that does not exist) releases them.
-        let me = self.engine.id();
-        self.feed(Input::LinkDown { peer: me });
+        // The contract's first input: the engine answers with its hey-there, newspaper, tick.
+        self.feed(Input::Start);
         self.dial_at_start();
         self.flush();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));

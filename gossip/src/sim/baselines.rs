@@ -266,6 +266,7 @@ impl Protocol for Baseline {
             self.out = Vec::new(); // a full-mesh author's N - 1 sends: do not keep the space
         }
         match input {
+            Input::Start => {}
             Input::Received { from, frame } => self.receive(now, from, &frame),
             Input::Command(Command::Post { topic, body }) => self.post(now, topic, body),
             Input::Timer(Timer(TimerKind::Peer(author, _))) => {

@@ -12,7 +12,7 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
 
-use crate::io::{AppEvent, Command, Input, LinkInfo, Output, Priority, StoreOp, Timer, TimerKind};
+use crate::io::{AppEvent, Command, Input, LinkInfo, Output, Priority, StoreOp, Timer};
 use crate::sim::disseminators::{Disseminator, NodeSpec, PeerDirectory};
 use crate::sim::metrics::Metrics;
 use crate::sim::network::{Network, Transmit};
@@ -332,10 +332,8 @@ impl Sim<'_> {
         node.proto = Some(proto);
         node.alive = true;
         node.started = true;
-        // The engine queues its first outputs (tick, hey-there) in `new`; they come out of the
-        // first `handle`. Feed a timer no protocol acts on, so they are carried out at once.
-        let me = self.dir.key(i as usize);
-        self.feed(i, Input::Timer(Timer(TimerKind::Peer(me, u8::MAX))));
+        // The contract's first input: the state machine answers with its initial outputs.
+        self.feed(i, Input::Start);
         if self.dis.full_mesh || self.sc.bootstrap == 0 {
             return;
         }
