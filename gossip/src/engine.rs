@@ -583,7 +583,12 @@ impl<R: Rng> Engine<R> {
         match kind {
             Kind::Events(evs) => self.on_events(from, evs),
             Kind::Ping(p) => {
-                let coordinate = Some(coord_to_pb(self.coords.coordinate()));
+                // The coordinate rides on every fourth pong (the prober keeps the last one).
+                let carry = self.links.get_mut(&from).is_some_and(|l| {
+                    l.pongs_sent = l.pongs_sent.wrapping_add(1);
+                    l.pongs_sent % 4 == 1
+                });
+                let coordinate = carry.then(|| coord_to_pb(self.coords.coordinate()));
                 self.send(
                     from,
                     Kind::Pong(pb::Pong { nonce: p.nonce, coordinate }),
@@ -633,6 +638,9 @@ impl<R: Rng> Engine<R> {
         let rtt = now.saturating_since(sent).max(Duration::from_micros(1));
         link.record_rtt(rtt);
         if let Some(c) = pong.coordinate.as_ref().and_then(coord_from_pb) {
+            link.peer_coordinate = Some(c);
+        }
+        if let Some(c) = link.peer_coordinate {
             let _ = self.coords.update(&from, &c, rtt, &mut self.rng);
         }
         self.emit(Output::Deliver(AppEvent::Rtt { peer: from, rtt }));
@@ -797,7 +805,13 @@ impl<R: Rng> Engine<R> {
         // Heartbeat (also the RTT probe).
         // Idle connected links are probed every heartbeat; a silent link twice as often, so
         // that its return is noticed quickly.
-        let interval = if link.status == LinkStatus::Connected { heartbeat } else { heartbeat / 2 };
+        // On an idle connected link the end with the lower key pings, the other answers (and
+        // pings only if it has sent nothing for twice as long).
+        let interval = match link.status {
+            LinkStatus::Connected if self.me < peer => heartbeat,
+            LinkStatus::Connected => heartbeat * 2,
+            _ => heartbeat / 2,
+        };
         let due_ping = now.saturating_since(link.last_sent) >= interval
             || now.saturating_since(link.last_ping) >= heartbeat * 4;
         let ack = link.ack_due(now, ACK_BATCH, ack_delay).then(|| link.ack());

@@ -89,6 +89,10 @@ pub(crate) struct Link {
     pub(crate) last_heard: Time,
     pub(crate) last_sent: Time,
     pub(crate) last_ping: Time,
+    /// The neighbour's coordinate as last carried by its pong.
+    pub(crate) peer_coordinate: Option<vecino_coords::Coordinate>,
+    /// Pongs sent to the neighbour (every fourth carries our coordinate).
+    pub(crate) pongs_sent: u32,
     /// Outstanding ping: nonce and send time.
     pub(crate) ping: Option<(u64, Time)>,
     rtts: VecDeque<Duration>,
@@ -142,6 +146,8 @@ impl Link {
             last_sent: now,
             last_ping: Time(0),
             ping: None,
+            peer_coordinate: None,
+            pongs_sent: 0,
             rtts: VecDeque::new(),
             srtt: None,
             rttvar: Duration::ZERO,
