@@ -81,7 +81,7 @@ impl Default for Config {
             sync_interval: Duration::from_secs(10),
             newspaper_max_interval: Duration::from_secs(600),
             newspaper_move_ms: 5.0,
-            newspaper_min_interval: Duration::from_secs(10),
+            newspaper_min_interval: Duration::from_secs(60),
             max_members: 20_000,
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
