@@ -250,7 +250,8 @@ fn posts_reach_everyone_once_in_order() {
         (0..8).map(|i| net.engine(i).stats().events_duplicate).sum::<u64>() - dups_before;
     let news: u64 = (0..8).map(|i| net.engine(i).stats().events_new).sum::<u64>() - news_before;
     eprintln!("{news} new events, {dups} duplicates");
-    assert!(dups * 4 < news, "seed {seed}: {dups} duplicates for {news} new events");
+    // Fewer than 1.5 copies per delivered event while the tree is still young.
+    assert!(dups * 2 < news, "seed {seed}: {dups} duplicates for {news} new events");
 }
 
 #[test]
