@@ -88,6 +88,8 @@ pub struct EngineStats {
     pub version_vectors: u64,
     /// Equivocations seen.
     pub equivocations: u64,
+    /// Frames queued for sending and their bytes, by frame kind (first sends only).
+    pub queued: BTreeMap<&'static str, (u64, u64)>,
 }
 
 /// A peer's view of one neighbour, for the API.
@@ -340,8 +342,12 @@ impl<R: Rng> Engine<R> {
         }
         // This frame is not in the unacked set yet: the floor must not pass it.
         let link_floor = if reliable { link.floor().min(link_seq) } else { link.floor() };
+        let label = kind_label(&kind);
         let frame = pb::Frame { link_seq, link_floor, kind: Some(kind) };
         let frame = Bytes::from(vecino_proto::encode_frame(&frame));
+        let counter = self.stats.queued.entry(label).or_default();
+        counter.0 += 1;
+        counter.1 += frame.len() as u64;
         link.push(link_seq, frame, class, max);
         self.pump();
     }
@@ -916,6 +922,24 @@ impl<R: Rng> Engine<R> {
             self.links.remove(&peer);
             self.emit(Output::Disconnect { peer });
         }
+    }
+}
+
+/// Stable label of a frame kind, for counters.
+fn kind_label(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Events(e) if e.sync => "events_sync",
+        Kind::Events(_) => "events_push",
+        Kind::Ping(_) => "ping",
+        Kind::Pong(_) => "pong",
+        Kind::Digest(_) => "digest",
+        Kind::VersionVector(_) => "version_vector",
+        Kind::Request(_) => "request",
+        Kind::Ack(_) => "ack",
+        Kind::FraudProof(_) => "fraud_proof",
+        Kind::Ihave(_) => "ihave",
+        Kind::Graft(_) => "graft",
+        Kind::Prune(_) => "prune",
     }
 }
 

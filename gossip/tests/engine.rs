@@ -376,3 +376,28 @@ fn garbage_frames_are_counted_and_ignored() {
     net.run_for(Duration::from_secs(2));
     assert!(net.delivered[0].iter().any(|(a, _)| *a == from));
 }
+
+#[test]
+fn an_idle_overlay_costs_little() {
+    // After convergence, an idle network only heartbeats, exchanges digests and the odd
+    // newspaper: no version vectors, no events.
+    let seed = 23;
+    let mut net = line(8, seed, Config::default());
+    net.run_for(Duration::from_secs(30));
+    let before: Vec<_> = (0..8).map(|i| net.engine(i).stats().queued.clone()).collect();
+    net.run_for(Duration::from_secs(120));
+    let mut total: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (i, b) in before.iter().enumerate() {
+        for (k, (n, bytes)) in &net.engine(i).stats().queued {
+            let (n0, b0) = b.get(k).copied().unwrap_or_default();
+            let e = total.entry(k).or_default();
+            e.0 += n - n0;
+            e.1 += bytes - b0;
+        }
+    }
+    eprintln!("idle 120 s, 8 peers: {total:?}");
+    let bytes: u64 = total.values().map(|(_, b)| b).sum();
+    let kbps = bytes as f64 * 8.0 / 120.0 / 8.0 / 1e3;
+    eprintln!("queued per peer: {kbps:.2} kbit/s");
+    assert_eq!(total.get("version_vector").map_or(0, |x| x.0), 0, "seed {seed}: {total:?}");
+}

@@ -96,10 +96,10 @@ settings! {
     /// Engine tick: resolution of every protocol timer [default: 100]
     #[arg(long, env = "VECINO_TICK_MS", value_name = "MS")]
     tick_ms: u64,
-    /// Ping a neighbour when nothing was sent to it for this long [default: 500]
+    /// Ping an idle neighbour this often (twice as often while its link is silent) [default: 1000]
     #[arg(long, env = "VECINO_HEARTBEAT_MS", value_name = "MS")]
     heartbeat_ms: u64,
-    /// A silent link becomes suspected after max(this, 3 × RTT) [default: 1500]
+    /// A silent link becomes suspected after max(this, 3 × RTT) [default: 2500]
     #[arg(long, env = "VECINO_SUSPECT_AFTER_MS", value_name = "MS")]
     suspect_after_ms: u64,
     /// A suspected link becomes disconnected after this long: the longest fade weathered

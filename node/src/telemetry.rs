@@ -32,6 +32,16 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ("vecino_gossip_retransmits_total", "counter", "frames retransmitted"),
     ("vecino_gossip_version_vectors_total", "counter", "anti-entropy version vectors sent"),
     ("vecino_gossip_equivocations_total", "counter", "equivocations seen"),
+    (
+        "vecino_gossip_frames_queued_total",
+        "counter",
+        "frames the engine queued for sending, by kind (first sends only)",
+    ),
+    (
+        "vecino_gossip_frame_bytes_queued_total",
+        "counter",
+        "bytes of the frames the engine queued for sending, by kind",
+    ),
     ("vecino_members", "gauge", "peers known, by state (alive, left)"),
     ("vecino_links", "gauge", "neighbour links, by status (connected, suspected, disconnected)"),
     ("vecino_coordinate_error", "gauge", "this peer's Vivaldi error estimate"),
@@ -130,5 +140,9 @@ pub fn record_engine(s: &vecino_gossip::EngineStats) {
     counter!("vecino_gossip_equivocations_total").absolute(s.equivocations);
     for (reason, n) in &s.rejected {
         counter!("vecino_gossip_rejected_total", "reason" => *reason).absolute(*n);
+    }
+    for (kind, (frames, bytes)) in &s.queued {
+        counter!("vecino_gossip_frames_queued_total", "kind" => *kind).absolute(*frames);
+        counter!("vecino_gossip_frame_bytes_queued_total", "kind" => *kind).absolute(*bytes);
     }
 }
