@@ -46,6 +46,13 @@ const PRUNE_GRACE: Duration = Duration::from_secs(10);
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
 const MAX_GAP_NOTED: usize = 256;
+/// First redial wait after a transport closes; it doubles with each closure, up to
+/// `REDIAL_MAX`, and is forgotten once a link stays up for `REDIAL_RESET`.
+const REDIAL_FIRST: Duration = Duration::from_millis(500);
+const REDIAL_MAX: Duration = Duration::from_secs(60);
+const REDIAL_RESET: Duration = Duration::from_secs(30);
+/// Peers with a redial backoff remembered at most.
+const MAX_REDIAL: usize = 1_024;
 /// Pending dials at most.
 const MAX_DIALS: usize = 16;
 /// Give up on a dial that produced no link after this long.
@@ -131,6 +138,8 @@ pub struct Engine<R> {
     pub(crate) out: Vec<Output>,
     pub(crate) now: Time,
     pub(crate) stats: EngineStats,
+    /// Redial backoff per peer: attempts and the earliest next dial (at most `MAX_REDIAL`).
+    pub(crate) redial: BTreeMap<AuthorKey, (u32, Time)>,
     /// Node-wide egress pacing.
     pub(crate) uplink: Pacer,
     pub(crate) round_robin: usize,
@@ -201,6 +210,7 @@ impl<R: Rng> Engine<R> {
             now,
             stats: EngineStats::default(),
             uplink: Pacer::new(config_uplink, now),
+            redial: BTreeMap::new(),
             round_robin: 0,
         };
         for ev in stored {
@@ -706,8 +716,12 @@ impl<R: Rng> Engine<R> {
             link.set_status(LinkStatus::Suspected, now);
             self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Suspected }));
         }
-        if !self.leaving {
-            self.dial(peer);
+        // Redial with backoff: a transport that closes again and again (a refusing peer, a
+        // flapping path) must not turn into a dial loop.
+        let attempts = self.redial.get(&peer).map_or(0, |r| r.0) + 1;
+        let wait = (REDIAL_FIRST * (1u32 << attempts.min(6))).min(REDIAL_MAX);
+        if self.redial.len() < MAX_REDIAL || self.redial.contains_key(&peer) {
+            self.redial.insert(peer, (attempts, now + wait));
         }
     }
 
@@ -722,6 +736,9 @@ impl<R: Rng> Engine<R> {
     fn dial(&mut self, peer: AuthorKey) {
         if self.dialing.len() >= MAX_DIALS || self.dialing.contains_key(&peer) {
             return;
+        }
+        if self.redial.get(&peer).is_some_and(|(_, at)| *at > self.now) {
+            return; // backing off
         }
         self.dialing.insert(peer, self.now);
         let addrs = match self.store.latest(&(peer, Stream::HeyThere)).map(VerifiedEvent::body) {
@@ -858,8 +875,29 @@ impl<R: Rng> Engine<R> {
     fn maintain_overlay(&mut self) {
         let now = self.now;
         self.dialing.retain(|_, at| now.saturating_since(*at) < DIAL_TIMEOUT);
+        // Links that stayed up a while have proven themselves: forget their backoff.
+        let links = &self.links;
+        self.redial.retain(|p, _| {
+            links.get(p).is_none_or(|l| {
+                !(l.transport_up
+                    && l.status == LinkStatus::Connected
+                    && now.saturating_since(l.status_since) >= REDIAL_RESET)
+            })
+        });
         if self.leaving {
             return;
+        }
+        // Links whose transport closed are redialled once their backoff is over.
+        let due: Vec<AuthorKey> = self
+            .links
+            .iter()
+            .filter(|(p, l)| {
+                !l.transport_up && self.redial.get(*p).is_none_or(|(_, at)| *at <= now)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.dial(peer);
         }
         let usable = self.links.values().filter(|l| l.status != LinkStatus::Disconnected).count();
         if usable > 2 * self.config.active_view {
