@@ -199,7 +199,7 @@ impl Verifier {
             .map_err(|_| VerifyError::BadSignatureLength(env.signature.len()))?;
         let signature = Signature::from_bytes(&signature);
 
-        wire::check(&env.event, &wire::EVENT_HEADER)?;
+        wire::check_shallow(&env.event, &wire::EVENT)?;
         let header = pb::EventHeader::decode(env.event.clone())?;
         let author = AuthorKey::from_slice(&header.author)
             .ok_or(VerifyError::UnknownKeyFormat { len: header.author.len() })?;

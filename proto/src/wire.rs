@@ -220,26 +220,6 @@ pub(crate) static EVENT: Schema = Schema {
     ],
 };
 
-/// The event's header fields only: scanned before the signature. Body fields are treated as
-/// opaque (their bytes are bounded by the envelope limit and looked into after the signature).
-pub(crate) static EVENT_HEADER: Schema = Schema {
-    name: "Event",
-    fields: &[
-        f(1, "Event.author", Kind::Bytes { max: MAX_AUTHOR_FIELD_BYTES }),
-        f(2, "Event.stream", Kind::Varint),
-        f(3, "Event.seq", Kind::Varint),
-        f(4, "Event.hlc", Kind::Msg(&HLC)),
-        one(10, "Event.hey_there", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(11, "Event.newspaper", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(12, "Event.chau", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(13, "Event.opinion", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(14, "Event.barrio_slot", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(15, "Event.post", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(16, "Event.postcard", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-        one(17, "Event.postcard_receipt", Kind::Bytes { max: MAX_ENVELOPE_BYTES }),
-    ],
-};
-
 pub(crate) static FRAUD_PROOF: Schema = Schema {
     name: "FraudProof",
     fields: &[
@@ -410,6 +390,17 @@ enum Value<'a> {
 
 /// Scans `buf` as an encoding of `schema`; see the module docs for what is checked.
 pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError> {
+    scan(buf, schema, true)
+}
+
+/// As [`check`], for the top level only: nested messages are bounded by the buffer but not
+/// looked into. The event's header is read this way before the signature; its body is checked
+/// deeply after.
+pub(crate) fn check_shallow(buf: &[u8], schema: &'static Schema) -> Result<(), WireError> {
+    scan(buf, schema, false)
+}
+
+fn scan(buf: &[u8], schema: &'static Schema, deep: bool) -> Result<(), WireError> {
     let message = schema.name;
     debug_assert!(schema.fields.len() <= 64);
     let mut seen = 0u64;
@@ -471,7 +462,7 @@ pub(crate) fn check(buf: &[u8], schema: &'static Schema) -> Result<(), WireError
             }
             oneof_seen = true;
         }
-        check_field(field, value, &mut counts[idx], message)?;
+        check_field(field, value, &mut counts[idx], message, deep)?;
     }
     Ok(())
 }
@@ -481,7 +472,9 @@ fn check_field(
     value: Value<'_>,
     count: &mut usize,
     message: &'static str,
+    deep: bool,
 ) -> Result<(), WireError> {
+    let nested = |b: &[u8], schema| if deep { scan(b, schema, true) } else { Ok(()) };
     let wrong = WireError::Malformed { message, what: "wrong wire type for field" };
     let limit = |got: usize, max: usize| {
         if got > max { Err(WireError::Limit { field: field.name, got, max }) } else { Ok(()) }
@@ -491,14 +484,14 @@ fn check_field(
         | (Kind::Fixed32, Value::I32)
         | (Kind::Fixed64, Value::I64) => Ok(()),
         (Kind::Bytes { max }, Value::Len(b)) => limit(b.len(), max),
-        (Kind::Msg(schema), Value::Len(b)) => check(b, schema),
+        (Kind::Msg(schema), Value::Len(b)) => nested(b, schema),
         (Kind::RepeatedMsg { schema, min, count: max }, Value::Len(b)) => {
             *count += 1;
             limit(*count, max)?;
             if b.len() < min {
                 return Err(WireError::Malformed { message, what: "repeated element too short" });
             }
-            check(b, schema)
+            nested(b, schema)
         }
         (Kind::RepeatedLen { min, max, count: max_count }, Value::Len(b)) => {
             *count += 1;
