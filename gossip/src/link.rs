@@ -72,6 +72,8 @@ impl Pacer {
 struct Unacked {
     frame: Bytes,
     class: Priority,
+    /// Waiting in a queue (so a requeue must not queue it twice).
+    queued: bool,
     /// Retransmissions so far (each doubles the timeout; only first sends give RTT samples).
     tries: u32,
     /// When it last left the queue; `None` while queued.
@@ -238,8 +240,10 @@ impl Link {
     pub(crate) fn push(&mut self, seq: u64, frame: Bytes, class: Priority, max_bytes: usize) {
         if seq != 0 {
             self.unacked_bytes += frame.len();
-            self.unacked
-                .insert(seq, Unacked { frame: frame.clone(), class, tries: 0, sent_at: None });
+            self.unacked.insert(
+                seq,
+                Unacked { frame: frame.clone(), class, queued: true, tries: 0, sent_at: None },
+            );
         } else {
             self.unreliable_bytes += frame.len();
         }
@@ -452,9 +456,9 @@ impl Link {
 
     /// Puts every unacked frame that is neither queued nor in flight back in its queue.
     fn requeue_unsent(&mut self) {
-        let queued: BTreeSet<u64> = self.queues.iter().flatten().map(|(s, _)| *s).collect();
-        for (seq, u) in &self.unacked {
-            if u.sent_at.is_none() && !queued.contains(seq) {
+        for (seq, u) in &mut self.unacked {
+            if u.sent_at.is_none() && !u.queued {
+                u.queued = true;
                 self.buffered_bytes += u.frame.len();
                 self.queues[u.class as usize].push_back((*seq, u.frame.clone()));
             }
@@ -479,7 +483,10 @@ impl Link {
                 self.unreliable_bytes -= frame.len();
             } else {
                 match self.unacked.get_mut(&seq) {
-                    Some(u) => u.sent_at = Some(now),
+                    Some(u) => {
+                        u.sent_at = Some(now);
+                        u.queued = false;
+                    }
                     None => continue, // acknowledged or superseded while queued
                 }
             }
