@@ -90,6 +90,14 @@ pub fn check(input_len: usize, stats: Stats) {
     }
 }
 
+/// The process's verifier, warmed (see [`warmed_verifier`]), shared by every input.
+#[allow(dead_code)] // the event target keeps its own verifier beside its signing key
+pub fn shared_verifier() -> &'static std::sync::Mutex<vecino_proto::Verifier> {
+    static V: std::sync::OnceLock<std::sync::Mutex<vecino_proto::Verifier>> =
+        std::sync::OnceLock::new();
+    V.get_or_init(|| std::sync::Mutex::new(warmed_verifier()))
+}
+
 /// A verifier whose key cache is already allocated (it is allocated whole on first use, once
 /// per process, and is not part of what decoding one input costs).
 pub fn warmed_verifier() -> vecino_proto::Verifier {

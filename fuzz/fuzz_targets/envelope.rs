@@ -4,24 +4,17 @@
 #[path = "alloc_track.rs"]
 mod alloc_track;
 
-use std::sync::{Mutex, OnceLock};
-
 use libfuzzer_sys::fuzz_target;
-use vecino_proto::{Bytes, Verifier};
+use vecino_proto::Bytes;
 
 #[global_allocator]
 static ALLOC: alloc_track::Tracking = alloc_track::Tracking;
 
 const NOW_MS: u64 = 1_763_702_400_000;
 
-fn verifier() -> &'static Mutex<Verifier> {
-    static V: OnceLock<Mutex<Verifier>> = OnceLock::new();
-    V.get_or_init(|| Mutex::new(alloc_track::warmed_verifier()))
-}
-
 fuzz_target!(|data: &[u8]| {
     let input = Bytes::copy_from_slice(data);
-    let mut v = verifier().lock().unwrap();
+    let mut v = alloc_track::shared_verifier().lock().unwrap();
     let (_, stats) = alloc_track::measure(|| {
         let _ = v.verify(input.clone(), NOW_MS);
         let _ = v.verify_stored(input.clone());

@@ -4,22 +4,15 @@
 #[path = "alloc_track.rs"]
 mod alloc_track;
 
-use std::sync::{Mutex, OnceLock};
-
 use libfuzzer_sys::fuzz_target;
-use vecino_proto::{Bytes, Verifier, decode_frame};
+use vecino_proto::{Bytes, decode_frame};
 
 #[global_allocator]
 static ALLOC: alloc_track::Tracking = alloc_track::Tracking;
 
-fn verifier() -> &'static Mutex<Verifier> {
-    static V: OnceLock<Mutex<Verifier>> = OnceLock::new();
-    V.get_or_init(|| Mutex::new(alloc_track::warmed_verifier()))
-}
-
 fuzz_target!(|data: &[u8]| {
     let input = Bytes::copy_from_slice(data);
-    let mut v = verifier().lock().unwrap();
+    let mut v = alloc_track::shared_verifier().lock().unwrap();
     let (_, stats) = alloc_track::measure(|| {
         let _ = decode_frame(input.clone());
         let _ = v.verify_fraud_proof(input.clone());
