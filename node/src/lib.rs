@@ -14,6 +14,7 @@
 //! | [`shim`] | test-only link emulation (delay, rate, loss, cuts) inside the transport |
 //! | [`node`] | the actor loop around the engine (group commit before acknowledgement) |
 //! | [`api`], [`client`] | the HTTP API (axum, SSE, `/metrics`) and its CLI client |
+//! | [`radar`] | the radar page (embedded `radar-ui/www/`) and its snapshot route |
 //! | [`telemetry`] | tracing and Prometheus metrics |
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod config;
 pub mod keyfile;
 pub mod node;
 pub mod peer;
+pub mod radar;
 pub mod shim;
 pub mod store;
 pub mod telemetry;
