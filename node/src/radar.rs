@@ -119,7 +119,7 @@ async fn snapshot(
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    Json(build(status, members, links, serde_json::to_value(posts).unwrap_or(Value::Null)))
+    Json(build(&status, members, &links, &serde_json::to_value(posts).unwrap_or(Value::Null)))
         .into_response()
 }
 
@@ -148,7 +148,7 @@ struct Sum {
 }
 
 /// The snapshot, from the node's answers to status, members and links, and the posts.
-fn build(status: Value, members: Value, links: Value, posts: Value) -> Value {
+fn build(status: &Value, members: Value, links: &Value, posts: &Value) -> Value {
     let config = BarrioConfig::default();
     let mut members = match members {
         Value::Array(m) => m,
@@ -234,7 +234,7 @@ mod tests {
             member("c", 200.0, 0),
             member("d", 0.0, 7)
         ]);
-        let v = build(json!({"peer_id": "a"}), members, json!([]), json!([]));
+        let v = build(&json!({"peer_id": "a"}), members, &json!([]), &json!([]));
         let barrios = v["barrios"].as_array().unwrap();
         assert_eq!(barrios.len(), 3, "{v}");
         let ab = barrios.iter().find(|b| b["members"].as_array().unwrap().len() == 2).unwrap();
@@ -249,7 +249,7 @@ mod tests {
     fn members_without_coordinates_or_garbage_do_not_panic() {
         let members =
             json!([{"peer_id": "x", "coordinate": null}, {"coordinate": {"vec_ms": ["no"]}}, 3]);
-        let v = build(json!(null), members, json!(null), json!(null));
+        let v = build(&json!(null), members, &json!(null), &json!(null));
         assert_eq!(v["barrios"], json!([]));
     }
 }

@@ -141,6 +141,12 @@ test('frames per second with 500 simulated peers', async () => {
     console.log(`radar fps at 500 peers: ${fps.toFixed(1)}`);
     assert.ok(fps > 0);
     await demo.screenshot({ path: `${shots}/radar-demo500-1280x800.png` });
+    // The same 500 on canvas, to say whether the SVG-to-canvas threshold is in the right place.
+    await demo.goto(`${base}/?demo=500&renderer=canvas`, { timeout: 30_000 });
+    await demo.waitForFunction(() => window.radar?.renderer() === 'canvas', null, { timeout: 30_000 });
+    await demo.waitForTimeout(1500);
+    const fpsCanvas = await demo.evaluate(() => window.radar.measureFps(4000));
+    console.log(`radar fps at 500 peers on canvas: ${fpsCanvas.toFixed(1)}`);
     // Past the canvas threshold the page switches renderer by itself.
     await demo.goto(`${base}/?demo=3000`, { timeout: 30_000 });
     await demo.waitForFunction(() => window.radar?.renderer() === 'canvas', null, { timeout: 30_000 });

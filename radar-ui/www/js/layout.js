@@ -37,7 +37,7 @@ export class Layout {
     this.follow(self || meanOf([...this.pos.values()]) || [0, 0], w, h);
     const k = (Math.min(w, h) * 0.44) / this.radius;
     const toScreen = ([x, y]) => [w / 2 + (x - this.center[0]) * k, h / 2 - (y - this.center[1]) * k];
-    const peers = placeNames(this.peers(st, toScreen), w, h);
+    const peers = placeNames(spreadStacks(this.peers(st, toScreen)), w, h);
     const byId = new Map(peers.map((p) => [p.id, p]));
     const me = byId.get(st.selfId) || { x: w / 2, y: h / 2 };
     return {
@@ -129,6 +129,32 @@ export class Layout {
 function meanOf(pts) {
   if (pts.length === 0) return null;
   return [pts.reduce((s, p) => s + p[0], 0) / pts.length, pts.reduce((s, p) => s + p[1], 0) / pts.length];
+}
+
+/** Peers drawn on (nearly) the same pixel — typically peers whose coordinates have not been
+ * published yet, all still at the origin — are fanned out on a small ring around that point,
+ * in id order, so every peer stays visible and clickable. Display only: coordinates are not
+ * touched. A grid of 4 px cells finds the stacks in linear time. */
+function spreadStacks(peers) {
+  const cells = new Map();
+  for (const p of peers) {
+    const k = `${Math.round(p.x / 4)},${Math.round(p.y / 4)}`;
+    if (!cells.has(k)) cells.set(k, []);
+    cells.get(k).push(p);
+  }
+  for (const stack of cells.values()) {
+    if (stack.length < 2) continue;
+    stack.sort((a, b) => (b.self - a.self) || (a.id < b.id ? -1 : 1));
+    const r = 6 + 2.5 * stack.length;
+    // The viewer (sorted first) stays put; the others share the ring.
+    const ring = stack[0].self ? stack.slice(1) : stack;
+    ring.forEach((p, i) => {
+      const a = -Math.PI / 2 + (2 * Math.PI * i) / ring.length;
+      p.x += r * Math.cos(a);
+      p.y += r * Math.sin(a);
+    });
+  }
+  return peers;
 }
 
 /** Chooses which peers get their name written: the viewer and the selection always, then

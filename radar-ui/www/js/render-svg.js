@@ -155,7 +155,8 @@ function makeLabel() {
 
 function updateLabel(g, h) {
   const [c, t] = g.children;
-  set(c, 'cx', h.cx); set(c, 'cy', h.cy); set(c, 'stroke', h.color);
+  // The centroid marker says something only when the barrio has more than one member.
+  set(c, 'cx', h.cx); set(c, 'cy', h.cy); set(c, 'stroke', h.count > 1 ? h.color : 'none');
   set(t, 'x', h.cx); set(t, 'y', h.top - 22); set(t, 'fill', h.color);
   const text = h.showLabel ? `${h.label} · ${h.count}` : '';
   if (t.textContent !== text) t.textContent = text;
