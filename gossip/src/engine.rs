@@ -41,7 +41,7 @@ pub(crate) const MAX_MISSING: usize = 65_536;
 /// Neighbours remembered as announcers of one missing event.
 pub(crate) const MAX_ANNOUNCERS: usize = 4;
 /// Duplicates pushed on a link within this long of its return from an outage do not prune it.
-const PRUNE_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const PRUNE_GRACE: Duration = Duration::from_secs(10);
 /// Acknowledge at once when this many reliable frames wait for an acknowledgement.
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
@@ -70,6 +70,8 @@ pub(crate) struct Missing {
     /// The stream's head when last looked at: if it moves, the stream is flowing and the
     /// graft waits.
     pub(crate) progress: u64,
+    /// When it was first announced.
+    pub(crate) since: Time,
 }
 
 /// Counters an operator (or a test) reads.
@@ -143,6 +145,8 @@ pub struct Engine<R> {
     /// Node-wide egress pacing.
     pub(crate) uplink: Pacer,
     pub(crate) round_robin: usize,
+    /// When a new event last arrived from a neighbour (grafts wait while events flow).
+    pub(crate) last_new_event: Option<Time>,
 }
 
 /// Coordinates travel in milliseconds on the wire; the Vivaldi client works in seconds.
@@ -212,6 +216,7 @@ impl<R: Rng> Engine<R> {
             uplink: Pacer::new(config_uplink, now),
             redial: BTreeMap::new(),
             round_robin: 0,
+            last_new_event: None,
         };
         for ev in stored {
             if ev.author() == me {
@@ -481,6 +486,9 @@ impl<R: Rng> Engine<R> {
         match self.store.insert(ev.clone()) {
             Insert::New { superseded, delivered } => {
                 self.stats.events_new += 1;
+                if from.is_some() {
+                    self.last_new_event = Some(self.now);
+                }
                 self.missing.remove(&(key, ev.seq()));
                 self.emit(Output::Persist(StoreOp::Put(ev.clone())));
                 if let Some(seq) = superseded {
@@ -1033,5 +1041,22 @@ impl<R: Rng> Protocol for Engine<R> {
 
     fn known_peers(&self) -> usize {
         self.known_count()
+    }
+
+    fn membership_digest(&self) -> u64 {
+        self.store.membership_digest()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        let dropped: u64 = self.links.values().map(|l| l.dropped).sum();
+        vec![
+            ("retransmits", s.retransmits),
+            ("grafts", s.grafts),
+            ("prunes", s.prunes),
+            ("version_vectors", s.version_vectors),
+            ("events_duplicate", s.events_duplicate),
+            ("link_buffer_drops", dropped),
+        ]
     }
 }
