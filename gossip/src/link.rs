@@ -32,8 +32,16 @@ const MAX_RTO: Duration = Duration::from_secs(60);
 /// RTT samples kept for the median.
 const RTT_SAMPLES: usize = 5;
 
-/// A token bucket: `rate_bps` refills it, bursts up to 200 ms of rate (at least 2 KiB) leave at
-/// once, and a frame may leave while the balance is positive (it may go negative by one frame).
+/// Seconds of rate a pacer lets leave at once. Whatever leaves waits in the host's (or the
+/// network's) FIFO queue, where priorities no longer apply: a post sent after a 200 ms burst
+/// of membership waits 200 ms at every hop.
+const BURST_SECS: f64 = 0.02;
+/// Smallest burst, bytes (so a slow link still sends a full frame at once).
+const MIN_BURST_BYTES: f64 = 2_048.0;
+
+/// A token bucket: `rate_bps` refills it, bursts up to `BURST_SECS` of rate (at least
+/// `MIN_BURST_BYTES`) leave at once, and a frame may leave while the balance is positive (it
+/// may go negative by one frame).
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     pub(crate) rate_bps: Option<u64>,
@@ -49,7 +57,7 @@ impl Pacer {
     pub(crate) fn refill(&mut self, now: Time) {
         if let Some(rate) = self.rate_bps {
             let bytes_per_s = rate as f64 / 8.0;
-            let cap = (bytes_per_s * 0.2).max(2_048.0);
+            let cap = (bytes_per_s * BURST_SECS).max(MIN_BURST_BYTES);
             let dt = now.saturating_since(self.at).as_secs_f64();
             self.tokens = (self.tokens + dt * bytes_per_s).min(cap);
         }
