@@ -25,5 +25,6 @@ pub mod node;
 pub mod peer;
 pub mod shim;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod transport;
