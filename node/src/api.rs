@@ -13,6 +13,7 @@
 //! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
 //! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `post`, `coordinate` |
 //! | `GET /metrics` | Prometheus text |
+//! | `GET /`, `/radar/…`, `/v1/radar` | the radar page and its snapshot (see [`crate::radar`]) |
 //! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
 //!
 //! Handlers never touch the engine: they send a request to the node's loop through a bounded
@@ -101,14 +102,15 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/shim/cut", post(shim_cut))
         .route("/v1/shim/restore", post(shim_restore))
         .route("/metrics", get(metrics))
+        .merge(crate::radar::routes())
         .with_state(shared)
 }
 
-fn error(code: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({"error": message.into()}))).into_response()
 }
 
-async fn ask<T>(
+pub(crate) async fn ask<T>(
     s: &Shared,
     make: impl FnOnce(oneshot::Sender<T>) -> Request,
 ) -> Result<T, Response> {

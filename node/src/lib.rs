@@ -14,15 +14,20 @@
 //! | [`shim`] | test-only link emulation (delay, rate, loss, cuts) inside the transport |
 //! | [`node`] | the actor loop around the engine (group commit before acknowledgement) |
 //! | [`api`], [`client`] | the HTTP API (axum, SSE, `/metrics`) and its CLI client |
+//! | [`radar`] | the radar page (embedded `radar-ui/www/`) and its snapshot route |
 //! | [`telemetry`] | tracing and Prometheus metrics |
+//! | [`cluster`], [`demo`] | real peers on this machine: `vecino demo` and the testnet's `local` |
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod client;
+pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod keyfile;
 pub mod node;
 pub mod peer;
+pub mod radar;
 pub mod shim;
 pub mod store;
 pub mod systemd;

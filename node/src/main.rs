@@ -110,6 +110,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a small real network on this machine (peers through the link shim) and print
+    /// the radar URL; runs until Ctrl-C.
+    Demo(vecino::demo::DemoArgs),
     /// Show the peer id and public key of a key file.
     Id {
         /// The key file [default: $XDG_DATA_HOME/vecino/identity.pem]
@@ -424,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let identity = keyfile::create(&path)?;
             show(&identity, &path, json, true);
         }
+        Command::Demo(args) => vecino::demo::run(&args)?,
         Command::Id { key, json } => {
             let path = key_path(key)?;
             let identity = keyfile::load(&path)?;

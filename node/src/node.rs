@@ -967,6 +967,10 @@ impl Node {
                 "coordinate": coord.as_ref().map(coordinate_json),
                 "version": version,
                 "uptime_s": m.newspaper.as_ref().map(|n| n.uptime_s),
+                "newspaper": m.newspaper.as_ref().map(|n| json!({
+                    "uptime_s": n.uptime_s, "restarts": n.restarts, "barrio": n.barrio,
+                    "connected": n.connected, "flags": n.flags,
+                })),
             }));
         }
         Value::Array(out)

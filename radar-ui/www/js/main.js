@@ -1,0 +1,102 @@
+// The radar page: picks a feed (the live node, or `?demo=N` simulated peers), then paints a
+// frame on every animation frame. `?renderer=svg|canvas` forces a renderer; otherwise SVG up
+// to CANVAS_FROM peers and canvas past it.
+
+import { createState, pruneFlights } from './state.js';
+import { Layout } from './layout.js';
+import { createSvgRenderer } from './render-svg.js';
+import { createCanvasRenderer } from './render-canvas.js';
+import { startLive } from './feed.js';
+import { startDemo } from './demo.js';
+import { FpsMeter, measureFps } from './fps.js';
+import { renderBanner, renderBarrios, renderDetails, renderHeader, renderPosts, renderScale } from './panel.js';
+
+/** Past this many peers, one SVG element each costs more than repainting a canvas. */
+const CANVAS_FROM = 2000;
+/** Largest demo. */
+const MAX_DEMO = 20000;
+/** A tap selects the nearest peer within this many px. */
+const HIT_PX = 16;
+
+const params = new URLSearchParams(location.search);
+const st = createState();
+const layout = new Layout();
+const meter = new FpsMeter();
+const mapEl = document.getElementById('map');
+let renderer = null;
+let frame = null;
+let panelVersion = -1;
+let panelAt = 0;
+let demoTick = null;
+
+function wantedRenderer() {
+  const forced = params.get('renderer');
+  if (forced === 'svg' || forced === 'canvas') return forced;
+  return st.peers.size > CANVAS_FROM ? 'canvas' : 'svg';
+}
+
+function ensureRenderer() {
+  const want = wantedRenderer();
+  if (renderer?.kind === want) return;
+  renderer?.destroy();
+  renderer = want === 'canvas' ? createCanvasRenderer(mapEl) : createSvgRenderer(mapEl);
+}
+
+function loop(now) {
+  meter.frame(now);
+  if (demoTick) demoTick(now);
+  pruneFlights(st, now);
+  ensureRenderer();
+  frame = layout.frame(st, mapEl.clientWidth || 1, mapEl.clientHeight || 1, now);
+  renderer.draw(frame);
+  // Text panels: on change, and once a second for ages and the fps counter.
+  if (st.version !== panelVersion || now - panelAt > 1000) {
+    if (st.version !== panelVersion) {
+      renderBarrios(st);
+      renderPosts(st);
+    }
+    panelVersion = st.version;
+    panelAt = now;
+    renderHeader(st, meter.current);
+    renderBanner(st);
+    renderDetails(st, now);
+    renderScale(frame);
+    if (st.selfId) document.body.dataset.ready = '1';
+  }
+  requestAnimationFrame(loop);
+}
+
+/** Selects the peer nearest the tap, or clears the selection. */
+function onTap(ev) {
+  if (!frame) return;
+  const box = mapEl.getBoundingClientRect();
+  const x = ev.clientX - box.left;
+  const y = ev.clientY - box.top;
+  let best = null;
+  let bestD = HIT_PX;
+  for (const p of frame.peers) {
+    const d = Math.hypot(p.x - x, p.y - y);
+    if (d < bestD) [best, bestD] = [p.id, d];
+  }
+  select(best);
+}
+
+function select(id) {
+  st.selected = id;
+  st.version++;
+}
+
+function start() {
+  const demo = Number.parseInt(params.get('demo') || '', 10);
+  if (Number.isFinite(demo) && demo > 0) {
+    demoTick = startDemo(st, Math.min(demo, MAX_DEMO));
+  } else {
+    startLive(st, () => {});
+  }
+  mapEl.addEventListener('click', onTap);
+  // For the browser test and for curious operators in the console.
+  window.radar = { state: st, select, measureFps, renderer: () => renderer?.kind, frame: () => frame };
+  requestAnimationFrame(loop);
+}
+
+start();

@@ -1,0 +1,123 @@
+// The text around the map: header counts, the banner, the peer card, barrios and posts. Each
+// part is re-rendered only when the state's version moved (or, for ages, once a second).
+
+import { barrioColor, linkCounts } from './state.js';
+
+const $ = (id) => document.getElementById(id);
+
+/** Text-only element builder (never innerHTML with data from the network). */
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'style') e.style.cssText = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : String(c ?? ''));
+  return e;
+}
+
+const short = (id) => (id && id.length > 14 ? `…${id.slice(-8)}` : id || '?');
+const ms = (v) => (typeof v === 'number' ? `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms` : 'n/a');
+
+export function renderHeader(st, fps) {
+  const me = st.peers.get(st.selfId);
+  const viewer = $('viewer');
+  viewer.replaceChildren('viewing as ', h('b', {}, me?.name || st.selfName || short(st.selfId)),
+    st.mode === 'demo' ? ' · demo' : '');
+  const n = linkCounts(st);
+  $('stats').replaceChildren(
+    h('span', {}, h('b', { id: 'peer-count' }, st.peers.size), ' peers'),
+    h('span', {}, h('b', {}, st.barrios.size), ' barrios'),
+    h('span', {}, h('b', { style: 'color: var(--connected)' }, n.connected), ' / ',
+      h('b', { style: 'color: var(--suspected)' }, n.suspected), ' / ',
+      h('b', { style: 'color: var(--disconnected)' }, n.disconnected), ' links'),
+  );
+  document.querySelector('.brand .dot').classList.toggle('off', st.stream === 'lost');
+  $('fps').textContent = fps ? `${fps} fps` : '';
+}
+
+/** The banner: the viewer's own links suspected or partitioned, or the stream lost. */
+export function renderBanner(st) {
+  const b = $('banner');
+  const n = linkCounts(st);
+  let text = '';
+  let cls = '';
+  if (st.stream === 'lost') {
+    text = 'Lost the node’s event stream — reconnecting…';
+    cls = 'partitioned';
+  } else if (n.connected === 0 && n.suspected + n.disconnected > 0) {
+    text = n.suspected > 0
+      ? `Partitioned: no connected links, ${n.suspected} suspected (buffering, not dropping)`
+      : 'Partitioned: every link of this peer is disconnected';
+    cls = 'partitioned';
+  } else if (n.suspected > 0) {
+    text = `${n.suspected} of this peer’s links ${n.suspected === 1 ? 'is' : 'are'} suspected — messages are buffered until it heals`;
+  } else if (n.disconnected > 0 && n.connected > 0) {
+    text = `${n.disconnected} link${n.disconnected === 1 ? '' : 's'} disconnected`;
+  }
+  b.hidden = !text;
+  b.className = `banner ${cls}`;
+  b.dataset.state = cls || (text ? 'suspected' : 'ok');
+  if (b.textContent !== text) b.textContent = text;
+}
+
+export function renderDetails(st, now) {
+  const card = $('details');
+  const p = st.peers.get(st.selected);
+  if (!p) {
+    card.replaceChildren(h('h2', {}, 'Peer'), h('p', { class: 'hint' }, 'Tap a peer on the map.'));
+    return;
+  }
+  const b = st.barrios.get(p.barrio);
+  const seen = st.seen.get(p.id);
+  const np = p.newspaper;
+  const rows = [
+    ['link', p.self ? h('span', { class: 'pill none' }, 'this peer')
+      : h('span', { class: `pill ${p.link || 'none'}` }, p.link || 'not a neighbour')],
+    ['barrio', b ? h('span', { style: `color: ${barrioColor(b.id)}` }, `${b.emoji} ${b.name}`) : 'n/a'],
+    ['measured RTT', p.self ? '—' : ms(p.rtt)],
+    ['predicted RTT', p.self ? '—' : ms(p.est)],
+    ['coord. error', typeof p.error === 'number' ? p.error.toFixed(3) : 'n/a'],
+    ['height', ms(p.height)],
+    ['clout', typeof p.clout === 'number' ? p.clout.toFixed(2) : 'n/a (not published yet)'],
+    ['newspaper', np ? `up ${duration(np.uptime_s)}, ${np.connected} links, ${np.restarts} restarts` : p.self ? 'this peer' : 'none yet'],
+    ['updated', seen != null ? `${duration((now - seen) / 1000)} ago` : 'n/a'],
+    ['status', p.left ? 'left (said chau)' : 'alive'],
+  ];
+  card.replaceChildren(
+    h('h2', {}, p.self ? 'This peer' : 'Peer'),
+    h('p', { class: 'name' }, p.name || short(p.id)),
+    h('div', { class: 'pid' }, p.id),
+    h('dl', {}, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+  );
+}
+
+function duration(s) {
+  if (typeof s !== 'number' || !Number.isFinite(s)) return '?';
+  if (s < 60) return `${Math.round(s)} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
+}
+
+export function renderBarrios(st) {
+  const list = [...st.barrios.values()].sort((a, b) => b.members.length - a.members.length);
+  $('barrios').replaceChildren(...list.slice(0, 30).map((b) => h('li', {
+    style: `border-color: ${barrioColor(b.id, 0.6)}; color: ${barrioColor(b.id)}`,
+    title: b.id,
+  }, `${b.emoji} ${b.name} · ${b.members.length}`)));
+}
+
+export function renderPosts(st) {
+  const names = new Map([...st.peers.values()].map((p) => [p.id, p.name]));
+  $('posts').replaceChildren(...st.posts.slice(0, 30).map((p) => h('li', { class: p.own ? 'own' : '', 'data-id': p.id },
+    h('div', { class: 'meta' }, h('span', { class: 'topic' }, `#${p.topic}`),
+      h('span', {}, p.own ? 'you' : names.get(p.peer_id) || short(p.peer_id)),
+      h('span', {}, p.hlc_ms ? new Date(p.hlc_ms).toLocaleTimeString() : '')),
+    h('div', { class: 'text' }, p.text))));
+}
+
+export function renderScale(frame) {
+  const ring = frame.rings[0];
+  if (!ring) return;
+  $('scale').replaceChildren(h('i', { style: `width: ${Math.round(ring.r)}px` }), ring.label);
+}

@@ -1,0 +1,165 @@
+// Paints frames on a canvas, for maps past a couple of thousand peers where one SVG element per
+// peer costs more in style and layout than the whole canvas repaint. Same frame, same look.
+
+const LINK_COLOR = { connected: '#3ddc97', suspected: '#ffb547', disconnected: '#ff5d73' };
+const LINK_DASH = { connected: [], suspected: [6, 5], disconnected: [2, 5] };
+
+export function createCanvasRenderer(container) {
+  const canvas = document.createElement('canvas');
+  canvas.className = 'radar-canvas';
+  container.appendChild(canvas);
+  const ctx = canvas.getContext('2d');
+  return {
+    kind: 'canvas',
+    element: canvas,
+    draw(f) {
+      const dpr = window.devicePixelRatio || 1;
+      if (canvas.width !== Math.round(f.w * dpr) || canvas.height !== Math.round(f.h * dpr)) {
+        canvas.width = Math.round(f.w * dpr);
+        canvas.height = Math.round(f.h * dpr);
+      }
+      ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+      ctx.clearRect(0, 0, f.w, f.h);
+      drawRings(ctx, f);
+      drawHulls(ctx, f);
+      drawLinks(ctx, f);
+      drawPeers(ctx, f);
+      drawLabels(ctx, f);
+      drawFlights(ctx, f);
+    },
+    destroy() { canvas.remove(); },
+  };
+}
+
+function drawRings(ctx, f) {
+  ctx.save();
+  ctx.strokeStyle = '#2a3766';
+  ctx.setLineDash([2, 6]);
+  ctx.fillStyle = '#56608a';
+  ctx.font = '11px system-ui, sans-serif';
+  for (const r of f.rings) {
+    ctx.beginPath();
+    ctx.arc(f.me.x, f.me.y, r.r, 0, Math.PI * 2);
+    ctx.stroke();
+    ctx.fillText(r.label, f.me.x + r.r * 0.707 + 3, f.me.y - r.r * 0.707 - 3);
+  }
+  ctx.restore();
+}
+
+function drawHulls(ctx, f) {
+  ctx.save();
+  ctx.globalAlpha = 0.16;
+  ctx.lineJoin = 'round';
+  ctx.lineCap = 'round';
+  ctx.lineWidth = 32;
+  for (const h of f.hulls) {
+    if (h.points.length === 0) continue;
+    ctx.beginPath();
+    ctx.moveTo(h.points[0][0], h.points[0][1]);
+    for (const p of h.points.slice(1)) ctx.lineTo(p[0], p[1]);
+    if (h.points.length === 1) ctx.lineTo(h.points[0][0], h.points[0][1]);
+    ctx.closePath();
+    ctx.fillStyle = h.color;
+    ctx.strokeStyle = h.color;
+    ctx.fill();
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function drawLinks(ctx, f) {
+  ctx.save();
+  ctx.lineCap = 'round';
+  for (const l of f.links) {
+    ctx.strokeStyle = LINK_COLOR[l.status] || LINK_COLOR.disconnected;
+    ctx.setLineDash(LINK_DASH[l.status] || []);
+    ctx.lineWidth = l.status === 'suspected' ? 2 : 1.6;
+    ctx.beginPath();
+    ctx.moveTo(l.x1, l.y1);
+    ctx.lineTo(l.x2, l.y2);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function drawPeers(ctx, f) {
+  ctx.save();
+  // Batch the plain peers by colour: one path per barrio colour instead of one per peer.
+  const byColor = new Map();
+  for (const p of f.peers) {
+    if (p.self || p.selected || p.left) continue;
+    if (!byColor.has(p.color)) byColor.set(p.color, []);
+    byColor.get(p.color).push(p);
+  }
+  for (const [color, ps] of byColor) {
+    ctx.fillStyle = color;
+    ctx.beginPath();
+    for (const p of ps) {
+      ctx.moveTo(p.x + 3.5, p.y);
+      ctx.arc(p.x, p.y, 3.5, 0, Math.PI * 2);
+    }
+    ctx.fill();
+  }
+  for (const p of f.peers) {
+    if (!(p.self || p.selected || p.left)) continue;
+    ctx.beginPath();
+    ctx.arc(p.x, p.y, p.self ? 8 : p.selected ? 7 : 4.5, 0, Math.PI * 2);
+    ctx.fillStyle = p.self ? '#ffffff' : p.left ? 'transparent' : p.color;
+    ctx.fill();
+    ctx.lineWidth = p.self ? 3 : 2;
+    ctx.strokeStyle = p.self ? p.color : p.left ? '#6b7399' : '#ffffff';
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
+function drawLabels(ctx, f) {
+  ctx.save();
+  ctx.font = '600 12px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = '#0b1020';
+  for (const h of f.hulls) {
+    if (!h.showLabel) continue;
+    const text = `${h.label} · ${h.count}`;
+    ctx.fillStyle = h.color;
+    ctx.strokeText(text, h.cx, h.top - 22);
+    ctx.fillText(text, h.cx, h.top - 22);
+  }
+  ctx.textAlign = 'left';
+  ctx.font = '12px system-ui, sans-serif';
+  for (const p of f.peers) {
+    if (!p.label) continue;
+    const text = p.label;
+    ctx.fillStyle = '#c9d2f5';
+    ctx.strokeText(text, p.x + 10, p.y + 4);
+    ctx.fillText(text, p.x + 10, p.y + 4);
+  }
+  ctx.restore();
+}
+
+function drawFlights(ctx, f) {
+  ctx.save();
+  for (const fl of f.flights) {
+    ctx.globalAlpha = Math.max(0, Math.min(1, fl.alpha));
+    ctx.beginPath();
+    if (fl.kind === 'ripple') {
+      ctx.arc(fl.x, fl.y, fl.r, 0, Math.PI * 2);
+      ctx.strokeStyle = '#9fb4ff';
+      ctx.lineWidth = 2;
+      ctx.stroke();
+    } else {
+      ctx.strokeStyle = '#9fb4ff';
+      ctx.lineWidth = 3;
+      ctx.lineCap = 'round';
+      ctx.moveTo(fl.tail[0], fl.tail[1]);
+      ctx.lineTo(fl.head[0], fl.head[1]);
+      ctx.stroke();
+      ctx.beginPath();
+      ctx.arc(fl.head[0], fl.head[1], 4, 0, Math.PI * 2);
+      ctx.fillStyle = '#ffffff';
+      ctx.fill();
+    }
+  }
+  ctx.restore();
+}

@@ -1,0 +1,185 @@
+// Paints frames as SVG: one element per peer, link and barrio, kept and updated in place (keyed
+// by id) rather than rebuilt, so the browser only re-lays out what moved. Elements carry
+// data-peer / data-status attributes, which the browser test reads.
+
+const NS = 'http://www.w3.org/2000/svg';
+/** Barrio regions: padding around members, px. */
+const HULL_PAD = 16;
+
+export function createSvgRenderer(container) {
+  const svg = el('svg', { class: 'radar-svg', role: 'img', 'aria-label': 'peers on the latency map' });
+  const layers = {};
+  for (const name of ['rings', 'hulls', 'links', 'peers', 'names', 'barrio-labels', 'flights']) {
+    layers[name] = svg.appendChild(el('g', { class: name }));
+  }
+  container.appendChild(svg);
+  const pools = Object.fromEntries(Object.keys(layers).map((k) => [k, new Map()]));
+
+  return {
+    kind: 'svg',
+    element: svg,
+    draw(f) {
+      svg.setAttribute('viewBox', `0 0 ${f.w} ${f.h}`);
+      drawRings(layers.rings, pools.rings, f);
+      sync(layers.hulls, pools.hulls, f.hulls, (h) => h.id, makeHull, updateHull);
+      sync(layers.links, pools.links, f.links, (l) => l.id, makeLink, updateLink);
+      sync(layers.peers, pools.peers, f.peers, (p) => p.id, makePeer, updatePeer);
+      const named = f.peers.filter((p) => p.label);
+      sync(layers.names, pools.names, named, (p) => p.id, makeName, updateName);
+      sync(layers['barrio-labels'], pools['barrio-labels'], f.hulls, (h) => h.id, makeLabel, updateLabel);
+      sync(layers.flights, pools.flights, f.flights, (_, i) => i, makeFlight, updateFlight);
+    },
+    destroy() { svg.remove(); },
+  };
+}
+
+function el(tag, attrs = {}) {
+  const e = document.createElementNS(NS, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  return e;
+}
+
+/** Sets an attribute only when it changed (attribute writes invalidate layout). */
+function set(e, k, v) {
+  const s = typeof v === 'number' ? v.toFixed(1) : String(v);
+  if (e.getAttribute(k) !== s) e.setAttribute(k, s);
+}
+
+/** Keeps one element per item in `group`, keyed, creating and removing as needed. */
+function sync(group, pool, items, key, make, update) {
+  const live = new Set();
+  items.forEach((item, i) => {
+    const k = key(item, i);
+    live.add(k);
+    let e = pool.get(k);
+    if (!e) {
+      e = make(item);
+      pool.set(k, e);
+      group.appendChild(e);
+    }
+    update(e, item);
+  });
+  for (const [k, e] of pool) {
+    if (!live.has(k)) {
+      e.remove();
+      pool.delete(k);
+    }
+  }
+}
+
+function drawRings(group, pool, f) {
+  const items = f.rings.map((r, i) => ({ ...r, i }));
+  sync(group, pool, items, (r) => r.i, () => {
+    const g = el('g');
+    g.appendChild(el('circle', { class: 'ring', fill: 'none', stroke: '#2a3766', 'stroke-dasharray': '2 6' }));
+    g.appendChild(el('text', { class: 'ring-label', fill: '#56608a', 'font-size': 11 }));
+    return g;
+  }, (g, r) => {
+    const [c, t] = g.children;
+    set(c, 'cx', f.me.x); set(c, 'cy', f.me.y); set(c, 'r', r.r);
+    set(t, 'x', f.me.x + r.r * 0.707 + 3); set(t, 'y', f.me.y - r.r * 0.707 - 3);
+    if (t.textContent !== r.label) t.textContent = r.label;
+  });
+}
+
+function hullPath(points) {
+  if (points.length === 0) return '';
+  // One point: a zero-length segment, which the round caps turn into a disc.
+  const [first, ...rest] = points;
+  const tail = rest.length ? rest.map((p) => `L${p[0].toFixed(1)} ${p[1].toFixed(1)}`).join('') : `L${first[0].toFixed(1)} ${first[1].toFixed(1)}`;
+  return `M${first[0].toFixed(1)} ${first[1].toFixed(1)}${tail}Z`;
+}
+
+function makeHull(h) {
+  // A wide round stroke around the hull pads it into a soft region; the group's opacity keeps
+  // fill and stroke from doubling where they overlap.
+  const g = el('g', { class: 'hull', opacity: 0.16, 'data-barrio': h.id });
+  g.appendChild(el('path', { 'stroke-width': HULL_PAD * 2, 'stroke-linejoin': 'round', 'stroke-linecap': 'round' }));
+  return g;
+}
+
+function updateHull(g, h) {
+  const p = g.firstChild;
+  set(p, 'd', hullPath(h.points));
+  set(p, 'fill', h.color); set(p, 'stroke', h.color);
+}
+
+const LINK_STYLE = {
+  connected: { stroke: 'var(--connected)', dash: 'none', width: 1.6, opacity: 0.7 },
+  suspected: { stroke: 'var(--suspected)', dash: '6 5', width: 2, opacity: 0.95 },
+  disconnected: { stroke: 'var(--disconnected)', dash: '2 5', width: 1.6, opacity: 0.8 },
+};
+
+function makeLink(l) {
+  return el('line', { class: 'link', 'data-peer': l.id, 'stroke-linecap': 'round' });
+}
+
+function updateLink(e, l) {
+  const s = LINK_STYLE[l.status] || LINK_STYLE.disconnected;
+  set(e, 'x1', l.x1); set(e, 'y1', l.y1); set(e, 'x2', l.x2); set(e, 'y2', l.y2);
+  set(e, 'data-status', l.status);
+  set(e, 'stroke', s.stroke); set(e, 'stroke-dasharray', s.dash);
+  set(e, 'stroke-width', s.width); set(e, 'opacity', s.opacity);
+}
+
+function makePeer(p) {
+  const e = el('circle', { class: 'peer', 'data-peer': p.id });
+  return e;
+}
+
+function updatePeer(e, p) {
+  set(e, 'cx', p.x); set(e, 'cy', p.y);
+  set(e, 'r', p.self ? 8 : p.selected ? 7 : 4.5);
+  set(e, 'fill', p.self ? 'var(--self)' : p.left ? 'none' : p.color);
+  set(e, 'stroke', p.self ? p.color : p.selected ? '#fff' : p.left ? '#6b7399' : '#0b1020');
+  set(e, 'stroke-width', p.self ? 3 : p.selected ? 2 : 1);
+  set(e, 'data-link', p.link || 'none');
+  set(e, 'class', p.self ? 'peer self' : 'peer');
+}
+
+function makeName() {
+  return el('text', { class: 'name', 'font-size': 12, fill: '#c9d2f5', 'paint-order': 'stroke', stroke: '#0b1020', 'stroke-width': 3 });
+}
+
+function updateName(e, p) {
+  set(e, 'x', p.x + 10); set(e, 'y', p.y + 4);
+  if (e.textContent !== p.label) e.textContent = p.label;
+}
+
+function makeLabel() {
+  const g = el('g', { class: 'barrio-label' });
+  g.appendChild(el('circle', { r: 3, fill: 'none', 'stroke-width': 1.5 }));
+  g.appendChild(el('text', { 'font-size': 12, 'font-weight': 600, 'text-anchor': 'middle', 'paint-order': 'stroke', stroke: '#0b1020', 'stroke-width': 3 }));
+  return g;
+}
+
+function updateLabel(g, h) {
+  const [c, t] = g.children;
+  // The centroid marker says something only when the barrio has more than one member.
+  set(c, 'cx', h.cx); set(c, 'cy', h.cy); set(c, 'stroke', h.count > 1 ? h.color : 'none');
+  set(t, 'x', h.cx); set(t, 'y', h.top - 22); set(t, 'fill', h.color);
+  const text = h.showLabel ? `${h.label} · ${h.count}` : '';
+  if (t.textContent !== text) t.textContent = text;
+}
+
+function makeFlight() {
+  const g = el('g', { class: 'flight' });
+  g.appendChild(el('line', { stroke: '#9fb4ff', 'stroke-width': 3, 'stroke-linecap': 'round' }));
+  g.appendChild(el('circle', { r: 4, fill: '#ffffff' }));
+  return g;
+}
+
+function updateFlight(g, fl) {
+  const [line, dot] = g.children;
+  if (fl.kind === 'ripple') {
+    line.setAttribute('visibility', 'hidden');
+    set(dot, 'cx', fl.x); set(dot, 'cy', fl.y); set(dot, 'r', fl.r);
+    set(dot, 'fill', 'none'); set(dot, 'stroke', '#9fb4ff'); set(dot, 'stroke-width', 2);
+  } else {
+    line.setAttribute('visibility', 'visible');
+    set(line, 'x1', fl.tail[0]); set(line, 'y1', fl.tail[1]); set(line, 'x2', fl.head[0]); set(line, 'y2', fl.head[1]);
+    set(dot, 'cx', fl.head[0]); set(dot, 'cy', fl.head[1]); set(dot, 'r', 4);
+    set(dot, 'fill', '#ffffff'); set(dot, 'stroke', 'none');
+  }
+  set(g, 'opacity', Math.max(0, Math.min(1, fl.alpha)));
+}
