@@ -13,7 +13,7 @@ use rand::Rng;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
-use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing};
+use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE};
 use crate::io::{LinkStatus, Priority};
 use crate::store::StreamKey;
 
@@ -90,7 +90,7 @@ impl<R: Rng> Engine<R> {
                 }
             }
             None if !full => {
-                let m = Missing { announcers: vec![from], deadline, progress };
+                let m = Missing { announcers: vec![from], deadline, progress, since: self.now };
                 self.missing.insert((key, seq), m);
             }
             None => self.reject("missing_table_full"),
@@ -126,6 +126,7 @@ impl<R: Rng> Engine<R> {
         let min = self.config.graft_min;
         let due: Vec<_> =
             self.missing.iter().filter(|(_, m)| m.deadline <= now).map(|(k, _)| *k).collect();
+        let flowing = self.last_new_event.is_some_and(|t| now.saturating_since(t) < min);
         let mut per_peer: std::collections::BTreeMap<AuthorKey, Vec<pb::StreamHead>> =
             Default::default();
         for (key, seq) in due {
@@ -140,6 +141,13 @@ impl<R: Rng> Engine<R> {
                 // The stream is flowing (a backlog draining through an eager link after a
                 // heal, say): wait another round instead of pulling a duplicate.
                 m.progress = head;
+                m.deadline = now + min;
+                continue;
+            }
+            if flowing && now.saturating_since(m.since) < PRUNE_GRACE {
+                // New events are still arriving (a backlog draining after a heal, paced
+                // behind others): the announced one is probably among them. Pulling it now
+                // would add a copy to the very queues that delay it.
                 m.deadline = now + min;
                 continue;
             }

@@ -41,7 +41,7 @@ pub(crate) const MAX_MISSING: usize = 65_536;
 /// Neighbours remembered as announcers of one missing event.
 pub(crate) const MAX_ANNOUNCERS: usize = 4;
 /// Duplicates pushed on a link within this long of its return from an outage do not prune it.
-const PRUNE_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const PRUNE_GRACE: Duration = Duration::from_secs(10);
 /// Acknowledge at once when this many reliable frames wait for an acknowledgement.
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
@@ -59,6 +59,9 @@ const MAX_DIALS: usize = 16;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the overlay and the newspaper are looked after.
 const MAINTENANCE: Duration = Duration::from_secs(1);
+/// Bounds of the event bytes one frame carries (see `Engine::frame_event_bytes`).
+const MIN_FRAME_EVENT_BYTES: usize = 1_024;
+const MAX_FRAME_EVENT_BYTES: usize = 16_384;
 /// Events answered per version vector at most (the rest follow on the next exchange).
 pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
 
@@ -70,6 +73,8 @@ pub(crate) struct Missing {
     /// The stream's head when last looked at: if it moves, the stream is flowing and the
     /// graft waits.
     pub(crate) progress: u64,
+    /// When it was first announced.
+    pub(crate) since: Time,
 }
 
 /// Counters an operator (or a test) reads.
@@ -143,6 +148,8 @@ pub struct Engine<R> {
     /// Node-wide egress pacing.
     pub(crate) uplink: Pacer,
     pub(crate) round_robin: usize,
+    /// When a new event last arrived from a neighbour (grafts wait while events flow).
+    pub(crate) last_new_event: Option<Time>,
 }
 
 /// Coordinates travel in milliseconds on the wire; the Vivaldi client works in seconds.
@@ -212,6 +219,7 @@ impl<R: Rng> Engine<R> {
             uplink: Pacer::new(config_uplink, now),
             redial: BTreeMap::new(),
             round_robin: 0,
+            last_new_event: None,
         };
         for ev in stored {
             if ev.author() == me {
@@ -402,9 +410,40 @@ impl<R: Rng> Engine<R> {
         self.round_robin = self.round_robin.wrapping_add(1);
     }
 
-    /// Sends events to one neighbour in frames of at most `max_events_per_frame`.
+    /// Bytes of events one frame carries at most: 100 ms of the slower of the node's egress
+    /// and the link's rate, within [`MIN_FRAME_EVENT_BYTES`, `MAX_FRAME_EVENT_BYTES`]. A
+    /// frame leaves whole, and while it does nothing else (no heartbeat, no acknowledgement)
+    /// leaves the node: a 20 kB batch on a 51 kbit/s share of a radio silences the node for
+    /// 3 s, longer than the neighbours' suspicion delay.
+    fn frame_event_bytes(&self, to: AuthorKey) -> usize {
+        let link = self.links.get(&to).and_then(Link::rate_bps);
+        let rate = match (self.uplink.rate_bps, link) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        rate.map_or(MAX_FRAME_EVENT_BYTES, |r| usize::try_from(r / 80).unwrap_or(usize::MAX))
+            .clamp(MIN_FRAME_EVENT_BYTES, MAX_FRAME_EVENT_BYTES)
+    }
+
+    /// Sends events to one neighbour in frames of at most `max_events_per_frame` and about
+    /// `frame_event_bytes` (a single larger event still goes alone).
     pub(crate) fn send_events(&mut self, to: AuthorKey, events: &[VerifiedEvent], sync: bool) {
-        for chunk in events.chunks(self.config.max_events_per_frame.max(1)) {
+        let max_events = self.config.max_events_per_frame.max(1);
+        let max_bytes = self.frame_event_bytes(to);
+        let mut chunks: Vec<&[VerifiedEvent]> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, e) in events.iter().enumerate() {
+            let len = e.envelope().len();
+            if i > start && (i - start >= max_events || bytes + len > max_bytes) {
+                chunks.push(&events[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            bytes += len;
+        }
+        if start < events.len() {
+            chunks.push(&events[start..]);
+        }
+        for chunk in chunks {
             let class = chunk.iter().map(|e| class_of(e.stream())).min().unwrap_or(Priority::Post);
             let envelopes = chunk.iter().map(|e| e.envelope().clone()).collect();
             let supersedes = match chunk {
@@ -487,6 +526,9 @@ impl<R: Rng> Engine<R> {
         match self.store.insert(ev.clone()) {
             Insert::New { superseded, delivered } => {
                 self.stats.events_new += 1;
+                if from.is_some() {
+                    self.last_new_event = Some(self.now);
+                }
                 self.missing.remove(&(key, ev.seq()));
                 self.emit(Output::Persist(StoreOp::Put(ev.clone())));
                 if let Some(seq) = superseded {
@@ -1039,5 +1081,22 @@ impl<R: Rng> Protocol for Engine<R> {
 
     fn known_peers(&self) -> usize {
         self.known_count()
+    }
+
+    fn membership_digest(&self) -> u64 {
+        self.store.membership_digest()
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.stats;
+        let dropped: u64 = self.links.values().map(|l| l.dropped).sum();
+        vec![
+            ("retransmits", s.retransmits),
+            ("grafts", s.grafts),
+            ("prunes", s.prunes),
+            ("version_vectors", s.version_vectors),
+            ("events_duplicate", s.events_duplicate),
+            ("link_buffer_drops", dropped),
+        ]
     }
 }

@@ -272,4 +272,16 @@ pub trait Protocol {
     fn digest(&self) -> u64;
     /// How many other peers this peer knows of (its membership view).
     fn known_peers(&self) -> usize;
+    /// A summary of this peer's membership view alone (the latest-value streams: presence,
+    /// status, departures), without the posts: peers that know the same members in the same
+    /// versions have equal membership digests, however many posts are still in flight. Peers
+    /// without a membership view of their own (the baselines) return a constant.
+    fn membership_digest(&self) -> u64 {
+        0
+    }
+    /// Engine counters by name (retransmissions, grafts, prunes, …) for the simulator's
+    /// report; empty for state machines that keep none.
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
 }

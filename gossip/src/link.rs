@@ -181,6 +181,11 @@ impl Link {
         self.pacer.rate_bps = rate_bps;
     }
 
+    /// The rate this link is paced at alone, if any.
+    pub(crate) fn rate_bps(&self) -> Option<u64> {
+        self.pacer.rate_bps
+    }
+
     /// Median of the recent RTT samples.
     pub(crate) fn rtt(&self) -> Option<Duration> {
         if self.rtts.is_empty() {

@@ -48,6 +48,8 @@ pub(crate) struct Store {
     logs: BTreeMap<StreamKey, Log>,
     /// XOR of `head_hash` over every head.
     digest: u64,
+    /// The same over the latest-value heads only (the membership view).
+    lv_digest: u64,
     /// Bound: log events kept per (author, stream).
     max_log: usize,
     /// Bound: distinct authors.
@@ -72,6 +74,7 @@ impl Store {
             latest: BTreeMap::new(),
             logs: BTreeMap::new(),
             digest: 0,
+            lv_digest: 0,
             max_log,
             max_authors,
             authors: BTreeMap::new(),
@@ -79,10 +82,14 @@ impl Store {
     }
 
     fn set_head(&mut self, key: &StreamKey, old: u64, new: u64) {
+        let mut change = head_hash(key, new);
         if old != 0 {
-            self.digest ^= head_hash(key, old);
+            change ^= head_hash(key, old);
         }
-        self.digest ^= head_hash(key, new);
+        self.digest ^= change;
+        if key.1.kind() == Some(StreamKind::LatestValue) {
+            self.lv_digest ^= change;
+        }
     }
 
     /// True when a new author can be admitted (the store is bounded in authors).
@@ -205,6 +212,12 @@ impl Store {
     /// Summary of every head: equal digests mean equal heads.
     pub(crate) fn digest(&self) -> u64 {
         self.digest
+    }
+
+    /// Summary of the latest-value heads alone (presence, status, departures: the
+    /// membership view), whatever posts are held.
+    pub(crate) fn membership_digest(&self) -> u64 {
+        self.lv_digest
     }
 
     /// Number of heads (for the digest frame).

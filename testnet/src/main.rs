@@ -1,9 +1,10 @@
 //! `vecino-testnet`: evaluations and test networks for vecino.
 //!
-//! Subcommands arrive with their issues: `coords` (coordinate evaluation on RTT matrices)
-//! now; `sim`, `local` and `soak` later.
+//! `coords` evaluates coordinate profiles on RTT matrices, `sim` runs scenarios on the
+//! deterministic simulator, `local` and `soak` run real `vecino` processes on this machine.
 
 mod coords;
+mod local;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +23,10 @@ enum Command {
     Coords(coords::CoordsArgs),
     /// Run a simulation scenario (vecino, fullmesh and push side by side).
     Sim(sim::SimArgs),
+    /// Run N real vecino processes on 127.0.0.1 under a fault schedule and write a report.
+    Local(local::LocalArgs),
+    /// A long real-process run: two halves whose link flaps, summarised per interval.
+    Soak(local::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +34,7 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Command::Coords(args) => coords::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Local(args) => local::run_local(args),
+        Command::Soak(args) => local::run_soak(args),
     }
 }

@@ -5,7 +5,7 @@
 //! derived from those arrays, so per-peer maps are not needed. Latency and stretch samples are
 //! kept as `f32` for the percentiles.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vecino_proto::{Bytes, pb};
 
@@ -13,7 +13,7 @@ use crate::io::{LinkStatus, Priority};
 use crate::sim::disseminators::PeerDirectory;
 use crate::sim::report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 use crate::sim::scenario::{Fault, Scenario};
-use crate::sim::wire::for_each_event;
+use crate::sim::wire::{for_each_event, frame_kind, kind_label};
 
 const NEVER: u32 = u32::MAX;
 const NO_HOP: u8 = u8::MAX;
@@ -68,6 +68,14 @@ pub(crate) struct Metrics {
     pub(crate) converge_from_start: Option<f64>,
     pub(crate) posts_skipped: u64,
     pub(crate) active_faults: usize,
+    pub(crate) members_known: Option<f64>,
+    pub(crate) membership_converged: Option<f64>,
+    pub(crate) converge_quiet: Option<f64>,
+    bytes_by_kind: BTreeMap<&'static str, u64>,
+    author_by_kind: BTreeMap<&'static str, f64>,
+    /// Reliable frames carrying an author's own post, by (author, neighbour, link seq): a
+    /// frame seen again is a retransmission.
+    author_frames: HashSet<(u32, u32, u64)>,
 }
 
 impl Metrics {
@@ -106,6 +114,12 @@ impl Metrics {
             converge_from_start: None,
             posts_skipped: 0,
             active_faults: 0,
+            members_known: None,
+            membership_converged: None,
+            converge_quiet: None,
+            bytes_by_kind: BTreeMap::new(),
+            author_by_kind: BTreeMap::new(),
+            author_frames: HashSet::new(),
         }
     }
 
@@ -175,12 +189,15 @@ impl Metrics {
     pub(crate) fn sent(
         &mut self,
         t_us: u64,
-        from: u32,
+        (from, to): (u32, u32),
         class: Priority,
         frame: &Bytes,
         dir: &PeerDirectory,
     ) {
         let len = frame.len() as u64;
+        let (field, sync, link_seq) = frame_kind(frame);
+        let label = kind_label(field, sync, class);
+        *self.bytes_by_kind.entry(label).or_default() += len;
         let b = self.bucket(t_us);
         match class {
             Priority::Control => self.sent.control += len,
@@ -197,7 +214,11 @@ impl Metrics {
                 }
             });
             if own > 0 {
-                self.author_egress += len as f64 * own as f64 / n as f64;
+                let share = len as f64 * own as f64 / n as f64;
+                self.author_egress += share;
+                let again = link_seq != 0 && !self.author_frames.insert((from, to, link_seq));
+                let label = if again { "retransmit" } else { label };
+                *self.author_by_kind.entry(label).or_default() += share;
             }
         } else {
             self.timeline.other_bytes[b] += len;
@@ -305,6 +326,25 @@ impl Metrics {
             || (from_start && self.converge_from_start.is_none())
     }
 
+    /// Whether any from-start membership measure is still open.
+    pub(crate) fn waiting_for_membership(&self) -> bool {
+        self.members_known.is_none() || self.membership_converged.is_none()
+    }
+
+    /// Every live peer knows every other now; `agree`: with equal membership digests.
+    pub(crate) fn members(&mut self, t_us: u64, agree: bool) {
+        let t = t_us as f64 / 1e6;
+        self.members_known.get_or_insert(t);
+        if agree {
+            self.membership_converged.get_or_insert(t);
+        }
+    }
+
+    /// All live peers hold the same, `quiet_us` after publishing and faults ended.
+    pub(crate) fn converged_quiet(&mut self, since_quiet_us: u64) {
+        self.converge_quiet.get_or_insert(since_quiet_us as f64 / 1e6);
+    }
+
     /// All live peers agree now.
     pub(crate) fn converged(&mut self, t_us: u64) {
         if self.converge_from_start.is_none() {
@@ -329,6 +369,7 @@ impl Metrics {
         max_queue_bytes: u64,
         events: u64,
         heal_cut_rtt_us: &[u64],
+        counters: BTreeMap<String, u64>,
     ) -> Report {
         self.waiting_heals_give_up();
         for (_, (f, _)) in self.pending_reconnect.drain() {
@@ -428,6 +469,16 @@ impl Metrics {
             fifo_violations: self.fifo_violations,
             duplicate_deliveries: self.duplicates,
             converge_from_start_s: self.converge_from_start,
+            members_known_s: self.members_known,
+            membership_converged_s: self.membership_converged,
+            converge_quiet_s: self.converge_quiet,
+            bytes_by_kind: self.bytes_by_kind.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+            author_egress_by_kind: self
+                .author_by_kind
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), v / postsf))
+                .collect(),
+            counters,
             converge_after_heal_s: self.converge_after_heal,
             backlog,
             suspect_delay_s: suspect,

@@ -64,8 +64,31 @@ pub struct Report {
     pub fifo_violations: u64,
     /// Deliveries of a post a peer had already delivered.
     pub duplicate_deliveries: u64,
-    /// Seconds from the start until all live peers had equal digests and knew each other.
+    /// Seconds from the start until all live peers had equal digests (every head, posts
+    /// included) and knew each other. While posts are still being published, digests are
+    /// rarely equal at one instant: see `membership_converged_s` and `converge_quiet_s`.
     pub converge_from_start_s: Option<f64>,
+    /// Seconds from the start until every live peer knew every other live peer.
+    #[serde(default)]
+    pub members_known_s: Option<f64>,
+    /// Seconds from the start until every live peer knew every other and all had equal
+    /// membership digests (the latest-value streams: presence, status, departures).
+    #[serde(default)]
+    pub membership_converged_s: Option<f64>,
+    /// Seconds from the end of publishing (and of every fault) until all live peers had equal
+    /// digests, posts included: convergence measured at a quiet point.
+    #[serde(default)]
+    pub converge_quiet_s: Option<f64>,
+    /// Bytes sent, by frame kind (`events_post`, `events_post_sync`, `events_membership`,
+    /// `ihave`, `ack`, …), first sends and retransmissions alike.
+    #[serde(default)]
+    pub bytes_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Bytes of frames sent by a post's author that carry that post, by frame kind, per post.
+    #[serde(default)]
+    pub author_egress_by_kind: std::collections::BTreeMap<String, f64>,
+    /// Engine counters summed over the live peers at the end (retransmits, grafts, …).
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
     /// Per heal (end of a partition or crash), seconds until all live peers had equal digests
     /// and knew each other; `None` if not before the next fault or the end.
     pub converge_after_heal_s: Vec<Option<f64>>,

@@ -452,7 +452,7 @@ impl Sim<'_> {
             self.metrics.drops.no_link += 1;
             return;
         }
-        self.metrics.sent(self.now, i, class, &frame, &self.dir);
+        self.metrics.sent(self.now, (i, to), class, &frame, &self.dir);
         let medium = match self.sc.link.scope {
             RateScope::Uplink => i as usize,
             RateScope::SharedRadio => self.sc.groups[i as usize] as usize,
@@ -579,31 +579,51 @@ impl Sim<'_> {
         best
     }
 
+    /// Checks, while any is still open: whether every live peer knows every other and they
+    /// agree on membership (from the start), whether they hold the same (after the start and
+    /// after each heal), and whether they hold the same once publishing and faults are over.
     fn check_convergence(&mut self) {
-        if !self.metrics.waiting_for_convergence(self.sc.converge_from_start)
-            || !self.cut.is_empty()
-            || self.metrics.active_faults > 0
-        {
+        if !self.cut.is_empty() || self.metrics.active_faults > 0 {
             return;
         }
         if self.nodes.iter().any(|n| !n.started) {
             return;
         }
+        let heals = self.metrics.waiting_for_convergence(self.sc.converge_from_start);
+        let members = self.sc.converge_from_start && self.metrics.waiting_for_membership();
+        let duration = us(self.sc.duration);
+        let quiet = self.now >= duration && self.metrics.converge_quiet.is_none();
+        if !heals && !members && !quiet {
+            return;
+        }
         let live = self.nodes.iter().filter(|n| n.alive).count();
-        let mut digest = None;
+        let mut all_known = heals || members;
+        let (mut digest, mut equal) = (None, true);
+        let (mut m_digest, mut m_equal) = (None, true);
         for n in &self.nodes {
             let Some(p) = n.proto.as_ref().filter(|_| n.alive) else {
                 continue;
             };
-            if p.known_peers() + 1 != live {
-                return;
-            }
+            all_known = all_known && p.known_peers() + 1 == live;
             let d = p.digest();
-            if *digest.get_or_insert(d) != d {
-                return;
+            equal = equal && *digest.get_or_insert(d) == d;
+            if members {
+                let m = p.membership_digest();
+                m_equal = m_equal && *m_digest.get_or_insert(m) == m;
+            }
+            if !all_known && !equal && !m_equal {
+                break;
             }
         }
-        self.metrics.converged(self.now);
+        if members && all_known {
+            self.metrics.members(self.now, m_equal);
+        }
+        if heals && all_known && equal {
+            self.metrics.converged(self.now);
+        }
+        if quiet && equal {
+            self.metrics.converged_quiet(self.now - duration);
+        }
     }
 
     fn finish(self) -> Report {
@@ -615,6 +635,12 @@ impl Sim<'_> {
             RateScope::SharedRadio => self.net.medium_bytes.as_slice(),
             _ => &[],
         };
+        let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+        for n in self.nodes.iter().filter(|n| n.alive) {
+            for (k, v) in n.proto.as_ref().map(|p| p.counters()).unwrap_or_default() {
+                *counters.entry(k.to_string()).or_default() += v;
+            }
+        }
         metrics.finish(
             self.sc,
             self.dis.name,
@@ -624,6 +650,7 @@ impl Sim<'_> {
             self.net.stats.max_backlog_bytes,
             self.events,
             &self.heal_cut_rtt,
+            counters,
         )
     }
 }

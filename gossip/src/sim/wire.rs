@@ -60,3 +60,126 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
     };
     Bytes::from(frame.encode_to_vec())
 }
+
+/// Reads one protobuf varint at `*at`, advancing it; `None` if truncated.
+fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Skips one field of wire type `wt` at `*at`; `None` if it cannot.
+fn skip(b: &[u8], at: &mut usize, wt: u64) -> Option<()> {
+    match wt {
+        0 => varint(b, at).map(|_| ()),
+        1 => (*at + 8 <= b.len()).then(|| *at += 8),
+        2 => {
+            let len = usize::try_from(varint(b, at)?).ok()?;
+            (*at + len <= b.len()).then(|| *at += len)
+        }
+        5 => (*at + 4 <= b.len()).then(|| *at += 4),
+        _ => None,
+    }
+}
+
+/// The kind of a frame, from its fields' tags only (no decode): the oneof's field number,
+/// for `Events` the `sync` flag, and the link seq (0 for frames sent without acknowledgement).
+pub(crate) fn frame_kind(frame: &[u8]) -> (u32, bool, u64) {
+    let mut at = 0;
+    let mut link_seq = 0;
+    while at < frame.len() {
+        let Some(tag) = varint(frame, &mut at) else { break };
+        let (field, wt) = (tag >> 3, tag & 7);
+        if tag == 1 << 3 {
+            let Some(v) = varint(frame, &mut at) else { break };
+            link_seq = v;
+            continue;
+        }
+        if (2..=12).contains(&field) && wt == 2 {
+            let Some(len) = varint(frame, &mut at).and_then(|l| usize::try_from(l).ok()) else {
+                break;
+            };
+            let body = &frame[at..(at + len).min(frame.len())];
+            let sync = field == 2 && events_sync(body);
+            return (field as u32, sync, link_seq);
+        }
+        if skip(frame, &mut at, wt).is_none() {
+            break;
+        }
+    }
+    (0, false, link_seq)
+}
+
+fn events_sync(body: &[u8]) -> bool {
+    let mut at = 0;
+    while at < body.len() {
+        let Some(tag) = varint(body, &mut at) else { return false };
+        if tag == (2 << 3) {
+            return varint(body, &mut at).is_some_and(|v| v != 0);
+        }
+        if skip(body, &mut at, tag & 7).is_none() {
+            return false;
+        }
+    }
+    false
+}
+
+/// A stable label for a frame kind as returned by [`frame_kind`]; `Events` frames are told
+/// apart by send class and by how they were sent (eager push, or sync: graft answers and
+/// anti-entropy).
+pub(crate) fn kind_label(field: u32, sync: bool, class: crate::io::Priority) -> &'static str {
+    use crate::io::Priority;
+    match (field, sync, class) {
+        (2, false, Priority::Post) => "events_post",
+        (2, true, Priority::Post) => "events_post_sync",
+        (2, false, Priority::Membership) => "events_membership",
+        (2, true, Priority::Membership) => "events_membership_sync",
+        (2, _, _) => "events_other",
+        (3, ..) => "ping",
+        (4, ..) => "pong",
+        (5, ..) => "digest",
+        (6, ..) => "version_vector",
+        (7, ..) => "request",
+        (8, ..) => "ack",
+        (9, ..) => "fraud_proof",
+        (10, ..) => "ihave",
+        (11, ..) => "graft",
+        (12, ..) => "prune",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Priority;
+
+    #[test]
+    fn frame_kinds_are_read_from_tags() {
+        let frame = |kind| {
+            Bytes::from(
+                pb::Frame { link_seq: 300, link_floor: 7, kind: Some(kind) }.encode_to_vec(),
+            )
+        };
+        let ev = |sync| {
+            pb::frame::Kind::Events(pb::Events {
+                envelopes: vec![Bytes::from_static(b"abc")],
+                sync,
+            })
+        };
+        assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));
+        assert_eq!(frame_kind(&frame(ev(true))), (2, true, 300));
+        let ack = pb::frame::Kind::Ack(pb::Ack { cumulative: 5, selective: vec![] });
+        assert_eq!(kind_label(frame_kind(&frame(ack)).0, false, Priority::Control), "ack");
+        let ihave = pb::frame::Kind::Ihave(pb::IHave { heads: vec![] });
+        assert_eq!(frame_kind(&frame(ihave)).0, 10);
+        assert_eq!(frame_kind(b"\xff"), (0, false, 0));
+    }
+}

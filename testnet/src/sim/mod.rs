@@ -33,6 +33,13 @@ pub(crate) struct SimArgs {
     /// Write SVG charts of delivery and traffic over time into this directory.
     #[arg(long, value_name = "DIR")]
     svg: Option<PathBuf>,
+    /// Override the scenario's traffic duration (seconds), for shorter iterations; the
+    /// report says what ran.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Override the scenario's number of peers (generated latencies only: a matrix fixes it).
+    #[arg(long, value_name = "N")]
+    peers: Option<usize>,
     /// Disseminators to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
@@ -59,7 +66,13 @@ struct Output<'a> {
 }
 
 pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
-    let file = ScenarioFile::read(&args.scenario)?;
+    let mut file = ScenarioFile::read(&args.scenario)?;
+    if let Some(d) = args.duration {
+        file.duration_s = d;
+    }
+    if let Some(n) = args.peers {
+        file.peers = n;
+    }
     let seed = args.seed.unwrap_or(file.seed);
     let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
     let child = args.child_report.is_some();
@@ -151,10 +164,15 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
 /// Runs one disseminator in a child process of this binary, so that its peak RSS is its own.
 fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     let out = std::env::temp_dir().join(format!("vecino-sim-{}-{name}.json", std::process::id()));
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .arg("sim")
-        .arg("--scenario")
-        .arg(&args.scenario)
+    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    cmd.arg("sim").arg("--scenario").arg(&args.scenario);
+    if let Some(d) = args.duration {
+        cmd.args(["--duration", &d.to_string()]);
+    }
+    if let Some(n) = args.peers {
+        cmd.args(["--peers", &n.to_string()]);
+    }
+    let status = cmd
         .args(["--seed", &seed.to_string(), "--only", name, "--child-report"])
         .arg(&out)
         .status()

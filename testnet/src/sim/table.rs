@@ -39,9 +39,9 @@ fn bytes(b: f64) -> String {
 
 /// Renders the table.
 pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
-    let mut rows: Vec<(&str, Vec<String>)> = Vec::new();
-    let mut row = |label, f: &dyn Fn(&Report) -> String| {
-        rows.push((label, reports.iter().map(f).collect()));
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |label: &str, f: &dyn Fn(&Report) -> String| {
+        rows.push((label.to_string(), reports.iter().map(f).collect()));
     };
     row("posts published", &|r| format!("{} ({} skipped)", r.posts_published, r.posts_skipped));
     row("delivery ratio", &|r| format!("{:.5}", r.delivery_ratio));
@@ -66,6 +66,38 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     row("sent: control / postcard", &|r| {
         format!("{} / {}", bytes(r.bytes_sent.control as f64), bytes(r.bytes_sent.postcard as f64))
     });
+    let mut kinds: Vec<&String> = reports.iter().flat_map(|r| r.bytes_by_kind.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let total: Vec<f64> = reports.iter().map(|r| r.bytes_sent.total().max(1) as f64).collect();
+    for kind in kinds {
+        let label = format!("  sent: {kind}");
+        let share = |r: &Report, t: f64| {
+            let b = r.bytes_by_kind.get(kind).copied().unwrap_or(0) as f64;
+            format!("{} ({:.1} %)", bytes(b), 100.0 * b / t)
+        };
+        rows.push((label, reports.iter().zip(&total).map(|(r, t)| share(r, *t)).collect()));
+    }
+    let mut kinds: Vec<&String> =
+        reports.iter().flat_map(|r| r.author_egress_by_kind.keys()).collect();
+    kinds.sort();
+    kinds.dedup();
+    for kind in kinds {
+        let label = format!("  author egress: {kind}");
+        let v = |r: &Report| bytes(r.author_egress_by_kind.get(kind).copied().unwrap_or(0.0));
+        rows.push((label, reports.iter().map(v).collect()));
+    }
+    let mut names: Vec<&String> = reports.iter().flat_map(|r| r.counters.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let label = format!("  engine: {name}");
+        let v = |r: &Report| r.counters.get(name).map_or("-".into(), u64::to_string);
+        rows.push((label, reports.iter().map(v).collect()));
+    }
+    let mut row = |label: &str, f: &dyn Fn(&Report) -> String| {
+        rows.push((label.to_string(), reports.iter().map(f).collect()));
+    };
     row("membership+control rx/peer", &|r| {
         format!("{:.2} kbit/s", r.membership_rx_bps_per_peer / 1e3)
     });
@@ -76,7 +108,10 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     }
     row("FIFO violations", &|r| r.fifo_violations.to_string());
     row("duplicate deliveries", &|r| r.duplicate_deliveries.to_string());
-    row("converged from start (s)", &|r| opt(r.converge_from_start_s, 2));
+    row("all know all (s)", &|r| opt(r.members_known_s, 2));
+    row("membership converged (s)", &|r| opt(r.membership_converged_s, 2));
+    row("equal digests, posts incl. (s)", &|r| opt(r.converge_from_start_s, 2));
+    row("equal digests after quiet (s)", &|r| opt(r.converge_quiet_s, 2));
     if !sc.faults.is_empty() {
         row("converge after heal min/med/max", &|r| series(&r.converge_after_heal_s));
         row("backlog drained min/med/max", &|r| {

@@ -1,0 +1,553 @@
+//! `vecino-testnet local` and `soak`: N real `vecino` processes on 127.0.0.1 with the link shim
+//! (latencies from an RTT matrix or a generated topology, optional rate and loss), a fault
+//! schedule (partitions, flapping links, `kill -9` and restart; testnet/faults/*.toml), posts
+//! at a steady rate through the API, and a report (report.json + report.html with inline SVG
+//! charts) from every peer's API, `/metrics` and `/proc`.
+//!
+//! The peers are started and stopped by [`vecino::cluster`]: every child is stopped when the
+//! run ends, fails, panics or is interrupted (Ctrl-C or SIGTERM). Every wait is bounded.
+
+pub(crate) mod faults;
+mod record;
+mod report;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+use vecino::cluster::{self, Cluster, Spec, parse_duration};
+use vecino_coords::topology::{RttMatrix, Topology};
+
+use faults::{Action, FaultFile, Schedule};
+use record::{Counters, Sample, Shared};
+
+/// Flags shared by `local` and `soak`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CommonArgs {
+    /// Peers to start (2 to 200)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..=200))]
+    nodes: u16,
+    /// RTT matrix file (first line n, then n rows of n ms); n ≥ --nodes, rows spread over it
+    #[arg(long, value_name = "FILE", conflicts_with = "topology")]
+    matrix: Option<PathBuf>,
+    /// Generated latency model when no --matrix: internet, line, grid, split, circle, random
+    #[arg(long, value_name = "NAME", default_value = "internet")]
+    topology: String,
+    /// Seed of the topology and of the choice of posting peers
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Posts per second over the whole network, each from a random running peer (0 to 100)
+    #[arg(long, value_name = "RATE", default_value_t = 1.0)]
+    posts: f64,
+    /// Bytes of text per post
+    #[arg(long, value_name = "BYTES", default_value_t = 200)]
+    post_bytes: usize,
+    /// Link-shim rate of every link in kbit/s, 0 = unlimited [default: 0 for local, 256 for soak]
+    #[arg(long, value_name = "KBPS")]
+    rate_kbps: Option<u64>,
+    /// Link-shim loss probability of every link (0 to 1)
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Directory for report.json and report.html (created)
+    #[arg(long, value_name = "DIR", default_value = "testnet-report")]
+    report: PathBuf,
+    /// The vecino binary [default: `vecino` next to this executable]
+    #[arg(long, value_name = "PATH")]
+    vecino: Option<PathBuf>,
+    /// Sample every peer's links, counters and coordinate this often
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    sample_every: Duration,
+    /// Longest wait for the start-up convergence (every peer lists all as alive)
+    #[arg(long, value_name = "DURATION", default_value = "180s", value_parser = parse_duration)]
+    converge_timeout: Duration,
+    /// Longest wait after the traffic for every post to reach every peer
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    settle: Duration,
+    /// A further flag for every `vecino run` (repeatable), e.g. --node-arg=--suspect-timeout-secs=20
+    #[arg(long, value_name = "FLAG", allow_hyphen_values = true)]
+    node_arg: Vec<String>,
+    /// Keep the peers' data directories and logs (in <report>/data) instead of deleting them
+    #[arg(long)]
+    keep: bool,
+}
+
+/// `vecino-testnet local`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LocalArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Traffic phase length, after the start-up convergence (e.g. 90s, 10m)
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Fault schedule (TOML; see testnet/faults/README.md)
+    #[arg(long, value_name = "FILE.toml")]
+    faults: Option<PathBuf>,
+}
+
+/// `vecino-testnet soak`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SoakArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Run length, after the start-up convergence
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    duration: Duration,
+    /// Length of each summarised interval
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    interval: Duration,
+    /// The two halves' link is down this long per flap
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    down: Duration,
+    /// ...and up this long between flaps
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    up: Duration,
+    /// Steady (no flapping) for this long at the start, as a reference interval
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    steady: Duration,
+}
+
+/// What one run needs beyond the common flags.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) duration: Duration,
+    pub(crate) schedule: Schedule,
+    pub(crate) rate_kbps: u64,
+    /// `soak`: summarise per interval; the label of each interval's scenario.
+    pub(crate) intervals: Option<(Duration, Vec<String>)>,
+    pub(crate) command: String,
+}
+
+/// A post the run sent.
+#[derive(Debug, Clone)]
+pub(crate) struct Sent {
+    pub(crate) author: usize,
+    pub(crate) t: f64,
+}
+
+/// Everything observed, for the report.
+#[derive(Debug)]
+pub(crate) struct Observed {
+    pub(crate) n: usize,
+    pub(crate) names: Vec<String>,
+    pub(crate) peer_ids: Vec<String>,
+    pub(crate) restarts: Vec<u32>,
+    pub(crate) sent: Vec<Sent>,
+    pub(crate) failed_posts: u64,
+    /// `seen[post][peer]`, s after the start of traffic.
+    pub(crate) seen: Vec<Vec<f64>>,
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) heals: Vec<f64>,
+    pub(crate) faults: Vec<(f64, f64)>,
+    pub(crate) converge_s: Option<f64>,
+    pub(crate) traffic_end: f64,
+    pub(crate) settled: bool,
+    pub(crate) interrupted: bool,
+}
+
+/// Runs `local`.
+pub(crate) fn run_local(args: &LocalArgs) -> anyhow::Result<()> {
+    let c = &args.common;
+    let end = args.duration.as_secs_f64();
+    let schedule = match &args.faults {
+        Some(f) => FaultFile::load(f)?.compile(usize::from(c.nodes), end)?,
+        None => Vec::new(),
+    };
+    let plan = Plan {
+        duration: args.duration,
+        schedule,
+        rate_kbps: c.rate_kbps.unwrap_or(0),
+        intervals: None,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    run(c, &plan)
+}
+
+/// Runs `soak`: a steady reference interval, then the two halves' link flapping.
+pub(crate) fn run_soak(args: &SoakArgs) -> anyhow::Result<()> {
+    let c = &args.common;
+    let end = args.duration.as_secs_f64();
+    let steady = args.steady.as_secs_f64().min(end);
+    let (down, up) = (args.down.as_secs_f64(), args.up.as_secs_f64());
+    let schedule = FaultFile::convoy(steady, end, down, up).compile(usize::from(c.nodes), end)?;
+    if args.interval.is_zero() {
+        bail!("--interval must be longer than 0");
+    }
+    let count = (end / args.interval.as_secs_f64()).ceil().max(1.0);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let labels = (0..count as usize)
+        .map(|k| {
+            let from = k as f64 * args.interval.as_secs_f64();
+            if from < steady {
+                "steady".to_string()
+            } else {
+                format!("flap {down:.0}s down / {up:.0}s up")
+            }
+        })
+        .collect();
+    let plan = Plan {
+        duration: args.duration,
+        schedule,
+        rate_kbps: c.rate_kbps.unwrap_or(256),
+        intervals: Some((args.interval, labels)),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    run(c, &plan)
+}
+
+/// The vecino binary: given, else next to this executable.
+fn vecino_bin(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_owned());
+    }
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let beside = exe.with_file_name("vecino");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    Err(cluster::ClusterError::NoBinary(beside).into())
+}
+
+fn matrix(c: &CommonArgs, n: usize) -> anyhow::Result<(RttMatrix, String)> {
+    match &c.matrix {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let m = RttMatrix::parse(&text).with_context(|| format!("{}", path.display()))?;
+            let m = cluster::spread_rows(&m, n).with_context(|| {
+                format!("{} has {} hosts, fewer than --nodes {n}", path.display(), m.len())
+            })?;
+            Ok((m, path.display().to_string()))
+        }
+        None => {
+            let t = Topology::from_name(&c.topology)
+                .with_context(|| format!("unknown topology {:?}", c.topology))?;
+            let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+            Ok((t.generate(n, &mut rng), format!("generated {} (seed {})", t.name(), c.seed)))
+        }
+    }
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    if let Ok(s) = ProgressStyle::with_template(template) {
+        b.set_style(s.progress_chars("=> "));
+    }
+    b.enable_steady_tick(Duration::from_millis(250));
+    b
+}
+
+fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
+    let n = usize::from(c.nodes);
+    if !(0.0..=100.0).contains(&c.posts) {
+        bail!("--posts must be between 0 and 100 per second");
+    }
+    if !(0.0..=1.0).contains(&c.loss) {
+        bail!("--loss must be between 0 and 1");
+    }
+    let (m, matrix_name) = matrix(c, n)?;
+    std::fs::create_dir_all(&c.report)
+        .with_context(|| format!("cannot create {}", c.report.display()))?;
+    let data = c.report.join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data)
+            .with_context(|| format!("cannot clear {}", data.display()))?;
+    }
+    let interrupt = cluster::interrupt_flag();
+    let spec = Spec {
+        bin: vecino_bin(c.vecino.as_deref())?,
+        dir: data.clone(),
+        matrix: Some(m.clone()),
+        rate_kbps: plan.rate_kbps,
+        loss: c.loss,
+        n,
+        extra: c.node_arg.clone(),
+        log: "warn".into(),
+    };
+    println!(
+        "vecino-testnet: {n} peers, latencies {matrix_name}, rate {} kbit/s, loss {}, posts {}/s, {} s, {} fault actions",
+        plan.rate_kbps,
+        c.loss,
+        c.posts,
+        plan.duration.as_secs(),
+        plan.schedule.len()
+    );
+    let spin = bar(0, "{spinner} {elapsed_precise} {msg}");
+    spin.set_message(format!("starting {n} peers"));
+    let started = Instant::now();
+    let mut cl = Cluster::start(spec, Some(interrupt.clone()))?;
+    spin.finish_and_clear();
+    println!("{n} peers up in {:.1} s", started.elapsed().as_secs_f64());
+    let observed = drive(&mut cl, c, plan, &m, &interrupt)?;
+    cl.stop_all();
+    drop(cl);
+    let out = report::write(&c.report, c, plan, &matrix_name, &observed)?;
+    if !c.keep {
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    println!("{out}");
+    println!("report: {}", c.report.join("report.html").display());
+    if observed.interrupted {
+        bail!("interrupted; the report covers the run so far");
+    }
+    Ok(())
+}
+
+/// Waits until every peer lists all `n` as alive; the time taken, or None at the timeout.
+fn converge(cl: &mut Cluster, n: usize, timeout: Duration, stop: &AtomicBool) -> Option<f64> {
+    let b =
+        bar(n as u64, "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} peers know all {msg}");
+    let t = Instant::now();
+    let result = loop {
+        let full = cl
+            .members
+            .iter()
+            .filter(|m| {
+                m.client().get("/v1/members").ok().is_some_and(|v| {
+                    v.as_array()
+                        .is_some_and(|a| a.iter().filter(|x| x["status"] == "alive").count() == n)
+                })
+            })
+            .count();
+        b.set_position(full as u64);
+        if full == n {
+            break Some(t.elapsed().as_secs_f64());
+        }
+        if t.elapsed() > timeout || !cluster::sleep_unless(stop, Duration::from_millis(500)) {
+            break None;
+        }
+    };
+    b.finish_and_clear();
+    result
+}
+
+/// Cuts in force: `(a, b)` = peer a's shim drops peer b.
+type Cuts = BTreeSet<(usize, usize)>;
+
+fn shim(cl: &Cluster, at: usize, peers: &[usize], path: &str) {
+    let ids: Vec<&str> = peers.iter().map(|&p| cl.members[p].peer_id.as_str()).collect();
+    let _ = cl.members[at].client().post(path, &json!({ "peers": ids }));
+}
+
+fn cut(cl: &Cluster, cuts: &mut Cuts, a: &[usize], b: &[usize], restore: bool) {
+    let path = if restore { "/v1/shim/restore" } else { "/v1/shim/cut" };
+    for (x, y) in [(a, b), (b, a)] {
+        for &i in x {
+            shim(cl, i, y, path);
+            for &j in y {
+                if restore {
+                    cuts.remove(&(i, j));
+                } else {
+                    cuts.insert((i, j));
+                }
+            }
+        }
+    }
+}
+
+fn drive(
+    cl: &mut Cluster,
+    c: &CommonArgs,
+    plan: &Plan,
+    m: &RttMatrix,
+    interrupt: &Arc<AtomicBool>,
+) -> anyhow::Result<Observed> {
+    let n = cl.members.len();
+    let converge_s = converge(cl, n, c.converge_timeout, interrupt);
+    match converge_s {
+        Some(s) => println!("every peer lists all {n} as alive after {s:.1} s"),
+        None => println!("not converged after {:?}: going on anyway", c.converge_timeout),
+    }
+    let shared = Shared::new(cl.members.iter().map(|m| m.api.clone()).collect());
+    for i in 0..n {
+        record::follow(shared.clone(), i);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed ^ 0x7e57);
+    let mut counters = Counters::default();
+    let mut samples = vec![record::sample(cl, &mut counters, 0.0, Some(m))];
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut failed_posts = 0u64;
+    let mut heals = Vec::new();
+    let mut cuts = Cuts::new();
+    let mut next = 0usize;
+    let end = plan.duration.as_secs_f64();
+    let gap = if c.posts > 0.0 { 1.0 / c.posts } else { f64::INFINITY };
+    let mut next_post = gap.min(end);
+    let mut next_sample = c.sample_every.as_secs_f64();
+    let filler = "x".repeat(c.post_bytes.saturating_sub(12));
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let b = bar(end.ceil() as u64, "{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}");
+    let mut interrupted = false;
+    loop {
+        let t = shared.now();
+        if t >= end {
+            break;
+        }
+        if interrupt.load(Ordering::Relaxed) {
+            interrupted = true;
+            break;
+        }
+        while next < plan.schedule.len() && plan.schedule[next].0 <= t {
+            apply(cl, &shared, &mut cuts, &mut heals, &plan.schedule[next].1, t, &b);
+            next += 1;
+        }
+        // Posts due (at most 100 per pass, so faults and samples keep their time).
+        for _ in 0..100 {
+            if next_post > t {
+                break;
+            }
+            next_post += gap;
+            let running: Vec<usize> = (0..n).filter(|&i| cl.members[i].is_running()).collect();
+            if running.is_empty() {
+                break;
+            }
+            let author = running[rng.random_range(0..running.len())];
+            let k = sent.len();
+            shared.expect(k, n);
+            let text = format!("{k} p{author} {filler}");
+            let now = shared.now();
+            let body = json!({"topic": record::TOPIC, "text": text});
+            match cl.members[author].client().post("/v1/posts", &body) {
+                Ok(_) => {
+                    shared.record(author, &text, now);
+                    sent.push(Sent { author, t: now });
+                }
+                Err(_) => {
+                    failed_posts += 1;
+                    // Keep the slot (the record is indexed by k) but mark it as never sent.
+                    sent.push(Sent { author, t: f64::NAN });
+                }
+            }
+        }
+        if t >= next_sample {
+            next_sample += c.sample_every.as_secs_f64();
+            samples.push(record::sample(cl, &mut counters, t, Some(m)));
+        }
+        let seen = shared.snapshot();
+        let (got, want) = delivered(&sent, &seen, n);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        b.set_position(t as u64);
+        b.set_message(format!(
+            "posts {} delivered {:.1} % cuts {} down {}",
+            sent.len(),
+            100.0 * got as f64 / want.max(1) as f64,
+            cuts.len(),
+            (0..n).filter(|&i| !cl.members[i].is_running()).count()
+        ));
+        cluster::sleep_unless(interrupt, Duration::from_millis(100));
+    }
+    b.finish_and_clear();
+    let traffic_end = shared.now();
+    // End of the schedule: lift every cut, restart every peer that is down.
+    if !cuts.is_empty() {
+        for i in 0..n {
+            let _ = cl.members[i].client().post("/v1/shim/restore", &json!({}));
+        }
+        cuts.clear();
+        heals.push(shared.now());
+    }
+    for i in 0..n {
+        if !cl.members[i].is_running() {
+            restart(cl, &shared, &cuts, i)?;
+        }
+    }
+    // Settle: every post at every peer, bounded.
+    let s = bar(0, "{spinner} {elapsed_precise} settling: {msg}");
+    let t = Instant::now();
+    let mut settled = false;
+    while !interrupted && t.elapsed() < c.settle {
+        let (got, want) = delivered(&sent, &shared.snapshot(), n);
+        s.set_message(format!("{got} of {want} deliveries"));
+        if got == want {
+            settled = true;
+            break;
+        }
+        if !cluster::sleep_unless(interrupt, Duration::from_millis(500)) {
+            interrupted = true;
+        }
+    }
+    s.finish_and_clear();
+    // The authoritative count: every peer's stored posts.
+    for (i, mem) in cl.members.iter().enumerate() {
+        record::catch_up(&shared, i, &mem.client(), 0);
+    }
+    samples.push(record::sample(cl, &mut counters, shared.now(), Some(m)));
+    shared.stop.store(true, Ordering::Relaxed);
+    Ok(Observed {
+        n,
+        names: cl.members.iter().map(|m| m.name.clone()).collect(),
+        peer_ids: cl.members.iter().map(|m| m.peer_id.clone()).collect(),
+        restarts: cl.members.iter().map(|m| m.restarts).collect(),
+        sent,
+        failed_posts,
+        seen: shared.snapshot(),
+        samples,
+        heals,
+        faults: faults::intervals(&plan.schedule),
+        converge_s,
+        traffic_end,
+        settled,
+        interrupted,
+    })
+}
+
+/// (deliveries made, deliveries expected) to peers other than the author.
+pub(crate) fn delivered(sent: &[Sent], seen: &[Vec<f64>], n: usize) -> (usize, usize) {
+    let mut got = 0;
+    let mut want = 0;
+    for (k, s) in sent.iter().enumerate() {
+        if s.t.is_nan() {
+            continue;
+        }
+        want += n - 1;
+        if let Some(row) = seen.get(k) {
+            got += row.iter().enumerate().filter(|(i, t)| *i != s.author && !t.is_nan()).count();
+        }
+    }
+    (got, want)
+}
+
+fn restart(cl: &mut Cluster, shared: &Shared, cuts: &Cuts, i: usize) -> anyhow::Result<()> {
+    cl.restart(i)?;
+    if let Ok(mut apis) = shared.apis.write() {
+        apis[i] = cl.members[i].api.clone();
+    }
+    // Its own cuts were lost with the process: apply them again.
+    let mine: Vec<usize> = cuts.iter().filter(|(a, _)| *a == i).map(|(_, b)| *b).collect();
+    if !mine.is_empty() {
+        shim(cl, i, &mine, "/v1/shim/cut");
+    }
+    Ok(())
+}
+
+fn apply(
+    cl: &mut Cluster,
+    shared: &Shared,
+    cuts: &mut Cuts,
+    heals: &mut Vec<f64>,
+    action: &Action,
+    t: f64,
+    b: &ProgressBar,
+) {
+    match action {
+        Action::Cut(a, x) => cut(cl, cuts, a, x, false),
+        Action::Restore(a, x) => {
+            cut(cl, cuts, a, x, true);
+            heals.push(t);
+        }
+        Action::Kill(i) => {
+            cl.kill9(*i);
+            b.println(format!("[{t:>6.1} s] kill -9 {}", cl.members[*i].name));
+        }
+        Action::Restart(i) => match restart(cl, shared, cuts, *i) {
+            Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[*i].name)),
+            Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
+        },
+    }
+}
