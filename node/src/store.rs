@@ -18,6 +18,12 @@
 //! disk, and a `kill -9` loses nothing acknowledged. Batching many inputs per commit (group
 //! commit) is what makes that affordable.
 //!
+//! The custody and outgoing queues are not a table of their own: a neighbour's queue is the
+//! set of stored events it has not acknowledged, and after a restart the engine rebuilds it
+//! from the store by exchanging version vectors on every new link (each side sends what the
+//! other lacks, latest-value events newest first). So what a node held in custody when it was
+//! killed is sent again from its durable log, and a queue can never disagree with the log.
+//!
 //! A file that is not a redb database, or a redb database that is not a vecino store, or a
 //! vecino store of another schema version, is refused with an error saying which.
 
