@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rand::{Rng, RngExt};
-use vecino_coords::{Client, Coordinate};
+use vecino_coords::{Client, Coordinate, CoordinateError};
 use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
 use vecino_proto::{
     AuthorKey, Bytes, FraudProof, Hlc, Identity, VerifiedEvent, Verifier, decode_frame,
@@ -246,6 +246,12 @@ impl<R: Rng> Engine<R> {
     /// This peer's current (application-level) coordinate.
     pub fn coordinate(&self) -> Coordinate {
         *self.coords.app_coordinate()
+    }
+
+    /// Resumes this peer's coordinate from one the host saved before a restart (fresher than
+    /// the last published newspaper, which is gated on movement). Refused if it does not check.
+    pub fn resume_coordinate(&mut self, c: Coordinate) -> Result<(), CoordinateError> {
+        self.coords.set_coordinate(c)
     }
 
     /// Counters.

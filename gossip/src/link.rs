@@ -118,6 +118,8 @@ pub(crate) struct Link {
     pub(crate) next_digest: Time,
     /// Last digest heard from the neighbour (to spot one that stopped changing).
     pub(crate) their_digest: Option<u64>,
+    /// Our own digest when their last digest arrived.
+    pub(crate) my_digest: Option<u64>,
     /// Link seq of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by the store's streams).
     superseding: BTreeMap<crate::store::StreamKey, u64>,
@@ -165,6 +167,7 @@ impl Link {
             ihave: Vec::new(),
             next_digest: now,
             their_digest: None,
+            my_digest: None,
             vv_in: std::collections::BTreeMap::new(),
             superseding: BTreeMap::new(),
             next_seq: 1,

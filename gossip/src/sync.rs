@@ -9,8 +9,8 @@
 //!   every (author, stream)); each side sends what the other lacks, latest-value events newest
 //!   first, then log events in order, paced by the link;
 //! - every `sync_interval` neighbours exchange a digest of their heads; a digest that differs
-//!   from ours and has not changed since the last one (the neighbour is not catching up by
-//!   itself) triggers a version vector exchange;
+//!   from ours while neither has changed since the last one (nothing is in flight: the two are
+//!   not catching up by themselves) triggers a version vector exchange;
 //! - a log event that arrives ahead of a gap makes the receiver ask the sender for the gap.
 
 use std::collections::BTreeMap;
@@ -41,8 +41,13 @@ impl<R: Rng> Engine<R> {
         let theirs = u64::from_le_bytes(bytes);
         let mine = self.store.digest();
         let Some(link) = self.links.get_mut(&from) else { return };
-        let stuck = link.their_digest == Some(theirs);
+        // Stuck: neither side's digest moved over a whole interval, yet they differ. A digest
+        // that differs only because an event is in flight (one side just received or
+        // published it) is not stuck, and costs no version vectors (two of them, ~40 B per
+        // head each way).
+        let stuck = link.their_digest == Some(theirs) && link.my_digest == Some(mine);
         link.their_digest = Some(theirs);
+        link.my_digest = Some(mine);
         // A link still carrying unacknowledged or queued frames is catching up already.
         let idle = link.retained() == 0;
         if theirs != mine && stuck && idle {

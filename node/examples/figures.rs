@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p vecino --examples
-//! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180]
+//! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args "FLAGS"]
 //! target/release/examples/figures ingest [--events 200000]
 //! ```
 //!
@@ -112,8 +112,14 @@ fn mesh(args: &[String]) {
     std::fs::write(&links, format!("matrix = \"{}\"\n{nodes_toml}", matrix_path.display()))
         .unwrap();
     let links = links.to_str().unwrap().to_string();
-    let extra = ["--emulate-links", links.as_str()];
-    println!("mesh: {n} peers, matrix {} rows {rows:?}", matrix_path.display());
+    // `--peer-args "--heartbeat-ms 2000 …"`: more flags for every peer (to measure profiles).
+    let peer_args: String = arg(args, "--peer-args", String::new());
+    let mut extra = vec!["--emulate-links", links.as_str()];
+    extra.extend(peer_args.split_whitespace());
+    println!(
+        "mesh: {n} peers, matrix {} rows {rows:?}, peer flags {extra:?}",
+        matrix_path.display()
+    );
 
     let mut peers = vec![Peer::start("p0", &tmp.path().join("p0"), &[], &extra)];
     let boot = vec![peers[0].addr.clone()];
@@ -143,12 +149,15 @@ fn mesh(args: &[String]) {
     });
     println!("{n} posts delivered to all {n} peers in {:.2} s", t.elapsed().as_secs_f64());
 
-    // Idle: traffic and memory over the settle window.
-    std::thread::sleep(Duration::from_secs(10));
+    // Idle: traffic and memory over the last minute of the settle window, once the overlay has
+    // trimmed its surplus links (a link is kept at least 60 s) and the coordinates have settled.
+    let window = (settle / 3).clamp(30, 60);
+    std::thread::sleep(Duration::from_secs(settle.saturating_sub(window)));
     let bytes0: Vec<f64> =
         peers.iter().map(|p| p.metric("vecino_transport_bytes_sent_total", "")).collect();
+    let kinds0: Vec<Vec<(String, f64)>> = peers.iter().map(queued_by_kind).collect();
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs(settle.saturating_sub(10).max(30)));
+    std::thread::sleep(Duration::from_secs(window));
     let dt = t0.elapsed().as_secs_f64();
     let kbps: Vec<f64> = peers
         .iter()
@@ -164,6 +173,20 @@ fn mesh(args: &[String]) {
         median(rss.clone()),
         pct(&rss, 1.0)
     );
+
+    // Where the idle bytes go: the engine's queued frame bytes by kind, summed over peers.
+    let mut by_kind: std::collections::BTreeMap<String, f64> = Default::default();
+    for (p, k0) in peers.iter().zip(&kinds0) {
+        for (kind, b) in queued_by_kind(p) {
+            let before = k0.iter().find(|(k, _)| *k == kind).map_or(0.0, |(_, b)| *b);
+            *by_kind.entry(kind).or_default() += b - before;
+        }
+    }
+    let per_node = |b: f64| b * 8.0 / dt / 1e3 / n as f64;
+    let total: f64 = by_kind.values().map(|&b| per_node(b)).sum();
+    let parts: Vec<String> =
+        by_kind.iter().map(|(k, &b)| format!("{k} {:.2}", per_node(b))).collect();
+    println!("idle engine frames queued, kbit/s per peer: {total:.2} ({})", parts.join(", "));
 
     // Coordinates against the matrix.
     let coords: Vec<vecino_coords::Coordinate> =
@@ -364,7 +387,21 @@ fn main() {
         Some("mesh") => mesh(&args),
         Some("ingest") => ingest(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] | ingest [--events N]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N]"
         ),
     }
+}
+
+/// The engine's queued frame bytes by kind (`vecino_gossip_frame_bytes_queued_total{kind}`).
+fn queued_by_kind(p: &Peer) -> Vec<(String, f64)> {
+    let text = p.client().get_text("/metrics").expect("metrics");
+    let prefix = "vecino_gossip_frame_bytes_queued_total{kind=\"";
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix)?;
+            let (kind, rest) = rest.split_once('"')?;
+            let value = rest.rsplit_once(' ')?.1.parse().ok()?;
+            Some((kind.to_string(), value))
+        })
+        .collect()
 }

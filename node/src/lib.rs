@@ -30,5 +30,6 @@ pub mod peer;
 pub mod radar;
 pub mod shim;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;
 pub mod transport;

@@ -195,6 +195,9 @@ fn run_node(config: Option<&Path>, check: bool, settings: Settings) -> anyhow::R
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
         tracing::info!(peer = %node.peer_id(), api = %format!("http://{api_addr}"), "vecino is up");
         println!("vecino {} api http://{api_addr}", node.peer_id());
+        if let Err(e) = vecino::systemd::notify("READY=1") {
+            tracing::warn!("cannot tell systemd we are ready: {e}");
+        }
         let server = axum::serve(listener, api::router(shared));
         tokio::spawn(async move {
             if let Err(e) = server.await {
@@ -230,6 +233,7 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     }
     tracing::info!("shutdown requested");
+    let _ = vecino::systemd::notify("STOPPING=1");
 }
 
 #[cfg(unix)]

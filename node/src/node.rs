@@ -60,6 +60,8 @@ pub const EVENT_BUFFER: usize = 1024;
 const BOOK_DIAL_AT_START: usize = 16;
 /// Shortest redial backoff.
 const REDIAL_MIN: Duration = Duration::from_millis(500);
+/// How often a moved coordinate is saved (a `kill -9` loses at most this much settling).
+const COORDINATE_SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// Engine time: wall clock at start plus monotonic elapsed.
 #[derive(Debug, Clone, Copy)]
@@ -146,6 +148,8 @@ pub struct Node {
     advertised: Vec<String>,
     api_addr: std::net::SocketAddr,
     last_coordinate: Option<Coordinate>,
+    /// The coordinate last saved to the store, and when.
+    saved_coordinate: (Option<Coordinate>, Instant),
     failed: Option<anyhow::Error>,
 }
 
@@ -258,8 +262,14 @@ impl Node {
         gossip.addrs = advertised.clone();
         let rng = ChaCha20Rng::from_rng(&mut rand::rng());
         let stored = loaded.events.len();
-        let engine = Engine::new(identity, gossip, rng, clock.now(), loaded.events);
-        tracing::info!(peer = %me, stored, "engine started");
+        let mut engine = Engine::new(identity, gossip, rng, clock.now(), loaded.events);
+        let saved = store.coordinate()?;
+        if let Some(c) = saved
+            && let Err(e) = engine.resume_coordinate(c)
+        {
+            tracing::warn!("saved coordinate not resumed: {e}");
+        }
+        tracing::info!(peer = %me, stored, coordinate_resumed = saved.is_some(), "engine started");
 
         let api = tokio::net::TcpListener::bind(cfg.api)
             .await
@@ -332,6 +342,7 @@ impl Node {
             advertised,
             api_addr,
             last_coordinate: None,
+            saved_coordinate: (saved, Instant::now()),
             failed: None,
         };
         Ok((node, shared, api))
@@ -386,6 +397,7 @@ impl Node {
         tracing::info!("leaving: sending chau and flushing the store");
         self.feed(Input::Command(Command::Leave { reason: "shutdown".into() }));
         self.flush();
+        self.save_coordinate(true);
         // Let the writers send what is queued (the chau), while the swarm keeps running.
         let tasks: Vec<_> =
             self.conns.values_mut().filter_map(|c| c.writer.take()).map(|w| w.task).collect();
@@ -697,7 +709,25 @@ impl Node {
                 }),
             ));
         }
+        self.save_coordinate(false);
         self.record_gauges();
+    }
+
+    /// Saves the coordinate when it moved, at most every [`COORDINATE_SAVE_EVERY`] unless
+    /// `now` (shutdown). A failed save is logged, not fatal: the coordinate is a cache.
+    fn save_coordinate(&mut self, now: bool) {
+        let (last, at) = self.saved_coordinate;
+        let c = self.engine.coordinate();
+        let moved =
+            last.is_none_or(|l| l.raw_distance_secs(&c) > 1e-4 || (l.error - c.error).abs() > 0.01);
+        if !moved || (!now && at.elapsed() < COORDINATE_SAVE_EVERY) {
+            return;
+        }
+        let store = &self.store;
+        match tokio::task::block_in_place(|| store.put_coordinate(&c)) {
+            Ok(()) => self.saved_coordinate = (Some(c), Instant::now()),
+            Err(e) => tracing::warn!("cannot save the coordinate: {e}"),
+        }
     }
 
     fn record_gauges(&self) {

@@ -2,19 +2,27 @@
 //!
 //! | table | key | value |
 //! |---|---|---|
-//! | `meta` | name (`format`, `schema_version`) | bytes |
+//! | `meta` | name (`format`, `schema_version`, `coordinate`) | bytes |
 //! | `events` | author (32) ‖ stream (i32 BE) ‖ seq (u64 BE) | the signed envelope, as received |
 //! | `posts` | delivery number (u64) | a delivered post (JSON), for `GET /v1/posts` |
 //! | `peers` | PeerId bytes | known addresses (JSON), for redialling after a restart |
 //!
 //! Events are the engine's state: on start they are read back, verified again
 //! (`Verifier::verify_stored`: a file edited or damaged on disk cannot inject an event) and
-//! handed to `Engine::new`; the node's own coordinate comes back with its own latest newspaper.
+//! handed to `Engine::new`. The node's own coordinate is saved beside them (`meta/coordinate`,
+//! every half minute when it moved, and on shutdown): newspapers are gated on movement, so the
+//! last published one can be minutes old; the saved one is at most half a minute old.
 //! [`Store::commit`] applies a batch of engine [`StoreOp`]s and delivered posts in one write
 //! transaction with immediate durability (fsync): the node holds every frame the engine emitted
 //! after a `Persist` until that commit returned, so nothing is acknowledged before it is on
 //! disk, and a `kill -9` loses nothing acknowledged. Batching many inputs per commit (group
 //! commit) is what makes that affordable.
+//!
+//! The custody and outgoing queues are not a table of their own: a neighbour's queue is the
+//! set of stored events it has not acknowledged, and after a restart the engine rebuilds it
+//! from the store by exchanging version vectors on every new link (each side sends what the
+//! other lacks, latest-value events newest first). So what a node held in custody when it was
+//! killed is sent again from its durable log, and a queue can never disagree with the log.
 //!
 //! A file that is not a redb database, or a redb database that is not a vecino store, or a
 //! vecino store of another schema version, is refused with an error saying which.
@@ -27,6 +35,7 @@ use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
 };
 use serde::{Deserialize, Serialize};
+use vecino_coords::Coordinate;
 use vecino_gossip::{Persist, StoreOp};
 use vecino_proto::{AuthorKey, Bytes, VerifiedEvent, Verifier, pb};
 
@@ -39,6 +48,10 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("events");
 const POSTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("posts");
 const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");
+
+/// `meta/coordinate`: a tag, the dimension count, then `vec ‖ height ‖ error ‖ adjustment` as
+/// little-endian f64s.
+const COORDINATE_TAG: &[u8; 4] = b"vc01";
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +302,30 @@ impl Store {
         Ok(tx.open_table(EVENTS)?.len()?)
     }
 
+    /// Saves this node's coordinate, replacing the one saved before.
+    pub fn put_coordinate(&self, c: &Coordinate) -> Result<(), StoreError> {
+        let mut bytes = Vec::with_capacity(8 + 8 * (c.vec.len() + 3));
+        bytes.extend_from_slice(COORDINATE_TAG);
+        bytes.extend_from_slice(&(c.vec.len() as u32).to_le_bytes());
+        for x in c.vec.iter().chain([&c.height, &c.error, &c.adjustment]) {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        let tx = self.db.begin_write()?;
+        tx.open_table(META)?.insert("coordinate", bytes.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The coordinate saved by [`Store::put_coordinate`]: `None` when there is none, or when
+    /// what is there is not a valid coordinate of this build's dimension (the node then starts
+    /// from its last newspaper; a coordinate is a cache, never a reason to refuse to start).
+    pub fn coordinate(&self) -> Result<Option<Coordinate>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let Some(v) = meta.get("coordinate")? else { return Ok(None) };
+        Ok(decode_coordinate(v.value()))
+    }
+
     /// Remembers a peer's addresses (at most 16, newest first).
     pub fn put_peer(&self, peer: &[u8], addrs: &[String]) -> Result<(), StoreError> {
         let addrs: Vec<&String> = addrs.iter().take(vecino_proto::limits::MAX_ADDRS).collect();
@@ -312,6 +349,19 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+fn decode_coordinate(bytes: &[u8]) -> Option<Coordinate> {
+    let rest = bytes.strip_prefix(COORDINATE_TAG.as_slice())?;
+    let (dim, rest) = rest.split_first_chunk::<4>()?;
+    let n = u32::from_le_bytes(*dim) as usize;
+    if Some(rest.len()) != n.checked_add(3).and_then(|m| m.checked_mul(8)) {
+        return None;
+    }
+    let xs: Vec<f64> =
+        rest.chunks_exact(8).filter_map(|b| b.try_into().ok().map(f64::from_le_bytes)).collect();
+    // Checks the dimension and every value (finite, in range).
+    Coordinate::from_parts(&xs[..n], xs[n], xs[n + 1], xs[n + 2]).ok()
 }
 
 /// The engine's view of the store (used by tests and tools; the node batches through
@@ -421,6 +471,35 @@ mod tests {
         }
         let e = Store::open(&old).unwrap_err();
         assert!(matches!(e, StoreError::Version { found: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn the_coordinate_survives_reopen_and_a_damaged_one_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let mut c = Coordinate::origin(0.0004, 0.21);
+        c.vec[0] = 0.012;
+        c.vec[7] = -0.003;
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.coordinate().unwrap(), None);
+            s.put_coordinate(&c).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.coordinate().unwrap(), Some(c));
+        for junk in [&b"vc01"[..], b"garbage", &[0u8; 100]] {
+            let tx = s.db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("coordinate", junk).unwrap();
+            tx.commit().unwrap();
+            assert_eq!(s.coordinate().unwrap(), None);
+        }
+        c.height = f64::NAN;
+        let mut bytes = COORDINATE_TAG.to_vec();
+        bytes.extend_from_slice(&8u32.to_le_bytes());
+        for x in c.vec.iter().chain([&c.height, &c.error, &c.adjustment]) {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        assert_eq!(decode_coordinate(&bytes), None, "a non-finite coordinate is not resumed");
     }
 
     #[test]

@@ -155,3 +155,44 @@ fn a_partition_cut_through_the_shim_heals_with_nothing_lost() {
     wait_converged(&[&a, &b, &c]);
     assert!(a.metric("vecino_transport_dropped_total", "reason=\"shim_cut\"") > 0.0);
 }
+
+/// The coordinate as `/v1/coordinate` shows it: the vector and height, in milliseconds.
+fn coordinate_ms(p: &Peer) -> Vec<f64> {
+    let c = &p.get("/v1/coordinate")["coordinate"];
+    let mut v: Vec<f64> =
+        c["vec_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    v.push(c["height_ms"].as_f64().unwrap());
+    v
+}
+
+fn distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt()
+}
+
+#[test]
+fn a_restarted_peer_resumes_its_coordinate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let links = tmp.path().join("links.toml");
+    std::fs::write(&links, "[default]\nrtt_ms = 60.0\n").unwrap();
+    let links = links.to_str().unwrap().to_string();
+    let args = ["--emulate-links", &links];
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &args);
+    let mut b = Peer::start("b", &tmp.path().join("b"), std::slice::from_ref(&a.addr), &args);
+    wait_converged(&[&a, &b]);
+    // Settled well away from the origin: a and b are 60 ms apart.
+    wait_until("b's coordinate away from the origin", || {
+        distance(&coordinate_ms(&b), &[0.0; 9]) > 15.0
+    });
+    let before = coordinate_ms(&b);
+    let status = b.stop();
+    assert!(status.success(), "{status:?}");
+    // Restarted alone (a is stopped), so nothing moves it: it is the coordinate saved at stop.
+    drop(a);
+    b.restart(&[]);
+    let after = coordinate_ms(&b);
+    let moved = distance(&before, &after);
+    assert!(
+        moved < 0.25 * distance(&before, &[0.0; 9]),
+        "coordinate not resumed: before {before:?}, after {after:?}"
+    );
+}
