@@ -60,6 +60,11 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "counter",
         "streams and frames refused by the transport, by reason",
     ),
+    (
+        "vecino_transport_streams_replaced_total",
+        "counter",
+        "inbound streams closed because the same peer opened a newer one past the per-peer bound",
+    ),
     ("vecino_transport_dropped_total", "counter", "frames not sent, by reason"),
     ("vecino_transport_dials_total", "counter", "outbound dials started"),
     ("vecino_store_commits_total", "counter", "durable store transactions"),
@@ -114,7 +119,7 @@ const LABELLED: &[&str] = &[
     "vecino_transport_dropped_total",
 ];
 /// Reasons of `vecino_transport_rejected_total`.
-pub const TRANSPORT_REJECTED: &[&str] = &["oversized", "unknown_key_type", "too_many_streams"];
+pub const TRANSPORT_REJECTED: &[&str] = &["oversized", "unknown_key_type"];
 /// Reasons of `vecino_transport_dropped_total`.
 pub const TRANSPORT_DROPPED: &[&str] = &[
     "not_connected",

@@ -42,7 +42,8 @@ pub const IDENTIFY_VERSION: &str = "/vecino/1";
 pub const WRITER_QUEUE: usize = 1024;
 /// Frames (or shim-delayed frames) a writer holds at most.
 const SHIM_QUEUE: usize = 8192;
-/// Inbound streams per peer at most (one per connection is normal).
+/// Inbound streams per peer at most (one per connection is normal); a newer one replaces the
+/// oldest.
 const MAX_STREAMS_PER_PEER: usize = 4;
 /// Frames received and not yet taken by the node, across all peers, at most.
 pub const INBOUND_QUEUE: usize = 1024;
@@ -174,9 +175,14 @@ pub async fn accept_loop(
         });
         let running = readers.entry(peer).or_default();
         if running.len() >= MAX_STREAMS_PER_PEER {
-            metrics::counter!("vecino_transport_rejected_total", "reason" => "too_many_streams")
-                .increment(1);
-            continue;
+            // The newest stream wins: a peer opens a new one when its writer finds the old one
+            // failed, so the oldest reader is the likeliest to be stale (its connection dead on
+            // the far side but not yet noticed here). Refusing the newcomer instead left links
+            // deaf in one direction for minutes after a partition healed. A peer that opens
+            // streams in a loop only churns its own.
+            let oldest = running.remove(0);
+            oldest.abort();
+            metrics::counter!("vecino_transport_streams_replaced_total").increment(1);
         }
         let (tx, shim) = (tx.clone(), shim.clone());
         running.push(tokio::spawn(read_loop(peer, author, stream, tx, shim)));
