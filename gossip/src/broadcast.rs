@@ -8,12 +8,19 @@
 //! announcement but not the event within an RTT-scaled timeout sends GRAFT to the announcer,
 //! which sends the event and turns the link eager again: the tree repairs itself around failed
 //! links, and re-forms across a healed partition.
+//!
+//! With `optimization_threshold` > 0, pushed events and announcements carry the sender's hop
+//! count (links crossed from the author). When a lazy neighbour announced an event before it
+//! arrived by eager push, with a hop count lower than the eager path's by the threshold, the
+//! lazy link is grafted (a GRAFT naming no event) and the eager one pruned: the paper's §3.8
+//! optimisation, which shortens the tree instead of only repairing it. (An announcement that
+//! comes after the event does not swap: the eager path, longer in hops, was faster.)
 
 use rand::Rng;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
-use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE};
+use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE, RECENT_HOPS};
 use crate::io::{LinkStatus, Priority};
 use crate::store::StreamKey;
 
@@ -21,8 +28,14 @@ use crate::store::StreamKey;
 const MAX_IHAVE_PER_LINK: usize = 4_096;
 
 impl<R: Rng> Engine<R> {
-    /// Passes a new event on: pushed to eager neighbours, announced to lazy ones.
-    pub(crate) fn forward(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent) {
+    /// Passes a new event on: pushed to eager neighbours, announced to lazy ones, with this
+    /// peer's hop count for it.
+    pub(crate) fn forward(
+        &mut self,
+        from: Option<AuthorKey>,
+        ev: &VerifiedEvent,
+        hops: Option<u32>,
+    ) {
         let targets: Vec<(AuthorKey, bool)> = self
             .links
             .iter()
@@ -30,15 +43,62 @@ impl<R: Rng> Engine<R> {
             .map(|(p, l)| (*p, l.eager))
             .collect();
         let head = (ev.author(), ev.stream(), ev.seq());
+        // Hop counts only serve the optimisation: not sent while it is off.
+        let hops = hops.filter(|_| self.config.optimization_threshold > 0);
         for (peer, eager) in targets {
             if eager {
-                self.send_events(peer, std::slice::from_ref(ev), false);
+                self.send_events(peer, std::slice::from_ref(ev), false, hops);
             } else if let Some(l) = self.links.get_mut(&peer)
                 && l.ihave.len() < MAX_IHAVE_PER_LINK
             {
-                l.ihave.push(head);
+                l.ihave.push((head.0, head.1, head.2, hops));
             }
         }
+    }
+
+    /// Remembers this peer's hop count for an event (for the hop count of graft answers).
+    pub(crate) fn remember_hops(&mut self, id: (StreamKey, u64), hops: u32) {
+        if self.recent.insert(id, hops).is_none() {
+            self.recent_order.push_back(id);
+        }
+        while self.recent_order.len() > RECENT_HOPS {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    /// Plumtree's optimisation: `lazy` announced with hop count `announced` an event that
+    /// `eager` pushed at this peer's hop count `hops`. If the lazy path is shorter by the
+    /// threshold, graft `lazy` (naming no event) and prune `eager`.
+    pub(crate) fn maybe_optimize(
+        &mut self,
+        lazy: AuthorKey,
+        announced: u32,
+        eager: AuthorKey,
+        hops: u32,
+    ) {
+        let threshold = self.config.optimization_threshold;
+        if threshold == 0 || lazy == eager || hops < announced.saturating_add(1 + threshold) {
+            return;
+        }
+        let usable = |l: &crate::link::Link| l.status == LinkStatus::Connected;
+        if !self.links.get(&eager).is_some_and(|l| l.eager && usable(l))
+            || !self.links.get(&lazy).is_some_and(|l| !l.eager && usable(l))
+        {
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&lazy) {
+            l.eager = true;
+        }
+        self.stats.tree_swaps += 1;
+        self.send(
+            lazy,
+            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new() }),
+            Priority::Control,
+            false,
+        );
+        self.prune(eager);
     }
 
     /// A pushed duplicate arrived from `peer`: stop eager pushes on that link, both ways.
@@ -58,7 +118,7 @@ impl<R: Rng> Engine<R> {
                 self.reject("bad_head");
                 continue;
             };
-            self.note_missing(key, h.seq, from);
+            self.note_missing(key, h.seq, from, h.hops);
         }
     }
 
@@ -74,9 +134,16 @@ impl<R: Rng> Engine<R> {
         rtt.map_or(min, |r| min.max(r.mul_f64(self.config.graft_rtt_factor)))
     }
 
-    /// Records that `from` holds (key, seq), which this peer lacks: unless the event arrives
-    /// first, it is grafted from `from` (or another announcer) once the wait is over.
-    pub(crate) fn note_missing(&mut self, key: StreamKey, seq: u64, from: AuthorKey) {
+    /// Records that `from` holds (key, seq), at hop count `hops` if known, which this peer
+    /// lacks: unless the event arrives first, it is grafted from `from` (or another announcer)
+    /// once the wait is over.
+    pub(crate) fn note_missing(
+        &mut self,
+        key: StreamKey,
+        seq: u64,
+        from: AuthorKey,
+        hops: Option<u32>,
+    ) {
         if self.store.covers(&key, seq) {
             return;
         }
@@ -88,9 +155,16 @@ impl<R: Rng> Engine<R> {
                 if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
                     m.announcers.push(from);
                 }
+                if let Some(a) = hops
+                    && m.best.is_none_or(|(_, b)| a < b)
+                {
+                    m.best = Some((from, a));
+                }
             }
             None if !full => {
-                let m = Missing { announcers: vec![from], deadline, progress, since: self.now };
+                let best = hops.map(|a| (from, a));
+                let m =
+                    Missing { announcers: vec![from], deadline, progress, since: self.now, best };
                 self.missing.insert((key, seq), m);
             }
             None => self.reject("missing_table_full"),
@@ -116,7 +190,13 @@ impl<R: Rng> Engine<R> {
             })
             .collect();
         if !events.is_empty() {
-            self.send_events(from, &events, true);
+            // This peer's hop count for what it answers (the largest, if they differ).
+            let hops = events
+                .iter()
+                .map(|e| self.recent.get(&((e.author(), e.stream()), e.seq())).copied())
+                .try_fold(0, |acc, h| h.map(|h| acc.max(h)))
+                .filter(|_| self.config.optimization_threshold > 0);
+            self.send_events(from, &events, true, hops);
         }
     }
 
@@ -170,6 +250,7 @@ impl<R: Rng> Engine<R> {
                 author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),
                 stream: key.1 as i32,
                 seq,
+                hops: None,
             });
         }
         for (peer, heads) in per_peer {

@@ -30,6 +30,13 @@ pub struct Config {
     pub graft_rtt_factor: f64,
     /// Lower bound of the graft timeout.
     pub graft_min: Duration,
+    /// Plumtree's tree optimisation (Leitão et al. §3.8): when a lazy neighbour announced an
+    /// event, before it arrived by eager push, with a hop count at least this much lower than
+    /// the eager path's, the lazy link is grafted and the eager one pruned. 0 (the default)
+    /// turns it off and hop counts are not sent: on planet (490 peers, one tree shared by all
+    /// authors over a proximity overlay) thresholds 3 and 5 shortened the tree (7.3 -> 5.9
+    /// hops) but raised stretch and copies (docs/BENCHMARKS.md, Simulation, planet).
+    pub optimization_threshold: u32,
     /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
     /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
@@ -75,6 +82,7 @@ impl Default for Config {
             max_links: 48,
             graft_rtt_factor: 2.0,
             graft_min: Duration::from_millis(150),
+            optimization_threshold: 0,
             rto_min: Duration::from_millis(300),
             uplink_bps: None,
             max_link_buffer_bytes: 8 << 20,

@@ -17,7 +17,7 @@
 //! - the overlay keeps `active_view` neighbours: the nearest known peers by coordinate plus a
 //!   few random long links, dialled from the membership learnt by gossip.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand::{Rng, RngExt};
@@ -62,6 +62,8 @@ const MAINTENANCE: Duration = Duration::from_secs(1);
 /// Bounds of the event bytes one frame carries (see `Engine::frame_event_bytes`).
 const MIN_FRAME_EVENT_BYTES: usize = 1_024;
 const MAX_FRAME_EVENT_BYTES: usize = 16_384;
+/// Events whose hop count is remembered (graft answers carry it), the oldest forgotten first.
+pub(crate) const RECENT_HOPS: usize = 16_384;
 /// Events answered per version vector at most (the rest follow on the next exchange).
 pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
 
@@ -75,6 +77,8 @@ pub(crate) struct Missing {
     pub(crate) progress: u64,
     /// When it was first announced.
     pub(crate) since: Time,
+    /// The announcer with the lowest hop count, and that count.
+    pub(crate) best: Option<(AuthorKey, u32)>,
 }
 
 /// Counters an operator (or a test) reads.
@@ -100,6 +104,9 @@ pub struct EngineStats {
     pub version_vectors: u64,
     /// Equivocations seen.
     pub equivocations: u64,
+    /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
+    /// pruned.
+    pub tree_swaps: u64,
     /// Frames queued for sending and their bytes, by frame kind (first sends only).
     pub queued: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -150,6 +157,9 @@ pub struct Engine<R> {
     pub(crate) round_robin: usize,
     /// When a new event last arrived from a neighbour (grafts wait while events flow).
     pub(crate) last_new_event: Option<Time>,
+    /// This peer's hop count for recently received events (at most `RECENT_HOPS`).
+    pub(crate) recent: BTreeMap<(StreamKey, u64), u32>,
+    pub(crate) recent_order: VecDeque<(StreamKey, u64)>,
 }
 
 /// Coordinates travel in milliseconds on the wire; the Vivaldi client works in seconds.
@@ -220,6 +230,8 @@ impl<R: Rng> Engine<R> {
             redial: BTreeMap::new(),
             round_robin: 0,
             last_new_event: None,
+            recent: BTreeMap::new(),
+            recent_order: VecDeque::new(),
         };
         for ev in stored {
             if ev.author() == me {
@@ -426,8 +438,15 @@ impl<R: Rng> Engine<R> {
     }
 
     /// Sends events to one neighbour in frames of at most `max_events_per_frame` and about
-    /// `frame_event_bytes` (a single larger event still goes alone).
-    pub(crate) fn send_events(&mut self, to: AuthorKey, events: &[VerifiedEvent], sync: bool) {
+    /// `frame_event_bytes` (a single larger event still goes alone); `hops` is this peer's
+    /// hop count for them, if known.
+    pub(crate) fn send_events(
+        &mut self,
+        to: AuthorKey,
+        events: &[VerifiedEvent],
+        sync: bool,
+        hops: Option<u32>,
+    ) {
         let max_events = self.config.max_events_per_frame.max(1);
         let max_bytes = self.frame_event_bytes(to);
         let mut chunks: Vec<&[VerifiedEvent]> = Vec::new();
@@ -452,7 +471,7 @@ impl<R: Rng> Engine<R> {
                 }
                 _ => None,
             };
-            let kind = Kind::Events(pb::Events { envelopes, sync });
+            let kind = Kind::Events(pb::Events { envelopes, sync, hops });
             self.send_superseding(to, kind, class, true, supersedes);
         }
     }
@@ -466,7 +485,7 @@ impl<R: Rng> Engine<R> {
         match self.identity.sign(stream, seq, hlc, body) {
             Ok(ev) => {
                 self.own_seq.insert(stream, seq);
-                self.accept(None, &ev, false);
+                self.accept(None, &ev, false, None);
                 Some(ev)
             }
             Err(_) => {
@@ -519,17 +538,37 @@ impl<R: Rng> Engine<R> {
 
     // ----- accepting events -----
 
-    /// Takes a verified event (own, or from `from`) into the store, delivers and forwards it.
-    pub(crate) fn accept(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent, pushed: bool) {
+    /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`) into the
+    /// store, delivers and forwards it.
+    pub(crate) fn accept(
+        &mut self,
+        from: Option<AuthorKey>,
+        ev: &VerifiedEvent,
+        pushed: bool,
+        hops: Option<u32>,
+    ) {
         let key = (ev.author(), ev.stream());
         self.hlc.observe(ev.hlc(), self.now.as_millis());
+        // This peer's hop count for the event: 0 for its own, one more than the sender's.
+        let hops = match from {
+            None => Some(0),
+            Some(_) => hops.map(|h| h.saturating_add(1)),
+        };
         match self.store.insert(ev.clone()) {
             Insert::New { superseded, delivered } => {
                 self.stats.events_new += 1;
                 if from.is_some() {
                     self.last_new_event = Some(self.now);
                 }
-                self.missing.remove(&(key, ev.seq()));
+                if let Some(h) = hops {
+                    self.remember_hops((key, ev.seq()), h);
+                }
+                if let Some(m) = self.missing.remove(&(key, ev.seq()))
+                    && pushed
+                    && let (Some(from), Some(h), Some((lazy, a))) = (from, hops, m.best)
+                {
+                    self.maybe_optimize(lazy, a, from, h);
+                }
                 self.emit(Output::Persist(StoreOp::Put(ev.clone())));
                 if let Some(seq) = superseded {
                     self.emit(Output::Persist(StoreOp::Delete {
@@ -549,10 +588,10 @@ impl<R: Rng> Engine<R> {
                     let head = self.store.head(&key);
                     let first_missing = head + 1;
                     for seq in (first_missing..ev.seq()).take(MAX_GAP_NOTED) {
-                        self.note_missing(key, seq, from);
+                        self.note_missing(key, seq, from, None);
                     }
                 }
-                self.forward(from, ev);
+                self.forward(from, ev, hops);
             }
             Insert::Duplicate => {
                 self.stats.events_duplicate += 1;
@@ -685,7 +724,7 @@ impl<R: Rng> Engine<R> {
         let results = self.verifier.verify_batch(evs.envelopes, now_ms);
         for r in results {
             match r {
-                Ok(ev) => self.accept(Some(from), &ev, !evs.sync),
+                Ok(ev) => self.accept(Some(from), &ev, !evs.sync, evs.hops),
                 Err(e) => self.reject(e.reason().as_str()),
             }
         }
@@ -897,10 +936,11 @@ impl<R: Rng> Engine<R> {
         if !ihave.is_empty() {
             let heads = ihave
                 .into_iter()
-                .map(|(a, s, seq)| pb::StreamHead {
+                .map(|(a, s, seq, hops)| pb::StreamHead {
                     author: Bytes::copy_from_slice(a.as_bytes()),
                     stream: s as i32,
                     seq,
+                    hops,
                 })
                 .collect();
             // Reliable: an announcement lost in an outage would leave the gap unnoticed. Lowest
@@ -1094,6 +1134,7 @@ impl<R: Rng> Protocol for Engine<R> {
             ("retransmits", s.retransmits),
             ("grafts", s.grafts),
             ("prunes", s.prunes),
+            ("tree_swaps", s.tree_swaps),
             ("version_vectors", s.version_vectors),
             ("events_duplicate", s.events_duplicate),
             ("link_buffer_drops", dropped),

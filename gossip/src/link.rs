@@ -112,8 +112,8 @@ pub(crate) struct Link {
     rttvar: Duration,
     /// Plumtree: push events eagerly on this link (else announce them lazily).
     pub(crate) eager: bool,
-    /// Heads to announce lazily on the next flush.
-    pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64)>,
+    /// Heads to announce lazily on the next flush, with this peer's hop count for each.
+    pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64, Option<u32>)>,
     /// When to send the next anti-entropy digest.
     pub(crate) next_digest: Time,
     /// Last digest heard from the neighbour (to spot one that stopped changing).

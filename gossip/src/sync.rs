@@ -65,6 +65,7 @@ impl<R: Rng> Engine<R> {
                 author: Bytes::copy_from_slice(author.as_bytes()),
                 stream: stream as i32,
                 seq,
+                hops: None,
             })
             .collect();
         let chunks: Vec<Vec<pb::StreamHead>> =
@@ -94,7 +95,7 @@ impl<R: Rng> Engine<R> {
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
         let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS);
         if !events.is_empty() {
-            self.send_events(from, &events, true);
+            self.send_events(from, &events, true, None);
         }
         let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq);
         if lacking && !vv.reply {
@@ -117,7 +118,7 @@ impl<R: Rng> Engine<R> {
             events.extend(self.store.range(&key, range.from_seq..=to));
         }
         if !events.is_empty() {
-            self.send_events(from, &events, true);
+            self.send_events(from, &events, true, None);
         }
     }
 }

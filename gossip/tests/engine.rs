@@ -401,3 +401,101 @@ fn an_idle_overlay_costs_little() {
     eprintln!("queued per peer: {kbps:.2} kbit/s");
     assert_eq!(total.get("version_vector").map_or(0, |x| x.0), 0, "seed {seed}: {total:?}");
 }
+
+/// One engine (optimisation threshold 3) fed by hand: neighbour A pushes an event eagerly at
+/// hop count `eager_hops`, lazy neighbour B announces it at hop count 0 (B is its author's
+/// neighbour), before or after the push. Returns the tree swaps counted, whether B was sent an event-less graft and A a
+/// prune, and the final eager flags of A and B.
+fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, bool) {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 11;
+    eprintln!("seed {seed}");
+    let (me, a, b, x) =
+        (identity(seed, 0), identity(seed, 1), identity(seed, 2), identity(seed, 3));
+    let (a, b) = (a.public(), b.public());
+    // The event: a post by X, taken from X's own engine.
+    let mut author =
+        Engine::new(x, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let _ = author.handle(START, Input::Start).count();
+    let cmd = Command::Post { topic: "t".into(), body: Bytes::from_static(b"hello") };
+    let ev = author
+        .handle(START, Input::Command(cmd))
+        .find_map(|o| match o {
+            Output::Persist(vecino_gossip::StoreOp::Put(ev)) if ev.seq() == 1 => Some(ev),
+            _ => None,
+        })
+        .expect("the author stores its post");
+    let frame = |kind: Kind| {
+        Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+            link_seq: 0,
+            link_floor: 0,
+            kind: Some(kind),
+        }))
+    };
+    let push = frame(Kind::Events(pb::Events {
+        envelopes: vec![ev.envelope().clone()],
+        sync: false,
+        hops: Some(eager_hops),
+    }));
+    let ihave = frame(Kind::Ihave(pb::IHave {
+        heads: vec![pb::StreamHead {
+            author: Bytes::copy_from_slice(ev.author().as_bytes()),
+            stream: ev.stream() as i32,
+            seq: ev.seq(),
+            hops: Some(0),
+        }],
+    }));
+
+    let config = Config { optimization_threshold: 3, ..Config::default() };
+    let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let mut now = START;
+    let mut outs: Vec<Output> = Vec::new();
+    let mut feed = |e: &mut Engine<ChaCha8Rng>, now: Time, input: Input| {
+        outs.extend(e.handle(now, input));
+    };
+    feed(&mut e, now, Input::Start);
+    for peer in [a, b] {
+        feed(&mut e, now, Input::LinkUp { peer, info: LinkInfo::default() });
+    }
+    // B pruned the link: it is lazy.
+    feed(&mut e, now, Input::Received { from: b, frame: frame(Kind::Prune(pb::Prune {})) });
+    now = now + Duration::from_millis(10);
+    let (first, second) =
+        if announce_first { ((b, ihave.clone()), (a, push)) } else { ((a, push), (b, ihave)) };
+    feed(&mut e, now, Input::Received { from: first.0, frame: first.1 });
+    now = now + Duration::from_millis(10);
+    feed(&mut e, now, Input::Received { from: second.0, frame: second.1 });
+
+    let sent = |to: AuthorKey, want: fn(&Kind) -> bool| {
+        outs.iter().any(|o| match o {
+            Output::Send { to: t, frame, .. } if *t == to => {
+                vecino_proto::decode_frame(frame.clone())
+                    .ok()
+                    .and_then(|f| f.kind)
+                    .is_some_and(|k| want(&k))
+            }
+            _ => false,
+        })
+    };
+    let graft_b = sent(b, |k| matches!(k, Kind::Graft(g) if g.heads.is_empty()));
+    let prune_a = sent(a, |k| matches!(k, Kind::Prune(_)));
+    let eager = |p: AuthorKey| e.links().iter().any(|l| l.peer == p && l.eager);
+    (e.stats().tree_swaps, graft_b, prune_a, eager(a), eager(b))
+}
+
+#[test]
+fn a_much_shorter_lazy_path_replaces_the_eager_one() {
+    // Plumtree §3.8: the announcement came first over a 1-hop lazy path, the event then down
+    // a 6-hop eager one (threshold 3): swap.
+    let (swaps, graft_b, prune_a, eager_a, eager_b) = swap_case(true, 5);
+    assert_eq!(swaps, 1);
+    assert!(graft_b && prune_a, "graft sent: {graft_b}, prune sent: {prune_a}");
+    assert!(!eager_a && eager_b, "A eager: {eager_a}, B eager: {eager_b}");
+    // Eager path 3 hops, lazy 1: within the threshold, the tree stays as it is; and an
+    // announcement that comes after the event (the eager path was faster) never swaps.
+    for (announce_first, eager_hops) in [(true, 2), (false, 2), (false, 5)] {
+        let (swaps, graft_b, prune_a, eager_a, eager_b) = swap_case(announce_first, eager_hops);
+        assert_eq!(swaps, 0, "announce first: {announce_first}, eager hops {eager_hops}");
+        assert!(!graft_b && !prune_a && eager_a && !eager_b, "{announce_first} {eager_hops}");
+    }
+}

@@ -343,6 +343,7 @@ async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
                 kind: Some(pb::frame::Kind::Events(pb::Events {
                     envelopes: c.to_vec(),
                     sync: false,
+                    hops: None,
                 })),
             })
         })

@@ -244,6 +244,7 @@ static EVENTS: Schema = Schema {
             },
         ),
         f(2, "Events.sync", Kind::Varint),
+        f(3, "Events.hops", Kind::Varint),
     ],
 };
 static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };
@@ -261,6 +262,7 @@ static STREAM_HEAD: Schema = Schema {
         f(1, "StreamHead.author", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
         f(2, "StreamHead.stream", Kind::Varint),
         f(3, "StreamHead.seq", Kind::Varint),
+        f(4, "StreamHead.hops", Kind::Varint),
     ],
 };
 static VERSION_VECTOR: Schema = Schema {

@@ -139,7 +139,11 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     let frame = pb::Frame {
         link_seq: 9,
         link_floor: 0,
-        kind: Some(pb::frame::Kind::Events(pb::Events { envelopes: vec![env], sync: false })),
+        kind: Some(pb::frame::Kind::Events(pb::Events {
+            envelopes: vec![env],
+            sync: false,
+            hops: None,
+        })),
     };
     let bytes = Bytes::from(encode_frame(&frame));
     assert_eq!(decode_frame(bytes.clone()).unwrap(), frame);

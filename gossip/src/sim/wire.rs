@@ -56,7 +56,11 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
     let frame = pb::Frame {
         link_seq: 0,
         link_floor: 0,
-        kind: Some(pb::frame::Kind::Events(pb::Events { envelopes: vec![envelope], sync: false })),
+        kind: Some(pb::frame::Kind::Events(pb::Events {
+            envelopes: vec![envelope],
+            sync: false,
+            hops: None,
+        })),
     };
     Bytes::from(frame.encode_to_vec())
 }
@@ -172,6 +176,7 @@ mod tests {
             pb::frame::Kind::Events(pb::Events {
                 envelopes: vec![Bytes::from_static(b"abc")],
                 sync,
+                hops: None,
             })
         };
         assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));
