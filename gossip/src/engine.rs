@@ -66,6 +66,13 @@ const MAX_FRAME_EVENT_BYTES: usize = 16_384;
 pub(crate) const RECENT_HOPS: usize = 16_384;
 /// Events answered per version vector at most (the rest follow on the next exchange).
 pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
+/// Share of a paced uplink that heartbeats may take: on a scarce shared medium (35 vehicles
+/// on one 256 kbit/s radio leave 7.3 kbit/s each) a ping and a pong per link per second would
+/// take it all, so the heartbeat period stretches until they fit in this share.
+const HEARTBEAT_SHARE: f64 = 0.1;
+/// Bytes on the wire of one ping and its pong (framing and the coordinate on one pong in four
+/// included), for the budget above.
+const HEARTBEAT_ROUND_BYTES: f64 = 50.0;
 
 /// An event announced by lazy neighbours that this peer does not hold yet.
 #[derive(Debug)]
@@ -878,11 +885,24 @@ impl<R: Rng> Engine<R> {
         }
     }
 
+    /// The heartbeat period: the configured one, stretched on a paced uplink so that a ping
+    /// and a pong per link per period stay within [`HEARTBEAT_SHARE`] of it.
+    fn heartbeat(&self) -> Duration {
+        let base = self.config.heartbeat;
+        let Some(bps) = self.config.uplink_bps.filter(|&b| b > 0) else { return base };
+        let round_bits = self.links.len().max(1) as f64 * HEARTBEAT_ROUND_BYTES * 8.0;
+        base.max(Duration::from_secs_f64(round_bits / (bps as f64 * HEARTBEAT_SHARE)))
+    }
+
     fn tick_link(&mut self, peer: AuthorKey, now: Time) {
+        let heartbeat = self.heartbeat();
         let cfg = &self.config;
         let cfg_tick = cfg.tick;
-        let (suspect_floor, timeout, heartbeat) =
-            (cfg.suspect_after, cfg.suspect_timeout, cfg.heartbeat);
+        // A stretched heartbeat stretches the silence that makes a link suspected with it.
+        let suspect_floor = cfg
+            .suspect_after
+            .max(heartbeat.mul_f64(cfg.suspect_after.div_duration_f64(cfg.heartbeat).max(1.0)));
+        let timeout = cfg.suspect_timeout;
         let (rto_min, ack_delay) = (cfg.rto_min, cfg.ack_delay);
         let Some(link) = self.links.get_mut(&peer) else { return };
         // RCM status.

@@ -499,3 +499,33 @@ fn a_much_shorter_lazy_path_replaces_the_eager_one() {
         assert!(!graft_b && !prune_a && eager_a && !eager_b, "{announce_first} {eager_hops}");
     }
 }
+
+#[test]
+fn heartbeats_fit_a_scarce_uplink_and_links_stay_connected() {
+    // Eight peers in a full mesh behind an 8 kbit/s uplink each (a crowded shared radio): a
+    // ping and a pong per link per second would be ~2.8 kbit/s of it; the heartbeat stretches
+    // so that they stay within a tenth, and no link is suspected for it.
+    let seed = 29;
+    let config = Config { uplink_bps: Some(8_000), ..Config::default() };
+    let mut net = Net::new(8, seed, config);
+    for a in 0..8 {
+        for b in a + 1..8 {
+            net.connect(a, b);
+        }
+    }
+    net.run_for(Duration::from_secs(60));
+    let before: Vec<u64> = (0..8).map(|i| heartbeat_bytes(net.engine(i))).collect();
+    net.run_for(Duration::from_secs(120));
+    for (i, b0) in before.iter().enumerate() {
+        let bps = (heartbeat_bytes(net.engine(i)) - b0) as f64 * 8.0 / 120.0;
+        eprintln!("peer {i}: {bps:.0} bit/s of heartbeats");
+        assert!(bps <= 0.1 * 8_000.0, "seed {seed}: peer {i} sends {bps:.0} bit/s of heartbeats");
+        for l in net.engine(i).links() {
+            assert_eq!(l.status, LinkStatus::Connected, "seed {seed}: peer {i}");
+        }
+    }
+}
+
+fn heartbeat_bytes(e: &Engine<ChaCha8Rng>) -> u64 {
+    ["ping", "pong"].iter().map(|k| e.stats().queued.get(k).map_or(0, |x| x.1)).sum()
+}
