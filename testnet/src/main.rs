@@ -6,6 +6,7 @@
 mod coords;
 mod local;
 mod sim;
+mod svg;
 
 use clap::{Parser, Subcommand};
 

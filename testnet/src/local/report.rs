@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::{CommonArgs, Observed, Plan, delivered};
+use crate::svg::{escape as esc, line_chart, short};
 
 /// One peer's totals.
 #[derive(Debug, Serialize)]
@@ -369,102 +370,12 @@ const T: f64 = 30.0;
 const B: f64 = 40.0;
 const COLOURS: [&str; 4] = ["#1b7837", "#2166ac", "#c51b7d", "#e08214"];
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
-}
-
 fn open(s: &mut String, title: &str, h: f64) {
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11"><rect width="{W}" height="{h}" fill="white"/><text x="{L}" y="18" font-size="13">{}</text>"#,
         esc(title)
     );
-}
-
-/// A line chart; `shade` are x intervals (faults).
-fn lines(
-    title: &str,
-    xl: &str,
-    yl: &str,
-    series: &[(&str, Vec<(f64, f64)>)],
-    shade: &[(f64, f64)],
-    y_max: Option<f64>,
-) -> String {
-    let pts = series.iter().flat_map(|(_, v)| v.iter());
-    let x_max = pts.clone().map(|p| p.0).fold(0.0, f64::max).max(1e-9);
-    let y_max = y_max.unwrap_or_else(|| pts.map(|p| p.1).fold(0.0, f64::max) * 1.05).max(1e-9);
-    let (pw, ph) = (W - L - R, H - T - B);
-    let x = |v: f64| L + v / x_max * pw;
-    let y = |v: f64| T + ph - v.min(y_max) / y_max * ph;
-    let mut s = String::new();
-    open(&mut s, title, H);
-    for &(a, b) in shade {
-        let _ = writeln!(
-            s,
-            r##"<rect x="{:.1}" y="{T}" width="{:.1}" height="{ph}" fill="#fbe3d6"/>"##,
-            x(a),
-            (x(b.min(x_max)) - x(a)).max(0.5)
-        );
-    }
-    for k in 0..=4 {
-        let v = y_max * f64::from(k) / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{L}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - R,
-            y(v),
-            y(v),
-            L - 4.0,
-            y(v) + 4.0,
-            short(v)
-        );
-        let xv = x_max * f64::from(k) / 4.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            x(xv),
-            H - B + 14.0,
-            short(xv)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text><text x="12" y="{:.1}" transform="rotate(-90 12 {:.1})" text-anchor="middle">{}</text>"#,
-        L + pw / 2.0,
-        H - 6.0,
-        esc(xl),
-        T + ph / 2.0,
-        T + ph / 2.0,
-        esc(yl)
-    );
-    for (k, (name, v)) in series.iter().enumerate() {
-        let colour = COLOURS[k % COLOURS.len()];
-        let d: Vec<String> = v.iter().map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b))).collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{}"/>"#,
-            d.join(" ")
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
-            W - R - 160.0,
-            T + 14.0 + 14.0 * k as f64,
-            esc(name)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
-fn short(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 1.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.2}")
-    }
 }
 
 /// One row per peer, one cell per sample: share of its links connected (green) to none (red),
@@ -589,7 +500,7 @@ fn html(r: &Report<'_>, o: &Observed, lat: &[f64], summary: &str) -> String {
         esc(summary)
     );
     let _ = writeln!(s, "<p>Shaded: fault intervals (partitions, flaps, peers down).</p>");
-    s.push_str(&lines(
+    s.push_str(&line_chart(
         "delivery over time: delivered / expected, of posts sent so far",
         "time (s)",
         "ratio",
@@ -597,7 +508,7 @@ fn html(r: &Report<'_>, o: &Observed, lat: &[f64], summary: &str) -> String {
         &o.faults,
         Some(1.0),
     ));
-    s.push_str(&lines(
+    s.push_str(&line_chart(
         "latency CDF (first delivery at each peer)",
         "latency (s)",
         "fraction",
@@ -606,7 +517,7 @@ fn html(r: &Report<'_>, o: &Observed, lat: &[f64], summary: &str) -> String {
         Some(1.0),
     ));
     s.push_str(&timeline("link status per peer over time", o));
-    s.push_str(&lines(
+    s.push_str(&line_chart(
         "coordinate error over time: median of per-peer median relative error",
         "time (s)",
         "relative error",
