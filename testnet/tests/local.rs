@@ -2,6 +2,7 @@
 //! post at every peer after the heal, a report with its figures, and no process left behind —
 //! also when interrupted with SIGINT.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -95,15 +96,22 @@ fn four_peers_through_a_partition_deliver_everything() {
 fn sigint_stops_every_peer_and_still_reports() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
-    let mut child = local(&report, &["--duration", "5m"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = local(&report, &["--duration", "5m"]).stdout(Stdio::piped()).spawn().unwrap();
     let needle = report.display().to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Wait for the four peers (each started with its data dir under the report dir).
-    while processes_mentioning(&needle).len() < 4 {
-        assert!(Instant::now() < deadline, "the peers did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(3));
+    // Interrupt once the run is under way: the peers have found each other (it says so; the
+    // start-up wait is bounded by its --converge-timeout, so the read ends either way).
+    // The reader drains stdout to the end, so the run never writes to a closed pipe.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.contains("lists all") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let converged = rx.recv_timeout(Duration::from_secs(240)).is_ok();
+    assert!(converged && processes_mentioning(&needle).len() >= 4, "the peers did not start");
     let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
