@@ -79,16 +79,7 @@ fn alive(p: &Peer) -> usize {
 }
 
 fn coord(v: &Value) -> vecino_coords::Coordinate {
-    let c = &v["coordinate"];
-    let vec: Vec<f64> =
-        c["vec_ms"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() / 1e3).collect();
-    vecino_coords::Coordinate::from_parts(
-        &vec,
-        c["height_ms"].as_f64().unwrap() / 1e3,
-        c["error"].as_f64().unwrap(),
-        c["adjustment_ms"].as_f64().unwrap() / 1e3,
-    )
-    .expect("a valid coordinate")
+    vecino::node::coordinate_from_json(&v["coordinate"]).expect("a valid coordinate")
 }
 
 fn mesh(args: &[String]) {

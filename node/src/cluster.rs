@@ -571,16 +571,7 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 fn parse_coordinate(v: &Value) -> Option<vecino_coords::Coordinate> {
-    let c = &v["coordinate"];
-    let vec: Vec<f64> = c["vec_ms"].as_array()?.iter().filter_map(Value::as_f64).collect();
-    let vec: Vec<f64> = vec.into_iter().map(|x| x / 1e3).collect();
-    vecino_coords::Coordinate::from_parts(
-        &vec,
-        c["height_ms"].as_f64()? / 1e3,
-        c["error"].as_f64()?,
-        c["adjustment_ms"].as_f64().unwrap_or(0.0) / 1e3,
-    )
-    .ok()
+    crate::node::coordinate_from_json(&v["coordinate"])
 }
 
 #[cfg(test)]

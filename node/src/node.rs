@@ -191,6 +191,21 @@ pub fn coordinate_json(c: &Coordinate) -> Value {
     })
 }
 
+/// A coordinate as [`coordinate_json`] shows it, back in seconds: `None` unless every field is
+/// there and the coordinate checks (a missing adjustment counts as zero).
+pub fn coordinate_from_json(c: &Value) -> Option<Coordinate> {
+    let vec: Vec<f64> = c
+        .get("vec_ms")?
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|ms| ms / 1e3))
+        .collect::<Option<_>>()?;
+    let height = c.get("height_ms")?.as_f64()? / 1e3;
+    let error = c.get("error")?.as_f64()?;
+    let adjustment = c.get("adjustment_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1e3;
+    Coordinate::from_parts(&vec, height, error, adjustment).ok()
+}
+
 /// A published (wire) coordinate, which travels in milliseconds.
 pub fn coordinate_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
     let vec: Vec<f32> = c.vec.iter().map(|x| x / 1e3).collect();

@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use vecino_coords::{BarrioConfig, BarrioId, Coordinate, barrio_of};
 
 use crate::api::{Request, ask, error};
-use crate::node::Shared;
+use crate::node::{Shared, coordinate_from_json};
 
 /// Posts in a snapshot by default.
 const DEFAULT_POSTS: u64 = 50;
@@ -125,13 +125,7 @@ async fn snapshot(
 
 /// A member's coordinate (as `/v1/members` shows it, in ms) back in seconds.
 fn coordinate_of(member: &Value) -> Option<Coordinate> {
-    let c = member.get("coordinate")?;
-    let vec: Vec<f64> =
-        c.get("vec_ms")?.as_array()?.iter().map(|x| x.as_f64()).collect::<Option<_>>()?;
-    let vec: Vec<f64> = vec.iter().map(|x| x / 1e3).collect();
-    let height = c.get("height_ms")?.as_f64()? / 1e3;
-    let err = c.get("error")?.as_f64()?;
-    Coordinate::from_parts(&vec, height, err, 0.0).ok()
+    member.get("coordinate").and_then(coordinate_from_json)
 }
 
 /// The barrio a member is in: its newspaper's, else its coordinate's cell.
