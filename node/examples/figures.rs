@@ -264,18 +264,7 @@ async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
     use vecino_proto::{Bytes, Hlc, Identity, encode_frame, pb};
 
     let me = Identity::from_seed([77; 32]);
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(vecino::peer::keypair(&me))
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+    let mut swarm = common::raw_swarm(&me);
     let mut control = swarm.behaviour().new_control();
     let mut incoming = control.accept(vecino::transport::PROTOCOL).unwrap();
     let (ack_tx, mut ack_rx) = tokio::sync::watch::channel(0u64);

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{Peer, wait_converged, wait_until};
 use futures::{AsyncWriteExt, StreamExt};
-use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
+use libp2p::{Multiaddr, PeerId};
 use vecino::transport::{PROTOCOL, write_frame};
 use vecino_proto::{Bytes, Hlc, Identity, encode_frame, pb};
 
@@ -32,14 +32,7 @@ fn bad_frames_are_rejected_and_counted_while_honest_traffic_continues() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let me = Identity::from_seed([42; 32]);
-        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(vecino::peer::keypair(&me))
-            .with_tokio()
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = common::raw_swarm(&me);
         let mut control = swarm.behaviour().new_control();
         // Take (and ignore) what the node sends us.
         let mut incoming = control.accept(PROTOCOL).unwrap();

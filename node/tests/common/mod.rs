@@ -225,3 +225,20 @@ pub fn wait_converged(peers: &[&Peer]) {
         })
     });
 }
+
+/// A bare libp2p peer speaking only the vecino frame protocol (TCP + noise + yamux), for tests
+/// and load generators that write frames to a real node by hand.
+pub fn raw_swarm(me: &vecino_proto::Identity) -> libp2p::Swarm<libp2p_stream::Behaviour> {
+    libp2p::SwarmBuilder::with_existing_identity(vecino::peer::keypair(me))
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default().nodelay(true),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .expect("tcp transport")
+        .with_behaviour(|_| libp2p_stream::Behaviour::new())
+        .expect("stream behaviour")
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
