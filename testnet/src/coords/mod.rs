@@ -2,7 +2,7 @@
 //! topology) with the protocol of `shared/data/rtt/README.md`, side by side in one run, and
 //! prints them with Serf's published figures and the offline best-fit floor.
 
-mod metrics;
+pub(crate) mod metrics;
 mod offline;
 mod protocol;
 mod reference;

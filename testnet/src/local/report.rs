@@ -69,11 +69,9 @@ struct Report<'a> {
     samples: &'a [super::record::Sample],
 }
 
+/// The nearest-rank `q`-quantile ([`crate::coords::metrics::quantile`]); `None` when `v` is empty.
 fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
-    v.sort_by(f64::total_cmp);
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let i = ((v.len().checked_sub(1)?) as f64 * q).round() as usize;
-    v.get(i).copied()
+    (!v.is_empty()).then(|| crate::coords::metrics::quantile(v, q))
 }
 
 /// Latencies (s) of every delivery to a peer other than the author, of posts `keep` selects.
@@ -229,6 +227,7 @@ pub(super) fn write(
 ) -> anyhow::Result<String> {
     let (got, want) = delivered(&o.sent, &o.seen, o.n);
     let mut lat = latencies(o, |_| true);
+    lat.sort_by(f64::total_cmp); // ascending, for the latency CDF
     let last = o.samples.last();
     let per_node: Vec<PerNode> = (0..o.n)
         .map(|i| {
