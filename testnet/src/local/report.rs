@@ -227,7 +227,6 @@ pub(super) fn write(
 ) -> anyhow::Result<String> {
     let (got, want) = delivered(&o.sent, &o.seen, o.n);
     let mut lat = latencies(o, |_| true);
-    lat.sort_by(f64::total_cmp); // ascending, for the latency CDF
     let last = o.samples.last();
     let per_node: Vec<PerNode> = (0..o.n)
         .map(|i| {
@@ -480,6 +479,8 @@ fn bars(title: &str, o: &Observed, r: &Report<'_>) -> String {
 }
 
 fn html(r: &Report<'_>, o: &Observed, lat: &[f64], summary: &str) -> String {
+    let mut lat = lat.to_vec();
+    lat.sort_by(f64::total_cmp);
     let mut cdf: Vec<(f64, f64)> = Vec::new();
     let step = (lat.len() / 400).max(1);
     for (k, v) in lat.iter().enumerate().step_by(step) {
