@@ -15,8 +15,19 @@
 //! lazy link is grafted (a GRAFT naming no event) and the eager one pruned: the paper's §3.8
 //! optimisation, which shortens the tree instead of only repairing it. (An announcement that
 //! comes after the event does not swap: the eager path, longer in hops, was faster.)
+//!
+//! **One tree per author.** Eager and lazy are decided per link *and per tree*, and each
+//! author's events follow the tree of its slot ([`tree_of`]: 4 096 slots from the author key).
+//! A duplicate prunes the link for that author's tree only, so every author's tree becomes
+//! the first-arrival (lowest-delay) tree from that author over the overlay, instead of one
+//! tree shared by all authors that is deep and slow for most of them. An author's presence
+//! and status events build its tree before its posts ride it. Prunes and grafts name the
+//! slots they change; one naming none changes every slot (the single-tree meaning).
+
+use std::time::Duration;
 
 use rand::Rng;
+use vecino_proto::limits::TREE_SLOTS;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
@@ -27,6 +38,71 @@ use crate::store::StreamKey;
 /// Heads announced per link per tick at most; the rest wait for the next tick.
 const MAX_IHAVE_PER_LINK: usize = 4_096;
 
+/// The tree slot an author's events are disseminated on.
+pub(crate) fn tree_of(author: &AuthorKey) -> u16 {
+    let b = author.as_bytes();
+    (usize::from(u16::from_le_bytes([b[0], b[1]])) % TREE_SLOTS) as u16
+}
+
+/// Which trees a link is eager on: a bit set over the [`TREE_SLOTS`] (512 bytes per link).
+#[derive(Debug, Clone)]
+pub(crate) struct TreeEdges {
+    /// Bit set: the link is lazy on these trees.
+    lazy: Box<[u64; TREE_SLOTS / 64]>,
+}
+
+impl TreeEdges {
+    /// A new link: eager on every tree, until duplicates prune it.
+    pub(crate) fn all_eager() -> Self {
+        Self { lazy: Box::new([0; TREE_SLOTS / 64]) }
+    }
+
+    pub(crate) fn eager(&self, tree: u16) -> bool {
+        let t = usize::from(tree) % TREE_SLOTS;
+        self.lazy[t / 64] & (1 << (t % 64)) == 0
+    }
+
+    /// Sets one tree; returns whether it changed.
+    pub(crate) fn set(&mut self, tree: u16, eager: bool) -> bool {
+        let t = usize::from(tree) % TREE_SLOTS;
+        let was = self.eager(tree);
+        if eager {
+            self.lazy[t / 64] &= !(1 << (t % 64));
+        } else {
+            self.lazy[t / 64] |= 1 << (t % 64);
+        }
+        was != eager
+    }
+
+    pub(crate) fn set_all(&mut self, eager: bool) {
+        self.lazy.fill(if eager { 0 } else { u64::MAX });
+    }
+
+    /// Trees this link is eager on.
+    pub(crate) fn eager_count(&self) -> u32 {
+        TREE_SLOTS as u32 - self.lazy.iter().map(|w| w.count_ones()).sum::<u32>()
+    }
+
+    /// Applies the tree slots of a prune or graft frame (none named: every tree); slots out
+    /// of range are skipped and returned as the count of rejects.
+    pub(crate) fn apply(&mut self, trees: &[u32], eager: bool) -> usize {
+        if trees.is_empty() {
+            self.set_all(eager);
+            return 0;
+        }
+        let mut bad = 0;
+        for &t in trees {
+            match u16::try_from(t).ok().filter(|&t| usize::from(t) < TREE_SLOTS) {
+                Some(t) => {
+                    self.set(t, eager);
+                }
+                None => bad += 1,
+            }
+        }
+        bad
+    }
+}
+
 impl<R: Rng> Engine<R> {
     /// Passes a new event on: pushed to eager neighbours, announced to lazy ones, with this
     /// peer's hop count for it.
@@ -36,12 +112,16 @@ impl<R: Rng> Engine<R> {
         ev: &VerifiedEvent,
         hops: Option<u32>,
     ) {
-        let targets: Vec<(AuthorKey, bool)> = self
+        let tree = self.tree(&ev.author());
+        let mut targets: Vec<(AuthorKey, bool)> = self
             .links
             .iter()
             .filter(|(p, l)| Some(**p) != from && l.status != LinkStatus::Disconnected)
-            .map(|(p, l)| (*p, l.eager))
+            .map(|(p, l)| (*p, l.trees.eager(tree)))
             .collect();
+        if from.is_none() {
+            self.cap_root_fanout(&mut targets);
+        }
         let head = (ev.author(), ev.stream(), ev.seq());
         // Hop counts only serve the optimisation: not sent while it is off.
         let hops = hops.filter(|_| self.config.optimization_threshold > 0);
@@ -53,6 +133,39 @@ impl<R: Rng> Engine<R> {
             {
                 l.ihave.push((head.0, head.1, head.2, hops));
             }
+        }
+    }
+
+    /// The tree an author's events follow: its own slot, or the one shared tree.
+    pub(crate) fn tree(&self, author: &AuthorKey) -> u16 {
+        if self.config.per_author_trees { tree_of(author) } else { 0 }
+    }
+
+    /// The slots a prune or graft of `tree` names: with one shared tree, none (every tree,
+    /// as any peer reads it).
+    fn slots(&self, tree: u16) -> Vec<u32> {
+        if self.config.per_author_trees { vec![u32::from(tree)] } else { Vec::new() }
+    }
+
+    /// An author pushes its own events on at most `root_fanout` of its tree's eager links,
+    /// the nearest (lowest RTT); the others are only announced to, and hear the event from
+    /// those first (so their edges from the author are never pruned, and take over when a
+    /// nearer link goes). Without it the first-arrival tree from an author is a star of all
+    /// its links: the fan-out tax on its own uplink or radio.
+    fn cap_root_fanout(&self, targets: &mut [(AuthorKey, bool)]) {
+        let cap = self.config.root_fanout;
+        if cap == 0 || targets.iter().filter(|t| t.1).count() <= cap {
+            return;
+        }
+        let mut eager: Vec<(Duration, AuthorKey)> = targets
+            .iter()
+            .filter(|t| t.1)
+            .map(|(p, _)| (self.links.get(p).and_then(|l| l.rtt()).unwrap_or(Duration::MAX), *p))
+            .collect();
+        eager.sort_unstable();
+        let keep: Vec<AuthorKey> = eager.iter().take(cap).map(|e| e.1).collect();
+        for t in targets.iter_mut() {
+            t.1 = t.1 && keep.contains(&t.0);
         }
     }
 
@@ -73,6 +186,7 @@ impl<R: Rng> Engine<R> {
     /// threshold, graft `lazy` (naming no event) and prune `eager`.
     pub(crate) fn maybe_optimize(
         &mut self,
+        tree: u16,
         lazy: AuthorKey,
         announced: u32,
         eager: AuthorKey,
@@ -83,33 +197,42 @@ impl<R: Rng> Engine<R> {
             return;
         }
         let usable = |l: &crate::link::Link| l.status == LinkStatus::Connected;
-        if !self.links.get(&eager).is_some_and(|l| l.eager && usable(l))
-            || !self.links.get(&lazy).is_some_and(|l| !l.eager && usable(l))
+        if !self.links.get(&eager).is_some_and(|l| l.trees.eager(tree) && usable(l))
+            || !self.links.get(&lazy).is_some_and(|l| !l.trees.eager(tree) && usable(l))
         {
             return;
         }
         if let Some(l) = self.links.get_mut(&lazy) {
-            l.eager = true;
+            l.trees.set(tree, true);
         }
         self.stats.tree_swaps += 1;
+        let trees = self.slots(tree);
         self.send(
             lazy,
-            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new() }),
+            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new(), trees }),
             Priority::Control,
             false,
         );
-        self.prune(eager);
+        self.prune(eager, tree);
     }
 
-    /// A pushed duplicate arrived from `peer`: stop eager pushes on that link, both ways.
-    pub(crate) fn prune(&mut self, peer: AuthorKey) {
+    /// A pushed duplicate of an event on `tree` arrived from `peer`: stop eager pushes of that
+    /// tree on that link, both ways.
+    pub(crate) fn prune(&mut self, peer: AuthorKey, tree: u16) {
         let Some(l) = self.links.get_mut(&peer) else { return };
-        if !l.eager {
+        if !l.trees.set(tree, false) {
             return;
         }
-        l.eager = false;
         self.stats.prunes += 1;
-        self.send(peer, pb::frame::Kind::Prune(pb::Prune {}), Priority::Control, false);
+        let trees = self.slots(tree);
+        self.send(peer, pb::frame::Kind::Prune(pb::Prune { trees }), Priority::Control, false);
+    }
+
+    pub(crate) fn on_prune(&mut self, from: AuthorKey, prune: &pb::Prune) {
+        let bad = self.links.get_mut(&from).map_or(0, |l| l.trees.apply(&prune.trees, false));
+        for _ in 0..bad {
+            self.reject("bad_tree");
+        }
     }
 
     pub(crate) fn on_ihave(&mut self, from: AuthorKey, ihave: &pb::IHave) {
@@ -172,8 +295,21 @@ impl<R: Rng> Engine<R> {
     }
 
     pub(crate) fn on_graft(&mut self, from: AuthorKey, graft: &pb::Graft) {
+        let mut bad = 0;
+        let per_author = self.config.per_author_trees;
+        let tree = |a: &AuthorKey| if per_author { tree_of(a) } else { 0 };
         if let Some(l) = self.links.get_mut(&from) {
-            l.eager = true;
+            if graft.heads.is_empty() || !graft.trees.is_empty() {
+                bad = l.trees.apply(&graft.trees, true);
+            }
+            for h in &graft.heads {
+                if let Some(author) = AuthorKey::from_slice(&h.author) {
+                    l.trees.set(tree(&author), true);
+                }
+            }
+        }
+        for _ in 0..bad {
+            self.reject("bad_tree");
         }
         let events: Vec<VerifiedEvent> = graft
             .heads
@@ -253,12 +389,19 @@ impl<R: Rng> Engine<R> {
                 hops: None,
             });
         }
+        let per_author = self.config.per_author_trees;
+        let tree = |a: &AuthorKey| if per_author { tree_of(a) } else { 0 };
         for (peer, heads) in per_peer {
             if let Some(l) = self.links.get_mut(&peer) {
-                l.eager = true;
+                for h in &heads {
+                    if let Some(author) = AuthorKey::from_slice(&h.author) {
+                        l.trees.set(tree(&author), true);
+                    }
+                }
             }
             self.stats.grafts += 1;
-            self.send(peer, pb::frame::Kind::Graft(pb::Graft { heads }), Priority::Control, false);
+            let graft = pb::Graft { heads, trees: Vec::new() };
+            self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
         }
     }
 }

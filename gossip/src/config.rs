@@ -37,6 +37,22 @@ pub struct Config {
     /// authors over a proximity overlay) thresholds 3 and 5 shortened the tree (7.3 -> 5.9
     /// hops) but raised stretch and copies (docs/BENCHMARKS.md, Simulation, planet).
     pub optimization_threshold: u32,
+    /// One Plumtree tree per author (slot of the author key; see `broadcast`), so each
+    /// author's events follow the lowest-delay tree from it; false: one tree shared by all
+    /// authors (Plumtree as published), deep and slow for most of them on a proximity overlay.
+    pub per_author_trees: bool,
+    /// A new link starts lazy on every tree when the peer already has this many connected
+    /// links (which bring it what it needs): it becomes an edge of a tree only when the
+    /// neighbour's announcement beats the tree and is grafted. Below it — joining, or cut
+    /// off — new links start eager on every tree, as in Plumtree, which costs one duplicate
+    /// per tree per new link (with one tree per author, many on a churning overlay).
+    /// `usize::MAX`: always eager.
+    pub lazy_new_links_from: usize,
+    /// An author pushes its own events eagerly on at most this many links (its nearest
+    /// tree edges); its other neighbours are sent announcements and get the event relayed.
+    /// Bounds the author's egress per event (the fan-out tax) at this many copies; 0: no
+    /// bound (the author's first-arrival tree is a star of all its links).
+    pub root_fanout: usize,
     /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
     /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
@@ -83,6 +99,9 @@ impl Default for Config {
             graft_rtt_factor: 2.0,
             graft_min: Duration::from_millis(150),
             optimization_threshold: 0,
+            per_author_trees: true,
+            lazy_new_links_from: usize::MAX,
+            root_fanout: 2,
             rto_min: Duration::from_millis(300),
             uplink_bps: None,
             max_link_buffer_bytes: 8 << 20,

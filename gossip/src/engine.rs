@@ -129,8 +129,10 @@ pub struct LinkView {
     pub since: Time,
     /// Median measured RTT.
     pub rtt: Option<Duration>,
-    /// Plumtree eager (else lazy).
+    /// Plumtree: eager on at least one tree (else lazy on all).
     pub eager: bool,
+    /// Plumtree: the trees (of [`vecino_proto::limits::TREE_SLOTS`]) this link is eager on.
+    pub eager_trees: u32,
     /// Bytes queued and frames unacknowledged.
     pub buffered: (usize, usize),
 }
@@ -287,10 +289,17 @@ impl<R: Rng> Engine<R> {
                 status: l.status,
                 since: l.status_since,
                 rtt: l.rtt(),
-                eager: l.eager,
+                eager: l.trees.eager_count() > 0,
+                eager_trees: l.trees.eager_count(),
                 buffered: l.buffered(),
             })
             .collect()
+    }
+
+    /// Whether the link to `peer` pushes `author`'s events eagerly (its tree's edge);
+    /// `None` without a link.
+    pub fn eager_on(&self, peer: &AuthorKey, author: &AuthorKey) -> Option<bool> {
+        self.links.get(peer).map(|l| l.trees.eager(self.tree(author)))
     }
 
     /// Peers known by their presence or status (this peer excluded), with the latest of each
@@ -574,7 +583,7 @@ impl<R: Rng> Engine<R> {
                     && pushed
                     && let (Some(from), Some(h), Some((lazy, a))) = (from, hops, m.best)
                 {
-                    self.maybe_optimize(lazy, a, from, h);
+                    self.maybe_optimize(self.tree(&key.0), lazy, a, from, h);
                 }
                 self.emit(Output::Persist(StoreOp::Put(ev.clone())));
                 if let Some(seq) = superseded {
@@ -612,7 +621,7 @@ impl<R: Rng> Engine<R> {
                     && let Some(from) = from
                     && self.links.get(&from).is_some_and(settled)
                 {
-                    self.prune(from);
+                    self.prune(from, self.tree(&key.0));
                 }
             }
             Insert::Stale => {}
@@ -676,7 +685,7 @@ impl<R: Rng> Engine<R> {
                 self.reject("too_many_links");
                 return;
             }
-            self.links.insert(from, Link::new(self.now, None));
+            self.add_link(from, None);
         }
         let now = self.now;
         let link = self.links.get_mut(&from).expect("inserted above");
@@ -717,11 +726,7 @@ impl<R: Rng> Engine<R> {
             Kind::Request(r) => self.on_request(from, &r),
             Kind::Ihave(i) => self.on_ihave(from, &i),
             Kind::Graft(g) => self.on_graft(from, &g),
-            Kind::Prune(_) => {
-                if let Some(l) = self.links.get_mut(&from) {
-                    l.eager = false;
-                }
-            }
+            Kind::Prune(p) => self.on_prune(from, &p),
             Kind::FraudProof(_) => {} // verified and gossiped by a later version
         }
     }
@@ -795,7 +800,7 @@ impl<R: Rng> Engine<R> {
             self.emit(Output::Disconnect { peer });
             return;
         }
-        self.links.insert(peer, Link::new(now, info.rate_bps));
+        self.add_link(peer, info.rate_bps);
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         // A new neighbour: exchange what each holds, and learn its RTT.
         self.open_sync(peer);
@@ -1050,18 +1055,32 @@ impl<R: Rng> Engine<R> {
 }
 
 impl<R: Rng> Engine<R> {
-    /// Drops one surplus link: the slowest lazy, connected link older than a minute (inbound
-    /// links and partitions that healed can leave more links than the active view needs).
+    /// A new neighbour link: eager on every tree (Plumtree), or lazy on every tree once the
+    /// peer has `Config::lazy_new_links_from` connected links (see there).
+    fn add_link(&mut self, peer: AuthorKey, rate_bps: Option<u64>) {
+        let connected = self.links.values().filter(|l| l.status == LinkStatus::Connected).count();
+        let mut link = Link::new(self.now, rate_bps);
+        if connected >= self.config.lazy_new_links_from {
+            link.trees.set_all(false);
+        }
+        self.links.insert(peer, link);
+    }
+
+    /// Drops one surplus link: of the connected links older than a minute, the one eager on
+    /// the fewest trees, the slowest of those (inbound links and partitions that healed can
+    /// leave more links than the active view needs).
     fn trim_links(&mut self, now: Time) {
         let victim = self
             .links
             .iter()
             .filter(|(_, l)| {
-                !l.eager
-                    && l.status == LinkStatus::Connected
+                l.status == LinkStatus::Connected
                     && now.saturating_since(l.status_since) > Duration::from_secs(60)
             })
-            .max_by_key(|(p, l)| (l.rtt().unwrap_or(Duration::MAX), **p))
+            .max_by_key(|(p, l)| {
+                let rtt = l.rtt().unwrap_or(Duration::MAX);
+                (std::cmp::Reverse(l.trees.eager_count()), rtt, **p)
+            })
             .map(|(p, _)| *p);
         if let Some(peer) = victim {
             // Forgotten first, so the LinkDown that follows is not taken for a fade.

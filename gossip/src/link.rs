@@ -110,8 +110,9 @@ pub(crate) struct Link {
     /// which includes queueing on the path, unlike the ping RTT.
     srtt: Option<Duration>,
     rttvar: Duration,
-    /// Plumtree: push events eagerly on this link (else announce them lazily).
-    pub(crate) eager: bool,
+    /// Plumtree: the trees on which events are pushed eagerly on this link (on the others
+    /// they are announced lazily).
+    pub(crate) trees: crate::broadcast::TreeEdges,
     /// Heads to announce lazily on the next flush, with this peer's hop count for each.
     pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64, Option<u32>)>,
     /// When to send the next anti-entropy digest.
@@ -163,7 +164,7 @@ impl Link {
             rtts: VecDeque::new(),
             srtt: None,
             rttvar: Duration::ZERO,
-            eager: true,
+            trees: crate::broadcast::TreeEdges::all_eager(),
             ihave: Vec::new(),
             next_digest: now,
             their_digest: None,

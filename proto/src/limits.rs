@@ -47,6 +47,12 @@ pub const MAX_HEADS_PER_FRAME: usize = 4096;
 pub const MAX_RANGES_PER_FRAME: usize = 1024;
 /// Most selective acknowledgements in one `Ack` frame.
 pub const MAX_SELECTIVE_ACKS: usize = 1024;
+/// Plumtree tree slots: events are disseminated on one tree per slot, the slot taken from the
+/// author key (so each author's events follow a tree of their own, shared at most with the
+/// few authors hashed to the same slot).
+pub const TREE_SLOTS: usize = 4096;
+/// Most tree slots named in one `Graft` or `Prune` frame.
+pub const MAX_TREES_PER_FRAME: usize = TREE_SLOTS;
 
 /// How far ahead of the receiver's clock an event's HLC may be, by default (ms).
 pub const DEFAULT_MAX_CLOCK_AHEAD_MS: u64 = 120_000;

@@ -312,13 +312,19 @@ static IHAVE: Schema = Schema {
 };
 static GRAFT: Schema = Schema {
     name: "Graft",
-    fields: &[f(
-        1,
-        "Graft.heads",
-        Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
-    )],
+    fields: &[
+        f(
+            1,
+            "Graft.heads",
+            Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
+        ),
+        f(2, "Graft.trees", Kind::Repeated32 { count: MAX_TREES_PER_FRAME }),
+    ],
 };
-static PRUNE: Schema = Schema { name: "Prune", fields: &[] };
+static PRUNE: Schema = Schema {
+    name: "Prune",
+    fields: &[f(1, "Prune.trees", Kind::Repeated32 { count: MAX_TREES_PER_FRAME })],
+};
 
 pub(crate) static FRAME: Schema = Schema {
     name: "Frame",

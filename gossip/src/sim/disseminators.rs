@@ -133,15 +133,23 @@ pub fn push_fanout(n: usize) -> usize {
 /// its identity, a `ChaCha8Rng` seeded from `spec.rng_seed`, `spec.now` and `spec.stored`,
 /// never `spec.directory`.
 pub fn vecino_factory() -> Option<Disseminator> {
-    Some(Disseminator {
+    Some(vecino_with(|_| {}))
+}
+
+/// The vecino engine with its default settings changed by `tweak` (for experiments:
+/// `vecino-testnet sim --engine KEY=VALUE`); the uplink share is set after it.
+pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
+    Disseminator {
         name: "vecino",
         full_mesh: false,
-        factory: Box::new(|spec| {
+        factory: Box::new(move |spec| {
             let rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
-            let config = Config { uplink_bps: spec.uplink_bps, ..Config::default() };
+            let mut config = Config::default();
+            tweak(&mut config);
+            config.uplink_bps = spec.uplink_bps;
             Box::new(Engine::new(spec.identity, config, rng, spec.now, spec.stored))
         }),
-    })
+    }
 }
 
 /// The disseminators to run, vecino first when it is available.

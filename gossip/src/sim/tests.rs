@@ -272,3 +272,46 @@ fn vecino_heal_drains_without_a_graft_flood() {
     assert!(grafts <= 11, "seed {SEED}: {grafts} grafts");
     assert!(r.copies_per_delivery < 2.0, "seed {SEED}: {}", r.copies_per_delivery);
 }
+
+/// 40 peers on an Internet-like topology, posts from every peer after the join: with one
+/// tree per author each post follows the lowest-delay tree from its author, so latency
+/// stretch is lower than on the one tree shared by all authors (Plumtree as published), the
+/// copies stay near one per delivery once the trees are pruned, and an author sends each post
+/// on at most `root_fanout` links.
+#[test]
+fn per_author_trees_beat_one_shared_tree() {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
+    let m = latency::CompactInternet::generate(
+        40,
+        &vecino_coords::topology::InternetModel::default(),
+        &mut rng,
+    );
+    let mut sc = Scenario::small("trees", 40);
+    sc.latency = Latency::Internet(Arc::new(m));
+    sc.link.rate_bps = Some(10_000_000);
+    sc.traffic.per = TrafficScope::Fleet;
+    sc.traffic.rate_per_s = 4.0;
+    sc.traffic.start = Duration::from_secs(20);
+    sc.duration = Duration::from_secs(80);
+    let shared = disseminators::vecino_with(|c| c.per_author_trees = false);
+    let own = disseminators::vecino_factory().expect("vecino");
+    let shared = run(&sc, &shared, SEED, &mut quiet);
+    let own = run(&sc, &own, SEED, &mut quiet);
+    for r in [&shared, &own] {
+        assert_eq!(r.delivery_ratio, 1.0, "seed {SEED}");
+        assert_eq!(r.fifo_violations, 0, "seed {SEED}");
+    }
+    let (s, o) = (shared.stretch_p50.unwrap(), own.stretch_p50.unwrap());
+    eprintln!(
+        "seed {SEED}: stretch p50 shared {s:.2}, per author {o:.2}; copies {:.3} / {:.3}",
+        shared.copies_per_delivery, own.copies_per_delivery
+    );
+    assert!(o < s, "seed {SEED}: stretch p50 per author {o:.2}, shared {s:.2}");
+    assert!(o < 2.0, "seed {SEED}: stretch p50 per author {o:.2}");
+    assert!(own.copies_per_delivery < 1.6, "seed {SEED}: copies {}", own.copies_per_delivery);
+    // Two eager copies at most, plus the odd graft answer or retransmission.
+    let frame = own.envelope_bytes_mean + 20.0;
+    let egress = own.author_egress_bytes_per_post;
+    assert!(egress < 2.5 * frame, "seed {SEED}: author egress {egress:.0} B, frame ~{frame:.0} B");
+}

@@ -43,6 +43,12 @@ pub(crate) struct SimArgs {
     /// Disseminators to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
+    /// Change one of vecino's engine settings for this run (repeatable), e.g.
+    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, root_fanout,
+    /// optimization_threshold, active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
+    /// The report's header says what ran.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
+    engine: Vec<(String, u64)>,
     /// Run each disseminator in this process instead of a child process of its own (peak RSS
     /// is then only comparable for the first one).
     #[arg(long)]
@@ -84,12 +90,24 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             file.description
         );
         eprintln!("config: {}", serde_json::to_string(&file)?);
+        for (key, value) in &args.engine {
+            eprintln!("vecino engine setting: {key} = {value}");
+        }
     }
     let scenario = file.resolve(&base, seed)?;
     let started = Instant::now();
     let mut reports = Vec::new();
     for name in &args.only {
-        let Some(dis) = sim::disseminators::by_name(name) else {
+        let dis = if name == "vecino" && !args.engine.is_empty() {
+            let settings = args.engine.clone();
+            sim::disseminators::vecino_with(move |c| {
+                for (key, value) in &settings {
+                    apply_setting(c, key, *value);
+                }
+            })
+        } else if let Some(dis) = sim::disseminators::by_name(name) {
+            dis
+        } else {
             bail!("unknown or unavailable disseminator {name:?} (vecino, fullmesh, push)");
         };
         if !child && !args.in_process && args.only.len() > 1 {
@@ -172,6 +190,9 @@ fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     if let Some(n) = args.peers {
         cmd.args(["--peers", &n.to_string()]);
     }
+    for (key, value) in &args.engine {
+        cmd.args(["--engine", &format!("{key}={value}")]);
+    }
     let status = cmd
         .args(["--seed", &seed.to_string(), "--only", name, "--child-report"])
         .arg(&out)
@@ -183,6 +204,48 @@ fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     let bytes = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
     let _ = std::fs::remove_file(&out);
     Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// The engine settings `--engine` can change.
+const SETTINGS: &[&str] = &[
+    "per_author_trees",
+    "lazy_new_links_from",
+    "root_fanout",
+    "optimization_threshold",
+    "active_view",
+    "random_links",
+    "graft_min_ms",
+    "heartbeat_ms",
+    "tick_ms",
+];
+
+/// Parses `KEY=VALUE` for `--engine`.
+fn parse_setting(s: &str) -> Result<(String, u64), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    if !SETTINGS.contains(&key) {
+        return Err(format!("unknown engine setting {key:?} (one of {})", SETTINGS.join(", ")));
+    }
+    let value = value.parse().map_err(|e| format!("{key}: {value:?} is not a count: {e}"))?;
+    Ok((key.to_owned(), value))
+}
+
+/// Applies one parsed `--engine` setting.
+fn apply_setting(c: &mut vecino_gossip::Config, key: &str, value: u64) {
+    let count = usize::try_from(value).unwrap_or(usize::MAX);
+    match key {
+        "per_author_trees" => c.per_author_trees = value != 0,
+        "lazy_new_links_from" => c.lazy_new_links_from = count,
+        "root_fanout" => c.root_fanout = count,
+        "optimization_threshold" => {
+            c.optimization_threshold = u32::try_from(value).unwrap_or(u32::MAX)
+        }
+        "active_view" => c.active_view = count,
+        "random_links" => c.random_links = count,
+        "graft_min_ms" => c.graft_min = Duration::from_millis(value),
+        "heartbeat_ms" => c.heartbeat = Duration::from_millis(value),
+        "tick_ms" => c.tick = Duration::from_millis(value),
+        _ => {} // parse_setting accepts only SETTINGS
+    }
 }
 
 /// Resets the kernel's peak-RSS mark (VmHWM) of this process; best effort.
