@@ -116,7 +116,11 @@ impl<R: Rng> Engine<R> {
         let mut targets: Vec<(AuthorKey, bool)> = self
             .links
             .iter()
-            .filter(|(p, l)| Some(**p) != from && l.status != LinkStatus::Disconnected)
+            .filter(|(p, l)| {
+                Some(**p) != from
+                    && l.status != LinkStatus::Disconnected
+                    && !self.leaving_links.contains_key(*p)
+            })
             .map(|(p, l)| (*p, l.trees.eager(tree)))
             .collect();
         if from.is_none() {

@@ -51,6 +51,12 @@ const MAX_GAP_NOTED: usize = 256;
 const REDIAL_FIRST: Duration = Duration::from_millis(500);
 const REDIAL_MAX: Duration = Duration::from_secs(60);
 const REDIAL_RESET: Duration = Duration::from_secs(30);
+/// `Bye.reason`: a surplus link.
+const BYE_SURPLUS: u32 = 1;
+/// A peer that said bye, or was told it, is not dialled again for this long.
+const BYE_QUIET: Duration = Duration::from_secs(600);
+/// A link said bye to is closed from this end if the neighbour has not closed it by then.
+const BYE_WAIT: Duration = Duration::from_secs(5);
 /// Peers with a redial backoff remembered at most.
 const MAX_REDIAL: usize = 1_024;
 /// Pending dials at most.
@@ -161,6 +167,9 @@ pub struct Engine<R> {
     pub(crate) stats: EngineStats,
     /// Redial backoff per peer: attempts and the earliest next dial (at most `MAX_REDIAL`).
     pub(crate) redial: BTreeMap<AuthorKey, (u32, Time)>,
+    /// Links this peer said bye on, and when; nothing more is sent on them (bounded by the
+    /// links).
+    pub(crate) leaving_links: BTreeMap<AuthorKey, Time>,
     /// Node-wide egress pacing.
     pub(crate) uplink: Pacer,
     pub(crate) round_robin: usize,
@@ -237,6 +246,7 @@ impl<R: Rng> Engine<R> {
             stats: EngineStats::default(),
             uplink: Pacer::new(config_uplink, now),
             redial: BTreeMap::new(),
+            leaving_links: BTreeMap::new(),
             round_robin: 0,
             last_new_event: None,
             recent: BTreeMap::new(),
@@ -681,6 +691,12 @@ impl<R: Rng> Engine<R> {
             }
         };
         if !self.links.contains_key(&from) {
+            if self.redial.get(&from).is_some_and(|(_, at)| *at > self.now) {
+                // A link forgotten (a bye, either way) whose last frames are still arriving:
+                // not a new neighbour.
+                self.reject("after_bye");
+                return;
+            }
             if self.links.len() >= self.config.max_links {
                 self.reject("too_many_links");
                 return;
@@ -727,6 +743,7 @@ impl<R: Rng> Engine<R> {
             Kind::Ihave(i) => self.on_ihave(from, &i),
             Kind::Graft(g) => self.on_graft(from, &g),
             Kind::Prune(p) => self.on_prune(from, &p),
+            Kind::Bye(_) => self.on_bye(from),
             Kind::FraudProof(_) => {} // verified and gossiped by a later version
         }
     }
@@ -809,6 +826,11 @@ impl<R: Rng> Engine<R> {
 
     fn on_link_down(&mut self, peer: AuthorKey) {
         let now = self.now;
+        if self.leaving_links.remove(&peer).is_some() {
+            // The neighbour closed the link this peer said bye on.
+            self.links.remove(&peer);
+            return;
+        }
         let Some(link) = self.links.get_mut(&peer) else { return };
         link.transport_up = false;
         if link.status == LinkStatus::Connected {
@@ -987,6 +1009,7 @@ impl<R: Rng> Engine<R> {
 
     fn maintain_overlay(&mut self) {
         let now = self.now;
+        self.close_leaving_links(now);
         self.dialing.retain(|_, at| now.saturating_since(*at) < DIAL_TIMEOUT);
         // Links that stayed up a while have proven themselves: forget their backoff.
         let links = &self.links;
@@ -1012,7 +1035,12 @@ impl<R: Rng> Engine<R> {
         for peer in due {
             self.dial(peer);
         }
-        let usable = self.links.values().filter(|l| l.status != LinkStatus::Disconnected).count();
+        let leaving = &self.leaving_links;
+        let usable = self
+            .links
+            .iter()
+            .filter(|(p, l)| l.status != LinkStatus::Disconnected && !leaving.contains_key(*p))
+            .count();
         if usable > 2 * self.config.active_view {
             self.trim_links(now);
             return;
@@ -1026,7 +1054,10 @@ impl<R: Rng> Engine<R> {
             .members()
             .into_iter()
             .filter(|m| {
-                !m.left && !self.links.contains_key(&m.peer) && !self.dialing.contains_key(&m.peer)
+                !m.left
+                    && !self.links.contains_key(&m.peer)
+                    && !self.dialing.contains_key(&m.peer)
+                    && self.redial.get(&m.peer).is_none_or(|(_, at)| *at <= now)
             })
             .map(|m| {
                 let d = published_coordinate(&self.store, m.peer)
@@ -1073,9 +1104,10 @@ impl<R: Rng> Engine<R> {
         let victim = self
             .links
             .iter()
-            .filter(|(_, l)| {
+            .filter(|(p, l)| {
                 l.status == LinkStatus::Connected
                     && now.saturating_since(l.status_since) > Duration::from_secs(60)
+                    && !self.leaving_links.contains_key(*p)
             })
             .max_by_key(|(p, l)| {
                 let rtt = l.rtt().unwrap_or(Duration::MAX);
@@ -1083,9 +1115,47 @@ impl<R: Rng> Engine<R> {
             })
             .map(|(p, _)| *p);
         if let Some(peer) = victim {
-            // Forgotten first, so the LinkDown that follows is not taken for a fade.
-            self.links.remove(&peer);
+            // Say why first: the neighbour closes the link and does not dial back for a while
+            // (else it takes the closed transport for a fade and redials at once, and the new
+            // link starts eager on every tree). Until it closes, nothing more is sent on it.
+            self.send(peer, Kind::Bye(pb::Bye { reason: BYE_SURPLUS }), Priority::Control, false);
+            self.declined(peer);
+            self.leaving_links.insert(peer, now);
+        }
+    }
+
+    /// The neighbour dropped a surplus link: forget it (so its closing is not a fade), close
+    /// it, and do not dial it again for `BYE_QUIET`.
+    fn on_bye(&mut self, peer: AuthorKey) {
+        self.leaving_links.remove(&peer);
+        if self.links.remove(&peer).is_some() {
+            self.declined(peer);
             self.emit(Output::Disconnect { peer });
+        }
+    }
+
+    /// Not to be dialled (nor its links kept) for `BYE_QUIET`.
+    fn declined(&mut self, peer: AuthorKey) {
+        if self.redial.len() < MAX_REDIAL || self.redial.contains_key(&peer) {
+            self.redial.insert(peer, (0, self.now + BYE_QUIET));
+        }
+    }
+
+    /// Links this peer said bye on that the neighbour has not closed within `BYE_WAIT` (the
+    /// bye was lost, or the neighbour is older): closed from this end.
+    fn close_leaving_links(&mut self, now: Time) {
+        let due: Vec<AuthorKey> = self
+            .leaving_links
+            .iter()
+            .filter(|(_, at)| now.saturating_since(**at) >= BYE_WAIT)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.leaving_links.remove(&peer);
+            // Forgotten first, so the LinkDown that follows is not taken for a fade.
+            if self.links.remove(&peer).is_some() {
+                self.emit(Output::Disconnect { peer });
+            }
         }
     }
 }
@@ -1105,6 +1175,7 @@ fn kind_label(kind: &Kind) -> &'static str {
         Kind::Ihave(_) => "ihave",
         Kind::Graft(_) => "graft",
         Kind::Prune(_) => "prune",
+        Kind::Bye(_) => "bye",
     }
 }
 

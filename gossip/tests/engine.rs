@@ -596,3 +596,59 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
     let view = e.links().into_iter().find(|l| l.peer == b).expect("link");
     assert!(!view.eager && view.eager_trees == 0, "seed {seed}: {view:?}");
 }
+
+/// A hub with more links than its views need drops the surplus with a bye: the dropped
+/// neighbour closes the link and does not dial the hub back (before the bye, it took the
+/// closed transport for a fade and redialled at once, and the trim started over).
+#[test]
+fn a_surplus_link_is_dropped_with_a_bye_and_stays_dropped() {
+    let seed = 13;
+    eprintln!("seed {seed}");
+    let n = 16;
+    let mut net = Net::new(n, seed, Config::default());
+    for i in 1..n {
+        net.connect(0, i);
+    }
+    let links_of = |net: &Net, i: usize| -> BTreeSet<AuthorKey> {
+        net.engine(i).links().into_iter().map(|l| l.peer).collect()
+    };
+    net.run_for(Duration::from_secs(5));
+    assert_eq!(links_of(&net, 0).len(), n - 1, "seed {seed}");
+    // Trims start once links are a minute old; one per overlay round.
+    net.run_for(Duration::from_secs(120));
+    let hub = links_of(&net, 0);
+    let dropped: Vec<usize> = (1..n).filter(|&i| !hub.contains(&net.ids[i])).collect();
+    assert!(!dropped.is_empty(), "seed {seed}: the hub kept all {} links", hub.len());
+    assert!(hub.len() <= 12, "seed {seed}: the hub kept {} links", hub.len());
+    // Each dropped link was said bye on by one of its ends (a crowded neighbour may drop
+    // its link to the hub too).
+    let byes: u64 =
+        (0..n).map(|i| net.engine(i).stats().queued.get("bye").map_or(0, |b| b.0)).sum();
+    assert!(byes >= dropped.len() as u64, "seed {seed}: {byes} byes, {} dropped", dropped.len());
+    // The dropped ones forgot the hub and did not dial it back.
+    let hub_id = net.ids[0];
+    for &i in &dropped {
+        assert!(!links_of(&net, i).contains(&hub_id), "seed {seed}: peer {i} kept the hub");
+    }
+    let relinked = net.links.iter().filter(|(_, i, p, s)| {
+        *i == 0 && *s == LinkStatus::Connected && { dropped.iter().any(|&d| net.ids[d] == *p) }
+    });
+    let before = relinked.count();
+    net.run_for(Duration::from_secs(60));
+    let hub = links_of(&net, 0);
+    for &i in &dropped {
+        assert!(!hub.contains(&net.ids[i]), "seed {seed}: peer {i} came back");
+    }
+    let after = net
+        .links
+        .iter()
+        .filter(|(_, i, p, s)| {
+            *i == 0 && *s == LinkStatus::Connected && dropped.iter().any(|&d| net.ids[d] == *p)
+        })
+        .count();
+    assert_eq!(before, after, "seed {seed}: dropped links reconnected");
+    // Everyone still knows everyone: the overlay stayed connected.
+    for i in 0..n {
+        assert_eq!(net.engine(i).known_peers(), n - 1, "seed {seed}: peer {i}");
+    }
+}

@@ -321,6 +321,7 @@ static GRAFT: Schema = Schema {
         f(2, "Graft.trees", Kind::Repeated32 { count: MAX_TREES_PER_FRAME }),
     ],
 };
+static BYE: Schema = Schema { name: "Bye", fields: &[f(1, "Bye.reason", Kind::Varint)] };
 static PRUNE: Schema = Schema {
     name: "Prune",
     fields: &[f(1, "Prune.trees", Kind::Repeated32 { count: MAX_TREES_PER_FRAME })],
@@ -342,6 +343,7 @@ pub(crate) static FRAME: Schema = Schema {
         one(10, "Frame.ihave", Kind::Msg(&IHAVE)),
         one(11, "Frame.graft", Kind::Msg(&GRAFT)),
         one(12, "Frame.prune", Kind::Msg(&PRUNE)),
+        one(14, "Frame.bye", Kind::Msg(&BYE)),
     ],
 };
 

@@ -156,6 +156,7 @@ pub(crate) fn kind_label(field: u32, sync: bool, class: crate::io::Priority) -> 
         (10, ..) => "ihave",
         (11, ..) => "graft",
         (12, ..) => "prune",
+        (14, ..) => "bye",
         _ => "unknown",
     }
 }
