@@ -220,6 +220,42 @@ impl<R: Rng> Engine<R> {
         self.prune(eager, tree);
     }
 
+    /// `lazy` announced an event (in its batched announcements) `lead` before `eager` pushed
+    /// it: the lazy path is faster. With `Config::swap_lead` set and the lead at least that,
+    /// graft `lazy` on the event's tree and prune `eager` from it (Plumtree's optimisation,
+    /// by time rather than hop counts: on a proximity overlay fewer hops is not less delay).
+    pub(crate) fn maybe_swap_faster(
+        &mut self,
+        tree: u16,
+        lazy: AuthorKey,
+        lead: Duration,
+        eager: AuthorKey,
+    ) {
+        let Some(min_lead) = self.config.swap_lead else { return };
+        if lead < min_lead || lazy == eager {
+            return;
+        }
+        let usable = |l: &crate::link::Link| l.status == LinkStatus::Connected;
+        if !self.links.get(&eager).is_some_and(|l| l.trees.eager(tree) && usable(l))
+            || !self.links.get(&lazy).is_some_and(|l| !l.trees.eager(tree) && usable(l))
+            || self.leaving_links.contains_key(&lazy)
+        {
+            return;
+        }
+        if let Some(l) = self.links.get_mut(&lazy) {
+            l.trees.set(tree, true);
+        }
+        self.stats.tree_swaps += 1;
+        let trees = self.slots(tree);
+        self.send(
+            lazy,
+            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new(), trees }),
+            Priority::Control,
+            false,
+        );
+        self.prune(eager, tree);
+    }
+
     /// A pushed duplicate of an event on `tree` arrived from `peer`: stop eager pushes of that
     /// tree on that link, both ways.
     pub(crate) fn prune(&mut self, peer: AuthorKey, tree: u16) {

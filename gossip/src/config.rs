@@ -53,6 +53,10 @@ pub struct Config {
     /// Bounds the author's egress per event (the fan-out tax) at this many copies; 0: no
     /// bound (the author's first-arrival tree is a star of all its links).
     pub root_fanout: usize,
+    /// Plumtree's optimisation by time: when a lazy neighbour's announcement of an event
+    /// arrived at least this long before the event's eager push, the lazy link is grafted on
+    /// the author's tree and the eager one pruned from it. `None`: only repairs change trees.
+    pub swap_lead: Option<Duration>,
     /// Lower bound of the retransmission timeout (which is otherwise srtt + 4 × rttvar of
     /// the link's acknowledgements, doubled at each retransmission of a frame).
     pub rto_min: Duration,
@@ -102,6 +106,7 @@ impl Default for Config {
             per_author_trees: true,
             lazy_new_links_from: usize::MAX,
             root_fanout: 2,
+            swap_lead: None,
             rto_min: Duration::from_millis(300),
             uplink_bps: None,
             max_link_buffer_bytes: 8 << 20,

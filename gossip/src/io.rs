@@ -98,6 +98,8 @@ pub(crate) enum TimerKind {
     /// The engine's periodic housekeeping tick.
     #[allow(dead_code)]
     Tick,
+    /// Frames wait for the pacing buckets to refill: send what they allow then.
+    Pace,
     /// Reserved for engine timers keyed by peer.
     #[allow(dead_code)]
     Peer(AuthorKey, u8),

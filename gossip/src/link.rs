@@ -73,6 +73,16 @@ impl Pacer {
             self.tokens -= bytes as f64;
         }
     }
+
+    /// How long after its last refill the bucket lets a frame leave again (zero if it does).
+    pub(crate) fn wait(&self) -> Duration {
+        match self.rate_bps {
+            Some(rate) if rate > 0 && self.tokens <= 0.0 => {
+                Duration::from_secs_f64((1.0 - self.tokens) * 8.0 / rate as f64)
+            }
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// A frame kept until acknowledged.
@@ -529,6 +539,16 @@ impl Link {
         self.queues.iter().any(|q| !q.is_empty())
     }
 
+    /// When frames wait that may leave once this link's bucket allows: how long that is;
+    /// `None` when nothing waits that could leave (empty queues, or only data on a link that
+    /// is not connected).
+    pub(crate) fn ready_in(&self) -> Option<Duration> {
+        let control = !self.queues[Priority::Control as usize].is_empty();
+        let any = self.queues.iter().any(|q| !q.is_empty());
+        let waiting = if self.status == LinkStatus::Connected { any } else { control };
+        waiting.then(|| self.pacer.wait())
+    }
+
     /// Bytes waiting or unacknowledged on this link.
     pub(crate) fn buffered(&self) -> (usize, usize) {
         (self.buffered_bytes, self.unacked.len())
@@ -581,6 +601,31 @@ mod tests {
         l.drain(Time(8), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, Priority::Post);
+    }
+
+    /// A paced link says when its next frame may leave (the engine wakes up then instead of
+    /// at its next tick), and nothing when no frame waits.
+    #[test]
+    fn a_paced_link_says_when_it_may_send_again() {
+        let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s
+        assert_eq!(l.ready_in(), None);
+        for _ in 0..2 {
+            let s = l.next_seq();
+            l.push(s, f(1_500), Priority::Post, 1 << 20);
+        }
+        let mut out = Vec::new();
+        l.drain(Time(0), &mut out); // an empty bucket
+        assert!(out.is_empty());
+        assert_eq!(l.ready_in(), Some(Duration::from_millis(1))); // one byte's worth
+        l.drain(Time(1_000), &mut out);
+        assert_eq!(out.len(), 1, "a frame leaves once the balance is positive");
+        // 1 500 B spent from a balance of 1 B: 1.5 s until the next.
+        assert_eq!(l.ready_in(), Some(Duration::from_millis(1_500)));
+        l.drain(Time(1_000 + 1_499_000), &mut out);
+        assert_eq!(out.len(), 1, "not before");
+        l.drain(Time(1_000 + 1_500_000), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(l.ready_in(), None);
     }
 
     #[test]
