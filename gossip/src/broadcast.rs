@@ -40,6 +40,7 @@ impl<R: Rng> Engine<R> {
             .links
             .iter()
             .filter(|(p, l)| Some(**p) != from && l.status != LinkStatus::Disconnected)
+            .filter(|(p, _)| self.passes_to(**p, ev))
             .map(|(p, l)| (*p, l.eager))
             .collect();
         let head = (ev.author(), ev.stream(), ev.seq());
@@ -144,7 +145,7 @@ impl<R: Rng> Engine<R> {
         from: AuthorKey,
         hops: Option<u32>,
     ) {
-        if self.store.covers(&key, seq) {
+        if self.store.covers(&key, seq) || !self.may_want(&key, seq) {
             return;
         }
         let deadline = self.now + self.graft_wait(from);

@@ -12,6 +12,11 @@
 //!   from ours while neither has changed since the last one (nothing is in flight: the two are
 //!   not catching up by themselves) triggers a version vector exchange;
 //! - a log event that arrives ahead of a gap makes the receiver ask the sender for the gap.
+//!
+//! Under fisheye membership (`crate::membership`) neighbours hold different members, so a
+//! fisheye peer's digest covers the log streams only (a digest equal to either of ours is a
+//! match), and version vectors list and answer latest-value heads in the other end's presumed
+//! scope only.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +31,14 @@ use crate::io::Priority;
 
 impl<R: Rng> Engine<R> {
     pub(crate) fn send_digest(&mut self, peer: AuthorKey) {
+        let (hash, heads) = if self.fisheye.active {
+            (self.store.log_digest(), self.store.log_head_count())
+        } else {
+            (self.store.digest(), self.store.head_count())
+        };
         let digest = pb::Digest {
-            hash: Bytes::copy_from_slice(&self.store.digest().to_le_bytes()),
-            heads: u32::try_from(self.store.head_count()).unwrap_or(u32::MAX),
+            hash: Bytes::copy_from_slice(&hash.to_le_bytes()),
+            heads: u32::try_from(heads).unwrap_or(u32::MAX),
         };
         self.send(peer, Kind::Digest(digest), Priority::Control, false);
     }
@@ -40,6 +50,8 @@ impl<R: Rng> Engine<R> {
         };
         let theirs = u64::from_le_bytes(bytes);
         let mine = self.store.digest();
+        // A fisheye neighbour's digest covers the log streams alone.
+        let matches = theirs == mine || theirs == self.store.log_digest();
         let Some(link) = self.links.get_mut(&from) else { return };
         // Stuck: neither side's digest moved over a whole interval, yet they differ. A digest
         // that differs only because an event is in flight (one side just received or
@@ -50,7 +62,7 @@ impl<R: Rng> Engine<R> {
         link.my_digest = Some(mine);
         // A link still carrying unacknowledged or queued frames is catching up already.
         let idle = link.retained() == 0;
-        if theirs != mine && stuck && idle {
+        if !matches && stuck && idle {
             self.send_version_vector(from, false);
         }
     }
@@ -93,7 +105,7 @@ impl<R: Rng> Engine<R> {
             return;
         }
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
-        let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS);
+        let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS, &|a| self.wants_within(from, a, 1.0));
         if !events.is_empty() {
             self.send_events(from, &events, true, None);
         }

@@ -133,15 +133,25 @@ pub fn push_fanout(n: usize) -> usize {
 /// its identity, a `ChaCha8Rng` seeded from `spec.rng_seed`, `spec.now` and `spec.stored`,
 /// never `spec.directory`.
 pub fn vecino_factory() -> Option<Disseminator> {
-    Some(Disseminator {
+    Some(vecino_with(Config::default()))
+}
+
+/// The vecino engine with `config` (its `uplink_bps` is the scenario's).
+pub fn vecino_with(config: Config) -> Disseminator {
+    // One signature cache for the peers of this run (a simulator optimisation, see
+    // `VerifyCache`).
+    let cache = crate::sim::VerifyCache::default();
+    Disseminator {
         name: "vecino",
         full_mesh: false,
-        factory: Box::new(|spec| {
+        factory: Box::new(move |spec| {
             let rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
-            let config = Config { uplink_bps: spec.uplink_bps, ..Config::default() };
-            Box::new(Engine::new(spec.identity, config, rng, spec.now, spec.stored))
+            let config = Config { uplink_bps: spec.uplink_bps, ..config.clone() };
+            let mut engine = Engine::new(spec.identity, config, rng, spec.now, spec.stored);
+            engine.share_verification(cache.clone());
+            Box::new(engine)
         }),
-    })
+    }
 }
 
 /// The disseminators to run, vecino first when it is available.

@@ -34,12 +34,14 @@ mod runner;
 pub mod scenario;
 #[cfg(test)]
 mod tests;
+mod verify_cache;
 mod wire;
 
 pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run};
+pub use verify_cache::VerifyCache;
 pub use scenario::{
     Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, RateScope, Scenario, Traffic,
     TrafficScope,
