@@ -581,7 +581,15 @@ impl<R: Rng> Engine<R> {
         hops: Option<u32>,
     ) {
         if !self.admits(from, ev) {
-            return; // outside this peer's fisheye: neither kept nor passed on
+            // Outside this peer's fisheye: neither kept nor passed on, and a link that pushes
+            // such events is pruned as for a duplicate (it then announces instead).
+            if pushed
+                && let Some(from) = from
+                && self.links.get(&from).is_some_and(|l| l.status == LinkStatus::Connected)
+            {
+                self.prune(from);
+            }
+            return;
         }
         let key = (ev.author(), ev.stream());
         self.hlc.observe(ev.hlc(), self.now.as_millis());
@@ -1067,7 +1075,9 @@ impl<R: Rng> Engine<R> {
             })
             .collect();
         // Far members (fisheye) are candidates too: the random picks make long links of them.
-        candidates.extend(self.far_candidates().into_iter().filter(|(_, p)| !self.dialing.contains_key(p)));
+        candidates.extend(
+            self.far_candidates().into_iter().filter(|(_, p)| !self.dialing.contains_key(p)),
+        );
         if candidates.is_empty() {
             return;
         }

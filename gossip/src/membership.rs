@@ -49,6 +49,9 @@ pub(crate) const KEEP_SLACK: f64 = 1.25;
 /// An event is passed to a neighbour whose coordinate is within this multiple of this peer's
 /// radius from the author (the neighbour's own radius is not known, but is similar).
 pub(crate) const SEND_SLACK: f64 = 1.5;
+/// Members held beyond this multiple of the radius are evicted (between [`KEEP_SLACK`] and
+/// this, only when too many are held).
+pub(crate) const EVICT_SLACK: f64 = 2.0;
 /// Far members remembered (refused events' authors) at most.
 pub(crate) const MAX_FAR: usize = 64;
 /// Refused heads remembered at most.
@@ -116,7 +119,9 @@ impl<R: Rng> Engine<R> {
     pub(crate) fn is_landmark(&self, author: &AuthorKey) -> bool {
         let n = u64::from(self.config.fisheye_landmarks);
         let b = author.as_bytes();
-        n > 0 && u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) % n == 0
+        n > 0
+            && u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                .is_multiple_of(n)
     }
 
     /// True when this peer holds `author`'s presence or status.
@@ -159,7 +164,13 @@ impl<R: Rng> Engine<R> {
         }
         let author = ev.author();
         let held = self.holds(author);
-        let c = carried(ev).or_else(|| published_coordinate(&self.store, author));
+        // The event's own coordinate if settled, else the one held (a hey-there is published
+        // once, at start, before the coordinate settles: the newspaper places its author).
+        let c = match (carried(ev), published_coordinate(&self.store, author)) {
+            (Some(c), _) if settled(&c) => Some(c),
+            (_, Some(p)) if settled(&p) => Some(p),
+            (c, p) => c.or(p),
+        };
         if c.is_some_and(|c| self.within_radius(&c, held)) || (c.is_none() && held) {
             if !held && self.fisheye.radius.is_none() {
                 self.fisheye.admitted += 1;
@@ -182,6 +193,14 @@ impl<R: Rng> Engine<R> {
             self.note_far(author, c, h.addrs.clone());
         }
         false
+    }
+
+    /// Whether this peer keeps a stream of this author at all (see `on_version_vector`).
+    pub(crate) fn would_keep(&self, key: &StreamKey) -> bool {
+        !self.fisheye.active
+            || key.1.kind() != Some(StreamKind::LatestValue)
+            || self.always_in_scope(&key.0)
+            || self.holds(key.0)
     }
 
     /// False for an announced head this peer refused (do not graft it).
@@ -222,9 +241,56 @@ impl<R: Rng> Engine<R> {
             published_coordinate(&self.store, *author)
         };
         match (theirs, c) {
-            (Some(t), Some(c)) if settled(&t) && settled(&c) => {
-                t.distance_secs(&c) <= r * slack
-            }
+            (Some(t), Some(c)) if settled(&t) && settled(&c) => t.distance_secs(&c) <= r * slack,
+            _ => true,
+        }
+    }
+
+    /// A neighbour's radius, inferred from the members its version vector lists (the K-th
+    /// nearest to it of those this peer can place), as it computes its own; `None` when it
+    /// lists fewer (or fisheye is off here).
+    pub(crate) fn radius_of(
+        &self,
+        peer: AuthorKey,
+        listed: &BTreeMap<StreamKey, u64>,
+    ) -> Option<f64> {
+        let k = self.config.fisheye_members;
+        if !self.fisheye.active || k == 0 {
+            return None;
+        }
+        let theirs = self
+            .links
+            .get(&peer)
+            .and_then(|l| l.peer_coordinate)
+            .or_else(|| published_coordinate(&self.store, peer))
+            .filter(settled)?;
+        let mut d: Vec<f64> = listed
+            .keys()
+            .filter(|(a, s)| *s == Stream::Newspaper && *a != peer && !self.is_landmark(a))
+            .filter_map(|(a, _)| published_coordinate(&self.store, *a))
+            .filter(settled)
+            .map(|c| theirs.distance_secs(&c))
+            .collect();
+        if d.len() < k {
+            return None;
+        }
+        let (_, kth, _) = d.select_nth_unstable_by(k - 1, f64::total_cmp);
+        Some(*kth)
+    }
+
+    /// Whether to answer `peer`'s version vector with `author`'s latest-value events: within
+    /// this peer's radius of it and within the radius its vector implies (`theirs`).
+    pub(crate) fn answers(&self, peer: AuthorKey, author: &AuthorKey, theirs: Option<f64>) -> bool {
+        if !self.wants_within(peer, author, 1.0) {
+            return false;
+        }
+        let Some(r) = theirs else { return true };
+        if *author == peer || *author == self.me || self.is_landmark(author) {
+            return true;
+        }
+        let t = self.links.get(&peer).and_then(|l| l.peer_coordinate);
+        match (t, published_coordinate(&self.store, *author)) {
+            (Some(t), Some(c)) => t.distance_secs(&c) <= r,
             _ => true,
         }
     }
@@ -289,15 +355,16 @@ impl<R: Rng> Engine<R> {
             let (_, kth, _) = known.select_nth_unstable_by(k - 1, f64::total_cmp);
             Some(*kth)
         };
-        // Evict, only past 2K members held (memory), down to 1.5K: out of scope (unsettled
-        // first, then the farthest beyond the slack). Evicting whatever leaves the ball at
-        // once churns: coordinates still move, and what comes back must be sent again.
+        // Evict members far out of scope (beyond EVICT_SLACK × r, or unsettled), and past 2K
+        // members held (memory) the farthest beyond the keep slack, down to 1.5K. Evicting
+        // whatever leaves the ball at once churns: coordinates still move, and what comes
+        // back must be sent again.
         let radius = self.fisheye.radius;
-        if dist.len() <= 2 * k {
-            self.maybe_pull(radius);
-            return;
-        }
-        let excess = dist.len() - k * 3 / 2;
+        let over = dist.len().saturating_sub(k * 3 / 2).min(if dist.len() > 2 * k {
+            usize::MAX
+        } else {
+            0
+        });
         dist.retain(|(a, d)| {
             !self.always_in_scope(a)
                 && !self.dialing.contains_key(a)
@@ -308,7 +375,11 @@ impl<R: Rng> Engine<R> {
                 }
         });
         dist.sort_by(|x, y| y.1.unwrap_or(f64::MAX).total_cmp(&x.1.unwrap_or(f64::MAX)));
-        dist.truncate(excess);
+        let far = dist
+            .iter()
+            .filter(|(_, d)| d.is_none_or(|d| radius.is_some_and(|r| d > r * EVICT_SLACK)))
+            .count();
+        dist.truncate(far.max(over));
         for (a, _) in dist {
             self.fisheye.evicted += 1;
             self.fisheye.held = self.fisheye.held.saturating_sub(1);

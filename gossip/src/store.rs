@@ -234,8 +234,12 @@ impl Store {
     /// Forgets every latest-value event of `author` (fisheye eviction); returns the
     /// (stream, seq) forgotten, for the host to delete. Its log events stay.
     pub(crate) fn forget_latest(&mut self, author: AuthorKey) -> Vec<(Stream, u64)> {
-        let keys: Vec<StreamKey> =
-            self.latest.range((author, Stream::Unspecified)..).map(|(k, _)| *k).take_while(|k| k.0 == author).collect();
+        let keys: Vec<StreamKey> = self
+            .latest
+            .range((author, Stream::Unspecified)..)
+            .map(|(k, _)| *k)
+            .take_while(|k| k.0 == author)
+            .collect();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             if let Some(ev) = self.latest.remove(&key) {

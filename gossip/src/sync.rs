@@ -105,11 +105,16 @@ impl<R: Rng> Engine<R> {
             return;
         }
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
-        let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS, &|a| self.wants_within(from, a, 1.0));
+        let radius = self.radius_of(from, &theirs);
+        let events =
+            self.store.missing_for(&theirs, MAX_SYNC_EVENTS, &|a| self.answers(from, a, radius));
         if !events.is_empty() {
             self.send_events(from, &events, true, None);
         }
-        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq);
+        // A fisheye peer lacks only what it would keep: posts, and members it holds or always
+        // keeps (neighbours, landmarks); the rest of the other end's members are out of its
+        // scope, and replying for them would cost a vector and an answer every time.
+        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq && self.would_keep(k));
         if lacking && !vv.reply {
             self.send_version_vector(from, true);
         }

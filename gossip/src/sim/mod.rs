@@ -41,11 +41,11 @@ pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run};
-pub use verify_cache::VerifyCache;
 pub use scenario::{
     Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, RateScope, Scenario, Traffic,
     TrafficScope,
 };
+pub use verify_cache::VerifyCache;
 
 /// Simulated time starts here: 2026-01-01T00:00:00Z, in µs since the Unix epoch.
 pub const EPOCH_US: u64 = 1_767_225_600_000_000;

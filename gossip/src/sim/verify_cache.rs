@@ -50,7 +50,9 @@ impl VerifyCache {
                 map.clear();
             }
             let keys = misses.clone();
-            for ((slot, key), r) in slots.into_iter().zip(keys).zip(verifier.verify_batch(misses, now_ms)) {
+            for ((slot, key), r) in
+                slots.into_iter().zip(keys).zip(verifier.verify_batch(misses, now_ms))
+            {
                 if let Ok(ev) = &r {
                     map.insert(key, ev.clone());
                 }
