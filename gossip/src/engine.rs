@@ -581,14 +581,9 @@ impl<R: Rng> Engine<R> {
         hops: Option<u32>,
     ) {
         if !self.admits(from, ev) {
-            // Outside this peer's fisheye: neither kept nor passed on, and a link that pushes
-            // such events is pruned as for a duplicate (it then announces instead).
-            if pushed
-                && let Some(from) = from
-                && self.links.get(&from).is_some_and(|l| l.status == LinkStatus::Connected)
-            {
-                self.prune(from);
-            }
+            // Outside this peer's fisheye: neither kept nor passed on. (Pruning the link that
+            // pushed it, as for a duplicate, cut the shared tree under the posts: on planet
+            // 662 k grafts and 3.9 copies per delivery in 180 s.)
             return;
         }
         let key = (ev.author(), ev.stream());
