@@ -204,7 +204,18 @@ impl<R: Rng> Engine<R> {
     }
 
     /// False for an announced head this peer refused (do not graft it).
+    /// Once fisheye, members this peer does not hold (nor neighbours, nor landmarks) are not
+    /// grafted either: it cannot place them before it has their event, and a graft turns the
+    /// link eager under the posts too (on planet, 551 k grafts and 3.95 copies per delivered
+    /// post in 180 s with them); version vectors bring what is in scope.
     pub(crate) fn may_want(&self, key: &StreamKey, seq: u64) -> bool {
+        if self.fisheye.active
+            && key.1.kind() == Some(StreamKind::LatestValue)
+            && !self.always_in_scope(&key.0)
+            && !self.holds(key.0)
+        {
+            return false;
+        }
         self.fisheye.refused_heads.get(key).is_none_or(|&s| s < seq)
     }
 
