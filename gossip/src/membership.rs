@@ -15,16 +15,20 @@
 //!   a *landmark* (one key in `fisheye_landmarks`), or a's coordinate (carried by the event,
 //!   else the one held) is settled and within r of its own settled coordinate — within
 //!   [`KEEP_SLACK`] × r for a member it already holds (hysteresis). Members beyond that are
-//!   evicted (every [`SCOPE_PERIOD`]); their posts stay.
+//!   evicted (beyond [`EVICT_SLACK`] × r, or the farthest past 2K held; checked every
+//!   [`SCOPE_PERIOD`]); their posts stay.
 //! - Since balls are defined by coordinates, an author's events spread over the peers around
 //!   it, which the proximity overlay connects; posts (log streams) are outside all this and
 //!   reach everyone.
 //! - Passing on: an event is pushed or announced to a neighbour only if the author is within
 //!   [`SEND_SLACK`] × r of that neighbour's coordinate (it would refuse it otherwise).
+//!   Announcements of members it does not hold are not grafted (a graft also turns the link
+//!   eager under the posts).
 //! - Anti-entropy covers what peers share: a fisheye peer's digest covers the log streams
-//!   only, and its version vectors list (and answer with) latest-value heads in the other
-//!   end's presumed scope only. Membership consistency inside a ball comes from acknowledged
-//!   delivery on links and the version-vector exchange on every new or healed link.
+//!   only, and its version-vector answers carry members in the other end's presumed scope
+//!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
+//!   the version-vector exchange on every new or healed link, and a pull (version vectors to
+//!   every neighbour) when this peer's coordinate first settles or its radius doubles.
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.

@@ -15,8 +15,9 @@
 //!
 //! Under fisheye membership (`crate::membership`) neighbours hold different members, so a
 //! fisheye peer's digest covers the log streams only (a digest equal to either of ours is a
-//! match), and version vectors list and answer latest-value heads in the other end's presumed
-//! scope only.
+//! match), its version-vector answers carry latest-value events in the other end's presumed
+//! scope only (within this peer's radius of it, and within the radius its vector implies),
+//! and it replies with its own vector only for what it keeps.
 
 use std::collections::BTreeMap;
 
