@@ -121,6 +121,7 @@ impl<R: Rng> Engine<R> {
                     && l.status != LinkStatus::Disconnected
                     && !self.leaving_links.contains_key(*p)
             })
+            .filter(|(p, _)| self.passes_to(**p, ev))
             .map(|(p, l)| (*p, l.trees.eager(tree)))
             .collect();
         if from.is_none() {
@@ -307,7 +308,7 @@ impl<R: Rng> Engine<R> {
         from: AuthorKey,
         hops: Option<u32>,
     ) {
-        if self.store.covers(&key, seq) {
+        if self.store.covers(&key, seq) || !self.may_want(&key, seq) {
             return;
         }
         let deadline = self.now + self.graft_wait(from);

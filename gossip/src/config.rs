@@ -77,6 +77,14 @@ pub struct Config {
     pub newspaper_min_interval: Duration,
     /// Most members (authors) tracked.
     pub max_members: usize,
+    /// Fisheye membership (`crate::membership`): once this peer holds this many members, it
+    /// keeps and passes on the presence and status of the members nearest it (about this
+    /// many, by coordinate), of its neighbours and of the landmarks, and no others. Fleets
+    /// smaller than this keep full membership. 0 turns fisheye off (full membership always).
+    pub fisheye_members: usize,
+    /// One author in this many (by key) is a *landmark*, whose membership every peer keeps:
+    /// a fleet-wide sample of far regions. 0: no landmarks.
+    pub fisheye_landmarks: u32,
     /// Most log events (posts) kept per author; older ones are forgotten first.
     pub max_log_per_author: usize,
     /// Events sent per `Events` frame at most.
@@ -115,6 +123,8 @@ impl Default for Config {
             newspaper_move_ms: 5.0,
             newspaper_min_interval: Duration::from_secs(60),
             max_members: 20_000,
+            fisheye_members: 128,
+            fisheye_landmarks: 256,
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
             addrs: Vec::new(),

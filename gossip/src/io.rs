@@ -281,6 +281,32 @@ pub trait Protocol {
     fn membership_digest(&self) -> u64 {
         0
     }
+    /// True when this peer keeps fisheye membership (`crate::membership`): it knows the
+    /// peers in its scope, not every peer, and its membership digest is its own.
+    fn fisheye(&self) -> bool {
+        false
+    }
+    /// A summary of the log streams held (posts), which every peer must hold whatever its
+    /// membership scope.
+    fn log_digest(&self) -> u64 {
+        self.digest()
+    }
+    /// The coordinate this peer last published, if it publishes one.
+    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
+        None
+    }
+    /// The (hey-there, newspaper) seqs this peer holds of `peer` (its own, for itself); 0
+    /// where none.
+    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
+        let _ = peer;
+        (0, 0)
+    }
+    /// Whether `peer`, publishing `coordinate`, is in this peer's membership scope (must be
+    /// known to it). Always, without fisheye.
+    fn in_scope(&self, peer: &AuthorKey, coordinate: Option<&vecino_coords::Coordinate>) -> bool {
+        let _ = (peer, coordinate);
+        true
+    }
     /// Engine counters by name (retransmissions, grafts, prunes, …) for the simulator's
     /// report; empty for state machines that keep none.
     fn counters(&self) -> Vec<(&'static str, u64)> {

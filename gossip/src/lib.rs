@@ -11,6 +11,7 @@ mod config;
 mod engine;
 pub mod io;
 mod link;
+mod membership;
 mod persist;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -82,7 +82,7 @@ impl Store {
     }
 
     fn set_head(&mut self, key: &StreamKey, old: u64, new: u64) {
-        let mut change = head_hash(key, new);
+        let mut change = if new != 0 { head_hash(key, new) } else { 0 };
         if old != 0 {
             change ^= head_hash(key, old);
         }
@@ -220,6 +220,42 @@ impl Store {
         self.lv_digest
     }
 
+    /// Summary of the log heads alone (posts, postcards): what every peer holds under
+    /// fisheye membership, where the latest-value streams held differ from peer to peer.
+    pub(crate) fn log_digest(&self) -> u64 {
+        self.digest ^ self.lv_digest
+    }
+
+    /// Number of log heads (for the digest frame of a fisheye peer).
+    pub(crate) fn log_head_count(&self) -> usize {
+        self.logs.values().filter(|l| l.contiguous > 0).count()
+    }
+
+    /// Forgets every latest-value event of `author` (fisheye eviction); returns the
+    /// (stream, seq) forgotten, for the host to delete. Its log events stay.
+    pub(crate) fn forget_latest(&mut self, author: AuthorKey) -> Vec<(Stream, u64)> {
+        let keys: Vec<StreamKey> = self
+            .latest
+            .range((author, Stream::Unspecified)..)
+            .map(|(k, _)| *k)
+            .take_while(|k| k.0 == author)
+            .collect();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(ev) = self.latest.remove(&key) {
+                self.set_head(&key, ev.seq(), 0);
+                out.push((key.1, ev.seq()));
+                if let Some(n) = self.authors.get_mut(&author) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.authors.remove(&author);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Number of heads (for the digest frame).
     pub(crate) fn head_count(&self) -> usize {
         self.latest.len() + self.logs.values().filter(|l| l.contiguous > 0).count()
@@ -228,15 +264,17 @@ impl Store {
     /// Events a peer with heads `theirs` lacks: latest-value ones first, newest first, then
     /// log events in ascending seq per stream (the receiver delivers logs in order anyway). At
     /// most `limit` events.
+    /// Latest-value events are only offered for authors `wanted` accepts (fisheye scope).
     pub(crate) fn missing_for(
         &self,
         theirs: &BTreeMap<StreamKey, u64>,
         limit: usize,
+        wanted: &dyn Fn(&AuthorKey) -> bool,
     ) -> Vec<VerifiedEvent> {
         let mut lv: Vec<&VerifiedEvent> = self
             .latest
             .iter()
-            .filter(|(k, e)| theirs.get(*k).copied().unwrap_or(0) < e.seq())
+            .filter(|(k, e)| theirs.get(*k).copied().unwrap_or(0) < e.seq() && wanted(&k.0))
             .map(|(_, e)| e)
             .collect();
         lv.sort_by_key(|e| std::cmp::Reverse(e.hlc()));
@@ -322,7 +360,7 @@ mod tests {
         s2.insert(post(&a, 1, "x"));
         assert_ne!(s1.digest(), s2.digest());
         let theirs: BTreeMap<_, _> = s1.heads().collect();
-        let missing = s2.missing_for(&theirs, 10);
+        let missing = s2.missing_for(&theirs, 10, &|_| true);
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].stream(), Stream::Post);
     }

@@ -12,6 +12,12 @@
 //!   from ours while neither has changed since the last one (nothing is in flight: the two are
 //!   not catching up by themselves) triggers a version vector exchange;
 //! - a log event that arrives ahead of a gap makes the receiver ask the sender for the gap.
+//!
+//! Under fisheye membership (`crate::membership`) neighbours hold different members, so a
+//! fisheye peer's digest covers the log streams only (a digest equal to either of ours is a
+//! match), its version-vector answers carry latest-value events in the other end's presumed
+//! scope only (within this peer's radius of it, and within the radius its vector implies),
+//! and it replies with its own vector only for what it keeps.
 
 use std::collections::BTreeMap;
 
@@ -26,9 +32,14 @@ use crate::io::Priority;
 
 impl<R: Rng> Engine<R> {
     pub(crate) fn send_digest(&mut self, peer: AuthorKey) {
+        let (hash, heads) = if self.fisheye.active {
+            (self.store.log_digest(), self.store.log_head_count())
+        } else {
+            (self.store.digest(), self.store.head_count())
+        };
         let digest = pb::Digest {
-            hash: Bytes::copy_from_slice(&self.store.digest().to_le_bytes()),
-            heads: u32::try_from(self.store.head_count()).unwrap_or(u32::MAX),
+            hash: Bytes::copy_from_slice(&hash.to_le_bytes()),
+            heads: u32::try_from(heads).unwrap_or(u32::MAX),
         };
         self.send(peer, Kind::Digest(digest), Priority::Control, false);
     }
@@ -40,6 +51,8 @@ impl<R: Rng> Engine<R> {
         };
         let theirs = u64::from_le_bytes(bytes);
         let mine = self.store.digest();
+        // A fisheye neighbour's digest covers the log streams alone.
+        let matches = theirs == mine || theirs == self.store.log_digest();
         let Some(link) = self.links.get_mut(&from) else { return };
         // Stuck: neither side's digest moved over a whole interval, yet they differ. A digest
         // that differs only because an event is in flight (one side just received or
@@ -50,7 +63,7 @@ impl<R: Rng> Engine<R> {
         link.my_digest = Some(mine);
         // A link still carrying unacknowledged or queued frames is catching up already.
         let idle = link.retained() == 0;
-        if theirs != mine && stuck && idle {
+        if !matches && stuck && idle {
             self.send_version_vector(from, false);
         }
     }
@@ -93,11 +106,16 @@ impl<R: Rng> Engine<R> {
             return;
         }
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
-        let events = self.store.missing_for(&theirs, MAX_SYNC_EVENTS);
+        let radius = self.radius_of(from, &theirs);
+        let events =
+            self.store.missing_for(&theirs, MAX_SYNC_EVENTS, &|a| self.answers(from, a, radius));
         if !events.is_empty() {
             self.send_events(from, &events, true, None);
         }
-        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq);
+        // A fisheye peer lacks only what it would keep: posts, and members it holds or always
+        // keeps (neighbours, landmarks); the rest of the other end's members are out of its
+        // scope, and replying for them would cost a vector and an answer every time.
+        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq && self.would_keep(k));
         if lacking && !vv.reply {
             self.send_version_vector(from, true);
         }

@@ -139,6 +139,9 @@ pub fn vecino_factory() -> Option<Disseminator> {
 /// The vecino engine with its default settings changed by `tweak` (for experiments:
 /// `vecino-testnet sim --engine KEY=VALUE`); the uplink share is set after it.
 pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
+    // One signature cache for the peers of this run (a simulator optimisation, see
+    // `VerifyCache`).
+    let cache = crate::sim::VerifyCache::default();
     Disseminator {
         name: "vecino",
         full_mesh: false,
@@ -147,7 +150,9 @@ pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
             let mut config = Config::default();
             tweak(&mut config);
             config.uplink_bps = spec.uplink_bps;
-            Box::new(Engine::new(spec.identity, config, rng, spec.now, spec.stored))
+            let mut engine = Engine::new(spec.identity, config, rng, spec.now, spec.stored);
+            engine.share_verification(cache.clone());
+            Box::new(engine)
         }),
     }
 }

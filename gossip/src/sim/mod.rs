@@ -34,6 +34,7 @@ mod runner;
 pub mod scenario;
 #[cfg(test)]
 mod tests;
+mod verify_cache;
 mod wire;
 
 pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
@@ -44,6 +45,7 @@ pub use scenario::{
     Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, RateScope, Scenario, Traffic,
     TrafficScope,
 };
+pub use verify_cache::VerifyCache;
 
 /// Simulated time starts here: 2026-01-01T00:00:00Z, in µs since the Unix epoch.
 pub const EPOCH_US: u64 = 1_767_225_600_000_000;

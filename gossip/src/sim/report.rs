@@ -68,11 +68,19 @@ pub struct Report {
     /// included) and knew each other. While posts are still being published, digests are
     /// rarely equal at one instant: see `membership_converged_s` and `converge_quiet_s`.
     pub converge_from_start_s: Option<f64>,
-    /// Seconds from the start until every live peer knew every other live peer.
+    /// Seconds from the start until every live peer knew every other live peer. Once any
+    /// peer keeps fisheye membership (`Protocol::fisheye`): until every live peer knew every
+    /// live peer in its scope (as its `Protocol::in_scope` judges that peer's published
+    /// coordinate: its radius, its links, the landmarks), checked over at most 500 observers.
     #[serde(default)]
     pub members_known_s: Option<f64>,
     /// Seconds from the start until every live peer knew every other and all had equal
-    /// membership digests (the latest-value streams: presence, status, departures).
+    /// membership digests (the latest-value streams: presence, status, departures). Under
+    /// fisheye membership: until every live peer held the newest presence and status of every
+    /// live peer in its scope (and stores are compared by their log digests, posts only).
+    /// The end-of-run fisheye figures are in `counters`: `fisheye_scope_pairs` (observer,
+    /// peer-in-its-scope pairs), `fisheye_scope_known` and `fisheye_scope_newest` (of those,
+    /// known at all, and known in the newest version).
     #[serde(default)]
     pub membership_converged_s: Option<f64>,
     /// Seconds from the end of publishing (and of every fault) until all live peers had equal

@@ -110,6 +110,8 @@ struct Sim<'a> {
     body: Bytes,
     events: u64,
     heal_cut_rtt: Vec<u64>,
+    /// The scenario crashes peers (so what they persist is kept for their restart).
+    crashes: bool,
 }
 
 /// Runs `dis` on `scenario` from `seed` and reports. `progress` is called with the fraction of
@@ -157,6 +159,7 @@ pub fn run(
         body: Bytes::from(vec![b'x'; scenario.traffic.body_bytes]),
         events: 0,
         heal_cut_rtt: Vec::new(),
+        crashes: scenario.faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. })),
     };
     sim.schedule_initial();
     while let Some((at, ev)) = sim.q.pop() {
@@ -429,6 +432,9 @@ impl Sim<'_> {
                     self.q.push(self.now + one_way, Ev::LinkDown { node: p, inc: inc_p, peer: i });
                 }
             }
+            // What a peer persisted only matters if it can crash and restart: not kept
+            // otherwise (it would double the memory of a large run).
+            Output::Persist(_) if !self.crashes => {}
             Output::Persist(op) => {
                 let stored = &mut self.nodes[i as usize].stored;
                 match op {
@@ -597,6 +603,10 @@ impl Sim<'_> {
             return;
         }
         let live = self.nodes.iter().filter(|n| n.alive).count();
+        if self.nodes.iter().any(|n| n.alive && n.proto.as_ref().is_some_and(|p| p.fisheye())) {
+            self.check_fisheye(heals, members, quiet, duration);
+            return;
+        }
         let mut all_known = heals || members;
         let (mut digest, mut equal) = (None, true);
         let (mut m_digest, mut m_equal) = (None, true);
@@ -626,8 +636,86 @@ impl Sim<'_> {
         }
     }
 
+    /// [`Self::check_convergence`] once some peer keeps fisheye membership: "knows every
+    /// other" becomes "knows every peer in its scope" (as that peer's `in_scope` judges the
+    /// other's current coordinate), "equal membership digests" becomes "holds the newest
+    /// presence and status of every peer in its scope", and "holds the same" compares the
+    /// log streams (posts) only. Above [`FISHEYE_CHECK_OBSERVERS`] live peers, an evenly
+    /// spread sample of that many observers is checked (against every live peer).
+    fn check_fisheye(&mut self, heals: bool, members: bool, quiet: bool, duration: u64) {
+        let live: Vec<(AuthorKey, Option<vecino_coords::Coordinate>, (u64, u64))> = self
+            .nodes
+            .iter()
+            .filter(|n| n.alive)
+            .filter_map(|n| n.proto.as_ref())
+            .map(|p| (p.peer(), p.published_coordinate(), p.presence_seqs(&p.peer())))
+            .collect();
+        let protos: Vec<&dyn crate::io::Protocol> =
+            self.nodes.iter().filter(|n| n.alive).filter_map(|n| n.proto.as_deref()).collect();
+        let mut equal = true;
+        let mut digest = None;
+        for p in &protos {
+            let d = p.log_digest();
+            equal = equal && *digest.get_or_insert(d) == d;
+        }
+        let step = protos.len().div_ceil(FISHEYE_CHECK_OBSERVERS).max(1);
+        let (mut all_known, mut agree) = (true, true);
+        'outer: for p in protos.iter().step_by(step) {
+            for (q, c, own) in &live {
+                if *q == p.peer() || !p.in_scope(q, c.as_ref()) {
+                    continue;
+                }
+                let held = p.presence_seqs(q);
+                all_known = all_known && held != (0, 0);
+                agree = agree && held == *own;
+                if !all_known {
+                    break 'outer;
+                }
+            }
+        }
+        if members && all_known {
+            self.metrics.members(self.now, agree);
+        }
+        if heals && all_known && agree && equal {
+            self.metrics.converged(self.now);
+        }
+        if quiet && equal {
+            self.metrics.converged_quiet(self.now - duration);
+        }
+    }
+
+    /// At the end, under fisheye membership: over (a sample of) observers, the (observer,
+    /// peer) pairs where the peer is in the observer's scope, how many of them the observer
+    /// knows, and of how many it holds the newest presence and status.
+    fn fisheye_scope(&self) -> Option<(u64, u64, u64)> {
+        let protos: Vec<&dyn crate::io::Protocol> =
+            self.nodes.iter().filter(|n| n.alive).filter_map(|n| n.proto.as_deref()).collect();
+        if !protos.iter().any(|p| p.fisheye()) {
+            return None;
+        }
+        let live: Vec<_> = protos
+            .iter()
+            .map(|p| (p.peer(), p.published_coordinate(), p.presence_seqs(&p.peer())))
+            .collect();
+        let step = protos.len().div_ceil(FISHEYE_CHECK_OBSERVERS).max(1);
+        let (mut pairs, mut known, mut newest) = (0, 0, 0);
+        for p in protos.iter().step_by(step) {
+            for (q, c, own) in &live {
+                if *q == p.peer() || !p.in_scope(q, c.as_ref()) {
+                    continue;
+                }
+                pairs += 1;
+                let held = p.presence_seqs(q);
+                known += u64::from(held != (0, 0));
+                newest += u64::from(held == *own);
+            }
+        }
+        Some((pairs, known, newest))
+    }
+
     fn finish(self) -> Report {
         let alive: Vec<bool> = self.nodes.iter().map(|n| n.alive && n.started).collect();
+        let scope = self.fisheye_scope();
         let mut metrics = self.metrics;
         metrics.drops.queue = self.net.stats.queue_drops;
         metrics.drops.lost = self.net.stats.lost;
@@ -640,6 +728,11 @@ impl Sim<'_> {
             for (k, v) in n.proto.as_ref().map(|p| p.counters()).unwrap_or_default() {
                 *counters.entry(k.to_string()).or_default() += v;
             }
+        }
+        if let Some((pairs, known, newest)) = scope {
+            counters.insert("fisheye_scope_pairs".into(), pairs);
+            counters.insert("fisheye_scope_known".into(), known);
+            counters.insert("fisheye_scope_newest".into(), newest);
         }
         metrics.finish(
             self.sc,
@@ -654,6 +747,9 @@ impl Sim<'_> {
         )
     }
 }
+
+/// Observers checked for fisheye membership convergence at most (see `check_fisheye`).
+const FISHEYE_CHECK_OBSERVERS: usize = 500;
 
 /// Up to `k` distinct random elements of `from`, in the order drawn.
 fn pick(rng: &mut ChaCha8Rng, from: &[u32], k: usize) -> Vec<u32> {

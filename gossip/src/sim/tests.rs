@@ -315,3 +315,169 @@ fn per_author_trees_beat_one_shared_tree() {
     let egress = own.author_egress_bytes_per_post;
     assert!(egress < 2.5 * frame, "seed {SEED}: author egress {egress:.0} B, frame ~{frame:.0} B");
 }
+
+/// An engine the test can still inspect after the run (the runner owns its peers).
+struct Inspectable {
+    engine: std::rc::Rc<std::cell::RefCell<crate::Engine<rand_chacha::ChaCha8Rng>>>,
+    out: Vec<Output>,
+}
+
+impl Protocol for Inspectable {
+    fn peer(&self) -> AuthorKey {
+        self.engine.borrow().peer()
+    }
+    fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
+        self.out.extend(self.engine.borrow_mut().handle(now, input));
+        self.out.drain(..)
+    }
+    fn digest(&self) -> u64 {
+        self.engine.borrow().digest()
+    }
+    fn known_peers(&self) -> usize {
+        self.engine.borrow().known_peers()
+    }
+    fn fisheye(&self) -> bool {
+        self.engine.borrow().fisheye()
+    }
+    fn log_digest(&self) -> u64 {
+        self.engine.borrow().log_digest()
+    }
+    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
+        self.engine.borrow().published_coordinate()
+    }
+    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
+        self.engine.borrow().presence_seqs(peer)
+    }
+    fn in_scope(&self, peer: &AuthorKey, c: Option<&vecino_coords::Coordinate>) -> bool {
+        self.engine.borrow().in_scope(peer, c)
+    }
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.engine.borrow().counters()
+    }
+}
+
+type Engines = std::rc::Rc<
+    std::cell::RefCell<
+        Vec<std::rc::Rc<std::cell::RefCell<crate::Engine<rand_chacha::ChaCha8Rng>>>>,
+    >,
+>;
+
+/// `2 × half` peers in two clusters 150 ms apart, each a 2-D patch 24 ms across (RTT =
+/// distance + 2 ms), run with fisheye membership of `k` members and one landmark in 8.
+#[allow(clippy::too_many_lines)]
+fn two_clusters(half: usize, k: usize, seed: u64) -> (Report, Engines, Vec<AuthorKey>) {
+    use rand::SeedableRng;
+    let n = 2 * half;
+    let pos: Vec<(f64, f64)> = (0..n)
+        .map(|i| {
+            let j = i % half;
+            let side = (half as f64).sqrt().ceil() as usize;
+            let step = 24.0 / side as f64;
+            let base = if i < half { 0.0 } else { 150.0 };
+            (base + (j % side) as f64 * step, (j / side) as f64 * step)
+        })
+        .collect();
+    let mut ms = vec![0.0; n * n];
+    for a in 0..n {
+        for b in 0..n {
+            if a != b {
+                ms[a * n + b] = (pos[a].0 - pos[b].0).hypot(pos[a].1 - pos[b].1) + 2.0;
+            }
+        }
+    }
+    let matrix = vecino_coords::topology::RttMatrix::from_ms(n, ms).expect("matrix");
+    let mut sc = Scenario::small("fisheye", n);
+    sc.latency = Latency::Matrix(Arc::new(matrix));
+    sc.link.rate_bps = Some(10_000_000);
+    sc.traffic.per = TrafficScope::Fleet;
+    sc.traffic.rate_per_s = 1.0;
+    sc.traffic.start = Duration::from_secs(60);
+    sc.duration = Duration::from_secs(120);
+    sc.drain = Duration::from_secs(20);
+    sc.check_interval = Duration::from_secs(1);
+    sc.start_spread = Duration::from_secs(5);
+    let config =
+        crate::Config { fisheye_members: k, fisheye_landmarks: 8, ..crate::Config::default() };
+    let engines: Engines = Default::default();
+    let kept = std::rc::Rc::clone(&engines);
+    let cache = VerifyCache::default();
+    let dis = Disseminator {
+        name: "vecino",
+        full_mesh: false,
+        factory: Box::new(move |spec| {
+            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(spec.rng_seed);
+            let config = crate::Config { uplink_bps: spec.uplink_bps, ..config.clone() };
+            let mut e = crate::Engine::new(spec.identity, config, rng, spec.now, spec.stored);
+            e.share_verification(cache.clone());
+            let e = std::rc::Rc::new(std::cell::RefCell::new(e));
+            kept.borrow_mut().push(std::rc::Rc::clone(&e));
+            Box::new(Inspectable { engine: e, out: Vec::new() })
+        }),
+    };
+    let r = run(&sc, &dis, seed, &mut quiet);
+    let keys = (0..n).map(|i| identity(seed, i).public()).collect();
+    (r, engines, keys)
+}
+
+/// Fisheye membership on two far clusters: posts reach everyone; each peer knows every peer
+/// within its radius, no peer of the far cluster individually (but landmarks and links), and
+/// that the far cluster exists (a landmark or a far-sample entry there); the membership
+/// traffic per peer grows far slower than the fleet.
+#[test]
+fn fisheye_knows_the_near_cluster_peer_by_peer_and_the_far_one_coarsely() {
+    let seed = SEED;
+    eprintln!("seed {seed}");
+    let (small, _, _) = two_clusters(20, 12, seed);
+    let (full, _, _) = two_clusters(50, 0, seed);
+    let (r, engines, keys) = two_clusters(50, 12, seed);
+    assert_eq!(r.delivery_ratio, 1.0, "seed {seed}");
+    assert_eq!(r.fifo_violations, 0, "seed {seed}");
+    let half = keys.len() / 2;
+    // Every peer knows (nearly) every peer in its scope.
+    let c = |k: &str| r.counters.get(k).copied().unwrap_or(0) as f64;
+    let known = c("fisheye_scope_known") / c("fisheye_scope_pairs");
+    eprintln!("in-scope pairs known: {known:.3} of {}", c("fisheye_scope_pairs"));
+    // 0.957 with one shared tree, 0.948 with per-author trees and byes (their merge): the
+    // bound keeps a margin under what fisheye reaches, which is not all (see BENCHMARKS).
+    assert!(known >= 0.93, "seed {seed}: only {known:.3} of the in-scope pairs known");
+    let cluster = |k: &AuthorKey| keys.iter().position(|x| x == k).map(|i| i >= half);
+    let engines = engines.borrow();
+    let (mut far_holders, mut unaware) = (0, 0);
+    for e in engines.iter() {
+        let e = e.borrow();
+        let mine = cluster(&e.id()).expect("a peer of the run");
+        assert!(e.fisheye.active, "seed {seed}: {} not fisheye", e.id());
+        let held: Vec<AuthorKey> = e.members().into_iter().map(|m| m.peer).collect();
+        let far_held = held
+            .iter()
+            .filter(|p| cluster(p) == Some(!mine))
+            .filter(|p| !e.is_landmark(p) && !e.links.contains_key(p))
+            .count();
+        far_holders += usize::from(far_held > 0);
+        let near_held = held.iter().filter(|p| cluster(p) == Some(mine)).count();
+        assert!(near_held < half - 1, "seed {seed}: fisheye kept the whole cluster");
+        let far_known = held.iter().any(|p| cluster(p) == Some(!mine) && e.is_landmark(p))
+            || e.fisheye.far.keys().any(|p| cluster(p) == Some(!mine));
+        unaware += usize::from(!far_known);
+    }
+    // A peer whose early links all went to the far cluster gets a coordinate and a scope
+    // there (the overlay does not trade its links for nearer ones while it has enough): on
+    // this seed about one peer in five keeps a few far peers.
+    eprintln!("peers holding far peers: {far_holders}; unaware of the far cluster: {unaware}");
+    assert!(far_holders <= keys.len() / 4, "seed {seed}: {far_holders} peers hold far peers");
+    assert!(unaware <= keys.len() / 10, "seed {seed}: {unaware} peers unaware of the far one");
+    // Full membership grows with the fleet; fisheye far less (2.5 × the peers here).
+    let ratio = r.membership_rx_bps_per_peer / small.membership_rx_bps_per_peer;
+    eprintln!(
+        "membership + control per peer: {:.0} b/s at 40, {:.0} b/s at 100 ({ratio:.2}×), \
+         {:.0} b/s at 100 with full membership",
+        small.membership_rx_bps_per_peer,
+        r.membership_rx_bps_per_peer,
+        full.membership_rx_bps_per_peer
+    );
+    assert!(ratio < 2.0, "seed {seed}: membership per peer grew {ratio:.2}× for 2.5× peers");
+    assert!(
+        r.membership_rx_bps_per_peer < full.membership_rx_bps_per_peer,
+        "seed {seed}: fisheye costs more than full membership"
+    );
+}

@@ -1,0 +1,461 @@
+//! Fisheye membership: which peers' presence and status (the latest-value streams: hey-there,
+//! newspaper, chau, opinion, barrio slot) this peer keeps and passes on.
+//!
+//! Full membership floods every member's events to every peer: O(N) events per peer, O(N²)
+//! network-wide (nara's wall past ~100 peers; 69 kbit/s per peer at 490 in vecino's planet
+//! run). Fisheye membership (Pei, Gerla, Chen, "Fisheye State Routing", ICC 2000, in
+//! coordinate space instead of hops) keeps near peers peer by peer and far ones coarsely:
+//!
+//! - A peer that holds fewer than `fisheye_members` (K) members keeps everything, exactly as
+//!   full membership: small fleets never notice fisheye.
+//! - Past K it becomes a *fisheye peer* (for good). Its **radius** r is the distance, by
+//!   Vivaldi coordinate, to the K-th nearest member it holds whose published coordinate is
+//!   settled (error ≤ [`SETTLED_ERROR`]); r is unbounded while it holds fewer than K such.
+//!   It accepts a latest-value event of author a only if a is itself, a neighbour (linked),
+//!   a *landmark* (one key in `fisheye_landmarks`), or a's coordinate (carried by the event,
+//!   else the one held) is settled and within r of its own settled coordinate — within
+//!   [`KEEP_SLACK`] × r for a member it already holds (hysteresis). Members beyond that are
+//!   evicted (beyond [`EVICT_SLACK`] × r, or the farthest past 2K held; checked every
+//!   [`SCOPE_PERIOD`]); their posts stay.
+//! - Since balls are defined by coordinates, an author's events spread over the peers around
+//!   it, which the proximity overlay connects; posts (log streams) are outside all this and
+//!   reach everyone.
+//! - Passing on: an event is pushed or announced to a neighbour only if the author is within
+//!   [`SEND_SLACK`] × r of that neighbour's coordinate (it would refuse it otherwise).
+//!   Announcements of members it does not hold are not grafted (a graft also turns the link
+//!   eager under the posts).
+//! - Anti-entropy covers what peers share: a fisheye peer's digest covers the log streams
+//!   only, and its version-vector answers carry members in the other end's presumed scope
+//!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
+//!   the version-vector exchange on every new or healed link, and a pull (version vectors to
+//!   every neighbour) when this peer's coordinate first settles or its radius doubles.
+//! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
+//!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
+//!   serve as candidates for the overlay's random long links.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, RngExt};
+use vecino_coords::Coordinate;
+use vecino_proto::pb::{Stream, event::Body};
+use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
+
+use crate::engine::{Engine, coord_from_pb, published_coordinate};
+use crate::io::{LinkStatus, Output, StoreOp};
+use crate::store::StreamKey;
+use crate::time::Time;
+
+/// A coordinate whose error estimate is at most this is *settled*: distances to it mean
+/// something (Vivaldi starts every peer at the origin with error 1.5).
+pub(crate) const SETTLED_ERROR: f64 = 0.5;
+/// A member already held stays in scope up to this multiple of the radius.
+pub(crate) const KEEP_SLACK: f64 = 1.25;
+/// An event is passed to a neighbour whose coordinate is within this multiple of this peer's
+/// radius from the author (the neighbour's own radius is not known, but is similar).
+pub(crate) const SEND_SLACK: f64 = 1.5;
+/// Members held beyond this multiple of the radius are evicted (between [`KEEP_SLACK`] and
+/// this, only when too many are held).
+pub(crate) const EVICT_SLACK: f64 = 2.0;
+/// Far members remembered (refused events' authors) at most.
+pub(crate) const MAX_FAR: usize = 64;
+/// Refused heads remembered at most.
+pub(crate) const MAX_REFUSED: usize = 4_096;
+/// A fisheye peer pulls (version vectors to its neighbours) when its own coordinate first
+/// settles or its radius grew by this factor since the last pull, at most every
+/// [`PULL_MIN`]: what it refused while it could not place members, or while its radius was
+/// smaller, does not come back by itself until each member's next newspaper.
+pub(crate) const PULL_GROWTH: f64 = 2.0;
+pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// With an unbounded radius, the radius is recomputed once this many members came in.
+pub(crate) const RECOMPUTE_AFTER: usize = 16;
+/// How often the radius is recomputed and members out of scope are evicted.
+pub(crate) const SCOPE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Fisheye state of one peer.
+#[derive(Debug, Default)]
+pub(crate) struct Fisheye {
+    /// True once this peer held `fisheye_members` members (never false again).
+    pub(crate) active: bool,
+    /// Radius in seconds of coordinate distance; `None`: unbounded.
+    pub(crate) radius: Option<f64>,
+    /// Far members: coordinate and listen addresses, at most [`MAX_FAR`].
+    pub(crate) far: BTreeMap<AuthorKey, (Coordinate, Vec<String>)>,
+    /// When the scope was last recomputed.
+    pub(crate) next_update: Option<Time>,
+    /// Latest-value events refused as out of scope.
+    pub(crate) refused: u64,
+    /// Members evicted.
+    pub(crate) evicted: u64,
+    /// Members held (presence or status; this peer excluded), kept up to date as members
+    /// join and are evicted, recounted at each update.
+    pub(crate) held: usize,
+    /// Members admitted since the radius was last computed while it was unbounded.
+    pub(crate) admitted: usize,
+    /// Heads refused, by stream (at most [`MAX_REFUSED`]): announcements of them are not
+    /// grafted (the graft would fetch an event refused again, forever).
+    pub(crate) refused_heads: BTreeMap<StreamKey, u64>,
+    /// The radius at the last pull, and whether this peer's coordinate was settled then.
+    pub(crate) pulled: Option<(Option<f64>, bool)>,
+    /// No pull before this.
+    pub(crate) next_pull: Option<Time>,
+}
+
+/// Whether a coordinate's error estimate is low enough for its distances to mean something.
+pub(crate) fn settled(c: &Coordinate) -> bool {
+    c.error <= SETTLED_ERROR
+}
+
+/// The coordinate an event carries (hey-there and newspaper do).
+fn carried(ev: &VerifiedEvent) -> Option<Coordinate> {
+    match ev.body() {
+        Body::HeyThere(h) => h.coordinate.as_ref().and_then(coord_from_pb),
+        Body::Newspaper(n) => n.coordinate.as_ref().and_then(coord_from_pb),
+        _ => None,
+    }
+}
+
+fn is_presence(s: Stream) -> bool {
+    matches!(s, Stream::HeyThere | Stream::Newspaper)
+}
+
+impl<R: Rng> Engine<R> {
+    /// True when `author` is a landmark: kept by every peer (one key in `fisheye_landmarks`).
+    pub(crate) fn is_landmark(&self, author: &AuthorKey) -> bool {
+        let n = u64::from(self.config.fisheye_landmarks);
+        let b = author.as_bytes();
+        n > 0
+            && u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                .is_multiple_of(n)
+    }
+
+    /// True when this peer holds `author`'s presence or status.
+    pub(crate) fn holds(&self, author: AuthorKey) -> bool {
+        self.store.latest(&(author, Stream::HeyThere)).is_some()
+            || self.store.latest(&(author, Stream::Newspaper)).is_some()
+    }
+
+    /// Whether a member at coordinate `c` is in this peer's scope (`held`: already held, with
+    /// the hysteresis slack). Needs both coordinates settled, else only held members are.
+    pub(crate) fn within_radius(&self, c: &Coordinate, held: bool) -> bool {
+        let me = self.coords.app_coordinate();
+        if !settled(me) || !settled(c) {
+            return held;
+        }
+        match self.fisheye.radius {
+            None => true,
+            Some(r) => me.distance_secs(c) <= if held { r * KEEP_SLACK } else { r },
+        }
+    }
+
+    /// Whether `author` is always in scope: this peer, a neighbour, a landmark.
+    fn always_in_scope(&self, author: &AuthorKey) -> bool {
+        *author == self.me || self.links.contains_key(author) || self.is_landmark(author)
+    }
+
+    /// The scope check on receipt: `false` refuses a latest-value event of an author outside
+    /// this peer's fisheye (it is then neither stored nor passed on).
+    pub(crate) fn admits(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent) -> bool {
+        let k = self.config.fisheye_members;
+        if !self.fisheye.active && k > 0 && self.fisheye.held >= k {
+            self.fisheye.active = true; // past K members: fisheye from now on
+        }
+        if !self.fisheye.active
+            || from.is_none()
+            || ev.kind() != StreamKind::LatestValue
+            || self.always_in_scope(&ev.author())
+        {
+            return true;
+        }
+        let author = ev.author();
+        let held = self.holds(author);
+        // The event's own coordinate if settled, else the one held (a hey-there is published
+        // once, at start, before the coordinate settles: the newspaper places its author).
+        let c = match (carried(ev), published_coordinate(&self.store, author)) {
+            (Some(c), _) if settled(&c) => Some(c),
+            (_, Some(p)) if settled(&p) => Some(p),
+            (c, p) => c.or(p),
+        };
+        if c.is_some_and(|c| self.within_radius(&c, held)) || (c.is_none() && held) {
+            if !held && self.fisheye.radius.is_none() {
+                self.fisheye.admitted += 1;
+            }
+            if !self.fisheye.refused_heads.is_empty() {
+                self.fisheye.refused_heads.remove(&(author, ev.stream()));
+            }
+            return true;
+        }
+        self.fisheye.refused += 1;
+        let key = (author, ev.stream());
+        self.missing.remove(&(key, ev.seq()));
+        if self.fisheye.refused_heads.len() >= MAX_REFUSED {
+            self.fisheye.refused_heads.pop_first();
+        }
+        self.fisheye.refused_heads.insert(key, ev.seq());
+        if let (Some(c), Body::HeyThere(h)) = (c, ev.body())
+            && settled(&c)
+        {
+            self.note_far(author, c, h.addrs.clone());
+        }
+        false
+    }
+
+    /// Whether this peer keeps a stream of this author at all (see `on_version_vector`).
+    pub(crate) fn would_keep(&self, key: &StreamKey) -> bool {
+        !self.fisheye.active
+            || key.1.kind() != Some(StreamKind::LatestValue)
+            || self.always_in_scope(&key.0)
+            || self.holds(key.0)
+    }
+
+    /// False for an announced head this peer refused (do not graft it).
+    /// Once fisheye, members this peer does not hold (nor neighbours, nor landmarks) are not
+    /// grafted either: it cannot place them before it has their event, and a graft turns the
+    /// link eager under the posts too (on planet, 551 k grafts and 3.95 copies per delivered
+    /// post in 180 s with them); version vectors bring what is in scope.
+    pub(crate) fn may_want(&self, key: &StreamKey, seq: u64) -> bool {
+        if self.fisheye.active
+            && key.1.kind() == Some(StreamKind::LatestValue)
+            && !self.always_in_scope(&key.0)
+            && !self.holds(key.0)
+        {
+            return false;
+        }
+        self.fisheye.refused_heads.get(key).is_none_or(|&s| s < seq)
+    }
+
+    fn note_far(&mut self, author: AuthorKey, c: Coordinate, addrs: Vec<String>) {
+        if self.fisheye.far.len() >= MAX_FAR && !self.fisheye.far.contains_key(&author) {
+            let i = self.rng.random_range(0..self.fisheye.far.len());
+            if let Some(old) = self.fisheye.far.keys().nth(i).copied() {
+                self.fisheye.far.remove(&old);
+            }
+        }
+        self.fisheye.far.insert(author, (c, addrs));
+    }
+
+    /// Whether neighbour `peer` presumably keeps `author`'s latest-value events: pass them on
+    /// only then (pushes, announcements, version vectors, their answers).
+    pub(crate) fn wants(&self, peer: AuthorKey, author: &AuthorKey) -> bool {
+        self.wants_within(peer, author, SEND_SLACK)
+    }
+
+    /// As [`Self::wants`], with the author within `slack` × this peer's radius of `peer`.
+    pub(crate) fn wants_within(&self, peer: AuthorKey, author: &AuthorKey, slack: f64) -> bool {
+        let Some(r) = self.fisheye.radius.filter(|_| self.fisheye.active) else { return true };
+        if *author == peer || *author == self.me || self.is_landmark(author) {
+            return true; // a neighbour's own events, and ours, go to the neighbour
+        }
+        let theirs = self
+            .links
+            .get(&peer)
+            .and_then(|l| l.peer_coordinate)
+            .or_else(|| published_coordinate(&self.store, peer));
+        let c = if *author == self.me {
+            Some(*self.coords.app_coordinate())
+        } else {
+            published_coordinate(&self.store, *author)
+        };
+        match (theirs, c) {
+            (Some(t), Some(c)) if settled(&t) && settled(&c) => t.distance_secs(&c) <= r * slack,
+            _ => true,
+        }
+    }
+
+    /// A neighbour's radius, inferred from the members its version vector lists (the K-th
+    /// nearest to it of those this peer can place), as it computes its own; `None` when it
+    /// lists fewer (or fisheye is off here).
+    pub(crate) fn radius_of(
+        &self,
+        peer: AuthorKey,
+        listed: &BTreeMap<StreamKey, u64>,
+    ) -> Option<f64> {
+        let k = self.config.fisheye_members;
+        if !self.fisheye.active || k == 0 {
+            return None;
+        }
+        let theirs = self
+            .links
+            .get(&peer)
+            .and_then(|l| l.peer_coordinate)
+            .or_else(|| published_coordinate(&self.store, peer))
+            .filter(settled)?;
+        let mut d: Vec<f64> = listed
+            .keys()
+            .filter(|(a, s)| *s == Stream::Newspaper && *a != peer && !self.is_landmark(a))
+            .filter_map(|(a, _)| published_coordinate(&self.store, *a))
+            .filter(settled)
+            .map(|c| theirs.distance_secs(&c))
+            .collect();
+        if d.len() < k {
+            return None;
+        }
+        let (_, kth, _) = d.select_nth_unstable_by(k - 1, f64::total_cmp);
+        Some(*kth)
+    }
+
+    /// Whether to answer `peer`'s version vector with `author`'s latest-value events: within
+    /// this peer's radius of it and within the radius its vector implies (`theirs`).
+    pub(crate) fn answers(&self, peer: AuthorKey, author: &AuthorKey, theirs: Option<f64>) -> bool {
+        if !self.wants_within(peer, author, 1.0) {
+            return false;
+        }
+        let Some(r) = theirs else { return true };
+        if *author == peer || *author == self.me || self.is_landmark(author) {
+            return true;
+        }
+        let t = self.links.get(&peer).and_then(|l| l.peer_coordinate);
+        match (t, published_coordinate(&self.store, *author)) {
+            (Some(t), Some(c)) => t.distance_secs(&c) <= r,
+            _ => true,
+        }
+    }
+
+    /// As [`Self::wants`], for one event (log events go everywhere).
+    pub(crate) fn passes_to(&self, peer: AuthorKey, ev: &VerifiedEvent) -> bool {
+        ev.kind() != StreamKind::LatestValue || self.wants(peer, &ev.author())
+    }
+
+    /// Members held (presence or status), this peer excluded.
+    fn held_members(&self) -> Vec<AuthorKey> {
+        let mut out: Vec<AuthorKey> = Vec::new();
+        for ev in self.store.latest_events() {
+            let a = ev.author();
+            if a != self.me && is_presence(ev.stream()) && out.last() != Some(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
+
+    /// Every [`SCOPE_PERIOD`]: becomes a fisheye peer past `fisheye_members` members,
+    /// recomputes the radius and evicts members out of scope.
+    /// Called on every tick: cheap unless an update is due, or the radius is unbounded and
+    /// [`RECOMPUTE_AFTER`] members came in since (a join wave must not flood past K).
+    pub(crate) fn update_scope(&mut self) {
+        let k = self.config.fisheye_members;
+        if k == 0 {
+            return;
+        }
+        if !self.fisheye.active && self.fisheye.held >= k {
+            self.fisheye.active = true;
+        }
+        if self.next_scope_update_pending() && self.fisheye.admitted < RECOMPUTE_AFTER {
+            return;
+        }
+        self.fisheye.admitted = 0;
+        self.fisheye.next_update = Some(self.now + SCOPE_PERIOD);
+        let held = self.held_members();
+        self.fisheye.held = held.len();
+        if !self.fisheye.active && held.len() < k {
+            return;
+        }
+        self.fisheye.active = true;
+        let me = *self.coords.app_coordinate();
+        if !settled(&me) {
+            return;
+        }
+        let mut dist: Vec<(AuthorKey, Option<f64>)> = held
+            .into_iter()
+            .map(|a| {
+                let d = published_coordinate(&self.store, a)
+                    .filter(settled)
+                    .map(|c| me.distance_secs(&c));
+                (a, d)
+            })
+            .collect();
+        let mut known: Vec<f64> = dist.iter().filter_map(|(_, d)| *d).collect();
+        self.fisheye.radius = if known.len() < k {
+            None
+        } else {
+            let (_, kth, _) = known.select_nth_unstable_by(k - 1, f64::total_cmp);
+            Some(*kth)
+        };
+        // Evict members far out of scope (beyond EVICT_SLACK × r, or unsettled), and past 2K
+        // members held (memory) the farthest beyond the keep slack, down to 1.5K. Evicting
+        // whatever leaves the ball at once churns: coordinates still move, and what comes
+        // back must be sent again.
+        let radius = self.fisheye.radius;
+        let over = dist.len().saturating_sub(k * 3 / 2).min(if dist.len() > 2 * k {
+            usize::MAX
+        } else {
+            0
+        });
+        dist.retain(|(a, d)| {
+            !self.always_in_scope(a)
+                && !self.dialing.contains_key(a)
+                && match (radius, d) {
+                    (None, _) => false,
+                    (Some(r), Some(d)) => *d > r * KEEP_SLACK,
+                    (Some(_), None) => true,
+                }
+        });
+        dist.sort_by(|x, y| y.1.unwrap_or(f64::MAX).total_cmp(&x.1.unwrap_or(f64::MAX)));
+        let far = dist
+            .iter()
+            .filter(|(_, d)| d.is_none_or(|d| radius.is_some_and(|r| d > r * EVICT_SLACK)))
+            .count();
+        dist.truncate(far.max(over));
+        for (a, _) in dist {
+            self.fisheye.evicted += 1;
+            self.fisheye.held = self.fisheye.held.saturating_sub(1);
+            for (stream, seq) in self.store.forget_latest(a) {
+                self.emit(Output::Persist(StoreOp::Delete { author: a, stream, seq }));
+            }
+        }
+        self.maybe_pull(radius);
+    }
+
+    /// Pulls from every connected neighbour when this peer's coordinate first settled or its
+    /// radius grew by [`PULL_GROWTH`] (see there).
+    fn maybe_pull(&mut self, radius: Option<f64>) {
+        if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
+            return;
+        }
+        let grew = match self.fisheye.pulled {
+            None => true,
+            Some((before, _)) => match (before, radius) {
+                (Some(b), Some(r)) => r > b * PULL_GROWTH,
+                _ => false,
+            },
+        };
+        if !grew {
+            return;
+        }
+        self.fisheye.pulled = Some((radius, true));
+        self.fisheye.next_pull = Some(self.now + PULL_MIN);
+        let peers: Vec<AuthorKey> = self
+            .links
+            .iter()
+            .filter(|(_, l)| l.status == LinkStatus::Connected)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in peers {
+            self.send_version_vector(p, false);
+        }
+    }
+
+    fn next_scope_update_pending(&self) -> bool {
+        self.fisheye.next_update.is_some_and(|t| self.now < t)
+    }
+
+    /// Far members for random long links: (distance, key), addresses in [`Fisheye::far`].
+    pub(crate) fn far_candidates(&self) -> Vec<(f64, AuthorKey)> {
+        let me = self.coords.app_coordinate();
+        self.fisheye
+            .far
+            .iter()
+            .filter(|(p, _)| !self.links.contains_key(*p) && !self.holds(**p))
+            .map(|(p, (c, _))| (me.distance_secs(c), *p))
+            .collect()
+    }
+
+    /// For the simulator's metrics: whether this peer's scope includes `peer` when it
+    /// publishes `c` (the strict radius: such a peer must be known).
+    pub(crate) fn scope_includes(&self, peer: &AuthorKey, c: Option<&Coordinate>) -> bool {
+        !self.fisheye.active
+            || self.links.get(peer).is_some_and(|l| l.status != LinkStatus::Disconnected)
+            || *peer == self.me
+            || self.is_landmark(peer)
+            || c.is_some_and(|c| self.within_radius(c, false))
+    }
+}
