@@ -80,7 +80,11 @@ pub struct Config {
     /// Fisheye membership (`crate::membership`): once this peer holds this many members, it
     /// keeps and passes on the presence and status of the members nearest it (about this
     /// many, by coordinate), of its neighbours and of the landmarks, and no others. Fleets
-    /// smaller than this keep full membership. 0 turns fisheye off (full membership always).
+    /// smaller than this keep full membership. 0 (the default) turns fisheye off (full
+    /// membership always): with one tree per author, an author's tree outside its fisheye
+    /// ball is never pruned by its presence and status events, so its posts flood there
+    /// (planet, 128: copies per delivery 3.24 against 1.35 with full membership; see
+    /// docs/BENCHMARKS.md, scale). 128 is the value it was measured with.
     pub fisheye_members: usize,
     /// One author in this many (by key) is a *landmark*, whose membership every peer keeps:
     /// a fleet-wide sample of far regions. 0: no landmarks.
@@ -123,7 +127,7 @@ impl Default for Config {
             newspaper_move_ms: 5.0,
             newspaper_min_interval: Duration::from_secs(60),
             max_members: 20_000,
-            fisheye_members: 128,
+            fisheye_members: 0,
             fisheye_landmarks: 256,
             max_log_per_author: 100_000,
             max_events_per_frame: 64,

@@ -45,7 +45,7 @@ pub(crate) struct SimArgs {
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
     /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, root_fanout,
-    /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
+    /// fisheye_members, swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -211,6 +211,7 @@ const SETTINGS: &[&str] = &[
     "per_author_trees",
     "lazy_new_links_from",
     "root_fanout",
+    "fisheye_members",
     "swap_lead_ms",
     "optimization_threshold",
     "active_view",
@@ -237,6 +238,7 @@ fn apply_setting(c: &mut vecino_gossip::Config, key: &str, value: u64) {
         "per_author_trees" => c.per_author_trees = value != 0,
         "lazy_new_links_from" => c.lazy_new_links_from = count,
         "root_fanout" => c.root_fanout = count,
+        "fisheye_members" => c.fisheye_members = count,
         "swap_lead_ms" => c.swap_lead = Some(Duration::from_millis(value)),
         "optimization_threshold" => {
             c.optimization_threshold = u32::try_from(value).unwrap_or(u32::MAX)
