@@ -201,24 +201,7 @@ impl<R: Rng> Engine<R> {
         if threshold == 0 || lazy == eager || hops < announced.saturating_add(1 + threshold) {
             return;
         }
-        let usable = |l: &crate::link::Link| l.status == LinkStatus::Connected;
-        if !self.links.get(&eager).is_some_and(|l| l.trees.eager(tree) && usable(l))
-            || !self.links.get(&lazy).is_some_and(|l| !l.trees.eager(tree) && usable(l))
-        {
-            return;
-        }
-        if let Some(l) = self.links.get_mut(&lazy) {
-            l.trees.set(tree, true);
-        }
-        self.stats.tree_swaps += 1;
-        let trees = self.slots(tree);
-        self.send(
-            lazy,
-            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new(), trees }),
-            Priority::Control,
-            false,
-        );
-        self.prune(eager, tree);
+        self.swap_edges(tree, lazy, eager);
     }
 
     /// `lazy` announced an event (in its batched announcements) `lead` before `eager` pushed
@@ -236,6 +219,12 @@ impl<R: Rng> Engine<R> {
         if lead < min_lead || lazy == eager {
             return;
         }
+        self.swap_edges(tree, lazy, eager);
+    }
+
+    /// Replaces `eager` by `lazy` as this peer's edge of `tree` (both connected, `lazy` not
+    /// being dropped): a GRAFT naming no event to `lazy`, a PRUNE to `eager`.
+    fn swap_edges(&mut self, tree: u16, lazy: AuthorKey, eager: AuthorKey) {
         let usable = |l: &crate::link::Link| l.status == LinkStatus::Connected;
         if !self.links.get(&eager).is_some_and(|l| l.trees.eager(tree) && usable(l))
             || !self.links.get(&lazy).is_some_and(|l| !l.trees.eager(tree) && usable(l))
@@ -255,6 +244,21 @@ impl<R: Rng> Engine<R> {
             false,
         );
         self.prune(eager, tree);
+    }
+
+    /// Turns the link to `peer` eager on the trees of the authors `heads` name (a graft
+    /// sent or received).
+    fn make_eager_for(&mut self, peer: AuthorKey, heads: &[pb::StreamHead]) {
+        let trees: Vec<u16> = heads
+            .iter()
+            .filter_map(|h| AuthorKey::from_slice(&h.author))
+            .map(|a| self.tree(&a))
+            .collect();
+        if let Some(l) = self.links.get_mut(&peer) {
+            for t in trees {
+                l.trees.set(t, true);
+            }
+        }
     }
 
     /// A pushed duplicate of an event on `tree` arrived from `peer`: stop eager pushes of that
@@ -337,18 +341,12 @@ impl<R: Rng> Engine<R> {
 
     pub(crate) fn on_graft(&mut self, from: AuthorKey, graft: &pb::Graft) {
         let mut bad = 0;
-        let per_author = self.config.per_author_trees;
-        let tree = |a: &AuthorKey| if per_author { tree_of(a) } else { 0 };
-        if let Some(l) = self.links.get_mut(&from) {
-            if graft.heads.is_empty() || !graft.trees.is_empty() {
-                bad = l.trees.apply(&graft.trees, true);
-            }
-            for h in &graft.heads {
-                if let Some(author) = AuthorKey::from_slice(&h.author) {
-                    l.trees.set(tree(&author), true);
-                }
-            }
+        if (graft.heads.is_empty() || !graft.trees.is_empty())
+            && let Some(l) = self.links.get_mut(&from)
+        {
+            bad = l.trees.apply(&graft.trees, true);
         }
+        self.make_eager_for(from, &graft.heads);
         for _ in 0..bad {
             self.reject("bad_tree");
         }
@@ -430,16 +428,8 @@ impl<R: Rng> Engine<R> {
                 hops: None,
             });
         }
-        let per_author = self.config.per_author_trees;
-        let tree = |a: &AuthorKey| if per_author { tree_of(a) } else { 0 };
         for (peer, heads) in per_peer {
-            if let Some(l) = self.links.get_mut(&peer) {
-                for h in &heads {
-                    if let Some(author) = AuthorKey::from_slice(&h.author) {
-                        l.trees.set(tree(&author), true);
-                    }
-                }
-            }
+            self.make_eager_for(peer, &heads);
             self.stats.grafts += 1;
             let graft = pb::Graft { heads, trees: Vec::new() };
             self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
