@@ -206,26 +206,34 @@ fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     Ok(serde_json::from_slice(&bytes)?)
 }
 
-/// The engine settings `--engine` can change.
-const SETTINGS: &[&str] = &[
-    "per_author_trees",
-    "lazy_new_links_from",
-    "root_fanout",
-    "fisheye_members",
-    "swap_lead_ms",
-    "optimization_threshold",
-    "active_view",
-    "random_links",
-    "graft_min_ms",
-    "heartbeat_ms",
-    "tick_ms",
+/// The engine settings `--engine` can change, each with how it applies its value.
+type Apply = fn(&mut vecino_gossip::Config, u64);
+const SETTINGS: &[(&str, Apply)] = &[
+    ("per_author_trees", |c, v| c.per_author_trees = v != 0),
+    ("lazy_new_links_from", |c, v| c.lazy_new_links_from = count(v)),
+    ("root_fanout", |c, v| c.root_fanout = count(v)),
+    ("fisheye_members", |c, v| c.fisheye_members = count(v)),
+    ("swap_lead_ms", |c, v| c.swap_lead = Some(Duration::from_millis(v))),
+    ("optimization_threshold", |c, v| {
+        c.optimization_threshold = u32::try_from(v).unwrap_or(u32::MAX);
+    }),
+    ("active_view", |c, v| c.active_view = count(v)),
+    ("random_links", |c, v| c.random_links = count(v)),
+    ("graft_min_ms", |c, v| c.graft_min = Duration::from_millis(v)),
+    ("heartbeat_ms", |c, v| c.heartbeat = Duration::from_millis(v)),
+    ("tick_ms", |c, v| c.tick = Duration::from_millis(v)),
 ];
+
+fn count(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
 
 /// Parses `KEY=VALUE` for `--engine`.
 fn parse_setting(s: &str) -> Result<(String, u64), String> {
     let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
-    if !SETTINGS.contains(&key) {
-        return Err(format!("unknown engine setting {key:?} (one of {})", SETTINGS.join(", ")));
+    if !SETTINGS.iter().any(|(k, _)| *k == key) {
+        let names: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+        return Err(format!("unknown engine setting {key:?} (one of {})", names.join(", ")));
     }
     let value = value.parse().map_err(|e| format!("{key}: {value:?} is not a count: {e}"))?;
     Ok((key.to_owned(), value))
@@ -233,22 +241,8 @@ fn parse_setting(s: &str) -> Result<(String, u64), String> {
 
 /// Applies one parsed `--engine` setting.
 fn apply_setting(c: &mut vecino_gossip::Config, key: &str, value: u64) {
-    let count = usize::try_from(value).unwrap_or(usize::MAX);
-    match key {
-        "per_author_trees" => c.per_author_trees = value != 0,
-        "lazy_new_links_from" => c.lazy_new_links_from = count,
-        "root_fanout" => c.root_fanout = count,
-        "fisheye_members" => c.fisheye_members = count,
-        "swap_lead_ms" => c.swap_lead = Some(Duration::from_millis(value)),
-        "optimization_threshold" => {
-            c.optimization_threshold = u32::try_from(value).unwrap_or(u32::MAX)
-        }
-        "active_view" => c.active_view = count,
-        "random_links" => c.random_links = count,
-        "graft_min_ms" => c.graft_min = Duration::from_millis(value),
-        "heartbeat_ms" => c.heartbeat = Duration::from_millis(value),
-        "tick_ms" => c.tick = Duration::from_millis(value),
-        _ => {} // parse_setting accepts only SETTINGS
+    if let Some((_, apply)) = SETTINGS.iter().find(|(k, _)| *k == key) {
+        apply(c, value);
     }
 }
 
