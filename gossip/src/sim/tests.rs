@@ -15,6 +15,26 @@ const SEED: u64 = 7;
 
 fn quiet(_: f64) {}
 
+/// `peers` on `latency` with 10 Mbit/s uplinks, `rate_per_s` posts fleet-wide from
+/// `start_s` to `duration_s`.
+fn fleet(
+    name: &str,
+    peers: usize,
+    latency: Latency,
+    rate_per_s: f64,
+    start_s: u64,
+    duration_s: u64,
+) -> Scenario {
+    let mut sc = Scenario::small(name, peers);
+    sc.latency = latency;
+    sc.link.rate_bps = Some(10_000_000);
+    sc.traffic.per = TrafficScope::Fleet;
+    sc.traffic.rate_per_s = rate_per_s;
+    sc.traffic.start = Duration::from_secs(start_s);
+    sc.duration = Duration::from_secs(duration_s);
+    sc
+}
+
 fn partitioned(peers: usize, start_s: u64, end_s: u64) -> Scenario {
     let mut sc = Scenario::small("partition", peers);
     let side: Vec<u8> = (0..peers).map(|i| if i < peers / 2 { 1 } else { 2 }).collect();
@@ -287,13 +307,7 @@ fn per_author_trees_beat_one_shared_tree() {
         &vecino_coords::topology::InternetModel::default(),
         &mut rng,
     );
-    let mut sc = Scenario::small("trees", 40);
-    sc.latency = Latency::Internet(Arc::new(m));
-    sc.link.rate_bps = Some(10_000_000);
-    sc.traffic.per = TrafficScope::Fleet;
-    sc.traffic.rate_per_s = 4.0;
-    sc.traffic.start = Duration::from_secs(20);
-    sc.duration = Duration::from_secs(80);
+    let sc = fleet("trees", 40, Latency::Internet(Arc::new(m)), 4.0, 20, 80);
     let shared = disseminators::vecino_with(|c| c.per_author_trees = false);
     let own = disseminators::vecino_factory().expect("vecino");
     let shared = run(&sc, &shared, SEED, &mut quiet);
@@ -386,13 +400,7 @@ fn two_clusters(half: usize, k: usize, seed: u64) -> (Report, Engines, Vec<Autho
         }
     }
     let matrix = vecino_coords::topology::RttMatrix::from_ms(n, ms).expect("matrix");
-    let mut sc = Scenario::small("fisheye", n);
-    sc.latency = Latency::Matrix(Arc::new(matrix));
-    sc.link.rate_bps = Some(10_000_000);
-    sc.traffic.per = TrafficScope::Fleet;
-    sc.traffic.rate_per_s = 1.0;
-    sc.traffic.start = Duration::from_secs(60);
-    sc.duration = Duration::from_secs(120);
+    let mut sc = fleet("fisheye", n, Latency::Matrix(Arc::new(matrix)), 1.0, 60, 120);
     sc.drain = Duration::from_secs(20);
     sc.check_interval = Duration::from_secs(1);
     sc.start_spread = Duration::from_secs(5);
