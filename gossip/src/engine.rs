@@ -141,12 +141,17 @@ pub struct LinkView {
     pub since: Time,
     /// Median measured RTT.
     pub rtt: Option<Duration>,
-    /// Plumtree: eager on at least one tree (else lazy on all).
-    pub eager: bool,
     /// Plumtree: the trees (of [`vecino_proto::limits::TREE_SLOTS`]) this link is eager on.
     pub eager_trees: u32,
     /// Bytes queued and frames unacknowledged.
     pub buffered: (usize, usize),
+}
+
+impl LinkView {
+    /// Plumtree: eager on at least one tree (else lazy on all).
+    pub fn eager(&self) -> bool {
+        self.eager_trees > 0
+    }
 }
 
 /// One peer's protocol engine. See the crate docs and [`crate::io`] for how to drive it.
@@ -323,7 +328,6 @@ impl<R: Rng> Engine<R> {
                 status: l.status,
                 since: l.status_since,
                 rtt: l.rtt(),
-                eager: l.trees.eager_count() > 0,
                 eager_trees: l.trees.eager_count(),
                 buffered: l.buffered(),
             })

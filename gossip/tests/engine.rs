@@ -594,7 +594,7 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
     feed(&mut e, Kind::Prune(pb::Prune { trees: vec![] }));
     assert_eq!((e.eager_on(&b, &x), e.eager_on(&b, &y)), (Some(false), Some(false)), "seed {seed}");
     let view = e.links().into_iter().find(|l| l.peer == b).expect("link");
-    assert!(!view.eager && view.eager_trees == 0, "seed {seed}: {view:?}");
+    assert!(!view.eager() && view.eager_trees == 0, "seed {seed}: {view:?}");
 }
 
 /// A hub with more links than its views need drops the surplus with a bye: the dropped

@@ -1011,7 +1011,7 @@ impl Node {
                         "status": l.status.name(),
                         "since_s": now.saturating_since(l.since).as_secs_f64(),
                         "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1e3),
-                        "eager": l.eager,
+                        "eager": l.eager(),
                         "eager_trees": l.eager_trees,
                         "queued_bytes": l.buffered.0,
                         "unacked_frames": l.buffered.1,
