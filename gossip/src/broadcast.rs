@@ -37,6 +37,8 @@ use crate::store::StreamKey;
 
 /// Heads announced per link per tick at most; the rest wait for the next tick.
 const MAX_IHAVE_PER_LINK: usize = 4_096;
+/// Longest wait before grafting a missing event again.
+const MAX_GRAFT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The tree slot an author's events are disseminated on.
 pub(crate) fn tree_of(author: &AuthorKey) -> u16 {
@@ -274,7 +276,16 @@ impl<R: Rng> Engine<R> {
     }
 
     pub(crate) fn on_prune(&mut self, from: AuthorKey, prune: &pb::Prune) {
-        let bad = self.links.get_mut(&from).map_or(0, |l| l.trees.apply(&prune.trees, false));
+        let per_author = self.config.per_author_trees;
+        let Some(l) = self.links.get_mut(&from) else { return };
+        let bad = l.trees.apply(&prune.trees, false);
+        // Pushes of those trees still waiting for this link turn into announcements.
+        let unpushed = l.unpush_lazy(|a| if per_author { tree_of(a) } else { 0 });
+        for ((author, stream), seq) in unpushed {
+            if l.ihave.len() < MAX_IHAVE_PER_LINK {
+                l.ihave.push((author, stream, seq, None));
+            }
+        }
         for _ in 0..bad {
             self.reject("bad_tree");
         }
@@ -286,6 +297,9 @@ impl<R: Rng> Engine<R> {
                 self.reject("bad_head");
                 continue;
             };
+            if let Some(l) = self.links.get_mut(&from) {
+                l.peer_has((key, h.seq));
+            }
             self.note_missing(key, h.seq, from, h.hops);
         }
     }
@@ -331,8 +345,14 @@ impl<R: Rng> Engine<R> {
             }
             None if !full => {
                 let best = hops.map(|a| (from, a));
-                let m =
-                    Missing { announcers: vec![from], deadline, progress, since: self.now, best };
+                let m = Missing {
+                    announcers: vec![from],
+                    deadline,
+                    progress,
+                    since: self.now,
+                    best,
+                    grafted: 0,
+                };
                 self.missing.insert((key, seq), m);
             }
             None => self.reject("missing_table_full"),
@@ -420,7 +440,11 @@ impl<R: Rng> Engine<R> {
                     l.rtt().max(l.srtt().map(|s| s.saturating_sub(self.config.ack_delay)))
                 })
                 .unwrap_or(min);
-            m.deadline = now + min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
+            // Backed off as a retransmission is: the answer to the last graft may be waiting
+            // behind a backlog, and another graft would queue another copy behind it.
+            let wait = min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
+            m.deadline = now + (wait * (1u32 << m.grafted.min(6))).min(MAX_GRAFT_WAIT);
+            m.grafted += 1;
             per_peer.entry(peer).or_default().push(pb::StreamHead {
                 author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),
                 stream: key.1 as i32,

@@ -98,6 +98,8 @@ pub(crate) struct Missing {
     pub(crate) since: Time,
     /// The announcer with the lowest hop count, and that count.
     pub(crate) best: Option<(AuthorKey, u32)>,
+    /// Grafts sent for it so far (each doubles the wait for the next).
+    pub(crate) grafted: u32,
 }
 
 /// Counters an operator (or a test) reads.
@@ -119,6 +121,8 @@ pub struct EngineStats {
     pub prunes: u64,
     /// Frames retransmitted.
     pub retransmits: u64,
+    /// Reliable frames received again (a retransmission whose first copy had arrived).
+    pub frames_again: u64,
     /// Version vectors sent.
     pub version_vectors: u64,
     /// Equivocations seen.
@@ -411,11 +415,12 @@ impl<R: Rng> Engine<R> {
     /// Queues a frame to a neighbour; `reliable` frames get a link seq and are kept until
     /// acknowledged. Sends at once what the link's pacing allows.
     pub(crate) fn send(&mut self, to: AuthorKey, kind: Kind, class: Priority, reliable: bool) {
-        self.send_superseding(to, kind, class, reliable, None);
+        self.send_superseding(to, kind, class, reliable, None, (Vec::new(), false));
     }
 
     /// As `send`; a frame carrying only the latest-value event of `supersedes` replaces an
-    /// older one of the same stream still waiting in the link's queue.
+    /// older one of the same stream still waiting in the link's queue. `carries`: the events
+    /// in the frame and whether it is an eager push (see [`Link::push`]).
     fn send_superseding(
         &mut self,
         to: AuthorKey,
@@ -423,6 +428,7 @@ impl<R: Rng> Engine<R> {
         class: Priority,
         reliable: bool,
         supersedes: Option<StreamKey>,
+        carries: (Vec<crate::link::EventId>, bool),
     ) {
         let max = self.config.max_link_buffer_bytes;
         let Some(link) = self.links.get_mut(&to) else { return };
@@ -438,7 +444,7 @@ impl<R: Rng> Engine<R> {
         let counter = self.stats.queued.entry(label).or_default();
         counter.0 += 1;
         counter.1 += frame.len() as u64;
-        link.push(link_seq, frame, class, max);
+        link.push(link_seq, frame, class, max, carries);
         self.pump();
     }
 
@@ -522,6 +528,19 @@ impl<R: Rng> Engine<R> {
     ) {
         let max_events = self.config.max_events_per_frame.max(1);
         let max_bytes = self.frame_event_bytes(to);
+        // Events already on their way to this neighbour are not queued a second time.
+        let Some(link) = self.links.get(&to) else { return };
+        let fresh: Vec<VerifiedEvent>;
+        let events = if events.iter().any(|e| link.carries(&((e.author(), e.stream()), e.seq()))) {
+            fresh = events
+                .iter()
+                .filter(|e| !link.carries(&((e.author(), e.stream()), e.seq())))
+                .cloned()
+                .collect();
+            &fresh[..]
+        } else {
+            events
+        };
         let mut chunks: Vec<&[VerifiedEvent]> = Vec::new();
         let (mut start, mut bytes) = (0, 0);
         for (i, e) in events.iter().enumerate() {
@@ -544,8 +563,9 @@ impl<R: Rng> Engine<R> {
                 }
                 _ => None,
             };
+            let ids = chunk.iter().map(|e| ((e.author(), e.stream()), e.seq())).collect();
             let kind = Kind::Events(pb::Events { envelopes, sync, hops });
-            self.send_superseding(to, kind, class, true, supersedes);
+            self.send_superseding(to, kind, class, true, supersedes, (ids, !sync));
         }
     }
 
@@ -786,6 +806,7 @@ impl<R: Rng> Engine<R> {
         }
         let Some(kind) = frame.kind else { return };
         if !fresh {
+            self.stats.frames_again += 1;
             return; // a retransmission of something already processed
         }
         match kind {
@@ -806,8 +827,11 @@ impl<R: Rng> Engine<R> {
             }
             Kind::Pong(p) => self.on_pong(from, &p),
             Kind::Ack(a) => {
-                if let Some(l) = self.links.get_mut(&from) {
-                    l.acked(self.now, a.cumulative, &a.selective);
+                let now = self.now;
+                if let Some(l) = self.links.get_mut(&from)
+                    && !l.acked(now, a.cumulative, &a.runs)
+                {
+                    self.reject("bad_ack");
                 }
             }
             Kind::Digest(d) => self.on_digest(from, &d),
@@ -832,7 +856,13 @@ impl<R: Rng> Engine<R> {
         let results = self.verifier.verify_batch(evs.envelopes, now_ms);
         for r in results {
             match r {
-                Ok(ev) => self.accept(Some(from), &ev, !evs.sync, evs.hops),
+                Ok(ev) => {
+                    // It holds this event: a copy still waiting to go to it is not sent.
+                    if let Some(l) = self.links.get_mut(&from) {
+                        l.peer_has(((ev.author(), ev.stream()), ev.seq()));
+                    }
+                    self.accept(Some(from), &ev, !evs.sync, evs.hops);
+                }
                 Err(e) => self.reject(e.reason().as_str()),
             }
         }
@@ -1057,8 +1087,8 @@ impl<R: Rng> Engine<R> {
         if let Some(status) = change {
             self.emit(Output::Deliver(AppEvent::Link { peer, status }));
         }
-        if let Some((cumulative, selective)) = ack {
-            self.send(peer, Kind::Ack(pb::Ack { cumulative, selective }), Priority::Control, false);
+        if let Some((cumulative, runs)) = ack {
+            self.send(peer, Kind::Ack(pb::Ack { cumulative, runs }), Priority::Control, false);
         }
         if !ihave.is_empty() {
             let heads = ihave
@@ -1353,12 +1383,14 @@ impl<R: Rng> Protocol for Engine<R> {
         let dropped: u64 = self.links.values().map(|l| l.dropped).sum();
         vec![
             ("retransmits", s.retransmits),
+            ("frames_again", s.frames_again),
             ("grafts", s.grafts),
             ("prunes", s.prunes),
             ("tree_swaps", s.tree_swaps),
             ("version_vectors", s.version_vectors),
             ("events_duplicate", s.events_duplicate),
             ("link_buffer_drops", dropped),
+            ("sends_cancelled", self.links.values().map(|l| l.cancelled).sum()),
             ("fisheye_refused", self.fisheye.refused),
             ("fisheye_evicted", self.fisheye.evicted),
             ("fisheye_members_held", self.fisheye.held as u64),

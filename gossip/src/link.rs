@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use vecino_proto::Bytes;
+use vecino_proto::{AuthorKey, Bytes};
 
 use crate::io::{LinkStatus, Priority};
 use crate::time::Time;
@@ -24,7 +24,7 @@ use crate::time::Time;
 /// Selective acknowledgements remembered above the cumulative point.
 const MAX_ACK_SET: usize = 1024;
 /// Ranges of selective acknowledgement sent in one ack at most.
-const MAX_ACK_RANGES: usize = 16;
+const MAX_ACK_RANGES: usize = 64;
 /// Retransmission timeout before any acknowledgement was timed.
 const INITIAL_RTO: Duration = Duration::from_secs(1);
 /// Longest retransmission timeout after backoff.
@@ -85,11 +85,20 @@ impl Pacer {
     }
 }
 
+/// An event by its (author, stream) and seq.
+pub(crate) type EventId = (crate::store::StreamKey, u64);
+
 /// A frame kept until acknowledged.
 #[derive(Debug, Clone)]
 struct Unacked {
     frame: Bytes,
     class: Priority,
+    /// Events the frame carries that the neighbour is not known to hold yet; when the last
+    /// of them turns out to be there (the neighbour sent or announced it), the frame is
+    /// dropped unsent (or not retransmitted).
+    unknown: Vec<EventId>,
+    /// An eager push (not a repair): after a prune of its trees it becomes an announcement.
+    push: bool,
     /// Waiting in a queue (so a requeue must not queue it twice).
     queued: bool,
     /// Retransmissions so far (each doubles the timeout; only first sends give RTT samples).
@@ -139,6 +148,10 @@ pub(crate) struct Link {
     // Reliable delivery, sender side.
     next_seq: u64,
     unacked: BTreeMap<u64, Unacked>,
+    /// The unacknowledged frame carrying each event (bounded by `unacked`).
+    carrying: BTreeMap<EventId, u64>,
+    /// Frames dropped unsent or not retransmitted because the neighbour held their events.
+    pub(crate) cancelled: u64,
     /// Bytes in the queues.
     buffered_bytes: usize,
     /// Bytes of frames kept until acknowledged (queued or in flight).
@@ -183,6 +196,8 @@ impl Link {
             superseding: BTreeMap::new(),
             next_seq: 1,
             unacked: BTreeMap::new(),
+            carrying: BTreeMap::new(),
+            cancelled: 0,
             buffered_bytes: 0,
             unacked_bytes: 0,
             unreliable_bytes: 0,
@@ -236,13 +251,9 @@ impl Link {
         let was = self.status;
         self.set_status(LinkStatus::Connected, now);
         self.healed_at = Some(now);
-        if was == LinkStatus::Suspected {
-            // Held frames go out again now.
-            for u in self.unacked.values_mut() {
-                u.sent_at = None;
-            }
-            self.requeue_unsent();
-        }
+        // Frames queued while suspected go out now; those in flight when the silence began
+        // are retransmitted by their timeout, not all at once (their acknowledgements may be
+        // on the way: a congested radio is silent for seconds without losing anything).
         Some(was)
     }
 
@@ -253,6 +264,7 @@ impl Link {
             // RCM: past the suspect timeout, buffers are released; anti-entropy takes over.
             self.dropped += self.unacked.len() as u64;
             self.unacked.clear();
+            self.carrying.clear();
             self.unacked_bytes = 0;
             for q in &mut self.queues {
                 q.retain(|(seq, _)| *seq == 0);
@@ -263,14 +275,31 @@ impl Link {
         }
     }
 
-    /// Queues a frame. `seq` is its link seq (0 for frames that need no acknowledgement).
-    pub(crate) fn push(&mut self, seq: u64, frame: Bytes, class: Priority, max_bytes: usize) {
+    /// Queues a frame. `seq` is its link seq (0 for frames that need no acknowledgement);
+    /// `carries`: the events in it (for a reliable frame), `push` when it is an eager push.
+    pub(crate) fn push(
+        &mut self,
+        seq: u64,
+        frame: Bytes,
+        class: Priority,
+        max_bytes: usize,
+        (carries, push): (Vec<EventId>, bool),
+    ) {
         if seq != 0 {
             self.unacked_bytes += frame.len();
-            self.unacked.insert(
-                seq,
-                Unacked { frame: frame.clone(), class, queued: true, tries: 0, sent_at: None },
-            );
+            for id in &carries {
+                self.carrying.insert(*id, seq);
+            }
+            let unacked = Unacked {
+                frame: frame.clone(),
+                class,
+                unknown: carries,
+                push,
+                queued: true,
+                tries: 0,
+                sent_at: None,
+            };
+            self.unacked.insert(seq, unacked);
         } else {
             self.unreliable_bytes += frame.len();
         }
@@ -285,10 +314,66 @@ impl Link {
         self.unacked_bytes + self.unreliable_bytes
     }
 
-    fn remove_unacked(&mut self, seq: u64) {
-        if let Some(u) = self.unacked.remove(&seq) {
-            self.unacked_bytes -= u.frame.len();
+    fn remove_unacked(&mut self, seq: u64) -> Option<Unacked> {
+        let u = self.unacked.remove(&seq)?;
+        self.forget(seq, &u);
+        Some(u)
+    }
+
+    /// Bookkeeping of a frame that left the unacknowledged set.
+    fn forget(&mut self, seq: u64, u: &Unacked) {
+        self.unacked_bytes -= u.frame.len();
+        for id in &u.unknown {
+            if self.carrying.get(id) == Some(&seq) {
+                self.carrying.remove(id);
+            }
         }
+    }
+
+    /// True if a frame kept for the neighbour (queued, or sent and not acknowledged yet)
+    /// carries event `id`: sending it again would only add a copy behind the first.
+    pub(crate) fn carries(&self, id: &EventId) -> bool {
+        self.carrying.contains_key(id)
+    }
+
+    /// The neighbour holds event `id` (it sent or announced it): a frame still carrying it
+    /// to the neighbour is dropped once nothing else in it is news there. True if one was.
+    pub(crate) fn peer_has(&mut self, id: EventId) -> bool {
+        let Some(seq) = self.carrying.remove(&id) else { return false };
+        let Some(u) = self.unacked.get_mut(&seq) else { return false };
+        u.unknown.retain(|e| *e != id);
+        if !u.unknown.is_empty() {
+            return false;
+        }
+        self.remove_unacked(seq);
+        self.cancelled += 1;
+        true
+    }
+
+    /// After a prune: eager pushes not sent yet whose events are all on trees now lazy on
+    /// this link (`tree` maps an author to its tree) are dropped; their events are returned
+    /// to be announced instead, as Plumtree does on a lazy link.
+    pub(crate) fn unpush_lazy(&mut self, tree: impl Fn(&AuthorKey) -> u16) -> Vec<EventId> {
+        let lazy: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| {
+                u.push
+                    && u.tries == 0
+                    && u.sent_at.is_none()
+                    && !u.unknown.is_empty()
+                    && u.unknown.iter().all(|((a, _), _)| !self.trees.eager(tree(a)))
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        let mut ids = Vec::new();
+        for seq in lazy {
+            if let Some(u) = self.remove_unacked(seq) {
+                self.cancelled += 1;
+                ids.extend(u.unknown);
+            }
+        }
+        ids
     }
 
     /// Drops the oldest reliable frame of the least urgent class; false if there is none.
@@ -392,46 +477,55 @@ impl Link {
             || self.ack_pending_since.is_some_and(|t| now.saturating_since(t) >= delay)
     }
 
-    /// The acknowledgement to send: the cumulative point, and the seqs held above it as
-    /// inclusive `[first, last]` pairs (the runs nearest the cumulative point, at most
-    /// `MAX_ACK_RANGES`).
+    /// The acknowledgement to send: the cumulative point, and the runs of seqs held above it
+    /// (the runs nearest the cumulative point, at most `MAX_ACK_RANGES`) as `(gap, extra)`
+    /// pairs, each relative to the end of the previous run: see [`runs_to_ranges`].
     pub(crate) fn ack(&mut self) -> (u64, Vec<u64>) {
         self.ack_pending = 0;
         self.ack_pending_since = None;
-        let mut ranges: Vec<u64> = Vec::new();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
         for &s in &self.recv_above {
-            let full = ranges.len() / 2 >= MAX_ACK_RANGES;
+            let full = ranges.len() >= MAX_ACK_RANGES;
             match ranges.last_mut() {
-                Some(last) if *last + 1 == s => *last = s,
+                Some(last) if last.1 + 1 == s => last.1 = s,
                 _ if full => break,
-                _ => ranges.extend([s, s]),
+                _ => ranges.push((s, s)),
             }
         }
-        (self.recv_cumulative, ranges)
+        let mut runs = Vec::with_capacity(ranges.len() * 2);
+        let mut end = self.recv_cumulative;
+        for (first, last) in ranges {
+            runs.extend([first - end - 1, last - first]);
+            end = last;
+        }
+        (self.recv_cumulative, runs)
     }
 
-    /// Applies an acknowledgement from the neighbour (`ranges`: inclusive pairs) received at
-    /// `now`, and times the frames it acknowledges that were sent only once (Karn's rule).
-    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, ranges: &[u64]) {
-        let keep = self.unacked.split_off(&(cumulative + 1));
-        let mut gone: Vec<Unacked> =
-            std::mem::replace(&mut self.unacked, keep).into_values().collect();
-        for pair in ranges.chunks_exact(2) {
-            let (lo, hi) = (pair[0], pair[1]);
-            if lo > hi || hi - lo > MAX_ACK_SET as u64 {
+    /// Applies an acknowledgement from the neighbour (`runs` as [`Link::ack`] makes them)
+    /// received at `now`, and times the frames it acknowledges that were sent only once (Karn's
+    /// rule). False if the runs are malformed (an odd count, or past the largest seq); the
+    /// cumulative part is applied regardless.
+    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u64]) -> bool {
+        let ranges = runs_to_ranges(cumulative, runs);
+        let keep = self.unacked.split_off(&cumulative.saturating_add(1));
+        let mut gone: Vec<(u64, Unacked)> =
+            std::mem::replace(&mut self.unacked, keep).into_iter().collect();
+        for &(lo, hi) in ranges.as_deref().unwrap_or_default() {
+            if hi - lo > MAX_ACK_SET as u64 {
                 continue;
             }
             let inside: Vec<u64> = self.unacked.range(lo..=hi).map(|(s, _)| *s).collect();
-            gone.extend(inside.into_iter().filter_map(|s| self.unacked.remove(&s)));
+            gone.extend(inside.into_iter().filter_map(|s| self.unacked.remove(&s).map(|u| (s, u))));
         }
-        for u in &gone {
-            self.unacked_bytes -= u.frame.len();
+        for (seq, u) in &gone {
+            self.forget(*seq, u);
             if u.tries == 0
                 && let Some(at) = u.sent_at
             {
                 self.time_ack(now.saturating_since(at));
             }
         }
+        ranges.is_some()
     }
 
     fn time_ack(&mut self, sample: Duration) {
@@ -555,6 +649,23 @@ impl Link {
     }
 }
 
+/// Inclusive `[first, last]` seq ranges from an acknowledgement's `(gap, extra)` runs above
+/// `cumulative`; `None` if they are malformed (an odd count, or past `u64::MAX`).
+pub(crate) fn runs_to_ranges(cumulative: u64, runs: &[u64]) -> Option<Vec<(u64, u64)>> {
+    if !runs.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut end = cumulative;
+    runs.chunks_exact(2)
+        .map(|run| {
+            let first = end.checked_add(1)?.checked_add(run[0])?;
+            let last = first.checked_add(run[1])?;
+            end = last;
+            Some((first, last))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,17 +674,24 @@ mod tests {
         Bytes::from(vec![0u8; n])
     }
 
+    /// A frame that carries no events.
+    const NONE: (Vec<EventId>, bool) = (Vec::new(), false);
+
+    fn id(author: u8, seq: u64) -> EventId {
+        ((AuthorKey([author; 32]), vecino_proto::pb::Stream::Post), seq)
+    }
+
     #[test]
     fn acked_frames_leave_and_overdue_ones_return() {
         let mut l = Link::new(Time(0), None);
         for _ in 0..3 {
             let s = l.next_seq();
-            l.push(s, f(10), Priority::Post, 1 << 20);
+            l.push(s, f(10), Priority::Post, 1 << 20, NONE);
         }
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
         assert_eq!(out.len(), 3);
-        l.acked(Time(2), 1, &[3, 3]);
+        assert!(l.acked(Time(2), 1, &[1, 0]));
         assert_eq!(l.buffered().1, 1);
         assert_eq!(l.retransmit_due(Time(1_000_000), Duration::from_millis(300)), 1);
         // Backed off: the next retransmission of that frame waits twice as long.
@@ -591,8 +709,8 @@ mod tests {
         let mut l = Link::new(Time(0), None);
         l.set_status(LinkStatus::Suspected, Time(5));
         let s = l.next_seq();
-        l.push(s, f(10), Priority::Post, 1 << 20);
-        l.push(0, f(5), Priority::Control, 1 << 20);
+        l.push(s, f(10), Priority::Post, 1 << 20, NONE);
+        l.push(0, f(5), Priority::Control, 1 << 20, NONE);
         let mut out = Vec::new();
         l.drain(Time(6), &mut out);
         assert_eq!(out.len(), 1, "only control leaves while suspected");
@@ -611,7 +729,7 @@ mod tests {
         assert_eq!(l.ready_in(), None);
         for _ in 0..2 {
             let s = l.next_seq();
-            l.push(s, f(1_500), Priority::Post, 1 << 20);
+            l.push(s, f(1_500), Priority::Post, 1 << 20, NONE);
         }
         let mut out = Vec::new();
         l.drain(Time(0), &mut out); // an empty bucket
@@ -633,9 +751,9 @@ mod tests {
         let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s, bucket 2048 B
         for _ in 0..10 {
             let s = l.next_seq();
-            l.push(s, f(500), Priority::Membership, 1 << 20);
+            l.push(s, f(500), Priority::Membership, 1 << 20, NONE);
         }
-        l.push(0, f(20), Priority::Control, 1 << 20);
+        l.push(0, f(20), Priority::Control, 1 << 20, NONE);
         let mut out = Vec::new();
         l.drain(Time(2_000_000), &mut out); // 2 s of tokens, capped at 2048
         assert_eq!(out[0].1, Priority::Control);
@@ -649,7 +767,7 @@ mod tests {
         let mut l = Link::new(Time(0), None);
         for _ in 0..100 {
             let s = l.next_seq();
-            l.push(s, f(100), Priority::Post, 1_000);
+            l.push(s, f(100), Priority::Post, 1_000, NONE);
         }
         assert!(l.retained() <= 1_000);
         assert!(l.dropped >= 90);
@@ -662,7 +780,7 @@ mod tests {
         /// Whatever is pushed, acked, drained or suspended, the queued bytes stay within bound.
         #[test]
         fn queued_bytes_never_exceed_the_bound(
-            ops in proptest::collection::vec((0u8..5, 1usize..400, 0u8..4), 1..300),
+            ops in proptest::collection::vec((0u8..6, 1usize..400, 0u8..4), 1..300),
         ) {
             const MAX: usize = 2_000;
             let mut l = Link::new(Time(0), Some(64_000));
@@ -673,15 +791,21 @@ mod tests {
                 match op {
                     0 | 1 => {
                         let seq = if op == 0 { l.next_seq() } else { 0 };
-                        l.push(seq, f(size), class, MAX);
+                        let carries = (vec![id(size as u8 % 3, size as u64 % 8)], size % 2 == 0);
+                        l.push(seq, f(size), class, MAX, if op == 0 { carries } else { NONE });
                     }
+                    4 if size % 2 == 0 => { l.peer_has(id(size as u8 % 3, size as u64 % 8)); }
                     2 => l.drain(Time(t), &mut Vec::new()),
-                    3 => l.acked(Time(t), size as u64 / 4, &[]),
+                    3 => { l.acked(Time(t), size as u64 / 4, &[]); }
                     _ => l.set_status(LinkStatus::Suspected, Time(t)),
                 }
                 proptest::prop_assert!(l.retained() <= MAX, "{} bytes retained", l.retained());
                 let unacked: usize = l.unacked.values().map(|u| u.frame.len()).sum();
                 proptest::prop_assert_eq!(unacked, l.unacked_bytes);
+                // The index of carried events points only at frames still kept that carry them.
+                for (event, seq) in &l.carrying {
+                    proptest::prop_assert!(l.unacked.get(seq).is_some_and(|u| u.unknown.contains(event)));
+                }
             }
         }
     }
@@ -694,7 +818,7 @@ mod tests {
         for _ in 0..5 {
             let s = l.next_seq();
             l.supersede(key, s);
-            l.push(s, f(100), Priority::Membership, 1 << 20);
+            l.push(s, f(100), Priority::Membership, 1 << 20, NONE);
         }
         assert_eq!(l.buffered().1, 1, "only the newest newspaper is kept");
         l.heard(Time(2));
@@ -712,7 +836,7 @@ mod tests {
         for _ in 0..3 {
             let s = tx.next_seq();
             tx.supersede(key, s);
-            tx.push(s, f(10), Priority::Membership, 1 << 20);
+            tx.push(s, f(10), Priority::Membership, 1 << 20, NONE);
         }
         // Seqs 1 and 2 were superseded and never sent; 3 is the only one in flight.
         assert_eq!(tx.floor(), 3);
@@ -729,8 +853,59 @@ mod tests {
         assert!(!l.received_seq(1, Time(0)));
         assert!(l.received_seq(4, Time(0)));
         assert!(l.received_seq(7, Time(0)));
-        assert_eq!(l.ack(), (1, vec![3, 4, 7, 7]));
+        // Runs [3, 4] and [7, 7]: gap 1 after 1, one more; gap 2 after 4, none more.
+        assert_eq!(l.ack(), (1, vec![1, 1, 2, 0]));
+        assert_eq!(runs_to_ranges(1, &[1, 1, 2, 0]), Some(vec![(3, 4), (7, 7)]));
         assert!(l.received_seq(2, Time(0)));
-        assert_eq!(l.ack(), (4, vec![7, 7]));
+        assert_eq!(l.ack(), (4, vec![2, 0]));
+    }
+
+    #[test]
+    fn malformed_ack_runs_are_refused() {
+        assert_eq!(runs_to_ranges(1, &[1]), None, "odd count");
+        assert_eq!(runs_to_ranges(u64::MAX - 2, &[1, 5]), None, "past the largest seq");
+        let mut l = Link::new(Time(0), None);
+        let s = l.next_seq();
+        l.push(s, f(10), Priority::Post, 1 << 20, NONE);
+        assert!(!l.acked(Time(1), 1, &[7]), "reported");
+        assert_eq!(l.buffered().1, 0, "the cumulative part still applies");
+    }
+
+    /// A frame whose events the neighbour turns out to hold (it sent or announced them) is
+    /// not sent, or not retransmitted; one with another event still news is.
+    #[test]
+    fn frames_the_neighbour_no_longer_needs_are_dropped() {
+        let mut l = Link::new(Time(0), None);
+        let one = l.next_seq();
+        l.push(one, f(10), Priority::Post, 1 << 20, (vec![id(1, 1)], true));
+        let two = l.next_seq();
+        l.push(two, f(20), Priority::Post, 1 << 20, (vec![id(1, 2), id(2, 1)], true));
+        assert!(l.peer_has(id(1, 1)));
+        assert!(!l.peer_has(id(1, 2)), "id(2, 1) is still news");
+        assert!(!l.peer_has(id(9, 9)), "not carried");
+        let mut out = Vec::new();
+        l.drain(Time(1), &mut out);
+        assert_eq!(out.iter().map(|(b, _)| b.len()).collect::<Vec<_>>(), vec![20]);
+        // In flight, then held by the neighbour: no retransmission.
+        assert!(l.peer_has(id(2, 1)));
+        assert_eq!(l.retransmit_due(Time(10_000_000), Duration::from_millis(300)), 0);
+        assert_eq!((l.cancelled, l.buffered().1, l.carrying.len()), (2, 0, 0));
+    }
+
+    /// After a prune, pushes of the pruned trees still waiting become announcements; repairs
+    /// (not pushes) and pushes of other trees stay.
+    #[test]
+    fn a_prune_turns_waiting_pushes_into_announcements() {
+        let tree = |a: &AuthorKey| u16::from(a.0[0]);
+        let mut l = Link::new(Time(0), None);
+        for (event, push) in [(id(1, 1), true), (id(1, 2), false), (id(2, 1), true)] {
+            let s = l.next_seq();
+            l.push(s, f(10), Priority::Post, 1 << 20, (vec![event], push));
+        }
+        l.trees.set(1, false);
+        assert_eq!(l.unpush_lazy(tree), vec![id(1, 1)]);
+        let mut out = Vec::new();
+        l.drain(Time(1), &mut out);
+        assert_eq!(out.len(), 2);
     }
 }

@@ -72,6 +72,7 @@ pub(crate) struct Metrics {
     pub(crate) membership_converged: Option<f64>,
     pub(crate) converge_quiet: Option<f64>,
     bytes_by_kind: BTreeMap<&'static str, u64>,
+    frames_by_kind: BTreeMap<&'static str, u64>,
     author_by_kind: BTreeMap<&'static str, f64>,
     /// Reliable frames carrying an author's own post, by (author, neighbour, link seq): a
     /// frame seen again is a retransmission.
@@ -118,6 +119,7 @@ impl Metrics {
             membership_converged: None,
             converge_quiet: None,
             bytes_by_kind: BTreeMap::new(),
+            frames_by_kind: BTreeMap::new(),
             author_by_kind: BTreeMap::new(),
             author_frames: HashSet::new(),
         }
@@ -198,6 +200,7 @@ impl Metrics {
         let (field, sync, link_seq) = frame_kind(frame);
         let label = kind_label(field, sync, class);
         *self.bytes_by_kind.entry(label).or_default() += len;
+        *self.frames_by_kind.entry(label).or_default() += 1;
         let b = self.bucket(t_us);
         match class {
             Priority::Control => self.sent.control += len,
@@ -473,6 +476,11 @@ impl Metrics {
             membership_converged_s: self.membership_converged,
             converge_quiet_s: self.converge_quiet,
             bytes_by_kind: self.bytes_by_kind.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+            frames_by_kind: self
+                .frames_by_kind
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), *v))
+                .collect(),
             author_egress_by_kind: self
                 .author_by_kind
                 .iter()

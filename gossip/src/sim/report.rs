@@ -91,6 +91,9 @@ pub struct Report {
     /// `ihave`, `ack`, …), first sends and retransmissions alike.
     #[serde(default)]
     pub bytes_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Frames sent, by the same kinds.
+    #[serde(default)]
+    pub frames_by_kind: std::collections::BTreeMap<String, u64>,
     /// Bytes of frames sent by a post's author that carry that post, by frame kind, per post.
     #[serde(default)]
     pub author_egress_by_kind: std::collections::BTreeMap<String, f64>,

@@ -271,6 +271,7 @@ fn vecino_join_converges_on_membership_while_posts_flow() {
 
 /// Two radios of three peers each, cut apart for 20 s while posts flow: after the heal the
 /// backlog crosses without a flood of grafts (grafts wait while events are still arriving).
+/// Over seeds 1–8, since single seeds of six peers swing by a few grafts either way.
 #[test]
 fn vecino_heal_drains_without_a_graft_flood() {
     let mut sc = partitioned(6, 5, 25);
@@ -281,16 +282,22 @@ fn vecino_heal_drains_without_a_graft_flood() {
     sc.traffic.per = TrafficScope::Fleet;
     sc.bootstrap = 2;
     let dis = disseminators::vecino_factory().expect("vecino");
-    let r = run(&sc, &dis, SEED, &mut quiet);
-    assert_eq!(r.delivery_ratio, 1.0, "seed {SEED}");
-    assert_eq!(r.fifo_violations, 0, "seed {SEED}");
-    let b = &r.backlog[0];
-    assert!(b.posts > 0, "seed {SEED}: nothing to drain");
-    assert!(b.drained_s.is_some_and(|d| d <= 2.0), "seed {SEED}: {b:?}");
-    // Without the wait: 14 grafts and 2.03 copies per delivery on this seed.
-    let grafts = r.counters.get("grafts").copied().unwrap_or(0);
-    assert!(grafts <= 11, "seed {SEED}: {grafts} grafts");
-    assert!(r.copies_per_delivery < 2.0, "seed {SEED}: {}", r.copies_per_delivery);
+    let (mut grafts, mut copies) = (0, 0.0);
+    for seed in 1..=8 {
+        let r = run(&sc, &dis, seed, &mut quiet);
+        assert_eq!(r.delivery_ratio, 1.0, "seed {seed}");
+        assert_eq!(r.fifo_violations, 0, "seed {seed}");
+        let b = &r.backlog[0];
+        assert!(b.posts > 0, "seed {seed}: nothing to drain");
+        assert!(b.drained_s.is_some_and(|d| d <= 2.0), "seed {seed}: {b:?}");
+        let g = r.counters.get("grafts").copied().unwrap_or(0);
+        eprintln!("seed {seed}: {g} grafts, {:.3} copies per delivery", r.copies_per_delivery);
+        grafts += g;
+        copies += r.copies_per_delivery / 8.0;
+    }
+    // With the wait: 96 grafts and 1.98 copies per delivery; without: 112 and 2.01.
+    assert!(grafts <= 104, "seeds 1-8: {grafts} grafts");
+    assert!(copies < 2.0, "seeds 1-8: {copies} copies per delivery");
 }
 
 /// 40 peers on an Internet-like topology, posts from every peer after the join: with one

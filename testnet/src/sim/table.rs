@@ -74,7 +74,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         let label = format!("  sent: {kind}");
         let share = |r: &Report, t: f64| {
             let b = r.bytes_by_kind.get(kind).copied().unwrap_or(0) as f64;
-            format!("{} ({:.1} %)", bytes(b), 100.0 * b / t)
+            let n = r.frames_by_kind.get(kind).copied().unwrap_or(0);
+            let mean = if n > 0 { format!(", {:.0} B/frame", b / n as f64) } else { String::new() };
+            format!("{} ({:.1} %{mean})", bytes(b), 100.0 * b / t)
         };
         rows.push((label, reports.iter().zip(&total).map(|(r, t)| share(r, *t)).collect()));
     }
