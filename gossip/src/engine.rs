@@ -32,7 +32,7 @@ use crate::io::{
     AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,
     Protocol, StoreOp, Timer, TimerKind,
 };
-use crate::link::{Link, Pacer};
+use crate::link::{Link, Meta, Pacer};
 use crate::membership::{Fisheye, SETTLED_ERROR};
 use crate::store::{Insert, Store, StreamKey};
 use crate::time::Time;
@@ -428,23 +428,18 @@ impl<R: Rng> Engine<R> {
         class: Priority,
         reliable: bool,
         supersedes: Option<StreamKey>,
-        carries: (Vec<crate::link::EventId>, bool),
+        (carries, push): (Vec<crate::link::EventId>, bool),
     ) {
         let max = self.config.max_link_buffer_bytes;
         let Some(link) = self.links.get_mut(&to) else { return };
-        let link_seq = if reliable { link.next_seq() } else { 0 };
-        if let Some(key) = supersedes {
-            link.supersede(key, link_seq);
-        }
-        // This frame is not in the unacked set yet: the floor must not pass it.
-        let link_floor = if reliable { link.floor().min(link_seq) } else { link.floor() };
         let label = kind_label(&kind);
-        let frame = pb::Frame { link_seq, link_floor, kind: Some(kind) };
-        let frame = Bytes::from(vecino_proto::encode_frame(&frame));
+        // The link seq and floor are put in front when the frame leaves.
+        let frame = pb::Frame { link_seq: 0, link_floor: 0, kind: Some(kind) };
+        let body = Bytes::from(vecino_proto::encode_frame(&frame));
         let counter = self.stats.queued.entry(label).or_default();
         counter.0 += 1;
-        counter.1 += frame.len() as u64;
-        link.push(link_seq, frame, class, max, carries);
+        counter.1 += body.len() as u64;
+        link.push(body, class, max, Meta { reliable, supersedes, carries, push });
         self.pump();
     }
 

@@ -88,11 +88,38 @@ impl Pacer {
 /// An event by its (author, stream) and seq.
 pub(crate) type EventId = (crate::store::StreamKey, u64);
 
-/// A frame kept until acknowledged.
+/// What the engine says about a frame it queues.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Meta {
+    /// Kept until acknowledged (and numbered when it first leaves).
+    pub(crate) reliable: bool,
+    /// The frame carries only the newest latest-value event of this stream: an older such
+    /// frame that has not left yet is dropped.
+    pub(crate) supersedes: Option<crate::store::StreamKey>,
+    /// The events in it.
+    pub(crate) carries: Vec<EventId>,
+    /// An eager push (not a repair).
+    pub(crate) push: bool,
+}
+
+#[cfg(test)]
+impl Meta {
+    pub(crate) const UNRELIABLE: Meta =
+        Meta { reliable: false, supersedes: None, carries: Vec::new(), push: false };
+    pub(crate) const RELIABLE: Meta =
+        Meta { reliable: true, supersedes: None, carries: Vec::new(), push: false };
+}
+
+/// A frame kept until acknowledged, by its local id (its order of queueing).
 #[derive(Debug, Clone)]
 struct Unacked {
-    frame: Bytes,
+    /// The frame's kind, encoded; the link seq and floor are put in front as it leaves.
+    body: Bytes,
     class: Priority,
+    /// Link seq, given when it first leaves (so seqs follow the order of sending, whatever
+    /// the priorities and whatever was dropped unsent: the neighbour's acknowledgement sees
+    /// gaps only where frames were lost).
+    seq: Option<u64>,
     /// Events the frame carries that the neighbour is not known to hold yet; when the last
     /// of them turns out to be there (the neighbour sent or announced it), the frame is
     /// dropped unsent (or not retransmitted).
@@ -140,15 +167,21 @@ pub(crate) struct Link {
     pub(crate) their_digest: Option<u64>,
     /// Our own digest when their last digest arrived.
     pub(crate) my_digest: Option<u64>,
-    /// Link seq of the queued frame holding each (author, stream)'s latest-value event, so a
+    /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by the store's streams).
     superseding: BTreeMap<crate::store::StreamKey, u64>,
     /// A version vector arriving in parts (bounded by the engine).
     pub(crate) vv_in: std::collections::BTreeMap<crate::store::StreamKey, u64>,
     // Reliable delivery, sender side.
+    /// The next link seq given to a frame as it first leaves.
     next_seq: u64,
+    /// The next local id of a reliable frame.
+    next_id: u64,
+    /// Frames kept until acknowledged, by local id.
     unacked: BTreeMap<u64, Unacked>,
-    /// The unacknowledged frame carrying each event (bounded by `unacked`).
+    /// Local id of each unacknowledged frame that has left, by link seq.
+    by_seq: BTreeMap<u64, u64>,
+    /// The unacknowledged frame (local id) carrying each event (bounded by `unacked`).
     carrying: BTreeMap<EventId, u64>,
     /// Frames dropped unsent or not retransmitted because the neighbour held their events.
     pub(crate) cancelled: u64,
@@ -195,7 +228,9 @@ impl Link {
             vv_in: std::collections::BTreeMap::new(),
             superseding: BTreeMap::new(),
             next_seq: 1,
+            next_id: 1,
             unacked: BTreeMap::new(),
+            by_seq: BTreeMap::new(),
             carrying: BTreeMap::new(),
             cancelled: 0,
             buffered_bytes: 0,
@@ -264,6 +299,7 @@ impl Link {
             // RCM: past the suspect timeout, buffers are released; anti-entropy takes over.
             self.dropped += self.unacked.len() as u64;
             self.unacked.clear();
+            self.by_seq.clear();
             self.carrying.clear();
             self.unacked_bytes = 0;
             for q in &mut self.queues {
@@ -275,36 +311,37 @@ impl Link {
         }
     }
 
-    /// Queues a frame. `seq` is its link seq (0 for frames that need no acknowledgement);
-    /// `carries`: the events in it (for a reliable frame), `push` when it is an eager push.
-    pub(crate) fn push(
-        &mut self,
-        seq: u64,
-        frame: Bytes,
-        class: Priority,
-        max_bytes: usize,
-        (carries, push): (Vec<EventId>, bool),
-    ) {
-        if seq != 0 {
-            self.unacked_bytes += frame.len();
-            for id in &carries {
-                self.carrying.insert(*id, seq);
+    /// Queues a frame: `body` is the encoding of its kind (the link seq and floor are added
+    /// as it leaves), `meta` what the engine knows of it. Past `max_bytes` kept, the oldest
+    /// frames of the least urgent class are dropped.
+    pub(crate) fn push(&mut self, body: Bytes, class: Priority, max_bytes: usize, meta: Meta) {
+        let mut id = 0;
+        if meta.reliable {
+            id = self.next_id;
+            self.next_id += 1;
+            if let Some(key) = meta.supersedes {
+                self.supersede(key, id);
+            }
+            self.unacked_bytes += body.len();
+            for event in &meta.carries {
+                self.carrying.insert(*event, id);
             }
             let unacked = Unacked {
-                frame: frame.clone(),
+                body: body.clone(),
                 class,
-                unknown: carries,
-                push,
+                seq: None,
+                unknown: meta.carries,
+                push: meta.push,
                 queued: true,
                 tries: 0,
                 sent_at: None,
             };
-            self.unacked.insert(seq, unacked);
+            self.unacked.insert(id, unacked);
         } else {
-            self.unreliable_bytes += frame.len();
+            self.unreliable_bytes += body.len();
         }
-        self.buffered_bytes += frame.len();
-        self.queues[class as usize].push_back((seq, frame));
+        self.buffered_bytes += body.len();
+        self.queues[class as usize].push_back((id, body));
         while self.retained() > max_bytes && self.drop_oldest() {}
     }
 
@@ -314,18 +351,21 @@ impl Link {
         self.unacked_bytes + self.unreliable_bytes
     }
 
-    fn remove_unacked(&mut self, seq: u64) -> Option<Unacked> {
-        let u = self.unacked.remove(&seq)?;
-        self.forget(seq, &u);
+    fn remove_unacked(&mut self, id: u64) -> Option<Unacked> {
+        let u = self.unacked.remove(&id)?;
+        self.forget(id, &u);
         Some(u)
     }
 
     /// Bookkeeping of a frame that left the unacknowledged set.
-    fn forget(&mut self, seq: u64, u: &Unacked) {
-        self.unacked_bytes -= u.frame.len();
-        for id in &u.unknown {
-            if self.carrying.get(id) == Some(&seq) {
-                self.carrying.remove(id);
+    fn forget(&mut self, id: u64, u: &Unacked) {
+        self.unacked_bytes -= u.body.len();
+        if let Some(seq) = u.seq {
+            self.by_seq.remove(&seq);
+        }
+        for event in &u.unknown {
+            if self.carrying.get(event) == Some(&id) {
+                self.carrying.remove(event);
             }
         }
     }
@@ -338,14 +378,14 @@ impl Link {
 
     /// The neighbour holds event `id` (it sent or announced it): a frame still carrying it
     /// to the neighbour is dropped once nothing else in it is news there. True if one was.
-    pub(crate) fn peer_has(&mut self, id: EventId) -> bool {
-        let Some(seq) = self.carrying.remove(&id) else { return false };
-        let Some(u) = self.unacked.get_mut(&seq) else { return false };
-        u.unknown.retain(|e| *e != id);
+    pub(crate) fn peer_has(&mut self, event: EventId) -> bool {
+        let Some(id) = self.carrying.remove(&event) else { return false };
+        let Some(u) = self.unacked.get_mut(&id) else { return false };
+        u.unknown.retain(|e| *e != event);
         if !u.unknown.is_empty() {
             return false;
         }
-        self.remove_unacked(seq);
+        self.remove_unacked(id);
         self.cancelled += 1;
         true
     }
@@ -406,22 +446,15 @@ impl Link {
         false
     }
 
-    /// A frame with seq `seq` carries the newest latest-value event of `key`: an older frame
-    /// for the same key that has not left the queue yet is dropped (it would only be
-    /// superseded on arrival). The dropped frame's queue entry is skipped when drained.
-    pub(crate) fn supersede(&mut self, key: crate::store::StreamKey, seq: u64) {
-        if let Some(old) = self.superseding.insert(key, seq)
+    /// Frame `id` carries the newest latest-value event of `key`: an older frame for the
+    /// same key that has not left the queue yet is dropped (it would only be superseded on
+    /// arrival). The dropped frame's queue entry is skipped when drained.
+    fn supersede(&mut self, key: crate::store::StreamKey, id: u64) {
+        if let Some(old) = self.superseding.insert(key, id)
             && self.unacked.get(&old).is_some_and(|u| u.sent_at.is_none())
         {
             self.remove_unacked(old);
         }
-    }
-
-    /// Allocates the link seq of the next reliable frame.
-    pub(crate) fn next_seq(&mut self) -> u64 {
-        let s = self.next_seq;
-        self.next_seq += 1;
-        s
     }
 
     /// Records a received reliable frame's seq; false if it was seen before.
@@ -445,10 +478,10 @@ impl Link {
         true
     }
 
-    /// The lowest seq still awaiting acknowledgement, or the next seq: what the neighbour may
-    /// treat as delivered-or-abandoned below.
+    /// The lowest seq sent and still awaiting acknowledgement, or the next seq: what the
+    /// neighbour may treat as delivered-or-abandoned below.
     pub(crate) fn floor(&self) -> u64 {
-        self.unacked.keys().next().copied().unwrap_or(self.next_seq)
+        self.by_seq.keys().next().copied().unwrap_or(self.next_seq)
     }
 
     /// The neighbour says every seq below `floor` is delivered or abandoned.
@@ -507,15 +540,19 @@ impl Link {
     /// cumulative part is applied regardless.
     pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u64]) -> bool {
         let ranges = runs_to_ranges(cumulative, runs);
-        let keep = self.unacked.split_off(&cumulative.saturating_add(1));
-        let mut gone: Vec<(u64, Unacked)> =
-            std::mem::replace(&mut self.unacked, keep).into_iter().collect();
+        let mut seqs: Vec<u64> = self.by_seq.range(..=cumulative).map(|(s, _)| *s).collect();
         for &(lo, hi) in ranges.as_deref().unwrap_or_default() {
-            if hi - lo > MAX_ACK_SET as u64 {
-                continue;
+            if hi - lo <= MAX_ACK_SET as u64 {
+                seqs.extend(self.by_seq.range(lo..=hi).map(|(s, _)| *s));
             }
-            let inside: Vec<u64> = self.unacked.range(lo..=hi).map(|(s, _)| *s).collect();
-            gone.extend(inside.into_iter().filter_map(|s| self.unacked.remove(&s).map(|u| (s, u))));
+        }
+        let mut gone: Vec<(u64, Unacked)> = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            if let Some(id) = self.by_seq.remove(&seq)
+                && let Some(u) = self.unacked.remove(&id)
+            {
+                gone.push((id, u));
+            }
         }
         for (seq, u) in &gone {
             self.forget(*seq, u);
@@ -580,8 +617,8 @@ impl Link {
         for (seq, u) in &mut self.unacked {
             if u.sent_at.is_none() && !u.queued {
                 u.queued = true;
-                self.buffered_bytes += u.frame.len();
-                self.queues[u.class as usize].push_back((*seq, u.frame.clone()));
+                self.buffered_bytes += u.body.len();
+                self.queues[u.class as usize].push_back((*seq, u.body.clone()));
             }
         }
     }
@@ -598,19 +635,25 @@ impl Link {
             if !self.pacer.allows() {
                 return None;
             }
-            let (seq, frame) = self.queues[class as usize].pop_front()?;
-            self.buffered_bytes -= frame.len();
-            if seq == 0 {
-                self.unreliable_bytes -= frame.len();
+            let (id, body) = self.queues[class as usize].pop_front()?;
+            self.buffered_bytes -= body.len();
+            let frame = if id == 0 {
+                self.unreliable_bytes -= body.len();
+                vecino_proto::frame_with_seq(0, self.floor(), &body)
             } else {
-                match self.unacked.get_mut(&seq) {
-                    Some(u) => {
-                        u.sent_at = Some(now);
-                        u.queued = false;
-                    }
-                    None => continue, // acknowledged or superseded while queued
+                let Some(u) = self.unacked.get_mut(&id) else {
+                    continue; // acknowledged, superseded or cancelled while queued
+                };
+                u.sent_at = Some(now);
+                u.queued = false;
+                let seq = *u.seq.get_or_insert(self.next_seq);
+                if seq == self.next_seq {
+                    self.next_seq += 1;
+                    self.by_seq.insert(seq, id);
                 }
-            }
+                vecino_proto::frame_with_seq(seq, self.floor(), &body)
+            };
+            let frame = Bytes::from(frame);
             self.pacer.spend(frame.len());
             self.last_sent = now;
             return Some(frame);
@@ -674,9 +717,6 @@ mod tests {
         Bytes::from(vec![0u8; n])
     }
 
-    /// A frame that carries no events.
-    const NONE: (Vec<EventId>, bool) = (Vec::new(), false);
-
     fn id(author: u8, seq: u64) -> EventId {
         ((AuthorKey([author; 32]), vecino_proto::pb::Stream::Post), seq)
     }
@@ -685,8 +725,7 @@ mod tests {
     fn acked_frames_leave_and_overdue_ones_return() {
         let mut l = Link::new(Time(0), None);
         for _ in 0..3 {
-            let s = l.next_seq();
-            l.push(s, f(10), Priority::Post, 1 << 20, NONE);
+            l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         }
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
@@ -708,9 +747,8 @@ mod tests {
     fn suspected_links_hold_data_and_release_it_on_heal() {
         let mut l = Link::new(Time(0), None);
         l.set_status(LinkStatus::Suspected, Time(5));
-        let s = l.next_seq();
-        l.push(s, f(10), Priority::Post, 1 << 20, NONE);
-        l.push(0, f(5), Priority::Control, 1 << 20, NONE);
+        l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
+        l.push(f(5), Priority::Control, 1 << 20, Meta::UNRELIABLE);
         let mut out = Vec::new();
         l.drain(Time(6), &mut out);
         assert_eq!(out.len(), 1, "only control leaves while suspected");
@@ -728,8 +766,7 @@ mod tests {
         let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s
         assert_eq!(l.ready_in(), None);
         for _ in 0..2 {
-            let s = l.next_seq();
-            l.push(s, f(1_500), Priority::Post, 1 << 20, NONE);
+            l.push(f(1_500), Priority::Post, 1 << 20, Meta::RELIABLE);
         }
         let mut out = Vec::new();
         l.drain(Time(0), &mut out); // an empty bucket
@@ -737,11 +774,11 @@ mod tests {
         assert_eq!(l.ready_in(), Some(Duration::from_millis(1))); // one byte's worth
         l.drain(Time(1_000), &mut out);
         assert_eq!(out.len(), 1, "a frame leaves once the balance is positive");
-        // 1 500 B spent from a balance of 1 B: 1.5 s until the next.
-        assert_eq!(l.ready_in(), Some(Duration::from_millis(1_500)));
-        l.drain(Time(1_000 + 1_499_000), &mut out);
+        // 1 504 B (with the 4-byte seq and floor) spent from a balance of 1 B: 1.504 s.
+        assert_eq!(l.ready_in(), Some(Duration::from_millis(1_504)));
+        l.drain(Time(1_000 + 1_503_000), &mut out);
         assert_eq!(out.len(), 1, "not before");
-        l.drain(Time(1_000 + 1_500_000), &mut out);
+        l.drain(Time(1_000 + 1_504_000), &mut out);
         assert_eq!(out.len(), 2);
         assert_eq!(l.ready_in(), None);
     }
@@ -750,10 +787,9 @@ mod tests {
     fn pacing_respects_the_rate_and_priority() {
         let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s, bucket 2048 B
         for _ in 0..10 {
-            let s = l.next_seq();
-            l.push(s, f(500), Priority::Membership, 1 << 20, NONE);
+            l.push(f(500), Priority::Membership, 1 << 20, Meta::RELIABLE);
         }
-        l.push(0, f(20), Priority::Control, 1 << 20, NONE);
+        l.push(f(20), Priority::Control, 1 << 20, Meta::UNRELIABLE);
         let mut out = Vec::new();
         l.drain(Time(2_000_000), &mut out); // 2 s of tokens, capped at 2048
         assert_eq!(out[0].1, Priority::Control);
@@ -766,8 +802,7 @@ mod tests {
     fn buffers_are_bounded_and_released_on_disconnect() {
         let mut l = Link::new(Time(0), None);
         for _ in 0..100 {
-            let s = l.next_seq();
-            l.push(s, f(100), Priority::Post, 1_000, NONE);
+            l.push(f(100), Priority::Post, 1_000, Meta::RELIABLE);
         }
         assert!(l.retained() <= 1_000);
         assert!(l.dropped >= 90);
@@ -790,9 +825,9 @@ mod tests {
                 let class = [Priority::Control, Priority::Postcard, Priority::Post, Priority::Membership][class as usize];
                 match op {
                     0 | 1 => {
-                        let seq = if op == 0 { l.next_seq() } else { 0 };
-                        let carries = (vec![id(size as u8 % 3, size as u64 % 8)], size % 2 == 0);
-                        l.push(seq, f(size), class, MAX, if op == 0 { carries } else { NONE });
+                        let carries = vec![id(size as u8 % 3, size as u64 % 8)];
+                        let meta = Meta { reliable: op == 0, carries, push: size % 2 == 0, supersedes: None };
+                        l.push(f(size), class, MAX, meta);
                     }
                     4 if size % 2 == 0 => { l.peer_has(id(size as u8 % 3, size as u64 % 8)); }
                     2 => l.drain(Time(t), &mut Vec::new()),
@@ -800,12 +835,17 @@ mod tests {
                     _ => l.set_status(LinkStatus::Suspected, Time(t)),
                 }
                 proptest::prop_assert!(l.retained() <= MAX, "{} bytes retained", l.retained());
-                let unacked: usize = l.unacked.values().map(|u| u.frame.len()).sum();
+                let unacked: usize = l.unacked.values().map(|u| u.body.len()).sum();
                 proptest::prop_assert_eq!(unacked, l.unacked_bytes);
                 // The index of carried events points only at frames still kept that carry them.
-                for (event, seq) in &l.carrying {
-                    proptest::prop_assert!(l.unacked.get(seq).is_some_and(|u| u.unknown.contains(event)));
+                for (event, id) in &l.carrying {
+                    proptest::prop_assert!(l.unacked.get(id).is_some_and(|u| u.unknown.contains(event)));
                 }
+                // Seqs are given to frames that left, each once; the floor is the lowest.
+                for (seq, id) in &l.by_seq {
+                    proptest::prop_assert_eq!(l.unacked.get(id).and_then(|u| u.seq), Some(*seq));
+                }
+                proptest::prop_assert!(l.floor() <= l.next_seq);
             }
         }
     }
@@ -816,9 +856,8 @@ mod tests {
         l.set_status(LinkStatus::Suspected, Time(1));
         let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
         for _ in 0..5 {
-            let s = l.next_seq();
-            l.supersede(key, s);
-            l.push(s, f(100), Priority::Membership, 1 << 20, NONE);
+            let meta = Meta { supersedes: Some(key), ..Meta::RELIABLE };
+            l.push(f(100), Priority::Membership, 1 << 20, meta);
         }
         assert_eq!(l.buffered().1, 1, "only the newest newspaper is kept");
         l.heard(Time(2));
@@ -827,22 +866,56 @@ mod tests {
         assert_eq!(out.len(), 1);
     }
 
+    fn decoded(frame: &Bytes) -> (u64, u64) {
+        let f = vecino_proto::decode_frame(frame.clone()).expect("a whole frame");
+        (f.link_seq, f.link_floor)
+    }
+
+    fn ping() -> Bytes {
+        let kind = Some(vecino_proto::pb::frame::Kind::Ping(vecino_proto::pb::Ping { nonce: 9 }));
+        let frame = vecino_proto::pb::Frame { link_seq: 0, link_floor: 0, kind };
+        Bytes::from(vecino_proto::encode_frame(&frame))
+    }
+
+    /// Link seqs are given as frames leave: in sending order whatever the priorities, and
+    /// none to a frame superseded or cancelled before it left; so the neighbour sees gaps
+    /// only where frames were lost, and its acknowledgement stays one cumulative number.
     #[test]
-    fn abandoned_seqs_do_not_stall_the_cumulative_ack() {
+    fn seqs_follow_the_order_of_sending() {
         let mut tx = Link::new(Time(0), None);
         let mut rx = Link::new(Time(0), None);
         let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
         tx.set_status(LinkStatus::Suspected, Time(1));
         for _ in 0..3 {
-            let s = tx.next_seq();
-            tx.supersede(key, s);
-            tx.push(s, f(10), Priority::Membership, 1 << 20, NONE);
+            let meta = Meta { supersedes: Some(key), ..Meta::RELIABLE };
+            tx.push(ping(), Priority::Membership, 1 << 20, meta);
         }
-        // Seqs 1 and 2 were superseded and never sent; 3 is the only one in flight.
-        assert_eq!(tx.floor(), 3);
-        rx.advance_floor(tx.floor());
-        assert!(rx.received_seq(3, Time(0)));
-        assert_eq!(rx.ack(), (3, vec![]));
+        tx.push(
+            ping(),
+            Priority::Post,
+            1 << 20,
+            Meta { carries: vec![id(1, 1)], ..Meta::RELIABLE },
+        );
+        tx.push(ping(), Priority::Post, 1 << 20, Meta::RELIABLE);
+        tx.push(ping(), Priority::Control, 1 << 20, Meta::UNRELIABLE);
+        assert!(tx.peer_has(id(1, 1)));
+        tx.heard(Time(2));
+        let mut out = Vec::new();
+        tx.drain(Time(3), &mut out);
+        let sent: Vec<(u64, u64)> = out.iter().map(|(b, _)| decoded(b)).collect();
+        // Control (no seq, the next seq as floor), the post, then the one newspaper left.
+        assert_eq!(sent, vec![(0, 1), (1, 1), (2, 1)]);
+        for (seq, _) in &sent[1..] {
+            assert!(rx.received_seq(*seq, Time(4)));
+        }
+        assert_eq!(rx.ack(), (2, vec![]));
+        assert!(tx.acked(Time(5), 1, &[]));
+        assert_eq!(tx.floor(), 2);
+        // A retransmission keeps its seq.
+        assert_eq!(tx.retransmit_due(Time(10_000_000), Duration::from_millis(300)), 1);
+        out.clear();
+        tx.drain(Time(10_000_001), &mut out);
+        assert_eq!(out.iter().map(|(b, _)| decoded(b)).collect::<Vec<_>>(), vec![(2, 2)]);
     }
 
     #[test]
@@ -865,8 +938,8 @@ mod tests {
         assert_eq!(runs_to_ranges(1, &[1]), None, "odd count");
         assert_eq!(runs_to_ranges(u64::MAX - 2, &[1, 5]), None, "past the largest seq");
         let mut l = Link::new(Time(0), None);
-        let s = l.next_seq();
-        l.push(s, f(10), Priority::Post, 1 << 20, NONE);
+        l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
+        l.drain(Time(1), &mut Vec::new());
         assert!(!l.acked(Time(1), 1, &[7]), "reported");
         assert_eq!(l.buffered().1, 0, "the cumulative part still applies");
     }
@@ -876,16 +949,25 @@ mod tests {
     #[test]
     fn frames_the_neighbour_no_longer_needs_are_dropped() {
         let mut l = Link::new(Time(0), None);
-        let one = l.next_seq();
-        l.push(one, f(10), Priority::Post, 1 << 20, (vec![id(1, 1)], true));
-        let two = l.next_seq();
-        l.push(two, f(20), Priority::Post, 1 << 20, (vec![id(1, 2), id(2, 1)], true));
+        l.push(
+            f(10),
+            Priority::Post,
+            1 << 20,
+            Meta { carries: vec![id(1, 1)], push: true, ..Meta::RELIABLE },
+        );
+        l.push(
+            f(20),
+            Priority::Post,
+            1 << 20,
+            Meta { carries: vec![id(1, 2), id(2, 1)], push: true, ..Meta::RELIABLE },
+        );
         assert!(l.peer_has(id(1, 1)));
         assert!(!l.peer_has(id(1, 2)), "id(2, 1) is still news");
         assert!(!l.peer_has(id(9, 9)), "not carried");
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
-        assert_eq!(out.iter().map(|(b, _)| b.len()).collect::<Vec<_>>(), vec![20]);
+        // The 20-byte one, with its seq and floor in front.
+        assert_eq!(out.iter().map(|(b, _)| b.len()).collect::<Vec<_>>(), vec![24]);
         // In flight, then held by the neighbour: no retransmission.
         assert!(l.peer_has(id(2, 1)));
         assert_eq!(l.retransmit_due(Time(10_000_000), Duration::from_millis(300)), 0);
@@ -899,8 +981,12 @@ mod tests {
         let tree = |a: &AuthorKey| u16::from(a.0[0]);
         let mut l = Link::new(Time(0), None);
         for (event, push) in [(id(1, 1), true), (id(1, 2), false), (id(2, 1), true)] {
-            let s = l.next_seq();
-            l.push(s, f(10), Priority::Post, 1 << 20, (vec![event], push));
+            l.push(
+                f(10),
+                Priority::Post,
+                1 << 20,
+                Meta { carries: vec![event], push, ..Meta::RELIABLE },
+            );
         }
         l.trees.set(1, false);
         assert_eq!(l.unpush_lazy(tree), vec![id(1, 1)]);

@@ -28,3 +28,18 @@ pub fn decode_frame(bytes: Bytes) -> Result<pb::Frame, FrameError> {
 pub fn encode_frame(frame: &pb::Frame) -> Vec<u8> {
     frame.encode_to_vec()
 }
+
+/// A frame from the encoding of its kind alone (`encode_frame` of a frame whose `link_seq`
+/// and `link_floor` are 0) with its link seq and floor put in front, as a frame that waited
+/// in a queue gets its seq when it leaves. The result decodes as the frame with both set.
+pub fn frame_with_seq(link_seq: u64, link_floor: u64, kind: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(kind.len() + 22);
+    if link_seq != 0 {
+        prost::encoding::uint64::encode(1, &link_seq, &mut buf);
+    }
+    if link_floor != 0 {
+        prost::encoding::uint64::encode(13, &link_floor, &mut buf);
+    }
+    buf.extend_from_slice(kind);
+    buf
+}

@@ -33,7 +33,7 @@ mod wire;
 pub use bytes::Bytes;
 pub use clock::Hlc;
 pub use error::{FrameError, Reason, Rejections, VerifyError};
-pub use frame::{decode_frame, encode_frame};
+pub use frame::{decode_frame, encode_frame, frame_with_seq};
 pub use fraud::{FraudProof, FraudProofError};
 pub use keys::{AuthorKey, EventId, Identity, IdentityError};
 pub use stream::{StreamKind, body_stream};

@@ -1,4 +1,5 @@
-//! Equivocation proofs, batch verification with bisection, and the wire size of a newspaper.
+//! Equivocation proofs, batch verification with bisection, the wire size of a newspaper, and
+//! frames put together as they leave.
 
 mod common;
 
@@ -6,6 +7,7 @@ use common::*;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{
     Bytes, FraudProof, FraudProofError, Reason, Verifier, VerifyError, decode_frame, encode_frame,
+    frame_with_seq,
 };
 
 #[test]
@@ -161,4 +163,16 @@ fn frames_round_trip_and_bad_frames_are_typed() {
         decode_frame(encode_frame(&too_many_acks).into()).unwrap_err().reason(),
         Reason::LimitExceeded
     );
+}
+
+/// A frame whose kind was encoded alone, with its seq and floor put in front as it leaves,
+/// decodes as the frame with both set.
+#[test]
+fn seq_and_floor_put_in_front_decode_as_one_frame() {
+    let kind = Some(pb::frame::Kind::Ping(pb::Ping { nonce: 7 }));
+    let body = encode_frame(&pb::Frame { link_seq: 0, link_floor: 0, kind: kind.clone() });
+    for (seq, floor) in [(0, 0), (1, 1), (300, 2), (u64::MAX, u64::MAX)] {
+        let frame = decode_frame(frame_with_seq(seq, floor, &body).into()).expect("decodes");
+        assert_eq!(frame, pb::Frame { link_seq: seq, link_floor: floor, kind: kind.clone() });
+    }
 }
