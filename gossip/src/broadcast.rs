@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use vecino_proto::limits::TREE_SLOTS;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
@@ -129,6 +129,7 @@ impl<R: Rng> Engine<R> {
         if from.is_none() {
             self.cap_root_fanout(&mut targets);
         }
+        self.cap_ihave_fanout(&mut targets);
         let head = (ev.author(), ev.stream(), ev.seq());
         // Hop counts only serve the optimisation: not sent while it is off.
         let hops = hops.filter(|_| self.config.optimization_threshold > 0);
@@ -174,6 +175,23 @@ impl<R: Rng> Engine<R> {
         for t in targets.iter_mut() {
             t.1 = t.1 && keep.contains(&t.0);
         }
+    }
+
+    /// Keeps `ihave_fanout` of the lazy targets, at random (the others get nothing).
+    fn cap_ihave_fanout(&mut self, targets: &mut Vec<(AuthorKey, bool)>) {
+        let cap = self.config.ihave_fanout;
+        let lazy = targets.iter().filter(|t| !t.1).count();
+        if cap == 0 || lazy <= cap {
+            return;
+        }
+        // Lazy targets last, then a partial shuffle of them picks `cap`.
+        targets.sort_by_key(|t| !t.1);
+        let first = targets.len() - lazy;
+        for i in first..first + cap {
+            let j = self.rng.random_range(i..targets.len());
+            targets.swap(i, j);
+        }
+        targets.truncate(first + cap);
     }
 
     /// Remembers this peer's hop count for an event (for the hop count of graft answers).

@@ -53,6 +53,12 @@ pub struct Config {
     /// Bounds the author's egress per event (the fan-out tax) at this many copies; 0: no
     /// bound (the author's first-arrival tree is a star of all its links).
     pub root_fanout: usize,
+    /// Each event is announced on at most this many of the links lazy for its tree, chosen
+    /// at random per event; 0: on all of them (Plumtree as published). Eager pushes are
+    /// acknowledged and retransmitted per link, so announcements only repair a tree whose
+    /// edge failed (and anti-entropy catches up whatever they miss); on every lazy link they
+    /// cost about as many bytes as the events themselves on a shared radio.
+    pub ihave_fanout: usize,
     /// Plumtree's optimisation by time: when a lazy neighbour's announcement of an event
     /// arrived at least this long before the event's eager push, the lazy link is grafted on
     /// the author's tree and the eager one pruned from it. `None`: only repairs change trees.
@@ -118,6 +124,7 @@ impl Default for Config {
             per_author_trees: true,
             lazy_new_links_from: usize::MAX,
             root_fanout: 2,
+            ihave_fanout: 0,
             swap_lead: None,
             rto_min: Duration::from_millis(300),
             uplink_bps: None,

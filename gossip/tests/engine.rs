@@ -652,3 +652,56 @@ fn a_surplus_link_is_dropped_with_a_bye_and_stays_dropped() {
         assert_eq!(net.engine(i).known_peers(), n - 1, "seed {seed}: peer {i}");
     }
 }
+
+/// With `ihave_fanout`, an event is announced on that many of the links lazy for its tree
+/// (chosen at random per event), not on all of them.
+#[test]
+fn announcements_go_to_ihave_fanout_lazy_links() {
+    let seed = 14;
+    eprintln!("seed {seed}");
+    assert_eq!(heads_announced(seed, 0), 6, "seed {seed}: Plumtree announces on every lazy link");
+    assert_eq!(heads_announced(seed, 2), 2, "seed {seed}");
+}
+
+/// Heads announced in the first 300 ms after a peer with six links, all lazy, posts once.
+fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
+    use vecino_proto::pb::{self, frame::Kind};
+    let config = Config { ihave_fanout, ..Config::default() };
+    let me = identity(seed, 100);
+    let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let mut inputs: Vec<(Time, Input)> = vec![(START, Input::Start)];
+    let prune = Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+        link_seq: 0,
+        link_floor: 0,
+        kind: Some(Kind::Prune(pb::Prune { trees: vec![] })),
+    }));
+    for i in 0..6 {
+        let peer = identity(seed, i).public();
+        inputs.push((START, Input::LinkUp { peer, info: LinkInfo::default() }));
+        inputs.push((START, Input::Received { from: peer, frame: prune.clone() }));
+    }
+    let body = Bytes::from_static(b"hello");
+    inputs.push((START, Input::Command(Command::Post { topic: "t".into(), body })));
+    inputs.reverse();
+    let end = START + Duration::from_millis(300);
+    let mut heads = 0;
+    // Inputs in time order (the timers the engine schedules join them).
+    while let Some((now, input)) = inputs.pop() {
+        for o in e.handle(now, input) {
+            match o {
+                Output::Schedule { at, timer } if at <= end => {
+                    inputs.push((at, Input::Timer(timer)));
+                }
+                Output::Send { frame, .. } => {
+                    let kind = vecino_proto::decode_frame(frame).ok().and_then(|f| f.kind);
+                    if let Some(Kind::Ihave(i)) = kind {
+                        heads += i.heads.len();
+                    }
+                }
+                _ => {}
+            }
+        }
+        inputs.sort_by_key(|(at, _)| Reverse(*at));
+    }
+    heads
+}

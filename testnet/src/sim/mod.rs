@@ -44,7 +44,7 @@ pub(crate) struct SimArgs {
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
-    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, root_fanout,
+    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, root_fanout, ihave_fanout,
     /// fisheye_members, swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -212,6 +212,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("per_author_trees", |c, v| c.per_author_trees = v != 0),
     ("lazy_new_links_from", |c, v| c.lazy_new_links_from = count(v)),
     ("root_fanout", |c, v| c.root_fanout = count(v)),
+    ("ihave_fanout", |c, v| c.ihave_fanout = count(v)),
     ("fisheye_members", |c, v| c.fisheye_members = count(v)),
     ("swap_lead_ms", |c, v| c.swap_lead = Some(Duration::from_millis(v))),
     ("optimization_threshold", |c, v| {
