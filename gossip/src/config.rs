@@ -70,6 +70,13 @@ pub struct Config {
     /// uplink or radio (set it to the host's share of the medium); `None`: each link is paced
     /// alone at the rate its `LinkInfo` gave.
     pub uplink_bps: Option<u64>,
+    /// Back-pressure from the host: when set, the host reports every frame that left its
+    /// queue (`Input::Sent`) and the engine hands it at most this many bytes not yet sent,
+    /// holding the rest in its own priority queues. The node-wide bucket then does not pace
+    /// (`uplink_bps` still budgets heartbeats and frame sizes): the medium does, so a peer on
+    /// a shared radio may use what the others leave idle, and its queue at the radio stays a
+    /// frame or two long. `None`: the buckets alone pace.
+    pub host_queue_bytes: Option<usize>,
     /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
     /// (counted) and anti-entropy catches up instead.
     pub max_link_buffer_bytes: usize,
@@ -128,6 +135,7 @@ impl Default for Config {
             swap_lead: None,
             rto_min: Duration::from_millis(300),
             uplink_bps: None,
+            host_queue_bytes: None,
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),
             newspaper_max_interval: Duration::from_secs(600),

@@ -45,6 +45,9 @@ pub(crate) const MAX_ANNOUNCERS: usize = 4;
 pub(crate) const PRUNE_GRACE: Duration = Duration::from_secs(10);
 /// Acknowledge at once when this many reliable frames wait for an acknowledgement.
 const ACK_BATCH: u32 = 8;
+/// With host back-pressure, how long the host may go without reporting a sent frame while
+/// some are outstanding before the engine stops waiting for it.
+const HOST_SILENT: Duration = Duration::from_secs(30);
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
 const MAX_GAP_NOTED: usize = 256;
 /// First redial wait after a transport closes; it doubles with each closure, up to
@@ -189,6 +192,10 @@ pub struct Engine<R> {
     pace_at: Option<Time>,
     /// Node-wide egress pacing.
     pub(crate) uplink: Pacer,
+    /// Bytes handed to the host and not reported sent yet (with `host_queue_bytes`), and
+    /// when the host last reported.
+    host_unsent: usize,
+    host_heard: Time,
     pub(crate) round_robin: usize,
     /// When a new event last arrived from a neighbour (grafts wait while events flow).
     pub(crate) last_new_event: Option<Time>,
@@ -270,6 +277,8 @@ impl<R: Rng> Engine<R> {
             redial: BTreeMap::new(),
             leaving_links: BTreeMap::new(),
             pace_at: None,
+            host_unsent: 0,
+            host_heard: now,
             round_robin: 0,
             last_new_event: None,
             recent: BTreeMap::new(),
@@ -449,6 +458,15 @@ impl<R: Rng> Engine<R> {
     pub(crate) fn pump(&mut self) {
         let now = self.now;
         self.uplink.refill(now);
+        let host_queue = self.config.host_queue_bytes;
+        if host_queue.is_some()
+            && self.host_unsent > 0
+            && now.saturating_since(self.host_heard) > HOST_SILENT
+        {
+            // A host that stopped reporting would stall every link: carry on as if it had.
+            self.host_unsent = 0;
+            self.reject("host_sent_missing");
+        }
         let peers: Vec<AuthorKey> = self.links.keys().copied().collect();
         let n = peers.len();
         if n == 0 {
@@ -458,13 +476,24 @@ impl<R: Rng> Engine<R> {
             loop {
                 let mut sent = false;
                 for i in 0..n {
-                    if !self.uplink.allows() {
+                    let room = match host_queue {
+                        Some(max) => self.host_unsent < max,
+                        None => self.uplink.allows(),
+                    };
+                    if !room {
                         break 'classes;
                     }
                     let peer = peers[(self.round_robin + i) % n];
                     let Some(link) = self.links.get_mut(&peer) else { continue };
                     if let Some(frame) = link.pop(class, now) {
-                        self.uplink.spend(frame.len());
+                        if host_queue.is_some() {
+                            if self.host_unsent == 0 {
+                                self.host_heard = now;
+                            }
+                            self.host_unsent += frame.len();
+                        } else {
+                            self.uplink.spend(frame.len());
+                        }
                         self.out.push(Output::Send { to: peer, frame, class });
                         sent = true;
                     }
@@ -482,7 +511,12 @@ impl<R: Rng> Engine<R> {
     /// than at the next tick (which capped a backlog's drain at a burst per tick: ~2 Mbit/s
     /// on a 10 Mbit/s uplink).
     fn schedule_pace(&mut self) {
-        let uplink = self.uplink.wait();
+        let uplink = match self.config.host_queue_bytes {
+            // The host's report of a sent frame wakes the pump.
+            Some(max) if self.host_unsent >= max => return,
+            Some(_) => Duration::ZERO,
+            None => self.uplink.wait(),
+        };
         let Some(wait) =
             self.links.values().filter_map(Link::ready_in).map(|w| w.max(uplink)).min()
         else {
@@ -1335,6 +1369,11 @@ impl<R: Rng> Protocol for Engine<R> {
                 }
             }
             Input::Timer(Timer(TimerKind::Peer(..))) => {}
+            Input::Sent { bytes } => {
+                self.host_unsent = self.host_unsent.saturating_sub(bytes);
+                self.host_heard = self.now;
+                self.pump();
+            }
             Input::Command(c) => self.on_command(c),
         }
         self.out.drain(..)

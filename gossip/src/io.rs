@@ -23,6 +23,7 @@
 //! | [`Input::LinkUp`] | a transport connection to `peer` is established (inbound or after a dial) |
 //! | [`Input::LinkDown`] | the transport connection to `peer` closed (the engine decides what that means for the link's status) |
 //! | [`Input::Timer`] | a scheduled timer is due |
+//! | [`Input::Sent`] | only with `Config::host_queue_bytes`: frames the host was handed have left it (written to the radio or the wire), or were dropped; every `Send` must be reported once |
 //! | [`Input::Command`] | the application asks for something |
 
 use std::time::Duration;
@@ -57,6 +58,13 @@ pub enum Input {
     },
     /// A timer the engine scheduled is due.
     Timer(Timer),
+    /// Frames of `bytes` (their lengths summed) handed to the host with [`Output::Send`] have
+    /// left the host's queue: transmitted, or dropped. Reported only when
+    /// `Config::host_queue_bytes` is set; then every `Send` must be reported once.
+    Sent {
+        /// Bytes that left.
+        bytes: usize,
+    },
     /// A request from the application.
     Command(Command),
 }

@@ -705,3 +705,55 @@ fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
     }
     heads
 }
+
+/// With host back-pressure the engine hands the host at most `host_queue_bytes` not yet
+/// reported sent, keeps the rest in its own queues, and goes on as the host reports; a host
+/// that stops reporting stalls it for `HOST_SILENT` (30 s) at most.
+#[test]
+fn host_back_pressure_bounds_what_the_host_holds() {
+    let seed = 15;
+    eprintln!("seed {seed}");
+    const MAX: usize = 600;
+    let config = Config { host_queue_bytes: Some(MAX), ..Config::default() };
+    let me = identity(seed, 100);
+    let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let _ = e.handle(START, Input::Start).count();
+    let peer = identity(seed, 1).public();
+    let sent_bytes = |outs: Vec<Output>| -> usize {
+        outs.iter().map(|o| if let Output::Send { frame, .. } = o { frame.len() } else { 0 }).sum()
+    };
+    let mut handed =
+        sent_bytes(e.handle(START, Input::LinkUp { peer, info: LinkInfo::default() }).collect());
+    for i in 0..20u8 {
+        let body = Bytes::from(vec![i; 200]);
+        let post = Input::Command(Command::Post { topic: "t".into(), body });
+        handed += sent_bytes(e.handle(START, post).collect());
+    }
+    // One frame may pass the bound (it is handed whole).
+    assert!(handed > 0 && handed < MAX + 400, "seed {seed}: {handed} B handed at once");
+    let reported = handed;
+    let later = START + Duration::from_millis(50);
+    let more = sent_bytes(e.handle(later, Input::Sent { bytes: reported }).collect());
+    assert!(more > 0 && more < MAX + 400, "seed {seed}: {more} B after the report");
+    // The host goes silent: nothing more until HOST_SILENT has passed.
+    let mut at = later;
+    let mut stalled = 0;
+    while at < later + Duration::from_secs(29) {
+        at = at + Duration::from_secs(1);
+        let outs: Vec<Output> = e
+            .handle(
+                at,
+                Input::Command(Command::Post { topic: "t".into(), body: Bytes::from_static(b"x") }),
+            )
+            .collect();
+        stalled += sent_bytes(outs);
+    }
+    assert_eq!(stalled, 0, "seed {seed}: sent without room in the host's queue");
+    at = at + Duration::from_secs(2);
+    let body = Bytes::from_static(b"y");
+    let resumed = sent_bytes(
+        e.handle(at, Input::Command(Command::Post { topic: "t".into(), body })).collect(),
+    );
+    assert!(resumed > 0, "seed {seed}: still stalled");
+    assert_eq!(e.stats().rejected.get("host_sent_missing"), Some(&1), "seed {seed}");
+}

@@ -274,7 +274,10 @@ impl Protocol for Baseline {
                     self.skip_gap(now, a);
                 }
             }
-            Input::LinkUp { .. } | Input::LinkDown { .. } | Input::Timer(_) => {}
+            Input::LinkUp { .. }
+            | Input::LinkDown { .. }
+            | Input::Timer(_)
+            | Input::Sent { .. } => {}
             Input::Command(Command::Leave { .. }) => {}
         }
         self.out.drain(..)

@@ -72,6 +72,9 @@ pub struct NodeSpec {
     /// The peer's share of an uplink or radio that all its links go through (`None` for
     /// independent point-to-point links): the rate it paces its whole egress to.
     pub uplink_bps: Option<u64>,
+    /// Back-pressure: the host reports sent frames and the peer keeps at most this many
+    /// bytes in the host's queue (see `LinkModel::host_queue_bytes`).
+    pub host_queue_bytes: Option<u64>,
 }
 
 /// Builds one peer's state machine.
@@ -150,6 +153,8 @@ pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
             let mut config = Config::default();
             tweak(&mut config);
             config.uplink_bps = spec.uplink_bps;
+            config.host_queue_bytes =
+                spec.host_queue_bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
             let mut engine = Engine::new(spec.identity, config, rng, spec.now, spec.stored);
             engine.share_verification(cache.clone());
             Box::new(engine)

@@ -49,6 +49,9 @@ pub(crate) struct Network {
     bad: HashMap<(u32, u32), bool>,
     rng: ChaCha8Rng,
     pub(crate) stats: NetStats,
+    /// When the last frame handed to `transmit` finished leaving its medium (µs; the time
+    /// it was handed if it was dropped before).
+    pub(crate) last_done: u64,
 }
 
 impl Network {
@@ -62,6 +65,7 @@ impl Network {
             bad: HashMap::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             stats: NetStats::default(),
+            last_done: 0,
         }
     }
 
@@ -99,12 +103,14 @@ impl Network {
             let backlog = waiting + bytes;
             if backlog > self.model.queue_bytes {
                 self.stats.queue_drops += 1;
+                self.last_done = now;
                 return Transmit::QueueFull;
             }
             self.stats.max_backlog_bytes = self.stats.max_backlog_bytes.max(backlog);
         }
         let done = start + ser;
         *busy = done;
+        self.last_done = done;
         if let Some(b) = self.medium_bytes.get_mut(medium) {
             *b += bytes + u64::from(self.model.frame_overhead_bytes);
         }
@@ -145,6 +151,7 @@ mod tests {
             queue_bytes: 10_000,
             loss,
             frame_overhead_bytes: 0,
+            host_queue_bytes: None,
         }
     }
 

@@ -34,11 +34,38 @@ mod concern {
 #[derive(Debug)]
 enum Ev {
     Start(u32),
-    Arrive { from: u32, to: u32, inc: u32, class: Priority, frame: Bytes },
-    Timer { node: u32, inc: u32, timer: Timer },
-    LinkUp { node: u32, inc: u32, peer: u32, inbound: bool },
-    LinkDown { node: u32, inc: u32, peer: u32 },
-    Publish { node: Option<u32> },
+    Arrive {
+        from: u32,
+        to: u32,
+        inc: u32,
+        class: Priority,
+        frame: Bytes,
+    },
+    Timer {
+        node: u32,
+        inc: u32,
+        timer: Timer,
+    },
+    LinkUp {
+        node: u32,
+        inc: u32,
+        peer: u32,
+        inbound: bool,
+    },
+    LinkDown {
+        node: u32,
+        inc: u32,
+        peer: u32,
+    },
+    /// A frame of `bytes` from `node` left its medium (back-pressure report).
+    Sent {
+        node: u32,
+        inc: u32,
+        bytes: usize,
+    },
+    Publish {
+        node: Option<u32>,
+    },
     FaultStart(usize),
     FaultEnd(usize),
     Check,
@@ -272,6 +299,11 @@ impl Sim<'_> {
                 }
             }
             Ev::Publish { node } => self.publish(node),
+            Ev::Sent { node, inc, bytes } => {
+                if self.is_current(node, inc) {
+                    self.feed(node, Input::Sent { bytes });
+                }
+            }
             Ev::FaultStart(f) => self.fault_start(f),
             Ev::FaultEnd(f) => self.fault_end(f),
             Ev::Check => {
@@ -310,6 +342,7 @@ impl Sim<'_> {
             restarts: node.restarts,
             rate_bps: self.sc.link.rate_bps,
             uplink_bps: self.uplink_share(i),
+            host_queue_bytes: self.sc.link.host_queue_bytes,
         }
     }
 
@@ -450,12 +483,21 @@ impl Sim<'_> {
     }
 
     fn send(&mut self, i: u32, to: &AuthorKey, frame: Bytes, class: Priority) {
+        // With back-pressure the host reports every frame once: when it left, or now.
+        let report = |r: &mut Self, at: u64, bytes: usize| {
+            if r.sc.link.host_queue_bytes.is_some() {
+                let inc = r.nodes[i as usize].inc;
+                r.q.push(at, Ev::Sent { node: i, inc, bytes });
+            }
+        };
         let Some(to) = self.dir.index(to) else {
             self.metrics.drops.no_link += 1;
+            report(self, self.now, frame.len());
             return;
         };
         if to == i || (!self.dis.full_mesh && !self.nodes[i as usize].links.contains(&to)) {
             self.metrics.drops.no_link += 1;
+            report(self, self.now, frame.len());
             return;
         }
         self.metrics.sent(self.now, (i, to), class, &frame, &self.dir);
@@ -466,7 +508,9 @@ impl Sim<'_> {
         };
         let prop = self.sc.latency.one_way_us(i as usize, to as usize);
         let bytes = frame.len() as u64;
-        if let Transmit::Arrives(at) = self.net.transmit(self.now, i, to, medium, bytes, prop) {
+        let sent = self.net.transmit(self.now, i, to, medium, bytes, prop);
+        report(self, self.net.last_done, frame.len());
+        if let Transmit::Arrives(at) = sent {
             let inc = self.nodes[to as usize].inc;
             self.q.push(at, Ev::Arrive { from: i, to, inc, class, frame });
         }

@@ -80,6 +80,10 @@ pub struct LinkModel {
     pub loss: Loss,
     /// Bytes added to every frame on the medium (transport headers); 0 by default.
     pub frame_overhead_bytes: u32,
+    /// Back-pressure: each peer's host reports when a frame it was handed has left on the
+    /// medium, and vecino hands it at most this many bytes not yet sent (`Config::
+    /// host_queue_bytes`); its own bucket then does not pace. `None`: paced by buckets.
+    pub host_queue_bytes: Option<u64>,
 }
 
 /// What a link rate applies to.
@@ -222,6 +226,7 @@ impl Scenario {
                 queue_bytes: 1 << 20,
                 loss: Loss::None,
                 frame_overhead_bytes: 0,
+                host_queue_bytes: None,
             },
             traffic: Traffic {
                 rate_per_s: 1.0,

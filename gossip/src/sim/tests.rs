@@ -300,6 +300,48 @@ fn vecino_heal_drains_without_a_graft_flood() {
     assert!(copies < 2.0, "seeds 1-8: {copies} copies per delivery");
 }
 
+/// Two radios of five peers, cut apart for 60 s in every 120 s while posts flow (convoy's
+/// rhythm, three times): with back-pressure from the host (each peer keeps at most 500 B in
+/// the radio's queue and uses what the others leave idle) the backlogs drain faster than with
+/// each peer paced to a fifth of its radio, where one relay forwards a backlog at its share
+/// alone. Seeds 1-2.
+#[test]
+fn host_back_pressure_drains_a_radio_faster_than_equal_shares() {
+    let mut sc = Scenario::small("radios", 10);
+    let side: Arc<Vec<u8>> = Arc::new((0..10).map(|i| if i < 5 { 1 } else { 2 }).collect());
+    for k in 0..3 {
+        sc.faults.push(Fault {
+            start: Duration::from_secs(60 + 120 * k),
+            end: Some(Duration::from_secs(120 + 120 * k)),
+            kind: FaultKind::Partition { side: Arc::clone(&side) },
+        });
+    }
+    sc.duration = Duration::from_secs(390);
+    sc.link.rate_bps = Some(256_000);
+    sc.link.scope = RateScope::SharedRadio;
+    sc.groups = Arc::new(vec![0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
+    sc.traffic.per = TrafficScope::Fleet;
+    sc.traffic.body_bytes = 200;
+    let dis = disseminators::vecino_factory().expect("vecino");
+    let drained = |sc: &Scenario| -> f64 {
+        (1..=2)
+            .map(|seed| {
+                let r = run(sc, &dis, seed, &mut quiet);
+                assert_eq!(r.delivery_ratio, 1.0, "seed {seed}");
+                assert_eq!(r.fifo_violations, 0, "seed {seed}");
+                let d: Vec<f64> = r.backlog.iter().filter_map(|b| b.drained_s).collect();
+                assert_eq!(d.len(), 3, "seed {seed}: {:?}", r.backlog);
+                d.iter().sum::<f64>()
+            })
+            .sum()
+    };
+    let paced = drained(&sc);
+    sc.link.host_queue_bytes = Some(500);
+    let pressed = drained(&sc);
+    eprintln!("seeds 1-2, 3 heals each: {paced:.2} s paced, {pressed:.2} s with back-pressure");
+    assert!(pressed < paced * 0.85, "{pressed:.2} s with back-pressure, {paced:.2} s paced");
+}
+
 /// 40 peers on an Internet-like topology, posts from every peer after the join: with one
 /// tree per author each post follows the lowest-delay tree from its author, so latency
 /// stretch is lower than on the one tree shared by all authors (Plumtree as published), the

@@ -83,6 +83,8 @@ pub(crate) struct LinkFile {
     burst: Option<BurstFile>,
     #[serde(default)]
     frame_overhead_bytes: u32,
+    #[serde(default)]
+    pub(crate) host_queue_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -279,6 +281,7 @@ impl ScenarioFile {
                 queue_bytes: self.link.queue_bytes,
                 loss,
                 frame_overhead_bytes: self.link.frame_overhead_bytes,
+                host_queue_bytes: self.link.host_queue_bytes,
             },
             traffic: Traffic {
                 rate_per_s: self.traffic.rate_per_s,

@@ -40,12 +40,18 @@ pub(crate) struct SimArgs {
     /// Override the scenario's number of peers (generated latencies only: a matrix fixes it).
     #[arg(long, value_name = "N")]
     peers: Option<usize>,
+    /// Override the scenario's `[link] host_queue_bytes`: each peer's host reports frames
+    /// that left on the medium and vecino keeps at most this many bytes in the host's queue
+    /// (back-pressure instead of pacing to an equal share of a radio); 0 turns it off.
+    #[arg(long, value_name = "BYTES")]
+    host_queue: Option<u64>,
     /// Disseminators to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
-    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, root_fanout, ihave_fanout,
-    /// fisheye_members, swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
+    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from,
+    /// root_fanout, ihave_fanout, fisheye_members, swap_lead_ms, optimization_threshold,
+    /// active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -78,6 +84,9 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.peers {
         file.peers = n;
+    }
+    if let Some(q) = args.host_queue {
+        file.link.host_queue_bytes = (q > 0).then_some(q);
     }
     let seed = args.seed.unwrap_or(file.seed);
     let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
@@ -189,6 +198,9 @@ fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     }
     if let Some(n) = args.peers {
         cmd.args(["--peers", &n.to_string()]);
+    }
+    if let Some(q) = args.host_queue {
+        cmd.args(["--host-queue", &q.to_string()]);
     }
     for (key, value) in &args.engine {
         cmd.args(["--engine", &format!("{key}={value}")]);
