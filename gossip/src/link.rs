@@ -513,7 +513,7 @@ impl Link {
     /// The acknowledgement to send: the cumulative point, and the runs of seqs held above it
     /// (the runs nearest the cumulative point, at most `MAX_ACK_RANGES`) as `(gap, extra)`
     /// pairs, each relative to the end of the previous run: see [`runs_to_ranges`].
-    pub(crate) fn ack(&mut self) -> (u64, Vec<u64>) {
+    pub(crate) fn ack(&mut self) -> (u64, Bytes) {
         self.ack_pending = 0;
         self.ack_pending_since = None;
         let mut ranges: Vec<(u64, u64)> = Vec::new();
@@ -528,17 +528,18 @@ impl Link {
         let mut runs = Vec::with_capacity(ranges.len() * 2);
         let mut end = self.recv_cumulative;
         for (first, last) in ranges {
-            runs.extend([first - end - 1, last - first]);
+            prost::encoding::encode_varint(first - end - 1, &mut runs);
+            prost::encoding::encode_varint(last - first, &mut runs);
             end = last;
         }
-        (self.recv_cumulative, runs)
+        (self.recv_cumulative, Bytes::from(runs))
     }
 
     /// Applies an acknowledgement from the neighbour (`runs` as [`Link::ack`] makes them)
     /// received at `now`, and times the frames it acknowledges that were sent only once (Karn's
     /// rule). False if the runs are malformed (an odd count, or past the largest seq); the
     /// cumulative part is applied regardless.
-    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u64]) -> bool {
+    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u8]) -> bool {
         let ranges = runs_to_ranges(cumulative, runs);
         let mut seqs: Vec<u64> = self.by_seq.range(..=cumulative).map(|(s, _)| *s).collect();
         for &(lo, hi) in ranges.as_deref().unwrap_or_default() {
@@ -693,20 +694,20 @@ impl Link {
 }
 
 /// Inclusive `[first, last]` seq ranges from an acknowledgement's `(gap, extra)` runs above
-/// `cumulative`; `None` if they are malformed (an odd count, or past `u64::MAX`).
-pub(crate) fn runs_to_ranges(cumulative: u64, runs: &[u64]) -> Option<Vec<(u64, u64)>> {
-    if !runs.len().is_multiple_of(2) {
-        return None;
-    }
+/// `cumulative` (varints one after the other); `None` if they are malformed (a bad varint,
+/// an odd count, or past `u64::MAX`).
+pub(crate) fn runs_to_ranges(cumulative: u64, mut runs: &[u8]) -> Option<Vec<(u64, u64)>> {
+    let mut ranges = Vec::new();
     let mut end = cumulative;
-    runs.chunks_exact(2)
-        .map(|run| {
-            let first = end.checked_add(1)?.checked_add(run[0])?;
-            let last = first.checked_add(run[1])?;
-            end = last;
-            Some((first, last))
-        })
-        .collect()
+    while !runs.is_empty() {
+        let gap = prost::encoding::decode_varint(&mut runs).ok()?;
+        let extra = prost::encoding::decode_varint(&mut runs).ok()?;
+        let first = end.checked_add(1)?.checked_add(gap)?;
+        let last = first.checked_add(extra)?;
+        ranges.push((first, last));
+        end = last;
+    }
+    Some(ranges)
 }
 
 #[cfg(test)]
@@ -908,7 +909,7 @@ mod tests {
         for (seq, _) in &sent[1..] {
             assert!(rx.received_seq(*seq, Time(4)));
         }
-        assert_eq!(rx.ack(), (2, vec![]));
+        assert_eq!(rx.ack(), (2, Bytes::new()));
         assert!(tx.acked(Time(5), 1, &[]));
         assert_eq!(tx.floor(), 2);
         // A retransmission keeps its seq.
@@ -927,15 +928,20 @@ mod tests {
         assert!(l.received_seq(4, Time(0)));
         assert!(l.received_seq(7, Time(0)));
         // Runs [3, 4] and [7, 7]: gap 1 after 1, one more; gap 2 after 4, none more.
-        assert_eq!(l.ack(), (1, vec![1, 1, 2, 0]));
+        assert_eq!(l.ack(), (1, Bytes::from_static(&[1, 1, 2, 0])));
         assert_eq!(runs_to_ranges(1, &[1, 1, 2, 0]), Some(vec![(3, 4), (7, 7)]));
         assert!(l.received_seq(2, Time(0)));
-        assert_eq!(l.ack(), (4, vec![2, 0]));
+        assert_eq!(l.ack(), (4, Bytes::from_static(&[2, 0])));
+        // Far seqs take longer varints.
+        assert!(l.received_seq(1_000, Time(0)));
+        let (cumulative, runs) = l.ack();
+        assert_eq!(runs_to_ranges(cumulative, &runs), Some(vec![(7, 7), (1_000, 1_000)]));
     }
 
     #[test]
     fn malformed_ack_runs_are_refused() {
         assert_eq!(runs_to_ranges(1, &[1]), None, "odd count");
+        assert_eq!(runs_to_ranges(1, &[1, 0x80]), None, "a varint cut short");
         assert_eq!(runs_to_ranges(u64::MAX - 2, &[1, 5]), None, "past the largest seq");
         let mut l = Link::new(Time(0), None);
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);

@@ -45,8 +45,8 @@ pub const MAX_EVENTS_PER_FRAME: usize = 512;
 pub const MAX_HEADS_PER_FRAME: usize = 4096;
 /// Most ranges in one `RequestRanges` frame.
 pub const MAX_RANGES_PER_FRAME: usize = 1024;
-/// Most selective acknowledgements in one `Ack` frame.
-pub const MAX_SELECTIVE_ACKS: usize = 1024;
+/// Most bytes of runs (packed varints) in one `Ack` frame.
+pub const MAX_ACK_RUN_BYTES: usize = 2048;
 /// Plumtree tree slots: events are disseminated on one tree per slot, the slot taken from the
 /// author key (so each author's events follow a tree of their own, shared at most with the
 /// few authors hashed to the same slot).

@@ -60,8 +60,6 @@ pub(crate) enum Kind {
     RepeatedLen { min: usize, max: usize, count: usize },
     /// Repeated 4-byte scalar (packed or not), at most `count` values.
     Repeated32 { count: usize },
-    /// Repeated varint (packed or not), at most `count` values.
-    RepeatedVarint { count: usize },
 }
 
 /// One field of a message description.
@@ -298,7 +296,7 @@ static ACK: Schema = Schema {
     name: "Ack",
     fields: &[
         f(1, "Ack.cumulative", Kind::Varint),
-        f(3, "Ack.runs", Kind::RepeatedVarint { count: MAX_SELECTIVE_ACKS }),
+        f(3, "Ack.runs", Kind::Bytes { max: MAX_ACK_RUN_BYTES }),
     ],
 };
 
@@ -455,10 +453,7 @@ fn scan(buf: &[u8], schema: &'static Schema, deep: bool) -> Result<(), WireError
         let field = &schema.fields[idx];
         let repeated = matches!(
             field.kind,
-            Kind::RepeatedMsg { .. }
-                | Kind::RepeatedLen { .. }
-                | Kind::Repeated32 { .. }
-                | Kind::RepeatedVarint { .. }
+            Kind::RepeatedMsg { .. } | Kind::RepeatedLen { .. } | Kind::Repeated32 { .. }
         );
         if !repeated {
             if seen & (1 << idx) != 0 {
@@ -516,13 +511,6 @@ fn check_field(
             *count += 1;
             limit(*count, max)
         }
-        (Kind::RepeatedVarint { count: max }, Value::Varint) => {
-            *count += 1;
-            limit(*count, max)
-        }
-        (Kind::RepeatedVarint { count: max }, Value::Len(b)) => {
-            packed_varints(b, count, max, field, message)
-        }
         (Kind::Repeated32 { count: max }, Value::Len(b)) => {
             packed(b, 4, count, max, field, message)
         }
@@ -545,35 +533,6 @@ fn packed(
         });
     }
     *count += b.len() / width;
-    if *count > max {
-        return Err(WireError::Limit { field: field.name, got: *count, max });
-    }
-    Ok(())
-}
-
-/// Counts the varints of a packed field: each ends at a byte below 0x80 and is at most ten
-/// bytes long.
-fn packed_varints(
-    b: &[u8],
-    count: &mut usize,
-    max: usize,
-    field: &Field,
-    message: &'static str,
-) -> Result<(), WireError> {
-    let mut run = 0;
-    for &byte in b {
-        run += 1;
-        if run > 10 {
-            return Err(WireError::Malformed { message, what: "varint longer than ten bytes" });
-        }
-        if byte < 0x80 {
-            *count += 1;
-            run = 0;
-        }
-    }
-    if run != 0 {
-        return Err(WireError::Malformed { message, what: "packed varint cut short" });
-    }
     if *count > max {
         return Err(WireError::Limit { field: field.name, got: *count, max });
     }
@@ -621,14 +580,9 @@ mod tests {
     }
 
     #[test]
-    fn packed_varints_are_counted_and_must_be_whole() {
-        // Ack.runs (field 3, packed): three varints, one of them two bytes long.
+    fn ack_runs_are_bounded_bytes() {
         assert_eq!(check(&[0x1a, 4, 1, 0x80, 1, 0], &ACK), Ok(()));
-        let cut = [0x1a, 2, 1, 0x80];
-        assert!(matches!(check(&cut, &ACK), Err(WireError::Malformed { .. })));
-        let long = [0x1a, 11, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1];
-        assert!(matches!(check(&long, &ACK), Err(WireError::Malformed { .. })));
-        let n = MAX_SELECTIVE_ACKS + 1;
+        let n = MAX_ACK_RUN_BYTES + 1;
         let mut many = vec![0x1a, (n as u8) | 0x80, (n >> 7) as u8];
         many.resize(3 + n, 0);
         assert!(matches!(

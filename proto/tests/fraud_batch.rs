@@ -157,7 +157,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     let too_many_acks = pb::Frame {
         link_seq: 0,
         link_floor: 0,
-        kind: Some(pb::frame::Kind::Ack(pb::Ack { cumulative: 1, runs: vec![1; 2000] })),
+        kind: Some(pb::frame::Kind::Ack(pb::Ack { cumulative: 1, runs: vec![1; 4000].into() })),
     };
     assert_eq!(
         decode_frame(encode_frame(&too_many_acks).into()).unwrap_err().reason(),

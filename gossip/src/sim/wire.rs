@@ -182,7 +182,7 @@ mod tests {
         };
         assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));
         assert_eq!(frame_kind(&frame(ev(true))), (2, true, 300));
-        let ack = pb::frame::Kind::Ack(pb::Ack { cumulative: 5, runs: vec![] });
+        let ack = pb::frame::Kind::Ack(pb::Ack { cumulative: 5, runs: Bytes::new() });
         assert_eq!(kind_label(frame_kind(&frame(ack)).0, false, Priority::Control), "ack");
         let ihave = pb::frame::Kind::Ihave(pb::IHave { heads: vec![] });
         assert_eq!(frame_kind(&frame(ihave)).0, 10);
