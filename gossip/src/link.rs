@@ -11,7 +11,11 @@
 //!
 //! Outgoing frames wait in four priority queues (control > postcards > posts > membership) and
 //! leave through a token bucket at the link's rate, so a healing link bursts its backlog without
-//! starving heartbeats and acknowledgements.
+//! starving heartbeats and acknowledgements. A frame gets its link seq when it first leaves, so
+//! seqs follow the order of sending and the neighbour's acknowledgement (a cumulative point and
+//! a few runs above it) has gaps only where frames were lost. A kept frame lists the events it
+//! carries: once the neighbour is known to hold them all (it sent or announced them), the frame
+//! is dropped unsent, or not retransmitted.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
