@@ -757,3 +757,63 @@ fn host_back_pressure_bounds_what_the_host_holds() {
     assert!(resumed > 0, "seed {seed}: still stalled");
     assert_eq!(e.stats().rejected.get("host_sent_missing"), Some(&1), "seed {seed}");
 }
+
+/// Posts queued behind a slow link when the neighbour prunes their tree leave as
+/// announcements, not as events (Plumtree's lazy push, applied to what has not left yet).
+#[test]
+fn a_prune_turns_queued_posts_into_announcements() {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 16;
+    eprintln!("seed {seed}");
+    let me = identity(seed, 100);
+    let mut e = Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let peer = identity(seed, 1).public();
+    let info = LinkInfo { rate_bps: Some(8_000), inbound: false }; // 1 kB/s
+    let mut inputs: Vec<(Time, Input)> =
+        vec![(START, Input::Start), (START, Input::LinkUp { peer, info })];
+    for i in 0..20u8 {
+        let post = Command::Post { topic: "t".into(), body: Bytes::from(vec![i; 150]) };
+        inputs.push((START, Input::Command(post)));
+    }
+    let prune = Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+        link_seq: 0,
+        link_floor: 0,
+        kind: Some(Kind::Prune(pb::Prune { trees: vec![] })),
+    }));
+    let pruned_at = START + Duration::from_millis(500);
+    inputs.push((pruned_at, Input::Received { from: peer, frame: prune }));
+    inputs.reverse();
+    let end = START + Duration::from_secs(20);
+    let (mut posts_before, mut posts_after, mut announced) = (0, 0, 0);
+    // Frames sent before (retransmitted, never acknowledged here) do not count twice.
+    let mut seqs = BTreeSet::new();
+    while let Some((now, input)) = inputs.pop() {
+        for o in e.handle(now, input) {
+            match o {
+                Output::Schedule { at, timer } if at <= end => {
+                    inputs.push((at, Input::Timer(timer)));
+                }
+                Output::Send { frame, .. } => {
+                    let Ok(f) = vecino_proto::decode_frame(frame) else { continue };
+                    if f.link_seq != 0 && !seqs.insert(f.link_seq) {
+                        continue;
+                    }
+                    match f.kind {
+                        Some(Kind::Events(ev)) if now < pruned_at => {
+                            posts_before += ev.envelopes.len()
+                        }
+                        Some(Kind::Events(ev)) => posts_after += ev.envelopes.len(),
+                        Some(Kind::Ihave(i)) => announced += i.heads.len(),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        inputs.sort_by_key(|(at, _)| Reverse(*at));
+    }
+    eprintln!("{posts_before} events before the prune, {posts_after} after, {announced} announced");
+    assert!(posts_before > 0 && posts_before < 20, "seed {seed}: the link should hold a backlog");
+    assert_eq!(posts_after, 0, "seed {seed}: pushes left after the prune");
+    assert!(announced >= 20 - posts_before, "seed {seed}: {announced} announced");
+}
