@@ -33,15 +33,19 @@ use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
 use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE, RECENT_HOPS};
 use crate::io::{LinkStatus, Priority};
-use crate::store::StreamKey;
+use crate::store::{StreamKey, event_key};
 
 /// Heads announced per link per tick at most; the rest wait for the next tick.
 const MAX_IHAVE_PER_LINK: usize = 4_096;
 /// Longest wait before grafting a missing event again.
-const MAX_GRAFT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const MAX_GRAFT_WAIT: Duration = Duration::from_secs(30);
 
-/// The tree slot an author's events are disseminated on.
-pub(crate) fn tree_of(author: &AuthorKey) -> u16 {
+/// The tree an author's events are disseminated on: its own slot, or with
+/// `per_author_trees` off the one shared tree (0).
+pub(crate) fn tree_of(author: &AuthorKey, per_author_trees: bool) -> u16 {
+    if !per_author_trees {
+        return 0;
+    }
     let b = author.as_bytes();
     (usize::from(u16::from_le_bytes([b[0], b[1]])) % TREE_SLOTS) as u16
 }
@@ -146,7 +150,7 @@ impl<R: Rng> Engine<R> {
 
     /// The tree an author's events follow: its own slot, or the one shared tree.
     pub(crate) fn tree(&self, author: &AuthorKey) -> u16 {
-        if self.config.per_author_trees { tree_of(author) } else { 0 }
+        tree_of(author, self.config.per_author_trees)
     }
 
     /// The slots a prune or graft of `tree` names: with one shared tree, none (every tree,
@@ -298,7 +302,7 @@ impl<R: Rng> Engine<R> {
         let Some(l) = self.links.get_mut(&from) else { return };
         let bad = l.trees.apply(&prune.trees, false);
         // Pushes of those trees still waiting for this link turn into announcements.
-        let unpushed = l.unpush_lazy(|a| if per_author { tree_of(a) } else { 0 });
+        let unpushed = l.unpush_lazy(|a| tree_of(a, per_author));
         for ((author, stream), seq) in unpushed {
             if l.ihave.len() < MAX_IHAVE_PER_LINK {
                 l.ihave.push((author, stream, seq, None));
@@ -406,7 +410,7 @@ impl<R: Rng> Engine<R> {
             // This peer's hop count for what it answers (the largest, if they differ).
             let hops = events
                 .iter()
-                .map(|e| self.recent.get(&((e.author(), e.stream()), e.seq())).copied())
+                .map(|e| self.recent.get(&event_key(e)).copied())
                 .try_fold(0, |acc, h| h.map(|h| acc.max(h)))
                 .filter(|_| self.config.optimization_threshold > 0);
             self.send_events(from, &events, true, hops);
@@ -461,7 +465,7 @@ impl<R: Rng> Engine<R> {
             // Backed off as a retransmission is: the answer to the last graft may be waiting
             // behind a backlog, and another graft would queue another copy behind it.
             let wait = min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
-            m.deadline = now + (wait * (1u32 << m.grafted.min(6))).min(MAX_GRAFT_WAIT);
+            m.deadline = now + crate::time::backoff(wait, m.grafted, MAX_GRAFT_WAIT);
             m.grafted += 1;
             per_peer.entry(peer).or_default().push(pb::StreamHead {
                 author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),

@@ -34,7 +34,7 @@ use crate::io::{
 };
 use crate::link::{Link, Meta, Pacer};
 use crate::membership::{Fisheye, SETTLED_ERROR};
-use crate::store::{Insert, Store, StreamKey};
+use crate::store::{Insert, Store, StreamKey, event_key};
 use crate::time::Time;
 
 /// Announced-but-missing events tracked for grafting at most.
@@ -437,7 +437,7 @@ impl<R: Rng> Engine<R> {
         class: Priority,
         reliable: bool,
         supersedes: Option<StreamKey>,
-        (carries, push): (Vec<crate::link::EventId>, bool),
+        (carries, push): (Vec<crate::store::EventKey>, bool),
     ) {
         let max = self.config.max_link_buffer_bytes;
         let Some(link) = self.links.get_mut(&to) else { return };
@@ -560,12 +560,8 @@ impl<R: Rng> Engine<R> {
         // Events already on their way to this neighbour are not queued a second time.
         let Some(link) = self.links.get(&to) else { return };
         let fresh: Vec<VerifiedEvent>;
-        let events = if events.iter().any(|e| link.carries(&((e.author(), e.stream()), e.seq()))) {
-            fresh = events
-                .iter()
-                .filter(|e| !link.carries(&((e.author(), e.stream()), e.seq())))
-                .cloned()
-                .collect();
+        let events = if events.iter().any(|e| link.carries(&event_key(e))) {
+            fresh = events.iter().filter(|e| !link.carries(&event_key(e))).cloned().collect();
             &fresh[..]
         } else {
             events
@@ -592,7 +588,7 @@ impl<R: Rng> Engine<R> {
                 }
                 _ => None,
             };
-            let ids = chunk.iter().map(|e| ((e.author(), e.stream()), e.seq())).collect();
+            let ids = chunk.iter().map(event_key).collect();
             let kind = Kind::Events(pb::Events { envelopes, sync, hops });
             self.send_superseding(to, kind, class, true, supersedes, (ids, !sync));
         }
@@ -888,7 +884,7 @@ impl<R: Rng> Engine<R> {
                 Ok(ev) => {
                     // It holds this event: a copy still waiting to go to it is not sent.
                     if let Some(l) = self.links.get_mut(&from) {
-                        l.peer_has(((ev.author(), ev.stream()), ev.seq()));
+                        l.peer_has(event_key(&ev));
                     }
                     self.accept(Some(from), &ev, !evs.sync, evs.hops);
                 }
@@ -978,7 +974,7 @@ impl<R: Rng> Engine<R> {
         // Redial with backoff: a transport that closes again and again (a refusing peer, a
         // flapping path) must not turn into a dial loop.
         let attempts = self.redial.get(&peer).map_or(0, |r| r.0) + 1;
-        let wait = (REDIAL_FIRST * (1u32 << attempts.min(6))).min(REDIAL_MAX);
+        let wait = crate::time::backoff(REDIAL_FIRST, attempts, REDIAL_MAX);
         if self.redial.len() < MAX_REDIAL || self.redial.contains_key(&peer) {
             self.redial.insert(peer, (attempts, now + wait));
         }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use vecino_proto::{AuthorKey, Bytes};
 
 use crate::io::{LinkStatus, Priority};
+use crate::store::{EventKey, StreamKey};
 use crate::time::Time;
 
 /// Selective acknowledgements remembered above the cumulative point.
@@ -89,9 +90,6 @@ impl Pacer {
     }
 }
 
-/// An event by its (author, stream) and seq.
-pub(crate) type EventId = (crate::store::StreamKey, u64);
-
 /// What the engine says about a frame it queues.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Meta {
@@ -99,9 +97,9 @@ pub(crate) struct Meta {
     pub(crate) reliable: bool,
     /// The frame carries only the newest latest-value event of this stream: an older such
     /// frame that has not left yet is dropped.
-    pub(crate) supersedes: Option<crate::store::StreamKey>,
+    pub(crate) supersedes: Option<StreamKey>,
     /// The events in it.
-    pub(crate) carries: Vec<EventId>,
+    pub(crate) carries: Vec<EventKey>,
     /// An eager push (not a repair).
     pub(crate) push: bool,
 }
@@ -127,7 +125,7 @@ struct Unacked {
     /// Events the frame carries that the neighbour is not known to hold yet; when the last
     /// of them turns out to be there (the neighbour sent or announced it), the frame is
     /// dropped unsent (or not retransmitted).
-    unknown: Vec<EventId>,
+    unknown: Vec<EventKey>,
     /// An eager push (not a repair): after a prune of its trees it becomes an announcement.
     push: bool,
     /// Waiting in a queue (so a requeue must not queue it twice).
@@ -173,9 +171,9 @@ pub(crate) struct Link {
     pub(crate) my_digest: Option<u64>,
     /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by the store's streams).
-    superseding: BTreeMap<crate::store::StreamKey, u64>,
+    superseding: BTreeMap<StreamKey, u64>,
     /// A version vector arriving in parts (bounded by the engine).
-    pub(crate) vv_in: std::collections::BTreeMap<crate::store::StreamKey, u64>,
+    pub(crate) vv_in: std::collections::BTreeMap<StreamKey, u64>,
     // Reliable delivery, sender side.
     /// The next link seq given to a frame as it first leaves.
     next_seq: u64,
@@ -186,7 +184,7 @@ pub(crate) struct Link {
     /// Local id of each unacknowledged frame that has left, by link seq.
     by_seq: BTreeMap<u64, u64>,
     /// The unacknowledged frame (local id) carrying each event (bounded by `unacked`).
-    carrying: BTreeMap<EventId, u64>,
+    carrying: BTreeMap<EventKey, u64>,
     /// Frames dropped unsent or not retransmitted because the neighbour held their events.
     pub(crate) cancelled: u64,
     /// Bytes in the queues.
@@ -202,6 +200,7 @@ pub(crate) struct Link {
     ack_pending: u32,
     ack_pending_since: Option<Time>,
     // Pacing.
+    /// Queued frames as (local id, body); id 0 for frames that need no acknowledgement.
     queues: [VecDeque<(u64, Bytes)>; 4],
     pacer: Pacer,
     /// Frames dropped because the link's buffer bound was reached.
@@ -307,7 +306,7 @@ impl Link {
             self.carrying.clear();
             self.unacked_bytes = 0;
             for q in &mut self.queues {
-                q.retain(|(seq, _)| *seq == 0);
+                q.retain(|(id, _)| *id == 0); // unreliable frames stay
             }
             self.unreliable_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
             self.buffered_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
@@ -376,13 +375,13 @@ impl Link {
 
     /// True if a frame kept for the neighbour (queued, or sent and not acknowledged yet)
     /// carries event `id`: sending it again would only add a copy behind the first.
-    pub(crate) fn carries(&self, id: &EventId) -> bool {
+    pub(crate) fn carries(&self, id: &EventKey) -> bool {
         self.carrying.contains_key(id)
     }
 
     /// The neighbour holds event `id` (it sent or announced it): a frame still carrying it
     /// to the neighbour is dropped once nothing else in it is news there. True if one was.
-    pub(crate) fn peer_has(&mut self, event: EventId) -> bool {
+    pub(crate) fn peer_has(&mut self, event: EventKey) -> bool {
         let Some(id) = self.carrying.remove(&event) else { return false };
         let Some(u) = self.unacked.get_mut(&id) else { return false };
         u.unknown.retain(|e| *e != event);
@@ -397,7 +396,7 @@ impl Link {
     /// After a prune: eager pushes not sent yet whose events are all on trees now lazy on
     /// this link (`tree` maps an author to its tree) are dropped; their events are returned
     /// to be announced instead, as Plumtree does on a lazy link.
-    pub(crate) fn unpush_lazy(&mut self, tree: impl Fn(&AuthorKey) -> u16) -> Vec<EventId> {
+    pub(crate) fn unpush_lazy(&mut self, tree: impl Fn(&AuthorKey) -> u16) -> Vec<EventKey> {
         let lazy: Vec<u64> = self
             .unacked
             .iter()
@@ -408,39 +407,39 @@ impl Link {
                     && !u.unknown.is_empty()
                     && u.unknown.iter().all(|((a, _), _)| !self.trees.eager(tree(a)))
             })
-            .map(|(s, _)| *s)
+            .map(|(id, _)| *id)
             .collect();
-        let mut ids = Vec::new();
-        for seq in lazy {
-            if let Some(u) = self.remove_unacked(seq) {
+        let mut events = Vec::new();
+        for id in lazy {
+            if let Some(u) = self.remove_unacked(id) {
                 self.cancelled += 1;
-                ids.extend(u.unknown);
+                events.extend(u.unknown);
             }
         }
-        ids
+        events
     }
 
     /// Drops the oldest reliable frame of the least urgent class; false if there is none.
     fn drop_oldest(&mut self) -> bool {
         for q in self.queues.iter_mut().rev() {
-            if let Some(pos) = q.iter().position(|(seq, _)| *seq != 0) {
-                let (seq, f) = q.remove(pos).expect("position is in range");
+            if let Some(pos) = q.iter().position(|(id, _)| *id != 0) {
+                let (id, f) = q.remove(pos).expect("position is in range");
                 self.buffered_bytes -= f.len();
-                self.remove_unacked(seq);
+                self.remove_unacked(id);
                 self.dropped += 1;
                 return true;
             }
         }
         // Only unacknowledged frames in flight, or unreliable ones, are left.
-        if let Some((&seq, _)) = self.unacked.iter().next() {
-            self.remove_unacked(seq);
+        if let Some((&id, _)) = self.unacked.iter().next() {
+            self.remove_unacked(id);
             self.dropped += 1;
             return true;
         }
         for q in self.queues.iter_mut().rev() {
-            if let Some((seq, f)) = q.pop_front() {
+            if let Some((id, f)) = q.pop_front() {
                 self.buffered_bytes -= f.len();
-                if seq == 0 {
+                if id == 0 {
                     self.unreliable_bytes -= f.len();
                 }
                 self.dropped += 1;
@@ -453,7 +452,7 @@ impl Link {
     /// Frame `id` carries the newest latest-value event of `key`: an older frame for the
     /// same key that has not left the queue yet is dropped (it would only be superseded on
     /// arrival). The dropped frame's queue entry is skipped when drained.
-    fn supersede(&mut self, key: crate::store::StreamKey, id: u64) {
+    fn supersede(&mut self, key: StreamKey, id: u64) {
         if let Some(old) = self.superseding.insert(key, id)
             && self.unacked.get(&old).is_some_and(|u| u.sent_at.is_none())
         {
@@ -551,17 +550,10 @@ impl Link {
                 seqs.extend(self.by_seq.range(lo..=hi).map(|(s, _)| *s));
             }
         }
-        let mut gone: Vec<(u64, Unacked)> = Vec::with_capacity(seqs.len());
         for seq in seqs {
-            if let Some(id) = self.by_seq.remove(&seq)
-                && let Some(u) = self.unacked.remove(&id)
-            {
-                gone.push((id, u));
-            }
-        }
-        for (seq, u) in &gone {
-            self.forget(*seq, u);
-            if u.tries == 0
+            if let Some(&id) = self.by_seq.get(&seq)
+                && let Some(u) = self.remove_unacked(id)
+                && u.tries == 0
                 && let Some(at) = u.sent_at
             {
                 self.time_ack(now.saturating_since(at));
@@ -602,7 +594,7 @@ impl Link {
         }
         let mut n = 0;
         for u in self.unacked.values_mut() {
-            let timeout = (rto * (1u32 << u.tries.min(6))).min(MAX_RTO);
+            let timeout = crate::time::backoff(rto, u.tries, MAX_RTO);
             if let Some(at) = u.sent_at
                 && now.saturating_since(at) >= timeout
             {
@@ -619,11 +611,11 @@ impl Link {
 
     /// Puts every unacked frame that is neither queued nor in flight back in its queue.
     fn requeue_unsent(&mut self) {
-        for (seq, u) in &mut self.unacked {
+        for (id, u) in &mut self.unacked {
             if u.sent_at.is_none() && !u.queued {
                 u.queued = true;
                 self.buffered_bytes += u.body.len();
-                self.queues[u.class as usize].push_back((*seq, u.body.clone()));
+                self.queues[u.class as usize].push_back((*id, u.body.clone()));
             }
         }
     }
@@ -651,11 +643,16 @@ impl Link {
                 };
                 u.sent_at = Some(now);
                 u.queued = false;
-                let seq = *u.seq.get_or_insert(self.next_seq);
-                if seq == self.next_seq {
-                    self.next_seq += 1;
-                    self.by_seq.insert(seq, id);
-                }
+                let seq = match u.seq {
+                    Some(seq) => seq, // a retransmission keeps its seq
+                    None => {
+                        let seq = self.next_seq;
+                        self.next_seq += 1;
+                        u.seq = Some(seq);
+                        self.by_seq.insert(seq, id);
+                        seq
+                    }
+                };
                 vecino_proto::frame_with_seq(seq, self.floor(), &body)
             };
             let frame = Bytes::from(frame);
@@ -722,7 +719,7 @@ mod tests {
         Bytes::from(vec![0u8; n])
     }
 
-    fn id(author: u8, seq: u64) -> EventId {
+    fn id(author: u8, seq: u64) -> EventKey {
         ((AuthorKey([author; 32]), vecino_proto::pb::Stream::Post), seq)
     }
 

@@ -16,6 +16,14 @@ use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 /// Key of one stream of one author.
 pub(crate) type StreamKey = (AuthorKey, Stream);
 
+/// One event by its stream and seq (what links, grafts and hop counts track events by).
+pub(crate) type EventKey = (StreamKey, u64);
+
+/// The key of `ev`.
+pub(crate) fn event_key(ev: &VerifiedEvent) -> EventKey {
+    ((ev.author(), ev.stream()), ev.seq())
+}
+
 /// Result of inserting an event.
 #[derive(Debug)]
 pub(crate) enum Insert {

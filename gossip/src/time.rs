@@ -31,6 +31,12 @@ impl Time {
     }
 }
 
+/// `base` doubled for each of `tries` (at most six doublings), at most `max`: the wait
+/// before the next retransmission, graft or redial.
+pub(crate) fn backoff(base: Duration, tries: u32, max: Duration) -> Duration {
+    (base * (1u32 << tries.min(6))).min(max)
+}
+
 impl Add<Duration> for Time {
     type Output = Time;
     fn add(self, d: Duration) -> Time {

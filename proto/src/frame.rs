@@ -33,13 +33,11 @@ pub fn encode_frame(frame: &pb::Frame) -> Vec<u8> {
 /// and `link_floor` are 0) with its link seq and floor put in front, as a frame that waited
 /// in a queue gets its seq when it leaves. The result decodes as the frame with both set.
 pub fn frame_with_seq(link_seq: u64, link_floor: u64, kind: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(kind.len() + 22);
-    if link_seq != 0 {
-        prost::encoding::uint64::encode(1, &link_seq, &mut buf);
-    }
-    if link_floor != 0 {
-        prost::encoding::uint64::encode(13, &link_floor, &mut buf);
-    }
+    // A frame with no kind encodes as its seq and floor fields alone; the kind's field
+    // follows (protobuf fields may come in any order).
+    let header = pb::Frame { link_seq, link_floor, kind: None };
+    let mut buf = Vec::with_capacity(header.encoded_len() + kind.len());
+    header.encode_raw(&mut buf);
     buf.extend_from_slice(kind);
     buf
 }

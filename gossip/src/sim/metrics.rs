@@ -71,8 +71,8 @@ pub(crate) struct Metrics {
     pub(crate) members_known: Option<f64>,
     pub(crate) membership_converged: Option<f64>,
     pub(crate) converge_quiet: Option<f64>,
-    bytes_by_kind: BTreeMap<&'static str, u64>,
-    frames_by_kind: BTreeMap<&'static str, u64>,
+    /// Frames and bytes sent, by frame kind.
+    sent_by_kind: BTreeMap<&'static str, (u64, u64)>,
     author_by_kind: BTreeMap<&'static str, f64>,
     /// Reliable frames carrying an author's own post, by (author, neighbour, link seq): a
     /// frame seen again is a retransmission.
@@ -118,8 +118,7 @@ impl Metrics {
             members_known: None,
             membership_converged: None,
             converge_quiet: None,
-            bytes_by_kind: BTreeMap::new(),
-            frames_by_kind: BTreeMap::new(),
+            sent_by_kind: BTreeMap::new(),
             author_by_kind: BTreeMap::new(),
             author_frames: HashSet::new(),
         }
@@ -199,8 +198,9 @@ impl Metrics {
         let len = frame.len() as u64;
         let (field, sync, link_seq) = frame_kind(frame);
         let label = kind_label(field, sync, class);
-        *self.bytes_by_kind.entry(label).or_default() += len;
-        *self.frames_by_kind.entry(label).or_default() += 1;
+        let kind = self.sent_by_kind.entry(label).or_default();
+        kind.0 += 1;
+        kind.1 += len;
         let b = self.bucket(t_us);
         match class {
             Priority::Control => self.sent.control += len,
@@ -475,11 +475,11 @@ impl Metrics {
             members_known_s: self.members_known,
             membership_converged_s: self.membership_converged,
             converge_quiet_s: self.converge_quiet,
-            bytes_by_kind: self.bytes_by_kind.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+            bytes_by_kind: self.sent_by_kind.iter().map(|(k, v)| ((*k).to_string(), v.1)).collect(),
             frames_by_kind: self
-                .frames_by_kind
+                .sent_by_kind
                 .iter()
-                .map(|(k, v)| ((*k).to_string(), *v))
+                .map(|(k, v)| ((*k).to_string(), v.0))
                 .collect(),
             author_egress_by_kind: self
                 .author_by_kind
