@@ -93,6 +93,11 @@ settings! {
     /// Rate of every link in kbit/s, for the engine's pacing; 0 = unpaced [default: 0]
     #[arg(long, env = "VECINO_LINK_RATE_KBPS", value_name = "KBPS")]
     link_rate_kbps: u64,
+    /// Back-pressure: hand the transport at most this many bytes not yet written, keeping the
+    /// rest in the engine's priority queues (for a shared radio or a slow uplink whose rate is
+    /// not known); 0 = off [default: 0]
+    #[arg(long, env = "VECINO_HOST_QUEUE_BYTES", value_name = "BYTES")]
+    host_queue_bytes: u64,
     /// Engine tick: resolution of every protocol timer [default: 100]
     #[arg(long, env = "VECINO_TICK_MS", value_name = "MS")]
     tick_ms: u64,
@@ -301,6 +306,10 @@ impl Config {
             return Err(invalid("suspect_after_ms", "must be shorter than suspect_timeout_secs"));
         }
         gossip.name = name.clone();
+        gossip.host_queue_bytes = match s.host_queue_bytes.unwrap_or(0) {
+            0 => None,
+            b => Some(usize::try_from(b).unwrap_or(usize::MAX)),
+        };
         let link_rate_bps = match s.link_rate_kbps.unwrap_or(0) {
             0 => None,
             k => Some(k.saturating_mul(1000)),
@@ -352,6 +361,7 @@ impl Config {
             idle_timeout_secs: Some(self.idle_timeout.as_secs()),
             redial_max_secs: Some(self.redial_max.as_secs()),
             link_rate_kbps: Some(self.link_rate_bps.map_or(0, |b| b / 1000)),
+            host_queue_bytes: Some(g.host_queue_bytes.map_or(0, |b| b as u64)),
             tick_ms: Some(millis(g.tick)),
             heartbeat_ms: Some(millis(g.heartbeat)),
             suspect_after_ms: Some(millis(g.suspect_after)),

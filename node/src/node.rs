@@ -1,17 +1,20 @@
 //! The node: a few lines of tokio driver around the engine.
 //!
 //! One actor task owns the engine, the swarm and the store's write side. Its `select!` is
-//! biased towards local work: shutdown, then operator requests, then due timers, then swarm
-//! events, then frames from neighbours (drained up to [`MAX_BATCH`] at a time). Every input is
-//! fed to `Engine::handle` and its outputs are carried out in order, as `vecino_gossip::io`
-//! requires:
+//! biased towards local work: shutdown, then operator requests, then due timers, then frames
+//! reported sent (back-pressure), then swarm events, then frames from neighbours (drained up
+//! to [`MAX_BATCH`] at a time). Every input is fed to `Engine::handle` and its outputs are
+//! carried out in order, as `vecino_gossip::io` requires:
 //!
 //! - `Persist` operations (and delivered posts) gather in a pending batch; every later `Send`,
 //!   delivery and API reply is *held* behind the batch, which is committed durably once per
 //!   loop turn (group commit), then released. So an event is on disk before any frame that
 //!   could acknowledge it leaves, at one fsync per turn rather than per event. Pings and pongs
 //!   acknowledge nothing and skip the queue, so RTT samples do not include fsync time.
-//! - `Send` goes to the peer's writer task (bounded queue); `Dial` to the swarm with the
+//! - `Send` goes to the peer's writer task (bounded queue); with back-pressure on
+//!   (`--host-queue-bytes`), the bytes that left the writers are reported back as
+//!   `Input::Sent` once per loop turn, so the engine keeps what the medium cannot take yet in
+//!   its own priority queues. `Dial` to the swarm with the
 //!   addresses the engine gave plus those the peer book knows; `Schedule` to a timer set.
 //!
 //! The host reports `LinkUp` on a peer's first connection and `LinkDown` when its last one
@@ -48,7 +51,7 @@ use crate::peer;
 use crate::shim::Shim;
 use crate::store::{PostRecord, Store};
 use crate::telemetry;
-use crate::transport::{self, Behaviour, BehaviourEvent, Inbound, QueueError, Writer};
+use crate::transport::{self, Behaviour, BehaviourEvent, Inbound, QueueError, SentMeter, Writer};
 
 /// Inputs handled per loop turn at most before the batch is committed.
 pub const MAX_BATCH: usize = 256;
@@ -139,6 +142,8 @@ pub struct Node {
     requests: mpsc::Receiver<Request>,
     events: broadcast::Sender<ApiEvent>,
     shim: Option<Arc<Shim>>,
+    /// Frames in the writers' hands; with back-pressure on, what they report sent.
+    sent: SentMeter,
     ops: Vec<StoreOp>,
     posts: Vec<PostRecord>,
     held: Vec<Held>,
@@ -330,6 +335,7 @@ impl Node {
             shim: shim.clone(),
             metrics,
         };
+        let node_sent = SentMeter::new(cfg.gossip.host_queue_bytes.is_some());
         let node = Node {
             cfg,
             engine,
@@ -348,6 +354,7 @@ impl Node {
             requests,
             events,
             shim,
+            sent: node_sent,
             ops: Vec::new(),
             posts: Vec::new(),
             held: Vec::new(),
@@ -380,6 +387,7 @@ impl Node {
         self.flush();
         let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let sent = self.sent.clone();
         loop {
             let next_timer = self.timers.first().map(|(t, _)| self.clock.instant(*t));
             tokio::select! {
@@ -388,6 +396,12 @@ impl Node {
                 Some(req) = self.requests.recv() => self.on_request(req),
                 () = async { tokio::time::sleep_until(next_timer.unwrap_or_else(Instant::now)).await }, if next_timer.is_some() => {
                     self.fire_timers();
+                }
+                () = sent.reported() => {
+                    let bytes = sent.take();
+                    if bytes > 0 {
+                        self.feed(Input::Sent { bytes });
+                    }
                 }
                 ev = self.swarm.select_next_some() => self.on_swarm(ev),
                 Some(first) = self.inbound.recv() => {
@@ -572,6 +586,8 @@ impl Node {
     }
 
     fn transmit(&mut self, to: AuthorKey, frame: Bytes) {
+        // From here on every path that loses the frame reports it (dropping it does).
+        let frame = self.sent.track(frame);
         let Some(pid) = peer::peer_id_of(&to) else { return };
         let Some(conn) = self.conns.get_mut(&pid) else {
             metrics::counter!("vecino_transport_dropped_total", "reason" => "not_connected")
@@ -581,13 +597,13 @@ impl Node {
         let writer = conn
             .writer
             .get_or_insert_with(|| Writer::spawn(pid, self.control.clone(), self.shim.clone()));
-        match writer.send(frame.clone()) {
+        match writer.send(frame) {
             Ok(()) => {}
-            Err(QueueError::Full) => {
+            Err((QueueError::Full, _)) => {
                 metrics::counter!("vecino_transport_dropped_total", "reason" => "queue_full")
                     .increment(1);
             }
-            Err(QueueError::Closed) => {
+            Err((QueueError::Closed, frame)) => {
                 // The writer gave up on its stream: start another while the peer is connected.
                 let w = Writer::spawn(pid, self.control.clone(), self.shim.clone());
                 let _ = w.send(frame);
@@ -763,6 +779,9 @@ impl Node {
         metrics::gauge!("vecino_members", "state" => "left").set(left as f64);
         metrics::gauge!("vecino_coordinate_error").set(self.engine.coordinate().error);
         metrics::gauge!("vecino_transport_connections").set(self.conns.len() as f64);
+        let (held, peak) = self.sent.held();
+        metrics::gauge!("vecino_transport_unsent_bytes").set(held as f64);
+        metrics::gauge!("vecino_transport_unsent_bytes_peak").set(peak as f64);
         metrics::gauge!("vecino_uptime_seconds").set(self.started.elapsed().as_secs_f64());
     }
 

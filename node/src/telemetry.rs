@@ -66,6 +66,16 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "inbound streams closed because the same peer opened a newer one past the per-peer bound",
     ),
     ("vecino_transport_dropped_total", "counter", "frames not sent, by reason"),
+    (
+        "vecino_transport_unsent_bytes",
+        "gauge",
+        "bytes of frames handed to the writers and not yet written (or dropped)",
+    ),
+    (
+        "vecino_transport_unsent_bytes_peak",
+        "gauge",
+        "the most bytes the writers held at once since the start (bounded by --host-queue-bytes)",
+    ),
     ("vecino_transport_dials_total", "counter", "outbound dials started"),
     ("vecino_store_commits_total", "counter", "durable store transactions"),
     (

@@ -13,6 +13,13 @@
 //! what matters. With link emulation on, the writer also delays, paces and drops frames
 //! ([`crate::shim`]).
 //!
+//! Every frame handed to a writer is an [`Outgoing`]: when it leaves the writer's hands —
+//! written and flushed to the stream, or dropped on any path (full queue, no stream, failed
+//! stream, shim loss, writer gone) — its length leaves a [`SentMeter`], which the node reports
+//! to the engine as `Input::Sent` when back-pressure (`--host-queue-bytes`) is on and exports as
+//! `vecino_transport_unsent_bytes` (now and peak). Counting in `Drop` means no path can forget
+//! to report.
+//!
 //! Timeouts ride out fades: QUIC's idle timeout and the swarm's idle-connection timeout are
 //! `idle_timeout_secs` (default 120 s, longer than the engine's 60 s suspect timeout), with QUIC
 //! keep-alives every 5 s, so a short fade makes the link *suspected* in the engine while the
@@ -20,12 +27,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, tcp, yamux};
 use rand::{RngExt, SeedableRng};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use vecino_proto::limits::MAX_FRAME_BYTES;
 use vecino_proto::{AuthorKey, Bytes};
@@ -226,10 +234,79 @@ async fn read_loop(
     }
 }
 
+/// Frames handed to the writers: the bytes still in their hands (and the most there ever
+/// were), and — with back-pressure on — the bytes that left them and are not yet reported to
+/// the engine. Shared by the node and every writer task.
+#[derive(Debug, Clone, Default)]
+pub struct SentMeter(Arc<SentInner>);
+
+#[derive(Debug, Default)]
+struct SentInner {
+    /// Wake the node when frames leave (back-pressure on).
+    report: bool,
+    unreported: AtomicUsize,
+    held: AtomicUsize,
+    peak: AtomicUsize,
+    notify: Notify,
+}
+
+impl SentMeter {
+    /// A meter; `report`: wake [`SentMeter::reported`] whenever frames leave.
+    pub fn new(report: bool) -> Self {
+        SentMeter(Arc::new(SentInner { report, ..SentInner::default() }))
+    }
+
+    /// Wraps a frame so that its length is counted here until it leaves the writer.
+    pub fn track(&self, frame: Bytes) -> Outgoing {
+        let held = self.0.held.fetch_add(frame.len(), Ordering::AcqRel) + frame.len();
+        self.0.peak.fetch_max(held, Ordering::AcqRel);
+        Outgoing { frame, meter: self.clone() }
+    }
+
+    /// Bytes that left the writers since the last call.
+    pub fn take(&self) -> usize {
+        self.0.unreported.swap(0, Ordering::AcqRel)
+    }
+
+    /// Bytes in the writers' hands now, and the most there ever were.
+    pub fn held(&self) -> (usize, usize) {
+        (self.0.held.load(Ordering::Acquire), self.0.peak.load(Ordering::Acquire))
+    }
+
+    /// Resolves once frames left the writers since the last call (a report made while no one
+    /// waited is kept, so none is missed). Never resolves unless the meter reports.
+    pub async fn reported(&self) {
+        if self.0.report {
+            self.0.notify.notified().await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A frame on its way to a neighbour. Dropping it — after it was written and flushed, or on
+/// any path that loses it — counts it as gone from the writers.
+#[derive(Debug)]
+pub struct Outgoing {
+    frame: Bytes,
+    meter: SentMeter,
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        let m = &self.meter.0;
+        m.held.fetch_sub(self.frame.len(), Ordering::AcqRel);
+        if m.report {
+            m.unreported.fetch_add(self.frame.len(), Ordering::AcqRel);
+            m.notify.notify_one();
+        }
+    }
+}
+
 /// The sending side of one peer's writer task.
 #[derive(Debug)]
 pub struct Writer {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Outgoing>,
     /// The task, awaited at shutdown so queued frames (the `chau`) go out.
     pub task: tokio::task::JoinHandle<()>,
 }
@@ -251,11 +328,11 @@ impl Writer {
         Writer { tx, task }
     }
 
-    /// Queues a frame.
-    pub fn send(&self, frame: Bytes) -> Result<(), QueueError> {
+    /// Queues a frame; on failure the frame comes back (dropping it counts it as gone).
+    pub fn send(&self, frame: Outgoing) -> Result<(), (QueueError, Outgoing)> {
         self.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => QueueError::Full,
-            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            mpsc::error::TrySendError::Full(f) => (QueueError::Full, f),
+            mpsc::error::TrySendError::Closed(f) => (QueueError::Closed, f),
         })
     }
 }
@@ -264,13 +341,13 @@ impl Writer {
 #[derive(Debug)]
 struct Shaper {
     shim: Arc<Shim>,
-    queue: VecDeque<(Instant, Bytes)>,
+    queue: VecDeque<(Instant, Outgoing)>,
     next_free: Instant,
     rng: rand_chacha::ChaCha8Rng,
 }
 
 impl Shaper {
-    fn push(&mut self, peer: &PeerId, frame: Bytes) {
+    fn push(&mut self, peer: &PeerId, frame: Outgoing) {
         let shape = self.shim.shape(peer);
         let drop_reason = if self.shim.is_cut(peer) {
             Some("shim_cut")
@@ -288,7 +365,7 @@ impl Shaper {
         let now = Instant::now();
         let start = self.next_free.max(now);
         let wire = shape.rate_bps.map_or(Duration::ZERO, |bps| {
-            Duration::from_secs_f64((frame.len() as f64 + 4.0) * 8.0 / bps as f64)
+            Duration::from_secs_f64((frame.frame.len() as f64 + 4.0) * 8.0 / bps as f64)
         });
         self.next_free = start + wire;
         self.queue.push_back((self.next_free + shape.delay, frame));
@@ -296,10 +373,10 @@ impl Shaper {
 }
 
 async fn next_frame(
-    rx: &mut mpsc::Receiver<Bytes>,
+    rx: &mut mpsc::Receiver<Outgoing>,
     shaper: Option<&mut Shaper>,
     peer: &PeerId,
-) -> Option<Bytes> {
+) -> Option<Outgoing> {
     let Some(sh) = shaper else { return rx.recv().await };
     loop {
         let due = sh.queue.front().map(|(t, _)| *t);
@@ -324,7 +401,7 @@ async fn next_frame(
 async fn write_loop(
     peer: PeerId,
     mut control: libp2p_stream::Control,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Outgoing>,
     shim: Option<Arc<Shim>>,
 ) {
     let mut shaper = shim.map(|shim| Shaper {
@@ -357,21 +434,24 @@ async fn write_loop(
             }
         }
         let s = stream.as_mut().expect("opened above");
-        let mut result = write_frame(s, &frame).await;
-        let mut bytes = frame.len() as u64 + 4;
-        let mut frames = 1u64;
+        let mut result = write_frame(s, &frame.frame).await;
+        let mut bytes = frame.frame.len() as u64 + 4;
+        // Held until flushed: dropping them reports them sent.
+        let mut batch = vec![frame];
         // Batch whatever is already queued (unshaped only) before flushing.
         if shaper.is_none() {
             while result.is_ok() {
                 let Ok(more) = rx.try_recv() else { break };
-                bytes += more.len() as u64 + 4;
-                frames += 1;
-                result = write_frame(s, &more).await;
+                bytes += more.frame.len() as u64 + 4;
+                result = write_frame(s, &more.frame).await;
+                batch.push(more);
             }
         }
         if result.is_ok() {
             result = s.flush().await;
         }
+        let frames = batch.len() as u64;
+        drop(batch);
         match result {
             Ok(()) => {
                 failures = 0;
