@@ -487,10 +487,7 @@ impl<R: Rng> Engine<R> {
                     let Some(link) = self.links.get_mut(&peer) else { continue };
                     if let Some(frame) = link.pop(class, now) {
                         if host_queue.is_some() {
-                            if self.host_unsent == 0 {
-                                self.host_heard = now;
-                            }
-                            self.host_unsent += frame.len();
+                            self.host_took(frame.len());
                         } else {
                             self.uplink.spend(frame.len());
                         }
@@ -505,6 +502,14 @@ impl<R: Rng> Engine<R> {
         }
         self.round_robin = self.round_robin.wrapping_add(1);
         self.schedule_pace();
+    }
+
+    /// With back-pressure: `bytes` handed to the host, to be reported sent.
+    fn host_took(&mut self, bytes: usize) {
+        if self.host_unsent == 0 {
+            self.host_heard = self.now;
+        }
+        self.host_unsent += bytes;
     }
 
     /// Frames left waiting for a bucket: wake up when the first of them may leave, rather
@@ -817,6 +822,7 @@ impl<R: Rng> Engine<R> {
             }
             if self.links.len() >= self.config.max_links {
                 self.reject("too_many_links");
+                self.refuse(from);
                 return;
             }
             self.add_link(from, None);
@@ -948,7 +954,7 @@ impl<R: Rng> Engine<R> {
         }
         if self.links.len() >= self.config.max_links {
             self.reject("too_many_links");
-            self.emit(Output::Disconnect { peer });
+            self.refuse(peer);
             return;
         }
         self.add_link(peer, info.rate_bps);
@@ -1271,6 +1277,26 @@ impl<R: Rng> Engine<R> {
             self.declined(peer);
             self.emit(Output::Disconnect { peer });
         }
+    }
+
+    /// A peer this one has no room for (`max_links`): told so with a bye outside any link, so
+    /// it forgets the link and does not dial back for `BYE_QUIET`. Without it the newcomer
+    /// pushed into a link this end did not hold, buffered while the link seemed silent, and
+    /// dumped that backlog as duplicates when a slot freed up (a hub at the cap on planet took
+    /// thousands of duplicate posts at a time, every half minute). Its later frames are dropped
+    /// as `after_bye`; the newcomer closes the transport when the bye arrives.
+    fn refuse(&mut self, peer: AuthorKey) {
+        if self.redial.get(&peer).is_some_and(|(_, at)| *at > self.now) {
+            return; // told already
+        }
+        self.declined(peer);
+        let bye = Kind::Bye(pb::Bye { reason: BYE_SURPLUS });
+        let frame = pb::Frame { link_seq: 0, link_floor: 0, kind: Some(bye) };
+        let frame = Bytes::from(vecino_proto::encode_frame(&frame));
+        if self.config.host_queue_bytes.is_some() {
+            self.host_took(frame.len());
+        }
+        self.emit(Output::Send { to: peer, frame, class: Priority::Control });
     }
 
     /// Not to be dialled (nor its links kept) for `BYE_QUIET`.

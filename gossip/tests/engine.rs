@@ -856,3 +856,55 @@ fn slow_link_backlog(
     eprintln!("{before} posts sent before, {after} after, {announced} heads announced");
     (before, after, announced)
 }
+
+/// A peer at its `max_links` tells a newcomer so with a bye outside any link (both when the
+/// newcomer's transport comes up and when its frames arrive unannounced), once: the newcomer
+/// then forgets the link instead of pushing into a link the other end does not hold and
+/// dumping that backlog as duplicates when a slot frees up. Its later frames are dropped.
+#[test]
+fn a_peer_without_room_refuses_newcomers_with_one_bye() {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 18;
+    eprintln!("seed {seed}");
+    let me = identity(seed, 100);
+    let (a, b, c) =
+        (identity(seed, 1).public(), identity(seed, 2).public(), identity(seed, 3).public());
+    let config = Config { max_links: 1, ..Config::default() };
+    let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let _ = e.handle(START, Input::Start).count();
+    let _ = e.handle(START, Input::LinkUp { peer: a, info: LinkInfo::default() }).count();
+    let byes_to = |outs: &[Output], to: AuthorKey| {
+        outs.iter()
+            .filter(|o| match o {
+                Output::Send { to: t, frame, .. } if *t == to => matches!(
+                    vecino_proto::decode_frame(frame.clone()).map(|f| f.kind),
+                    Ok(Some(Kind::Bye(_)))
+                ),
+                _ => false,
+            })
+            .count()
+    };
+    let disconnects = |outs: &[Output], to: AuthorKey| {
+        outs.iter().filter(|o| matches!(o, Output::Disconnect { peer } if *peer == to)).count()
+    };
+    let ping = Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+        link_seq: 0,
+        link_floor: 0,
+        kind: Some(Kind::Ping(pb::Ping { nonce: 7 })),
+    }));
+    // Frames from a peer it holds no link for.
+    let outs: Vec<Output> =
+        e.handle(START, Input::Received { from: b, frame: ping.clone() }).collect();
+    assert_eq!(byes_to(&outs, b), 1, "seed {seed}: {outs:?}");
+    let outs: Vec<Output> = e.handle(START, Input::Received { from: b, frame: ping }).collect();
+    assert_eq!(byes_to(&outs, b), 0, "seed {seed}: told twice");
+    assert_eq!(e.stats().rejected.get("after_bye"), Some(&1), "seed {seed}");
+    // A transport that comes up: a bye, and the neighbour closes it (not a disconnect here,
+    // which would drop the bye with the connection).
+    let outs: Vec<Output> =
+        e.handle(START, Input::LinkUp { peer: c, info: LinkInfo::default() }).collect();
+    assert_eq!((byes_to(&outs, c), disconnects(&outs, c)), (1, 0), "seed {seed}: {outs:?}");
+    assert_eq!(e.stats().rejected.get("too_many_links"), Some(&2), "seed {seed}");
+    let linked: Vec<AuthorKey> = e.links().into_iter().map(|l| l.peer).collect();
+    assert_eq!(linked, vec![a], "seed {seed}");
+}
