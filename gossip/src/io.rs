@@ -7,7 +7,7 @@
 //!
 //! | output | what the host must do |
 //! |---|---|
-//! | [`Output::Send`] | send `frame` to `to` over the link reported by [`Input::LinkUp`]; if the link is gone, drop it (the engine retransmits what matters) |
+//! | [`Output::Send`] | send `frame` to `to` over the link reported by [`Input::LinkUp`]; if the link is gone, drop it (the engine retransmits what matters). A peer refused for want of room (`max_links`) gets one such frame, a bye, though the engine holds no link for it |
 //! | [`Output::Deliver`] | hand the event to the application (API, event stream, metrics) |
 //! | [`Output::Schedule`] | call `handle(Input::Timer(timer))` at or after `at`; timers are not cancelled, a stale one is ignored by the engine |
 //! | [`Output::Dial`] | try to open a transport connection to `peer` (at `addrs` if known) and report [`Input::LinkUp`] on success; failure needs no report |
