@@ -59,8 +59,12 @@ const REDIAL_RESET: Duration = Duration::from_secs(30);
 const PACE_MIN: Duration = Duration::from_millis(2);
 /// `Bye.reason`: a surplus link.
 const BYE_SURPLUS: u32 = 1;
+/// Bye reason: the sender is at `max_links` and did not take the link.
+const BYE_FULL: u32 = 2;
 /// A peer that said bye, or was told it, is not dialled again for this long.
 const BYE_QUIET: Duration = Duration::from_secs(600);
+/// A peer refused for want of room (`max_links`) waits this long before trying again.
+const BYE_FULL_QUIET: Duration = Duration::from_secs(30);
 /// A link said bye to is closed from this end if the neighbour has not closed it by then.
 const BYE_WAIT: Duration = Duration::from_secs(5);
 /// Peers with a redial backoff remembered at most.
@@ -871,7 +875,7 @@ impl<R: Rng> Engine<R> {
             Kind::Ihave(i) => self.on_ihave(from, &i),
             Kind::Graft(g) => self.on_graft(from, &g),
             Kind::Prune(p) => self.on_prune(from, &p),
-            Kind::Bye(_) => self.on_bye(from),
+            Kind::Bye(b) => self.on_bye(from, b.reason),
             Kind::FraudProof(_) => {} // verified and gossiped by a later version
         }
     }
@@ -1264,23 +1268,25 @@ impl<R: Rng> Engine<R> {
             // (else it takes the closed transport for a fade and redials at once, and the new
             // link starts eager on every tree). Until it closes, nothing more is sent on it.
             self.send(peer, Kind::Bye(pb::Bye { reason: BYE_SURPLUS }), Priority::Control, false);
-            self.declined(peer);
+            self.declined(peer, BYE_QUIET);
             self.leaving_links.insert(peer, now);
         }
     }
 
     /// The neighbour dropped a surplus link: forget it (so its closing is not a fade), close
     /// it, and do not dial it again for `BYE_QUIET`.
-    fn on_bye(&mut self, peer: AuthorKey) {
+    fn on_bye(&mut self, peer: AuthorKey, reason: u32) {
         self.leaving_links.remove(&peer);
         if self.links.remove(&peer).is_some() {
-            self.declined(peer);
+            self.declined(peer, if reason == BYE_FULL { BYE_FULL_QUIET } else { BYE_QUIET });
             self.emit(Output::Disconnect { peer });
         }
     }
 
     /// A peer this one has no room for (`max_links`): told so with a bye outside any link, so
-    /// it forgets the link and does not dial back for `BYE_QUIET`. Without it the newcomer
+    /// it forgets the link and does not dial back for `BYE_FULL_QUIET`, by when trims may
+    /// have made room (a newcomer whose only known peer is a full bootstrap peer must not be
+    /// shut out for long). Without it the newcomer
     /// pushed into a link this end did not hold, buffered while the link seemed silent, and
     /// dumped that backlog as duplicates when a slot freed up (a hub at the cap on planet took
     /// thousands of duplicate posts at a time, every half minute). Its later frames are dropped
@@ -1289,8 +1295,8 @@ impl<R: Rng> Engine<R> {
         if self.redial.get(&peer).is_some_and(|(_, at)| *at > self.now) {
             return; // told already
         }
-        self.declined(peer);
-        let bye = Kind::Bye(pb::Bye { reason: BYE_SURPLUS });
+        self.declined(peer, BYE_FULL_QUIET);
+        let bye = Kind::Bye(pb::Bye { reason: BYE_FULL });
         let frame = pb::Frame { link_seq: 0, link_floor: 0, kind: Some(bye) };
         let frame = Bytes::from(vecino_proto::encode_frame(&frame));
         if self.config.host_queue_bytes.is_some() {
@@ -1299,10 +1305,10 @@ impl<R: Rng> Engine<R> {
         self.emit(Output::Send { to: peer, frame, class: Priority::Control });
     }
 
-    /// Not to be dialled (nor its links kept) for `BYE_QUIET`.
-    fn declined(&mut self, peer: AuthorKey) {
+    /// Not to be dialled (nor its links kept) for `quiet`.
+    fn declined(&mut self, peer: AuthorKey, quiet: Duration) {
         if self.redial.len() < MAX_REDIAL || self.redial.contains_key(&peer) {
-            self.redial.insert(peer, (0, self.now + BYE_QUIET));
+            self.redial.insert(peer, (0, self.now + quiet));
         }
     }
 

@@ -857,10 +857,11 @@ fn slow_link_backlog(
     (before, after, announced)
 }
 
-/// A peer at its `max_links` tells a newcomer so with a bye outside any link (both when the
-/// newcomer's transport comes up and when its frames arrive unannounced), once: the newcomer
-/// then forgets the link instead of pushing into a link the other end does not hold and
-/// dumping that backlog as duplicates when a slot frees up. Its later frames are dropped.
+/// A peer at its `max_links` tells a newcomer so with a bye outside any link ("full": try
+/// again in 30 s), both when the newcomer's transport comes up and when its frames arrive
+/// unannounced, once: the newcomer then forgets the link instead of pushing into a link the
+/// other end does not hold and dumping that backlog as duplicates when a slot frees up. Its
+/// later frames are dropped.
 #[test]
 fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     use vecino_proto::pb::{self, frame::Kind};
@@ -878,7 +879,7 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
             .filter(|o| match o {
                 Output::Send { to: t, frame, .. } if *t == to => matches!(
                     vecino_proto::decode_frame(frame.clone()).map(|f| f.kind),
-                    Ok(Some(Kind::Bye(_)))
+                    Ok(Some(Kind::Bye(pb::Bye { reason: 2 })))
                 ),
                 _ => false,
             })
