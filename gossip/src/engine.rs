@@ -447,8 +447,7 @@ impl<R: Rng> Engine<R> {
         let Some(link) = self.links.get_mut(&to) else { return };
         let label = kind_label(&kind);
         // The link seq and floor are put in front when the frame leaves.
-        let frame = pb::Frame { link_seq: 0, link_floor: 0, kind: Some(kind) };
-        let body = Bytes::from(vecino_proto::encode_frame(&frame));
+        let body = unsequenced(kind);
         let counter = self.stats.queued.entry(label).or_default();
         counter.0 += 1;
         counter.1 += body.len() as u64;
@@ -508,8 +507,11 @@ impl<R: Rng> Engine<R> {
         self.schedule_pace();
     }
 
-    /// With back-pressure: `bytes` handed to the host, to be reported sent.
+    /// `bytes` handed to the host, to be reported sent (with back-pressure; else nothing).
     fn host_took(&mut self, bytes: usize) {
+        if self.config.host_queue_bytes.is_none() {
+            return;
+        }
         if self.host_unsent == 0 {
             self.host_heard = self.now;
         }
@@ -818,7 +820,7 @@ impl<R: Rng> Engine<R> {
             }
         };
         if !self.links.contains_key(&from) {
-            if self.redial.get(&from).is_some_and(|(_, at)| *at > self.now) {
+            if self.held_off(&from) {
                 // A link forgotten (a bye, either way) whose last frames are still arriving:
                 // not a new neighbour.
                 self.reject("after_bye");
@@ -1002,7 +1004,7 @@ impl<R: Rng> Engine<R> {
         if self.dialing.len() >= MAX_DIALS || self.dialing.contains_key(&peer) {
             return;
         }
-        if self.redial.get(&peer).is_some_and(|(_, at)| *at > self.now) {
+        if self.held_off(&peer) {
             return; // backing off
         }
         self.dialing.insert(peer, self.now);
@@ -1172,9 +1174,7 @@ impl<R: Rng> Engine<R> {
         let due: Vec<AuthorKey> = self
             .links
             .iter()
-            .filter(|(p, l)| {
-                !l.transport_up && self.redial.get(*p).is_none_or(|(_, at)| *at <= now)
-            })
+            .filter(|(p, l)| !l.transport_up && !self.held_off(p))
             .map(|(p, _)| *p)
             .collect();
         for peer in due {
@@ -1202,7 +1202,7 @@ impl<R: Rng> Engine<R> {
                 !m.left
                     && !self.links.contains_key(&m.peer)
                     && !self.dialing.contains_key(&m.peer)
-                    && self.redial.get(&m.peer).is_none_or(|(_, at)| *at <= now)
+                    && !self.held_off(&m.peer)
             })
             .map(|m| {
                 let d = published_coordinate(&self.store, m.peer)
@@ -1273,8 +1273,9 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    /// The neighbour dropped a surplus link: forget it (so its closing is not a fade), close
-    /// it, and do not dial it again for `BYE_QUIET`.
+    /// The neighbour dropped the link (surplus) or would not take it (full): forget it (so its
+    /// closing is not a fade), close it, and do not dial it again for `BYE_QUIET`
+    /// (`BYE_FULL_QUIET` when it was full).
     fn on_bye(&mut self, peer: AuthorKey, reason: u32) {
         self.leaving_links.remove(&peer);
         if self.links.remove(&peer).is_some() {
@@ -1286,23 +1287,25 @@ impl<R: Rng> Engine<R> {
     /// A peer this one has no room for (`max_links`): told so with a bye outside any link, so
     /// it forgets the link and does not dial back for `BYE_FULL_QUIET`, by when trims may
     /// have made room (a newcomer whose only known peer is a full bootstrap peer must not be
-    /// shut out for long). Without it the newcomer
-    /// pushed into a link this end did not hold, buffered while the link seemed silent, and
-    /// dumped that backlog as duplicates when a slot freed up (a hub at the cap on planet took
-    /// thousands of duplicate posts at a time, every half minute). Its later frames are dropped
-    /// as `after_bye`; the newcomer closes the transport when the bye arrives.
+    /// shut out for long). Without it the newcomer pushed into a link this end did not hold,
+    /// buffered while the link seemed silent, and dumped that backlog as duplicates when a
+    /// slot freed up (a hub at the cap on planet took thousands of duplicate posts at a time,
+    /// every half minute). Its later frames are dropped as `after_bye`; the newcomer closes
+    /// the transport when the bye arrives.
     fn refuse(&mut self, peer: AuthorKey) {
-        if self.redial.get(&peer).is_some_and(|(_, at)| *at > self.now) {
+        if self.held_off(&peer) {
             return; // told already
         }
         self.declined(peer, BYE_FULL_QUIET);
-        let bye = Kind::Bye(pb::Bye { reason: BYE_FULL });
-        let frame = pb::Frame { link_seq: 0, link_floor: 0, kind: Some(bye) };
-        let frame = Bytes::from(vecino_proto::encode_frame(&frame));
-        if self.config.host_queue_bytes.is_some() {
-            self.host_took(frame.len());
-        }
+        let frame = unsequenced(Kind::Bye(pb::Bye { reason: BYE_FULL }));
+        self.host_took(frame.len());
         self.emit(Output::Send { to: peer, frame, class: Priority::Control });
+    }
+
+    /// Whether `peer` is not to be dialled yet: a redial backoff, or a bye either way, whose
+    /// wait is not over.
+    fn held_off(&self, peer: &AuthorKey) -> bool {
+        self.redial.get(peer).is_some_and(|(_, at)| *at > self.now)
     }
 
     /// Not to be dialled (nor its links kept) for `quiet`.
@@ -1332,6 +1335,16 @@ impl<R: Rng> Engine<R> {
 }
 
 /// Stable label of a frame kind, for counters.
+/// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
+/// reliable frame as it leaves).
+fn unsequenced(kind: Kind) -> Bytes {
+    Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+        link_seq: 0,
+        link_floor: 0,
+        kind: Some(kind),
+    }))
+}
+
 fn kind_label(kind: &Kind) -> &'static str {
     match kind {
         Kind::Events(e) if e.sync => "events_sync",

@@ -14,8 +14,8 @@
 //! - `Send` goes to the peer's writer task (bounded queue); with back-pressure on
 //!   (`--host-queue-bytes`), the bytes that left the writers are reported back as
 //!   `Input::Sent` once per loop turn, so the engine keeps what the medium cannot take yet in
-//!   its own priority queues. `Dial` to the swarm with the
-//!   addresses the engine gave plus those the peer book knows; `Schedule` to a timer set.
+//!   its own priority queues. `Dial` goes to the swarm with the addresses the engine gave
+//!   plus those the peer book knows; `Schedule` to a timer set.
 //!
 //! The host reports `LinkUp` on a peer's first connection and `LinkDown` when its last one
 //! closes; links the engine still holds and bootstrap peers are redialled with exponential

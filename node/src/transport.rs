@@ -237,7 +237,7 @@ async fn read_loop(
 /// Frames handed to the writers: the bytes still in their hands (and the most there ever
 /// were), and — with back-pressure on — the bytes that left them and are not yet reported to
 /// the engine. Shared by the node and every writer task.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SentMeter(Arc<SentInner>);
 
 #[derive(Debug, Default)]

@@ -225,8 +225,9 @@ fn burst_over_a_slow_link(host_queue: Option<usize>, posts: usize, body: usize) 
     }
     wait_until("every post at b", || b.post_texts().len() == posts);
     let secs = started.elapsed().as_secs_f64();
-    // The peak gauge is refreshed every 500 ms.
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // The gauges are refreshed together (every 500 ms): wait for a refresh after the drain.
+    let uptime = a.metric("vecino_uptime_seconds", "");
+    wait_until("a's gauges refreshed", || a.metric("vecino_uptime_seconds", "") > uptime);
     Burst {
         peak: a.metric("vecino_transport_unsent_bytes_peak", ""),
         rtt_max: a.metric("vecino_rtt_seconds", "quantile=\"1\""),
