@@ -99,6 +99,20 @@ pub struct Config {
     /// (planet, 128: copies per delivery 3.24 against 1.35 with full membership; see
     /// docs/BENCHMARKS.md, scale). 128 is the value it was measured with.
     pub fisheye_members: usize,
+    /// Be a fisheye peer from the start instead of after holding `fisheye_members` members:
+    /// for a peer that joins a fleet known to be larger (a deployment's size hint). Without
+    /// it every peer of a fleet that starts at once keeps and passes on every hey-there it
+    /// hears until it holds `fisheye_members`, and the join is a flood of all N presences to
+    /// all N peers (scale, 1 000 peers: 196 kbit/s per peer in the first 10 s). With it a
+    /// peer keeps only its neighbours and the landmarks until its coordinate settles, then
+    /// the settled members that come, until it can draw its radius.
+    pub fisheye_from_start: bool,
+    /// A fisheye peer publishes its newspapers at least `held / newspapers_heard_per_s`
+    /// seconds apart (and never more often than `newspaper_min_interval`), `held` being the
+    /// members it holds: the peers that hold it are about as many, so each of them hears
+    /// about this many newspapers per second from its whole ball, whatever the fleet's size.
+    /// Full-membership peers are not affected. 0: no spacing by members.
+    pub newspapers_heard_per_s: f64,
     /// One author in this many (by key) is a *landmark*, whose membership every peer keeps:
     /// a fleet-wide sample of far regions. 0: no landmarks.
     pub fisheye_landmarks: u32,
@@ -143,6 +157,8 @@ impl Default for Config {
             newspaper_min_interval: Duration::from_secs(60),
             max_members: 20_000,
             fisheye_members: 0,
+            fisheye_from_start: false,
+            newspapers_heard_per_s: 1.0,
             fisheye_landmarks: 256,
             max_log_per_author: 100_000,
             max_events_per_frame: 64,

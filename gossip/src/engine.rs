@@ -33,7 +33,7 @@ use crate::io::{
     Protocol, StoreOp, Timer, TimerKind,
 };
 use crate::link::{Link, Meta, Pacer};
-use crate::membership::{Fisheye, SETTLED_ERROR};
+use crate::membership::{Fisheye, SETTLED_ERROR, Scope};
 use crate::store::{Insert, Store, StreamKey, event_key};
 use crate::time::Time;
 
@@ -137,6 +137,11 @@ pub struct EngineStats {
     /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
     /// pruned.
     pub tree_swaps: u64,
+    /// Membership slots muted on a link (a refused presence or status event; see
+    /// `broadcast`), and unmuted (the member came into scope).
+    pub mutes: u64,
+    /// See `mutes`.
+    pub unmutes: u64,
     /// Frames queued for sending and their bytes, by frame kind (first sends only).
     pub queued: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -302,6 +307,8 @@ impl<R: Rng> Engine<R> {
         if let Some(c) = published_coordinate(&engine.store, me) {
             let _ = engine.coords.set_coordinate(c);
         }
+        engine.fisheye.active =
+            engine.config.fisheye_from_start && engine.config.fisheye_members > 0;
         engine.publish_hey_there();
         engine.publish_newspaper();
         engine.schedule_tick();
@@ -664,12 +671,24 @@ impl<R: Rng> Engine<R> {
             && published.error > SETTLED_ERROR
             && self.coords.app_coordinate().error <= SETTLED_ERROR
             && age >= SETTLE_PAPER_MIN;
-        if (moved_ms > self.config.newspaper_move_ms && age >= self.config.newspaper_min_interval)
+        if (moved_ms > self.config.newspaper_move_ms && age >= self.newspaper_spacing())
             || age >= self.config.newspaper_max_interval
             || settled_now
         {
             self.publish_newspaper();
         }
+    }
+
+    /// The least time between two newspapers that report a move: `newspaper_min_interval`,
+    /// longer for a fisheye peer that holds many members (`Config::newspapers_heard_per_s`).
+    fn newspaper_spacing(&self) -> Duration {
+        let min = self.config.newspaper_min_interval;
+        let rate = self.config.newspapers_heard_per_s;
+        if !self.fisheye.active || rate <= 0.0 {
+            return min;
+        }
+        let by_members = Duration::from_secs_f64(self.fisheye.held as f64 / rate);
+        min.max(by_members).min(self.config.newspaper_max_interval)
     }
 
     // ----- accepting events -----
@@ -684,9 +703,13 @@ impl<R: Rng> Engine<R> {
         hops: Option<u32>,
     ) {
         if !self.admits(from, ev) {
-            // Outside this peer's fisheye: neither kept nor passed on. (Pruning the link that
-            // pushed it, as for a duplicate, cut the shared tree under the posts: on planet
-            // 662 k grafts and 3.9 copies per delivery in 180 s.)
+            // Outside this peer's fisheye: neither kept nor passed on, and the link that
+            // pushed it is muted for the author's presence and status. (Pruning the tree
+            // itself, as for a duplicate, cut the tree under the posts: on planet 662 k
+            // grafts and 3.9 copies per delivery in 180 s with one shared tree.)
+            if pushed && let Some(from) = from {
+                self.mute_membership(from, &ev.author());
+            }
             return;
         }
         let key = (ev.author(), ev.stream());
@@ -778,6 +801,11 @@ impl<R: Rng> Engine<R> {
                 if first && self.store.latest(&(ev.author(), other_presence(ev.stream()))).is_none()
                 {
                     self.fisheye.held += 1;
+                    if self.fisheye.active {
+                        let tree = self.tree(&ev.author());
+                        self.fisheye.hold_in_slot(tree, true);
+                        self.unmute_membership(&ev.author());
+                    }
                     MemberChange::Joined
                 } else {
                     MemberChange::Updated
@@ -849,15 +877,26 @@ impl<R: Rng> Engine<R> {
         match kind {
             Kind::Events(evs) => self.on_events(from, evs),
             Kind::Ping(p) => {
-                // The coordinate rides on every fourth pong (the prober keeps the last one).
+                // The coordinate rides on every fourth pong (the prober keeps the last one),
+                // and on the next one whenever this peer's scope, or whether its coordinate
+                // has settled, changed since the neighbour was last told (it decides from
+                // them what to pass on here).
+                let scope = Scope::to_pb(self.scope());
+                let settled = self.coords.coordinate().error <= SETTLED_ERROR;
+                let told = (Scope::bucket(scope), settled && scope.is_some());
                 let carry = self.links.get_mut(&from).is_some_and(|l| {
                     l.pongs_sent = l.pongs_sent.wrapping_add(1);
-                    l.pongs_sent % 4 == 1
+                    let carry = l.pongs_sent % 4 == 1 || l.scope_told != Some(told);
+                    if carry {
+                        l.scope_told = Some(told);
+                    }
+                    carry
                 });
                 let coordinate = carry.then(|| coord_to_pb(self.coords.coordinate()));
+                let fisheye_radius_us = scope.filter(|_| carry);
                 self.send(
                     from,
-                    Kind::Pong(pb::Pong { nonce: p.nonce, coordinate }),
+                    Kind::Pong(pb::Pong { nonce: p.nonce, coordinate, fisheye_radius_us }),
                     Priority::Control,
                     false,
                 );
@@ -917,6 +956,7 @@ impl<R: Rng> Engine<R> {
         link.record_rtt(rtt);
         if let Some(c) = pong.coordinate.as_ref().and_then(coord_from_pb) {
             link.peer_coordinate = Some(c);
+            link.peer_scope = crate::membership::Scope::from_pb(pong.fisheye_radius_us);
         }
         if let Some(c) = link.peer_coordinate {
             let _ = self.coords.update(&from, &c, rtt, &mut self.rng);
@@ -1462,6 +1502,8 @@ impl<R: Rng> Protocol for Engine<R> {
             ("grafts", s.grafts),
             ("prunes", s.prunes),
             ("tree_swaps", s.tree_swaps),
+            ("membership_mutes", s.mutes),
+            ("membership_unmutes", s.unmutes),
             ("version_vectors", s.version_vectors),
             ("events_duplicate", s.events_duplicate),
             ("link_buffer_drops", dropped),

@@ -149,8 +149,14 @@ pub(crate) struct Link {
     pub(crate) last_ping: Time,
     /// The neighbour's coordinate as last carried by its pong.
     pub(crate) peer_coordinate: Option<vecino_coords::Coordinate>,
+    /// The neighbour's fisheye scope as last carried by its pong (`None`: full membership,
+    /// or not heard yet).
+    pub(crate) peer_scope: Option<crate::membership::Scope>,
     /// Pongs sent to the neighbour (every fourth carries our coordinate).
     pub(crate) pongs_sent: u32,
+    /// The fisheye scope (pong field) and coordinate settledness the neighbour was last
+    /// told: a change is carried on the next pong.
+    pub(crate) scope_told: Option<(Option<u32>, bool)>,
     /// Outstanding ping: nonce and send time.
     pub(crate) ping: Option<(u64, Time)>,
     rtts: VecDeque<Duration>,
@@ -219,7 +225,9 @@ impl Link {
             last_ping: Time(0),
             ping: None,
             peer_coordinate: None,
+            peer_scope: None,
             pongs_sent: 0,
+            scope_told: None,
             rtts: VecDeque::new(),
             srtt: None,
             rttvar: Duration::ZERO,
@@ -405,7 +413,10 @@ impl Link {
                     && u.tries == 0
                     && u.sent_at.is_none()
                     && !u.unknown.is_empty()
-                    && u.unknown.iter().all(|((a, _), _)| !self.trees.eager(tree(a)))
+                    && u.unknown.iter().all(|((a, s), _)| {
+                        let presence = s.kind() == Some(vecino_proto::StreamKind::LatestValue);
+                        !self.trees.pushes(tree(a), presence)
+                    })
             })
             .map(|(id, _)| *id)
             .collect();

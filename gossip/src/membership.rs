@@ -20,15 +20,31 @@
 //! - Since balls are defined by coordinates, an author's events spread over the peers around
 //!   it, which the proximity overlay connects; posts (log streams) are outside all this and
 //!   reach everyone.
-//! - Passing on: an event is pushed or announced to a neighbour only if the author is within
-//!   [`SEND_SLACK`] × r of that neighbour's coordinate (it would refuse it otherwise).
+//! - Passing on: a fisheye peer tells its neighbours its scope on the pongs that carry its
+//!   coordinate (no radius yet, or r; `Pong.fisheye_radius_us`), again whenever it changes.
+//!   An event is pushed or announced to a neighbour only if that neighbour would keep it:
+//!   the author's settled coordinate within [`KEEP_SLACK`] × its radius of its coordinate
+//!   (any settled one while it has no radius). Before a neighbour has told its scope, the
+//!   author must be within [`SEND_SLACK`] × this peer's own radius of it. A pushed event
+//!   refused all the same (a stale scope, a coordinate that moved) mutes the author's
+//!   membership slot on that link (`crate::broadcast`), until the member comes into scope.
 //!   Announcements of members it does not hold are not grafted (a graft also turns the link
 //!   eager under the posts).
+//! - `fisheye_from_start` (a size hint: the fleet is known to be larger than K) makes a peer
+//!   fisheye from its first event: it keeps its neighbours and the landmarks until its
+//!   coordinate settles, then the settled members that come, until it can draw r. Without
+//!   it, a fleet that starts at once floods every hey-there to every peer before any of them
+//!   holds K members.
+//! - A fisheye peer spaces its newspapers by the members it holds
+//!   (`Config::newspapers_heard_per_s`): each member hears about that many newspapers per
+//!   second from its whole ball, however large the fleet.
 //! - Anti-entropy covers what peers share: a fisheye peer's digest covers the log streams
 //!   only, and its version-vector answers carry members in the other end's presumed scope
 //!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
-//!   the version-vector exchange on every new or healed link, and a pull (version vectors to
-//!   every neighbour) when this peer's coordinate first settles or its radius doubles.
+//!   the version-vector exchange on every new or healed link, and a pull (a vector of its
+//!   presence and status heads only, `VersionVector.presence_only`, to every neighbour) when
+//!   this peer's coordinate first settles, when it first draws its radius and when the radius
+//!   doubles.
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.
@@ -50,8 +66,8 @@ use crate::time::Time;
 pub(crate) const SETTLED_ERROR: f64 = 0.5;
 /// A member already held stays in scope up to this multiple of the radius.
 pub(crate) const KEEP_SLACK: f64 = 1.25;
-/// An event is passed to a neighbour whose coordinate is within this multiple of this peer's
-/// radius from the author (the neighbour's own radius is not known, but is similar).
+/// Until a neighbour has told its scope, an event is passed to it if its coordinate is within
+/// this multiple of this peer's radius from the author (its own radius is similar).
 pub(crate) const SEND_SLACK: f64 = 1.5;
 /// Members held beyond this multiple of the radius are evicted (between [`KEEP_SLACK`] and
 /// this, only when too many are held).
@@ -60,10 +76,12 @@ pub(crate) const EVICT_SLACK: f64 = 2.0;
 pub(crate) const MAX_FAR: usize = 64;
 /// Refused heads remembered at most.
 pub(crate) const MAX_REFUSED: usize = 4_096;
-/// A fisheye peer pulls (version vectors to its neighbours) when its own coordinate first
-/// settles or its radius grew by this factor since the last pull, at most every
-/// [`PULL_MIN`]: what it refused while it could not place members, or while its radius was
-/// smaller, does not come back by itself until each member's next newspaper.
+/// A fisheye peer pulls (version vectors of its presence and status heads to its
+/// neighbours) when its own coordinate first settles, when it first draws its radius, or when
+/// the radius grew by this factor since the last pull, at most every [`PULL_MIN`]: what it
+/// refused while it could not place members (or its neighbours held back while they could
+/// not tell it wanted them), or while its radius was smaller, does not come back by itself
+/// until each member's next newspaper.
 pub(crate) const PULL_GROWTH: f64 = 2.0;
 pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// With an unbounded radius, the radius is recomputed once this many members came in.
@@ -98,6 +116,58 @@ pub(crate) struct Fisheye {
     pub(crate) pulled: Option<(Option<f64>, bool)>,
     /// No pull before this.
     pub(crate) next_pull: Option<Time>,
+    /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
+    /// refused event mutes its slot on a link only if no member held shares it.
+    pub(crate) held_slots: Vec<u16>,
+}
+
+/// A neighbour's fisheye scope, as its pongs tell it (full membership is no scope at all).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scope {
+    /// Fisheye with no radius drawn yet: keeps members whose coordinate has settled.
+    Unbounded,
+    /// Keeps members within this coordinate distance (seconds) of itself.
+    Radius(f64),
+}
+
+impl Scope {
+    /// The pong field: `None` for no scope (full membership), 0 unbounded, else µs.
+    pub(crate) fn to_pb(scope: Option<Self>) -> Option<u32> {
+        scope.map(|s| match s {
+            Scope::Unbounded => 0,
+            Scope::Radius(r) => {
+                let us = (r * 1e6).round().clamp(1.0, f64::from(u32::MAX));
+                us as u32
+            }
+        })
+    }
+
+    /// The pong field, coarsely (radii within ~10 % of each other alike): what must be
+    /// told again when it changes.
+    pub(crate) fn bucket(v: Option<u32>) -> Option<u32> {
+        v.map(|us| if us == 0 { 0 } else { (f64::from(us).ln() * 10.0).round() as u32 + 1 })
+    }
+
+    pub(crate) fn from_pb(v: Option<u32>) -> Option<Self> {
+        v.map(|us| if us == 0 { Scope::Unbounded } else { Scope::Radius(f64::from(us) / 1e6) })
+    }
+}
+
+impl Fisheye {
+    /// Members held whose events follow `tree`.
+    pub(crate) fn held_in_slot(&self, tree: u16) -> u16 {
+        self.held_slots.get(usize::from(tree)).copied().unwrap_or(0)
+    }
+
+    /// One more (or fewer) member held on `tree`.
+    pub(crate) fn hold_in_slot(&mut self, tree: u16, more: bool) {
+        if self.held_slots.is_empty() {
+            self.held_slots = vec![0; vecino_proto::limits::TREE_SLOTS];
+        }
+        if let Some(n) = self.held_slots.get_mut(usize::from(tree)) {
+            *n = if more { n.saturating_add(1) } else { n.saturating_sub(1) };
+        }
+    }
 }
 
 /// Whether a coordinate's error estimate is low enough for its distances to mean something.
@@ -239,8 +309,34 @@ impl<R: Rng> Engine<R> {
         self.wants_within(peer, author, SEND_SLACK)
     }
 
-    /// As [`Self::wants`], with the author within `slack` × this peer's radius of `peer`.
+    /// This peer's scope, as its pongs tell it (`None`: full membership).
+    pub(crate) fn scope(&self) -> Option<Scope> {
+        if !self.fisheye.active {
+            return None;
+        }
+        Some(self.fisheye.radius.map_or(Scope::Unbounded, Scope::Radius))
+    }
+
+    /// As [`Self::wants`], with the author within `slack` × this peer's radius of `peer`
+    /// when the neighbour's own scope is not known (its pongs tell it; then what it would
+    /// keep is exactly what it wants).
     pub(crate) fn wants_within(&self, peer: AuthorKey, author: &AuthorKey, slack: f64) -> bool {
+        if let Some(l) = self.links.get(&peer)
+            && let Some(scope) = l.peer_scope
+        {
+            if *author == peer || *author == self.me || self.is_landmark(author) {
+                return true;
+            }
+            let c = published_coordinate(&self.store, *author);
+            return match (l.peer_coordinate, c) {
+                (Some(t), Some(c)) if settled(&t) && settled(&c) => match scope {
+                    Scope::Unbounded => true,
+                    Scope::Radius(r) => t.distance_secs(&c) <= r * KEEP_SLACK,
+                },
+                // It cannot place the author: it keeps it only if it holds it already.
+                _ => false,
+            };
+        }
         let Some(r) = self.fisheye.radius.filter(|_| self.fisheye.active) else { return true };
         if *author == peer || *author == self.me || self.is_landmark(author) {
             return true; // a neighbour's own events, and ours, go to the neighbour
@@ -350,6 +446,14 @@ impl<R: Rng> Engine<R> {
             return;
         }
         self.fisheye.active = true;
+        let mut slots = std::mem::take(&mut self.fisheye.held_slots);
+        slots.clear();
+        slots.resize(vecino_proto::limits::TREE_SLOTS, 0);
+        for a in &held {
+            let t = usize::from(self.tree(a));
+            slots[t] = slots[t].saturating_add(1);
+        }
+        self.fisheye.held_slots = slots;
         let me = *self.coords.app_coordinate();
         if !settled(&me) {
             return;
@@ -398,6 +502,8 @@ impl<R: Rng> Engine<R> {
         for (a, _) in dist {
             self.fisheye.evicted += 1;
             self.fisheye.held = self.fisheye.held.saturating_sub(1);
+            let tree = self.tree(&a);
+            self.fisheye.hold_in_slot(tree, false);
             for (stream, seq) in self.store.forget_latest(a) {
                 self.emit(Output::Persist(StoreOp::Delete { author: a, stream, seq }));
             }
@@ -415,6 +521,9 @@ impl<R: Rng> Engine<R> {
             None => true,
             Some((before, _)) => match (before, radius) {
                 (Some(b), Some(r)) => r > b * PULL_GROWTH,
+                // The radius is drawn: what the neighbours did not pass on while they could
+                // not tell whether it was wanted here comes now.
+                (None, Some(_)) => true,
                 _ => false,
             },
         };
@@ -430,7 +539,7 @@ impl<R: Rng> Engine<R> {
             .map(|(p, _)| *p)
             .collect();
         for p in peers {
-            self.send_version_vector(p, false);
+            self.send_heads(p, false, true); // members only: posts are not what it missed
         }
     }
 

@@ -278,6 +278,7 @@ impl Store {
         theirs: &BTreeMap<StreamKey, u64>,
         limit: usize,
         wanted: &dyn Fn(&AuthorKey) -> bool,
+        presence_only: bool,
     ) -> Vec<VerifiedEvent> {
         let mut lv: Vec<&VerifiedEvent> = self
             .latest
@@ -287,6 +288,9 @@ impl Store {
             .collect();
         lv.sort_by_key(|e| std::cmp::Reverse(e.hlc()));
         let mut out: Vec<VerifiedEvent> = lv.into_iter().take(limit).cloned().collect();
+        if presence_only {
+            return out;
+        }
         for (k, log) in &self.logs {
             if out.len() >= limit {
                 break;
@@ -368,7 +372,7 @@ mod tests {
         s2.insert(post(&a, 1, "x"));
         assert_ne!(s1.digest(), s2.digest());
         let theirs: BTreeMap<_, _> = s1.heads().collect();
-        let missing = s2.missing_for(&theirs, 10, &|_| true);
+        let missing = s2.missing_for(&theirs, 10, &|_| true, false);
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].stream(), Stream::Post);
     }

@@ -70,10 +70,19 @@ impl<R: Rng> Engine<R> {
 
     /// Sends every head, in frames of at most `MAX_HEADS_PER_FRAME`.
     pub(crate) fn send_version_vector(&mut self, peer: AuthorKey, reply: bool) {
+        self.send_heads(peer, reply, false);
+    }
+
+    /// Sends every head (`presence_only`: of the latest-value streams only), in frames of
+    /// at most `MAX_HEADS_PER_FRAME`.
+    pub(crate) fn send_heads(&mut self, peer: AuthorKey, reply: bool, presence_only: bool) {
         self.stats.version_vectors += 1;
         let heads: Vec<pb::StreamHead> = self
             .store
             .heads()
+            .filter(|((_, stream), _)| {
+                !presence_only || stream.kind() == Some(vecino_proto::StreamKind::LatestValue)
+            })
             .map(|((author, stream), seq)| pb::StreamHead {
                 author: Bytes::copy_from_slice(author.as_bytes()),
                 stream: stream as i32,
@@ -87,7 +96,7 @@ impl<R: Rng> Engine<R> {
         let mut chunks = chunks.into_iter();
         for i in 0..n {
             let heads = chunks.next().unwrap_or_default();
-            let vv = pb::VersionVector { heads, partial: i + 1 < n, reply };
+            let vv = pb::VersionVector { heads, partial: i + 1 < n, reply, presence_only };
             self.send(peer, Kind::VersionVector(vv), Priority::Control, true);
         }
     }
@@ -107,8 +116,12 @@ impl<R: Rng> Engine<R> {
         }
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
         let radius = self.radius_of(from, &theirs);
-        let events =
-            self.store.missing_for(&theirs, MAX_SYNC_EVENTS, &|a| self.answers(from, a, radius));
+        let events = self.store.missing_for(
+            &theirs,
+            MAX_SYNC_EVENTS,
+            &|a| self.answers(from, a, radius),
+            vv.presence_only,
+        );
         if !events.is_empty() {
             self.send_events(from, &events, true, None);
         }
@@ -117,7 +130,7 @@ impl<R: Rng> Engine<R> {
         // scope, and replying for them would cost a vector and an answer every time.
         let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq && self.would_keep(k));
         if lacking && !vv.reply {
-            self.send_version_vector(from, true);
+            self.send_heads(from, true, vv.presence_only);
         }
     }
 

@@ -542,7 +542,7 @@ fn heartbeat_bytes(e: &Engine<ChaCha8Rng>) -> u64 {
 /// Prunes and grafts name tree slots: a prune of one author's slot turns only that tree lazy
 /// on the link, one naming no slot turns every tree lazy (the single-tree meaning), a slot
 /// out of range is counted and ignored, and a graft naming an event turns its author's tree
-/// eager again.
+/// eager again. A membership slot (TREE_SLOTS + slot) mutes presence and status only.
 #[test]
 fn prunes_and_grafts_change_only_the_trees_they_name() {
     use vecino_proto::limits::TREE_SLOTS;
@@ -577,7 +577,13 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
     feed(&mut e, Kind::Prune(pb::Prune { trees }));
     assert_eq!((e.eager_on(&b, &x), e.eager_on(&b, &y)), (Some(false), Some(true)), "seed {seed}");
 
-    let trees = vec![TREE_SLOTS as u32, u32::MAX];
+    // y's membership slot (muting its presence and status) leaves its posts' tree eager.
+    let trees = vec![(TREE_SLOTS + slot(&y)) as u32];
+    feed(&mut e, Kind::Prune(pb::Prune { trees }));
+    assert_eq!(e.eager_on(&b, &y), Some(true), "seed {seed}: a membership slot pruned a tree");
+    assert_eq!(e.stats().rejected.get("bad_tree"), None, "seed {seed}");
+
+    let trees = vec![2 * TREE_SLOTS as u32, u32::MAX];
     feed(&mut e, Kind::Prune(pb::Prune { trees }));
     assert_eq!(e.stats().rejected.get("bad_tree"), Some(&2), "seed {seed}");
     assert_eq!(e.eager_on(&b, &y), Some(true), "seed {seed}: a bad slot changed a tree");

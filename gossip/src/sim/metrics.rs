@@ -103,6 +103,7 @@ impl Metrics {
                 delivered: vec![0; buckets],
                 post_bytes: vec![0; buckets],
                 other_bytes: vec![0; buckets],
+                by_kind: BTreeMap::new(),
                 faults: Vec::new(),
             },
             status: HashMap::new(),
@@ -202,6 +203,15 @@ impl Metrics {
         kind.0 += 1;
         kind.1 += len;
         let b = self.bucket(t_us);
+        let buckets = self.timeline.published.len();
+        match self.timeline.by_kind.get_mut(label) {
+            Some(v) => v[b] += len,
+            None => {
+                let mut v = vec![0; buckets];
+                v[b] = len;
+                self.timeline.by_kind.insert(label.to_owned(), v);
+            }
+        }
         match class {
             Priority::Control => self.sent.control += len,
             Priority::Postcard => self.sent.postcard += len,

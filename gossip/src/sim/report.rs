@@ -204,6 +204,10 @@ pub struct Timeline {
     pub post_bytes: Vec<u64>,
     /// Other bytes (control, membership, postcards) sent per bucket.
     pub other_bytes: Vec<u64>,
+    /// Bytes sent per bucket by frame kind (the labels of the report's `sent` breakdown), to
+    /// tell a join's cost from the steady state's.
+    #[serde(default)]
+    pub by_kind: std::collections::BTreeMap<String, Vec<u64>>,
     /// Intervals during which a fault was active, seconds `(start, end)`.
     pub faults: Vec<(f64, f64)>,
 }

@@ -426,9 +426,15 @@ type Engines = std::rc::Rc<
 >;
 
 /// `2 × half` peers in two clusters 150 ms apart, each a 2-D patch 24 ms across (RTT =
-/// distance + 2 ms), run with fisheye membership of `k` members and one landmark in 8.
+/// distance + 2 ms), run with fisheye membership of `k` members and one landmark in 8
+/// (`from_start`: `Config::fisheye_from_start`).
 #[allow(clippy::too_many_lines)]
-fn two_clusters(half: usize, k: usize, seed: u64) -> (Report, Engines, Vec<AuthorKey>) {
+fn two_clusters(
+    half: usize,
+    k: usize,
+    from_start: bool,
+    seed: u64,
+) -> (Report, Engines, Vec<AuthorKey>) {
     use rand::SeedableRng;
     let n = 2 * half;
     let pos: Vec<(f64, f64)> = (0..n)
@@ -453,8 +459,12 @@ fn two_clusters(half: usize, k: usize, seed: u64) -> (Report, Engines, Vec<Autho
     sc.drain = Duration::from_secs(20);
     sc.check_interval = Duration::from_secs(1);
     sc.start_spread = Duration::from_secs(5);
-    let config =
-        crate::Config { fisheye_members: k, fisheye_landmarks: 8, ..crate::Config::default() };
+    let config = crate::Config {
+        fisheye_members: k,
+        fisheye_landmarks: 8,
+        fisheye_from_start: from_start,
+        ..crate::Config::default()
+    };
     let engines: Engines = Default::default();
     let kept = std::rc::Rc::clone(&engines);
     let cache = VerifyCache::default();
@@ -484,9 +494,9 @@ fn two_clusters(half: usize, k: usize, seed: u64) -> (Report, Engines, Vec<Autho
 fn fisheye_knows_the_near_cluster_peer_by_peer_and_the_far_one_coarsely() {
     let seed = SEED;
     eprintln!("seed {seed}");
-    let (small, _, _) = two_clusters(20, 12, seed);
-    let (full, _, _) = two_clusters(50, 0, seed);
-    let (r, engines, keys) = two_clusters(50, 12, seed);
+    let (small, _, _) = two_clusters(20, 12, false, seed);
+    let (full, _, _) = two_clusters(50, 0, false, seed);
+    let (r, engines, keys) = two_clusters(50, 12, false, seed);
     assert_eq!(r.delivery_ratio, 1.0, "seed {seed}");
     assert_eq!(r.fifo_violations, 0, "seed {seed}");
     let half = keys.len() / 2;
@@ -537,4 +547,40 @@ fn fisheye_knows_the_near_cluster_peer_by_peer_and_the_far_one_coarsely() {
         r.membership_rx_bps_per_peer < full.membership_rx_bps_per_peer,
         "seed {seed}: fisheye costs more than full membership"
     );
+}
+
+/// A fleet told it is large (`fisheye_from_start`) joins without a flood of presences, and
+/// neighbours stop passing on what a fisheye peer refuses (its pongs tell its scope; a
+/// refused push mutes the author's membership slot): against the same fleet without the size
+/// hint, fewer membership bytes and far fewer refused events, with every post delivered and
+/// the in-scope members still known.
+#[test]
+fn a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuses() {
+    let seed = SEED;
+    eprintln!("seed {seed}");
+    let (late, _, _) = two_clusters(50, 12, false, seed);
+    let (r, engines, _) = two_clusters(50, 12, true, seed);
+    assert_eq!(r.delivery_ratio, 1.0, "seed {seed}");
+    assert_eq!(r.fifo_violations, 0, "seed {seed}");
+    let c = |r: &Report, k: &str| r.counters.get(k).copied().unwrap_or(0) as f64;
+    let known = c(&r, "fisheye_scope_known") / c(&r, "fisheye_scope_pairs");
+    let known_late = c(&late, "fisheye_scope_known") / c(&late, "fisheye_scope_pairs");
+    let peers = engines.borrow().len() as f64;
+    let refused = c(&r, "fisheye_refused") / peers;
+    let refused_late = c(&late, "fisheye_refused") / peers;
+    eprintln!(
+        "from the start / after K members: membership + control {:.0} / {:.0} b/s per peer, \
+         refused {refused:.1} / {refused_late:.1} events per peer, in-scope pairs known \
+         {known:.3} / {known_late:.3}, mutes {} / {}",
+        r.membership_rx_bps_per_peer,
+        late.membership_rx_bps_per_peer,
+        c(&r, "membership_mutes"),
+        c(&late, "membership_mutes"),
+    );
+    assert!(engines.borrow().iter().all(|e| e.borrow().fisheye.active), "seed {seed}");
+    assert!(
+        r.membership_rx_bps_per_peer < late.membership_rx_bps_per_peer,
+        "seed {seed}: the size hint did not save membership traffic"
+    );
+    assert!(known >= 0.93, "seed {seed}: only {known:.3} of the in-scope pairs known");
 }

@@ -50,7 +50,7 @@ pub(crate) struct SimArgs {
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
     /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from,
-    /// root_fanout, ihave_fanout, fisheye_members, swap_lead_ms, optimization_threshold,
+    /// root_fanout, ihave_fanout, fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s), swap_lead_ms, optimization_threshold,
     /// active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -226,6 +226,8 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("root_fanout", |c, v| c.root_fanout = count(v)),
     ("ihave_fanout", |c, v| c.ihave_fanout = count(v)),
     ("fisheye_members", |c, v| c.fisheye_members = count(v)),
+    ("fisheye_from_start", |c, v| c.fisheye_from_start = v != 0),
+    ("newspapers_heard_per_ks", |c, v| c.newspapers_heard_per_s = v as f64 / 1000.0),
     ("swap_lead_ms", |c, v| c.swap_lead = Some(Duration::from_millis(v))),
     ("optimization_threshold", |c, v| {
         c.optimization_threshold = u32::try_from(v).unwrap_or(u32::MAX);
