@@ -132,6 +132,15 @@ settings! {
     /// Publish a newspaper early when the coordinate moved more than this [default: 5]
     #[arg(long, env = "VECINO_NEWSPAPER_MOVE_MS", value_name = "MS")]
     newspaper_move_ms: f64,
+    /// Fisheye membership: past this many members, keep peer by peer only the nearest (by
+    /// coordinate), the neighbours and the landmarks; 0 = full membership. For fleets of
+    /// many hundreds of peers and more [default: 0]
+    #[arg(long, env = "VECINO_FISHEYE_MEMBERS", value_name = "N")]
+    fisheye_members: usize,
+    /// Fisheye from the start instead of after holding fisheye-members members: the size
+    /// hint of a fleet known to be larger, so that joining it is not a flood [default: false]
+    #[arg(long, env = "VECINO_FISHEYE_FROM_START", value_name = "BOOL")]
+    fisheye_from_start: bool,
     /// Posts kept for `GET /v1/posts` (the newest; older ones are forgotten) [default: 100000]
     #[arg(long, env = "VECINO_POSTS_KEPT", value_name = "N")]
     posts_kept: u64,
@@ -302,6 +311,13 @@ impl Config {
             }
             gossip.newspaper_move_ms = v;
         }
+        if let Some(v) = s.fisheye_members {
+            gossip.fisheye_members = v;
+        }
+        gossip.fisheye_from_start = s.fisheye_from_start.unwrap_or(false);
+        if gossip.fisheye_from_start && gossip.fisheye_members == 0 {
+            return Err(invalid("fisheye_from_start", "needs fisheye_members > 0"));
+        }
         if gossip.suspect_after >= gossip.suspect_timeout {
             return Err(invalid("suspect_after_ms", "must be shorter than suspect_timeout_secs"));
         }
@@ -373,6 +389,8 @@ impl Config {
             max_link_buffer_mib: Some(g.max_link_buffer_bytes >> 20),
             newspaper_max_interval_secs: Some(g.newspaper_max_interval.as_secs()),
             newspaper_move_ms: Some(g.newspaper_move_ms),
+            fisheye_members: Some(g.fisheye_members),
+            fisheye_from_start: Some(g.fisheye_from_start),
             posts_kept: Some(self.posts_kept),
         };
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))

@@ -53,6 +53,9 @@ pub(crate) struct ScenarioFile {
     pub(crate) faults: Vec<FaultFile>,
     #[serde(default)]
     pub(crate) flat_flood: Option<FlatFloodFile>,
+    /// vecino engine settings for this scenario (the keys of `--engine`, which wins).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) engine: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

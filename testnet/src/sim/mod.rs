@@ -89,6 +89,14 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         file.link.host_queue_bytes = (q > 0).then_some(q);
     }
     let seed = args.seed.unwrap_or(file.seed);
+    // The scenario's engine settings, then the command line's.
+    let mut engine: Vec<(String, u64)> = Vec::new();
+    for (key, value) in &file.engine {
+        let parsed = parse_setting(&format!("{key}={value}"))
+            .map_err(|e| anyhow::anyhow!("{}: [engine] {e}", args.scenario.display()))?;
+        engine.push(parsed);
+    }
+    engine.extend(args.engine.iter().cloned());
     let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
     let child = args.child_report.is_some();
     if !child {
@@ -99,7 +107,7 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             file.description
         );
         eprintln!("config: {}", serde_json::to_string(&file)?);
-        for (key, value) in &args.engine {
+        for (key, value) in &engine {
             eprintln!("vecino engine setting: {key} = {value}");
         }
     }
@@ -107,8 +115,8 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut reports = Vec::new();
     for name in &args.only {
-        let dis = if name == "vecino" && !args.engine.is_empty() {
-            let settings = args.engine.clone();
+        let dis = if name == "vecino" && !engine.is_empty() {
+            let settings = engine.clone();
             sim::disseminators::vecino_with(move |c| {
                 for (key, value) in &settings {
                     apply_setting(c, key, *value);
