@@ -915,3 +915,123 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     let linked: Vec<AuthorKey> = e.links().into_iter().map(|l| l.peer).collect();
     assert_eq!(linked, vec![a], "seed {seed}");
 }
+
+/// Runs `e` on `inputs` (in time order) for 2 s of timers; returns the frames it sent, by
+/// neighbour.
+fn frames_sent(
+    e: &mut Engine<ChaCha8Rng>,
+    mut inputs: Vec<(Time, Input)>,
+) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
+    let end = START + Duration::from_secs(2);
+    let mut sent = Vec::new();
+    inputs.reverse();
+    while let Some((now, input)) = inputs.pop() {
+        for o in e.handle(now, input) {
+            match o {
+                Output::Schedule { at, timer } if at <= end => {
+                    inputs.push((at, Input::Timer(timer)));
+                }
+                Output::Send { to, frame, .. } => {
+                    if let Ok(f) = vecino_proto::decode_frame(frame)
+                        && let Some(kind) = f.kind
+                    {
+                        sent.push((to, kind));
+                    }
+                }
+                _ => {}
+            }
+        }
+        inputs.sort_by_key(|(t, _)| Reverse(*t));
+    }
+    sent
+}
+
+/// A fisheye peer that refuses a pushed presence answers with a prune of the author's
+/// *membership slot* (`TREE_SLOTS` + its tree slot); a peer whose link is muted on that slot
+/// neither pushes nor announces that author's presence and status there any more, while an
+/// unmuted link still gets them (the control, so the test can fail).
+#[test]
+fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
+    use vecino_proto::limits::TREE_SLOTS;
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 18;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let far = identity(seed, 3);
+    let slot = |k: &AuthorKey| {
+        usize::from(u16::from_le_bytes([k.as_bytes()[0], k.as_bytes()[1]])) % TREE_SLOTS
+    };
+    let muted_slot = (TREE_SLOTS + slot(&far.public())) as u32;
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let hey = Body::HeyThere(pb::HeyThere { name: "far".into(), ..Default::default() });
+    let ev = far.sign(Stream::HeyThere, 1, hlc, hey).expect("sign");
+    let push = |from: AuthorKey| Input::Received {
+        from,
+        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+            link_seq: 1,
+            link_floor: 0,
+            kind: Some(Kind::Events(pb::Events {
+                envelopes: vec![ev.envelope().clone()],
+                sync: false,
+                hops: None,
+            })),
+        })),
+    };
+    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let at = START + Duration::from_millis(300);
+
+    // The refuser: fisheye from the start, no landmarks, its coordinate not settled.
+    let config = Config {
+        fisheye_members: 4,
+        fisheye_from_start: true,
+        fisheye_landmarks: 0,
+        ..Config::default()
+    };
+    let mut e =
+        Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let sent = frames_sent(&mut e, vec![(START, Input::Start), (START, up(b)), (at, push(b))]);
+    let prunes: Vec<&Vec<u32>> = sent
+        .iter()
+        .filter_map(|(to, k)| match k {
+            Kind::Prune(p) if *to == b => Some(&p.trees),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(prunes, vec![&vec![muted_slot]], "seed {seed}: the refusal's prune");
+    assert_eq!(e.counters().iter().find(|c| c.0 == "membership_mutes").map(|c| c.1), Some(1));
+
+    // The sender: full membership, links to b and c; the event comes from c.
+    let carries = |sent: &[(AuthorKey, Kind)], to: AuthorKey| {
+        sent.iter().any(|(t, k)| {
+            *t == to
+                && match k {
+                    Kind::Events(evs) => evs.envelopes.contains(ev.envelope()),
+                    Kind::Ihave(i) => {
+                        i.heads.iter().any(|h| h.author == far.public().as_bytes()[..])
+                    }
+                    _ => false,
+                }
+        })
+    };
+    let mute = Input::Received {
+        from: b,
+        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+            link_seq: 0,
+            link_floor: 0,
+            kind: Some(Kind::Prune(pb::Prune { trees: vec![muted_slot] })),
+        })),
+    };
+    let start = vec![(START, Input::Start), (START, up(b)), (START, up(c))];
+    for muted in [false, true] {
+        let mut inputs = start.clone();
+        if muted {
+            inputs.push((START + Duration::from_millis(100), mute.clone()));
+        }
+        inputs.push((at, push(c)));
+        let me = identity(seed, 101);
+        let mut s =
+            Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+        let sent = frames_sent(&mut s, inputs);
+        assert_eq!(carries(&sent, b), !muted, "seed {seed}: muted {muted}");
+    }
+}
