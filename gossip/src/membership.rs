@@ -42,14 +42,15 @@
 //!   only, and its version-vector answers carry members in the other end's presumed scope
 //!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
 //!   the version-vector exchange on every new or healed link, and a pull (a vector of its
-//!   presence and status heads only, `VersionVector.presence_only`, to every neighbour) when
+//!   presence and status heads only, `VersionVector.presence_only`, to its [`PULL_FROM`]
+//!   nearest neighbours) when
 //!   this peer's coordinate first settles, when it first draws its radius and when the radius
 //!   doubles.
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, RngExt};
 use vecino_coords::Coordinate;
@@ -84,6 +85,10 @@ pub(crate) const MAX_REFUSED: usize = 4_096;
 /// until each member's next newspaper.
 pub(crate) const PULL_GROWTH: f64 = 2.0;
 pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
+/// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
+/// radius is first drawn cost as much as the join's pushes at 1 000 peers).
+pub(crate) const PULL_FROM: usize = 3;
 /// With an unbounded radius, the radius is recomputed once this many members came in.
 pub(crate) const RECOMPUTE_AFTER: usize = 16;
 /// How often the radius is recomputed and members out of scope are evicted.
@@ -536,7 +541,11 @@ impl<R: Rng> Engine<R> {
             .links
             .iter()
             .filter(|(_, l)| l.status == LinkStatus::Connected)
-            .map(|(p, _)| *p)
+            .map(|(p, l)| (l.rtt().unwrap_or(std::time::Duration::MAX), *p))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(PULL_FROM)
+            .map(|(_, p)| p)
             .collect();
         for p in peers {
             self.send_heads(p, false, true); // members only: posts are not what it missed
