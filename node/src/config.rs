@@ -482,5 +482,12 @@ mod tests {
         assert!(Config::resolve(bad).unwrap_err().to_string().contains("tick_ms"));
         let bad = Settings { random_links: Some(9), ..base() };
         assert!(Config::resolve(bad).is_err());
+        let bad = Settings { fisheye_from_start: Some(true), ..base() };
+        let e = Config::resolve(bad).unwrap_err().to_string();
+        assert!(e.contains("`fisheye_from_start`") && e.contains("fisheye_members"), "{e}");
+        let good =
+            Settings { fisheye_from_start: Some(true), fisheye_members: Some(128), ..base() };
+        let c = Config::resolve(good).unwrap();
+        assert!(c.gossip.fisheye_from_start && c.gossip.fisheye_members == 128);
     }
 }
