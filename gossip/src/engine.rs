@@ -956,7 +956,7 @@ impl<R: Rng> Engine<R> {
         link.record_rtt(rtt);
         if let Some(c) = pong.coordinate.as_ref().and_then(coord_from_pb) {
             link.peer_coordinate = Some(c);
-            link.peer_scope = crate::membership::Scope::from_pb(pong.fisheye_radius_us);
+            link.peer_scope = Scope::from_pb(pong.fisheye_radius_us);
         }
         if let Some(c) = link.peer_coordinate {
             let _ = self.coords.update(&from, &c, rtt, &mut self.rng);

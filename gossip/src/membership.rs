@@ -451,14 +451,11 @@ impl<R: Rng> Engine<R> {
             return;
         }
         self.fisheye.active = true;
-        let mut slots = std::mem::take(&mut self.fisheye.held_slots);
-        slots.clear();
-        slots.resize(vecino_proto::limits::TREE_SLOTS, 0);
+        self.fisheye.held_slots.fill(0);
         for a in &held {
-            let t = usize::from(self.tree(a));
-            slots[t] = slots[t].saturating_add(1);
+            let tree = self.tree(a);
+            self.fisheye.hold_in_slot(tree, true);
         }
-        self.fisheye.held_slots = slots;
         let me = *self.coords.app_coordinate();
         if !settled(&me) {
             return;

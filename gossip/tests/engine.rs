@@ -688,28 +688,11 @@ fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
     }
     let body = Bytes::from_static(b"hello");
     inputs.push((START, Input::Command(Command::Post { topic: "t".into(), body })));
-    inputs.reverse();
     let end = START + Duration::from_millis(300);
-    let mut heads = 0;
-    // Inputs in time order (the timers the engine schedules join them).
-    while let Some((now, input)) = inputs.pop() {
-        for o in e.handle(now, input) {
-            match o {
-                Output::Schedule { at, timer } if at <= end => {
-                    inputs.push((at, Input::Timer(timer)));
-                }
-                Output::Send { frame, .. } => {
-                    let kind = vecino_proto::decode_frame(frame).ok().and_then(|f| f.kind);
-                    if let Some(Kind::Ihave(i)) = kind {
-                        heads += i.heads.len();
-                    }
-                }
-                _ => {}
-            }
-        }
-        inputs.sort_by_key(|(at, _)| Reverse(*at));
-    }
-    heads
+    frames_sent(&mut e, inputs, end)
+        .into_iter()
+        .map(|(_, kind)| if let Kind::Ihave(i) = kind { i.heads.len() } else { 0 })
+        .sum()
 }
 
 /// With host back-pressure the engine hands the host at most `host_queue_bytes` not yet
@@ -916,13 +899,13 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     assert_eq!(linked, vec![a], "seed {seed}");
 }
 
-/// Runs `e` on `inputs` (in time order) for 2 s of timers; returns the frames it sent, by
-/// neighbour.
+/// Runs `e` on `inputs` (in time order) and the timers it schedules up to `end`; returns the
+/// frames it sent, by neighbour.
 fn frames_sent(
     e: &mut Engine<ChaCha8Rng>,
     mut inputs: Vec<(Time, Input)>,
+    end: Time,
 ) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
-    let end = START + Duration::from_secs(2);
     let mut sent = Vec::new();
     inputs.reverse();
     while let Some((now, input)) = inputs.pop() {
@@ -979,6 +962,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     };
     let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
     let at = START + Duration::from_millis(300);
+    let end = START + Duration::from_secs(2);
 
     // The refuser: fisheye from the start, no landmarks, its coordinate not settled.
     let config = Config {
@@ -989,7 +973,8 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     };
     let mut e =
         Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
-    let sent = frames_sent(&mut e, vec![(START, Input::Start), (START, up(b)), (at, push(b))]);
+    let inputs = vec![(START, Input::Start), (START, up(b)), (at, push(b))];
+    let sent = frames_sent(&mut e, inputs, end);
     let prunes: Vec<&Vec<u32>> = sent
         .iter()
         .filter_map(|(to, k)| match k {
@@ -1031,7 +1016,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
         let me = identity(seed, 101);
         let mut s =
             Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
-        let sent = frames_sent(&mut s, inputs);
+        let sent = frames_sent(&mut s, inputs, end);
         assert_eq!(carries(&sent, b), !muted, "seed {seed}: muted {muted}");
     }
 }

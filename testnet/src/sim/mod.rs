@@ -50,7 +50,8 @@ pub(crate) struct SimArgs {
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
     /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from,
-    /// root_fanout, ihave_fanout, fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s), swap_lead_ms, optimization_threshold,
+    /// root_fanout, ihave_fanout, fisheye_members, fisheye_from_start (0 or 1),
+    /// newspapers_heard_per_ks (per 1 000 s), swap_lead_ms, optimization_threshold,
     /// active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -90,13 +91,16 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     let seed = args.seed.unwrap_or(file.seed);
     // The scenario's engine settings, then the command line's.
-    let mut engine: Vec<(String, u64)> = Vec::new();
-    for (key, value) in &file.engine {
-        let parsed = parse_setting(&format!("{key}={value}"))
+    for key in file.engine.keys() {
+        known_setting(key)
             .map_err(|e| anyhow::anyhow!("{}: [engine] {e}", args.scenario.display()))?;
-        engine.push(parsed);
     }
-    engine.extend(args.engine.iter().cloned());
+    let engine: Vec<(String, u64)> = file
+        .engine
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .chain(args.engine.iter().cloned())
+        .collect();
     let base = args.scenario.parent().map(PathBuf::from).unwrap_or_default();
     let child = args.child_report.is_some();
     if !child {
@@ -251,13 +255,19 @@ fn count(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
+/// An error naming the settings if `key` is not one of them.
+fn known_setting(key: &str) -> Result<(), String> {
+    if SETTINGS.iter().any(|(k, _)| *k == key) {
+        return Ok(());
+    }
+    let names: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+    Err(format!("unknown engine setting {key:?} (one of {})", names.join(", ")))
+}
+
 /// Parses `KEY=VALUE` for `--engine`.
 fn parse_setting(s: &str) -> Result<(String, u64), String> {
     let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
-    if !SETTINGS.iter().any(|(k, _)| *k == key) {
-        let names: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
-        return Err(format!("unknown engine setting {key:?} (one of {})", names.join(", ")));
-    }
+    known_setting(key)?;
     let value = value.parse().map_err(|e| format!("{key}: {value:?} is not a count: {e}"))?;
     Ok((key.to_owned(), value))
 }
