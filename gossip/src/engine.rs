@@ -230,7 +230,14 @@ fn coord_to_pb(c: &Coordinate) -> pb::Coordinate {
 }
 
 pub(crate) fn coord_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
-    let vec: Vec<f32> = c.vec.iter().map(|x| x / 1e3).collect();
+    // On the stack: this runs for every scope check of every member.
+    let mut vec = [0f32; vecino_coords::DEFAULT_DIMENSIONS];
+    if c.vec.len() != vec.len() {
+        return None;
+    }
+    for (v, x) in vec.iter_mut().zip(&c.vec) {
+        *v = x / 1e3;
+    }
     Coordinate::from_f32_parts(&vec, c.height / 1e3, c.error, c.adjustment / 1e3).ok()
 }
 
@@ -477,15 +484,18 @@ impl<R: Rng> Engine<R> {
             self.host_unsent = 0;
             self.reject("host_sent_missing");
         }
-        let peers: Vec<AuthorKey> = self.links.keys().copied().collect();
-        let n = peers.len();
+        let n = self.links.len();
         if n == 0 {
             return;
         }
+        // Links in round-robin order, starting one further each time (borrowed once: the
+        // pump runs after every send).
+        let mut links: Vec<(&AuthorKey, &mut Link)> = self.links.iter_mut().collect();
+        links.rotate_left(self.round_robin % n);
         'classes: for class in Priority::ALL {
             loop {
                 let mut sent = false;
-                for i in 0..n {
+                for (peer, link) in &mut links {
                     let room = match host_queue {
                         Some(max) => self.host_unsent < max,
                         None => self.uplink.allows(),
@@ -493,15 +503,17 @@ impl<R: Rng> Engine<R> {
                     if !room {
                         break 'classes;
                     }
-                    let peer = peers[(self.round_robin + i) % n];
-                    let Some(link) = self.links.get_mut(&peer) else { continue };
                     if let Some(frame) = link.pop(class, now) {
                         if host_queue.is_some() {
-                            self.host_took(frame.len());
+                            // Handed to the host, to be reported sent (back-pressure).
+                            if self.host_unsent == 0 {
+                                self.host_heard = now;
+                            }
+                            self.host_unsent += frame.len();
                         } else {
                             self.uplink.spend(frame.len());
                         }
-                        self.out.push(Output::Send { to: peer, frame, class });
+                        self.out.push(Output::Send { to: **peer, frame, class });
                         sent = true;
                     }
                 }
@@ -512,17 +524,6 @@ impl<R: Rng> Engine<R> {
         }
         self.round_robin = self.round_robin.wrapping_add(1);
         self.schedule_pace();
-    }
-
-    /// `bytes` handed to the host, to be reported sent (with back-pressure; else nothing).
-    fn host_took(&mut self, bytes: usize) {
-        if self.config.host_queue_bytes.is_none() {
-            return;
-        }
-        if self.host_unsent == 0 {
-            self.host_heard = self.now;
-        }
-        self.host_unsent += bytes;
     }
 
     /// Frames left waiting for a bucket: wake up when the first of them may leave, rather

@@ -23,8 +23,11 @@
 //! - Passing on: a fisheye peer tells its neighbours its scope on the pongs that carry its
 //!   coordinate (no radius yet, or r; `Pong.fisheye_radius_us`), again whenever it changes.
 //!   An event is pushed or announced to a neighbour only if that neighbour would keep it:
-//!   the author's settled coordinate within [`KEEP_SLACK`] × its radius of its coordinate
-//!   (any settled one while it has no radius). Before a neighbour has told its scope, the
+//!   the author's settled coordinate within [`KEEP_SLACK`] × its radius of its coordinate.
+//!   A neighbour with no radius yet would keep any settled member, but is pushed none (each
+//!   of its neighbours would push it every member it holds: at 1 000 peers that was most of
+//!   the join's bytes); it pulls from its nearest neighbours every [`PULL_RADIUSLESS`]
+//!   instead, and their answers carry any settled member. Before a neighbour has told its scope, the
 //!   author must be within [`SEND_SLACK`] × this peer's own radius of it. A pushed event
 //!   refused all the same (a stale scope, a coordinate that moved) mutes the author's
 //!   membership slot on that link (`crate::broadcast`), until the member comes into scope.
@@ -44,8 +47,8 @@
 //!   the version-vector exchange on every new or healed link, and a pull (a vector of its
 //!   presence and status heads only, `VersionVector.presence_only`, to its [`PULL_FROM`]
 //!   nearest neighbours) when
-//!   this peer's coordinate first settles, when it first draws its radius and when the radius
-//!   doubles.
+//!   this peer's coordinate first settles, while it has no radius, when it first draws its
+//!   radius and when the radius doubles.
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.
@@ -85,6 +88,9 @@ pub(crate) const MAX_REFUSED: usize = 4_096;
 /// until each member's next newspaper.
 pub(crate) const PULL_GROWTH: f64 = 2.0;
 pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// A fisheye peer with no radius yet is pushed no members (see `Engine::wants_within`): it
+/// pulls this often until it can draw one.
+pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
 /// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
 /// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
 /// radius is first drawn cost as much as the join's pushes at 1 000 peers).
@@ -311,7 +317,7 @@ impl<R: Rng> Engine<R> {
     /// Whether neighbour `peer` presumably keeps `author`'s latest-value events: pass them on
     /// only then (pushes, announcements, version vectors, their answers).
     pub(crate) fn wants(&self, peer: AuthorKey, author: &AuthorKey) -> bool {
-        self.wants_within(peer, author, SEND_SLACK)
+        self.wants_within(peer, author, SEND_SLACK, false)
     }
 
     /// This peer's scope, as its pongs tell it (`None`: full membership).
@@ -324,8 +330,17 @@ impl<R: Rng> Engine<R> {
 
     /// As [`Self::wants`], with the author within `slack` × this peer's radius of `peer`
     /// when the neighbour's own scope is not known (its pongs tell it; then what it would
-    /// keep is exactly what it wants).
-    pub(crate) fn wants_within(&self, peer: AuthorKey, author: &AuthorKey, slack: f64) -> bool {
+    /// keep is exactly what it wants). `asked`: for an answer to its pull. A neighbour with
+    /// no radius yet would keep any settled member, but is pushed none (every neighbour
+    /// would push it every member it holds, the cost of a join at scale): it pulls from its
+    /// nearest neighbours instead, until it can draw its radius.
+    pub(crate) fn wants_within(
+        &self,
+        peer: AuthorKey,
+        author: &AuthorKey,
+        slack: f64,
+        asked: bool,
+    ) -> bool {
         if let Some(l) = self.links.get(&peer)
             && let Some(scope) = l.peer_scope
         {
@@ -333,11 +348,12 @@ impl<R: Rng> Engine<R> {
                 return true;
             }
             let c = published_coordinate(&self.store, *author);
-            return match (l.peer_coordinate, c) {
-                (Some(t), Some(c)) if settled(&t) && settled(&c) => match scope {
-                    Scope::Unbounded => true,
-                    Scope::Radius(r) => t.distance_secs(&c) <= r * KEEP_SLACK,
-                },
+            return match (scope, l.peer_coordinate, c) {
+                // It pulls once its coordinate settled: the pong telling it may come later.
+                (Scope::Unbounded, _, Some(c)) => asked && settled(&c),
+                (Scope::Radius(r), Some(t), Some(c)) if settled(&t) && settled(&c) => {
+                    t.distance_secs(&c) <= r * KEEP_SLACK
+                }
                 // It cannot place the author: it keeps it only if it holds it already.
                 _ => false,
             };
@@ -397,7 +413,7 @@ impl<R: Rng> Engine<R> {
     /// Whether to answer `peer`'s version vector with `author`'s latest-value events: within
     /// this peer's radius of it and within the radius its vector implies (`theirs`).
     pub(crate) fn answers(&self, peer: AuthorKey, author: &AuthorKey, theirs: Option<f64>) -> bool {
-        if !self.wants_within(peer, author, 1.0) {
+        if !self.wants_within(peer, author, 1.0, true) {
             return false;
         }
         let Some(r) = theirs else { return true };
@@ -513,8 +529,9 @@ impl<R: Rng> Engine<R> {
         self.maybe_pull(radius);
     }
 
-    /// Pulls from every connected neighbour when this peer's coordinate first settled or its
-    /// radius grew by [`PULL_GROWTH`] (see there).
+    /// Pulls from the [`PULL_FROM`] nearest connected neighbours when this peer's coordinate
+    /// first settled, every [`PULL_RADIUSLESS`] while it has no radius (it is pushed no
+    /// members then), when it draws one, and when it grew by [`PULL_GROWTH`] (see there).
     fn maybe_pull(&mut self, radius: Option<f64>) {
         if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
             return;
@@ -526,14 +543,16 @@ impl<R: Rng> Engine<R> {
                 // The radius is drawn: what the neighbours did not pass on while they could
                 // not tell whether it was wanted here comes now.
                 (None, Some(_)) => true,
-                _ => false,
+                // No radius yet: nothing is pushed here, pull again.
+                (_, None) => true,
             },
         };
         if !grew {
             return;
         }
         self.fisheye.pulled = Some((radius, true));
-        self.fisheye.next_pull = Some(self.now + PULL_MIN);
+        let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
+        self.fisheye.next_pull = Some(self.now + wait);
         let peers: Vec<AuthorKey> = self
             .links
             .iter()

@@ -903,8 +903,18 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
 /// frames it sent, by neighbour.
 fn frames_sent(
     e: &mut Engine<ChaCha8Rng>,
+    inputs: Vec<(Time, Input)>,
+    end: Time,
+) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
+    frames_sent_answering(e, inputs, end, |_, _, _| None)
+}
+
+/// As [`frames_sent`], with `answer(now, to, frame)` giving what the neighbour sends back.
+fn frames_sent_answering(
+    e: &mut Engine<ChaCha8Rng>,
     mut inputs: Vec<(Time, Input)>,
     end: Time,
+    mut answer: impl FnMut(Time, AuthorKey, &vecino_proto::pb::frame::Kind) -> Option<(Time, Input)>,
 ) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
     let mut sent = Vec::new();
     inputs.reverse();
@@ -918,6 +928,7 @@ fn frames_sent(
                     if let Ok(f) = vecino_proto::decode_frame(frame)
                         && let Some(kind) = f.kind
                     {
+                        inputs.extend(answer(now, to, &kind).filter(|(at, _)| *at <= end));
                         sent.push((to, kind));
                     }
                 }
@@ -1018,5 +1029,114 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
             Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
         let sent = frames_sent(&mut s, inputs, end);
         assert_eq!(carries(&sent, b), !muted, "seed {seed}: muted {muted}");
+    }
+}
+
+/// A neighbour that is a fisheye peer with no radius yet (its pong says 0) is pushed and
+/// announced no members, since every neighbour would push it every member it holds; its pull
+/// (a presence-only version vector) is answered with them. A neighbour with full membership
+/// (no scope on its pong) is pushed the same newspaper: the control.
+#[test]
+fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 19;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let far = identity(seed, 3);
+    let settled = |x: f32| pb::Coordinate {
+        vec: vec![x; vecino_coords::DEFAULT_DIMENSIONS],
+        height: 1.0,
+        error: 0.1,
+        adjustment: 0.0,
+    };
+    let frame = |link_seq: u64, kind: Kind| {
+        Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+            link_seq,
+            link_floor: 0,
+            kind: Some(kind),
+        }))
+    };
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let paper =
+        Body::Newspaper(pb::Newspaper { coordinate: Some(settled(30.0)), ..Default::default() });
+    let ev = far.sign(Stream::Newspaper, 1, hlc, paper).expect("sign");
+    let push = Input::Received {
+        from: c,
+        frame: frame(
+            1,
+            Kind::Events(pb::Events {
+                envelopes: vec![ev.envelope().clone()],
+                sync: false,
+                hops: None,
+            }),
+        ),
+    };
+    let pull = Input::Received {
+        from: b,
+        frame: frame(
+            1,
+            Kind::VersionVector(pb::VersionVector {
+                heads: Vec::new(),
+                partial: false,
+                reply: false,
+                presence_only: true,
+            }),
+        ),
+    };
+    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let carries = |sent: &[(AuthorKey, Kind)], sync: bool| {
+        sent.iter().any(|(t, k)| {
+            *t == b
+                && match k {
+                    Kind::Events(evs) => evs.sync == sync && evs.envelopes.contains(ev.envelope()),
+                    Kind::Ihave(i) => {
+                        !sync && i.heads.iter().any(|h| h.author == far.public().as_bytes()[..])
+                    }
+                    _ => false,
+                }
+        })
+    };
+    let pushed_at = START + Duration::from_secs(6);
+    let pulled_at = START + Duration::from_secs(8);
+    let end = START + Duration::from_secs(10);
+    for radiusless in [true, false] {
+        // b answers every ping, its pong carrying a settled coordinate and its scope.
+        let scope = radiusless.then_some(0);
+        let answer = |now: Time, to: AuthorKey, k: &Kind| match k {
+            Kind::Ping(p) if to == b => Some((
+                now + ONE_WAY * 2,
+                Input::Received {
+                    from: b,
+                    frame: frame(
+                        0,
+                        Kind::Pong(pb::Pong {
+                            nonce: p.nonce,
+                            coordinate: Some(settled(31.0)),
+                            fisheye_radius_us: scope,
+                        }),
+                    ),
+                },
+            )),
+            _ => None,
+        };
+        let inputs =
+            vec![(START, Input::Start), (START, up(b)), (START, up(c)), (pushed_at, push.clone())];
+        let mut e = Engine::new(
+            identity(seed, 100),
+            Config::default(),
+            ChaCha8Rng::seed_from_u64(seed),
+            START,
+            vec![],
+        );
+        let mut sent = frames_sent_answering(&mut e, inputs, pulled_at, answer);
+        assert_eq!(
+            carries(&sent, false),
+            !radiusless,
+            "seed {seed}: pushed, no radius {radiusless}"
+        );
+        if radiusless {
+            sent = frames_sent(&mut e, vec![(pulled_at, pull.clone())], end);
+            assert!(carries(&sent, true), "seed {seed}: the pull is answered with the member");
+        }
     }
 }
