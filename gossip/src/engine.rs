@@ -229,6 +229,14 @@ fn coord_to_pb(c: &Coordinate) -> pb::Coordinate {
     }
 }
 
+/// Counts `bytes` handed to the host at `now` (`unsent`, and since when it was last heard).
+fn handed(unsent: &mut usize, heard: &mut Time, now: Time, bytes: usize) {
+    if *unsent == 0 {
+        *heard = now;
+    }
+    *unsent += bytes;
+}
+
 pub(crate) fn coord_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
     // On the stack: this runs for every scope check of every member.
     let mut vec = [0f32; vecino_coords::DEFAULT_DIMENSIONS];
@@ -505,11 +513,7 @@ impl<R: Rng> Engine<R> {
                     }
                     if let Some(frame) = link.pop(class, now) {
                         if host_queue.is_some() {
-                            // Handed to the host, to be reported sent (back-pressure).
-                            if self.host_unsent == 0 {
-                                self.host_heard = now;
-                            }
-                            self.host_unsent += frame.len();
+                            handed(&mut self.host_unsent, &mut self.host_heard, now, frame.len());
                         } else {
                             self.uplink.spend(frame.len());
                         }
@@ -524,6 +528,13 @@ impl<R: Rng> Engine<R> {
         }
         self.round_robin = self.round_robin.wrapping_add(1);
         self.schedule_pace();
+    }
+
+    /// `bytes` handed to the host, to be reported sent (with back-pressure; else nothing).
+    fn host_took(&mut self, bytes: usize) {
+        if self.config.host_queue_bytes.is_some() {
+            handed(&mut self.host_unsent, &mut self.host_heard, self.now, bytes);
+        }
     }
 
     /// Frames left waiting for a bucket: wake up when the first of them may leave, rather
