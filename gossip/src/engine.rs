@@ -120,6 +120,8 @@ pub struct EngineStats {
     pub events_new: u64,
     /// Events received again.
     pub events_duplicate: u64,
+    /// Of those, presence and status (latest-value) events pushed (not answers to a pull).
+    pub events_duplicate_pushed_members: u64,
     /// Posts delivered to the application (own ones included).
     pub posts_delivered: u64,
     /// Grafts sent.
@@ -784,6 +786,9 @@ impl<R: Rng> Engine<R> {
             }
             Insert::Duplicate => {
                 self.stats.events_duplicate += 1;
+                if pushed && ev.kind() == vecino_proto::StreamKind::LatestValue {
+                    self.stats.events_duplicate_pushed_members += 1;
+                }
                 // A duplicate pushed by a link that just came back is its outage backlog, not
                 // a redundant tree edge: only prune links that have been up for a while.
                 let settled = |l: &Link| {
@@ -1518,6 +1523,7 @@ impl<R: Rng> Protocol for Engine<R> {
             ("membership_unmutes", s.unmutes),
             ("version_vectors", s.version_vectors),
             ("events_duplicate", s.events_duplicate),
+            ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),
             ("sends_cancelled", self.links.values().map(|l| l.cancelled).sum()),
             ("fisheye_refused", self.fisheye.refused),

@@ -27,7 +27,9 @@
 //!   A neighbour with no radius yet would keep any settled member, but is pushed none (each
 //!   of its neighbours would push it every member it holds: at 1 000 peers that was most of
 //!   the join's bytes); it pulls from its nearest neighbours every [`PULL_RADIUSLESS`]
-//!   instead, and their answers carry any settled member. Before a neighbour has told its scope, the
+//!   instead, one at a time, nearest first, and their answers carry any settled member.
+//!   A member's presence is relayed on at most two of its tree's eager links
+//!   (`MEMBER_FANOUT` in `crate::broadcast`). Before a neighbour has told its scope, the
 //!   author must be within [`SEND_SLACK`] × this peer's own radius of it. A pushed event
 //!   refused all the same (a stale scope, a coordinate that moved) mutes the author's
 //!   membership slot on that link (`crate::broadcast`), until the member comes into scope.
@@ -90,7 +92,7 @@ pub(crate) const PULL_GROWTH: f64 = 2.0;
 pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// A fisheye peer with no radius yet is pushed no members (see `Engine::wants_within`): it
 /// pulls this often until it can draw one.
-pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(5);
 /// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
 /// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
 /// radius is first drawn cost as much as the join's pushes at 1 000 peers).
@@ -127,6 +129,8 @@ pub(crate) struct Fisheye {
     pub(crate) pulled: Option<(Option<f64>, bool)>,
     /// No pull before this.
     pub(crate) next_pull: Option<Time>,
+    /// Pulls made while the radius was unbounded (the next goes to the next nearest).
+    pub(crate) radiusless_pulls: usize,
     /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
     /// refused event mutes its slot on a link only if no member held shares it.
     pub(crate) held_slots: Vec<u16>,
@@ -553,16 +557,24 @@ impl<R: Rng> Engine<R> {
         self.fisheye.pulled = Some((radius, true));
         let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
         self.fisheye.next_pull = Some(self.now + wait);
-        let peers: Vec<AuthorKey> = self
+        let nearest = self
             .links
             .iter()
             .filter(|(_, l)| l.status == LinkStatus::Connected)
             .map(|(p, l)| (l.rtt().unwrap_or(std::time::Duration::MAX), *p))
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .take(PULL_FROM)
-            .map(|(_, p)| p)
-            .collect();
+            .map(|(_, p)| p);
+        // With no radius, one neighbour at a time, nearest first: each pull lists what the
+        // ones before brought (three at once were answered with the same members thrice).
+        let peers: Vec<AuthorKey> = if radius.is_none() {
+            let n = self.links.len().max(1);
+            let i = self.fisheye.radiusless_pulls % n;
+            self.fisheye.radiusless_pulls += 1;
+            nearest.skip(i).take(1).collect()
+        } else {
+            nearest.take(PULL_FROM).collect()
+        };
         for p in peers {
             self.send_heads(p, false, true); // members only: posts are not what it missed
         }
