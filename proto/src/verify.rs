@@ -14,6 +14,7 @@
 //! checks above passed (or that this peer signed it itself).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ed25519_dalek::ed25519::signature::{MultipartSigner, MultipartVerifier};
@@ -34,9 +35,14 @@ pub const EVENT_DOMAIN: &[u8] = b"vecino/v1/event\0";
 /// Decompressed keys kept by a [`Verifier`] (~250 KiB); the cache is cleared when it fills.
 const KEY_CACHE_ENTRIES: usize = 1024;
 
-/// An event whose signature and shape have been checked.
+/// An event whose signature and shape have been checked. Cheap to clone: the decoded event
+/// is shared (a peer keeps it in its store, its queues and its caches at once; a simulation
+/// shares it between all its peers).
 #[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedEvent {
+pub struct VerifiedEvent(Arc<Decoded>);
+
+#[derive(Debug, PartialEq)]
+struct Decoded {
     id: EventId,
     author: AuthorKey,
     stream: Stream,
@@ -49,36 +55,36 @@ pub struct VerifiedEvent {
 impl VerifiedEvent {
     /// SHA-256 of the signed event bytes.
     pub fn id(&self) -> EventId {
-        self.id
+        self.0.id
     }
     /// The author's key.
     pub fn author(&self) -> AuthorKey {
-        self.author
+        self.0.author
     }
     /// The stream.
     pub fn stream(&self) -> Stream {
-        self.stream
+        self.0.stream
     }
     /// The stream's kind.
     pub fn kind(&self) -> StreamKind {
         // Verification rejects streams without a kind.
-        self.stream.kind().unwrap_or(StreamKind::Log)
+        self.0.stream.kind().unwrap_or(StreamKind::Log)
     }
     /// Sequence number within (author, stream), from 1.
     pub fn seq(&self) -> u64 {
-        self.seq
+        self.0.seq
     }
     /// The author's hybrid logical clock at signing.
     pub fn hlc(&self) -> Hlc {
-        self.hlc
+        self.0.hlc
     }
     /// The decoded body.
     pub fn body(&self) -> &Body {
-        &self.body
+        &self.0.body
     }
     /// The exact envelope bytes: forward and store these, never a re-encoding.
     pub fn envelope(&self) -> &Bytes {
-        &self.envelope
+        &self.0.envelope
     }
 }
 
@@ -260,7 +266,7 @@ pub(crate) fn finish(p: Pending) -> Result<VerifiedEvent, VerifyError> {
         return Err(VerifyError::wrong_stream(p.stream, belongs));
     }
     validate_body(&body)?;
-    Ok(VerifiedEvent {
+    Ok(VerifiedEvent(Arc::new(Decoded {
         id: EventId::of(&p.event),
         author: p.author,
         stream: p.stream,
@@ -268,7 +274,7 @@ pub(crate) fn finish(p: Pending) -> Result<VerifiedEvent, VerifyError> {
         hlc: p.hlc,
         body,
         envelope: p.envelope,
-    })
+    })))
 }
 
 /// Value checks the wire shape cannot express.
@@ -365,7 +371,7 @@ impl Identity {
         let Some(body) = event.body else {
             return Err(VerifyError::MissingBody);
         };
-        Ok(VerifiedEvent {
+        Ok(VerifiedEvent(Arc::new(Decoded {
             id: EventId::of(&event_bytes),
             author: self.public(),
             stream,
@@ -373,6 +379,6 @@ impl Identity {
             hlc,
             body,
             envelope,
-        })
+        })))
     }
 }
