@@ -92,7 +92,7 @@ pub(crate) const PULL_GROWTH: f64 = 2.0;
 pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// A fisheye peer with no radius yet is pushed no members (see `Engine::wants_within`): it
 /// pulls this often until it can draw one.
-pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
 /// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
 /// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
 /// radius is first drawn cost as much as the join's pushes at 1 000 peers).
