@@ -160,6 +160,8 @@ pub(crate) struct Link {
     /// Outstanding ping: nonce and send time.
     pub(crate) ping: Option<(u64, Time)>,
     rtts: VecDeque<Duration>,
+    /// The median of `rtts`.
+    rtt_median: Option<Duration>,
     /// Smoothed time from sending a reliable frame to its acknowledgement (Jacobson/Karels),
     /// which includes queueing on the path, unlike the ping RTT.
     srtt: Option<Duration>,
@@ -229,6 +231,7 @@ impl Link {
             pongs_sent: 0,
             scope_told: None,
             rtts: VecDeque::new(),
+            rtt_median: None,
             srtt: None,
             rttvar: Duration::ZERO,
             trees: crate::broadcast::TreeEdges::all_eager(),
@@ -268,12 +271,7 @@ impl Link {
 
     /// Median of the recent RTT samples.
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        if self.rtts.is_empty() {
-            return None;
-        }
-        let mut v: Vec<Duration> = self.rtts.iter().copied().collect();
-        v.sort_unstable();
-        Some(v[v.len() / 2])
+        self.rtt_median
     }
 
     pub(crate) fn record_rtt(&mut self, rtt: Duration) {
@@ -281,6 +279,14 @@ impl Link {
             self.rtts.pop_front();
         }
         self.rtts.push_back(rtt);
+        // Kept rather than computed on every call: the engine asks for it on every send.
+        let mut v = [Duration::ZERO; RTT_SAMPLES];
+        for (v, r) in v.iter_mut().zip(&self.rtts) {
+            *v = *r;
+        }
+        let v = &mut v[..self.rtts.len()];
+        v.sort_unstable();
+        self.rtt_median = Some(v[v.len() / 2]);
     }
 
     /// Silence after which the link is suspected.
