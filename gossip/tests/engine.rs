@@ -1140,3 +1140,78 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
         }
     }
 }
+
+/// A fisheye peer relays a member's presence on at most two of the author's eager tree links
+/// and announces it on the others (a member's first events flood its ball on young trees);
+/// a full-membership peer pushes it on every eager link (the control).
+#[test]
+fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_rest() {
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 20;
+    eprintln!("seed {seed}");
+    let author = identity(seed, 1);
+    let from = identity(seed, 2).public();
+    let others: Vec<AuthorKey> = (3..7).map(|i| identity(seed, i).public()).collect();
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let paper = Body::Newspaper(pb::Newspaper::default());
+    let ev = author.sign(Stream::Newspaper, 1, hlc, paper).expect("sign");
+    let push = Input::Received {
+        from,
+        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
+            link_seq: 1,
+            link_floor: 0,
+            kind: Some(Kind::Events(pb::Events {
+                envelopes: vec![ev.envelope().clone()],
+                sync: false,
+                hops: None,
+            })),
+        })),
+    };
+    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let at = START + Duration::from_millis(300);
+    let end = START + Duration::from_secs(2);
+    for fisheye in [true, false] {
+        // The author is a neighbour too, so a fisheye peer keeps its events from the start.
+        let mut inputs =
+            vec![(START, Input::Start), (START, up(author.public())), (START, up(from))];
+        inputs.extend(others.iter().map(|p| (START, up(*p))));
+        inputs.push((at, push.clone()));
+        let config = Config {
+            fisheye_members: if fisheye { 4 } else { 0 },
+            fisheye_from_start: fisheye,
+            ..Config::default()
+        };
+        let mut e = Engine::new(
+            identity(seed, 100),
+            config,
+            ChaCha8Rng::seed_from_u64(seed),
+            START,
+            vec![],
+        );
+        let sent = frames_sent(&mut e, inputs, end);
+        let pushed = others
+            .iter()
+            .filter(|p| {
+                sent.iter().any(|(to, k)| {
+                    to == *p
+                        && matches!(k, Kind::Events(evs) if evs.envelopes.contains(ev.envelope()))
+                })
+            })
+            .count();
+        let announced = others
+            .iter()
+            .filter(|p| {
+                sent.iter().any(|(to, k)| {
+                    to == *p
+                        && matches!(k, Kind::Ihave(i) if i.heads.iter().any(|h| h.author == author.public().as_bytes()[..]))
+                })
+            })
+            .count();
+        let (want_pushed, want_announced) = if fisheye { (2, 2) } else { (4, 0) };
+        assert_eq!(
+            (pushed, announced),
+            (want_pushed, want_announced),
+            "seed {seed}: fisheye {fisheye}"
+        );
+    }
+}
