@@ -37,7 +37,7 @@
 //!   eager under the posts).
 //! - `fisheye_from_start` (a size hint: the fleet is known to be larger than K) makes a peer
 //!   fisheye from its first event: it keeps its neighbours and the landmarks until its
-//!   coordinate settles, then the settled members that come, until it can draw r. Without
+//!   coordinate settles, then the settled members its pulls bring, until it can draw r. Without
 //!   it, a fleet that starts at once floods every hey-there to every peer before any of them
 //!   holds K members.
 //! - A fisheye peer spaces its newspapers by the members it holds
@@ -47,10 +47,10 @@
 //!   only, and its version-vector answers carry members in the other end's presumed scope
 //!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
 //!   the version-vector exchange on every new or healed link, and a pull (a vector of its
-//!   presence and status heads only, `VersionVector.presence_only`, to its [`PULL_FROM`]
-//!   nearest neighbours) when
-//!   this peer's coordinate first settles, while it has no radius, when it first draws its
-//!   radius and when the radius doubles.
+//!   presence and status heads only, `VersionVector.presence_only`) when this peer's
+//!   coordinate first settles and every [`PULL_RADIUSLESS`] while it has no radius (to one
+//!   neighbour at a time, nearest first), and when it first draws its radius and when the
+//!   radius doubles (to its [`PULL_FROM`] nearest neighbours).
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.
@@ -533,9 +533,10 @@ impl<R: Rng> Engine<R> {
         self.maybe_pull(radius);
     }
 
-    /// Pulls from the [`PULL_FROM`] nearest connected neighbours when this peer's coordinate
-    /// first settled, every [`PULL_RADIUSLESS`] while it has no radius (it is pushed no
-    /// members then), when it draws one, and when it grew by [`PULL_GROWTH`] (see there).
+    /// Pulls when this peer's coordinate first settled, every [`PULL_RADIUSLESS`] while it
+    /// has no radius (it is pushed no members then: one neighbour at a time, nearest first),
+    /// when it draws one and when it grew by [`PULL_GROWTH`] (see there), from the
+    /// [`PULL_FROM`] nearest connected neighbours.
     fn maybe_pull(&mut self, radius: Option<f64>) {
         if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
             return;
@@ -554,26 +555,31 @@ impl<R: Rng> Engine<R> {
         if !grew {
             return;
         }
-        self.fisheye.pulled = Some((radius, true));
-        let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
-        self.fisheye.next_pull = Some(self.now + wait);
-        let nearest = self
+        let nearest: Vec<AuthorKey> = self
             .links
             .iter()
-            .filter(|(_, l)| l.status == LinkStatus::Connected)
+            .filter(|(p, l)| {
+                l.status == LinkStatus::Connected && !self.leaving_links.contains_key(*p)
+            })
             .map(|(p, l)| (l.rtt().unwrap_or(std::time::Duration::MAX), *p))
             .collect::<BTreeSet<_>>()
             .into_iter()
-            .map(|(_, p)| p);
+            .map(|(_, p)| p)
+            .collect();
+        if nearest.is_empty() {
+            return; // nobody to ask: again at the next scope update
+        }
+        self.fisheye.pulled = Some((radius, true));
+        let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
+        self.fisheye.next_pull = Some(self.now + wait);
         // With no radius, one neighbour at a time, nearest first: each pull lists what the
         // ones before brought (three at once were answered with the same members thrice).
         let peers: Vec<AuthorKey> = if radius.is_none() {
-            let n = self.links.len().max(1);
-            let i = self.fisheye.radiusless_pulls % n;
-            self.fisheye.radiusless_pulls += 1;
-            nearest.skip(i).take(1).collect()
+            let i = self.fisheye.radiusless_pulls % nearest.len();
+            self.fisheye.radiusless_pulls = self.fisheye.radiusless_pulls.wrapping_add(1);
+            vec![nearest[i]]
         } else {
-            nearest.take(PULL_FROM).collect()
+            nearest.into_iter().take(PULL_FROM).collect()
         };
         for p in peers {
             self.send_heads(p, false, true); // members only: posts are not what it missed

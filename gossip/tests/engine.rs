@@ -1143,7 +1143,9 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
 
 /// A fisheye peer relays a member's presence on at most two of the author's eager tree links
 /// and announces it on the others (a member's first events flood its ball on young trees);
-/// a full-membership peer pushes it on every eager link (the control).
+/// a full-membership peer pushes it on every eager link (the control). The author's own link
+/// counts as any other (leaving it out cost members known: 0.921 against 0.948 in the sim
+/// test `a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuses`).
 #[test]
 fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_rest() {
     use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
@@ -1189,7 +1191,9 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
             vec![],
         );
         let sent = frames_sent(&mut e, inputs, end);
-        let pushed = others
+        // Every link but the one it came from: the author's too.
+        let targets: Vec<AuthorKey> = others.iter().copied().chain([author.public()]).collect();
+        let pushed = targets
             .iter()
             .filter(|p| {
                 sent.iter().any(|(to, k)| {
@@ -1198,7 +1202,7 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
                 })
             })
             .count();
-        let announced = others
+        let announced = targets
             .iter()
             .filter(|p| {
                 sent.iter().any(|(to, k)| {
@@ -1207,7 +1211,7 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
                 })
             })
             .count();
-        let (want_pushed, want_announced) = if fisheye { (2, 2) } else { (4, 0) };
+        let (want_pushed, want_announced) = if fisheye { (2, 3) } else { (5, 0) };
         assert_eq!(
             (pushed, announced),
             (want_pushed, want_announced),

@@ -32,7 +32,8 @@ use crate::wire;
 /// Domain tag prefixed to the event bytes before signing.
 pub const EVENT_DOMAIN: &[u8] = b"vecino/v1/event\0";
 
-/// Decompressed keys kept by a [`Verifier`] (~250 KiB); the cache is cleared when it fills.
+/// Decompressed keys kept by a [`Verifier`] by default (~450 kB); the cache is cleared when
+/// it fills.
 const KEY_CACHE_ENTRIES: usize = 1024;
 
 /// An event whose signature and shape have been checked. Cheap to clone: the decoded event
