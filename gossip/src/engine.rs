@@ -85,6 +85,8 @@ const MAX_FRAME_EVENT_BYTES: usize = 16_384;
 pub(crate) const RECENT_HOPS: usize = 16_384;
 /// Events answered per version vector at most (the rest follow on the next exchange).
 pub(crate) const MAX_SYNC_EVENTS: usize = 4_096;
+/// Room kept for outputs between calls to `handle`.
+const OUT_KEPT: usize = 256;
 /// Share of a paced uplink that heartbeats may take: on a scarce shared medium (35 vehicles
 /// on one 256 kbit/s radio leave 7.3 kbit/s each) a ping and a pong per link per second would
 /// take it all, so the heartbeat period stretches until they fit in this share.
@@ -1457,6 +1459,9 @@ impl<R: Rng> Protocol for Engine<R> {
 
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
         self.now = self.now.max(now);
+        // A burst (a pull answered with thousands of events) must not keep its room for
+        // good: the outputs of each call are drained, the buffer stays.
+        self.out.shrink_to(OUT_KEPT);
         match input {
             Input::Start => {} // the outputs queued by `new` go out below
             Input::Received { from, frame } => self.on_frame(from, frame),
