@@ -108,10 +108,15 @@ impl TreeEdges {
         TREE_SLOTS as u32 - lazy
     }
 
-    /// Whether an event of `tree` is pushed on this link (`presence`: a presence or status
-    /// event, which its membership slot may mute).
-    pub(crate) fn pushes(&self, tree: u16, presence: bool) -> bool {
-        self.eager(tree) && !(presence && self.muted(tree))
+    /// Whether an event of `stream` on `tree` is pushed on this link.
+    pub(crate) fn pushes(&self, tree: u16, stream: Stream) -> bool {
+        self.eager(tree) && self.carries(tree, stream)
+    }
+
+    /// Whether an event of `stream` on `tree` is pushed or announced on this link at all:
+    /// presence and status (latest-value streams) not while their membership slot is muted.
+    pub(crate) fn carries(&self, tree: u16, stream: Stream) -> bool {
+        stream.kind() != Some(StreamKind::LatestValue) || !self.muted(tree)
     }
 
     /// Whether the presence and status of `tree`'s authors are muted on this link.
@@ -165,7 +170,7 @@ impl<R: Rng> Engine<R> {
                 Some(**p) != from
                     && l.status != LinkStatus::Disconnected
                     && !self.leaving_links.contains_key(*p)
-                    && !(presence && l.trees.muted(tree))
+                    && l.trees.carries(tree, ev.stream())
             })
             .filter(|(p, _)| self.passes_to(**p, ev))
             .map(|(p, l)| (*p, l.trees.eager(tree)))
@@ -355,16 +360,13 @@ impl<R: Rng> Engine<R> {
         }
         let tree = self.tree(author);
         let slot = membership_slot(tree);
-        let muted: Vec<AuthorKey> = self
-            .links
-            .iter()
-            .filter(|(_, l)| l.status != LinkStatus::Disconnected && l.trees.muted(tree))
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in muted {
-            if let Some(l) = self.links.get_mut(&peer) {
-                l.trees.set(slot, true);
+        let mut unmuted = Vec::new();
+        for (peer, l) in &mut self.links {
+            if l.status != LinkStatus::Disconnected && l.trees.set(slot, true) {
+                unmuted.push(*peer);
             }
+        }
+        for peer in unmuted {
             self.stats.unmutes += 1;
             let graft = pb::Graft { heads: Vec::new(), trees: vec![u32::from(slot)] };
             self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
@@ -390,8 +392,7 @@ impl<R: Rng> Engine<R> {
         // Pushes of those trees still waiting for this link turn into announcements.
         let unpushed = l.unpush_lazy(|a| tree_of(a, per_author));
         for ((author, stream), seq) in unpushed {
-            let presence = stream.kind() == Some(StreamKind::LatestValue);
-            if presence && l.trees.muted(tree_of(&author, per_author)) {
+            if !l.trees.carries(tree_of(&author, per_author), stream) {
                 continue; // muted: not announced either
             }
             if l.ihave.len() < MAX_IHAVE_PER_LINK {

@@ -419,10 +419,7 @@ impl Link {
                     && u.tries == 0
                     && u.sent_at.is_none()
                     && !u.unknown.is_empty()
-                    && u.unknown.iter().all(|((a, s), _)| {
-                        let presence = s.kind() == Some(vecino_proto::StreamKind::LatestValue);
-                        !self.trees.pushes(tree(a), presence)
-                    })
+                    && u.unknown.iter().all(|((a, s), _)| !self.trees.pushes(tree(a), *s))
             })
             .map(|(id, _)| *id)
             .collect();

@@ -125,8 +125,8 @@ pub(crate) struct Fisheye {
     /// Heads refused, by stream (at most [`MAX_REFUSED`]): announcements of them are not
     /// grafted (the graft would fetch an event refused again, forever).
     pub(crate) refused_heads: BTreeMap<StreamKey, u64>,
-    /// The radius at the last pull, and whether this peer's coordinate was settled then.
-    pub(crate) pulled: Option<(Option<f64>, bool)>,
+    /// The radius at the last pull (`None` before the first).
+    pub(crate) pulled: Option<Option<f64>>,
     /// No pull before this.
     pub(crate) next_pull: Option<Time>,
     /// Pulls made while the radius was unbounded (the next goes to the next nearest).
@@ -541,16 +541,12 @@ impl<R: Rng> Engine<R> {
         if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
             return;
         }
-        let grew = match self.fisheye.pulled {
-            None => true,
-            Some((before, _)) => match (before, radius) {
-                (Some(b), Some(r)) => r > b * PULL_GROWTH,
-                // The radius is drawn: what the neighbours did not pass on while they could
-                // not tell whether it was wanted here comes now.
-                (None, Some(_)) => true,
-                // No radius yet: nothing is pushed here, pull again.
-                (_, None) => true,
-            },
+        // Never pulled; or the radius is drawn (what the neighbours did not pass on while
+        // they could not tell whether it was wanted here comes now); or there is none yet
+        // (nothing is pushed here: pull again).
+        let grew = match (self.fisheye.pulled, radius) {
+            (Some(Some(b)), Some(r)) => r > b * PULL_GROWTH,
+            _ => true,
         };
         if !grew {
             return;
@@ -569,7 +565,7 @@ impl<R: Rng> Engine<R> {
         if nearest.is_empty() {
             return; // nobody to ask: again at the next scope update
         }
-        self.fisheye.pulled = Some((radius, true));
+        self.fisheye.pulled = Some(radius);
         let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
         self.fisheye.next_pull = Some(self.now + wait);
         // With no radius, one neighbour at a time, nearest first: each pull lists what the

@@ -460,7 +460,7 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
     };
     feed(&mut e, now, Input::Start);
     for peer in [a, b] {
-        feed(&mut e, now, Input::LinkUp { peer, info: LinkInfo::default() });
+        feed(&mut e, now, up(peer));
     }
     // B pruned the link: it is lazy.
     feed(
@@ -567,7 +567,7 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
     };
     let mut e = Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
     let _ = e.handle(START, Input::Start).count();
-    let _ = e.handle(START, Input::LinkUp { peer: b, info: LinkInfo::default() }).count();
+    let _ = e.handle(START, up(b)).count();
     let feed = |e: &mut Engine<ChaCha8Rng>, kind: Kind| {
         let _ = e.handle(START, Input::Received { from: b, frame: frame(kind) }).count();
     };
@@ -683,7 +683,7 @@ fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
     }));
     for i in 0..6 {
         let peer = identity(seed, i).public();
-        inputs.push((START, Input::LinkUp { peer, info: LinkInfo::default() }));
+        inputs.push((START, up(peer)));
         inputs.push((START, Input::Received { from: peer, frame: prune.clone() }));
     }
     let body = Bytes::from_static(b"hello");
@@ -711,8 +711,7 @@ fn host_back_pressure_bounds_what_the_host_holds() {
     let sent_bytes = |outs: Vec<Output>| -> usize {
         outs.iter().map(|o| if let Output::Send { frame, .. } = o { frame.len() } else { 0 }).sum()
     };
-    let mut handed =
-        sent_bytes(e.handle(START, Input::LinkUp { peer, info: LinkInfo::default() }).collect());
+    let mut handed = sent_bytes(e.handle(START, up(peer)).collect());
     for i in 0..20u8 {
         let body = Bytes::from(vec![i; 200]);
         let post = Input::Command(Command::Post { topic: "t".into(), body });
@@ -862,7 +861,7 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     let config = Config { max_links: 1, ..Config::default() };
     let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
     let _ = e.handle(START, Input::Start).count();
-    let _ = e.handle(START, Input::LinkUp { peer: a, info: LinkInfo::default() }).count();
+    let _ = e.handle(START, up(a)).count();
     let byes_to = |outs: &[Output], to: AuthorKey| {
         outs.iter()
             .filter(|o| match o {
@@ -891,8 +890,7 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     assert_eq!(e.stats().rejected.get("after_bye"), Some(&1), "seed {seed}");
     // A transport that comes up: a bye, and the neighbour closes it (not a disconnect here,
     // which would drop the bye with the connection).
-    let outs: Vec<Output> =
-        e.handle(START, Input::LinkUp { peer: c, info: LinkInfo::default() }).collect();
+    let outs: Vec<Output> = e.handle(START, up(c)).collect();
     assert_eq!((byes_to(&outs, c), disconnects(&outs, c)), (1, 0), "seed {seed}: {outs:?}");
     assert_eq!(e.stats().rejected.get("too_many_links"), Some(&2), "seed {seed}");
     let linked: Vec<AuthorKey> = e.links().into_iter().map(|l| l.peer).collect();
@@ -940,6 +938,27 @@ fn frames_sent_answering(
     sent
 }
 
+/// A frame of `kind` from `from`, with link seq `link_seq` (0: unsequenced).
+fn received(from: AuthorKey, link_seq: u64, kind: vecino_proto::pb::frame::Kind) -> Input {
+    let frame = vecino_proto::pb::Frame { link_seq, link_floor: 0, kind: Some(kind) };
+    Input::Received { from, frame: Bytes::from(vecino_proto::encode_frame(&frame)) }
+}
+
+/// `ev` pushed by `from` (first frame on the link).
+fn pushed(from: AuthorKey, ev: &VerifiedEvent) -> Input {
+    let events = vecino_proto::pb::Events {
+        envelopes: vec![ev.envelope().clone()],
+        sync: false,
+        hops: None,
+    };
+    received(from, 1, vecino_proto::pb::frame::Kind::Events(events))
+}
+
+/// A link to `peer` came up.
+fn up(peer: AuthorKey) -> Input {
+    Input::LinkUp { peer, info: LinkInfo::default() }
+}
+
 /// A fisheye peer that refuses a pushed presence answers with a prune of the author's
 /// *membership slot* (`TREE_SLOTS` + its tree slot); a peer whose link is muted on that slot
 /// neither pushes nor announces that author's presence and status there any more, while an
@@ -959,19 +978,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
     let hey = Body::HeyThere(pb::HeyThere { name: "far".into(), ..Default::default() });
     let ev = far.sign(Stream::HeyThere, 1, hlc, hey).expect("sign");
-    let push = |from: AuthorKey| Input::Received {
-        from,
-        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
-            link_seq: 1,
-            link_floor: 0,
-            kind: Some(Kind::Events(pb::Events {
-                envelopes: vec![ev.envelope().clone()],
-                sync: false,
-                hops: None,
-            })),
-        })),
-    };
-    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let push = |from: AuthorKey| pushed(from, &ev);
     let at = START + Duration::from_millis(300);
     let end = START + Duration::from_secs(2);
 
@@ -1009,14 +1016,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
                 }
         })
     };
-    let mute = Input::Received {
-        from: b,
-        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
-            link_seq: 0,
-            link_floor: 0,
-            kind: Some(Kind::Prune(pb::Prune { trees: vec![muted_slot] })),
-        })),
-    };
+    let mute = received(b, 0, Kind::Prune(pb::Prune { trees: vec![muted_slot] }));
     let start = vec![(START, Input::Start), (START, up(b)), (START, up(c))];
     for muted in [false, true] {
         let mut inputs = start.clone();
@@ -1049,41 +1049,21 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
         error: 0.1,
         adjustment: 0.0,
     };
-    let frame = |link_seq: u64, kind: Kind| {
-        Bytes::from(vecino_proto::encode_frame(&pb::Frame {
-            link_seq,
-            link_floor: 0,
-            kind: Some(kind),
-        }))
-    };
     let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
     let paper =
         Body::Newspaper(pb::Newspaper { coordinate: Some(settled(30.0)), ..Default::default() });
     let ev = far.sign(Stream::Newspaper, 1, hlc, paper).expect("sign");
-    let push = Input::Received {
-        from: c,
-        frame: frame(
-            1,
-            Kind::Events(pb::Events {
-                envelopes: vec![ev.envelope().clone()],
-                sync: false,
-                hops: None,
-            }),
-        ),
-    };
-    let pull = Input::Received {
-        from: b,
-        frame: frame(
-            1,
-            Kind::VersionVector(pb::VersionVector {
-                heads: Vec::new(),
-                partial: false,
-                reply: false,
-                presence_only: true,
-            }),
-        ),
-    };
-    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let push = pushed(c, &ev);
+    let pull = received(
+        b,
+        1,
+        Kind::VersionVector(pb::VersionVector {
+            heads: Vec::new(),
+            partial: false,
+            reply: false,
+            presence_only: true,
+        }),
+    );
     let carries = |sent: &[(AuthorKey, Kind)], sync: bool| {
         sent.iter().any(|(t, k)| {
             *t == b
@@ -1105,17 +1085,15 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
         let answer = |now: Time, to: AuthorKey, k: &Kind| match k {
             Kind::Ping(p) if to == b => Some((
                 now + ONE_WAY * 2,
-                Input::Received {
-                    from: b,
-                    frame: frame(
-                        0,
-                        Kind::Pong(pb::Pong {
-                            nonce: p.nonce,
-                            coordinate: Some(settled(31.0)),
-                            fisheye_radius_us: scope,
-                        }),
-                    ),
-                },
+                received(
+                    b,
+                    0,
+                    Kind::Pong(pb::Pong {
+                        nonce: p.nonce,
+                        coordinate: Some(settled(31.0)),
+                        fisheye_radius_us: scope,
+                    }),
+                ),
             )),
             _ => None,
         };
@@ -1157,19 +1135,7 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
     let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
     let paper = Body::Newspaper(pb::Newspaper::default());
     let ev = author.sign(Stream::Newspaper, 1, hlc, paper).expect("sign");
-    let push = Input::Received {
-        from,
-        frame: Bytes::from(vecino_proto::encode_frame(&pb::Frame {
-            link_seq: 1,
-            link_floor: 0,
-            kind: Some(Kind::Events(pb::Events {
-                envelopes: vec![ev.envelope().clone()],
-                sync: false,
-                hops: None,
-            })),
-        })),
-    };
-    let up = |peer| Input::LinkUp { peer, info: LinkInfo::default() };
+    let push = pushed(from, &ev);
     let at = START + Duration::from_millis(300);
     let end = START + Duration::from_secs(2);
     for fisheye in [true, false] {
