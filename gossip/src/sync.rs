@@ -13,18 +13,24 @@
 //!   not catching up by themselves) triggers a version vector exchange;
 //! - a log event that arrives ahead of a gap makes the receiver ask the sender for the gap.
 //!
+//! A vector names each member (the latest-value heads) by a 64-bit fingerprint of its key
+//! under a salt drawn per vector (`pb::MemberHead`), 15 bytes a head instead of 40; the
+//! receiver resolves the fingerprints of the members it holds and of its neighbours, and a
+//! head it cannot resolve is of a member it does not hold. A fisheye pull lists hundreds of
+//! members: at 1 000 peers this cut membership + control from 19.6 to 16.4 kbit/s per peer.
+//!
 //! Under fisheye membership (`crate::membership`) neighbours hold different members, so a
 //! fisheye peer's digest covers the log streams only (a digest equal to either of ours is a
 //! match), its version-vector answers carry latest-value events in the other end's presumed
 //! scope only (within this peer's radius of it, and within the radius its vector implies),
 //! and it replies with its own vector only for what it keeps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use rand::Rng;
+use rand::{Rng, RngExt};
 use vecino_proto::limits::MAX_HEADS_PER_FRAME;
 use vecino_proto::pb::{self, frame::Kind};
-use vecino_proto::{AuthorKey, Bytes};
+use vecino_proto::{AuthorKey, Bytes, StreamKind};
 
 use crate::broadcast::head_key;
 use crate::engine::{Engine, MAX_SYNC_EVENTS};
@@ -74,52 +80,67 @@ impl<R: Rng> Engine<R> {
     }
 
     /// Sends every head (`presence_only`: of the latest-value streams only), in frames of
-    /// at most `MAX_HEADS_PER_FRAME`.
+    /// at most `MAX_HEADS_PER_FRAME` of each kind. Latest-value heads name their author by
+    /// fingerprint (`pb::MemberHead`), under a salt drawn for this vector.
     pub(crate) fn send_heads(&mut self, peer: AuthorKey, reply: bool, presence_only: bool) {
         self.stats.version_vectors += 1;
-        let heads: Vec<pb::StreamHead> = self
-            .store
-            .heads()
-            .filter(|((_, stream), _)| {
-                !presence_only || stream.kind() == Some(vecino_proto::StreamKind::LatestValue)
-            })
-            .map(|((author, stream), seq)| pb::StreamHead {
-                author: Bytes::copy_from_slice(author.as_bytes()),
-                stream: stream as i32,
-                seq,
-                hops: None,
-            })
-            .collect();
-        let chunks: Vec<Vec<pb::StreamHead>> =
-            heads.chunks(MAX_HEADS_PER_FRAME).map(<[_]>::to_vec).collect();
-        let n = chunks.len().max(1);
-        let mut chunks = chunks.into_iter();
+        let salt: u64 = self.rng.random();
+        let mut heads: Vec<pb::StreamHead> = Vec::new();
+        let mut members: Vec<pb::MemberHead> = Vec::new();
+        let mut last: Option<(AuthorKey, u64)> = None; // heads come by author
+        for ((author, stream), seq) in self.store.heads() {
+            if stream.kind() == Some(StreamKind::LatestValue) {
+                let member = match last {
+                    Some((a, fp)) if a == author => fp,
+                    _ => author.fingerprint(salt),
+                };
+                last = Some((author, member));
+                members.push(pb::MemberHead { member, stream: stream as i32, seq });
+            } else if !presence_only {
+                heads.push(pb::StreamHead {
+                    author: Bytes::copy_from_slice(author.as_bytes()),
+                    stream: stream as i32,
+                    seq,
+                    hops: None,
+                });
+            }
+        }
+        let n = heads.len().max(members.len()).div_ceil(MAX_HEADS_PER_FRAME).max(1);
+        let (mut heads, mut members) = (heads.into_iter(), members.into_iter());
         for i in 0..n {
-            let heads = chunks.next().unwrap_or_default();
-            let vv = pb::VersionVector { heads, partial: i + 1 < n, reply, presence_only };
+            let vv = pb::VersionVector {
+                heads: heads.by_ref().take(MAX_HEADS_PER_FRAME).collect(),
+                partial: i + 1 < n,
+                reply,
+                presence_only,
+                members: members.by_ref().take(MAX_HEADS_PER_FRAME).collect(),
+                member_salt: salt,
+            };
             self.send(peer, Kind::VersionVector(vv), Priority::Control, true);
         }
     }
 
     pub(crate) fn on_version_vector(&mut self, from: AuthorKey, vv: &pb::VersionVector) {
         let max_heads = self.config.max_members.saturating_mul(8);
+        let members = self.resolve_members(vv);
         let Some(link) = self.links.get_mut(&from) else { return };
-        for h in &vv.heads {
-            if let Some(key) = head_key(&h.author, h.stream)
-                && (link.vv_in.len() < max_heads || link.vv_in.contains_key(&key))
-            {
-                link.vv_in.insert(key, h.seq);
+        let keyed = vv.heads.iter().filter_map(|h| Some((head_key(&h.author, h.stream)?, h.seq)));
+        for (key, seq) in keyed.chain(members.resolved) {
+            if link.vv_in.len() < max_heads || link.vv_in.contains_key(&key) {
+                link.vv_in.insert(key, seq);
             }
         }
+        link.vv_unresolved |= members.unresolved;
         if vv.partial {
             return;
         }
         let theirs: BTreeMap<_, _> = std::mem::take(&mut link.vv_in);
+        let unresolved = std::mem::take(&mut link.vv_unresolved);
         let radius = self.radius_of(from, &theirs);
         let events = self.store.missing_for(
             &theirs,
             MAX_SYNC_EVENTS,
-            &|a| self.answers(from, a, radius),
+            &|a| self.answers(from, a, radius, listed(&theirs, a)),
             vv.presence_only,
         );
         if !events.is_empty() {
@@ -127,11 +148,48 @@ impl<R: Rng> Engine<R> {
         }
         // A fisheye peer lacks only what it would keep: posts, and members it holds or always
         // keeps (neighbours, landmarks); the rest of the other end's members are out of its
-        // scope, and replying for them would cost a vector and an answer every time.
-        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq && self.would_keep(k));
+        // scope, and replying for them would cost a vector and an answer every time. A member
+        // it could not resolve is one it does not hold: lacking, unless fisheye.
+        let lacking = theirs.iter().any(|(k, &seq)| self.store.head(k) < seq && self.would_keep(k))
+            || (unresolved && !self.fisheye.active);
         if lacking && !vv.reply {
             self.send_heads(from, true, vv.presence_only);
         }
+    }
+
+    /// The latest-value heads of a vector, their authors resolved among the members this
+    /// peer holds and its neighbours (each fingerprint computed under the vector's salt).
+    fn resolve_members(&mut self, vv: &pb::VersionVector) -> Resolved {
+        let mut out = Resolved::default();
+        if vv.members.is_empty() {
+            return out;
+        }
+        let salt = vv.member_salt;
+        let mut known: HashMap<u64, AuthorKey> = HashMap::new();
+        let mut last = None;
+        let held =
+            self.store.heads().filter(|((_, s), _)| s.kind() == Some(StreamKind::LatestValue));
+        for a in held.map(|((a, _), _)| a).chain(self.links.keys().copied()) {
+            if last != Some(a) {
+                known.insert(a.fingerprint(salt), a);
+                last = Some(a);
+            }
+        }
+        let mut bad = 0;
+        for m in &vv.members {
+            let stream = pb::Stream::try_from(m.stream)
+                .ok()
+                .filter(|s| s.kind() == Some(StreamKind::LatestValue));
+            match (stream, known.get(&m.member)) {
+                (None, _) => bad += 1,
+                (Some(stream), Some(a)) => out.resolved.push(((*a, stream), m.seq)),
+                (Some(_), None) => out.unresolved = true,
+            }
+        }
+        for _ in 0..bad {
+            self.reject("bad_member_head");
+        }
+        out
     }
 
     pub(crate) fn on_request(&mut self, from: AuthorKey, r: &pb::RequestRanges) {
@@ -152,4 +210,18 @@ impl<R: Rng> Engine<R> {
             self.send_events(from, &events, true, None);
         }
     }
+}
+
+/// Whether a vector lists `author`'s presence or status (the other end holds the member).
+fn listed(theirs: &BTreeMap<crate::store::StreamKey, u64>, author: &AuthorKey) -> bool {
+    theirs.contains_key(&(*author, pb::Stream::HeyThere))
+        || theirs.contains_key(&(*author, pb::Stream::Newspaper))
+}
+
+/// A vector's latest-value heads, resolved (see `Engine::resolve_members`).
+#[derive(Default)]
+struct Resolved {
+    resolved: Vec<(crate::store::StreamKey, u64)>,
+    /// Some named a member this peer neither holds nor links to.
+    unresolved: bool,
 }

@@ -1062,6 +1062,7 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
             partial: false,
             reply: false,
             presence_only: true,
+            ..Default::default()
         }),
     );
     let carries = |sent: &[(AuthorKey, Kind)], sync: bool| {
@@ -1116,6 +1117,87 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
             sent = frames_sent(&mut e, vec![(pulled_at, pull.clone())], end);
             assert!(carries(&sent, true), "seed {seed}: the pull is answered with the member");
         }
+    }
+}
+
+/// Version vectors name members by fingerprint under a salt drawn per vector (15 bytes a
+/// head instead of 40): a peer's own vector lists its members that way, and a pull answered
+/// from one carries only the members it does not list. A fingerprint the answerer cannot
+/// resolve is a member it lacks: it replies with its own vector (the control: none without).
+#[test]
+fn vectors_name_members_by_fingerprint_and_answers_carry_only_what_is_not_listed() {
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 21;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let (x, y, z) = (identity(seed, 3), identity(seed, 4), identity(seed, 5));
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let hey = |who: &Identity| {
+        let body = Body::HeyThere(pb::HeyThere { name: "m".into(), ..Default::default() });
+        who.sign(Stream::HeyThere, 1, hlc, body).expect("sign")
+    };
+    let (hx, hy) = (hey(&x), hey(&y));
+    let events = pb::Events {
+        envelopes: vec![hx.envelope().clone(), hy.envelope().clone()],
+        sync: false,
+        hops: None,
+    };
+    let salt = 0x5eed_u64;
+    let head = |who: &Identity| pb::MemberHead {
+        member: who.public().fingerprint(salt),
+        stream: Stream::HeyThere as i32,
+        seq: 1,
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    for unknown in [false, true] {
+        let mut members = vec![head(&x)];
+        if unknown {
+            members.push(head(&z)); // z: never heard of here
+        }
+        let pull = pb::VersionVector {
+            presence_only: true,
+            members,
+            member_salt: salt,
+            ..Default::default()
+        };
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(c)),
+            (at(100), received(c, 1, Kind::Events(events.clone()))),
+            (at(200), up(b)),
+            (at(300), received(b, 1, Kind::VersionVector(pull))),
+        ];
+        let mut e = Engine::new(
+            identity(seed, 100),
+            Config::default(),
+            ChaCha8Rng::seed_from_u64(seed),
+            START,
+            vec![],
+        );
+        let sent = frames_sent(&mut e, inputs, at(1_000));
+        let to_b: Vec<&Kind> = sent.iter().filter(|(t, _)| *t == b).map(|(_, k)| k).collect();
+        // Its own vector to the new neighbour: members by fingerprint, no 32-byte keys.
+        let vector = to_b
+            .iter()
+            .find_map(|k| match k {
+                Kind::VersionVector(v) if !v.reply => Some(v),
+                _ => None,
+            })
+            .expect("a vector on the new link");
+        assert!(vector.heads.is_empty(), "seed {seed}: no keyed heads (no posts here)");
+        for who in [&x, &y] {
+            let fp = who.public().fingerprint(vector.member_salt);
+            assert!(vector.members.iter().any(|m| m.member == fp), "seed {seed}: lists members");
+        }
+        let answered = |ev: &VerifiedEvent| {
+            to_b.iter().any(|k| {
+                matches!(k, Kind::Events(evs) if evs.sync && evs.envelopes.contains(ev.envelope()))
+            })
+        };
+        assert!(answered(&hy), "seed {seed}: the member not listed is sent");
+        assert!(!answered(&hx), "seed {seed}: the member listed is not");
+        let replied = to_b.iter().any(|k| matches!(k, Kind::VersionVector(v) if v.reply));
+        assert_eq!(replied, unknown, "seed {seed}: a reply vector iff a member was unresolved");
     }
 }
 

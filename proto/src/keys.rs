@@ -54,6 +54,18 @@ impl AuthorKey {
     pub fn short(&self) -> String {
         hex8(&self.0)
     }
+
+    /// This key's fingerprint under `salt` (a `MemberHead`'s name for its author): the first
+    /// 8 bytes, little-endian, of SHA-256(salt little-endian ‖ key). 64 bits keep chance
+    /// collisions negligible (N² / 2⁶⁵ among N members); the per-vector salt makes aiming
+    /// one at a given key a search per vector rather than one done ahead of time.
+    pub fn fingerprint(&self, salt: u64) -> u64 {
+        let mut h = Sha256::new();
+        h.update(salt.to_le_bytes());
+        h.update(self.0);
+        let d = h.finalize();
+        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+    }
 }
 
 impl fmt::Display for AuthorKey {

@@ -263,6 +263,16 @@ static STREAM_HEAD: Schema = Schema {
         f(4, "StreamHead.hops", Kind::Varint),
     ],
 };
+/// Smallest encoding of a head named by fingerprint: tag + 8 bytes.
+const MIN_FINGERPRINTED: usize = 1 + 8;
+static MEMBER_HEAD: Schema = Schema {
+    name: "MemberHead",
+    fields: &[
+        f(1, "MemberHead.member", Kind::Fixed64),
+        f(2, "MemberHead.stream", Kind::Varint),
+        f(3, "MemberHead.seq", Kind::Varint),
+    ],
+};
 static VERSION_VECTOR: Schema = Schema {
     name: "VersionVector",
     fields: &[
@@ -273,6 +283,17 @@ static VERSION_VECTOR: Schema = Schema {
         ),
         f(2, "VersionVector.partial", Kind::Varint),
         f(3, "VersionVector.reply", Kind::Varint),
+        f(4, "VersionVector.presence_only", Kind::Varint),
+        f(
+            5,
+            "VersionVector.members",
+            Kind::RepeatedMsg {
+                schema: &MEMBER_HEAD,
+                min: MIN_FINGERPRINTED,
+                count: MAX_HEADS_PER_FRAME,
+            },
+        ),
+        f(6, "VersionVector.member_salt", Kind::Fixed64),
     ],
 };
 static SEQ_RANGE: Schema = Schema {
@@ -551,6 +572,25 @@ mod tests {
             check(&buf, &OPINION),
             Err(WireError::Malformed { message: "Opinion", what: "repeated element too short" })
         );
+    }
+
+    #[test]
+    fn member_heads_need_their_fingerprint_and_are_counted() {
+        use prost::Message;
+        let head = crate::pb::MemberHead { member: u64::MAX, stream: 2, seq: 300 };
+        let vv = crate::pb::VersionVector { members: vec![head; 3], ..Default::default() };
+        assert_eq!(check(&vv.encode_to_vec(), &VERSION_VECTOR), Ok(()));
+        // Elements shorter than a fingerprint (here empty): rejected before decoding.
+        let buf: Vec<u8> = std::iter::repeat_n([0x2a, 0x00], 1000).flatten().collect();
+        assert!(matches!(check(&buf, &VERSION_VECTOR), Err(WireError::Malformed { .. })));
+        let many = crate::pb::VersionVector {
+            members: vec![head; MAX_HEADS_PER_FRAME + 1],
+            ..Default::default()
+        };
+        assert!(matches!(
+            check(&many.encode_to_vec(), &VERSION_VECTOR),
+            Err(WireError::Limit { field: "VersionVector.members", .. })
+        ));
     }
 
     #[test]
