@@ -1120,6 +1120,80 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
     }
 }
 
+/// A fisheye peer whose coordinate settled but that cannot draw a radius yet (it holds fewer
+/// than K settled members) is pushed no members, so it pulls: a presence-only vector to one
+/// connected neighbour at a time, nearest by RTT first, then the next, every
+/// `PULL_RADIUSLESS` (10 s).
+#[test]
+fn a_peer_with_no_radius_pulls_one_neighbour_at_a_time_nearest_first() {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 22;
+    eprintln!("seed {seed}");
+    let peers: Vec<AuthorKey> = (1..=3).map(|i| identity(seed, i).public()).collect();
+    // Neighbour i answers pings after (i + 1) × 10 ms, with a settled coordinate.
+    let rtt = |to: AuthorKey| {
+        let i = peers.iter().position(|p| *p == to).expect("a neighbour");
+        Duration::from_millis(10 * (i as u64 + 2))
+    };
+    let coordinate = |to: AuthorKey| pb::Coordinate {
+        vec: vec![rtt(to).as_secs_f32() * 1e3; vecino_coords::DEFAULT_DIMENSIONS],
+        height: 0.001,
+        error: 0.05,
+        adjustment: 0.0,
+    };
+    let answer = |now: Time, to: AuthorKey, k: &Kind| match k {
+        Kind::Ping(p) => Some((
+            now + rtt(to),
+            received(
+                to,
+                0,
+                Kind::Pong(pb::Pong {
+                    nonce: p.nonce,
+                    coordinate: Some(coordinate(to)),
+                    fisheye_radius_us: None,
+                }),
+            ),
+        )),
+        _ => None,
+    };
+    let config = Config {
+        fisheye_members: 8,
+        fisheye_from_start: true,
+        fisheye_landmarks: 0,
+        ..Config::default()
+    };
+    let mut e =
+        Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let mut inputs = vec![(START, Input::Start)];
+    inputs.extend(peers.iter().map(|p| (START, up(*p))));
+    let end = START + Duration::from_secs(300);
+    // Each pull once (nothing is acknowledged here, so frames are retransmitted: a vector's
+    // salt names it), with the time it was first handed over.
+    let mut pulls: Vec<(Time, AuthorKey)> = Vec::new();
+    let mut salts = BTreeSet::new();
+    let sent = frames_sent_answering(&mut e, inputs, end, |t, to, k| {
+        if let Kind::VersionVector(v) = k
+            && v.presence_only
+            && !v.reply
+            && salts.insert(v.member_salt)
+        {
+            pulls.push((t, to));
+        }
+        answer(t, to, k)
+    });
+    assert!(!sent.is_empty());
+    // Two rounds (later, unacknowledged frames can get a link suspected, and a suspected
+    // neighbour is skipped).
+    assert!(pulls.len() >= 6, "seed {seed}: {} pulls", pulls.len());
+    let order: Vec<AuthorKey> = pulls.iter().take(6).map(|p| p.1).collect();
+    let expected: Vec<AuthorKey> = peers.iter().copied().cycle().take(6).collect();
+    assert_eq!(order, expected, "seed {seed}: one at a time, nearest first, in turn");
+    for w in pulls.windows(2) {
+        let gap = w[1].0.saturating_since(w[0].0);
+        assert!(gap >= Duration::from_secs(10), "seed {seed}: pulls {gap:?} apart");
+    }
+}
+
 /// Version vectors name members by fingerprint under a salt drawn per vector (15 bytes a
 /// head instead of 40): a peer's own vector lists its members that way, and a pull answered
 /// from one carries only the members it does not list. A fingerprint the answerer cannot
