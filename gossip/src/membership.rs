@@ -50,8 +50,11 @@
 //!   the version-vector exchange on every new or healed link, and a pull (a vector of its
 //!   presence and status heads only, `VersionVector.presence_only`) when this peer's
 //!   coordinate first settles and every [`PULL_RADIUSLESS`] while it has no radius (to one
-//!   neighbour at a time, nearest first), and when it first draws its radius and when the
-//!   radius doubles (to its [`PULL_FROM`] nearest neighbours).
+//!   neighbour at a time, nearest first), when it first draws its radius and when the
+//!   radius doubles (to its [`PULL_FROM`] nearest neighbours), and then every
+//!   [`PULL_PERIOD`] to one neighbour in turn (the in-ball anti-entropy: members whose
+//!   first events never reached this peer, and newer status of those it holds). A vector
+//!   names members by fingerprint (15 bytes a head, `crate::sync`).
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.
@@ -101,6 +104,13 @@ pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(
 /// A fisheye peer with no radius yet is pushed no members (see `Engine::wants_within`): it
 /// pulls this often until it can draw one.
 pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
+/// Once a fisheye peer has a radius it pulls from one connected neighbour in turn, nearest
+/// first, this often: what never reached it (a member's first events are pushed on two eager
+/// links per relay, and announcements of members it does not hold are not grafted) or went
+/// stale comes in. At 2 000 peers over 5 min, against none: membership + control 13.6 →
+/// 15.3 kbit/s per peer, members known 73.8 → 78.0 %, their newest status 83.4 → 91.7 %
+/// (every 30 s from the 3 nearest: 16.6 kbit/s, 80.6 %, 92.8 %).
+pub(crate) const PULL_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 /// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
 /// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
 /// radius is first drawn cost as much as the join's pushes at 1 000 peers).
@@ -137,8 +147,10 @@ pub(crate) struct Fisheye {
     pub(crate) pulled: Option<Option<f64>>,
     /// No pull before this.
     pub(crate) next_pull: Option<Time>,
-    /// Pulls made while the radius was unbounded (the next goes to the next nearest).
-    pub(crate) radiusless_pulls: usize,
+    /// Pulls made to one neighbour at a time (the next goes to the next nearest).
+    pub(crate) turns: usize,
+    /// With a radius, the next pull to one neighbour in turn is not before this.
+    pub(crate) next_turn: Option<Time>,
     /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
     /// refused event mutes its slot on a link only if no member held shares it.
     pub(crate) held_slots: Vec<u16>,
@@ -566,7 +578,8 @@ impl<R: Rng> Engine<R> {
     /// Pulls when this peer's coordinate first settled, every [`PULL_RADIUSLESS`] while it
     /// has no radius (it is pushed no members then: one neighbour at a time, nearest first),
     /// when it draws one and when it grew by [`PULL_GROWTH`] (see there), from the
-    /// [`PULL_FROM`] nearest connected neighbours.
+    /// [`PULL_FROM`] nearest connected neighbours; and with a radius, from one neighbour in
+    /// turn every [`PULL_PERIOD`].
     fn maybe_pull(&mut self, radius: Option<f64>) {
         if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
             return;
@@ -578,7 +591,10 @@ impl<R: Rng> Engine<R> {
             (Some(Some(b)), Some(r)) => r > b * PULL_GROWTH,
             _ => true,
         };
-        if !grew {
+        // Once it has a radius: one neighbour in turn every PULL_PERIOD.
+        let turn =
+            !grew && radius.is_some() && self.fisheye.next_turn.is_none_or(|t| self.now >= t);
+        if !grew && !turn {
             return;
         }
         let nearest: Vec<AuthorKey> = self
@@ -595,14 +611,21 @@ impl<R: Rng> Engine<R> {
         if nearest.is_empty() {
             return; // nobody to ask: again at the next scope update
         }
+        self.fisheye.next_turn = Some(self.now + PULL_PERIOD);
+        if turn {
+            let i = self.fisheye.turns % nearest.len();
+            self.fisheye.turns = self.fisheye.turns.wrapping_add(1);
+            self.send_heads(nearest[i], false, true);
+            return;
+        }
         self.fisheye.pulled = Some(radius);
         let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
         self.fisheye.next_pull = Some(self.now + wait);
         // With no radius, one neighbour at a time, nearest first: each pull lists what the
         // ones before brought (three at once were answered with the same members thrice).
         let peers: Vec<AuthorKey> = if radius.is_none() {
-            let i = self.fisheye.radiusless_pulls % nearest.len();
-            self.fisheye.radiusless_pulls = self.fisheye.radiusless_pulls.wrapping_add(1);
+            let i = self.fisheye.turns % nearest.len();
+            self.fisheye.turns = self.fisheye.turns.wrapping_add(1);
             vec![nearest[i]]
         } else {
             nearest.into_iter().take(PULL_FROM).collect()
