@@ -54,7 +54,7 @@
 //!   radius doubles (to its [`PULL_FROM`] nearest neighbours), and then every
 //!   [`PULL_PERIOD`] to one neighbour in turn (the in-ball anti-entropy: members whose
 //!   first events never reached this peer, and newer status of those it holds). A vector
-//!   names members by fingerprint (15 bytes a head, `crate::sync`).
+//!   names members by fingerprint (11 bytes a head, `crate::sync`).
 //! - Far regions: the landmarks (≈ N / `fisheye_landmarks` peers, known by everyone) and a
 //!   bounded sample of far members whose events were refused ([`MAX_FAR`]), which also
 //!   serve as candidates for the overlay's random long links.

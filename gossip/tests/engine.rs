@@ -1194,7 +1194,7 @@ fn a_peer_with_no_radius_pulls_one_neighbour_at_a_time_nearest_first() {
     }
 }
 
-/// Version vectors name members by fingerprint under a salt drawn per vector (15 bytes a
+/// Version vectors name members by fingerprint under a salt drawn per vector (11 bytes a
 /// head instead of 40): a peer's own vector lists its members that way, and a pull answered
 /// from one carries only the members it does not list. A fingerprint the answerer cannot
 /// resolve is a member it lacks: it replies with its own vector (the control: none without).

@@ -56,15 +56,16 @@ impl AuthorKey {
     }
 
     /// This key's fingerprint under `salt` (a `MemberHead`'s name for its author): the first
-    /// 8 bytes, little-endian, of SHA-256(salt little-endian ‖ key). 64 bits keep chance
-    /// collisions negligible (N² / 2⁶⁵ among N members); the per-vector salt makes aiming
-    /// one at a given key a search per vector rather than one done ahead of time.
-    pub fn fingerprint(&self, salt: u64) -> u64 {
+    /// 4 bytes, little-endian, of SHA-256(salt little-endian ‖ key). The salt is drawn per
+    /// vector, so a collision is a chance of that vector alone (~5 · 10⁻⁵ between a pull of
+    /// 450 members and an answerer holding 500) and costs one member one round; nobody can
+    /// aim one at a key ahead of time.
+    pub fn fingerprint(&self, salt: u64) -> u32 {
         let mut h = Sha256::new();
         h.update(salt.to_le_bytes());
         h.update(self.0);
         let d = h.finalize();
-        u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+        u32::from_le_bytes([d[0], d[1], d[2], d[3]])
     }
 }
 

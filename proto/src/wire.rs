@@ -263,12 +263,12 @@ static STREAM_HEAD: Schema = Schema {
         f(4, "StreamHead.hops", Kind::Varint),
     ],
 };
-/// Smallest encoding of a head named by fingerprint: tag + 8 bytes.
-const MIN_FINGERPRINTED: usize = 1 + 8;
+/// Smallest encoding of a head named by fingerprint: tag + 4 bytes.
+const MIN_FINGERPRINTED: usize = 1 + 4;
 static MEMBER_HEAD: Schema = Schema {
     name: "MemberHead",
     fields: &[
-        f(1, "MemberHead.member", Kind::Fixed64),
+        f(1, "MemberHead.member", Kind::Fixed32),
         f(2, "MemberHead.stream", Kind::Varint),
         f(3, "MemberHead.seq", Kind::Varint),
     ],
@@ -577,7 +577,7 @@ mod tests {
     #[test]
     fn member_heads_need_their_fingerprint_and_are_counted() {
         use prost::Message;
-        let head = crate::pb::MemberHead { member: u64::MAX, stream: 2, seq: 300 };
+        let head = crate::pb::MemberHead { member: u32::MAX, stream: 2, seq: 300 };
         let vv = crate::pb::VersionVector { members: vec![head; 3], ..Default::default() };
         assert_eq!(check(&vv.encode_to_vec(), &VERSION_VECTOR), Ok(()));
         // Elements shorter than a fingerprint (here empty): rejected before decoding.
