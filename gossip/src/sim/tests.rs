@@ -295,8 +295,9 @@ fn vecino_heal_drains_without_a_graft_flood() {
         grafts += g;
         copies += r.copies_per_delivery / 8.0;
     }
-    // With the wait: 96 grafts and 1.98 copies per delivery; without: 112 and 2.01.
-    assert!(grafts <= 104, "seeds 1-8: {grafts} grafts");
+    // With the wait: 106 grafts and 1.89 copies per delivery; without: 141 and 2.00 (vectors
+    // naming members by fingerprint, stop 14; before them 96 / 1.98 against 112 / 2.01).
+    assert!(grafts <= 120, "seeds 1-8: {grafts} grafts");
     assert!(copies < 2.0, "seeds 1-8: {copies} copies per delivery");
 }
 
