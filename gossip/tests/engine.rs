@@ -959,6 +959,21 @@ fn up(peer: AuthorKey) -> Input {
     Input::LinkUp { peer, info: LinkInfo::default() }
 }
 
+/// The engine under test (identity 100 of `seed`), started at `START`, with nothing stored.
+fn engine(seed: u64, config: Config) -> Engine<ChaCha8Rng> {
+    Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![])
+}
+
+/// Fisheye from the start at `k` members, with no landmarks.
+fn fisheye_from_start(k: usize) -> Config {
+    Config {
+        fisheye_members: k,
+        fisheye_from_start: true,
+        fisheye_landmarks: 0,
+        ..Config::default()
+    }
+}
+
 /// A fisheye peer that refuses a pushed presence answers with a prune of the author's
 /// *membership slot* (`TREE_SLOTS` + its tree slot); a peer whose link is muted on that slot
 /// neither pushes nor announces that author's presence and status there any more, while an
@@ -983,14 +998,8 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     let end = START + Duration::from_secs(2);
 
     // The refuser: fisheye from the start, no landmarks, its coordinate not settled.
-    let config = Config {
-        fisheye_members: 4,
-        fisheye_from_start: true,
-        fisheye_landmarks: 0,
-        ..Config::default()
-    };
-    let mut e =
-        Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let config = fisheye_from_start(4);
+    let mut e = engine(seed, config);
     let inputs = vec![(START, Input::Start), (START, up(b)), (at, push(b))];
     let sent = frames_sent(&mut e, inputs, end);
     let prunes: Vec<&Vec<u32>> = sent
@@ -1100,13 +1109,7 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
         };
         let inputs =
             vec![(START, Input::Start), (START, up(b)), (START, up(c)), (pushed_at, push.clone())];
-        let mut e = Engine::new(
-            identity(seed, 100),
-            Config::default(),
-            ChaCha8Rng::seed_from_u64(seed),
-            START,
-            vec![],
-        );
+        let mut e = engine(seed, Config::default());
         let mut sent = frames_sent_answering(&mut e, inputs, pulled_at, answer);
         assert_eq!(
             carries(&sent, false),
@@ -1156,14 +1159,8 @@ fn a_peer_with_no_radius_pulls_one_neighbour_at_a_time_nearest_first() {
         )),
         _ => None,
     };
-    let config = Config {
-        fisheye_members: 8,
-        fisheye_from_start: true,
-        fisheye_landmarks: 0,
-        ..Config::default()
-    };
-    let mut e =
-        Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
+    let config = fisheye_from_start(8);
+    let mut e = engine(seed, config);
     let mut inputs = vec![(START, Input::Start)];
     inputs.extend(peers.iter().map(|p| (START, up(*p))));
     let end = START + Duration::from_secs(300);
@@ -1241,13 +1238,7 @@ fn vectors_name_members_by_fingerprint_and_answers_carry_only_what_is_not_listed
             (at(200), up(b)),
             (at(300), received(b, 1, Kind::VersionVector(pull))),
         ];
-        let mut e = Engine::new(
-            identity(seed, 100),
-            Config::default(),
-            ChaCha8Rng::seed_from_u64(seed),
-            START,
-            vec![],
-        );
+        let mut e = engine(seed, Config::default());
         let sent = frames_sent(&mut e, inputs, at(1_000));
         let to_b: Vec<&Kind> = sent.iter().filter(|(t, _)| *t == b).map(|(_, k)| k).collect();
         // Its own vector to the new neighbour: members by fingerprint, no 32-byte keys.
@@ -1305,13 +1296,7 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
             fisheye_from_start: fisheye,
             ..Config::default()
         };
-        let mut e = Engine::new(
-            identity(seed, 100),
-            config,
-            ChaCha8Rng::seed_from_u64(seed),
-            START,
-            vec![],
-        );
+        let mut e = engine(seed, config);
         let sent = frames_sent(&mut e, inputs, end);
         // Every link but the one it came from: the author's too.
         let targets: Vec<AuthorKey> = others.iter().copied().chain([author.public()]).collect();
