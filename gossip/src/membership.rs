@@ -228,8 +228,11 @@ fn carried(ev: &VerifiedEvent) -> Option<Coordinate> {
     }
 }
 
+/// The streams by which a peer holds a member: its presence and its status.
+pub(crate) const PRESENCE: [Stream; 2] = [Stream::HeyThere, Stream::Newspaper];
+
 fn is_presence(s: Stream) -> bool {
-    matches!(s, Stream::HeyThere | Stream::Newspaper)
+    PRESENCE.contains(&s)
 }
 
 impl<R: Rng> Engine<R> {
@@ -244,8 +247,7 @@ impl<R: Rng> Engine<R> {
 
     /// True when this peer holds `author`'s presence or status.
     pub(crate) fn holds(&self, author: AuthorKey) -> bool {
-        self.store.latest(&(author, Stream::HeyThere)).is_some()
-            || self.store.latest(&(author, Stream::Newspaper)).is_some()
+        PRESENCE.iter().any(|s| self.store.latest(&(author, *s)).is_some())
     }
 
     /// Whether a member at coordinate `c` is in this peer's scope (`held`: already held, with
@@ -612,23 +614,20 @@ impl<R: Rng> Engine<R> {
             return; // nobody to ask: again at the next scope update
         }
         self.fisheye.next_turn = Some(self.now + PULL_PERIOD);
-        if turn {
-            let i = self.fisheye.turns % nearest.len();
-            self.fisheye.turns = self.fisheye.turns.wrapping_add(1);
-            self.send_heads(nearest[i], false, true);
-            return;
+        if grew {
+            self.fisheye.pulled = Some(radius);
+            let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
+            self.fisheye.next_pull = Some(self.now + wait);
         }
-        self.fisheye.pulled = Some(radius);
-        let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
-        self.fisheye.next_pull = Some(self.now + wait);
-        // With no radius, one neighbour at a time, nearest first: each pull lists what the
-        // ones before brought (three at once were answered with the same members thrice).
-        let peers: Vec<AuthorKey> = if radius.is_none() {
+        // A drawn or doubled radius asks the nearest few; otherwise (no radius yet, or in
+        // turn) one neighbour at a time, nearest first: each pull lists what the ones before
+        // brought (three at once were answered with the same members thrice).
+        let peers: Vec<AuthorKey> = if grew && radius.is_some() {
+            nearest.into_iter().take(PULL_FROM).collect()
+        } else {
             let i = self.fisheye.turns % nearest.len();
             self.fisheye.turns = self.fisheye.turns.wrapping_add(1);
             vec![nearest[i]]
-        } else {
-            nearest.into_iter().take(PULL_FROM).collect()
         };
         for p in peers {
             self.send_heads(p, false, true); // members only: posts are not what it missed

@@ -35,6 +35,7 @@ use vecino_proto::{AuthorKey, Bytes, StreamKind};
 use crate::broadcast::head_key;
 use crate::engine::{Engine, MAX_SYNC_EVENTS};
 use crate::io::Priority;
+use crate::membership::PRESENCE;
 
 impl<R: Rng> Engine<R> {
     pub(crate) fn send_digest(&mut self, peer: AuthorKey) {
@@ -122,6 +123,9 @@ impl<R: Rng> Engine<R> {
 
     pub(crate) fn on_version_vector(&mut self, from: AuthorKey, vv: &pb::VersionVector) {
         let max_heads = self.config.max_members.saturating_mul(8);
+        if !self.links.contains_key(&from) {
+            return;
+        }
         let members = self.resolve_members(vv);
         let Some(link) = self.links.get_mut(&from) else { return };
         let keyed = vv.heads.iter().filter_map(|h| Some((head_key(&h.author, h.stream)?, h.seq)));
@@ -179,19 +183,15 @@ impl<R: Rng> Engine<R> {
                 last = Some(a);
             }
         }
-        let mut bad = 0;
         for m in &vv.members {
             let stream = pb::Stream::try_from(m.stream)
                 .ok()
                 .filter(|s| s.kind() == Some(StreamKind::LatestValue));
             match (stream, known.get(&m.member)) {
-                (None, _) => bad += 1,
+                (None, _) => self.reject("bad_member_head"),
                 (Some(stream), Some(Some(a))) => out.resolved.push(((*a, stream), m.seq)),
                 (Some(_), _) => out.unresolved = true,
             }
-        }
-        for _ in 0..bad {
-            self.reject("bad_member_head");
         }
         out
     }
@@ -218,8 +218,7 @@ impl<R: Rng> Engine<R> {
 
 /// Whether a vector lists `author`'s presence or status (the other end holds the member).
 fn listed(theirs: &BTreeMap<crate::store::StreamKey, u64>, author: &AuthorKey) -> bool {
-    theirs.contains_key(&(*author, pb::Stream::HeyThere))
-        || theirs.contains_key(&(*author, pb::Stream::Newspaper))
+    PRESENCE.iter().any(|s| theirs.contains_key(&(*author, *s)))
 }
 
 /// A vector's latest-value heads, resolved (see `Engine::resolve_members`).
