@@ -94,9 +94,10 @@ pub struct Config {
     /// keeps and passes on the presence and status of the members nearest it (about this
     /// many, by coordinate), of its neighbours and of the landmarks, and no others. Fleets
     /// smaller than this keep full membership. 0 (the default) turns fisheye off (full
-    /// membership always): with one tree per author, an author's tree outside its fisheye
-    /// ball is never pruned by its presence and status events, so its posts flood there
-    /// (planet, 128: copies per delivery 3.24 against 1.35 with full membership; see
+    /// membership always). With it on, posts travel on one tree shared by all authors
+    /// ([`Config::shares_post_tree`]): an author's own tree is pruned by its presence and
+    /// status events only inside its fisheye ball, and its posts flooded the rest (scale,
+    /// 1 000 peers: 6.1 copies per delivery; shared: 1.1, but twice the latency; see
     /// docs/BENCHMARKS.md, scale). 128 is the value it was measured with.
     pub fisheye_members: usize,
     /// Be a fisheye peer from the start instead of after holding `fisheye_members` members:
@@ -126,6 +127,18 @@ pub struct Config {
     pub name: String,
     /// Vivaldi settings.
     pub coords: vecino_coords::Config,
+}
+
+impl Config {
+    /// Whether posts (log streams) travel on one tree shared by all authors rather than on
+    /// their authors' trees: in a fisheye fleet (`fisheye_members` > 0) with `per_author_trees`.
+    /// Presence and status still follow their authors' trees, inside the authors' balls.
+    /// Every peer of a fleet must agree: a duplicate prunes the tree its receiver would
+    /// push it on.
+    #[must_use]
+    pub fn shares_post_tree(&self) -> bool {
+        self.per_author_trees && self.fisheye_members > 0
+    }
 }
 
 impl Default for Config {

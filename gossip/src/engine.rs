@@ -380,10 +380,10 @@ impl<R: Rng> Engine<R> {
             .collect()
     }
 
-    /// Whether the link to `peer` pushes `author`'s events eagerly (its tree's edge);
-    /// `None` without a link.
+    /// Whether the link to `peer` pushes `author`'s posts eagerly (an edge of the tree they
+    /// travel on); `None` without a link.
     pub fn eager_on(&self, peer: &AuthorKey, author: &AuthorKey) -> Option<bool> {
-        self.links.get(peer).map(|l| l.trees.eager(self.tree(author)))
+        self.links.get(peer).map(|l| l.trees.eager(self.travel_tree(author, Stream::Post)))
     }
 
     /// Peers known by their presence or status (this peer excluded), with the latest of each
@@ -548,14 +548,15 @@ impl<R: Rng> Engine<R> {
     /// than at the next tick (which capped a backlog's drain at a burst per tick: ~2 Mbit/s
     /// on a 10 Mbit/s uplink).
     fn schedule_pace(&mut self) {
+        let now = self.now;
         let uplink = match self.config.host_queue_bytes {
             // The host's report of a sent frame wakes the pump.
             Some(max) if self.host_unsent >= max => return,
             Some(_) => Duration::ZERO,
-            None => self.uplink.wait(),
+            None => self.uplink.wait(now),
         };
         let Some(wait) =
-            self.links.values().filter_map(Link::ready_in).map(|w| w.max(uplink)).min()
+            self.links.values().filter_map(|l| l.ready_in(now)).map(|w| w.max(uplink)).min()
         else {
             return;
         };
@@ -751,7 +752,7 @@ impl<R: Rng> Engine<R> {
                     && pushed
                     && let Some(from) = from
                 {
-                    let tree = self.tree(&key.0);
+                    let tree = self.travel_tree(&key.0, key.1);
                     if let (Some(h), Some((lazy, a))) = (hops, m.best) {
                         self.maybe_optimize(tree, lazy, a, from, h);
                     }
@@ -804,7 +805,7 @@ impl<R: Rng> Engine<R> {
                     && let Some(from) = from
                     && self.links.get(&from).is_some_and(settled)
                 {
-                    self.prune(from, self.tree(&key.0));
+                    self.prune(from, self.travel_tree(&key.0, key.1));
                 }
             }
             Insert::Stale => {}
@@ -1008,7 +1009,7 @@ impl<R: Rng> Engine<R> {
             // from 1 again.
             link.transport_up = true;
             link.reset_receiver();
-            link.set_rate(info.rate_bps);
+            link.set_rate(info.rate_bps, now);
             let healed = link.heard(now);
             match healed {
                 Some(LinkStatus::Disconnected) => self.on_heal(peer, LinkStatus::Disconnected),

@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use vecino_proto::pb::Stream;
 use vecino_proto::{AuthorKey, Bytes};
 
 use crate::io::{LinkStatus, Priority};
@@ -37,53 +38,74 @@ const MAX_RTO: Duration = Duration::from_secs(60);
 /// RTT samples kept for the median.
 const RTT_SAMPLES: usize = 5;
 
-/// Seconds of rate a pacer lets leave at once. Whatever leaves waits in the host's (or the
-/// network's) FIFO queue, where priorities no longer apply: a post sent after a 200 ms burst
-/// of membership waits 200 ms at every hop.
-const BURST_SECS: f64 = 0.02;
+/// Microseconds of rate a pacer lets leave at once. Whatever leaves waits in the host's (or
+/// the network's) FIFO queue, where priorities no longer apply: a post sent after a 200 ms
+/// burst of membership waits 200 ms at every hop.
+const BURST_US: i128 = 20_000;
 /// Smallest burst, bytes (so a slow link still sends a full frame at once).
-const MIN_BURST_BYTES: f64 = 2_048.0;
+const MIN_BURST_BYTES: i128 = 2_048;
+/// A pacer's unit of balance: a byte is this many (bits × µs), so that `rate_bps` adds
+/// exactly one unit per bit/s per µs and the balance is kept in integers.
+const UNITS_PER_BYTE: i128 = 8_000_000;
 
-/// A token bucket: `rate_bps` refills it, bursts up to `BURST_SECS` of rate (at least
+/// A token bucket: `rate_bps` refills it, bursts up to `BURST_US` of rate (at least
 /// `MIN_BURST_BYTES`) leave at once, and a frame may leave while the balance is positive (it
-/// may go negative by one frame).
+/// may go negative by one frame). The balance is an integer, so refilling in several steps
+/// or in one gives the same balance: a pacer need not be refilled while nothing waits.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     pub(crate) rate_bps: Option<u64>,
-    tokens: f64,
+    /// Balance in [`UNITS_PER_BYTE`] units.
+    tokens: i128,
     at: Time,
 }
 
 impl Pacer {
     pub(crate) fn new(rate_bps: Option<u64>, now: Time) -> Self {
-        Self { rate_bps, tokens: 0.0, at: now }
+        Self { rate_bps, tokens: 0, at: now }
+    }
+
+    /// The balance at `now` (not before the last refill).
+    fn balance(&self, now: Time) -> i128 {
+        let Some(rate) = self.rate_bps else { return self.tokens };
+        let rate = i128::from(rate);
+        let cap = (rate * BURST_US).max(MIN_BURST_BYTES * UNITS_PER_BYTE);
+        let dt = i128::try_from(now.saturating_since(self.at).as_micros()).unwrap_or(i128::MAX);
+        self.tokens.saturating_add(dt.saturating_mul(rate)).min(cap).max(self.tokens)
     }
 
     pub(crate) fn refill(&mut self, now: Time) {
-        if let Some(rate) = self.rate_bps {
-            let bytes_per_s = rate as f64 / 8.0;
-            let cap = (bytes_per_s * BURST_SECS).max(MIN_BURST_BYTES);
-            let dt = now.saturating_since(self.at).as_secs_f64();
-            self.tokens = (self.tokens + dt * bytes_per_s).min(cap);
-        }
+        self.tokens = self.balance(now);
         self.at = self.at.max(now);
     }
 
+    /// Sets the rate from `now` on (what was earned before at the old rate is kept).
+    pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>, now: Time) {
+        self.refill(now);
+        self.rate_bps = rate_bps;
+    }
+
     pub(crate) fn allows(&self) -> bool {
-        self.rate_bps.is_none() || self.tokens > 0.0
+        self.rate_bps.is_none() || self.tokens > 0
     }
 
     pub(crate) fn spend(&mut self, bytes: usize) {
         if self.rate_bps.is_some() {
-            self.tokens -= bytes as f64;
+            let bytes = i128::try_from(bytes).unwrap_or(i128::MAX);
+            self.tokens = self.tokens.saturating_sub(bytes.saturating_mul(UNITS_PER_BYTE));
         }
     }
 
-    /// How long after its last refill the bucket lets a frame leave again (zero if it does).
-    pub(crate) fn wait(&self) -> Duration {
+    /// How long after `now` the bucket holds a byte again (zero if a frame may leave now),
+    /// rounded up to the microsecond.
+    pub(crate) fn wait(&self, now: Time) -> Duration {
+        let tokens = self.balance(now);
         match self.rate_bps {
-            Some(rate) if rate > 0 && self.tokens <= 0.0 => {
-                Duration::from_secs_f64((1.0 - self.tokens) * 8.0 / rate as f64)
+            Some(rate) if rate > 0 && tokens <= 0 => {
+                let short = UNITS_PER_BYTE - tokens;
+                let us = short.div_euclid(i128::from(rate))
+                    + i128::from(short.rem_euclid(i128::from(rate)) != 0);
+                Duration::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
             }
             _ => Duration::ZERO,
         }
@@ -267,8 +289,8 @@ impl Link {
         }
     }
 
-    pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>) {
-        self.pacer.rate_bps = rate_bps;
+    pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>, now: Time) {
+        self.pacer.set_rate(rate_bps, now);
     }
 
     /// The rate this link is paced at alone, if any.
@@ -424,7 +446,10 @@ impl Link {
     /// After a prune: eager pushes not sent yet whose events are all on trees now lazy on
     /// this link (`tree` maps an author to its tree) are dropped; their events are returned
     /// to be announced instead, as Plumtree does on a lazy link.
-    pub(crate) fn unpush_lazy(&mut self, tree: impl Fn(&AuthorKey) -> u16) -> Vec<EventKey> {
+    pub(crate) fn unpush_lazy(
+        &mut self,
+        tree: impl Fn(&AuthorKey, Stream) -> u16,
+    ) -> Vec<EventKey> {
         let lazy: Vec<u64> = self
             .unacked
             .iter()
@@ -433,7 +458,7 @@ impl Link {
                     && u.tries == 0
                     && u.sent_at.is_none()
                     && !u.unknown.is_empty()
-                    && u.unknown.iter().all(|((a, s), _)| !self.trees.pushes(tree(a), *s))
+                    && u.unknown.iter().all(|((a, s), _)| !self.trees.pushes(tree(a, *s), *s))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -652,9 +677,13 @@ impl Link {
     /// caller also checks its own, node-wide one). While the link is suspected or
     /// disconnected only control frames leave.
     pub(crate) fn pop(&mut self, class: Priority, now: Time) -> Option<Bytes> {
-        if class != Priority::Control && self.status != LinkStatus::Connected {
+        if (class != Priority::Control && self.status != LinkStatus::Connected)
+            || self.queues[class as usize].is_empty()
+        {
             return None;
         }
+        // Exact in integers: a bucket refilled only when something waits holds what one
+        // refilled at every pump would.
         self.pacer.refill(now);
         loop {
             if !self.pacer.allows() {
@@ -709,11 +738,11 @@ impl Link {
     /// When frames wait that may leave once this link's bucket allows: how long that is;
     /// `None` when nothing waits that could leave (empty queues, or only data on a link that
     /// is not connected).
-    pub(crate) fn ready_in(&self) -> Option<Duration> {
+    pub(crate) fn ready_in(&self, now: Time) -> Option<Duration> {
         let control = !self.queues[Priority::Control as usize].is_empty();
         let any = self.queues.iter().any(|q| !q.is_empty());
         let waiting = if self.status == LinkStatus::Connected { any } else { control };
-        waiting.then(|| self.pacer.wait())
+        waiting.then(|| self.pacer.wait(now))
     }
 
     /// Bytes waiting or unacknowledged on this link.
@@ -794,23 +823,25 @@ mod tests {
     #[test]
     fn a_paced_link_says_when_it_may_send_again() {
         let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s
-        assert_eq!(l.ready_in(), None);
+        assert_eq!(l.ready_in(Time(0)), None);
         for _ in 0..2 {
             l.push(f(1_500), Priority::Post, 1 << 20, Meta::RELIABLE);
         }
         let mut out = Vec::new();
         l.drain(Time(0), &mut out); // an empty bucket
         assert!(out.is_empty());
-        assert_eq!(l.ready_in(), Some(Duration::from_millis(1))); // one byte's worth
+        assert_eq!(l.ready_in(Time(0)), Some(Duration::from_millis(1))); // one byte's worth
         l.drain(Time(1_000), &mut out);
         assert_eq!(out.len(), 1, "a frame leaves once the balance is positive");
         // 1 504 B (with the 4-byte seq and floor) spent from a balance of 1 B: 1.504 s.
-        assert_eq!(l.ready_in(), Some(Duration::from_millis(1_504)));
+        assert_eq!(l.ready_in(Time(1_000)), Some(Duration::from_millis(1_504)));
+        // Asked later, the wait is what is left of it.
+        assert_eq!(l.ready_in(Time(501_000)), Some(Duration::from_millis(1_004)));
         l.drain(Time(1_000 + 1_503_000), &mut out);
         assert_eq!(out.len(), 1, "not before");
         l.drain(Time(1_000 + 1_504_000), &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(l.ready_in(), None);
+        assert_eq!(l.ready_in(Time(1_000 + 1_504_000)), None);
     }
 
     #[test]
@@ -1019,7 +1050,7 @@ mod tests {
     /// (not pushes) and pushes of other trees stay.
     #[test]
     fn a_prune_turns_waiting_pushes_into_announcements() {
-        let tree = |a: &AuthorKey| u16::from(a.0[0]);
+        let tree = |a: &AuthorKey, _| u16::from(a.0[0]);
         let mut l = Link::new(Time(0), None);
         for (event, push) in [(id(1, 1), true), (id(1, 2), false), (id(2, 1), true)] {
             l.push(

@@ -63,7 +63,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rand::{Rng, RngExt};
 use vecino_coords::Coordinate;
-use vecino_proto::pb::{Stream, event::Body};
+use vecino_proto::pb::{self, Stream, event::Body};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
 use crate::engine::{Engine, coord_from_pb, published_coordinate};
@@ -480,15 +480,30 @@ impl<R: Rng> Engine<R> {
         ev.kind() != StreamKind::LatestValue || self.wants(peer, &ev.author())
     }
 
-    /// Members held (presence or status), this peer excluded.
-    fn held_members(&self) -> Vec<AuthorKey> {
-        let mut out: Vec<AuthorKey> = Vec::new();
+    /// Members held (presence or status), this peer excluded, each with the coordinate it
+    /// last published (as [`published_coordinate`]), in one pass over the store: the
+    /// latest-value streams are ordered by author, hey-there before newspaper.
+    fn held_members(&self) -> Vec<(AuthorKey, Option<Coordinate>)> {
+        type Published<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
+        let decode = |(a, hey, paper): Published<'_>| (a, paper.or(hey).and_then(coord_from_pb));
+        let mut out = Vec::new();
+        let mut current: Option<Published<'_>> = None;
         for ev in self.store.latest_events() {
             let a = ev.author();
-            if a != self.me && is_presence(ev.stream()) && out.last() != Some(&a) {
-                out.push(a);
+            if a == self.me || !is_presence(ev.stream()) {
+                continue;
+            }
+            if current.is_some_and(|c| c.0 != a) {
+                out.extend(current.take().map(decode));
+            }
+            let c = current.get_or_insert((a, None, None));
+            match ev.body() {
+                Body::HeyThere(h) => c.1 = h.coordinate.as_ref(),
+                Body::Newspaper(n) => c.2 = n.coordinate.as_ref(),
+                _ => {}
             }
         }
+        out.extend(current.map(decode));
         out
     }
 
@@ -516,7 +531,7 @@ impl<R: Rng> Engine<R> {
         }
         self.fisheye.active = true;
         self.fisheye.held_slots.fill(0);
-        for a in &held {
+        for (a, _) in &held {
             let tree = self.tree(a);
             self.fisheye.hold_in_slot(tree, true);
         }
@@ -526,12 +541,7 @@ impl<R: Rng> Engine<R> {
         }
         let mut dist: Vec<(AuthorKey, Option<f64>)> = held
             .into_iter()
-            .map(|a| {
-                let d = published_coordinate(&self.store, a)
-                    .filter(settled)
-                    .map(|c| me.distance_secs(&c));
-                (a, d)
-            })
+            .map(|(a, c)| (a, c.filter(settled).map(|c| me.distance_secs(&c))))
             .collect();
         let mut known: Vec<f64> = dist.iter().filter_map(|(_, d)| *d).collect();
         self.fisheye.radius = if known.len() < k {

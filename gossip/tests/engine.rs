@@ -583,7 +583,7 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
     assert_eq!(e.eager_on(&b, &y), Some(true), "seed {seed}: a membership slot pruned a tree");
     assert_eq!(e.stats().rejected.get("bad_tree"), None, "seed {seed}");
 
-    let trees = vec![2 * TREE_SLOTS as u32, u32::MAX];
+    let trees = vec![2 * TREE_SLOTS as u32 + 1, u32::MAX];
     feed(&mut e, Kind::Prune(pb::Prune { trees }));
     assert_eq!(e.stats().rejected.get("bad_tree"), Some(&2), "seed {seed}");
     assert_eq!(e.eager_on(&b, &y), Some(true), "seed {seed}: a bad slot changed a tree");
@@ -972,6 +972,63 @@ fn fisheye_from_start(k: usize) -> Config {
         fisheye_landmarks: 0,
         ..Config::default()
     }
+}
+
+/// In a fisheye fleet posts travel on one tree shared by every author (their own trees are
+/// pruned only inside their balls): a post pushed twice prunes the shared tree (slot
+/// 2 × `TREE_SLOTS`) on the second link, and another author's post is then announced there,
+/// not pushed. With full membership (the control) the duplicate prunes the first author's
+/// tree only and the other author's post is still pushed.
+#[test]
+fn in_a_fisheye_fleet_a_duplicate_post_prunes_the_tree_all_posts_share() {
+    use vecino_proto::limits::TREE_SLOTS;
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 21;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let (x, y) = (identity(seed, 3), identity(seed, 4));
+    let slot = |k: &AuthorKey| {
+        usize::from(u16::from_le_bytes([k.as_bytes()[0], k.as_bytes()[1]])) % TREE_SLOTS
+    };
+    assert_ne!(slot(&x.public()), slot(&y.public()), "seed {seed}: pick other authors");
+    let post = |author: &Identity| {
+        let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+        let body = Body::Post(pb::Post {
+            topic: "t".into(),
+            body: Bytes::from_static(b"hi"),
+            ..Default::default()
+        });
+        author.sign(Stream::Post, 1, hlc, body).expect("sign")
+    };
+    let (px, py) = (post(&x), post(&y));
+    let events = |ev: &VerifiedEvent| {
+        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let run = |config: Config| {
+        let mut e = engine(seed, config);
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(b)),
+            (START, up(c)),
+            (at(100), received(b, 1, events(&px))),
+            (at(120), received(c, 1, events(&px))),
+            (at(300), received(b, 2, events(&py))),
+        ];
+        let sent = frames_sent(&mut e, inputs, at(400));
+        let prune = sent.iter().find_map(|(to, k)| match k {
+            Kind::Prune(p) if *to == c => Some(p.trees.clone()),
+            _ => None,
+        });
+        let pushed_y = sent.iter().any(|(to, k)| {
+            *to == c && matches!(k, Kind::Events(ev) if ev.envelopes.contains(py.envelope()))
+        });
+        (prune, pushed_y)
+    };
+    let shared = (2 * TREE_SLOTS) as u32;
+    assert_eq!(run(fisheye_from_start(128)), (Some(vec![shared]), false), "seed {seed}");
+    let own = slot(&x.public()) as u32;
+    assert_eq!(run(Config::default()), (Some(vec![own]), true), "seed {seed}: control");
 }
 
 /// A fisheye peer that refuses a pushed presence answers with a prune of the author's

@@ -49,7 +49,8 @@ pub const MAX_RANGES_PER_FRAME: usize = 1024;
 pub const MAX_ACK_RUN_BYTES: usize = 2048;
 /// Plumtree tree slots: events are disseminated on one tree per slot, the slot taken from the
 /// author key (so each author's events follow a tree of their own, shared at most with the
-/// few authors hashed to the same slot).
+/// few authors hashed to the same slot). Prunes and grafts also name the membership slot of
+/// each (`TREE_SLOTS` + slot) and the post tree a fisheye fleet shares (2 × `TREE_SLOTS`).
 pub const TREE_SLOTS: usize = 4096;
 /// Most tree slots named in one `Graft` or `Prune` frame.
 pub const MAX_TREES_PER_FRAME: usize = TREE_SLOTS;

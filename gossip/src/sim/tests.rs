@@ -340,7 +340,9 @@ fn host_back_pressure_drains_a_radio_faster_than_equal_shares() {
     sc.link.host_queue_bytes = Some(500);
     let pressed = drained(&sc);
     eprintln!("seeds 1-2, 3 heals each: {paced:.2} s paced, {pressed:.2} s with back-pressure");
-    assert!(pressed < paced * 0.85, "{pressed:.2} s with back-pressure, {paced:.2} s paced");
+    // 28.20 s against 31.59 s paced (34.34 s before the pacer woke from its balance at the
+    // time it is asked rather than at its last refill).
+    assert!(pressed < paced * 0.95, "{pressed:.2} s with back-pressure, {paced:.2} s paced");
 }
 
 /// 40 peers on an Internet-like topology, posts from every peer after the join: with one
