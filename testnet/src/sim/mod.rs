@@ -60,6 +60,14 @@ pub(crate) struct SimArgs {
     /// is then only comparable for the first one).
     #[arg(long)]
     in_process: bool,
+    /// Child processes (one disseminator each) run at once; default: the machine's cores.
+    /// Each is single-threaded and deterministic, so reports do not depend on it; the wall
+    /// times of runs that share the machine do.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: Option<u16>,
+    /// Internal: do not draw a progress bar (a child running beside another).
+    #[arg(long, hide = true)]
+    no_progress: bool,
     /// Internal: run the one disseminator of `--only` and write its report (JSON) here.
     #[arg(long, hide = true, value_name = "OUT.json")]
     child_report: Option<PathBuf>,
@@ -117,8 +125,11 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     let scenario = file.resolve(&base, seed)?;
     let started = Instant::now();
-    let mut reports = Vec::new();
-    for name in &args.only {
+    // Several disseminators: each in a child process of its own (peak RSS per disseminator).
+    let in_children = !child && !args.in_process && args.only.len() > 1;
+    let mut reports = if in_children { run_children(args, seed)? } else { Vec::new() };
+    let here: &[String] = if in_children { &[] } else { &args.only };
+    for name in here {
         let dis = if name == "vecino" && !engine.is_empty() {
             let settings = engine.clone();
             sim::disseminators::vecino_with(move |c| {
@@ -131,10 +142,6 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         } else {
             bail!("unknown or unavailable disseminator {name:?} (vecino, fullmesh, push)");
         };
-        if !child && !args.in_process && args.only.len() > 1 {
-            reports.push(run_child(args, seed, name)?);
-            continue;
-        }
         reset_peak_rss();
         let t = Instant::now();
         let bar = ProgressBar::with_draw_target(Some(1000), ProgressDrawTarget::hidden());
@@ -148,7 +155,7 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         bar.set_prefix(dis.name);
         let mut shown = false;
         let mut progress = |f: f64| {
-            if !shown && t.elapsed() > Duration::from_secs(2) {
+            if !shown && !args.no_progress && t.elapsed() > Duration::from_secs(2) {
                 bar.set_draw_target(ProgressDrawTarget::stderr());
                 shown = true;
             }
@@ -201,7 +208,46 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
 }
 
 /// Runs one disseminator in a child process of this binary, so that its peak RSS is its own.
-fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
+/// Runs each disseminator of `--only` in a child process of its own, `--jobs` at once (the
+/// first one draws the progress bar); returns their reports in `--only`'s order.
+fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let jobs = args.jobs.map_or(cores, usize::from).max(1);
+    let mut reports: Vec<Option<Report>> = args.only.iter().map(|_| None).collect();
+    let mut running: Vec<(usize, std::process::Child, PathBuf)> = Vec::new();
+    let mut next = 0;
+    while next < args.only.len() || !running.is_empty() {
+        while running.len() < jobs && next < args.only.len() {
+            let name = &args.only[next];
+            let (child, out) = spawn_child(args, seed, name, next > 0 && jobs > 1)?;
+            running.push((next, child, out));
+            next += 1;
+        }
+        // Wait for the oldest; the others keep running meanwhile.
+        let (i, mut child, out) = running.remove(0);
+        let name = &args.only[i];
+        let status = child.wait().context("waiting for a child simulation")?;
+        if !status.success() {
+            for (_, mut other, _) in running {
+                let _ = other.kill();
+            }
+            bail!("the {name} run failed ({status})");
+        }
+        let bytes = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
+        let _ = std::fs::remove_file(&out);
+        reports[i] = Some(serde_json::from_slice(&bytes)?);
+    }
+    Ok(reports.into_iter().flatten().collect())
+}
+
+/// Starts a child process running disseminator `name` alone; returns it and where it will
+/// write its report.
+fn spawn_child(
+    args: &SimArgs,
+    seed: u64,
+    name: &str,
+    no_progress: bool,
+) -> anyhow::Result<(std::process::Child, PathBuf)> {
     let out = std::env::temp_dir().join(format!("vecino-sim-{}-{name}.json", std::process::id()));
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.arg("sim").arg("--scenario").arg(&args.scenario);
@@ -217,17 +263,15 @@ fn run_child(args: &SimArgs, seed: u64, name: &str) -> anyhow::Result<Report> {
     for (key, value) in &args.engine {
         cmd.args(["--engine", &format!("{key}={value}")]);
     }
-    let status = cmd
+    if no_progress {
+        cmd.arg("--no-progress");
+    }
+    let child = cmd
         .args(["--seed", &seed.to_string(), "--only", name, "--child-report"])
         .arg(&out)
-        .status()
+        .spawn()
         .context("starting a child simulation")?;
-    if !status.success() {
-        bail!("the {name} run failed ({status})");
-    }
-    let bytes = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
-    let _ = std::fs::remove_file(&out);
-    Ok(serde_json::from_slice(&bytes)?)
+    Ok((child, out))
 }
 
 /// The engine settings `--engine` can change, each with how it applies its value.
