@@ -13,7 +13,7 @@ use crate::io::{LinkStatus, Priority};
 use crate::sim::disseminators::PeerDirectory;
 use crate::sim::report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 use crate::sim::scenario::{Fault, Scenario};
-use crate::sim::wire::{for_each_event, frame_kind, kind_label};
+use crate::sim::wire::{announced_heads, for_each_event, frame_kind, kind_label};
 
 const NEVER: u32 = u32::MAX;
 const NO_HOP: u8 = u8::MAX;
@@ -54,6 +54,8 @@ pub(crate) struct Metrics {
     sent: ClassBytes,
     author_egress: f64,
     membership_rx: u64,
+    /// The share of `membership_rx` that announced posts (IHAVE heads of log streams).
+    post_announcements_rx: u64,
     pub(crate) drops: Drops,
     bucket_us: u64,
     timeline: Timeline,
@@ -95,6 +97,7 @@ impl Metrics {
             sent: ClassBytes::default(),
             author_egress: 0.0,
             membership_rx: 0,
+            post_announcements_rx: 0,
             drops: Drops::default(),
             bucket_us: bucket_us.max(1),
             timeline: Timeline {
@@ -249,6 +252,9 @@ impl Metrics {
     ) {
         if matches!(class, Priority::Membership | Priority::Control) {
             self.membership_rx += frame.len() as u64;
+            if let Some((posts, all)) = announced_heads(frame).filter(|&(p, _)| p > 0) {
+                self.post_announcements_rx += (frame.len() * posts / all) as u64;
+            }
         }
         for_each_event(frame, |h| {
             if h.stream != pb::Stream::Post as i32 {
@@ -476,6 +482,9 @@ impl Metrics {
             bytes_sent_per_radio_per_post: per_radio,
             author_egress_bytes_per_post: self.author_egress / postsf,
             membership_rx_bps_per_peer: self.membership_rx as f64 * 8.0 / peers / secs,
+            post_announcements_rx_bps_per_peer: self.post_announcements_rx as f64 * 8.0
+                / peers
+                / secs,
             flat_flood_rx_bps_per_peer_computed: scenario
                 .flat_flood
                 .map(|f| f.per_peer_bps(scenario.peers)),

@@ -56,6 +56,11 @@ pub struct Report {
     pub author_egress_bytes_per_post: f64,
     /// Membership and control bytes received per peer per second, in bits per second.
     pub membership_rx_bps_per_peer: f64,
+    /// Of `membership_rx_bps_per_peer`, the announcements of posts (the share of IHAVE
+    /// frames' bytes whose heads are of log streams): the lazy half of post dissemination,
+    /// sent at the membership class so that it never overtakes the posts it announces.
+    #[serde(default)]
+    pub post_announcements_rx_bps_per_peer: f64,
     /// Computed, not simulated: what a flat flood of every newspaper to every peer would
     /// make each peer receive, bits per second (scenarios that set `flat_flood`).
     pub flat_flood_rx_bps_per_peer_computed: Option<f64>,

@@ -20,8 +20,11 @@ pub(crate) struct Header {
 /// Calls `f` with the header of every well-formed event of `frame` if it is an `Events` frame;
 /// returns the number of envelopes seen (0 for any other kind of frame).
 pub(crate) fn for_each_event(frame: &Bytes, mut f: impl FnMut(Header)) -> usize {
-    // Fast path: an `Events` frame has field 2 (kind.events) as a length-delimited field; any
-    // other frame is skipped without decoding it.
+    // Fast path: an `Events` frame has field 2 (kind.events); any other frame is skipped
+    // from its tags, without decoding it.
+    if frame_kind(frame).0 != 2 {
+        return 0;
+    }
     let Ok(decoded) = pb::Frame::decode(frame.clone()) else {
         return 0;
     };
@@ -91,6 +94,24 @@ fn skip(b: &[u8], at: &mut usize, wt: u64) -> Option<()> {
         5 => (*at + 4 <= b.len()).then(|| *at += 4),
         _ => None,
     }
+}
+
+/// Of the heads an `IHave` frame announces, how many are of log streams (posts, postcards)
+/// and how many in all; `None` for any other frame.
+pub(crate) fn announced_heads(frame: &Bytes) -> Option<(usize, usize)> {
+    if frame_kind(frame).0 != 10 {
+        return None;
+    }
+    let Ok(pb::Frame { kind: Some(pb::frame::Kind::Ihave(ihave)), .. }) =
+        pb::Frame::decode(frame.clone())
+    else {
+        return None;
+    };
+    let log = |h: &&pb::StreamHead| {
+        pb::Stream::try_from(h.stream)
+            .is_ok_and(|s| s.kind() == Some(vecino_proto::StreamKind::Log))
+    };
+    Some((ihave.heads.iter().filter(log).count(), ihave.heads.len()))
 }
 
 /// The kind of a frame, from its fields' tags only (no decode): the oneof's field number,
@@ -187,5 +208,25 @@ mod tests {
         let ihave = pb::frame::Kind::Ihave(pb::IHave { heads: vec![] });
         assert_eq!(frame_kind(&frame(ihave)).0, 10);
         assert_eq!(frame_kind(b"\xff"), (0, false, 0));
+    }
+
+    #[test]
+    fn announcements_of_posts_are_told_from_those_of_members() {
+        let frame = |kind| {
+            Bytes::from(pb::Frame { link_seq: 0, link_floor: 0, kind: Some(kind) }.encode_to_vec())
+        };
+        let head = |stream: pb::Stream| pb::StreamHead {
+            author: Bytes::from(vec![7; 32]),
+            stream: stream as i32,
+            seq: 1,
+            hops: None,
+        };
+        let heads =
+            vec![head(pb::Stream::Post), head(pb::Stream::HeyThere), head(pb::Stream::Newspaper)];
+        let ihave = frame(pb::frame::Kind::Ihave(pb::IHave { heads }));
+        assert_eq!(announced_heads(&ihave), Some((1, 3)));
+        let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 1 }));
+        assert_eq!(announced_heads(&ping), None);
+        assert_eq!(for_each_event(&ihave, |_| panic!("not an events frame")), 0);
     }
 }

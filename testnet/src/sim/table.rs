@@ -103,6 +103,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     row("membership+control rx/peer", &|r| {
         format!("{:.2} kbit/s", r.membership_rx_bps_per_peer / 1e3)
     });
+    row("  of which post announcements", &|r| {
+        format!("{:.2} kbit/s", r.post_announcements_rx_bps_per_peer / 1e3)
+    });
     if sc.flat_flood.is_some() {
         row("flat flood rx/peer (computed)", &|r| {
             opt(r.flat_flood_rx_bps_per_peer_computed.map(|b| b / 1e3), 1) + " kbit/s"
