@@ -217,6 +217,9 @@ pub(crate) struct Link {
     next_id: u64,
     /// Frames kept until acknowledged, by local id.
     unacked: BTreeMap<u64, Unacked>,
+    /// No frame in `unacked` left before this (`None`: none has left since the last scan
+    /// for retransmissions), so that a scan is skipped while none can be due.
+    sent_floor: Option<Time>,
     /// Local id of each unacknowledged frame that has left, by link seq.
     by_seq: BTreeMap<u64, u64>,
     /// The unacknowledged frame (local id) carrying each event (bounded by `unacked`).
@@ -273,6 +276,7 @@ impl Link {
             next_seq: 1,
             next_id: 1,
             unacked: BTreeMap::new(),
+            sent_floor: None,
             by_seq: BTreeMap::new(),
             carrying: BTreeMap::new(),
             cancelled: 0,
@@ -645,17 +649,27 @@ impl Link {
         if self.status != LinkStatus::Connected {
             return 0;
         }
+        // Every frame's timeout is at least min(rto, MAX_RTO): none is due before then.
+        match self.sent_floor {
+            None => return 0,
+            Some(floor) if now.saturating_since(floor) < rto.min(MAX_RTO) => return 0,
+            Some(_) => {}
+        }
         let mut n = 0;
+        let mut floor = None;
         for u in self.unacked.values_mut() {
             let timeout = crate::time::backoff(rto, u.tries, MAX_RTO);
-            if let Some(at) = u.sent_at
-                && now.saturating_since(at) >= timeout
-            {
-                u.sent_at = None;
-                u.tries += 1;
-                n += 1;
+            if let Some(at) = u.sent_at {
+                if now.saturating_since(at) >= timeout {
+                    u.sent_at = None;
+                    u.tries += 1;
+                    n += 1;
+                } else {
+                    floor = Some(floor.map_or(at, |f: Time| f.min(at)));
+                }
             }
         }
+        self.sent_floor = floor;
         if n > 0 {
             self.requeue_unsent();
         }
@@ -699,6 +713,7 @@ impl Link {
                     continue; // acknowledged, superseded or cancelled while queued
                 };
                 u.sent_at = Some(now);
+                self.sent_floor = Some(self.sent_floor.map_or(now, |f| f.min(now)));
                 u.queued = false;
                 let seq = match u.seq {
                     Some(seq) => seq, // a retransmission keeps its seq
