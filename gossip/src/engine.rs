@@ -1536,6 +1536,8 @@ impl<R: Rng> Protocol for Engine<R> {
             ("link_buffer_drops", dropped),
             ("sends_cancelled", self.links.values().map(|l| l.cancelled).sum()),
             ("fisheye_refused", self.fisheye.refused),
+            ("fisheye_refused_unplaced", self.fisheye.refused_unplaced),
+            ("fisheye_refused_edge", self.fisheye.refused_edge),
             ("fisheye_evicted", self.fisheye.evicted),
             ("fisheye_members_held", self.fisheye.held as u64),
             ("fisheye_active", u64::from(self.fisheye.active)),

@@ -133,6 +133,11 @@ pub(crate) struct Fisheye {
     pub(crate) next_update: Option<Time>,
     /// Latest-value events refused as out of scope.
     pub(crate) refused: u64,
+    /// Of `refused`: events this peer could not place (its coordinate or the author's not
+    /// settled, or the author's unknown), and events of authors just past its radius r
+    /// (within [`PUSH_SLACK`] × r, which a push allows for); the rest were farther.
+    pub(crate) refused_unplaced: u64,
+    pub(crate) refused_edge: u64,
     /// Members evicted.
     pub(crate) evicted: u64,
     /// Members held (presence or status; this peer excluded), kept up to date as members
@@ -301,6 +306,14 @@ impl<R: Rng> Engine<R> {
             return true;
         }
         self.fisheye.refused += 1;
+        let me = self.coords.app_coordinate();
+        match (c.filter(|c| settled(me) && settled(c)), self.fisheye.radius) {
+            (Some(c), Some(r)) if me.distance_secs(&c) <= r * PUSH_SLACK => {
+                self.fisheye.refused_edge += 1;
+            }
+            (Some(_), Some(_)) => {}
+            _ => self.fisheye.refused_unplaced += 1,
+        }
         let key = (author, ev.stream());
         self.missing.remove(&(key, ev.seq()));
         if self.fisheye.refused_heads.len() >= MAX_REFUSED {

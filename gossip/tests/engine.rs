@@ -1067,7 +1067,13 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
         })
         .collect();
     assert_eq!(prunes, vec![&vec![muted_slot]], "seed {seed}: the refusal's prune");
-    assert_eq!(e.counters().iter().find(|c| c.0 == "membership_mutes").map(|c| c.1), Some(1));
+    let counter =
+        |e: &Engine<ChaCha8Rng>, name: &str| e.counters().iter().find(|c| c.0 == name).map(|c| c.1);
+    assert_eq!(counter(&e, "membership_mutes"), Some(1));
+    // Its coordinate is not settled: the refusal is counted as one it could not place.
+    assert_eq!(counter(&e, "fisheye_refused"), Some(1), "seed {seed}");
+    assert_eq!(counter(&e, "fisheye_refused_unplaced"), Some(1), "seed {seed}");
+    assert_eq!(counter(&e, "fisheye_refused_edge"), Some(0), "seed {seed}");
 
     // The sender: full membership, links to b and c; the event comes from c.
     let carries = |sent: &[(AuthorKey, Kind)], to: AuthorKey| {
