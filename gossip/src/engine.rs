@@ -253,17 +253,27 @@ pub(crate) fn coord_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
     Coordinate::from_f32_parts(&vec, c.height / 1e3, c.error, c.adjustment / 1e3).ok()
 }
 
-/// The coordinate a member last published (newspaper, else hey-there).
-pub(crate) fn published_coordinate(store: &Store, peer: AuthorKey) -> Option<Coordinate> {
-    let paper = store.latest(&(peer, Stream::Newspaper)).and_then(|e| match e.body() {
+/// The coordinate a hey-there or newspaper carries, not decoded.
+pub(crate) fn coordinate_field(ev: &VerifiedEvent) -> Option<&pb::Coordinate> {
+    match ev.body() {
+        Body::HeyThere(h) => h.coordinate.as_ref(),
         Body::Newspaper(n) => n.coordinate.as_ref(),
         _ => None,
-    });
-    let hey = store.latest(&(peer, Stream::HeyThere)).and_then(|e| match e.body() {
-        Body::HeyThere(h) => h.coordinate.as_ref(),
-        _ => None,
-    });
+    }
+}
+
+/// The coordinate a member published: its newspaper's, else its hey-there's.
+pub(crate) fn published(
+    paper: Option<&pb::Coordinate>,
+    hey: Option<&pb::Coordinate>,
+) -> Option<Coordinate> {
     paper.or(hey).and_then(coord_from_pb)
+}
+
+/// The coordinate a member last published (see [`published`]).
+pub(crate) fn published_coordinate(store: &Store, peer: AuthorKey) -> Option<Coordinate> {
+    let field = |stream| store.latest(&(peer, stream)).and_then(coordinate_field);
+    published(field(Stream::Newspaper), field(Stream::HeyThere))
 }
 
 impl<R: Rng> Engine<R> {

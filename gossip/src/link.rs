@@ -102,9 +102,9 @@ impl Pacer {
         let tokens = self.balance(now);
         match self.rate_bps {
             Some(rate) if rate > 0 && tokens <= 0 => {
-                let short = UNITS_PER_BYTE - tokens;
-                let us = short.div_euclid(i128::from(rate))
-                    + i128::from(short.rem_euclid(i128::from(rate)) != 0);
+                // Positive: the balance is at most zero.
+                let short = u128::try_from(UNITS_PER_BYTE - tokens).unwrap_or(u128::MAX);
+                let us = short.div_ceil(u128::from(rate));
                 Duration::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
             }
             _ => Duration::ZERO,

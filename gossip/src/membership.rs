@@ -66,7 +66,7 @@ use vecino_coords::Coordinate;
 use vecino_proto::pb::{self, Stream, event::Body};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
-use crate::engine::{Engine, coord_from_pb, published_coordinate};
+use crate::engine::{Engine, coord_from_pb, coordinate_field, published, published_coordinate};
 use crate::io::{LinkStatus, Output, StoreOp};
 use crate::store::StreamKey;
 use crate::time::Time;
@@ -226,11 +226,7 @@ pub(crate) fn settled(c: &Coordinate) -> bool {
 
 /// The coordinate an event carries (hey-there and newspaper do).
 fn carried(ev: &VerifiedEvent) -> Option<Coordinate> {
-    match ev.body() {
-        Body::HeyThere(h) => h.coordinate.as_ref().and_then(coord_from_pb),
-        Body::Newspaper(n) => n.coordinate.as_ref().and_then(coord_from_pb),
-        _ => None,
-    }
+    coordinate_field(ev).and_then(coord_from_pb)
 }
 
 /// The streams by which a peer holds a member: its presence and its status.
@@ -495,12 +491,13 @@ impl<R: Rng> Engine<R> {
 
     /// Members held (presence or status), this peer excluded, each with the coordinate it
     /// last published (as [`published_coordinate`]), in one pass over the store: the
-    /// latest-value streams are ordered by author, hey-there before newspaper.
+    /// latest-value streams are ordered by author.
     fn held_members(&self) -> Vec<(AuthorKey, Option<Coordinate>)> {
-        type Published<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
-        let decode = |(a, hey, paper): Published<'_>| (a, paper.or(hey).and_then(coord_from_pb));
+        // An author, its newspaper's coordinate and its hey-there's.
+        type Fields<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
+        let decode = |(a, paper, hey): Fields<'_>| (a, published(paper, hey));
         let mut out = Vec::new();
-        let mut current: Option<Published<'_>> = None;
+        let mut current: Option<Fields<'_>> = None;
         for ev in self.store.latest_events() {
             let a = ev.author();
             if a == self.me || !is_presence(ev.stream()) {
@@ -510,11 +507,8 @@ impl<R: Rng> Engine<R> {
                 out.extend(current.take().map(decode));
             }
             let c = current.get_or_insert((a, None, None));
-            match ev.body() {
-                Body::HeyThere(h) => c.1 = h.coordinate.as_ref(),
-                Body::Newspaper(n) => c.2 = n.coordinate.as_ref(),
-                _ => {}
-            }
+            let field = coordinate_field(ev);
+            if ev.stream() == Stream::Newspaper { c.1 = field } else { c.2 = field }
         }
         out.extend(current.map(decode));
         out

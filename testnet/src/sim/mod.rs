@@ -207,25 +207,24 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one disseminator in a child process of this binary, so that its peak RSS is its own.
 /// Runs each disseminator of `--only` in a child process of its own, `--jobs` at once (the
 /// first one draws the progress bar); returns their reports in `--only`'s order.
 fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let jobs = args.jobs.map_or(cores, usize::from).max(1);
-    let mut reports: Vec<Option<Report>> = args.only.iter().map(|_| None).collect();
-    let mut running: Vec<(usize, std::process::Child, PathBuf)> = Vec::new();
+    let mut reports = Vec::new();
+    let mut running: std::collections::VecDeque<(&str, std::process::Child, PathBuf)> =
+        std::collections::VecDeque::new();
     let mut next = 0;
-    while next < args.only.len() || !running.is_empty() {
+    loop {
         while running.len() < jobs && next < args.only.len() {
-            let name = &args.only[next];
+            let name = args.only[next].as_str();
             let (child, out) = spawn_child(args, seed, name, next > 0 && jobs > 1)?;
-            running.push((next, child, out));
+            running.push_back((name, child, out));
             next += 1;
         }
-        // Wait for the oldest; the others keep running meanwhile.
-        let (i, mut child, out) = running.remove(0);
-        let name = &args.only[i];
+        // Wait for the oldest (reports come in `--only`'s order); the others run meanwhile.
+        let Some((name, mut child, out)) = running.pop_front() else { break };
         let status = child.wait().context("waiting for a child simulation")?;
         if !status.success() {
             for (_, mut other, _) in running {
@@ -235,9 +234,9 @@ fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
         }
         let bytes = std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?;
         let _ = std::fs::remove_file(&out);
-        reports[i] = Some(serde_json::from_slice(&bytes)?);
+        reports.push(serde_json::from_slice(&bytes)?);
     }
-    Ok(reports.into_iter().flatten().collect())
+    Ok(reports)
 }
 
 /// Starts a child process running disseminator `name` alone; returns it and where it will
