@@ -51,7 +51,7 @@ use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
 use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE, RECENT_HOPS};
 use crate::io::{LinkStatus, Priority};
-use crate::store::{StreamKey, event_key};
+use crate::store::{Named, StreamKey, event_key, named};
 
 /// Heads announced per link per tick at most; the rest wait for the next tick.
 const MAX_IHAVE_PER_LINK: usize = 4_096;
@@ -60,6 +60,8 @@ const MAX_GRAFT_WAIT: Duration = Duration::from_secs(30);
 
 /// The author's tree slot: the tree its events are disseminated on (with `per_author_trees`
 /// off the one shared tree, 0), and the slot whose membership slot mutes its presence.
+/// It reads the key's first two bytes only, so an announced author prefix
+/// ([`AuthorKey::prefix`]) names its author's tree.
 pub(crate) fn tree_of(author: &AuthorKey, per_author_trees: bool) -> u16 {
     if !per_author_trees {
         return 0;
@@ -339,21 +341,21 @@ impl<R: Rng> Engine<R> {
         let trees = self.slots(tree);
         self.send(
             lazy,
-            pb::frame::Kind::Graft(pb::Graft { heads: Vec::new(), trees }),
+            pb::frame::Kind::Graft(pb::Graft { trees, ..Default::default() }),
             Priority::Control,
             false,
         );
         self.prune(eager, tree);
     }
 
-    /// Turns the link to `peer` eager on the trees the events `heads` name travel on (a
-    /// graft sent or received), and unmutes their authors' membership slots.
-    fn make_eager_for(&mut self, peer: AuthorKey, heads: &[pb::StreamHead]) {
-        let trees: Vec<(u16, u16)> = heads
-            .iter()
-            .filter_map(|h| head_key(&h.author, h.stream))
-            .map(|(a, s)| (self.travel_tree(&a, s), self.tree(&a)))
-            .collect();
+    /// Turns the link to `peer` eager on the trees events of `keys` travel on (a graft sent
+    /// or received), and unmutes their authors' membership slots.
+    ///
+    /// A key's trees depend on its first bytes only (see [`tree_of`]): any key of an
+    /// announced prefix stands for its author.
+    fn make_eager_for(&mut self, peer: AuthorKey, keys: &[StreamKey]) {
+        let trees: Vec<(u16, u16)> =
+            keys.iter().map(|(a, s)| (self.travel_tree(a, *s), self.tree(a))).collect();
         if let Some(l) = self.links.get_mut(&peer) {
             for (travel, slot) in trees {
                 l.trees.set(travel, true);
@@ -397,7 +399,7 @@ impl<R: Rng> Engine<R> {
         }
         for peer in unmuted {
             self.stats.unmutes += 1;
-            let graft = pb::Graft { heads: Vec::new(), trees: vec![u32::from(slot)] };
+            let graft = pb::Graft { trees: vec![u32::from(slot)], ..Default::default() };
             self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
         }
     }
@@ -435,15 +437,42 @@ impl<R: Rng> Engine<R> {
 
     pub(crate) fn on_ihave(&mut self, from: AuthorKey, ihave: &pb::IHave) {
         for h in &ihave.heads {
-            let Some(key) = head_key(&h.author, h.stream) else {
+            match head_key(&h.author, h.stream) {
+                Some(key) => self.on_announced(from, key, h.seq, h.hops),
+                None => self.reject("bad_head"),
+            }
+        }
+        for h in &ihave.prefixed {
+            let Some((prefix, stream)) = prefix_key(h.author_prefix, h.stream) else {
                 self.reject("bad_head");
                 continue;
             };
-            if let Some(l) = self.links.get_mut(&from) {
-                l.peer_has((key, h.seq));
+            match self.resolve_prefix(prefix) {
+                Some(author) => self.on_announced(from, (author, stream), h.seq, h.hops),
+                // An author this peer knows nothing of (or a prefix two share): only a
+                // fisheye peer's members can be unwanted, and it links to or holds those.
+                None if self.fisheye.active && stream.kind() == Some(StreamKind::LatestValue) => {}
+                None => self.note_named((prefix, stream, h.seq), None, from, h.hops),
             }
-            self.note_missing(key, h.seq, from, h.hops);
         }
+    }
+
+    /// `from` announced event `seq` of `key`.
+    fn on_announced(&mut self, from: AuthorKey, key: StreamKey, seq: u64, hops: Option<u32>) {
+        if let Some(l) = self.links.get_mut(&from) {
+            l.peer_has((key, seq));
+        }
+        self.note_missing(key, seq, from, hops);
+    }
+
+    /// The one author `prefix` names among those this peer holds events of and its
+    /// neighbours; `None` if it names none of them, or more than one.
+    pub(crate) fn resolve_prefix(&self, prefix: u64) -> Option<AuthorKey> {
+        let (lo, hi) = AuthorKey::prefix_bounds(prefix);
+        let mut named =
+            self.store.authors_prefixed(prefix).chain(self.links.range(lo..=hi).map(|(a, _)| *a));
+        let first = named.next()?;
+        named.all(|a| a == first).then_some(first)
     }
 
     /// How long to wait for an event announced by `from` before grafting it from there.
@@ -471,11 +500,24 @@ impl<R: Rng> Engine<R> {
         if self.store.covers(&key, seq) || !self.may_want(&key, seq) {
             return;
         }
+        self.note_named(named(&key, seq), Some(key.0), from, hops);
+    }
+
+    /// Records that `from` holds event `name` (its author if known), which this peer lacks
+    /// (see [`Engine::note_missing`]).
+    fn note_named(
+        &mut self,
+        name: Named,
+        author: Option<AuthorKey>,
+        from: AuthorKey,
+        hops: Option<u32>,
+    ) {
         let deadline = self.now + self.graft_wait(from);
-        let progress = self.store.head(&key);
+        let progress = author.map_or(0, |a| self.store.head(&(a, name.1)));
         let full = self.missing.len() >= MAX_MISSING;
-        match self.missing.get_mut(&(key, seq)) {
+        match self.missing.get_mut(&name) {
             Some(m) => {
+                m.author = m.author.or(author);
                 if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
                     m.announcers.push(from);
                 }
@@ -488,6 +530,7 @@ impl<R: Rng> Engine<R> {
             None if !full => {
                 let best = hops.map(|a| (from, a));
                 let m = Missing {
+                    author,
                     announcers: vec![from],
                     deadline,
                     progress,
@@ -495,7 +538,7 @@ impl<R: Rng> Engine<R> {
                     best,
                     grafted: 0,
                 };
-                self.missing.insert((key, seq), m);
+                self.missing.insert(name, m);
             }
             None => self.reject("missing_table_full"),
         }
@@ -503,27 +546,46 @@ impl<R: Rng> Engine<R> {
 
     pub(crate) fn on_graft(&mut self, from: AuthorKey, graft: &pb::Graft) {
         let mut bad = 0;
-        if (graft.heads.is_empty() || !graft.trees.is_empty())
+        let names_none = graft.heads.is_empty() && graft.prefixed.is_empty();
+        if (names_none || !graft.trees.is_empty())
             && let Some(l) = self.links.get_mut(&from)
         {
             bad = l.trees.apply(&graft.trees, true);
         }
-        self.make_eager_for(from, &graft.heads);
         for _ in 0..bad {
             self.reject("bad_tree");
         }
-        let events: Vec<VerifiedEvent> = graft
-            .heads
-            .iter()
-            .filter_map(|h| {
-                let key = head_key(&h.author, h.stream)?;
-                match key.1.kind()? {
-                    // Superseded since it was announced: the newer one answers the graft.
-                    StreamKind::LatestValue => {
-                        self.store.latest(&key).filter(|e| e.seq() >= h.seq).cloned()
-                    }
-                    StreamKind::Log => self.store.get(&key, h.seq).cloned(),
+        // What it names: by key, or every author this peer holds that a prefix names (one,
+        // but for a collision); the trees they travel on, from any key of the prefix.
+        let mut wanted: Vec<(StreamKey, u64)> = Vec::new();
+        let mut trees: Vec<StreamKey> = Vec::new();
+        for h in &graft.heads {
+            match head_key(&h.author, h.stream) {
+                Some(key) => {
+                    wanted.push((key, h.seq));
+                    trees.push(key);
                 }
+                None => self.reject("bad_head"),
+            }
+        }
+        for h in &graft.prefixed {
+            let Some((prefix, stream)) = prefix_key(h.author_prefix, h.stream) else {
+                self.reject("bad_head");
+                continue;
+            };
+            trees.push((AuthorKey::prefix_bounds(prefix).0, stream));
+            let authors = self.store.authors_prefixed(prefix).take(MAX_ANNOUNCERS);
+            wanted.extend(authors.map(|a| ((a, stream), h.seq)).collect::<Vec<_>>());
+        }
+        self.make_eager_for(from, &trees);
+        let events: Vec<VerifiedEvent> = wanted
+            .into_iter()
+            .filter_map(|(key, seq)| match key.1.kind()? {
+                // Superseded since it was announced: the newer one answers the graft.
+                StreamKind::LatestValue => {
+                    self.store.latest(&key).filter(|e| e.seq() >= seq).cloned()
+                }
+                StreamKind::Log => self.store.get(&key, seq).cloned(),
             })
             .collect();
         if !events.is_empty() {
@@ -541,19 +603,28 @@ impl<R: Rng> Engine<R> {
     pub(crate) fn graft_overdue(&mut self) {
         let now = self.now;
         let min = self.config.graft_min;
-        let due: Vec<_> =
+        let due: Vec<Named> =
             self.missing.iter().filter(|(_, m)| m.deadline <= now).map(|(k, _)| *k).collect();
         let flowing = self.last_new_event.is_some_and(|t| now.saturating_since(t) < min);
-        let mut per_peer: std::collections::BTreeMap<AuthorKey, Vec<pb::StreamHead>> =
-            Default::default();
-        for (key, seq) in due {
-            if self.store.covers(&key, seq) {
-                self.missing.remove(&(key, seq));
+        // Per neighbour: the heads to graft, and a key of each (for the trees).
+        let mut per_peer: std::collections::BTreeMap<
+            AuthorKey,
+            (Vec<pb::PrefixHead>, Vec<StreamKey>),
+        > = Default::default();
+        for name in due {
+            let (prefix, stream, seq) = name;
+            let Some(m) = self.missing.get(&name) else { continue };
+            // An author unknown when announced may be known by now (its event arrived, say).
+            let author = m.author.or_else(|| self.resolve_prefix(prefix));
+            let key = author.map(|a| (a, stream));
+            if key.is_some_and(|k| self.store.covers(&k, seq)) {
+                self.missing.remove(&name);
                 continue;
             }
             // Graft from the first announcer still linked; try the next one on the next round.
-            let head = self.store.head(&key);
-            let Some(m) = self.missing.get_mut(&(key, seq)) else { continue };
+            let head = key.map_or(0, |k| self.store.head(&k));
+            let Some(m) = self.missing.get_mut(&name) else { continue };
+            m.author = author;
             if head > m.progress {
                 // The stream is flowing (a backlog draining through an eager link after a
                 // heal, say): wait another round instead of pulling a duplicate.
@@ -570,7 +641,7 @@ impl<R: Rng> Engine<R> {
             }
             m.announcers.retain(|p| self.links.contains_key(p));
             if m.announcers.is_empty() {
-                self.missing.remove(&(key, seq));
+                self.missing.remove(&name);
                 continue;
             }
             let peer = m.announcers[0];
@@ -587,20 +658,31 @@ impl<R: Rng> Engine<R> {
             let wait = min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
             m.deadline = now + crate::time::backoff(wait, m.grafted, MAX_GRAFT_WAIT);
             m.grafted += 1;
-            per_peer.entry(peer).or_default().push(pb::StreamHead {
-                author: vecino_proto::Bytes::copy_from_slice(key.0.as_bytes()),
-                stream: key.1 as i32,
+            // Named by prefix even when this peer knows the author: the announcer resolves
+            // it among what it holds, which includes the event it announced.
+            let draft = per_peer.entry(peer).or_default();
+            draft.0.push(pb::PrefixHead {
+                author_prefix: prefix,
+                stream: stream as i32,
                 seq,
                 hops: None,
             });
+            // Any key of the prefix names its trees (see `make_eager_for`).
+            draft.1.push((key.map_or(AuthorKey::prefix_bounds(prefix).0, |k| k.0), stream));
         }
-        for (peer, heads) in per_peer {
-            self.make_eager_for(peer, &heads);
+        for (peer, (prefixed, trees)) in per_peer {
+            self.make_eager_for(peer, &trees);
             self.stats.grafts += 1;
-            let graft = pb::Graft { heads, trees: Vec::new() };
+            let graft = pb::Graft { prefixed, ..Default::default() };
             self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
         }
     }
+}
+
+/// Reads an (author prefix, stream) from wire fields; `None` if the stream is invalid.
+fn prefix_key(prefix: u64, stream: i32) -> Option<(u64, Stream)> {
+    let stream = Stream::try_from(stream).ok().filter(|s| s.kind().is_some())?;
+    Some((prefix, stream))
 }
 
 /// Reads an (author, stream) from wire fields; `None` if either is invalid.

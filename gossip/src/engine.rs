@@ -34,7 +34,7 @@ use crate::io::{
 };
 use crate::link::{Link, Meta, Pacer};
 use crate::membership::{Fisheye, SETTLED_ERROR, Scope};
-use crate::store::{Insert, Store, StreamKey, event_key};
+use crate::store::{Insert, Named, Store, StreamKey, event_key, named};
 use crate::time::Time;
 
 /// Announced-but-missing events tracked for grafting at most.
@@ -98,6 +98,8 @@ const HEARTBEAT_ROUND_BYTES: f64 = 50.0;
 /// An event announced by lazy neighbours that this peer does not hold yet.
 #[derive(Debug)]
 pub(crate) struct Missing {
+    /// Its author, once known (an announcement names it by key prefix only).
+    pub(crate) author: Option<AuthorKey>,
     pub(crate) announcers: Vec<AuthorKey>,
     pub(crate) deadline: Time,
     /// The stream's head when last looked at: if it moves, the stream is flowing and the
@@ -186,7 +188,7 @@ pub struct Engine<R> {
     pub(crate) store: Store,
     pub(crate) links: BTreeMap<AuthorKey, Link>,
     pub(crate) coords: Client<AuthorKey>,
-    pub(crate) missing: BTreeMap<(StreamKey, u64), Missing>,
+    pub(crate) missing: BTreeMap<Named, Missing>,
     pub(crate) dialing: BTreeMap<AuthorKey, Time>,
     pub(crate) own_seq: BTreeMap<Stream, u64>,
     pub(crate) last_paper: Option<(Time, Coordinate)>,
@@ -758,7 +760,7 @@ impl<R: Rng> Engine<R> {
                 if let Some(h) = hops {
                     self.remember_hops((key, ev.seq()), h);
                 }
-                if let Some(m) = self.missing.remove(&(key, ev.seq()))
+                if let Some(m) = self.missing.remove(&named(&key, ev.seq()))
                     && pushed
                     && let Some(from) = from
                 {
@@ -1201,10 +1203,10 @@ impl<R: Rng> Engine<R> {
             self.send(peer, Kind::Ack(pb::Ack { cumulative, runs }), Priority::Control, false);
         }
         if !ihave.is_empty() {
-            let heads = ihave
+            let prefixed = ihave
                 .into_iter()
-                .map(|(a, s, seq, hops)| pb::StreamHead {
-                    author: Bytes::copy_from_slice(a.as_bytes()),
+                .map(|(a, s, seq, hops)| pb::PrefixHead {
+                    author_prefix: a.prefix(),
                     stream: s as i32,
                     seq,
                     hops,
@@ -1212,7 +1214,8 @@ impl<R: Rng> Engine<R> {
                 .collect();
             // Reliable: an announcement lost in an outage would leave the gap unnoticed. Lowest
             // class: announcements must not overtake the events they announce.
-            self.send(peer, Kind::Ihave(pb::IHave { heads }), Priority::Membership, true);
+            let ihave = pb::IHave { heads: Vec::new(), prefixed };
+            self.send(peer, Kind::Ihave(ihave), Priority::Membership, true);
         }
         if digest_due {
             let jitter = self.rng.random_range(0.0..0.2);

@@ -311,7 +311,7 @@ impl<R: Rng> Engine<R> {
             _ => self.fisheye.refused_unplaced += 1,
         }
         let key = (author, ev.stream());
-        self.missing.remove(&(key, ev.seq()));
+        self.missing.remove(&crate::store::named(&key, ev.seq()));
         if self.fisheye.refused_heads.len() >= MAX_REFUSED {
             self.fisheye.refused_heads.pop_first();
         }

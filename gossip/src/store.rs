@@ -24,6 +24,16 @@ pub(crate) fn event_key(ev: &VerifiedEvent) -> EventKey {
     ((ev.author(), ev.stream()), ev.seq())
 }
 
+/// An event by the name announcements give it: its author's key prefix
+/// ([`AuthorKey::prefix`]), its stream and seq. What the engine tracks announced, missing
+/// events by, whether or not it knows their author.
+pub(crate) type Named = (u64, Stream, u64);
+
+/// The name of event `seq` of `key` (see [`Named`]).
+pub(crate) fn named(key: &StreamKey, seq: u64) -> Named {
+    (key.0.prefix(), key.1, seq)
+}
+
 /// Result of inserting an event.
 #[derive(Debug)]
 pub(crate) enum Insert {
@@ -237,6 +247,13 @@ impl Store {
     /// Number of log heads (for the digest frame of a fisheye peer).
     pub(crate) fn log_head_count(&self) -> usize {
         self.logs.values().filter(|l| l.contiguous > 0).count()
+    }
+
+    /// The authors this store holds events of whose keys `prefix` names (an announcement's
+    /// name for its author: see [`AuthorKey::prefix`]).
+    pub(crate) fn authors_prefixed(&self, prefix: u64) -> impl Iterator<Item = AuthorKey> + '_ {
+        let (lo, hi) = AuthorKey::prefix_bounds(prefix);
+        self.authors.range(lo..=hi).map(|(a, _)| *a)
     }
 
     /// Forgets every latest-value event of `author` (fisheye eviction); returns the

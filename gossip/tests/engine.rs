@@ -443,12 +443,13 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
         hops: Some(eager_hops),
     }));
     let ihave = frame(Kind::Ihave(pb::IHave {
-        heads: vec![pb::StreamHead {
-            author: Bytes::copy_from_slice(ev.author().as_bytes()),
+        prefixed: vec![pb::PrefixHead {
+            author_prefix: ev.author().prefix(),
             stream: ev.stream() as i32,
             seq: ev.seq(),
             hops: Some(0),
         }],
+        ..Default::default()
     }));
 
     let config = Config { optimization_threshold: 3, ..Config::default() };
@@ -486,7 +487,8 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
             _ => false,
         })
     };
-    let graft_b = sent(b, |k| matches!(k, Kind::Graft(g) if g.heads.is_empty()));
+    let graft_b =
+        sent(b, |k| matches!(k, Kind::Graft(g) if g.heads.is_empty() && g.prefixed.is_empty()));
     let prune_a = sent(a, |k| matches!(k, Kind::Prune(_)));
     let eager = |p: AuthorKey| e.eager_on(&p, &ev.author()) == Some(true);
     (e.stats().tree_swaps, graft_b, prune_a, eager(a), eager(b))
@@ -594,7 +596,7 @@ fn prunes_and_grafts_change_only_the_trees_they_name() {
         seq: 1,
         hops: None,
     };
-    feed(&mut e, Kind::Graft(pb::Graft { heads: vec![head], trees: vec![] }));
+    feed(&mut e, Kind::Graft(pb::Graft { heads: vec![head], ..Default::default() }));
     assert_eq!(e.eager_on(&b, &x), Some(true), "seed {seed}: the graft named x's event");
 
     feed(&mut e, Kind::Prune(pb::Prune { trees: vec![] }));
@@ -691,7 +693,7 @@ fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
     let end = START + Duration::from_millis(300);
     frames_sent(&mut e, inputs, end)
         .into_iter()
-        .map(|(_, kind)| if let Kind::Ihave(i) = kind { i.heads.len() } else { 0 })
+        .map(|(_, kind)| if let Kind::Ihave(i) = kind { i.prefixed.len() } else { 0 })
         .sum()
 }
 
@@ -832,7 +834,7 @@ fn slow_link_backlog(
                     match f.kind {
                         Some(Kind::Events(ev)) if now < at => before += ev.envelopes.len(),
                         Some(Kind::Events(ev)) => after += ev.envelopes.len(),
-                        Some(Kind::Ihave(i)) => announced += i.heads.len(),
+                        Some(Kind::Ihave(i)) => announced += i.prefixed.len(),
                         _ => {}
                     }
                 }
@@ -1082,7 +1084,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
                 && match k {
                     Kind::Events(evs) => evs.envelopes.contains(ev.envelope()),
                     Kind::Ihave(i) => {
-                        i.heads.iter().any(|h| h.author == far.public().as_bytes()[..])
+                        i.prefixed.iter().any(|h| h.author_prefix == far.public().prefix())
                     }
                     _ => false,
                 }
@@ -1143,7 +1145,7 @@ fn a_neighbour_with_no_radius_is_not_pushed_members_but_its_pull_is_answered() {
                 && match k {
                     Kind::Events(evs) => evs.sync == sync && evs.envelopes.contains(ev.envelope()),
                     Kind::Ihave(i) => {
-                        !sync && i.heads.iter().any(|h| h.author == far.public().as_bytes()[..])
+                        !sync && i.prefixed.iter().any(|h| h.author_prefix == far.public().prefix())
                     }
                     _ => false,
                 }
@@ -1377,7 +1379,7 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
             .filter(|p| {
                 sent.iter().any(|(to, k)| {
                     to == *p
-                        && matches!(k, Kind::Ihave(i) if i.heads.iter().any(|h| h.author == author.public().as_bytes()[..]))
+                        && matches!(k, Kind::Ihave(i) if i.prefixed.iter().any(|h| h.author_prefix == author.public().prefix()))
                 })
             })
             .count();
@@ -1388,4 +1390,138 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
             "seed {seed}: fisheye {fisheye}"
         );
     }
+}
+
+/// A signed post (seq 1) by `author`, as the fisheye tests make them.
+fn post_by(author: &Identity) -> VerifiedEvent {
+    use vecino_proto::pb::{self, Stream, event::Body};
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let body = Body::Post(pb::Post {
+        topic: "t".into(),
+        body: Bytes::from_static(b"hi"),
+        ..Default::default()
+    });
+    author.sign(Stream::Post, 1, hlc, body).expect("sign")
+}
+
+/// Announcements name an event's author by its key's first 8 bytes. A peer that knows
+/// nothing of the author still grafts the event, by that prefix; the announcer's answer
+/// arrives, is passed on, and is announced on a lazy link by prefix too (no full key).
+#[test]
+fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
+    use vecino_proto::pb::{self, Stream, frame::Kind};
+    let seed = 23;
+    eprintln!("seed {seed}");
+    let (b, c, d) =
+        (identity(seed, 1).public(), identity(seed, 2).public(), identity(seed, 3).public());
+    let x = identity(seed, 4);
+    let px = post_by(&x);
+    let head = |hops| pb::PrefixHead {
+        author_prefix: x.public().prefix(),
+        stream: Stream::Post as i32,
+        seq: 1,
+        hops,
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let run = |answer_grafts: bool| {
+        let mut e = engine(seed, Config::default());
+        let ihave = Kind::Ihave(pb::IHave { prefixed: vec![head(Some(0))], ..Default::default() });
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(b)),
+            (START, up(c)),
+            (START, up(d)),
+            // D pruned every tree: what reaches this peer is announced to D.
+            (at(50), received(d, 1, Kind::Prune(pb::Prune { trees: vec![] }))),
+            (at(100), received(b, 1, ihave)),
+        ];
+        let answer = |now: Time, to: AuthorKey, k: &Kind| match k {
+            Kind::Graft(_) if answer_grafts && to == b => {
+                let events = pb::Events {
+                    envelopes: vec![px.envelope().clone()],
+                    sync: true,
+                    hops: Some(0),
+                };
+                Some((now + Duration::from_millis(40), received(b, 2, Kind::Events(events))))
+            }
+            _ => None,
+        };
+        frames_sent_answering(&mut e, inputs, at(5_000), answer)
+    };
+    let sent = run(true);
+    let grafts: Vec<&pb::Graft> = sent
+        .iter()
+        .filter_map(|(to, k)| match k {
+            Kind::Graft(g) if *to == b => Some(g),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(grafts.len(), 1, "seed {seed}: one graft, answered");
+    assert!(grafts[0].heads.is_empty(), "seed {seed}: grafts name events by prefix");
+    assert_eq!(grafts[0].prefixed, vec![head(None)], "seed {seed}");
+    let pushed_to_c = sent.iter().any(|(to, k)| {
+        *to == c && matches!(k, Kind::Events(ev) if ev.envelopes.contains(px.envelope()))
+    });
+    assert!(pushed_to_c, "seed {seed}: the grafted post is passed on");
+    let to_d: Vec<&pb::IHave> = sent
+        .iter()
+        .filter_map(|(to, k)| match k {
+            Kind::Ihave(i) if *to == d => Some(i),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        to_d.iter().any(|i| i.heads.is_empty()
+            && i.prefixed.iter().any(|h| h.author_prefix == x.public().prefix())),
+        "seed {seed}: announced to lazy D by prefix: {to_d:?}"
+    );
+    // Unanswered, the graft is sent again (backed off), never the post passed on.
+    let sent = run(false);
+    let grafts = sent.iter().filter(|(to, k)| *to == b && matches!(k, Kind::Graft(_))).count();
+    assert!(grafts >= 2, "seed {seed}: {grafts} grafts unanswered");
+    assert!(!sent.iter().any(|(to, k)| *to == c && matches!(k, Kind::Events(_))), "seed {seed}");
+}
+
+/// A graft by prefix is answered with the event the announcer holds under that prefix; a
+/// prefix naming nothing held gets no answer, and a head with no valid stream is counted.
+/// (The grafting neighbour is lazy, so the post was announced to it, not pushed.)
+#[test]
+fn a_graft_by_key_prefix_is_answered_with_the_event_it_names() {
+    use vecino_proto::pb::{self, Stream, frame::Kind};
+    let seed = 24;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let (x, y) = (identity(seed, 3), identity(seed, 4));
+    let px = post_by(&x);
+    let head = |author: &Identity, stream: i32| pb::PrefixHead {
+        author_prefix: author.public().prefix(),
+        stream,
+        seq: 1,
+        hops: None,
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let graft = |heads| Kind::Graft(pb::Graft { prefixed: heads, ..Default::default() });
+    let mut e = engine(seed, Config::default());
+    let inputs = vec![
+        (START, Input::Start),
+        (START, up(b)),
+        (START, up(c)),
+        // C pruned every tree: X's post is announced to it, not pushed.
+        (at(50), received(c, 1, Kind::Prune(pb::Prune { trees: vec![] }))),
+        (at(100), pushed(b, &px)),
+        // Y's post is not held; stream 9999 is no stream.
+        (at(200), received(c, 2, graft(vec![head(&y, Stream::Post as i32), head(&x, 9999)]))),
+        (at(300), received(c, 3, graft(vec![head(&x, Stream::Post as i32)]))),
+    ];
+    let sent = frames_sent(&mut e, inputs, at(400));
+    let answers: Vec<&pb::Events> = sent
+        .iter()
+        .filter_map(|(to, k)| match k {
+            Kind::Events(ev) if *to == c && ev.sync => Some(ev),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "seed {seed}: only the graft naming a held event is answered");
+    assert_eq!(answers[0].envelopes, vec![px.envelope().clone()], "seed {seed}");
+    assert_eq!(e.stats().rejected.get("bad_head"), Some(&1), "seed {seed}");
 }

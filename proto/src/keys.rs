@@ -55,6 +55,23 @@ impl AuthorKey {
         hex8(&self.0)
     }
 
+    /// The name announcements give this key (`PrefixHead.author_prefix`): its first 8
+    /// bytes, little-endian.
+    pub fn prefix(&self) -> u64 {
+        let mut b = [0; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(b)
+    }
+
+    /// The smallest and the largest key named by `prefix` (see [`AuthorKey::prefix`]): the
+    /// bounds of an ordered lookup.
+    pub fn prefix_bounds(prefix: u64) -> (Self, Self) {
+        let (mut lo, mut hi) = ([0; AUTHOR_KEY_BYTES], [0xff; AUTHOR_KEY_BYTES]);
+        lo[..8].copy_from_slice(&prefix.to_le_bytes());
+        hi[..8].copy_from_slice(&prefix.to_le_bytes());
+        (Self(lo), Self(hi))
+    }
+
     /// This key's fingerprint under `salt` (a `MemberHead`'s name for its author): the first
     /// 4 bytes, little-endian, of SHA-256(salt little-endian ‖ key). The salt is drawn per
     /// vector, so a collision is a chance of that vector alone (~5 · 10⁻⁵ between a pull of
@@ -216,6 +233,24 @@ mod tests {
                 assert_eq!(a.partial_cmp(b), Some(a.0[..].cmp(&b.0[..])));
             }
         }
+    }
+
+    #[test]
+    fn a_prefix_bounds_exactly_the_keys_it_names() {
+        let mut k = [0x5a; 32];
+        k[..8].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let key = AuthorKey(k);
+        let p = key.prefix();
+        // The wire's fixed64 is little-endian: the prefix travels as the key's own bytes.
+        assert_eq!(p.to_le_bytes(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        let (lo, hi) = AuthorKey::prefix_bounds(p);
+        assert!(lo <= key && key <= hi);
+        assert_eq!((lo.prefix(), hi.prefix()), (p, p));
+        // Keys one step past either end of the prefix fall outside.
+        let (mut below, mut above) = (k, k);
+        below[7] -= 1;
+        above[7] += 1;
+        assert!(AuthorKey(below) < lo && AuthorKey(above) > hi);
     }
 
     #[test]

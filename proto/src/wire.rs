@@ -263,6 +263,17 @@ static STREAM_HEAD: Schema = Schema {
         f(4, "StreamHead.hops", Kind::Varint),
     ],
 };
+static PREFIX_HEAD: Schema = Schema {
+    name: "PrefixHead",
+    fields: &[
+        f(1, "PrefixHead.author_prefix", Kind::Fixed64),
+        f(2, "PrefixHead.stream", Kind::Varint),
+        f(3, "PrefixHead.seq", Kind::Varint),
+        f(4, "PrefixHead.hops", Kind::Varint),
+    ],
+};
+/// Smallest encoding of a head named by author prefix: tag + 8 bytes.
+const MIN_PREFIXED: usize = 1 + 8;
 /// Smallest encoding of a head named by fingerprint: tag + 4 bytes.
 const MIN_FINGERPRINTED: usize = 1 + 4;
 static MEMBER_HEAD: Schema = Schema {
@@ -323,11 +334,22 @@ static ACK: Schema = Schema {
 
 static IHAVE: Schema = Schema {
     name: "IHave",
-    fields: &[f(
-        1,
-        "IHave.heads",
-        Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
-    )],
+    fields: &[
+        f(
+            1,
+            "IHave.heads",
+            Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
+        ),
+        f(
+            2,
+            "IHave.prefixed",
+            Kind::RepeatedMsg {
+                schema: &PREFIX_HEAD,
+                min: MIN_PREFIXED,
+                count: MAX_HEADS_PER_FRAME,
+            },
+        ),
+    ],
 };
 static GRAFT: Schema = Schema {
     name: "Graft",
@@ -338,6 +360,15 @@ static GRAFT: Schema = Schema {
             Kind::RepeatedMsg { schema: &STREAM_HEAD, min: MIN_KEYED, count: MAX_HEADS_PER_FRAME },
         ),
         f(2, "Graft.trees", Kind::Repeated32 { count: MAX_TREES_PER_FRAME }),
+        f(
+            3,
+            "Graft.prefixed",
+            Kind::RepeatedMsg {
+                schema: &PREFIX_HEAD,
+                min: MIN_PREFIXED,
+                count: MAX_HEADS_PER_FRAME,
+            },
+        ),
     ],
 };
 static BYE: Schema = Schema { name: "Bye", fields: &[f(1, "Bye.reason", Kind::Varint)] };

@@ -107,11 +107,13 @@ pub(crate) fn announced_heads(frame: &Bytes) -> Option<(usize, usize)> {
     else {
         return None;
     };
-    let log = |h: &&pb::StreamHead| {
-        pb::Stream::try_from(h.stream)
-            .is_ok_and(|s| s.kind() == Some(vecino_proto::StreamKind::Log))
+    let log = |stream: i32| {
+        pb::Stream::try_from(stream).is_ok_and(|s| s.kind() == Some(vecino_proto::StreamKind::Log))
     };
-    Some((ihave.heads.iter().filter(log).count(), ihave.heads.len()))
+    let streams =
+        ihave.heads.iter().map(|h| h.stream).chain(ihave.prefixed.iter().map(|h| h.stream));
+    let (logs, all) = streams.fold((0, 0), |(l, a), s| (l + usize::from(log(s)), a + 1));
+    Some((logs, all))
 }
 
 /// The kind of a frame, from its fields' tags only (no decode): the oneof's field number,
@@ -205,7 +207,7 @@ mod tests {
         assert_eq!(frame_kind(&frame(ev(true))), (2, true, 300));
         let ack = pb::frame::Kind::Ack(pb::Ack { cumulative: 5, runs: Bytes::new() });
         assert_eq!(kind_label(frame_kind(&frame(ack)).0, false, Priority::Control), "ack");
-        let ihave = pb::frame::Kind::Ihave(pb::IHave { heads: vec![] });
+        let ihave = pb::frame::Kind::Ihave(pb::IHave::default());
         assert_eq!(frame_kind(&frame(ihave)).0, 10);
         assert_eq!(frame_kind(b"\xff"), (0, false, 0));
     }
@@ -223,8 +225,15 @@ mod tests {
         };
         let heads =
             vec![head(pb::Stream::Post), head(pb::Stream::HeyThere), head(pb::Stream::Newspaper)];
-        let ihave = frame(pb::frame::Kind::Ihave(pb::IHave { heads }));
-        assert_eq!(announced_heads(&ihave), Some((1, 3)));
+        let prefixed = |stream: pb::Stream| pb::PrefixHead {
+            author_prefix: 7,
+            stream: stream as i32,
+            seq: 1,
+            hops: None,
+        };
+        let prefixed = vec![prefixed(pb::Stream::Post), prefixed(pb::Stream::Newspaper)];
+        let ihave = frame(pb::frame::Kind::Ihave(pb::IHave { heads, prefixed }));
+        assert_eq!(announced_heads(&ihave), Some((2, 5)));
         let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 1 }));
         assert_eq!(announced_heads(&ping), None);
         assert_eq!(for_each_event(&ihave, |_| panic!("not an events frame")), 0);
