@@ -625,6 +625,28 @@ mod tests {
     }
 
     #[test]
+    fn prefixed_heads_need_their_prefix_and_are_counted() {
+        use prost::Message;
+        let head =
+            crate::pb::PrefixHead { author_prefix: u64::MAX, stream: 2, seq: 300, hops: Some(4) };
+        let ihave = crate::pb::IHave { prefixed: vec![head; 3], ..Default::default() };
+        assert_eq!(check(&ihave.encode_to_vec(), &IHAVE), Ok(()));
+        let graft = crate::pb::Graft { prefixed: vec![head; 3], ..Default::default() };
+        assert_eq!(check(&graft.encode_to_vec(), &GRAFT), Ok(()));
+        // Elements shorter than a prefix (here 2 bytes): rejected before decoding.
+        let buf: Vec<u8> = std::iter::repeat_n([0x12, 0x02, 0x10, 0x01], 1000).flatten().collect();
+        assert!(matches!(check(&buf, &IHAVE), Err(WireError::Malformed { .. })));
+        let many = crate::pb::IHave {
+            prefixed: vec![head; MAX_HEADS_PER_FRAME + 1],
+            ..Default::default()
+        };
+        assert!(matches!(
+            check(&many.encode_to_vec(), &IHAVE),
+            Err(WireError::Limit { field: "IHave.prefixed", .. })
+        ));
+    }
+
+    #[test]
     fn too_many_repeated_elements_hit_the_count_limit() {
         let mut buf = Vec::new();
         for _ in 0..=MAX_ADDRS {
