@@ -49,8 +49,11 @@ use vecino_proto::limits::TREE_SLOTS;
 use vecino_proto::pb::{self, Stream};
 use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
 
-use crate::engine::{Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE, RECENT_HOPS};
+use crate::engine::{
+    Engine, MAX_ANNOUNCERS, MAX_MISSING, Missing, PRUNE_GRACE, RECENT_HOPS, published_coordinate,
+};
 use crate::io::{LinkStatus, Priority};
+use crate::membership::Offer;
 use crate::store::{Named, StreamKey, event_key, named};
 
 /// Heads announced per link per tick at most; the rest wait for the next tick.
@@ -189,6 +192,9 @@ impl<R: Rng> Engine<R> {
     ) {
         let tree = self.travel_tree(&ev.author(), ev.stream());
         let presence = ev.kind() == StreamKind::LatestValue;
+        // A member's coordinate, looked up once for every neighbour asked about (log events
+        // go to every neighbour).
+        let place = presence.then(|| published_coordinate(&self.store, ev.author())).flatten();
         let mut targets: Vec<(AuthorKey, bool)> = self
             .links
             .iter()
@@ -198,7 +204,7 @@ impl<R: Rng> Engine<R> {
                     && !self.leaving_links.contains_key(*p)
                     && l.trees.carries(tree, ev.stream())
             })
-            .filter(|(p, _)| self.passes_to(**p, ev))
+            .filter(|(p, _)| !presence || self.wants_within(**p, &ev.author(), place, Offer::Push))
             .map(|(p, l)| (*p, l.trees.eager(tree)))
             .collect();
         if from.is_none() {

@@ -358,12 +358,6 @@ impl<R: Rng> Engine<R> {
         self.fisheye.far.insert(author, (c, addrs));
     }
 
-    /// Whether neighbour `peer` presumably keeps `author`'s latest-value events: pass them on
-    /// only then (pushes, announcements, version vectors).
-    pub(crate) fn wants(&self, peer: AuthorKey, author: &AuthorKey) -> bool {
-        self.wants_within(peer, author, Offer::Push)
-    }
-
     /// This peer's scope, as its pongs tell it (`None`: full membership).
     pub(crate) fn scope(&self) -> Option<Scope> {
         if !self.fisheye.active {
@@ -372,7 +366,10 @@ impl<R: Rng> Engine<R> {
         Some(self.fisheye.radius.map_or(Scope::Unbounded, Scope::Radius))
     }
 
-    /// As [`Self::wants`], for a push or an answer to a pull. When the neighbour's scope is
+    /// Whether neighbour `peer` presumably keeps `author`'s latest-value events, offered as
+    /// `offer`: pass them on only then (pushes, announcements, answers to pulls). `place` is
+    /// the author's published coordinate ([`published_coordinate`]), which a caller asking
+    /// about several neighbours looks up once. When the neighbour's scope is
     /// known (its pongs tell it), it gets what it would keep: a member within its radius r
     /// (within [`PUSH_SLACK`] × r for a push; within [`KEEP_SLACK`] × r, its hysteresis, only
     /// in an answer to a pull that lists the member: pushed that far, a member was refused
@@ -382,15 +379,20 @@ impl<R: Rng> Engine<R> {
     /// pulls from its nearest neighbours instead, until it can draw its radius. Scope not
     /// known: the author within [`SEND_SLACK`] (a push) or 1 (an answer) × this peer's radius
     /// of the neighbour.
-    pub(crate) fn wants_within(&self, peer: AuthorKey, author: &AuthorKey, offer: Offer) -> bool {
+    pub(crate) fn wants_within(
+        &self,
+        peer: AuthorKey,
+        author: &AuthorKey,
+        place: Option<Coordinate>,
+        offer: Offer,
+    ) -> bool {
         if let Some(l) = self.links.get(&peer)
             && let Some(scope) = l.peer_scope
         {
             if *author == peer || *author == self.me || self.is_landmark(author) {
                 return true;
             }
-            let c = published_coordinate(&self.store, *author);
-            return match (scope, l.peer_coordinate, c) {
+            return match (scope, l.peer_coordinate, place) {
                 // It pulls once its coordinate settled: the pong telling it may come later.
                 (Scope::Unbounded, _, Some(c)) => offer != Offer::Push && settled(&c),
                 (Scope::Radius(r), Some(t), Some(c)) if settled(&t) && settled(&c) => {
@@ -414,12 +416,7 @@ impl<R: Rng> Engine<R> {
             .get(&peer)
             .and_then(|l| l.peer_coordinate)
             .or_else(|| published_coordinate(&self.store, peer));
-        let c = if *author == self.me {
-            Some(*self.coords.app_coordinate())
-        } else {
-            published_coordinate(&self.store, *author)
-        };
-        match (theirs, c) {
+        match (theirs, place) {
             (Some(t), Some(c)) if settled(&t) && settled(&c) => {
                 let slack = if offer == Offer::Push { SEND_SLACK } else { 1.0 };
                 t.distance_secs(&c) <= r * slack
@@ -470,7 +467,8 @@ impl<R: Rng> Engine<R> {
         theirs: Option<f64>,
         listed: bool,
     ) -> bool {
-        if !self.wants_within(peer, author, Offer::Answer { listed }) {
+        let place = published_coordinate(&self.store, *author);
+        if !self.wants_within(peer, author, place, Offer::Answer { listed }) {
             return false;
         }
         let Some(r) = theirs else { return true };
@@ -478,15 +476,10 @@ impl<R: Rng> Engine<R> {
             return true;
         }
         let t = self.links.get(&peer).and_then(|l| l.peer_coordinate);
-        match (t, published_coordinate(&self.store, *author)) {
+        match (t, place) {
             (Some(t), Some(c)) => t.distance_secs(&c) <= r,
             _ => true,
         }
-    }
-
-    /// As [`Self::wants`], for one event (log events go everywhere).
-    pub(crate) fn passes_to(&self, peer: AuthorKey, ev: &VerifiedEvent) -> bool {
-        ev.kind() != StreamKind::LatestValue || self.wants(peer, &ev.author())
     }
 
     /// Members held (presence or status), this peer excluded, each with the coordinate it
