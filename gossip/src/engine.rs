@@ -1535,7 +1535,7 @@ impl<R: Rng> Protocol for Engine<R> {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         let s = &self.stats;
         let dropped: u64 = self.links.values().map(|l| l.dropped).sum();
-        vec![
+        let mut counters = vec![
             ("retransmits", s.retransmits),
             ("frames_again", s.frames_again),
             ("grafts", s.grafts),
@@ -1554,6 +1554,9 @@ impl<R: Rng> Protocol for Engine<R> {
             ("fisheye_evicted", self.fisheye.evicted),
             ("fisheye_members_held", self.fisheye.held as u64),
             ("fisheye_active", u64::from(self.fisheye.active)),
-        ]
+        ];
+        // Inputs rejected, by reason (each reason a counter of its own).
+        counters.extend(s.rejected.iter().map(|(reason, n)| (*reason, *n)));
+        counters
     }
 }
