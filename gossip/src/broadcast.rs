@@ -354,14 +354,17 @@ impl<R: Rng> Engine<R> {
         self.prune(eager, tree);
     }
 
-    /// Turns the link to `peer` eager on the trees events of `keys` travel on (a graft sent
-    /// or received), and unmutes their authors' membership slots.
-    ///
-    /// A key's trees depend on its first bytes only (see [`tree_of`]): any key of an
-    /// announced prefix stands for its author.
-    fn make_eager_for(&mut self, peer: AuthorKey, keys: &[StreamKey]) {
-        let trees: Vec<(u16, u16)> =
-            keys.iter().map(|(a, s)| (self.travel_tree(a, *s), self.tree(a))).collect();
+    /// Turns the link to `peer` eager on the trees that events of `streams` (author prefix,
+    /// stream) travel on (a graft sent or received), and unmutes their authors' membership
+    /// slots. A key's trees depend on its first bytes only (see [`tree_of`]), so any key of
+    /// a prefix stands for its author.
+    fn make_eager_for(&mut self, peer: AuthorKey, streams: impl Iterator<Item = (u64, Stream)>) {
+        let trees: Vec<(u16, u16)> = streams
+            .map(|(prefix, s)| {
+                let a = AuthorKey::prefix_bounds(prefix).0;
+                (self.travel_tree(&a, s), self.tree(&a))
+            })
+            .collect();
         if let Some(l) = self.links.get_mut(&peer) {
             for (travel, slot) in trees {
                 l.trees.set(travel, true);
@@ -449,7 +452,7 @@ impl<R: Rng> Engine<R> {
             }
         }
         for h in &ihave.prefixed {
-            let Some((prefix, stream)) = prefix_key(h.author_prefix, h.stream) else {
+            let (prefix, Some(stream)) = (h.author_prefix, valid_stream(h.stream)) else {
                 self.reject("bad_head");
                 continue;
             };
@@ -564,26 +567,26 @@ impl<R: Rng> Engine<R> {
         // What it names: by key, or every author this peer holds that a prefix names (one,
         // but for a collision); the trees they travel on, from any key of the prefix.
         let mut wanted: Vec<(StreamKey, u64)> = Vec::new();
-        let mut trees: Vec<StreamKey> = Vec::new();
+        let mut trees: Vec<(u64, Stream)> = Vec::new();
         for h in &graft.heads {
             match head_key(&h.author, h.stream) {
                 Some(key) => {
                     wanted.push((key, h.seq));
-                    trees.push(key);
+                    trees.push((key.0.prefix(), key.1));
                 }
                 None => self.reject("bad_head"),
             }
         }
         for h in &graft.prefixed {
-            let Some((prefix, stream)) = prefix_key(h.author_prefix, h.stream) else {
+            let (prefix, Some(stream)) = (h.author_prefix, valid_stream(h.stream)) else {
                 self.reject("bad_head");
                 continue;
             };
-            trees.push((AuthorKey::prefix_bounds(prefix).0, stream));
+            trees.push((prefix, stream));
             let authors = self.store.authors_prefixed(prefix).take(MAX_ANNOUNCERS);
-            wanted.extend(authors.map(|a| ((a, stream), h.seq)).collect::<Vec<_>>());
+            wanted.extend(authors.map(|a| ((a, stream), h.seq)));
         }
-        self.make_eager_for(from, &trees);
+        self.make_eager_for(from, trees.into_iter());
         let events: Vec<VerifiedEvent> = wanted
             .into_iter()
             .filter_map(|(key, seq)| match key.1.kind()? {
@@ -612,11 +615,7 @@ impl<R: Rng> Engine<R> {
         let due: Vec<Named> =
             self.missing.iter().filter(|(_, m)| m.deadline <= now).map(|(k, _)| *k).collect();
         let flowing = self.last_new_event.is_some_and(|t| now.saturating_since(t) < min);
-        // Per neighbour: the heads to graft, and a key of each (for the trees).
-        let mut per_peer: std::collections::BTreeMap<
-            AuthorKey,
-            (Vec<pb::PrefixHead>, Vec<StreamKey>),
-        > = Default::default();
+        let mut per_peer: std::collections::BTreeMap<AuthorKey, Vec<Named>> = Default::default();
         for name in due {
             let (prefix, stream, seq) = name;
             let Some(m) = self.missing.get(&name) else { continue };
@@ -664,36 +663,34 @@ impl<R: Rng> Engine<R> {
             let wait = min.max(rtt.mul_f64(self.config.graft_rtt_factor * 2.0));
             m.deadline = now + crate::time::backoff(wait, m.grafted, MAX_GRAFT_WAIT);
             m.grafted += 1;
+            per_peer.entry(peer).or_default().push(name);
+        }
+        for (peer, names) in per_peer {
+            self.make_eager_for(peer, names.iter().map(|&(prefix, stream, _)| (prefix, stream)));
+            self.stats.grafts += 1;
             // Named by prefix even when this peer knows the author: the announcer resolves
             // it among what it holds, which includes the event it announced.
-            let draft = per_peer.entry(peer).or_default();
-            draft.0.push(pb::PrefixHead {
-                author_prefix: prefix,
-                stream: stream as i32,
-                seq,
-                hops: None,
-            });
-            // Any key of the prefix names its trees (see `make_eager_for`).
-            draft.1.push((key.map_or(AuthorKey::prefix_bounds(prefix).0, |k| k.0), stream));
-        }
-        for (peer, (prefixed, trees)) in per_peer {
-            self.make_eager_for(peer, &trees);
-            self.stats.grafts += 1;
+            let prefixed = names
+                .into_iter()
+                .map(|(author_prefix, stream, seq)| pb::PrefixHead {
+                    author_prefix,
+                    stream: stream as i32,
+                    seq,
+                    hops: None,
+                })
+                .collect();
             let graft = pb::Graft { prefixed, ..Default::default() };
             self.send(peer, pb::frame::Kind::Graft(graft), Priority::Control, false);
         }
     }
 }
 
-/// Reads an (author prefix, stream) from wire fields; `None` if the stream is invalid.
-fn prefix_key(prefix: u64, stream: i32) -> Option<(u64, Stream)> {
-    let stream = Stream::try_from(stream).ok().filter(|s| s.kind().is_some())?;
-    Some((prefix, stream))
+/// Reads a stream from a wire field; `None` unless it is a known stream of a known kind.
+fn valid_stream(stream: i32) -> Option<Stream> {
+    Stream::try_from(stream).ok().filter(|s| s.kind().is_some())
 }
 
 /// Reads an (author, stream) from wire fields; `None` if either is invalid.
 pub(crate) fn head_key(author: &[u8], stream: i32) -> Option<(AuthorKey, Stream)> {
-    let author = AuthorKey::from_slice(author)?;
-    let stream = Stream::try_from(stream).ok().filter(|s| s.kind().is_some())?;
-    Some((author, stream))
+    Some((AuthorKey::from_slice(author)?, valid_stream(stream)?))
 }

@@ -1214,7 +1214,7 @@ impl<R: Rng> Engine<R> {
                 .collect();
             // Reliable: an announcement lost in an outage would leave the gap unnoticed. Lowest
             // class: announcements must not overtake the events they announce.
-            let ihave = pb::IHave { heads: Vec::new(), prefixed };
+            let ihave = pb::IHave { prefixed, ..Default::default() };
             self.send(peer, Kind::Ihave(ihave), Priority::Membership, true);
         }
         if digest_due {

@@ -940,6 +940,15 @@ fn frames_sent_answering(
     sent
 }
 
+/// What `pick` takes from each frame in `sent` that went to `peer`, in the order sent.
+fn sent_to<'a, T>(
+    sent: &'a [(AuthorKey, vecino_proto::pb::frame::Kind)],
+    peer: AuthorKey,
+    pick: impl Fn(&'a vecino_proto::pb::frame::Kind) -> Option<T>,
+) -> Vec<T> {
+    sent.iter().filter(|(to, _)| *to == peer).filter_map(|(_, k)| pick(k)).collect()
+}
+
 /// A frame of `kind` from `from`, with link seq `link_seq` (0: unsequenced).
 fn received(from: AuthorKey, link_seq: u64, kind: vecino_proto::pb::frame::Kind) -> Input {
     let frame = vecino_proto::pb::Frame { link_seq, link_floor: 0, kind: Some(kind) };
@@ -954,6 +963,18 @@ fn pushed(from: AuthorKey, ev: &VerifiedEvent) -> Input {
         hops: None,
     };
     received(from, 1, vecino_proto::pb::frame::Kind::Events(events))
+}
+
+/// A signed post (seq 1) by `author`, stamped at `START`.
+fn post_by(author: &Identity) -> VerifiedEvent {
+    use vecino_proto::pb::{self, Stream, event::Body};
+    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
+    let body = Body::Post(pb::Post {
+        topic: "t".into(),
+        body: Bytes::from_static(b"hi"),
+        ..Default::default()
+    });
+    author.sign(Stream::Post, 1, hlc, body).expect("sign")
 }
 
 /// A link to `peer` came up.
@@ -984,7 +1005,7 @@ fn fisheye_from_start(k: usize) -> Config {
 #[test]
 fn in_a_fisheye_fleet_a_duplicate_post_prunes_the_tree_all_posts_share() {
     use vecino_proto::limits::TREE_SLOTS;
-    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    use vecino_proto::pb::{self, frame::Kind};
     let seed = 21;
     eprintln!("seed {seed}");
     let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
@@ -993,16 +1014,7 @@ fn in_a_fisheye_fleet_a_duplicate_post_prunes_the_tree_all_posts_share() {
         usize::from(u16::from_le_bytes([k.as_bytes()[0], k.as_bytes()[1]])) % TREE_SLOTS
     };
     assert_ne!(slot(&x.public()), slot(&y.public()), "seed {seed}: pick other authors");
-    let post = |author: &Identity| {
-        let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
-        let body = Body::Post(pb::Post {
-            topic: "t".into(),
-            body: Bytes::from_static(b"hi"),
-            ..Default::default()
-        });
-        author.sign(Stream::Post, 1, hlc, body).expect("sign")
-    };
-    let (px, py) = (post(&x), post(&y));
+    let (px, py) = (post_by(&x), post_by(&y));
     let events = |ev: &VerifiedEvent| {
         Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
     };
@@ -1061,13 +1073,7 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     let mut e = engine(seed, config);
     let inputs = vec![(START, Input::Start), (START, up(b)), (at, push(b))];
     let sent = frames_sent(&mut e, inputs, end);
-    let prunes: Vec<&Vec<u32>> = sent
-        .iter()
-        .filter_map(|(to, k)| match k {
-            Kind::Prune(p) if *to == b => Some(&p.trees),
-            _ => None,
-        })
-        .collect();
+    let prunes = sent_to(&sent, b, |k| if let Kind::Prune(p) = k { Some(&p.trees) } else { None });
     assert_eq!(prunes, vec![&vec![muted_slot]], "seed {seed}: the refusal's prune");
     let counter =
         |e: &Engine<ChaCha8Rng>, name: &str| e.counters().iter().find(|c| c.0 == name).map(|c| c.1);
@@ -1392,18 +1398,6 @@ fn a_fisheye_peer_relays_presence_on_two_eager_links_and_announces_it_on_the_res
     }
 }
 
-/// A signed post (seq 1) by `author`, as the fisheye tests make them.
-fn post_by(author: &Identity) -> VerifiedEvent {
-    use vecino_proto::pb::{self, Stream, event::Body};
-    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
-    let body = Body::Post(pb::Post {
-        topic: "t".into(),
-        body: Bytes::from_static(b"hi"),
-        ..Default::default()
-    });
-    author.sign(Stream::Post, 1, hlc, body).expect("sign")
-}
-
 /// Announcements name an event's author by its key's first 8 bytes. A peer that knows
 /// nothing of the author still grafts the event, by that prefix; the announcer's answer
 /// arrives, is passed on, and is announced on a lazy link by prefix too (no full key).
@@ -1449,13 +1443,7 @@ fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
         frames_sent_answering(&mut e, inputs, at(5_000), answer)
     };
     let sent = run(true);
-    let grafts: Vec<&pb::Graft> = sent
-        .iter()
-        .filter_map(|(to, k)| match k {
-            Kind::Graft(g) if *to == b => Some(g),
-            _ => None,
-        })
-        .collect();
+    let grafts = sent_to(&sent, b, |k| if let Kind::Graft(g) = k { Some(g) } else { None });
     assert_eq!(grafts.len(), 1, "seed {seed}: one graft, answered");
     assert!(grafts[0].heads.is_empty(), "seed {seed}: grafts name events by prefix");
     assert_eq!(grafts[0].prefixed, vec![head(None)], "seed {seed}");
@@ -1463,13 +1451,7 @@ fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
         *to == c && matches!(k, Kind::Events(ev) if ev.envelopes.contains(px.envelope()))
     });
     assert!(pushed_to_c, "seed {seed}: the grafted post is passed on");
-    let to_d: Vec<&pb::IHave> = sent
-        .iter()
-        .filter_map(|(to, k)| match k {
-            Kind::Ihave(i) if *to == d => Some(i),
-            _ => None,
-        })
-        .collect();
+    let to_d = sent_to(&sent, d, |k| if let Kind::Ihave(i) = k { Some(i) } else { None });
     assert!(
         to_d.iter().any(|i| i.heads.is_empty()
             && i.prefixed.iter().any(|h| h.author_prefix == x.public().prefix())),
@@ -1514,13 +1496,10 @@ fn a_graft_by_key_prefix_is_answered_with_the_event_it_names() {
         (at(300), received(c, 3, graft(vec![head(&x, Stream::Post as i32)]))),
     ];
     let sent = frames_sent(&mut e, inputs, at(400));
-    let answers: Vec<&pb::Events> = sent
-        .iter()
-        .filter_map(|(to, k)| match k {
-            Kind::Events(ev) if *to == c && ev.sync => Some(ev),
-            _ => None,
-        })
-        .collect();
+    let answers = sent_to(&sent, c, |k| match k {
+        Kind::Events(ev) if ev.sync => Some(ev),
+        _ => None,
+    });
     assert_eq!(answers.len(), 1, "seed {seed}: only the graft naming a held event is answered");
     assert_eq!(answers[0].envelopes, vec![px.envelope().clone()], "seed {seed}");
     assert_eq!(e.stats().rejected.get("bad_head"), Some(&1), "seed {seed}");
