@@ -212,7 +212,7 @@ impl<R: Rng> Engine<R> {
         } else if presence && self.fisheye.active {
             self.cap_fanout(&mut targets, MEMBER_FANOUT);
         }
-        self.cap_ihave_fanout(&mut targets);
+        self.cap_ihave_fanout(&mut targets, tree);
         let head = (ev.author(), ev.stream(), ev.seq());
         // Hop counts only serve the optimisation: not sent while it is off.
         let hops = hops.filter(|_| self.config.optimization_threshold > 0);
@@ -265,21 +265,33 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    /// Keeps `ihave_fanout` of the lazy targets, at random (the others get nothing).
-    fn cap_ihave_fanout(&mut self, targets: &mut Vec<(AuthorKey, bool)>) {
+    /// Keeps `ihave_fanout` of the lazy targets, at random, and every target owed the
+    /// announcement whatever the cap: a tree edge not pushed on (beyond `root_fanout`), whose
+    /// end relies on the link for the tree, and a link pruned on the tree lately
+    /// ([`crate::link::Link::pruned_lately`]). The others get nothing.
+    fn cap_ihave_fanout(&mut self, targets: &mut Vec<(AuthorKey, bool)>, tree: u16) {
         let cap = self.config.ihave_fanout;
         let lazy = targets.iter().filter(|t| !t.1).count();
         if cap == 0 || lazy <= cap {
             return;
         }
-        // Lazy targets last, then a partial shuffle of them picks `cap`.
-        targets.sort_by_key(|t| !t.1);
-        let first = targets.len() - lazy;
-        for i in first..first + cap {
+        let now = self.now;
+        let owed = |l: &crate::link::Link| l.trees.eager(tree) || l.pruned_lately(tree, now);
+        let rank = |&(p, push): &(AuthorKey, bool)| match push {
+            true => 0,
+            false if self.links.get(&p).is_some_and(owed) => 1,
+            false => 2,
+        };
+        // Pushed targets first, then the owed ones, then the other lazy ones, of which a
+        // partial shuffle picks `cap`.
+        let first = targets.iter().filter(|t| rank(t) < 2).count();
+        targets.sort_by_cached_key(rank);
+        let keep = (first + cap).min(targets.len());
+        for i in first..keep {
             let j = self.rng.random_range(i..targets.len());
             targets.swap(i, j);
         }
-        targets.truncate(first + cap);
+        targets.truncate(keep);
     }
 
     /// Remembers this peer's hop count for an event (for the hop count of graft answers).
@@ -420,6 +432,9 @@ impl<R: Rng> Engine<R> {
         if !l.trees.set(tree, false) {
             return;
         }
+        if self.config.ihave_fanout > 0 {
+            l.note_pruned(Some(tree), self.now);
+        }
         self.stats.prunes += 1;
         let trees = self.slots(tree);
         self.send(peer, pb::frame::Kind::Prune(pb::Prune { trees }), Priority::Control, false);
@@ -429,6 +444,14 @@ impl<R: Rng> Engine<R> {
         let config = &self.config;
         let Some(l) = self.links.get_mut(&from) else { return };
         let bad = l.trees.apply(&prune.trees, false);
+        if config.ihave_fanout > 0 {
+            if prune.trees.is_empty() {
+                l.note_pruned(None, self.now);
+            }
+            for t in prune.trees.iter().filter_map(|&t| u16::try_from(t).ok()) {
+                l.note_pruned(Some(t), self.now);
+            }
+        }
         // Pushes of those trees still waiting for this link turn into announcements.
         let unpushed = l.unpush_lazy(|a, s| travel_tree(a, s, config));
         for ((author, stream), seq) in unpushed {
@@ -528,7 +551,19 @@ impl<R: Rng> Engine<R> {
             Some(m) => {
                 m.author = m.author.or(author);
                 if m.announcers.len() < MAX_ANNOUNCERS && !m.announcers.contains(&from) {
-                    m.announcers.push(from);
+                    let up = |p: &AuthorKey| {
+                        self.links.get(p).is_some_and(|l| l.status == LinkStatus::Connected)
+                    };
+                    if m.grafted == 0 && m.announcers.first().is_some_and(up) {
+                        m.announcers.push(from);
+                    } else {
+                        // Grafted already, or announced by a link that is down: the grafts
+                        // may be lost, or wait for the link, so the new announcer is grafted
+                        // from next, as soon as a first one would be, not after the backoff
+                        // (up to `MAX_GRAFT_WAIT`).
+                        m.announcers.insert(0, from);
+                        m.deadline = m.deadline.min(deadline);
+                    }
                 }
                 if let Some(a) = hops
                     && m.best.is_none_or(|(_, b)| a < b)
@@ -605,6 +640,18 @@ impl<R: Rng> Engine<R> {
                 .try_fold(0, |acc, h| h.map(|h| acc.max(h)))
                 .filter(|_| self.config.optimization_threshold > 0);
             self.send_events(from, &events, true, hops);
+        }
+    }
+
+    /// `peer`'s link came back: the events it announced that are still missing are grafted
+    /// from it next, without waiting out the backoff of grafts lost while it was down.
+    pub(crate) fn regraft_from(&mut self, peer: AuthorKey) {
+        let deadline = self.now + self.graft_wait(peer);
+        for m in self.missing.values_mut() {
+            if let Some(i) = m.announcers.iter().position(|a| *a == peer) {
+                m.announcers[..=i].rotate_right(1);
+                m.deadline = m.deadline.min(deadline);
+            }
         }
     }
 

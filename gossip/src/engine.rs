@@ -1001,6 +1001,7 @@ impl<R: Rng> Engine<R> {
 
     fn on_heal(&mut self, peer: AuthorKey, was: LinkStatus) {
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
+        self.regraft_from(peer);
         if was == LinkStatus::Disconnected {
             // Buffers were released: catch up by version vectors.
             self.open_sync(peer);

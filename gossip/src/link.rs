@@ -29,6 +29,12 @@ use crate::time::Time;
 
 /// Selective acknowledgements remembered above the cumulative point.
 const MAX_ACK_SET: usize = 1024;
+/// Prunes remembered per link ([`Link::pruned`]); older ones are forgotten first.
+pub(crate) const MAX_RECENT_PRUNES: usize = 64;
+/// A tree pruned on a link this recently is announced on it whatever `ihave_fanout`.
+pub(crate) const ANNOUNCE_AFTER_PRUNE: Duration = Duration::from_secs(5);
+/// [`Link::pruned`]'s name for a prune of every tree.
+const ALL_TREES: u16 = u16::MAX;
 /// Ranges of selective acknowledgement sent in one ack at most.
 const MAX_ACK_RANGES: usize = 64;
 /// Retransmission timeout before any acknowledgement was timed.
@@ -194,6 +200,10 @@ pub(crate) struct Link {
     /// Plumtree: the trees on which events are pushed eagerly on this link (on the others
     /// they are announced lazily).
     pub(crate) trees: crate::broadcast::TreeEdges,
+    /// Trees pruned on this link lately, by either end, and when (at most
+    /// [`MAX_RECENT_PRUNES`], oldest first; kept only while `ihave_fanout` caps
+    /// announcements): see [`Link::pruned_lately`].
+    pub(crate) pruned: VecDeque<(u16, Time)>,
     /// Heads to announce lazily on the next flush, with this peer's hop count for each.
     pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64, Option<u32>)>,
     /// When to send the next anti-entropy digest.
@@ -259,6 +269,7 @@ impl Link {
             ping: None,
             peer_coordinate: None,
             peer_scope: None,
+            pruned: VecDeque::new(),
             pongs_sent: 0,
             scope_told: None,
             rtts: VecDeque::new(),
@@ -360,6 +371,32 @@ impl Link {
             self.buffered_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
             self.ihave.clear();
         }
+    }
+
+    /// Remembers that `tree` (`None`: every tree) was pruned on this link at `now`.
+    pub(crate) fn note_pruned(&mut self, tree: Option<u16>, now: Time) {
+        if self.pruned.len() >= MAX_RECENT_PRUNES {
+            self.pruned.pop_front();
+        }
+        self.pruned.push_back((tree.unwrap_or(ALL_TREES), now));
+    }
+
+    /// Whether `tree` was pruned on this link within [`ANNOUNCE_AFTER_PRUNE`] of `now`.
+    ///
+    /// A prune turns the link lazy both ways, so each end may have just lost its parent on
+    /// the tree; if the other links that reached it were pruned too (two ends pushing the
+    /// same event at each other during a heal's backlog), it is off the tree, and only an
+    /// announcement tells it of the events already on their way. Announced on one lazy link
+    /// in `ihave_fanout`, chosen at random, the events in flight at the prune were often
+    /// announced elsewhere and the hole was found only at the author's next event (convoy:
+    /// 4–22 s after a heal).
+    pub(crate) fn pruned_lately(&self, tree: u16, now: Time) -> bool {
+        let lately = |at: Time| now.saturating_since(at) <= ANNOUNCE_AFTER_PRUNE;
+        self.pruned
+            .iter()
+            .rev()
+            .take_while(|p| lately(p.1))
+            .any(|p| p.0 == tree || p.0 == ALL_TREES)
     }
 
     /// Queues a frame: `body` is the encoding of its kind (the link seq and floor are added

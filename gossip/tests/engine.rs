@@ -662,39 +662,78 @@ fn a_surplus_link_is_dropped_with_a_bye_and_stays_dropped() {
 }
 
 /// With `ihave_fanout`, an event is announced on that many of the links lazy for its tree
-/// (chosen at random per event), not on all of them.
+/// (chosen at random per event), not on all of them; but on every link pruned in the last
+/// 5 s, whose end may have lost its parent on the tree with that prune.
 #[test]
-fn announcements_go_to_ihave_fanout_lazy_links() {
+fn announcements_go_to_ihave_fanout_lazy_links_and_to_every_link_pruned_lately() {
     let seed = 14;
     eprintln!("seed {seed}");
-    assert_eq!(heads_announced(seed, 0), 6, "seed {seed}: Plumtree announces on every lazy link");
-    assert_eq!(heads_announced(seed, 2), 2, "seed {seed}");
+    let later = Duration::from_secs(6);
+    let plumtree = heads_announced(seed, 0, later);
+    assert_eq!(plumtree, 6, "seed {seed}: Plumtree announces on every lazy link");
+    assert_eq!(heads_announced(seed, 2, later), 2, "seed {seed}");
+    let lately = heads_announced(seed, 2, Duration::from_secs(1));
+    assert_eq!(lately, 6, "seed {seed}: the six links were pruned 1 s before");
 }
 
-/// Heads announced in the first 300 ms after a peer with six links, all lazy, posts once.
-fn heads_announced(seed: u64, ihave_fanout: usize) -> usize {
+/// Heads announced in the first 300 ms after a peer with six links, all pruned at the start
+/// (lazy), posts once, `post_after` the start.
+fn heads_announced(seed: u64, ihave_fanout: usize, post_after: Duration) -> usize {
     use vecino_proto::pb::{self, frame::Kind};
     let config = Config { ihave_fanout, ..Config::default() };
     let me = identity(seed, 100);
     let mut e = Engine::new(me, config, ChaCha8Rng::seed_from_u64(seed), START, vec![]);
     let mut inputs: Vec<(Time, Input)> = vec![(START, Input::Start)];
-    let prune = Bytes::from(vecino_proto::encode_frame(&pb::Frame {
-        link_seq: 0,
-        link_floor: 0,
-        kind: Some(Kind::Prune(pb::Prune { trees: vec![] })),
-    }));
     for i in 0..6 {
         let peer = identity(seed, i).public();
         inputs.push((START, up(peer)));
-        inputs.push((START, Input::Received { from: peer, frame: prune.clone() }));
+        inputs.push((START, received(peer, 0, Kind::Prune(pb::Prune { trees: vec![] }))));
     }
     let body = Bytes::from_static(b"hello");
-    inputs.push((START, Input::Command(Command::Post { topic: "t".into(), body })));
-    let end = START + Duration::from_millis(300);
-    frames_sent(&mut e, inputs, end)
+    let post = START + post_after;
+    inputs.push((post, Input::Command(Command::Post { topic: "t".into(), body })));
+    let end = post + Duration::from_millis(300);
+    frames_sent_answering(&mut e, inputs, end, pong)
         .into_iter()
         .map(|(_, kind)| if let Kind::Ihave(i) = kind { i.prefixed.len() } else { 0 })
         .sum()
+}
+
+/// An author pushes its post on `root_fanout` (2) of its tree edges and announces it on the
+/// others, which rely on the link for the tree: with `ihave_fanout` = 1 on both of them, and
+/// on one of the lazy links.
+#[test]
+fn an_author_announces_its_post_on_every_tree_edge_it_does_not_push_on() {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 25;
+    eprintln!("seed {seed}");
+    let config = Config { ihave_fanout: 1, root_fanout: 2, ..Config::default() };
+    let mut e = engine(seed, config);
+    let peers: Vec<AuthorKey> = (0..6).map(|i| identity(seed, i).public()).collect();
+    let mut inputs: Vec<(Time, Input)> = vec![(START, Input::Start)];
+    inputs.extend(peers.iter().map(|p| (START, up(*p))));
+    // Two links pruned every tree: lazy. The other four are tree edges.
+    for p in &peers[..2] {
+        inputs.push((START, received(*p, 0, Kind::Prune(pb::Prune { trees: vec![] }))));
+    }
+    let post = START + Duration::from_secs(6);
+    let body = Bytes::from_static(b"hello");
+    inputs.push((post, Input::Command(Command::Post { topic: "t".into(), body })));
+    let sent = frames_sent_answering(&mut e, inputs, post + Duration::from_millis(300), pong);
+    let got = |p: AuthorKey, pick: fn(&Kind) -> bool| {
+        !sent_to(&sent, p, |k| pick(k).then_some(())).is_empty()
+    };
+    let is_post = |k: &Kind| matches!(k, Kind::Events(ev) if ev.envelopes.iter().any(is_a_post));
+    let is_ihave = |k: &Kind| matches!(k, Kind::Ihave(i) if i.prefixed.iter().any(|h| h.stream == pb::Stream::Post as i32));
+    let pushed: Vec<_> = peers.iter().filter(|p| got(**p, is_post)).collect();
+    let edges = &peers[2..];
+    assert_eq!(pushed.len(), 2, "seed {seed}: pushed on root_fanout edges");
+    assert!(pushed.iter().all(|p| edges.contains(p)), "seed {seed}: pushed on tree edges only");
+    for p in edges.iter().filter(|p| !pushed.contains(p)) {
+        assert!(got(*p, is_ihave), "seed {seed}: an edge not pushed on is announced to");
+    }
+    let lazy_told = peers[..2].iter().filter(|p| got(**p, is_ihave)).count();
+    assert_eq!(lazy_told, 1, "seed {seed}: one lazy link of two is announced to");
 }
 
 /// With host back-pressure the engine hands the host at most `host_queue_bytes` not yet
@@ -947,6 +986,24 @@ fn sent_to<'a, T>(
     pick: impl Fn(&'a vecino_proto::pb::frame::Kind) -> Option<T>,
 ) -> Vec<T> {
     sent.iter().filter(|(to, _)| *to == peer).filter_map(|(_, k)| pick(k)).collect()
+}
+
+/// A neighbour's answer to a ping (a pong 20 ms later), which keeps its link connected.
+fn pong(now: Time, to: AuthorKey, k: &vecino_proto::pb::frame::Kind) -> Option<(Time, Input)> {
+    use vecino_proto::pb::{self, frame::Kind};
+    let Kind::Ping(p) = k else { return None };
+    let pong = pb::Pong { nonce: p.nonce, coordinate: None, fisheye_radius_us: None };
+    Some((now + Duration::from_millis(20), received(to, 0, Kind::Pong(pong))))
+}
+
+/// Whether an envelope holds a post.
+fn is_a_post(envelope: &Bytes) -> bool {
+    use prost::Message;
+    use vecino_proto::pb;
+    pb::Envelope::decode(envelope.as_ref())
+        .ok()
+        .and_then(|env| pb::Event::decode(env.event.as_ref()).ok())
+        .is_some_and(|ev| ev.stream == pb::Stream::Post as i32)
 }
 
 /// A frame of `kind` from `from`, with link seq `link_seq` (0: unsequenced).
@@ -1503,4 +1560,55 @@ fn a_graft_by_key_prefix_is_answered_with_the_event_it_names() {
     assert_eq!(answers.len(), 1, "seed {seed}: only the graft naming a held event is answered");
     assert_eq!(answers[0].envelopes, vec![px.envelope().clone()], "seed {seed}");
     assert_eq!(e.stats().rejected.get("bad_head"), Some(&1), "seed {seed}");
+}
+
+/// A graft whose announcer's link went down is backed off (up to 30 s between tries); when
+/// the link comes back the event is grafted from it at once, not at the next backed-off try.
+/// And a new announcer of an event grafted already is grafted from at once.
+#[test]
+fn a_missing_event_is_grafted_again_at_once_when_its_announcer_comes_back_or_another_announces_it()
+{
+    use vecino_proto::pb::{self, Stream, frame::Kind};
+    let seed = 26;
+    eprintln!("seed {seed}");
+    let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
+    let x = identity(seed, 3);
+    let head = pb::PrefixHead {
+        author_prefix: x.public().prefix(),
+        stream: Stream::Post as i32,
+        seq: 1,
+        hops: None,
+    };
+    let ihave = || Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() });
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    // Frames sent carry no time: grafts are counted in runs that end at different times.
+    let grafts = |sent: &[(AuthorKey, Kind)], to: AuthorKey| {
+        sent_to(sent, to, |k| matches!(k, Kind::Graft(_)).then_some(())).len()
+    };
+    let run = |inputs: Vec<(Time, Input)>, end_ms: u64| {
+        let mut e = engine(seed, Config::default());
+        // C answers pings; B, down, does not (an answer would bring its link back).
+        let answer = |now, to, k: &Kind| if to == c { pong(now, to, k) } else { None };
+        frames_sent_answering(&mut e, inputs, at(end_ms), answer)
+    };
+    // B announces X's post, and its link goes down: the grafts to it back off.
+    let mut inputs = vec![
+        (START, Input::Start),
+        (START, up(b)),
+        (START, up(c)),
+        (at(100), received(b, 0, ihave())),
+        (at(200), Input::LinkDown { peer: b }),
+    ];
+    let before = grafts(&run(inputs.clone(), 25_000), b);
+    let waiting = grafts(&run(inputs.clone(), 19_500), b);
+    assert_eq!(before, waiting, "seed {seed}: backed off, no graft from 19.5 s to 25 s");
+    // B comes back at 25 s: grafted from at once.
+    inputs.push((at(25_000), up(b)));
+    let healed = grafts(&run(inputs.clone(), 25_500), b);
+    assert!(healed > before, "seed {seed}: grafted within 0.5 s of the heal ({healed} > {before})");
+    // C announces it at 25 s instead: grafted from C at once.
+    inputs.pop();
+    inputs.push((at(25_000), received(c, 0, ihave())));
+    let sent = run(inputs, 25_500);
+    assert_eq!(grafts(&sent, c), 1, "seed {seed}: C grafted within 0.5 s");
 }
