@@ -1612,3 +1612,70 @@ fn a_missing_event_is_grafted_again_at_once_when_its_announcer_comes_back_or_ano
     let sent = run(inputs, 25_500);
     assert_eq!(grafts(&sent, c), 1, "seed {seed}: C grafted within 0.5 s");
 }
+
+/// An author pushes its events on `root_fanout` (2) tree edges and announces them on the
+/// others. A neighbour that grafts one has them by no other path (the edges that relay them
+/// to it were pruned): it is pushed the author's next events too, until it prunes the link.
+#[test]
+fn an_author_pushes_its_events_to_a_neighbour_that_grafted_one_until_it_prunes() {
+    use vecino_proto::pb::{self, frame::Kind};
+    let seed = 27;
+    eprintln!("seed {seed}");
+    let config = Config { root_fanout: 2, ..Config::default() };
+    let peers: Vec<AuthorKey> = (0..4).map(|i| identity(seed, i).public()).collect();
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let post = |ms: u64, text: &'static str| {
+        (at(ms), Input::Command(Command::Post { topic: "t".into(), body: Bytes::from(text) }))
+    };
+    // Pushed posts per neighbour, after the posts at 1 s, 2 s and 3 s; `x` (the first
+    // neighbour the author does not push to) grafts the first post at 1.5 s, and prunes
+    // every tree at 2.5 s when `prune`.
+    let run = |graft: bool, prune: bool| {
+        let mut e = engine(seed, config.clone());
+        let mut inputs: Vec<(Time, Input)> = vec![(START, Input::Start)];
+        inputs.extend(peers.iter().map(|p| (START, up(*p))));
+        inputs.push(post(1_000, "one"));
+        let first = frames_sent_answering(&mut e, inputs.clone(), at(1_400), pong);
+        let is_post =
+            |k: &Kind| matches!(k, Kind::Events(ev) if ev.envelopes.iter().any(is_a_post));
+        let pushed_first: Vec<AuthorKey> = peers
+            .iter()
+            .copied()
+            .filter(|p| !sent_to(&first, *p, |k| is_post(k).then_some(())).is_empty())
+            .collect();
+        let x = *peers.iter().find(|p| !pushed_first.contains(p)).expect("an unpushed edge");
+        let mut e = engine(seed, config.clone());
+        if graft {
+            let head = pb::PrefixHead {
+                author_prefix: identity(seed, 100).public().prefix(),
+                stream: pb::Stream::Post as i32,
+                seq: 1,
+                hops: None,
+            };
+            let g = pb::Graft { prefixed: vec![head], ..Default::default() };
+            inputs.push((at(1_500), received(x, 1, Kind::Graft(g))));
+        }
+        inputs.push(post(2_000, "two"));
+        if prune {
+            inputs.push((at(2_500), received(x, 2, Kind::Prune(pb::Prune { trees: vec![] }))));
+        }
+        inputs.push(post(3_000, "three"));
+        let sent = frames_sent_answering(&mut e, inputs, at(3_400), pong);
+        // Distinct posts (nothing is acknowledged here: pushes are retransmitted).
+        let posts_to_x: BTreeSet<&Bytes> = sent_to(&sent, x, |k| match k {
+            Kind::Events(ev) if !ev.sync => Some(ev.envelopes.iter().filter(|e| is_a_post(e))),
+            _ => None,
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        (pushed_first.len(), posts_to_x.len())
+    };
+    let (first, not_grafted) = run(false, false);
+    assert_eq!(first, 2, "seed {seed}: the first post pushed on root_fanout edges");
+    assert_eq!(not_grafted, 0, "seed {seed}: never pushed to x without its graft");
+    let (_, grafted) = run(true, false);
+    assert_eq!(grafted, 2, "seed {seed}: posts two and three pushed to x after its graft");
+    let (_, pruned) = run(true, true);
+    assert_eq!(pruned, 1, "seed {seed}: post two pushed to x, three not after its prune");
+}
