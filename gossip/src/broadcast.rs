@@ -208,9 +208,9 @@ impl<R: Rng> Engine<R> {
             .map(|(p, l)| (*p, l.trees.eager(tree)))
             .collect();
         if from.is_none() {
-            self.cap_fanout(&mut targets, self.config.root_fanout, true);
+            self.cap_fanout(&mut targets, self.config.root_fanout);
         } else if presence && self.fisheye.active {
-            self.cap_fanout(&mut targets, MEMBER_FANOUT, false);
+            self.cap_fanout(&mut targets, MEMBER_FANOUT);
         }
         self.cap_ihave_fanout(&mut targets, tree);
         let head = (ev.author(), ev.stream(), ev.seq());
@@ -249,16 +249,10 @@ impl<R: Rng> Engine<R> {
     /// over when a nearer link goes); without it the first-arrival tree from an author is a
     /// star of all its links, the fan-out tax on its own uplink or radio. A fisheye peer caps
     /// the presence it relays at [`MEMBER_FANOUT`].
-    ///
-    /// `own`: these are this peer's own events, which are also pushed to every neighbour
-    /// that grafted one of them (`Link::child_of_mine`): the relayed pushes do not reach it.
-    /// (rcm: a site whose two other sites had pruned it grafted every post of the third
-    /// from its author, half a second late, and the sites' stores were never equal again.)
-    fn cap_fanout(&self, targets: &mut [(AuthorKey, bool)], cap: usize, own: bool) {
+    fn cap_fanout(&self, targets: &mut [(AuthorKey, bool)], cap: usize) {
         if cap == 0 || targets.iter().filter(|t| t.1).count() <= cap {
             return;
         }
-        let child = |p: &AuthorKey| own && self.links.get(p).is_some_and(|l| l.child_of_mine);
         let mut eager: Vec<(Duration, AuthorKey)> = targets
             .iter()
             .filter(|t| t.1)
@@ -267,7 +261,7 @@ impl<R: Rng> Engine<R> {
         eager.sort_unstable();
         let keep: Vec<AuthorKey> = eager.iter().take(cap).map(|e| e.1).collect();
         for t in targets.iter_mut() {
-            t.1 = t.1 && (keep.contains(&t.0) || child(&t.0));
+            t.1 = t.1 && keep.contains(&t.0);
         }
     }
 
@@ -441,9 +435,6 @@ impl<R: Rng> Engine<R> {
         if self.config.ihave_fanout > 0 {
             l.note_pruned(Some(tree), self.now);
         }
-        if tree == tree_of(&self.me, self.config.per_author_trees) || tree == SHARED_TREE {
-            l.child_of_mine = false;
-        }
         self.stats.prunes += 1;
         let trees = self.slots(tree);
         self.send(peer, pb::frame::Kind::Prune(pb::Prune { trees }), Priority::Control, false);
@@ -453,10 +444,6 @@ impl<R: Rng> Engine<R> {
         let config = &self.config;
         let Some(l) = self.links.get_mut(&from) else { return };
         let bad = l.trees.apply(&prune.trees, false);
-        let mine = [u32::from(tree_of(&self.me, config.per_author_trees)), u32::from(SHARED_TREE)];
-        if prune.trees.is_empty() || prune.trees.iter().any(|t| mine.contains(t)) {
-            l.child_of_mine = false;
-        }
         if config.ihave_fanout > 0 {
             if prune.trees.is_empty() {
                 l.note_pruned(None, self.now);
@@ -645,13 +632,6 @@ impl<R: Rng> Engine<R> {
                 StreamKind::Log => self.store.get(&key, seq).cloned(),
             })
             .collect();
-        // Its own events grafted from their author: the tree edges that relay them to the
-        // neighbour were pruned, and past `root_fanout` the author only announced them.
-        if events.iter().any(|e| e.author() == self.me)
-            && let Some(l) = self.links.get_mut(&from)
-        {
-            l.child_of_mine = true;
-        }
         if !events.is_empty() {
             // This peer's hop count for what it answers (the largest, if they differ).
             let hops = events

@@ -204,10 +204,6 @@ pub(crate) struct Link {
     /// [`MAX_RECENT_PRUNES`], oldest first; kept only while `ihave_fanout` caps
     /// announcements): see [`Link::pruned_lately`].
     pub(crate) pruned: VecDeque<(u16, Time)>,
-    /// The neighbour grafted one of this peer's own events from it since the link was last
-    /// pruned on the trees they travel on: the author's pushes reach it by no other path,
-    /// so it is pushed them beyond `root_fanout`.
-    pub(crate) child_of_mine: bool,
     /// Heads to announce lazily on the next flush, with this peer's hop count for each.
     pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64, Option<u32>)>,
     /// When to send the next anti-entropy digest.
@@ -274,7 +270,6 @@ impl Link {
             peer_coordinate: None,
             peer_scope: None,
             pruned: VecDeque::new(),
-            child_of_mine: false,
             pongs_sent: 0,
             scope_told: None,
             rtts: VecDeque::new(),
