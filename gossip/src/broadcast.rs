@@ -696,6 +696,18 @@ impl<R: Rng> Engine<R> {
                 self.missing.remove(&name);
                 continue;
             }
+            // An author pushes its own events on `root_fanout` links and only announces them
+            // on the others: grafted from it, an event comes, but the link stays off the
+            // tree and the next event is grafted again. Grafted from a relay, the link joins
+            // the author's tree there. (rcm: a site pruned by the two others grafted every
+            // post of the third from its author, half a second late, and the sites' stores
+            // were never equal again after the 24th heal.)
+            let by_author = |p: &AuthorKey| p.prefix() == prefix && author.is_none_or(|a| a == *p);
+            if self.config.root_fanout > 0
+                && let Some(i) = m.announcers.iter().position(|p| !by_author(p))
+            {
+                m.announcers[..=i].rotate_right(1);
+            }
             let peer = m.announcers[0];
             m.announcers.rotate_left(1);
             let rtt = self

@@ -1612,3 +1612,40 @@ fn a_missing_event_is_grafted_again_at_once_when_its_announcer_comes_back_or_ano
     let sent = run(inputs, 25_500);
     assert_eq!(grafts(&sent, c), 1, "seed {seed}: C grafted within 0.5 s");
 }
+
+/// An event announced by its author and by a relay is grafted from the relay: past its
+/// `root_fanout` the author only announces its events, so a link grafted from it stays off
+/// the author's tree, while a relay's link joins it. With `root_fanout` 0 (the author pushes
+/// on every tree edge) the first announcer, the author, is grafted from.
+#[test]
+fn an_event_announced_by_its_author_and_a_relay_is_grafted_from_the_relay() {
+    use vecino_proto::pb::{self, Stream, frame::Kind};
+    let seed = 28;
+    eprintln!("seed {seed}");
+    let x = identity(seed, 1);
+    let relay = identity(seed, 2).public();
+    let head = pb::PrefixHead {
+        author_prefix: x.public().prefix(),
+        stream: Stream::Post as i32,
+        seq: 1,
+        hops: None,
+    };
+    let ihave = || Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() });
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let grafted_from = |root_fanout: usize| {
+        let mut e = engine(seed, Config { root_fanout, ..Config::default() });
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(x.public())),
+            (START, up(relay)),
+            (at(100), received(x.public(), 0, ihave())),
+            (at(120), received(relay, 0, ihave())),
+        ];
+        let sent = frames_sent_answering(&mut e, inputs, at(400), pong);
+        let first =
+            sent.iter().find(|(_, k)| matches!(k, Kind::Graft(g) if !g.prefixed.is_empty()));
+        first.map(|(to, _)| *to)
+    };
+    assert_eq!(grafted_from(2), Some(relay), "seed {seed}: grafted from the relay");
+    assert_eq!(grafted_from(0), Some(x.public()), "seed {seed}: from the first announcer");
+}
