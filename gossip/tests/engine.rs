@@ -1022,6 +1022,18 @@ fn pushed(from: AuthorKey, ev: &VerifiedEvent) -> Input {
     received(from, 1, vecino_proto::pb::frame::Kind::Events(events))
 }
 
+/// An announcement (by key prefix) of `author`'s first post.
+fn announced_first_post(author: &AuthorKey) -> vecino_proto::pb::frame::Kind {
+    use vecino_proto::pb;
+    let head = pb::PrefixHead {
+        author_prefix: author.prefix(),
+        stream: pb::Stream::Post as i32,
+        seq: 1,
+        hops: None,
+    };
+    pb::frame::Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() })
+}
+
 /// A signed post (seq 1) by `author`, stamped at `START`.
 fn post_by(author: &Identity) -> VerifiedEvent {
     use vecino_proto::pb::{self, Stream, event::Body};
@@ -1568,18 +1580,12 @@ fn a_graft_by_key_prefix_is_answered_with_the_event_it_names() {
 #[test]
 fn a_missing_event_is_grafted_again_at_once_when_its_announcer_comes_back_or_another_announces_it()
 {
-    use vecino_proto::pb::{self, Stream, frame::Kind};
+    use vecino_proto::pb::frame::Kind;
     let seed = 26;
     eprintln!("seed {seed}");
     let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
     let x = identity(seed, 3);
-    let head = pb::PrefixHead {
-        author_prefix: x.public().prefix(),
-        stream: Stream::Post as i32,
-        seq: 1,
-        hops: None,
-    };
-    let ihave = || Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() });
+    let ihave = || announced_first_post(&x.public());
     let at = |ms: u64| START + Duration::from_millis(ms);
     // Frames sent carry no time: grafts are counted in runs that end at different times.
     let grafts = |sent: &[(AuthorKey, Kind)], to: AuthorKey| {
@@ -1619,18 +1625,12 @@ fn a_missing_event_is_grafted_again_at_once_when_its_announcer_comes_back_or_ano
 /// on every tree edge) the first announcer, the author, is grafted from.
 #[test]
 fn an_event_announced_by_its_author_and_a_relay_is_grafted_from_the_relay() {
-    use vecino_proto::pb::{self, Stream, frame::Kind};
+    use vecino_proto::pb::frame::Kind;
     let seed = 28;
     eprintln!("seed {seed}");
     let x = identity(seed, 1);
     let relay = identity(seed, 2).public();
-    let head = pb::PrefixHead {
-        author_prefix: x.public().prefix(),
-        stream: Stream::Post as i32,
-        seq: 1,
-        hops: None,
-    };
-    let ihave = || Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() });
+    let ihave = || announced_first_post(&x.public());
     let at = |ms: u64| START + Duration::from_millis(ms);
     let grafted_from = |root_fanout: usize| {
         let mut e = engine(seed, Config { root_fanout, ..Config::default() });
