@@ -142,9 +142,10 @@ settings! {
     #[arg(long, env = "VECINO_FISHEYE_FROM_START", value_name = "BOOL")]
     fisheye_from_start: bool,
     /// Announce each post on at most this many of the links it is not pushed on (chosen at
-    /// random); 0 = on all of them. On a small shared radio announcements cost airtime:
-    /// 1 there (simulated 2 × 5 vehicles: 289 of 300 heal backlogs drained within bound,
-    /// 228 with 0; not with 35 a radio, where it drained slower) [default: 0]
+    /// random), and on those owed it (tree edges not pushed on, links pruned lately); 0 = on
+    /// all of them. On a small shared radio announcements cost airtime: 1 there (simulated
+    /// 2 × 5 vehicles: 297 of 300 heal backlogs drained within bound, 282 with 0; not with 35
+    /// a radio, where it drained slower) [default: 0]
     #[arg(long, env = "VECINO_IHAVE_FANOUT", value_name = "N")]
     ihave_fanout: usize,
     /// Posts kept for `GET /v1/posts` (the newest; older ones are forgotten) [default: 100000]
