@@ -7,7 +7,10 @@
 //! spanning tree and each peer receives each event about once. A peer that hears an
 //! announcement but not the event within an RTT-scaled timeout sends GRAFT to the announcer,
 //! which sends the event and turns the link eager again: the tree repairs itself around failed
-//! links, and re-forms across a healed partition.
+//! links, and re-forms across a healed partition. An event announced by its author and by a
+//! relay is grafted from the relay (past `root_fanout` the author only announces, so its link
+//! would not join the tree); grafts lost to a link that went down are sent again as soon as
+//! it comes back or another neighbour announces the event.
 //!
 //! With `optimization_threshold` > 0, pushed events and announcements carry the sender's hop
 //! count (links crossed from the author). When a lazy neighbour announced an event before it
