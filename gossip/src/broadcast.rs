@@ -431,15 +431,15 @@ impl<R: Rng> Engine<R> {
     /// A pushed duplicate of an event on `tree` arrived from `peer`: stop eager pushes of that
     /// tree on that link, both ways.
     pub(crate) fn prune(&mut self, peer: AuthorKey, tree: u16) {
+        let trees = self.slots(tree);
         let Some(l) = self.links.get_mut(&peer) else { return };
         if !l.trees.set(tree, false) {
             return;
         }
         if self.config.ihave_fanout > 0 {
-            l.note_pruned(Some(tree), self.now);
+            l.note_pruned(&trees, self.now);
         }
         self.stats.prunes += 1;
-        let trees = self.slots(tree);
         self.send(peer, pb::frame::Kind::Prune(pb::Prune { trees }), Priority::Control, false);
     }
 
@@ -448,12 +448,7 @@ impl<R: Rng> Engine<R> {
         let Some(l) = self.links.get_mut(&from) else { return };
         let bad = l.trees.apply(&prune.trees, false);
         if config.ihave_fanout > 0 {
-            if prune.trees.is_empty() {
-                l.note_pruned(None, self.now);
-            }
-            for t in prune.trees.iter().filter_map(|&t| u16::try_from(t).ok()) {
-                l.note_pruned(Some(t), self.now);
-            }
+            l.note_pruned(&prune.trees, self.now);
         }
         // Pushes of those trees still waiting for this link turn into announcements.
         let unpushed = l.unpush_lazy(|a, s| travel_tree(a, s, config));
@@ -564,8 +559,7 @@ impl<R: Rng> Engine<R> {
                         // may be lost, or wait for the link, so the new announcer is grafted
                         // from next, as soon as a first one would be, not after the backoff
                         // (up to `MAX_GRAFT_WAIT`).
-                        m.announcers.insert(0, from);
-                        m.deadline = m.deadline.min(deadline);
+                        m.graft_next_from(from, deadline);
                     }
                 }
                 if let Some(a) = hops
@@ -650,11 +644,8 @@ impl<R: Rng> Engine<R> {
     /// from it next, without waiting out the backoff of grafts lost while it was down.
     pub(crate) fn regraft_from(&mut self, peer: AuthorKey) {
         let deadline = self.now + self.graft_wait(peer);
-        for m in self.missing.values_mut() {
-            if let Some(i) = m.announcers.iter().position(|a| *a == peer) {
-                m.announcers[..=i].rotate_right(1);
-                m.deadline = m.deadline.min(deadline);
-            }
+        for m in self.missing.values_mut().filter(|m| m.announcers.contains(&peer)) {
+            m.graft_next_from(peer, deadline);
         }
     }
 
@@ -707,9 +698,9 @@ impl<R: Rng> Engine<R> {
             // were never equal again after the 24th heal.)
             let by_author = |p: &AuthorKey| p.prefix() == prefix && author.is_none_or(|a| a == *p);
             if self.config.root_fanout > 0
-                && let Some(i) = m.announcers.iter().position(|p| !by_author(p))
+                && let Some(&relay) = m.announcers.iter().find(|p| !by_author(p))
             {
-                m.announcers[..=i].rotate_right(1);
+                m.graft_next_from(relay, now);
             }
             let peer = m.announcers[0];
             m.announcers.rotate_left(1);

@@ -55,10 +55,10 @@ pub struct Config {
     pub root_fanout: usize,
     /// Each event is announced on at most this many of the links lazy for its tree, chosen
     /// at random per event, besides the links owed it (tree edges not pushed on, links
-    /// pruned on the tree in the last 5 s); 0: on all of them (Plumtree as published). Eager pushes are
-    /// acknowledged and retransmitted per link, so announcements only repair a tree whose
-    /// edge failed (and anti-entropy catches up whatever they miss); on every lazy link they
-    /// cost about as many bytes as the events themselves on a shared radio.
+    /// pruned on the tree in the last 5 s); 0: on all of them (Plumtree as published).
+    /// Eager pushes are acknowledged and retransmitted per link, so announcements only repair
+    /// a tree whose edge failed (and anti-entropy catches up whatever they miss); on every
+    /// lazy link they cost about as many bytes as the events themselves on a shared radio.
     pub ihave_fanout: usize,
     /// Plumtree's optimisation by time: when a lazy neighbour's announcement of an event
     /// arrived at least this long before the event's eager push, the lazy link is grafted on

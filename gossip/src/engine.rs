@@ -113,6 +113,16 @@ pub(crate) struct Missing {
     pub(crate) grafted: u32,
 }
 
+impl Missing {
+    /// Makes `announcer` the next one grafted from (added if new, the others keeping their
+    /// order), by `deadline` at the latest.
+    pub(crate) fn graft_next_from(&mut self, announcer: AuthorKey, deadline: Time) {
+        self.announcers.retain(|a| *a != announcer);
+        self.announcers.insert(0, announcer);
+        self.deadline = self.deadline.min(deadline);
+    }
+}
+
 /// Counters an operator (or a test) reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineStats {

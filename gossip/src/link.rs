@@ -373,12 +373,17 @@ impl Link {
         }
     }
 
-    /// Remembers that `tree` (`None`: every tree) was pruned on this link at `now`.
-    pub(crate) fn note_pruned(&mut self, tree: Option<u16>, now: Time) {
-        if self.pruned.len() >= MAX_RECENT_PRUNES {
-            self.pruned.pop_front();
+    /// Remembers that the tree slots of a prune frame (none named: every tree) were pruned
+    /// on this link at `now`, whichever end sent it; slots out of range are skipped.
+    pub(crate) fn note_pruned(&mut self, trees: &[u32], now: Time) {
+        let named = trees.iter().filter_map(|&t| u16::try_from(t).ok().filter(|&t| t != ALL_TREES));
+        let slots: Vec<u16> = if trees.is_empty() { vec![ALL_TREES] } else { named.collect() };
+        for t in slots {
+            if self.pruned.len() >= MAX_RECENT_PRUNES {
+                self.pruned.pop_front();
+            }
+            self.pruned.push_back((t, now));
         }
-        self.pruned.push_back((tree.unwrap_or(ALL_TREES), now));
     }
 
     /// Whether `tree` was pruned on this link within [`ANNOUNCE_AFTER_PRUNE`] of `now`.
