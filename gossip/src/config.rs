@@ -78,6 +78,13 @@ pub struct Config {
     /// a shared radio may use what the others leave idle, and its queue at the radio stays a
     /// frame or two long. `None`: the buckets alone pace.
     pub host_queue_bytes: Option<usize>,
+    /// The host can broadcast on a shared medium (a radio) that the neighbours marked
+    /// `LinkInfo::shared_medium`, and others, hear ([`crate::Output::Broadcast`]). An event
+    /// then enters the medium once, broadcast by the first peer on it to hold it (its author,
+    /// or the end of a link from off the medium), and travels the trees only on links off
+    /// the medium: on a radio of n vehicles a post costs one transmission instead of about
+    /// n − 1 (convoy70). False (the default): every link is point to point.
+    pub shared_medium: bool,
     /// Bytes of unacknowledged and queued frames kept per link; past it the oldest are dropped
     /// (counted) and anti-entropy catches up instead.
     pub max_link_buffer_bytes: usize,
@@ -164,6 +171,7 @@ impl Default for Config {
             rto_min: Duration::from_millis(300),
             uplink_bps: None,
             host_queue_bytes: None,
+            shared_medium: false,
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),
             newspaper_max_interval: Duration::from_secs(600),

@@ -229,6 +229,8 @@ pub struct Engine<R> {
     pub(crate) recent_order: VecDeque<(StreamKey, u64)>,
     /// Fisheye membership state (`crate::membership`).
     pub(crate) fisheye: Fisheye,
+    /// Broadcasts on the shared medium (`crate::medium`).
+    pub(crate) medium: crate::medium::Medium,
     /// Simulator only: signature checks shared by all simulated peers.
     #[cfg(feature = "sim")]
     pub(crate) sim_verified: Option<crate::sim::VerifyCache>,
@@ -334,6 +336,7 @@ impl<R: Rng> Engine<R> {
             recent: BTreeMap::new(),
             recent_order: VecDeque::new(),
             fisheye: Fisheye::default(),
+            medium: crate::medium::Medium::default(),
             #[cfg(feature = "sim")]
             sim_verified: None,
         };
@@ -522,14 +525,32 @@ impl<R: Rng> Engine<R> {
             self.reject("host_sent_missing");
         }
         let n = self.links.len();
-        if n == 0 {
+        if n == 0 && self.medium.is_empty() {
             return;
         }
         // Links in round-robin order, starting one further each time (borrowed once: the
         // pump runs after every send).
         let mut links: Vec<(&AuthorKey, &mut Link)> = self.links.iter_mut().collect();
-        links.rotate_left(self.round_robin % n);
+        links.rotate_left(self.round_robin % n.max(1));
         'classes: for class in Priority::ALL {
+            // The shared medium first: one broadcast serves every neighbour on it.
+            loop {
+                let room = match host_queue {
+                    Some(max) => self.host_unsent < max,
+                    None => self.uplink.allows(),
+                };
+                if !room {
+                    break 'classes;
+                }
+                let Some(frame) = self.medium.pop(class) else { break };
+                if host_queue.is_some() {
+                    handed(&mut self.host_unsent, &mut self.host_heard, now, frame.len());
+                } else {
+                    self.uplink.spend(frame.len());
+                }
+                self.medium.sent += 1;
+                self.out.push(Output::Broadcast { frame, class });
+            }
             loop {
                 let mut sent = false;
                 for (peer, link) in &mut links {
@@ -577,8 +598,14 @@ impl<R: Rng> Engine<R> {
             Some(_) => Duration::ZERO,
             None => self.uplink.wait(now),
         };
-        let Some(wait) =
-            self.links.values().filter_map(|l| l.ready_in(now)).map(|w| w.max(uplink)).min()
+        let medium = (!self.medium.is_empty()).then_some(Duration::ZERO);
+        let Some(wait) = self
+            .links
+            .values()
+            .filter_map(|l| l.ready_in(now))
+            .chain(medium)
+            .map(|w| w.max(uplink))
+            .min()
         else {
             return;
         };
@@ -663,7 +690,7 @@ impl<R: Rng> Engine<R> {
         match self.identity.sign(stream, seq, hlc, body) {
             Ok(ev) => {
                 self.own_seq.insert(stream, seq);
-                self.accept(None, &ev, false, None);
+                self.accept(None, &ev, Via::Pulled, None);
                 Some(ev)
             }
             Err(_) => {
@@ -741,9 +768,10 @@ impl<R: Rng> Engine<R> {
         &mut self,
         from: Option<AuthorKey>,
         ev: &VerifiedEvent,
-        pushed: bool,
+        via: Via,
         hops: Option<u32>,
     ) {
+        let pushed = via == Via::Pushed;
         if !self.admits(from, ev) {
             // Outside this peer's fisheye: neither kept nor passed on, and the link that
             // pushed it is muted for the author's presence and status. (Pruning the tree
@@ -769,6 +797,9 @@ impl<R: Rng> Engine<R> {
                 }
                 if let Some(h) = hops {
                     self.remember_hops((key, ev.seq()), h);
+                }
+                if pushed && let Some(from) = from {
+                    self.note_entry(ev, from);
                 }
                 if let Some(m) = self.missing.remove(&named(&key, ev.seq()))
                     && pushed
@@ -810,10 +841,13 @@ impl<R: Rng> Engine<R> {
                         self.note_missing(key, seq, from, None);
                     }
                 }
-                self.forward(from, ev, hops);
+                self.forward(from, ev, hops, matches!(via, Via::Broadcast { .. }));
             }
             Insert::Duplicate => {
                 self.stats.events_duplicate += 1;
+                if let (Via::Broadcast { own_queued }, Some(from)) = (via, from) {
+                    self.heard_again(from, ev, own_queued);
+                }
                 if pushed && ev.kind() == vecino_proto::StreamKind::LatestValue {
                     self.stats.events_duplicate_pushed_members += 1;
                 }
@@ -982,7 +1016,8 @@ impl<R: Rng> Engine<R> {
                     if let Some(l) = self.links.get_mut(&from) {
                         l.peer_has(event_key(&ev));
                     }
-                    self.accept(Some(from), &ev, !evs.sync, evs.hops);
+                    let via = if evs.sync { Via::Pulled } else { Via::Pushed };
+                    self.accept(Some(from), &ev, via, evs.hops);
                 }
                 Err(e) => self.reject(e.reason().as_str()),
             }
@@ -1031,6 +1066,7 @@ impl<R: Rng> Engine<R> {
             // A new transport session: the neighbour may have restarted and numbers its frames
             // from 1 again.
             link.transport_up = true;
+            link.on_medium = info.shared_medium;
             link.reset_receiver();
             link.set_rate(info.rate_bps, now);
             let healed = link.heard(now);
@@ -1050,6 +1086,9 @@ impl<R: Rng> Engine<R> {
             return;
         }
         self.add_link(peer, info.rate_bps);
+        if let Some(l) = self.links.get_mut(&peer) {
+            l.on_medium = info.shared_medium;
+        }
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         // A new neighbour: exchange what each holds, and learn its RTT.
         self.open_sync(peer);
@@ -1424,7 +1463,7 @@ impl<R: Rng> Engine<R> {
 /// Stable label of a frame kind, for counters.
 /// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
 /// reliable frame as it leaves).
-fn unsequenced(kind: Kind) -> Bytes {
+pub(crate) fn unsequenced(kind: Kind) -> Bytes {
     Bytes::from(vecino_proto::encode_frame(&pb::Frame {
         link_seq: 0,
         link_floor: 0,
@@ -1456,6 +1495,18 @@ fn other_presence(s: Stream) -> Stream {
 }
 
 /// Send class of an event's stream.
+/// How an event reached this peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Pushed by a neighbour (an eager tree edge): a duplicate prunes the link.
+    Pushed,
+    /// Pulled (anti-entropy, a graft's answer), or this peer's own.
+    Pulled,
+    /// Heard broadcast on the shared medium; `own_queued`: this peer's own broadcast of it
+    /// was still waiting, and is dropped.
+    Broadcast { own_queued: bool },
+}
+
 pub(crate) fn class_of(s: Stream) -> Priority {
     match s {
         Stream::Post => Priority::Post,
@@ -1490,6 +1541,7 @@ impl<R: Rng> Protocol for Engine<R> {
         match input {
             Input::Start => {} // the outputs queued by `new` go out below
             Input::Received { from, frame } => self.on_frame(from, frame),
+            Input::Broadcast { from, frame } => self.on_broadcast(from, frame),
             Input::LinkUp { peer, info } => self.on_link_up(peer, &info),
             Input::LinkDown { peer } => self.on_link_down(peer),
             Input::Timer(Timer(TimerKind::Tick)) => self.on_tick(),
@@ -1559,6 +1611,8 @@ impl<R: Rng> Protocol for Engine<R> {
             ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),
             ("sends_cancelled", self.links.values().map(|l| l.cancelled).sum()),
+            ("broadcasts_sent", self.medium.sent),
+            ("broadcasts_heard", self.medium.heard),
             ("fisheye_refused", self.fisheye.refused),
             ("fisheye_refused_unplaced", self.fisheye.refused_unplaced),
             ("fisheye_refused_edge", self.fisheye.refused_edge),

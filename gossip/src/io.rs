@@ -13,6 +13,7 @@
 //! | [`Output::Dial`] | try to open a transport connection to `peer` (at `addrs` if known) and report [`Input::LinkUp`] on success; failure needs no report |
 //! | [`Output::Disconnect`] | close the transport connection to `peer`, then report [`Input::LinkDown`] |
 //! | [`Output::Persist`] | apply the store operation durably *before* sending any later `Send` that acknowledges it (the engine emits them in that order) |
+//! | [`Output::Broadcast`] | only with `Config::shared_medium`: transmit `frame` once on the shared medium (a radio), where every peer on it hears it and is fed [`Input::Broadcast`]; nothing is retransmitted (reported by [`Input::Sent`] as a `Send` is) |
 //!
 //! Inputs the host reports:
 //!
@@ -20,6 +21,7 @@
 //! |---|---|
 //! | [`Input::Start`] | once, first, right after constructing the state machine: it answers with its initial outputs (its first timer, its presence) |
 //! | [`Input::Received`] | a frame arrived from an authenticated neighbour (the transport proved it is `from`) |
+//! | [`Input::Broadcast`] | a frame `from` broadcast on this peer's shared medium arrived (`from` need not be a neighbour) |
 //! | [`Input::LinkUp`] | a transport connection to `peer` is established (inbound or after a dial) |
 //! | [`Input::LinkDown`] | the transport connection to `peer` closed (the engine decides what that means for the link's status) |
 //! | [`Input::Timer`] | a scheduled timer is due |
@@ -40,6 +42,15 @@ pub enum Input {
     /// A frame (`vecino.v1.Frame` bytes) arrived from neighbour `from`.
     Received {
         /// The neighbour, as authenticated by the transport.
+        from: AuthorKey,
+        /// The frame's bytes, untrusted.
+        frame: Bytes,
+    },
+    /// A frame (`vecino.v1.Frame` bytes) that `from` broadcast on this peer's shared medium
+    /// (see `Config::shared_medium`). `from` need not be a neighbour; only the signed events
+    /// in the frame are taken, and nothing is acknowledged.
+    Broadcast {
+        /// The peer that broadcast it, as the medium's transport authenticated it.
         from: AuthorKey,
         /// The frame's bytes, untrusted.
         frame: Bytes,
@@ -77,6 +88,9 @@ pub struct LinkInfo {
     pub rate_bps: Option<u64>,
     /// True when the neighbour dialled us.
     pub inbound: bool,
+    /// True when the neighbour is on this peer's shared medium (`Config::shared_medium`): it
+    /// hears this peer's broadcasts, so events are not sent to it link by link.
+    pub shared_medium: bool,
 }
 
 /// A request from the application.
@@ -267,6 +281,15 @@ pub enum Output {
     },
     /// Apply a durable-storage operation.
     Persist(StoreOp),
+    /// Transmit `frame` once on the shared medium, for every peer on it (only with
+    /// `Config::shared_medium`). Unacknowledged: a lost broadcast is repaired by gap grafts
+    /// and anti-entropy.
+    Broadcast {
+        /// `vecino.v1.Frame` bytes.
+        frame: Bytes,
+        /// What kind of traffic it is (for the host's accounting).
+        class: Priority,
+    },
 }
 
 /// A peer's protocol state machine, as a host drives it: the engine, or a baseline

@@ -11,6 +11,7 @@ mod config;
 mod engine;
 pub mod io;
 mod link;
+mod medium;
 mod membership;
 mod persist;
 #[cfg(feature = "sim")]

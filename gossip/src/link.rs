@@ -175,6 +175,8 @@ pub(crate) struct Link {
     /// When the link last came back from suspected or disconnected.
     pub(crate) healed_at: Option<Time>,
     pub(crate) transport_up: bool,
+    /// The neighbour is on this peer's shared medium (`Config::shared_medium`).
+    pub(crate) on_medium: bool,
     pub(crate) last_heard: Time,
     pub(crate) last_sent: Time,
     pub(crate) last_ping: Time,
@@ -263,6 +265,7 @@ impl Link {
             status_since: now,
             healed_at: None,
             transport_up: true,
+            on_medium: false,
             last_heard: now,
             last_sent: now,
             last_ping: Time(0),

@@ -829,7 +829,7 @@ fn slow_link_backlog(
     let me = identity(seed, 100);
     let mut e = Engine::new(me, Config::default(), ChaCha8Rng::seed_from_u64(seed), START, vec![]);
     let peer = identity(seed, 1).public();
-    let info = LinkInfo { rate_bps: Some(8_000), inbound: false };
+    let info = LinkInfo { rate_bps: Some(8_000), inbound: false, shared_medium: false };
     let mut inputs: Vec<(Time, Input)> =
         vec![(START, Input::Start), (START, Input::LinkUp { peer, info })];
     for i in 0..20u8 {

@@ -478,6 +478,9 @@ impl Node {
                 }
             }
             Output::Persist(op) => self.ops.push(op),
+            // The node has no shared medium (`Config::shared_medium` is off): the engine
+            // never asks for a broadcast.
+            Output::Broadcast { .. } => tracing::warn!("broadcast asked without a shared medium"),
         }
     }
 
@@ -786,7 +789,7 @@ impl Node {
     }
 
     fn link_info(&self, inbound: bool) -> LinkInfo {
-        LinkInfo { rate_bps: self.cfg.link_rate_bps, inbound }
+        LinkInfo { rate_bps: self.cfg.link_rate_bps, inbound, shared_medium: false }
     }
 
     // ----- swarm events -----

@@ -277,7 +277,8 @@ impl Protocol for Baseline {
             Input::LinkUp { .. }
             | Input::LinkDown { .. }
             | Input::Timer(_)
-            | Input::Sent { .. } => {}
+            | Input::Sent { .. }
+            | Input::Broadcast { .. } => {}
             Input::Command(Command::Leave { .. }) => {}
         }
         self.out.drain(..)

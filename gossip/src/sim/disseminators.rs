@@ -75,6 +75,8 @@ pub struct NodeSpec {
     /// Back-pressure: the host reports sent frames and the peer keeps at most this many
     /// bytes in the host's queue (see `LinkModel::host_queue_bytes`).
     pub host_queue_bytes: Option<u64>,
+    /// The peer may broadcast on its group's radio (`LinkModel::broadcast`).
+    pub shared_medium: bool,
 }
 
 /// Builds one peer's state machine.
@@ -155,6 +157,7 @@ pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
             config.uplink_bps = spec.uplink_bps;
             config.host_queue_bytes =
                 spec.host_queue_bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
+            config.shared_medium = spec.shared_medium;
             let mut engine = Engine::new(spec.identity, config, rng, spec.now, spec.stored);
             engine.share_verification(cache.clone());
             Box::new(engine)

@@ -121,6 +121,39 @@ impl Network {
         Transmit::Arrives(done + prop_us)
     }
 
+    /// Hands a broadcast of `bytes` from `from` to its radio `medium` at `now` (µs): it
+    /// occupies the medium once. Returns when its last bit left, or `None` if the queue was
+    /// full; each listener then draws its own loss ([`Self::lost`]).
+    pub(crate) fn broadcast(&mut self, now: u64, medium: usize, bytes: u64) -> Option<u64> {
+        let ser = self.serialisation_us(bytes);
+        let rate = self.model.rate_bps.unwrap_or(0);
+        let busy = self.busy.get_mut(medium)?;
+        let start = (*busy).max(now);
+        if rate > 0 {
+            let backlog = (start - now).saturating_mul(rate) / 8_000_000 + bytes;
+            if backlog > self.model.queue_bytes {
+                self.stats.queue_drops += 1;
+                self.last_done = now;
+                return None;
+            }
+            self.stats.max_backlog_bytes = self.stats.max_backlog_bytes.max(backlog);
+        }
+        let done = start + ser;
+        *busy = done;
+        self.last_done = done;
+        self.medium_bytes[medium] += bytes + u64::from(self.model.frame_overhead_bytes);
+        Some(done)
+    }
+
+    /// Whether a frame from `from` is lost on its way to `to` (counted).
+    pub(crate) fn lost(&mut self, from: u32, to: u32) -> bool {
+        let lost = self.lose(from, to);
+        if lost {
+            self.stats.lost += 1;
+        }
+        lost
+    }
+
     fn lose(&mut self, from: u32, to: u32) -> bool {
         match self.model.loss {
             Loss::None => false,
@@ -152,6 +185,7 @@ mod tests {
             loss,
             frame_overhead_bytes: 0,
             host_queue_bytes: None,
+            broadcast: false,
         }
     }
 

@@ -57,6 +57,14 @@ enum Ev {
         inc: u32,
         peer: u32,
     },
+    /// A frame `from` broadcast on its radio reaches `to`.
+    Overheard {
+        from: u32,
+        to: u32,
+        inc: u32,
+        class: Priority,
+        frame: Bytes,
+    },
     /// A frame of `bytes` from `node` left its medium (back-pressure report).
     Sent {
         node: u32,
@@ -276,6 +284,9 @@ impl Sim<'_> {
         match ev {
             Ev::Start(i) => self.start(i),
             Ev::Arrive { from, to, inc, class, frame } => self.arrive(from, to, inc, class, frame),
+            Ev::Overheard { from, to, inc, class, frame } => {
+                self.overheard(from, to, inc, class, frame);
+            }
             Ev::Timer { node, inc, timer } => {
                 if self.is_current(node, inc) {
                     self.feed(node, Input::Timer(timer));
@@ -287,7 +298,9 @@ impl Sim<'_> {
                     && peer_up
                     && self.nodes[node as usize].links.insert(peer)
                 {
-                    let info = LinkInfo { rate_bps: self.sc.link.rate_bps, inbound };
+                    let shared_medium = self.broadcasts()
+                        && self.sc.groups[node as usize] == self.sc.groups[peer as usize];
+                    let info = LinkInfo { rate_bps: self.sc.link.rate_bps, inbound, shared_medium };
                     let key = self.dir.key(peer as usize);
                     self.feed(node, Input::LinkUp { peer: key, info });
                 }
@@ -343,7 +356,13 @@ impl Sim<'_> {
             rate_bps: self.sc.link.rate_bps,
             uplink_bps: self.uplink_share(i),
             host_queue_bytes: self.sc.link.host_queue_bytes,
+            shared_medium: self.broadcasts(),
         }
+    }
+
+    /// Peers may broadcast on their group's radio.
+    fn broadcasts(&self) -> bool {
+        self.sc.link.broadcast && self.sc.link.scope == RateScope::SharedRadio
     }
 
     /// What peer `i` may send in all: the whole uplink, or an equal share of its group's radio
@@ -427,6 +446,7 @@ impl Sim<'_> {
     fn apply(&mut self, i: u32, output: Output) {
         match output {
             Output::Send { to, frame, class } => self.send(i, &to, frame, class),
+            Output::Broadcast { frame, class } => self.broadcast(i, frame, class),
             Output::Deliver(AppEvent::Post(p)) => {
                 let Some(author) = self.dir.index(&p.author) else {
                     return;
@@ -514,6 +534,53 @@ impl Sim<'_> {
             let inc = self.nodes[to as usize].inc;
             self.q.push(at, Ev::Arrive { from: i, to, inc, class, frame });
         }
+    }
+
+    /// One transmission on `i`'s radio, heard by every other member of its group.
+    fn broadcast(&mut self, i: u32, frame: Bytes, class: Priority) {
+        let len = frame.len();
+        let done = if self.broadcasts() {
+            self.metrics.sent(self.now, (i, i), class, &frame, &self.dir);
+            let medium = self.sc.groups[i as usize] as usize;
+            self.net.broadcast(self.now, medium, len as u64)
+        } else {
+            None
+        };
+        if self.sc.link.host_queue_bytes.is_some() {
+            let inc = self.nodes[i as usize].inc;
+            let at = done.unwrap_or(self.now);
+            self.q.push(at, Ev::Sent { node: i, inc, bytes: len });
+        }
+        let Some(done) = done else {
+            self.metrics.drops.no_link += u64::from(!self.broadcasts());
+            return;
+        };
+        let group = self.sc.groups[i as usize];
+        let members: Vec<usize> =
+            self.sc.group_members(group).filter(|&j| j != i as usize).collect();
+        for j in members {
+            let to = j as u32;
+            if self.net.lost(i, to) {
+                continue;
+            }
+            let at = done + self.sc.latency.one_way_us(i as usize, j);
+            let inc = self.nodes[j].inc;
+            self.q.push(at, Ev::Overheard { from: i, to, inc, class, frame: frame.clone() });
+        }
+    }
+
+    fn overheard(&mut self, from: u32, to: u32, inc: u32, class: Priority, frame: Bytes) {
+        if !self.is_current(to, inc) {
+            self.metrics.drops.dead += 1;
+            return;
+        }
+        if self.is_cut(from as usize, to as usize) {
+            self.metrics.drops.partitioned += 1;
+            return;
+        }
+        self.metrics.arrived(from, to, class, &frame, &self.dir);
+        let key = self.dir.key(from as usize);
+        self.feed(to, Input::Broadcast { from: key, frame });
     }
 
     fn arrive(&mut self, from: u32, to: u32, inc: u32, class: Priority, frame: Bytes) {

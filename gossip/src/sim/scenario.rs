@@ -84,6 +84,10 @@ pub struct LinkModel {
     /// medium, and vecino hands it at most this many bytes not yet sent (`Config::
     /// host_queue_bytes`); its own bucket then does not pace. `None`: paced by buckets.
     pub host_queue_bytes: Option<u64>,
+    /// On shared radios only: a peer may broadcast a frame that every other member of its
+    /// group hears, in one transmission (vecino's `Config::shared_medium`; the baselines
+    /// send point to point). Each member loses it independently.
+    pub broadcast: bool,
 }
 
 /// What a link rate applies to.
@@ -227,6 +231,7 @@ impl Scenario {
                 loss: Loss::None,
                 frame_overhead_bytes: 0,
                 host_queue_bytes: None,
+                broadcast: false,
             },
             traffic: Traffic {
                 rate_per_s: 1.0,

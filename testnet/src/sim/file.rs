@@ -88,6 +88,8 @@ pub(crate) struct LinkFile {
     frame_overhead_bytes: u32,
     #[serde(default)]
     pub(crate) host_queue_bytes: Option<u64>,
+    #[serde(default)]
+    pub(crate) broadcast: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -217,6 +219,10 @@ impl ScenarioFile {
             "radio" => RateScope::SharedRadio,
             other => bail!("link.scope {other:?}: expected uplink, pair or radio"),
         };
+        ensure!(
+            !self.link.broadcast || scope == RateScope::SharedRadio,
+            "link.broadcast needs link.scope = \"radio\" (a medium that every member hears)"
+        );
         let loss = match (self.link.burst, self.link.loss) {
             (Some(b), _) => Loss::Bursty {
                 p_bad: b.p_bad,
@@ -285,6 +291,7 @@ impl ScenarioFile {
                 loss,
                 frame_overhead_bytes: self.link.frame_overhead_bytes,
                 host_queue_bytes: self.link.host_queue_bytes,
+                broadcast: self.link.broadcast,
             },
             traffic: Traffic {
                 rate_per_s: self.traffic.rate_per_s,

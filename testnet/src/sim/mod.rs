@@ -45,6 +45,11 @@ pub(crate) struct SimArgs {
     /// (back-pressure instead of pacing to an equal share of a radio); 0 turns it off.
     #[arg(long, value_name = "BYTES")]
     host_queue: Option<u64>,
+    /// Override the scenario's `[link] broadcast` (radio scenarios): whether vecino's peers
+    /// broadcast on their radio, heard by every member in one transmission, or send every
+    /// frame point to point.
+    #[arg(long, value_name = "BOOL")]
+    broadcast: Option<bool>,
     /// Disseminators to run, in order.
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
@@ -96,6 +101,9 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     if let Some(q) = args.host_queue {
         file.link.host_queue_bytes = (q > 0).then_some(q);
+    }
+    if let Some(b) = args.broadcast {
+        file.link.broadcast = b;
     }
     let seed = args.seed.unwrap_or(file.seed);
     // The scenario's engine settings, then the command line's.
@@ -258,6 +266,9 @@ fn spawn_child(
     }
     if let Some(q) = args.host_queue {
         cmd.args(["--host-queue", &q.to_string()]);
+    }
+    if let Some(b) = args.broadcast {
+        cmd.args(["--broadcast", &b.to_string()]);
     }
     for (key, value) in &args.engine {
         cmd.args(["--engine", &format!("{key}={value}")]);
