@@ -131,6 +131,7 @@ impl Net {
                 }
                 Output::Deliver(_) => {}
                 Output::Persist(op) => self.stored[i].apply(&op),
+                Output::Broadcast { .. } => panic!("a broadcast without a shared medium"),
             }
         }
     }

@@ -446,7 +446,7 @@ impl Sim<'_> {
     fn apply(&mut self, i: u32, output: Output) {
         match output {
             Output::Send { to, frame, class } => self.send(i, &to, frame, class),
-            Output::Broadcast { frame, class } => self.broadcast(i, frame, class),
+            Output::Broadcast { frame, class } => self.broadcast(i, &frame, class),
             Output::Deliver(AppEvent::Post(p)) => {
                 let Some(author) = self.dir.index(&p.author) else {
                     return;
@@ -537,10 +537,10 @@ impl Sim<'_> {
     }
 
     /// One transmission on `i`'s radio, heard by every other member of its group.
-    fn broadcast(&mut self, i: u32, frame: Bytes, class: Priority) {
+    fn broadcast(&mut self, i: u32, frame: &Bytes, class: Priority) {
         let len = frame.len();
         let done = if self.broadcasts() {
-            self.metrics.sent(self.now, (i, i), class, &frame, &self.dir);
+            self.metrics.sent(self.now, (i, i), class, frame, &self.dir);
             let medium = self.sc.groups[i as usize] as usize;
             self.net.broadcast(self.now, medium, len as u64)
         } else {
