@@ -1000,16 +1000,21 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    fn on_events(&mut self, from: AuthorKey, evs: pb::Events) {
+    /// Verifies envelopes from the network (signatures first, then decoding).
+    pub(crate) fn verify(
+        &mut self,
+        envelopes: Vec<Bytes>,
+    ) -> Vec<Result<VerifiedEvent, vecino_proto::VerifyError>> {
         let now_ms = self.now.as_millis();
         #[cfg(feature = "sim")]
-        let results = match &self.sim_verified {
-            Some(cache) => cache.verify(&mut self.verifier, evs.envelopes, now_ms),
-            None => self.verifier.verify_batch(evs.envelopes, now_ms),
-        };
-        #[cfg(not(feature = "sim"))]
-        let results = self.verifier.verify_batch(evs.envelopes, now_ms);
-        for r in results {
+        if let Some(cache) = &self.sim_verified {
+            return cache.verify(&mut self.verifier, envelopes, now_ms);
+        }
+        self.verifier.verify_batch(envelopes, now_ms)
+    }
+
+    fn on_events(&mut self, from: AuthorKey, evs: pb::Events) {
+        for r in self.verify(evs.envelopes) {
             match r {
                 Ok(ev) => {
                     // It holds this event: a copy still waiting to go to it is not sent.

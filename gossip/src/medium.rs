@@ -154,15 +154,7 @@ impl<R: Rng> Engine<R> {
             return;
         };
         self.medium.heard += 1;
-        let now_ms = self.now.as_millis();
-        #[cfg(feature = "sim")]
-        let results = match &self.sim_verified {
-            Some(cache) => cache.verify(&mut self.verifier, evs.envelopes, now_ms),
-            None => self.verifier.verify_batch(evs.envelopes, now_ms),
-        };
-        #[cfg(not(feature = "sim"))]
-        let results = self.verifier.verify_batch(evs.envelopes, now_ms);
-        for r in results {
+        for r in self.verify(evs.envelopes) {
             match r {
                 Ok(ev) => {
                     if let Some(l) = self.links.get_mut(&from) {
