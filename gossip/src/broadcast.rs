@@ -195,11 +195,12 @@ impl<R: Rng> Engine<R> {
         broadcast: bool,
     ) {
         let tree = self.travel_tree(&ev.author(), ev.stream());
+        // Hop counts only serve the optimisation: not sent while it is off.
+        let hops = hops.filter(|_| self.config.optimization_threshold > 0);
         // On a shared medium the event enters it once, by broadcast, and the trees carry it
         // on links off the medium only (`crate::medium`).
-        let hops_sent = hops.filter(|_| self.config.optimization_threshold > 0);
         if self.enters_medium(from, broadcast) {
-            self.broadcast(ev, hops_sent);
+            self.broadcast(ev, hops);
         }
         let presence = ev.kind() == StreamKind::LatestValue;
         // A member's coordinate, looked up once for every neighbour asked about (log events
@@ -212,7 +213,7 @@ impl<R: Rng> Engine<R> {
                 Some(**p) != from
                     && l.status != LinkStatus::Disconnected
                     && !self.leaving_links.contains_key(*p)
-                    && !(self.config.shared_medium && l.on_medium)
+                    && !l.on_medium
                     && l.trees.carries(tree, ev.stream())
             })
             .filter(|(p, _)| !presence || self.wants_within(**p, &ev.author(), place, Offer::Push))
@@ -225,8 +226,6 @@ impl<R: Rng> Engine<R> {
         }
         self.cap_ihave_fanout(&mut targets, tree);
         let head = (ev.author(), ev.stream(), ev.seq());
-        // Hop counts only serve the optimisation: not sent while it is off.
-        let hops = hops_sent;
         for (peer, eager) in targets {
             if eager {
                 self.send_events(peer, std::slice::from_ref(ev), false, hops);

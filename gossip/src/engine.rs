@@ -532,41 +532,39 @@ impl<R: Rng> Engine<R> {
         // pump runs after every send).
         let mut links: Vec<(&AuthorKey, &mut Link)> = self.links.iter_mut().collect();
         links.rotate_left(self.round_robin % n.max(1));
+        // Room in the host's queue (with back-pressure) or the uplink's bucket, and a frame
+        // handed over taking it (the fields are passed in: the links are borrowed).
+        let room = |unsent: usize, uplink: &Pacer| match host_queue {
+            Some(max) => unsent < max,
+            None => uplink.allows(),
+        };
+        let take = |unsent: &mut usize, heard: &mut Time, uplink: &mut Pacer, bytes: usize| {
+            if host_queue.is_some() {
+                handed(unsent, heard, now, bytes);
+            } else {
+                uplink.spend(bytes);
+            }
+        };
         'classes: for class in Priority::ALL {
             // The shared medium first: one broadcast serves every neighbour on it.
             loop {
-                let room = match host_queue {
-                    Some(max) => self.host_unsent < max,
-                    None => self.uplink.allows(),
-                };
-                if !room {
+                if !room(self.host_unsent, &self.uplink) {
                     break 'classes;
                 }
                 let Some(frame) = self.medium.pop(class) else { break };
-                if host_queue.is_some() {
-                    handed(&mut self.host_unsent, &mut self.host_heard, now, frame.len());
-                } else {
-                    self.uplink.spend(frame.len());
-                }
+                take(&mut self.host_unsent, &mut self.host_heard, &mut self.uplink, frame.len());
                 self.medium.sent += 1;
                 self.out.push(Output::Broadcast { frame, class });
             }
             loop {
                 let mut sent = false;
                 for (peer, link) in &mut links {
-                    let room = match host_queue {
-                        Some(max) => self.host_unsent < max,
-                        None => self.uplink.allows(),
-                    };
-                    if !room {
+                    if !room(self.host_unsent, &self.uplink) {
                         break 'classes;
                     }
                     if let Some(frame) = link.pop(class, now) {
-                        if host_queue.is_some() {
-                            handed(&mut self.host_unsent, &mut self.host_heard, now, frame.len());
-                        } else {
-                            self.uplink.spend(frame.len());
-                        }
+                        let len = frame.len();
+                        take(&mut self.host_unsent, &mut self.host_heard, &mut self.uplink, len);
                         self.out.push(Output::Send { to: **peer, frame, class });
                         sent = true;
                     }
@@ -1071,7 +1069,7 @@ impl<R: Rng> Engine<R> {
             // A new transport session: the neighbour may have restarted and numbers its frames
             // from 1 again.
             link.transport_up = true;
-            link.on_medium = info.shared_medium;
+            link.on_medium = info.shared_medium && self.config.shared_medium;
             link.reset_receiver();
             link.set_rate(info.rate_bps, now);
             let healed = link.heard(now);
@@ -1092,7 +1090,7 @@ impl<R: Rng> Engine<R> {
         }
         self.add_link(peer, info.rate_bps);
         if let Some(l) = self.links.get_mut(&peer) {
-            l.on_medium = info.shared_medium;
+            l.on_medium = info.shared_medium && self.config.shared_medium;
         }
         self.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         // A new neighbour: exchange what each holds, and learn its RTT.
@@ -1465,7 +1463,6 @@ impl<R: Rng> Engine<R> {
     }
 }
 
-/// Stable label of a frame kind, for counters.
 /// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
 /// reliable frame as it leaves).
 pub(crate) fn unsequenced(kind: Kind) -> Bytes {
@@ -1476,6 +1473,7 @@ pub(crate) fn unsequenced(kind: Kind) -> Bytes {
     }))
 }
 
+/// Stable label of a frame kind, for counters.
 fn kind_label(kind: &Kind) -> &'static str {
     match kind {
         Kind::Events(e) if e.sync => "events_sync",
@@ -1499,7 +1497,6 @@ fn other_presence(s: Stream) -> Stream {
     if s == Stream::HeyThere { Stream::Newspaper } else { Stream::HeyThere }
 }
 
-/// Send class of an event's stream.
 /// How an event reached this peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -1512,6 +1509,7 @@ pub(crate) enum Via {
     Broadcast { own_queued: bool },
 }
 
+/// Send class of an event's stream.
 pub(crate) fn class_of(s: Stream) -> Priority {
     match s {
         Stream::Post => Priority::Post,

@@ -175,7 +175,8 @@ pub(crate) struct Link {
     /// When the link last came back from suspected or disconnected.
     pub(crate) healed_at: Option<Time>,
     pub(crate) transport_up: bool,
-    /// The neighbour is on this peer's shared medium (`Config::shared_medium`).
+    /// The neighbour is on this peer's shared medium (`LinkInfo::shared_medium`, only with
+    /// `Config::shared_medium`).
     pub(crate) on_medium: bool,
     pub(crate) last_heard: Time,
     pub(crate) last_sent: Time,

@@ -99,7 +99,7 @@ impl Medium {
 impl<R: Rng> Engine<R> {
     /// True when `peer` is a neighbour on this peer's shared medium.
     pub(crate) fn on_medium(&self, peer: &AuthorKey) -> bool {
-        self.config.shared_medium && self.links.get(peer).is_some_and(|l| l.on_medium)
+        self.links.get(peer).is_some_and(|l| l.on_medium)
     }
 
     /// Whether a new event that came from `from` (`None`: this peer's own), broadcast on the

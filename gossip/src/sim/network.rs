@@ -91,46 +91,43 @@ impl Network {
         bytes: u64,
         prop_us: u64,
     ) -> Transmit {
-        let ser = self.serialisation_us(bytes);
-        let rate = self.model.rate_bps.unwrap_or(0);
         let busy = match self.model.scope {
-            RateScope::Pair => self.pair_busy.entry((from, to)).or_insert(0),
-            RateScope::Uplink | RateScope::SharedRadio => &mut self.busy[medium],
+            RateScope::Pair => *self.pair_busy.entry((from, to)).or_insert(0),
+            RateScope::Uplink | RateScope::SharedRadio => self.busy[medium],
         };
-        let start = (*busy).max(now);
-        if rate > 0 {
-            let waiting = (start - now).saturating_mul(rate) / 8_000_000;
-            let backlog = waiting + bytes;
-            if backlog > self.model.queue_bytes {
-                self.stats.queue_drops += 1;
-                self.last_done = now;
-                return Transmit::QueueFull;
+        let Some(done) = self.occupy(now, busy, medium, bytes) else {
+            return Transmit::QueueFull;
+        };
+        match self.model.scope {
+            RateScope::Pair => {
+                self.pair_busy.insert((from, to), done);
             }
-            self.stats.max_backlog_bytes = self.stats.max_backlog_bytes.max(backlog);
+            RateScope::Uplink | RateScope::SharedRadio => self.busy[medium] = done,
         }
-        let done = start + ser;
-        *busy = done;
-        self.last_done = done;
-        if let Some(b) = self.medium_bytes.get_mut(medium) {
-            *b += bytes + u64::from(self.model.frame_overhead_bytes);
-        }
-        if self.lose(from, to) {
-            self.stats.lost += 1;
+        if self.lost(from, to) {
             return Transmit::Lost;
         }
         Transmit::Arrives(done + prop_us)
     }
 
-    /// Hands a broadcast of `bytes` from `from` to its radio `medium` at `now` (µs): it
-    /// occupies the medium once. Returns when its last bit left, or `None` if the queue was
-    /// full; each listener then draws its own loss ([`Self::lost`]).
+    /// Hands a broadcast of `bytes` to the radio `medium` at `now` (µs): it occupies the
+    /// medium once. Returns when its last bit left, or `None` if the queue was full; each
+    /// listener then draws its own loss ([`Self::lost`]).
     pub(crate) fn broadcast(&mut self, now: u64, medium: usize, bytes: u64) -> Option<u64> {
-        let ser = self.serialisation_us(bytes);
-        let rate = self.model.rate_bps.unwrap_or(0);
-        let busy = self.busy.get_mut(medium)?;
-        let start = (*busy).max(now);
-        if rate > 0 {
-            let backlog = (start - now).saturating_mul(rate) / 8_000_000 + bytes;
+        let busy = *self.busy.get(medium)?;
+        let done = self.occupy(now, busy, medium, bytes)?;
+        self.busy[medium] = done;
+        Some(done)
+    }
+
+    /// A frame of `bytes` enters a medium busy until `busy` at `now`: when its last bit
+    /// leaves, or `None` if it would overflow the medium's queue (counted). The caller keeps
+    /// the medium busy until then.
+    fn occupy(&mut self, now: u64, busy: u64, medium: usize, bytes: u64) -> Option<u64> {
+        let start = busy.max(now);
+        if let Some(rate) = self.model.rate_bps.filter(|&r| r > 0) {
+            let waiting = (start - now).saturating_mul(rate) / 8_000_000;
+            let backlog = waiting + bytes;
             if backlog > self.model.queue_bytes {
                 self.stats.queue_drops += 1;
                 self.last_done = now;
@@ -138,10 +135,11 @@ impl Network {
             }
             self.stats.max_backlog_bytes = self.stats.max_backlog_bytes.max(backlog);
         }
-        let done = start + ser;
-        *busy = done;
+        let done = start + self.serialisation_us(bytes);
         self.last_done = done;
-        self.medium_bytes[medium] += bytes + u64::from(self.model.frame_overhead_bytes);
+        if let Some(b) = self.medium_bytes.get_mut(medium) {
+            *b += bytes + u64::from(self.model.frame_overhead_bytes);
+        }
         Some(done)
     }
 

@@ -541,20 +541,16 @@ impl Sim<'_> {
         let len = frame.len();
         let done = if self.broadcasts() {
             self.metrics.sent(self.now, (i, i), class, frame, &self.dir);
-            let medium = self.sc.groups[i as usize] as usize;
-            self.net.broadcast(self.now, medium, len as u64)
+            self.net.broadcast(self.now, self.sc.groups[i as usize] as usize, len as u64)
         } else {
+            self.metrics.drops.no_link += 1; // no radio to broadcast on
             None
         };
         if self.sc.link.host_queue_bytes.is_some() {
             let inc = self.nodes[i as usize].inc;
-            let at = done.unwrap_or(self.now);
-            self.q.push(at, Ev::Sent { node: i, inc, bytes: len });
+            self.q.push(done.unwrap_or(self.now), Ev::Sent { node: i, inc, bytes: len });
         }
-        let Some(done) = done else {
-            self.metrics.drops.no_link += u64::from(!self.broadcasts());
-            return;
-        };
+        let Some(done) = done else { return };
         let group = self.sc.groups[i as usize];
         let members: Vec<usize> =
             self.sc.group_members(group).filter(|&j| j != i as usize).collect();
@@ -570,26 +566,15 @@ impl Sim<'_> {
     }
 
     fn overheard(&mut self, from: u32, to: u32, inc: u32, class: Priority, frame: Bytes) {
-        if !self.is_current(to, inc) {
-            self.metrics.drops.dead += 1;
-            return;
+        if self.reaches(from, to, inc) {
+            self.metrics.arrived(from, to, class, &frame, &self.dir);
+            let key = self.dir.key(from as usize);
+            self.feed(to, Input::Broadcast { from: key, frame });
         }
-        if self.is_cut(from as usize, to as usize) {
-            self.metrics.drops.partitioned += 1;
-            return;
-        }
-        self.metrics.arrived(from, to, class, &frame, &self.dir);
-        let key = self.dir.key(from as usize);
-        self.feed(to, Input::Broadcast { from: key, frame });
     }
 
     fn arrive(&mut self, from: u32, to: u32, inc: u32, class: Priority, frame: Bytes) {
-        if !self.is_current(to, inc) {
-            self.metrics.drops.dead += 1;
-            return;
-        }
-        if self.is_cut(from as usize, to as usize) {
-            self.metrics.drops.partitioned += 1;
+        if !self.reaches(from, to, inc) {
             return;
         }
         if !self.dis.full_mesh && !self.nodes[to as usize].links.contains(&from) {
@@ -599,6 +584,20 @@ impl Sim<'_> {
         self.metrics.arrived(from, to, class, &frame, &self.dir);
         let key = self.dir.key(from as usize);
         self.feed(to, Input::Received { from: key, frame });
+    }
+
+    /// Whether a frame from `from` reaches incarnation `inc` of `to`: alive still, and not
+    /// cut off by a partition (each miss counted).
+    fn reaches(&mut self, from: u32, to: u32, inc: u32) -> bool {
+        if !self.is_current(to, inc) {
+            self.metrics.drops.dead += 1;
+            return false;
+        }
+        if self.is_cut(from as usize, to as usize) {
+            self.metrics.drops.partitioned += 1;
+            return false;
+        }
+        true
     }
 
     fn is_cut(&self, a: usize, b: usize) -> bool {
