@@ -343,4 +343,9 @@ pub trait Protocol {
     fn counters(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
     }
+    /// The neighbours this peer holds a connected link to (its overlay links); empty for
+    /// state machines without an overlay of their own (the baselines).
+    fn neighbours(&self) -> Vec<AuthorKey> {
+        Vec::new()
+    }
 }

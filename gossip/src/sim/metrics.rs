@@ -389,6 +389,7 @@ impl Metrics {
         events: u64,
         heal_cut_rtt_us: &[u64],
         counters: BTreeMap<String, u64>,
+        overlay: Option<crate::sim::OverlaySummary>,
     ) -> Report {
         self.waiting_heals_give_up();
         for (_, (f, _)) in self.pending_reconnect.drain() {
@@ -506,6 +507,7 @@ impl Metrics {
                 .map(|(k, v)| ((*k).to_string(), v / postsf))
                 .collect(),
             counters,
+            overlay,
             converge_after_heal_s: self.converge_after_heal,
             backlog,
             suspect_delay_s: suspect,

@@ -29,6 +29,7 @@ pub mod disseminators;
 pub mod latency;
 mod metrics;
 pub mod network;
+mod overlay;
 pub mod report;
 mod runner;
 pub mod scenario;
@@ -39,6 +40,7 @@ mod wire;
 
 pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
+pub use overlay::OverlaySummary;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run};
 pub use scenario::{

@@ -123,6 +123,10 @@ pub struct Report {
     pub drops: Drops,
     /// Largest backlog seen on one medium, bytes.
     pub max_queue_bytes: u64,
+    /// The overlay at the end (disseminators that keep one): its shortest paths against the
+    /// direct ones, the floor under any tree's stretch on it.
+    #[serde(default)]
+    pub overlay: Option<crate::sim::OverlaySummary>,
     /// Events the simulator processed.
     pub events: u64,
     /// Filled by the host: peak resident memory during this disseminator's run.

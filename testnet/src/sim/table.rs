@@ -52,6 +52,21 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     row("latency max (s)", &|r| opt(r.latency_max_s, 3));
     row("latency p50, no fault (s)", &|r| opt(r.latency_up_p50_s, 3));
     row("stretch p50 / p99", &|r| format!("{} / {}", opt(r.stretch_p50, 2), opt(r.stretch_p99, 2)));
+    if reports.iter().any(|r| r.overlay.is_some()) {
+        row("overlay path stretch p50/p99", &|r| {
+            r.overlay.as_ref().map_or("-".into(), |o| {
+                format!("{:.2} / {:.2}", o.path_stretch_p50, o.path_stretch_p99)
+            })
+        });
+        row("overlay degree, hops, link RTT", &|r| {
+            r.overlay.as_ref().map_or("-".into(), |o| {
+                format!(
+                    "{:.2}, {:.2}, {:.1} ms",
+                    o.degree_mean, o.path_hops_mean, o.link_rtt_ms_mean
+                )
+            })
+        });
+    }
     row("copies per delivery", &|r| format!("{:.3}", r.copies_per_delivery));
     row("last-delivery hop mean/max", &|r| {
         format!("{:.2} / {}", r.last_delivery_hop_mean, r.last_delivery_hop_max)
