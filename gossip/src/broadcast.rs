@@ -436,13 +436,14 @@ impl<R: Rng> Engine<R> {
     }
 
     /// A pushed duplicate of an event on `tree` arrived from `peer`: stop eager pushes of that
-    /// tree on that link, both ways.
+    /// tree on that link, both ways. The prune is sent even when this end was lazy already:
+    /// the duplicate says the neighbour's end is eager (a link that one end made lazy at its
+    /// start, or a graft this end never sent), and unanswered it would push every event of
+    /// the tree again.
     pub(crate) fn prune(&mut self, peer: AuthorKey, tree: u16) {
         let trees = self.slots(tree);
         let Some(l) = self.links.get_mut(&peer) else { return };
-        if !l.trees.set(tree, false) {
-            return;
-        }
+        l.trees.set(tree, false);
         if self.config.ihave_fanout > 0 {
             l.note_pruned(&trees, self.now);
         }

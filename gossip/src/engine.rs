@@ -72,7 +72,7 @@ const MAX_REDIAL: usize = 1_024;
 /// Pending dials at most.
 const MAX_DIALS: usize = 16;
 /// Give up on a dial that produced no link after this long.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the overlay and the newspaper are looked after.
 const MAINTENANCE: Duration = Duration::from_secs(1);
 /// A fisheye peer publishes its first settled coordinate at most this soon after the last
@@ -231,6 +231,8 @@ pub struct Engine<R> {
     pub(crate) fisheye: Fisheye,
     /// Broadcasts on the shared medium (`crate::medium`).
     pub(crate) medium: crate::medium::Medium,
+    /// Proximity swaps (`crate::overlay`).
+    pub(crate) swaps: crate::overlay::Swaps,
     /// Simulator only: signature checks shared by all simulated peers.
     #[cfg(feature = "sim")]
     pub(crate) sim_verified: Option<crate::sim::VerifyCache>,
@@ -337,6 +339,7 @@ impl<R: Rng> Engine<R> {
             recent_order: VecDeque::new(),
             fisheye: Fisheye::default(),
             medium: crate::medium::Medium::default(),
+            swaps: crate::overlay::Swaps::default(),
             #[cfg(feature = "sim")]
             sim_verified: None,
         };
@@ -437,7 +440,7 @@ impl<R: Rng> Engine<R> {
         out.into_values().filter(|m| m.hey_there.is_some() || m.newspaper.is_some()).collect()
     }
 
-    fn has_left(&self, peer: AuthorKey) -> bool {
+    pub(crate) fn has_left(&self, peer: AuthorKey) -> bool {
         let Some(chau) = self.store.latest(&(peer, Stream::Chau)) else { return false };
         let alive = [Stream::HeyThere, Stream::Newspaper]
             .iter()
@@ -1128,7 +1131,7 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    fn dial(&mut self, peer: AuthorKey) {
+    pub(crate) fn dial(&mut self, peer: AuthorKey) {
         if self.dialing.len() >= MAX_DIALS || self.dialing.contains_key(&peer) {
             return;
         }
@@ -1319,6 +1322,7 @@ impl<R: Rng> Engine<R> {
             self.trim_links(now);
             return;
         }
+        self.maintain_swaps(now);
         let want = self.config.active_view.saturating_sub(usable + self.dialing.len());
         if want == 0 {
             return;
@@ -1393,13 +1397,18 @@ impl<R: Rng> Engine<R> {
             })
             .map(|(p, _)| *p);
         if let Some(peer) = victim {
-            // Say why first: the neighbour closes the link and does not dial back for a while
-            // (else it takes the closed transport for a fade and redials at once, and the new
-            // link starts eager on every tree). Until it closes, nothing more is sent on it.
-            self.send(peer, Kind::Bye(pb::Bye { reason: BYE_SURPLUS }), Priority::Control, false);
-            self.declined(peer, BYE_QUIET);
-            self.leaving_links.insert(peer, now);
+            self.say_bye(peer);
         }
+    }
+
+    /// Drops a surplus link. Says why first: the neighbour closes the link and does not dial
+    /// back for a while (else it takes the closed transport for a fade and redials at once,
+    /// and the new link starts eager on every tree). Until it closes, nothing more is sent on
+    /// it.
+    pub(crate) fn say_bye(&mut self, peer: AuthorKey) {
+        self.send(peer, Kind::Bye(pb::Bye { reason: BYE_SURPLUS }), Priority::Control, false);
+        self.declined(peer, BYE_QUIET);
+        self.leaving_links.insert(peer, self.now);
     }
 
     /// The neighbour dropped the link (surplus) or would not take it (full): forget it (so its
@@ -1433,7 +1442,7 @@ impl<R: Rng> Engine<R> {
 
     /// Whether `peer` is not to be dialled yet: a redial backoff, or a bye either way, whose
     /// wait is not over.
-    fn held_off(&self, peer: &AuthorKey) -> bool {
+    pub(crate) fn held_off(&self, peer: &AuthorKey) -> bool {
         self.redial.get(peer).is_some_and(|(_, at)| *at > self.now)
     }
 
@@ -1616,6 +1625,8 @@ impl<R: Rng> Protocol for Engine<R> {
             ("sends_cancelled", self.links.values().map(|l| l.cancelled).sum()),
             ("broadcasts_sent", self.medium.sent),
             ("broadcasts_heard", self.medium.heard),
+            ("proximity_swaps", self.swaps.done),
+            ("proximity_swaps_refused", self.swaps.refused),
             ("fisheye_refused", self.fisheye.refused),
             ("fisheye_refused_unplaced", self.fisheye.refused_unplaced),
             ("fisheye_refused_edge", self.fisheye.refused_edge),
@@ -1626,5 +1637,13 @@ impl<R: Rng> Protocol for Engine<R> {
         // Inputs rejected, by reason (each reason a counter of its own).
         counters.extend(s.rejected.iter().map(|(reason, n)| (*reason, *n)));
         counters
+    }
+
+    fn neighbours(&self) -> Vec<AuthorKey> {
+        self.links
+            .iter()
+            .filter(|(_, l)| l.transport_up && l.status == LinkStatus::Connected)
+            .map(|(p, _)| *p)
+            .collect()
     }
 }

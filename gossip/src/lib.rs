@@ -13,6 +13,7 @@ pub mod io;
 mod link;
 mod medium;
 mod membership;
+mod overlay;
 mod persist;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -844,6 +844,15 @@ impl Sim<'_> {
             counters.insert("fisheye_scope_known".into(), known);
             counters.insert("fisheye_scope_newest".into(), newest);
         }
+        let links: Vec<Vec<u32>> = self
+            .nodes
+            .iter()
+            .map(|n| {
+                let ns = n.proto.as_ref().map(|p| p.neighbours()).unwrap_or_default();
+                ns.iter().filter_map(|k| self.dir.index(k)).collect()
+            })
+            .collect();
+        let overlay = crate::sim::overlay::summarize(&self.sc.latency, &links, &alive);
         metrics.finish(
             self.sc,
             self.dis.name,
@@ -854,6 +863,7 @@ impl Sim<'_> {
             self.events,
             &self.heal_cut_rtt,
             counters,
+            overlay,
         )
     }
 }

@@ -303,6 +303,8 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("graft_min_ms", |c, v| c.graft_min = Duration::from_millis(v)),
     ("heartbeat_ms", |c, v| c.heartbeat = Duration::from_millis(v)),
     ("tick_ms", |c, v| c.tick = Duration::from_millis(v)),
+    ("swap_interval_s", |c, v| c.swap_interval = Some(Duration::from_secs(v))),
+    ("swap_ratio_pct", |c, v| c.swap_ratio = v as f64 / 100.0),
 ];
 
 fn count(v: u64) -> usize {
