@@ -72,7 +72,7 @@ const MAX_REDIAL: usize = 1_024;
 /// Pending dials at most.
 const MAX_DIALS: usize = 16;
 /// Give up on a dial that produced no link after this long.
-pub(crate) const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the overlay and the newspaper are looked after.
 const MAINTENANCE: Duration = Duration::from_secs(1);
 /// A fisheye peer publishes its first settled coordinate at most this soon after the last
@@ -1329,19 +1329,9 @@ impl<R: Rng> Engine<R> {
         }
         let me = *self.coords.app_coordinate();
         let mut candidates: Vec<(f64, AuthorKey)> = self
-            .members()
+            .dialable()
             .into_iter()
-            .filter(|m| {
-                !m.left
-                    && !self.links.contains_key(&m.peer)
-                    && !self.dialing.contains_key(&m.peer)
-                    && !self.held_off(&m.peer)
-            })
-            .map(|m| {
-                let d = published_coordinate(&self.store, m.peer)
-                    .map_or(f64::MAX, |c| me.distance_secs(&c));
-                (d, m.peer)
-            })
+            .map(|(p, c)| (c.map_or(f64::MAX, |c| me.distance_secs(&c)), p))
             .collect();
         // Far members (fisheye) are candidates too: the random picks make long links of them.
         candidates.extend(

@@ -21,10 +21,11 @@
 use std::time::Duration;
 
 use rand::Rng;
+use vecino_coords::Coordinate;
 use vecino_proto::AuthorKey;
 use vecino_proto::pb::Stream;
 
-use crate::engine::{DIAL_TIMEOUT, Engine, published_coordinate};
+use crate::engine::{Engine, published_coordinate};
 use crate::io::LinkStatus;
 use crate::membership::settled;
 use crate::time::Time;
@@ -94,22 +95,34 @@ impl<R: Rng> Engine<R> {
         let &(worst, old) = measured.get(near_set - 1)?;
         let me = *self.coords.app_coordinate();
         let (predicted, new) = self
-            .store
-            .latest_events()
-            .filter(|ev| ev.stream() == Stream::HeyThere)
-            .map(|ev| ev.author())
-            .filter(|p| {
-                *p != self.me
-                    && !self.links.contains_key(p)
-                    && !self.held_off(p)
-                    && !self.has_left(*p)
-            })
-            .filter_map(|p| {
-                let c = published_coordinate(&self.store, p).filter(settled)?;
-                Some((me.distance_secs(&c), p))
-            })
+            .dialable()
+            .into_iter()
+            .filter_map(|(p, c)| Some((me.distance_secs(&c.filter(settled)?), p)))
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
         (predicted < worst.as_secs_f64() * self.config.swap_ratio).then_some((new, old))
+    }
+
+    /// Members this peer may dial, with the coordinate each last published: known by presence
+    /// or status, not left, and not linked, being dialled or held off.
+    pub(crate) fn dialable(&self) -> Vec<(AuthorKey, Option<Coordinate>)> {
+        let mut out: Vec<(AuthorKey, Option<Coordinate>)> = Vec::new();
+        // Latest-value events come in (author, stream) order: an author's are adjacent.
+        let mut last = None;
+        for ev in self.store.latest_events() {
+            let p = ev.author();
+            if !matches!(ev.stream(), Stream::HeyThere | Stream::Newspaper)
+                || p == self.me
+                || last.replace(p) == Some(p)
+                || self.links.contains_key(&p)
+                || self.dialing.contains_key(&p)
+                || self.held_off(&p)
+                || self.has_left(p)
+            {
+                continue;
+            }
+            out.push((p, published_coordinate(&self.store, p)));
+        }
+        out
     }
 
     /// The swap in flight: once the new link has measured its RTT, drop whichever of the two
@@ -133,7 +146,7 @@ impl<R: Rng> Engine<R> {
             }
             // The old link went meanwhile: the new one fills its place.
             (Some(_), None) => {}
-            (None, _) if now.saturating_since(since) < SWAP_WAIT.max(DIAL_TIMEOUT) => return,
+            (None, _) if now.saturating_since(since) < SWAP_WAIT => return,
             (None, _) => {}
         }
         self.swaps.pending = None;

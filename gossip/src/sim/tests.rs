@@ -35,6 +35,14 @@ fn fleet(
     sc
 }
 
+/// `peers` on the compact Internet-like model, drawn from `SEED`.
+fn internet(peers: usize) -> Latency {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
+    let model = vecino_coords::topology::InternetModel::default();
+    Latency::Internet(Arc::new(latency::CompactInternet::generate(peers, &model, &mut rng)))
+}
+
 fn partitioned(peers: usize, start_s: u64, end_s: u64) -> Scenario {
     let mut sc = Scenario::small("partition", peers);
     let side: Vec<u8> = (0..peers).map(|i| if i < peers / 2 { 1 } else { 2 }).collect();
@@ -406,14 +414,7 @@ fn radio_broadcast_delivers_everything_with_fewer_radio_bytes() {
 /// on at most `root_fanout` links.
 #[test]
 fn per_author_trees_beat_one_shared_tree() {
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
-    let m = latency::CompactInternet::generate(
-        40,
-        &vecino_coords::topology::InternetModel::default(),
-        &mut rng,
-    );
-    let sc = fleet("trees", 40, Latency::Internet(Arc::new(m)), 4.0, 20, 80);
+    let sc = fleet("trees", 40, internet(40), 4.0, 20, 80);
     let shared = disseminators::vecino_with(|c| c.per_author_trees = false);
     let own = disseminators::vecino_factory().expect("vecino");
     let shared = run(&sc, &shared, SEED, &mut quiet);
@@ -443,14 +444,7 @@ fn per_author_trees_beat_one_shared_tree() {
 /// mean link RTT 114 -> 107 ms, path stretch 1.39 -> 1.33; planet's 490: 124 -> 110 ms.)
 #[test]
 fn proximity_swaps_make_the_near_links_near() {
-    use rand::SeedableRng;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
-    let m = latency::CompactInternet::generate(
-        60,
-        &vecino_coords::topology::InternetModel::default(),
-        &mut rng,
-    );
-    let sc = fleet("swaps", 60, Latency::Internet(Arc::new(m)), 2.0, 20, 240);
+    let sc = fleet("swaps", 60, internet(60), 2.0, 20, 240);
     let off = run(&sc, &disseminators::vecino_with(|c| c.swap_interval = None), SEED, &mut quiet);
     let swapping = |c: &mut crate::Config| c.swap_interval = Some(Duration::from_secs(30));
     let on = run(&sc, &disseminators::vecino_with(swapping), SEED, &mut quiet);
