@@ -80,7 +80,7 @@ pub struct NodeSpec {
 }
 
 /// Builds one peer's state machine.
-pub type Factory = Box<dyn Fn(NodeSpec) -> Box<dyn Protocol>>;
+pub type Factory = Box<dyn Fn(NodeSpec) -> Box<dyn Protocol + Send> + Send + Sync>;
 
 /// A disseminator the simulator can run.
 pub struct Disseminator {
@@ -143,7 +143,7 @@ pub fn vecino_factory() -> Option<Disseminator> {
 
 /// The vecino engine with its default settings changed by `tweak` (for experiments:
 /// `vecino-testnet sim --engine KEY=VALUE`); the uplink share is set after it.
-pub fn vecino_with(tweak: impl Fn(&mut Config) + 'static) -> Disseminator {
+pub fn vecino_with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Disseminator {
     // One signature cache for the peers of this run (a simulator optimisation, see
     // `VerifyCache`).
     let cache = crate::sim::VerifyCache::default();

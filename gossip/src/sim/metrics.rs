@@ -81,6 +81,67 @@ pub(crate) struct Metrics {
     author_frames: HashSet<(u32, u32, u64)>,
 }
 
+/// What the accounting needs of a sent frame, read off it where it was sent (on the thread of
+/// its shard), so that applying it to [`Metrics`] is cheap.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentFrame {
+    len: u64,
+    label: &'static str,
+    class: Priority,
+    /// Post events by the sender itself, of `events` in the frame.
+    own: usize,
+    events: usize,
+    link_seq: u64,
+}
+
+impl SentFrame {
+    pub(crate) fn read(from: u32, class: Priority, frame: &Bytes, dir: &PeerDirectory) -> Self {
+        let (field, sync, link_seq) = frame_kind(frame);
+        let label = kind_label(field, sync, class);
+        let (mut own, mut events) = (0, 0);
+        if class == Priority::Post {
+            events = for_each_event(frame, |h| {
+                if h.stream == pb::Stream::Post as i32 && dir.index(&h.author) == Some(from) {
+                    own += 1;
+                }
+            });
+        }
+        Self { len: frame.len() as u64, label, class, own, events, link_seq }
+    }
+}
+
+/// What the accounting needs of an arrived frame, read off it where it arrived.
+#[derive(Debug, Clone)]
+pub(crate) struct ArrivedFrame {
+    len: u64,
+    class: Priority,
+    /// The share of the frame's bytes that announces posts.
+    post_announcements: u64,
+    /// The posts it carries: (author, seq, envelope bytes).
+    posts: Vec<(u32, u64, u32)>,
+}
+
+impl ArrivedFrame {
+    pub(crate) fn read(class: Priority, frame: &Bytes, dir: &PeerDirectory) -> Self {
+        let mut post_announcements = 0;
+        if matches!(class, Priority::Membership | Priority::Control)
+            && let Some((posts, all)) = announced_heads(frame).filter(|&(p, _)| p > 0)
+        {
+            post_announcements = (frame.len() * posts / all) as u64;
+        }
+        let mut posts = Vec::new();
+        for_each_event(frame, |h| {
+            if h.stream != pb::Stream::Post as i32 {
+                return;
+            }
+            if let Some(author) = dir.index(&h.author) {
+                posts.push((author, h.seq, h.envelope.len() as u32));
+            }
+        });
+        Self { len: frame.len() as u64, class, post_announcements, posts }
+    }
+}
+
 impl Metrics {
     pub(crate) fn new(peers: usize, bucket_us: u64, total_us: u64) -> Self {
         let buckets = total_us.div_ceil(bucket_us.max(1)) as usize + 1;
@@ -190,18 +251,9 @@ impl Metrics {
         self.timeline.delivered[b] += 1;
     }
 
-    /// A frame handed to the network by `from`.
-    pub(crate) fn sent(
-        &mut self,
-        t_us: u64,
-        (from, to): (u32, u32),
-        class: Priority,
-        frame: &Bytes,
-        dir: &PeerDirectory,
-    ) {
-        let len = frame.len() as u64;
-        let (field, sync, link_seq) = frame_kind(frame);
-        let label = kind_label(field, sync, class);
+    /// A frame handed to the network by `from` (read by [`SentFrame::read`]).
+    pub(crate) fn sent(&mut self, t_us: u64, (from, to): (u32, u32), frame: &SentFrame) {
+        let SentFrame { len, label, class, own, events, link_seq } = *frame;
         let kind = self.sent_by_kind.entry(label).or_default();
         kind.0 += 1;
         kind.1 += len;
@@ -223,14 +275,8 @@ impl Metrics {
         }
         if class == Priority::Post {
             self.timeline.post_bytes[b] += len;
-            let mut own = 0usize;
-            let n = for_each_event(frame, |h| {
-                if h.stream == pb::Stream::Post as i32 && dir.index(&h.author) == Some(from) {
-                    own += 1;
-                }
-            });
             if own > 0 {
-                let share = len as f64 * own as f64 / n as f64;
+                let share = len as f64 * own as f64 / events as f64;
                 self.author_egress += share;
                 let again = link_seq != 0 && !self.author_frames.insert((from, to, link_seq));
                 let label = if again { "retransmit" } else { label };
@@ -241,41 +287,26 @@ impl Metrics {
         }
     }
 
-    /// A frame arrived at a live peer.
-    pub(crate) fn arrived(
-        &mut self,
-        from: u32,
-        to: u32,
-        class: Priority,
-        frame: &Bytes,
-        dir: &PeerDirectory,
-    ) {
-        if matches!(class, Priority::Membership | Priority::Control) {
-            self.membership_rx += frame.len() as u64;
-            if let Some((posts, all)) = announced_heads(frame).filter(|&(p, _)| p > 0) {
-                self.post_announcements_rx += (frame.len() * posts / all) as u64;
-            }
+    /// A frame arrived at a live peer (read by [`ArrivedFrame::read`]).
+    pub(crate) fn arrived(&mut self, from: u32, to: u32, frame: &ArrivedFrame) {
+        if matches!(frame.class, Priority::Membership | Priority::Control) {
+            self.membership_rx += frame.len;
+            self.post_announcements_rx += frame.post_announcements;
         }
-        for_each_event(frame, |h| {
-            if h.stream != pb::Stream::Post as i32 {
-                return;
-            }
-            let Some(author) = dir.index(&h.author) else {
-                return;
-            };
-            let Some(&idx) = self.by_key.get(&(author, h.seq)) else {
-                return;
+        for &(author, seq, envelope) in &frame.posts {
+            let Some(&idx) = self.by_key.get(&(author, seq)) else {
+                continue;
             };
             self.copies += 1;
             let post = &mut self.posts[idx as usize];
             if post.envelope == 0 {
-                post.envelope = h.envelope.len() as u32;
+                post.envelope = envelope;
             }
             let before = post.hop[from as usize];
             if post.hop[to as usize] == NO_HOP && before != NO_HOP {
                 post.hop[to as usize] = before.saturating_add(1).min(NO_HOP - 1);
             }
-        });
+        }
     }
 
     /// A peer reported a neighbour's link status.
@@ -516,6 +547,8 @@ impl Metrics {
             drops: self.drops,
             max_queue_bytes,
             events,
+            shards: 1,
+            lookahead_us: None,
             peak_rss_bytes: None,
             wall_s: None,
             timeline: self.timeline,

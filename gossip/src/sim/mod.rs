@@ -1,7 +1,9 @@
 //! A deterministic discrete-event simulator of many peers, for the engine and the baselines.
 //!
-//! One thread, one seed, one queue of timed events ordered by (time, insertion counter): the
-//! same [`Scenario`] and seed give a bit-identical [`Report`]. Peers are `Box<dyn Protocol>`
+//! One seed, timed events ordered by (time, what caused them): the same [`Scenario`] and seed
+//! give a bit-identical [`Report`], on one thread ([`run`]) or with the peers split into
+//! shards that run side by side on several ([`run_parallel`]; conservative windows no longer
+//! than the least delay between shards, see `runner` and `shards`). Peers are `Box<dyn Protocol>`
 //! built by a [`Disseminator`]'s factory and driven exactly as the contract of [`crate::io`]
 //! says a host must drive them. The model, after the simulators of iroh-gossip
 //! (`proto/sim.rs`) and the convoy study's Chaos Mesh set-up:
@@ -33,6 +35,7 @@ mod overlay;
 pub mod report;
 mod runner;
 pub mod scenario;
+mod shards;
 #[cfg(test)]
 mod tests;
 mod verify_cache;
@@ -42,7 +45,7 @@ pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
 pub use overlay::OverlaySummary;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
-pub use runner::{identity, run};
+pub use runner::{identity, run, run_parallel};
 pub use scenario::{
     Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, RateScope, Scenario, Traffic,
     TrafficScope,

@@ -47,7 +47,10 @@ pub(crate) struct Network {
     pub(crate) medium_bytes: Vec<u64>,
     /// Directed pairs in the bad Gilbert–Elliott state.
     bad: HashMap<(u32, u32), bool>,
-    rng: ChaCha8Rng,
+    /// Loss draws: one stream per sender (made on its first draw), so that a sender's
+    /// losses do not depend on what other senders drew before (or on another thread).
+    rngs: Vec<Option<ChaCha8Rng>>,
+    seed: u64,
     pub(crate) stats: NetStats,
     /// When the last frame handed to `transmit` finished leaving its medium (µs; the time
     /// it was handed if it was dropped before).
@@ -63,7 +66,8 @@ impl Network {
             pair_busy: HashMap::new(),
             medium_bytes: vec![0; media],
             bad: HashMap::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            rngs: Vec::new(),
+            seed,
             stats: NetStats::default(),
             last_done: 0,
         }
@@ -155,10 +159,10 @@ impl Network {
     fn lose(&mut self, from: u32, to: u32) -> bool {
         match self.model.loss {
             Loss::None => false,
-            Loss::Bernoulli { p } => p > 0.0 && self.unit() < p,
+            Loss::Bernoulli { p } => p > 0.0 && self.unit(from) < p,
             Loss::Bursty { p_bad, p_good, loss_good, loss_bad } => {
-                let u = self.unit();
-                let v = self.unit();
+                let u = self.unit(from);
+                let v = self.unit(from);
                 let bad = self.bad.entry((from, to)).or_insert(false);
                 *bad = if *bad { u >= p_good } else { u < p_bad };
                 v < if *bad { loss_bad } else { loss_good }
@@ -166,8 +170,17 @@ impl Network {
         }
     }
 
-    fn unit(&mut self) -> f64 {
-        (self.rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    /// A uniform draw in [0, 1) from `from`'s stream.
+    fn unit(&mut self, from: u32) -> f64 {
+        let i = from as usize;
+        if self.rngs.len() <= i {
+            self.rngs.resize_with(i + 1, || None);
+        }
+        let seed = self.seed;
+        let rng = self.rngs[i].get_or_insert_with(|| {
+            ChaCha8Rng::seed_from_u64(crate::sim::mix(seed ^ u64::from(from)))
+        });
+        (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
 

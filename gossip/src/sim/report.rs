@@ -129,6 +129,14 @@ pub struct Report {
     pub overlay: Option<crate::sim::OverlaySummary>,
     /// Events the simulator processed.
     pub events: u64,
+    /// Shards the peers were split into, run side by side (1: one thread). The only part of
+    /// a report that depends on how many threads ran it.
+    #[serde(default)]
+    pub shards: usize,
+    /// With several shards: the least one-way delay between peers of different shards, µs
+    /// (the length of the windows the shards run in).
+    #[serde(default)]
+    pub lookahead_us: Option<u64>,
     /// Filled by the host: peak resident memory during this disseminator's run.
     pub peak_rss_bytes: Option<u64>,
     /// Filled by the host: wall-clock time of this disseminator's run.

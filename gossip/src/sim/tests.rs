@@ -89,6 +89,40 @@ fn same_seed_same_report() {
     }
 }
 
+/// Shards change nothing but the wall time: with loss, a partition and crashes, a run split
+/// into shards on two or three threads reports exactly what it reports on one.
+#[test]
+fn a_run_is_the_same_on_one_thread_or_split_into_shards() {
+    let peers = 80;
+    let mut sc = fleet("shards", peers, internet(peers), 2.0, 5, 60);
+    sc.link.loss = Loss::Bernoulli { p: 0.02 };
+    let side: Vec<u8> = (0..peers).map(|i| if i % 3 == 0 { 1 } else { 2 }).collect();
+    sc.faults.push(Fault {
+        start: Duration::from_secs(20),
+        end: Some(Duration::from_secs(30)),
+        kind: FaultKind::Partition { side: Arc::new(side) },
+    });
+    sc.faults.push(Fault {
+        start: Duration::from_secs(35),
+        end: Some(Duration::from_secs(45)),
+        kind: FaultKind::Crash { peers: vec![3, 50] },
+    });
+    let vecino = disseminators::vecino_factory().expect("vecino");
+    for dis in [vecino, disseminators::fullmesh(), disseminators::push()] {
+        let one = run(&sc, &dis, SEED, &mut quiet);
+        assert_eq!((one.shards, one.lookahead_us), (1, None));
+        assert!(one.deliveries > 0, "{}: seed {SEED}: nothing delivered", dis.name);
+        for threads in [2, 3] {
+            let mut split = run_parallel(&sc, &dis, SEED, threads, &mut quiet);
+            assert!(split.shards > 1, "{}: seed {SEED}: not split", dis.name);
+            assert!(split.lookahead_us.is_some_and(|l| l >= 50), "{}: seed {SEED}", dis.name);
+            split.shards = 1;
+            split.lookahead_us = None;
+            assert_eq!(one, split, "{}: seed {SEED}, {threads} threads", dis.name);
+        }
+    }
+}
+
 #[test]
 fn baselines_deliver_everything_in_order_on_a_clean_network() {
     let sc = Scenario::small("clean", 10);
@@ -481,47 +515,47 @@ fn proximity_swaps_make_the_near_links_near() {
 
 /// An engine the test can still inspect after the run (the runner owns its peers).
 struct Inspectable {
-    engine: std::rc::Rc<std::cell::RefCell<crate::Engine<rand_chacha::ChaCha8Rng>>>,
+    engine: std::sync::Arc<std::sync::Mutex<crate::Engine<rand_chacha::ChaCha8Rng>>>,
     out: Vec<Output>,
 }
 
 impl Protocol for Inspectable {
     fn peer(&self) -> AuthorKey {
-        self.engine.borrow().peer()
+        self.engine.lock().expect("engine").peer()
     }
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
-        self.out.extend(self.engine.borrow_mut().handle(now, input));
+        self.out.extend(self.engine.lock().expect("engine").handle(now, input));
         self.out.drain(..)
     }
     fn digest(&self) -> u64 {
-        self.engine.borrow().digest()
+        self.engine.lock().expect("engine").digest()
     }
     fn known_peers(&self) -> usize {
-        self.engine.borrow().known_peers()
+        self.engine.lock().expect("engine").known_peers()
     }
     fn fisheye(&self) -> bool {
-        self.engine.borrow().fisheye()
+        self.engine.lock().expect("engine").fisheye()
     }
     fn log_digest(&self) -> u64 {
-        self.engine.borrow().log_digest()
+        self.engine.lock().expect("engine").log_digest()
     }
     fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
-        self.engine.borrow().published_coordinate()
+        self.engine.lock().expect("engine").published_coordinate()
     }
     fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
-        self.engine.borrow().presence_seqs(peer)
+        self.engine.lock().expect("engine").presence_seqs(peer)
     }
     fn in_scope(&self, peer: &AuthorKey, c: Option<&vecino_coords::Coordinate>) -> bool {
-        self.engine.borrow().in_scope(peer, c)
+        self.engine.lock().expect("engine").in_scope(peer, c)
     }
     fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.engine.borrow().counters()
+        self.engine.lock().expect("engine").counters()
     }
 }
 
-type Engines = std::rc::Rc<
-    std::cell::RefCell<
-        Vec<std::rc::Rc<std::cell::RefCell<crate::Engine<rand_chacha::ChaCha8Rng>>>>,
+type Engines = std::sync::Arc<
+    std::sync::Mutex<
+        Vec<std::sync::Arc<std::sync::Mutex<crate::Engine<rand_chacha::ChaCha8Rng>>>>,
     >,
 >;
 
@@ -566,7 +600,7 @@ fn two_clusters(
         ..crate::Config::default()
     };
     let engines: Engines = Default::default();
-    let kept = std::rc::Rc::clone(&engines);
+    let kept = std::sync::Arc::clone(&engines);
     let cache = VerifyCache::default();
     let dis = Disseminator {
         name: "vecino",
@@ -576,8 +610,8 @@ fn two_clusters(
             let config = crate::Config { uplink_bps: spec.uplink_bps, ..config.clone() };
             let mut e = crate::Engine::new(spec.identity, config, rng, spec.now, spec.stored);
             e.share_verification(cache.clone());
-            let e = std::rc::Rc::new(std::cell::RefCell::new(e));
-            kept.borrow_mut().push(std::rc::Rc::clone(&e));
+            let e = std::sync::Arc::new(std::sync::Mutex::new(e));
+            kept.lock().expect("engine").push(std::sync::Arc::clone(&e));
             Box::new(Inspectable { engine: e, out: Vec::new() })
         }),
     };
@@ -608,10 +642,10 @@ fn fisheye_knows_the_near_cluster_peer_by_peer_and_the_far_one_coarsely() {
     // bound keeps a margin under what fisheye reaches, which is not all (see BENCHMARKS).
     assert!(known >= 0.93, "seed {seed}: only {known:.3} of the in-scope pairs known");
     let cluster = |k: &AuthorKey| keys.iter().position(|x| x == k).map(|i| i >= half);
-    let engines = engines.borrow();
+    let engines = engines.lock().expect("engine");
     let (mut far_holders, mut unaware) = (0, 0);
     for e in engines.iter() {
-        let e = e.borrow();
+        let e = e.lock().expect("engine");
         let mine = cluster(&e.id()).expect("a peer of the run");
         assert!(e.fisheye.active, "seed {seed}: {} not fisheye", e.id());
         let held: Vec<AuthorKey> = e.members().into_iter().map(|m| m.peer).collect();
@@ -665,7 +699,7 @@ fn a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuse
     let c = |r: &Report, k: &str| r.counters.get(k).copied().unwrap_or(0) as f64;
     let known = c(&r, "fisheye_scope_known") / c(&r, "fisheye_scope_pairs");
     let known_late = c(&late, "fisheye_scope_known") / c(&late, "fisheye_scope_pairs");
-    let peers = engines.borrow().len() as f64;
+    let peers = engines.lock().expect("engine").len() as f64;
     let refused = c(&r, "fisheye_refused") / peers;
     let refused_late = c(&late, "fisheye_refused") / peers;
     eprintln!(
@@ -677,7 +711,7 @@ fn a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuse
         c(&r, "membership_mutes"),
         c(&late, "membership_mutes"),
     );
-    assert!(engines.borrow().iter().all(|e| e.borrow().fisheye.active), "seed {seed}");
+    assert!(engines.lock().expect("engine").iter().all(|e| e.lock().expect("engine").fisheye.active), "seed {seed}");
     assert!(
         r.membership_rx_bps_per_peer < late.membership_rx_bps_per_peer,
         "seed {seed}: the size hint did not save membership traffic"

@@ -66,10 +66,16 @@ pub(crate) struct SimArgs {
     #[arg(long)]
     in_process: bool,
     /// Child processes (one disseminator each) run at once; default: the machine's cores.
-    /// Each is single-threaded and deterministic, so reports do not depend on it; the wall
+    /// Each is deterministic, so reports do not depend on it; the wall
     /// times of runs that share the machine do.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     jobs: Option<u16>,
+    /// Threads per disseminator's run: its peers are split into shards that run side by
+    /// side in windows (see gossip's `sim::shards`); default: the machine's cores, shared
+    /// among the child processes running at once. Reports do not depend on it (apart from
+    /// the shards and lookahead they name); wall times do.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Internal: do not draw a progress bar (a child running beside another).
     #[arg(long, hide = true)]
     no_progress: bool,
@@ -170,12 +176,19 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             bar.set_position((f * 1000.0) as u64);
         };
-        let mut report = sim::run(&scenario, &dis, seed, &mut progress);
+        let threads = args.threads.map_or_else(cores, usize::from);
+        let mut report = sim::run_parallel(&scenario, &dis, seed, threads, &mut progress);
         bar.finish_and_clear();
         report.wall_s = Some(t.elapsed().as_secs_f64());
         report.peak_rss_bytes = peak_rss();
+        let split = match report.lookahead_us {
+            Some(l) => {
+                format!(", {} shards side by side, {:.2} ms windows", report.shards, l as f64 / 1e3)
+            }
+            None => String::new(),
+        };
         eprintln!(
-            "{}: {} events in {:.1} s wall",
+            "{}: {} events in {:.1} s wall{split}",
             dis.name,
             report.events,
             report.wall_s.unwrap_or_default()
@@ -215,11 +228,19 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
 /// Runs each disseminator of `--only` in a child process of its own, `--jobs` at once (the
 /// first one draws the progress bar); returns their reports in `--only`'s order.
 fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cores = cores();
     let jobs = args.jobs.map_or(cores, usize::from).max(1);
+    // The cores are shared among the children running at once.
+    let threads =
+        args.threads.map_or_else(|| (cores / jobs.min(args.only.len())).max(1), usize::from);
     let mut reports = Vec::new();
     let mut running: std::collections::VecDeque<(&str, std::process::Child, PathBuf)> =
         std::collections::VecDeque::new();
@@ -227,7 +248,7 @@ fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
     loop {
         while running.len() < jobs && next < args.only.len() {
             let name = args.only[next].as_str();
-            let (child, out) = spawn_child(args, seed, name, next > 0 && jobs > 1)?;
+            let (child, out) = spawn_child(args, seed, name, next > 0 && jobs > 1, threads)?;
             running.push_back((name, child, out));
             next += 1;
         }
@@ -254,6 +275,7 @@ fn spawn_child(
     seed: u64,
     name: &str,
     no_progress: bool,
+    threads: usize,
 ) -> anyhow::Result<(std::process::Child, PathBuf)> {
     let out = std::env::temp_dir().join(format!("vecino-sim-{}-{name}.json", std::process::id()));
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
@@ -276,6 +298,7 @@ fn spawn_child(
     if no_progress {
         cmd.arg("--no-progress");
     }
+    cmd.args(["--threads", &threads.to_string()]);
     let child = cmd
         .args(["--seed", &seed.to_string(), "--only", name, "--child-report"])
         .arg(&out)
