@@ -695,7 +695,7 @@ impl<'a> Sim<'a> {
                 self.now = at;
                 self.tie = tie;
                 self.events += 1;
-                self.dispatch(ev, progress);
+                self.dispatch(&ev, progress);
                 continue;
             }
             let stop =
@@ -840,8 +840,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn dispatch(&mut self, ev: Ev, progress: &mut (dyn FnMut(f64) + Send)) {
-        match ev {
+    fn dispatch(&mut self, ev: &Ev, progress: &mut (dyn FnMut(f64) + Send)) {
+        match *ev {
             Ev::Start(i) => self.start(i),
             Ev::Publish { node } => self.publish(node),
             Ev::FaultStart(f) => self.fault_start(f),

@@ -203,14 +203,14 @@ mod tests {
                 &mut rng,
             )));
             for k in [2, 3, 4] {
-            let t = std::time::Instant::now();
-            let plan = Plan::new(&lat, n, k);
-            let sizes: Vec<usize> = plan.members.iter().map(Vec::len).collect();
-            println!(
-                "n {n}: shards {sizes:?} lookahead {} µs ({:?})",
-                plan.lookahead_us,
-                t.elapsed()
-            );
+                let t = std::time::Instant::now();
+                let plan = Plan::new(&lat, n, k);
+                let sizes: Vec<usize> = plan.members.iter().map(Vec::len).collect();
+                println!(
+                    "n {n}: shards {sizes:?} lookahead {} µs ({:?})",
+                    plan.lookahead_us,
+                    t.elapsed()
+                );
             }
         }
     }

@@ -93,19 +93,19 @@ fn same_seed_same_report() {
 /// into shards on two or three threads reports exactly what it reports on one.
 #[test]
 fn a_run_is_the_same_on_one_thread_or_split_into_shards() {
-    let peers = 80;
-    let mut sc = fleet("shards", peers, internet(peers), 2.0, 5, 60);
+    let peers = 48;
+    let mut sc = fleet("shards", peers, internet(peers), 2.0, 5, 40);
     sc.link.loss = Loss::Bernoulli { p: 0.02 };
     let side: Vec<u8> = (0..peers).map(|i| if i % 3 == 0 { 1 } else { 2 }).collect();
     sc.faults.push(Fault {
-        start: Duration::from_secs(20),
-        end: Some(Duration::from_secs(30)),
+        start: Duration::from_secs(12),
+        end: Some(Duration::from_secs(20)),
         kind: FaultKind::Partition { side: Arc::new(side) },
     });
     sc.faults.push(Fault {
-        start: Duration::from_secs(35),
-        end: Some(Duration::from_secs(45)),
-        kind: FaultKind::Crash { peers: vec![3, 50] },
+        start: Duration::from_secs(25),
+        end: Some(Duration::from_secs(32)),
+        kind: FaultKind::Crash { peers: vec![3, 40] },
     });
     let vecino = disseminators::vecino_factory().expect("vecino");
     for dis in [vecino, disseminators::fullmesh(), disseminators::push()] {
@@ -554,9 +554,7 @@ impl Protocol for Inspectable {
 }
 
 type Engines = std::sync::Arc<
-    std::sync::Mutex<
-        Vec<std::sync::Arc<std::sync::Mutex<crate::Engine<rand_chacha::ChaCha8Rng>>>>,
-    >,
+    std::sync::Mutex<Vec<std::sync::Arc<std::sync::Mutex<crate::Engine<rand_chacha::ChaCha8Rng>>>>>,
 >;
 
 /// `2 × half` peers in two clusters 150 ms apart, each a 2-D patch 24 ms across (RTT =
@@ -711,7 +709,10 @@ fn a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuse
         c(&r, "membership_mutes"),
         c(&late, "membership_mutes"),
     );
-    assert!(engines.lock().expect("engine").iter().all(|e| e.lock().expect("engine").fisheye.active), "seed {seed}");
+    assert!(
+        engines.lock().expect("engine").iter().all(|e| e.lock().expect("engine").fisheye.active),
+        "seed {seed}"
+    );
     assert!(
         r.membership_rx_bps_per_peer < late.membership_rx_bps_per_peer,
         "seed {seed}: the size hint did not save membership traffic"
