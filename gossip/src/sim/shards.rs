@@ -192,10 +192,14 @@ mod tests {
         assert_eq!((plan.shards(), plan.lookahead_us), (2, 20_000));
     }
 
+    /// Not a check: prints how scale's layouts (seed 1, as `vecino-testnet` draws them) split
+    /// and the lookahead each split leaves. `cargo test --release -p vecino-gossip --features
+    /// sim scale_layouts -- --ignored --nocapture`.
     #[test]
     #[ignore = "measurement"]
     fn scale_layouts() {
         for n in [1000usize, 2000, 10_000] {
+            // The seed `vecino-testnet` draws generated topologies from.
             let mut rng = ChaCha8Rng::seed_from_u64(crate::sim::seed_for(1, 100, 0));
             let lat = Latency::Internet(Arc::new(CompactInternet::generate(
                 n,
