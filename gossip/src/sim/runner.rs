@@ -51,15 +51,18 @@ const RUN: u32 = (1 << 24) - 1;
 /// Bits of a tie that count a cause's events.
 const COUNT_BITS: u32 = 40;
 
+/// What happens at a peer; run by the peer's shard.
 #[derive(Debug)]
 enum Ev {
-    Start(u32),
+    /// A frame `from` sent to `to` arrives (`radio`: it was broadcast on their radio, and
+    /// `to` overheard it).
     Arrive {
         from: u32,
         to: u32,
         inc: u32,
         class: Priority,
         frame: Bytes,
+        radio: bool,
     },
     Timer {
         node: u32,
@@ -77,55 +80,54 @@ enum Ev {
         inc: u32,
         peer: u32,
     },
-    /// A frame `from` broadcast on its radio reaches `to`.
-    Overheard {
-        from: u32,
-        to: u32,
-        inc: u32,
-        class: Priority,
-        frame: Bytes,
-    },
     /// A frame of `bytes` from `node` left its medium (back-pressure report).
     Sent {
         node: u32,
         inc: u32,
         bytes: usize,
     },
-    Publish {
-        node: Option<u32>,
-    },
+}
+
+impl Ev {
+    /// The peer the event happens at.
+    fn peer(&self) -> u32 {
+        match self {
+            Ev::Arrive { to, .. } => *to,
+            Ev::Timer { node, .. }
+            | Ev::LinkUp { node, .. }
+            | Ev::LinkDown { node, .. }
+            | Ev::Sent { node, .. } => *node,
+        }
+    }
+}
+
+/// What the run does itself, between windows.
+#[derive(Debug)]
+enum RunEv {
+    Start(u32),
+    Publish { node: Option<u32> },
     FaultStart(usize),
     FaultEnd(usize),
     Check,
 }
 
-impl Ev {
-    /// The peer an event happens at; `None` for what the run does itself.
-    fn peer(&self) -> Option<u32> {
-        match self {
-            Ev::Arrive { to, .. } | Ev::Overheard { to, .. } => Some(*to),
-            Ev::Timer { node, .. }
-            | Ev::LinkUp { node, .. }
-            | Ev::LinkDown { node, .. }
-            | Ev::Sent { node, .. } => Some(*node),
-            Ev::Start(_) | Ev::Publish { .. } | Ev::FaultStart(_) | Ev::FaultEnd(_) | Ev::Check => {
-                None
-            }
-        }
-    }
-}
-
 /// A min-queue of events by (time, tie); payloads live in a slab so the heap moves 24-byte
 /// keys only.
-#[derive(Debug, Default)]
-struct Queue {
+#[derive(Debug)]
+struct Queue<E> {
     heap: BinaryHeap<Reverse<(u64, u64, u32)>>,
-    slab: Vec<Option<Ev>>,
+    slab: Vec<Option<E>>,
     free: Vec<u32>,
 }
 
-impl Queue {
-    fn push(&mut self, at: u64, tie: u64, ev: Ev) {
+impl<E> Default for Queue<E> {
+    fn default() -> Self {
+        Self { heap: BinaryHeap::new(), slab: Vec::new(), free: Vec::new() }
+    }
+}
+
+impl<E> Queue<E> {
+    fn push(&mut self, at: u64, tie: u64, ev: E) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slab[s as usize] = Some(ev);
@@ -144,7 +146,7 @@ impl Queue {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
-    fn pop(&mut self) -> Option<(u64, u64, Ev)> {
+    fn pop(&mut self) -> Option<(u64, u64, E)> {
         let Reverse((at, tie, slot)) = self.heap.pop()?;
         let ev = self.slab[slot as usize].take()?;
         self.free.push(slot);
@@ -217,7 +219,7 @@ struct Shard {
     id: u32,
     /// This shard's peers, by their index in it (`Plan::local`).
     nodes: Vec<Node>,
-    q: Queue,
+    q: Queue<Ev>,
     net: Network,
     out: Vec<Output>,
     /// Events caused here for peers of other shards, handed over at the window's end.
@@ -240,7 +242,7 @@ struct Sim<'a> {
     seed: u64,
     shards: Vec<Shard>,
     /// What the run does itself: starts, publications, faults, checks.
-    runq: Queue,
+    runq: Queue<RunEv>,
     run_caused: u64,
     metrics: Metrics,
     traffic_rng: ChaCha8Rng,
@@ -303,6 +305,11 @@ pub fn run_parallel(
 /// against 69 s with one shard per thread (and 104 s on one).
 const SHARDS_PER_THREAD: usize = 2;
 
+/// Simulated time `now_us` (µs since the run began) as the peers' clock reads it.
+fn time(now_us: u64) -> Time {
+    Time(EPOCH_US + now_us)
+}
+
 fn us(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -320,18 +327,13 @@ impl Shard {
         &mut self.nodes[w.plan.local[i as usize] as usize]
     }
 
-    fn time(&self) -> Time {
-        Time(EPOCH_US + self.now)
-    }
-
     /// Schedules a peer event `ev` at `at`, caused by `self.cause`.
     fn push(&mut self, w: &World<'_>, at: u64, ev: Ev) {
         let cause = self.cause;
         let node = self.node(w, cause);
         node.caused += 1;
         let tie = (u64::from(cause) << COUNT_BITS) | node.caused;
-        let to = ev.peer().unwrap_or(cause);
-        if w.plan.shard_of[to as usize] == self.id {
+        if w.plan.shard_of[ev.peer() as usize] == self.id {
             self.q.push(at, tie, ev);
         } else {
             self.outbox.push((at, tie, ev));
@@ -355,11 +357,8 @@ impl Shard {
 
     fn dispatch(&mut self, w: &World<'_>, ev: Ev) {
         match ev {
-            Ev::Arrive { from, to, inc, class, frame } => {
-                self.arrive(w, from, to, inc, class, frame)
-            }
-            Ev::Overheard { from, to, inc, class, frame } => {
-                self.overheard(w, from, to, inc, class, frame);
+            Ev::Arrive { from, to, inc, class, frame, radio } => {
+                self.arrive(w, from, to, inc, class, frame, radio);
             }
             Ev::Timer { node, inc, timer } => {
                 if w.is_current(node, inc) {
@@ -387,15 +386,13 @@ impl Shard {
                     self.feed(w, node, Input::Sent { bytes });
                 }
             }
-            Ev::Start(_) | Ev::Publish { .. } | Ev::FaultStart(_) | Ev::FaultEnd(_) | Ev::Check => {
-            }
         }
     }
 
     /// Feeds one input to peer `i` and carries out its outputs.
     fn feed(&mut self, w: &World<'_>, i: u32, input: Input) {
         self.cause = i;
-        let now = self.time();
+        let now = time(self.now);
         let mut outs = std::mem::take(&mut self.out);
         if let Some(proto) = self.node(w, i).proto.as_mut() {
             outs.extend(proto.handle(now, input));
@@ -495,7 +492,7 @@ impl Shard {
         self.record(Record::Sent { from: i, to, frame: SentFrame::read(i, class, &frame, &w.dir) });
         if let Transmit::Arrives(at) = sent {
             let inc = w.life[to as usize].inc;
-            self.push(w, at, Ev::Arrive { from: i, to, inc, class, frame });
+            self.push(w, at, Ev::Arrive { from: i, to, inc, class, frame, radio: false });
         }
     }
 
@@ -524,30 +521,14 @@ impl Shard {
             }
             let at = done + w.sc.latency.one_way_us(i as usize, j);
             let inc = w.life[j].inc;
-            self.push(w, at, Ev::Overheard { from: i, to, inc, class, frame: frame.clone() });
+            let frame = frame.clone();
+            self.push(w, at, Ev::Arrive { from: i, to, inc, class, frame, radio: true });
         }
     }
 
-    fn overheard(
-        &mut self,
-        w: &World<'_>,
-        from: u32,
-        to: u32,
-        inc: u32,
-        class: Priority,
-        frame: Bytes,
-    ) {
-        if self.reaches(w, from, to, inc) {
-            self.record(Record::Arrived {
-                from,
-                to,
-                frame: ArrivedFrame::read(class, &frame, &w.dir),
-            });
-            let key = w.dir.key(from as usize);
-            self.feed(w, to, Input::Broadcast { from: key, frame });
-        }
-    }
-
+    /// A frame arrives at `to`: fed to it if it is the incarnation it was sent to, not cut
+    /// off, and (sent point to point) still linked to `from`.
+    #[allow(clippy::too_many_arguments)]
     fn arrive(
         &mut self,
         w: &World<'_>,
@@ -556,17 +537,20 @@ impl Shard {
         inc: u32,
         class: Priority,
         frame: Bytes,
+        radio: bool,
     ) {
         if !self.reaches(w, from, to, inc) {
             return;
         }
-        if !w.full_mesh && !self.node(w, to).links.contains(&from) {
+        if !radio && !w.full_mesh && !self.node(w, to).links.contains(&from) {
             self.drops.no_link += 1;
             return;
         }
         self.record(Record::Arrived { from, to, frame: ArrivedFrame::read(class, &frame, &w.dir) });
-        let key = w.dir.key(from as usize);
-        self.feed(w, to, Input::Received { from: key, frame });
+        let from = w.dir.key(from as usize);
+        let input =
+            if radio { Input::Broadcast { from, frame } } else { Input::Received { from, frame } };
+        self.feed(w, to, input);
     }
 
     /// Whether a frame from `from` reaches incarnation `inc` of `to`: alive still, and not
@@ -723,7 +707,7 @@ impl<'a> Sim<'a> {
         for s in 0..self.shards.len() {
             let outbox = std::mem::take(&mut self.shards[s].outbox);
             for (at, tie, ev) in outbox {
-                let to = ev.peer().map_or(0, |p| plan.shard_of[p as usize] as usize);
+                let to = plan.shard_of[ev.peer() as usize] as usize;
                 self.shards[to].q.push(at, tie, ev);
             }
         }
@@ -749,7 +733,7 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn push_run(&mut self, at: u64, ev: Ev) {
+    fn push_run(&mut self, at: u64, ev: RunEv) {
         self.run_caused += 1;
         let tie = (u64::from(RUN) << COUNT_BITS) | self.run_caused;
         self.runq.push(at, tie, ev);
@@ -793,7 +777,7 @@ impl<'a> Sim<'a> {
             .collect();
         starts.sort_unstable();
         for (i, t) in starts.into_iter().enumerate() {
-            self.push_run(t, Ev::Start(i as u32));
+            self.push_run(t, RunEv::Start(i as u32));
         }
         let t0 = us(sc.traffic.start);
         let duration = us(sc.duration);
@@ -804,14 +788,14 @@ impl<'a> Sim<'a> {
                     for i in 0..n {
                         let first = t0 + self.gap(period, true);
                         if first < duration {
-                            self.push_run(first, Ev::Publish { node: Some(i as u32) });
+                            self.push_run(first, RunEv::Publish { node: Some(i as u32) });
                         }
                     }
                 }
                 TrafficScope::Fleet => {
                     let first = t0 + self.gap(period, true);
                     if first < duration {
-                        self.push_run(first, Ev::Publish { node: None });
+                        self.push_run(first, RunEv::Publish { node: None });
                     }
                 }
             }
@@ -821,11 +805,11 @@ impl<'a> Sim<'a> {
             if start >= duration {
                 continue;
             }
-            self.push_run(start, Ev::FaultStart(f));
+            self.push_run(start, RunEv::FaultStart(f));
             let end = fault.end.map_or(duration, |e| us(e).min(duration));
-            self.push_run(end, Ev::FaultEnd(f));
+            self.push_run(end, RunEv::FaultEnd(f));
         }
-        self.push_run(0, Ev::Check);
+        self.push_run(0, RunEv::Check);
     }
 
     /// Time to the next publication, µs: periodic (a random phase the first time) or
@@ -840,32 +824,21 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn dispatch(&mut self, ev: &Ev, progress: &mut (dyn FnMut(f64) + Send)) {
+    fn dispatch(&mut self, ev: &RunEv, progress: &mut (dyn FnMut(f64) + Send)) {
         match *ev {
-            Ev::Start(i) => self.start(i),
-            Ev::Publish { node } => self.publish(node),
-            Ev::FaultStart(f) => self.fault_start(f),
-            Ev::FaultEnd(f) => self.fault_end(f),
-            Ev::Check => {
+            RunEv::Start(i) => self.start(i),
+            RunEv::Publish { node } => self.publish(node),
+            RunEv::FaultStart(f) => self.fault_start(f),
+            RunEv::FaultEnd(f) => self.fault_end(f),
+            RunEv::Check => {
                 progress(self.now as f64 / self.end as f64);
                 self.check_convergence();
                 let next = self.now + us(self.world.sc.check_interval).max(1_000);
                 if next <= self.end {
-                    self.push_run(next, Ev::Check);
+                    self.push_run(next, RunEv::Check);
                 }
             }
-            // Peer events live in the shards' queues.
-            Ev::Arrive { .. }
-            | Ev::Overheard { .. }
-            | Ev::Timer { .. }
-            | Ev::LinkUp { .. }
-            | Ev::LinkDown { .. }
-            | Ev::Sent { .. } => {}
         }
-    }
-
-    fn time(&self) -> Time {
-        Time(EPOCH_US + self.now)
     }
 
     fn spec(&self, i: usize) -> NodeSpec {
@@ -879,7 +852,7 @@ impl<'a> Sim<'a> {
                 concern::NODE,
                 (u64::from(node.restarts) << 32) | i as u64,
             ),
-            now: self.time(),
+            now: time(self.now),
             directory: Arc::clone(&self.world.dir),
             stored: node.stored.values().cloned().collect(),
             restarts: node.restarts,
@@ -985,7 +958,7 @@ impl<'a> Sim<'a> {
         }
         let next = self.now + self.gap(period, false).max(1);
         if next < us(sc.duration) {
-            self.push_run(next, Ev::Publish { node });
+            self.push_run(next, RunEv::Publish { node });
         }
     }
 
