@@ -193,6 +193,16 @@ impl Metrics {
         ((t_us / self.bucket_us) as usize).min(self.timeline.published.len() - 1)
     }
 
+    /// Every post's arrivals so far (for [`crate::sim::overlay::summarize`]).
+    pub(crate) fn arrivals(&self) -> impl Iterator<Item = crate::sim::overlay::Arrivals<'_>> {
+        self.posts.iter().map(|p| crate::sim::overlay::Arrivals {
+            author: p.author,
+            published_us: p.published_us,
+            at_ms: &p.at_ms,
+            hop: &p.hop,
+        })
+    }
+
     /// The author's own delivery: the post is published.
     pub(crate) fn published(&mut self, t_us: u64, author: u32, seq: u64) {
         let idx = self.posts.len() as u32;

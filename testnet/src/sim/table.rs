@@ -58,6 +58,17 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
                 format!("{:.2} / {:.2}", o.path_stretch_p50, o.path_stretch_p99)
             })
         });
+        row("posts over overlay paths p50/p99, hops taken/shortest", &|r| {
+            r.overlay.as_ref().map_or("-".into(), |o| {
+                format!(
+                    "{:.2} / {:.2}, {:.2}/{:.2}",
+                    o.posts_over_paths_p50,
+                    o.posts_over_paths_p99,
+                    o.post_hops_mean,
+                    o.post_path_hops_mean
+                )
+            })
+        });
         row("overlay degree, hops, link RTT", &|r| {
             r.overlay.as_ref().map_or("-".into(), |o| {
                 format!(
