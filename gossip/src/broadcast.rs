@@ -206,6 +206,7 @@ impl<R: Rng> Engine<R> {
         // A member's coordinate, looked up once for every neighbour asked about (log events
         // go to every neighbour).
         let place = presence.then(|| published_coordinate(&self.store, ev.author())).flatten();
+        let refresh = self.refreshes_tree(ev);
         let mut targets: Vec<(AuthorKey, bool)> = self
             .links
             .iter()
@@ -217,8 +218,18 @@ impl<R: Rng> Engine<R> {
                     && l.trees.carries(tree, ev.stream())
             })
             .filter(|(p, _)| !presence || self.wants_within(**p, &ev.author(), place, Offer::Push))
-            .map(|(p, l)| (*p, l.trees.eager(tree)))
+            .map(|(p, l)| {
+                (*p, l.trees.eager(tree) || (refresh && l.status == LinkStatus::Connected))
+            })
             .collect();
+        if refresh {
+            self.stats.tree_refreshes += 1;
+            for (p, eager) in &targets {
+                if let Some(l) = self.links.get_mut(p).filter(|_| *eager) {
+                    l.trees.set(tree, true);
+                }
+            }
+        }
         if from.is_none() {
             self.cap_fanout(&mut targets, self.config.root_fanout);
         } else if presence && self.fisheye.active {
@@ -235,6 +246,18 @@ impl<R: Rng> Engine<R> {
                 l.ihave.push((head.0, head.1, head.2, hops));
             }
         }
+    }
+
+    /// Whether `ev` floods its author's tree (see `Config::tree_refresh_every`): a newspaper
+    /// whose seq is 2, 2 + every, 2 + 2 × every …, in a full-membership fleet.
+    fn refreshes_tree(&self, ev: &VerifiedEvent) -> bool {
+        let every = self.config.tree_refresh_every;
+        every > 0
+            && !self.fisheye.active
+            && !self.config.shares_post_tree()
+            && ev.stream() == Stream::Newspaper
+            && ev.seq() >= 2
+            && (ev.seq() - 2) % every == 0
     }
 
     /// An author's tree slot: its own, or the one shared tree (see [`tree_of`]).

@@ -153,6 +153,9 @@ pub struct EngineStats {
     /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
     /// pruned.
     pub tree_swaps: u64,
+    /// Newspapers that flooded their author's tree (`Config::tree_refresh_every`), counted at
+    /// every peer that passed one on.
+    pub tree_refreshes: u64,
     /// Membership slots muted on a link (a refused presence or status event; see
     /// `broadcast`), and unmuted (the member came into scope).
     pub mutes: u64,
@@ -202,6 +205,10 @@ pub struct Engine<R> {
     pub(crate) dialing: BTreeMap<AuthorKey, Time>,
     pub(crate) own_seq: BTreeMap<Stream, u64>,
     pub(crate) last_paper: Option<(Time, Coordinate)>,
+    /// The next newspaper that reports a move waits [`Engine::newspaper_spacing`] × this,
+    /// drawn from U[1, 1.5) at each newspaper, so that a fleet started together does not
+    /// publish (and, with `Config::tree_refresh_every`, flood its trees) in step.
+    paper_jitter: f64,
     pub(crate) next_maintenance: Time,
     pub(crate) leaving: bool,
     pub(crate) started: Time,
@@ -321,6 +328,7 @@ impl<R: Rng> Engine<R> {
             dialing: BTreeMap::new(),
             own_seq: BTreeMap::new(),
             last_paper: None,
+            paper_jitter: 1.0,
             next_maintenance: now,
             leaving: false,
             started: now,
@@ -725,6 +733,7 @@ impl<R: Rng> Engine<R> {
             flags: 0,
         });
         self.last_paper = Some((self.now, coordinate));
+        self.paper_jitter = self.rng.random_range(1.0..1.5);
         self.publish(body);
     }
 
@@ -741,7 +750,8 @@ impl<R: Rng> Engine<R> {
             && published.error > SETTLED_ERROR
             && self.coords.app_coordinate().error <= SETTLED_ERROR
             && age >= SETTLE_PAPER_MIN;
-        if (moved_ms > self.config.newspaper_move_ms && age >= self.newspaper_spacing())
+        let spacing = self.newspaper_spacing().mul_f64(self.paper_jitter);
+        if (moved_ms > self.config.newspaper_move_ms && age >= spacing)
             || age >= self.config.newspaper_max_interval
             || settled_now
         {
@@ -1606,6 +1616,7 @@ impl<R: Rng> Protocol for Engine<R> {
             ("grafts", s.grafts),
             ("prunes", s.prunes),
             ("tree_swaps", s.tree_swaps),
+            ("tree_refreshes", s.tree_refreshes),
             ("membership_mutes", s.mutes),
             ("membership_unmutes", s.unmutes),
             ("version_vectors", s.version_vectors),

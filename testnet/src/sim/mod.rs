@@ -313,6 +313,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("per_author_trees", |c, v| c.per_author_trees = v != 0),
     ("lazy_new_links_from", |c, v| c.lazy_new_links_from = count(v)),
     ("root_fanout", |c, v| c.root_fanout = count(v)),
+    ("tree_refresh_every", |c, v| c.tree_refresh_every = v),
     ("ihave_fanout", |c, v| c.ihave_fanout = count(v)),
     ("fisheye_members", |c, v| c.fisheye_members = count(v)),
     ("fisheye_from_start", |c, v| c.fisheye_from_start = v != 0),
