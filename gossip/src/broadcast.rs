@@ -249,10 +249,12 @@ impl<R: Rng> Engine<R> {
     }
 
     /// Whether `ev` floods its author's tree (see `Config::tree_refresh_every`): a newspaper
-    /// whose seq is 2, 2 + every, 2 + 2 × every …, in a full-membership fleet.
+    /// whose seq is 2, 2 + every, 2 + 2 × every …, passed on by a peer that holds at least
+    /// `tree_refresh_min_members` members, in a full-membership fleet.
     fn refreshes_tree(&self, ev: &VerifiedEvent) -> bool {
         let every = self.config.tree_refresh_every;
         every > 0
+            && self.fisheye.held >= self.config.tree_refresh_min_members
             && !self.fisheye.active
             && !self.config.shares_post_tree()
             && ev.stream() == Stream::Newspaper

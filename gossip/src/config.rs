@@ -72,6 +72,12 @@ pub struct Config {
     /// fleet need not agree. Full-membership fleets only (a fisheye fleet's posts ride one
     /// shared tree, and its presence stays within balls); 0: never.
     pub tree_refresh_every: u64,
+    /// Members a peer holds at least before it floods trees (`tree_refresh_every`). A small
+    /// fleet's trees are two or three hops deep and its join queues little, so a flood buys
+    /// little; where links come and go (rcm's outages, a convoy's radio) the links it makes
+    /// eager wait for duplicates to prune them: with no floor, copies per delivery rose 3–8 %
+    /// on rcm, convoy and convoy70 (docs/BENCHMARKS.md, stop 21).
+    pub tree_refresh_min_members: usize,
     /// An author pushes its own events eagerly on at most this many links (its nearest
     /// tree edges); its other neighbours are sent announcements and get the event relayed.
     /// Bounds the author's egress per event (the fan-out tax) at this many copies; 0: no
@@ -192,7 +198,8 @@ impl Default for Config {
             per_author_trees: true,
             lazy_new_links_from: usize::MAX,
             root_fanout: 2,
-            tree_refresh_every: 0,
+            tree_refresh_every: 4,
+            tree_refresh_min_members: 128,
             ihave_fanout: 0,
             swap_lead: None,
             rto_min: Duration::from_millis(300),

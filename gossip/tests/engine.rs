@@ -1650,3 +1650,69 @@ fn an_event_announced_by_its_author_and_a_relay_is_grafted_from_the_relay() {
     assert_eq!(grafted_from(2), Some(relay), "seed {seed}: grafted from the relay");
     assert_eq!(grafted_from(0), Some(x.public()), "seed {seed}: from the first announcer");
 }
+
+/// `Config::tree_refresh_every`: an author's 2nd newspaper floods its tree. Links pruned
+/// from the author's tree by duplicates of its 1st newspaper are only announced to when
+/// its 3rd comes (the control, refresh off); with refresh on, the 2nd is pushed on them and
+/// turns them eager again, so the 3rd is pushed there too, until duplicates prune them.
+#[test]
+fn a_refreshing_newspaper_floods_the_authors_tree_and_makes_its_links_eager() {
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 23;
+    eprintln!("seed {seed}");
+    let (b, c, d) =
+        (identity(seed, 1).public(), identity(seed, 2).public(), identity(seed, 3).public());
+    let x = identity(seed, 4);
+    let paper = |seq: u64| {
+        let hlc = vecino_proto::Hlc { ms: START.as_millis() + seq, counter: 0 };
+        let body = Body::Newspaper(pb::Newspaper { uptime_s: seq as u32, ..Default::default() });
+        x.sign(Stream::Newspaper, seq, hlc, body).expect("sign")
+    };
+    let (p1, p2, p3) = (paper(1), paper(2), paper(3));
+    let events = |ev: &VerifiedEvent| {
+        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let run = |every: u64| {
+        let config =
+            Config { tree_refresh_every: every, tree_refresh_min_members: 0, ..Config::default() };
+        let mut e = engine(seed, config);
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(b)),
+            (START, up(c)),
+            (START, up(d)),
+            (at(100), received(b, 1, events(&p1))),
+            (at(120), received(c, 1, events(&p1))),
+            (at(130), received(d, 1, events(&p1))),
+            (at(300), received(b, 2, events(&p2))),
+            (at(600), received(b, 3, events(&p3))),
+        ];
+        let sent = frames_sent(&mut e, inputs, at(900));
+        let pushed_to = |ev: &VerifiedEvent| -> Vec<AuthorKey> {
+            let mut to: Vec<AuthorKey> = sent
+                .iter()
+                .filter(
+                    |(_, k)| matches!(k, Kind::Events(v) if v.envelopes.contains(ev.envelope())),
+                )
+                .map(|(to, _)| *to)
+                .collect();
+            to.sort();
+            to.dedup();
+            to
+        };
+        let pruned = sent.iter().filter(|(_, k)| matches!(k, Kind::Prune(_))).count();
+        (pushed_to(&p2), pushed_to(&p3), pruned)
+    };
+    let mut cd = vec![c, d];
+    cd.sort();
+    let (p2_to, p3_to, pruned) = run(0);
+    assert_eq!(pruned, 2, "seed {seed}: the duplicates of the 1st newspaper prune c and d");
+    assert!(
+        p2_to.is_empty() && p3_to.is_empty(),
+        "seed {seed}: control pushed {p2_to:?} {p3_to:?}"
+    );
+    let (p2_to, p3_to, _) = run(4);
+    assert_eq!(p2_to, cd, "seed {seed}: the 2nd newspaper floods the tree");
+    assert_eq!(p3_to, cd, "seed {seed}: the flooded links stay eager");
+}

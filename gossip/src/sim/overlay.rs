@@ -72,7 +72,10 @@ impl Graph {
         for (a, ns) in links.iter().enumerate() {
             for &b in ns {
                 let b = b as usize;
-                if b == a || !alive[a] || !alive[b] || g.adj[a].iter().any(|&(p, _)| p as usize == b)
+                if b == a
+                    || !alive[a]
+                    || !alive[b]
+                    || g.adj[a].iter().any(|&(p, _)| p as usize == b)
                 {
                     continue;
                 }
@@ -249,7 +252,8 @@ mod tests {
         // Without b the overlay has no links among the living.
         assert_eq!(summarize(&lat, &links, &[true, false, true], std::iter::empty()), None);
         // a-b only: c is unreachable from a and b, and a, b from c.
-        let s = summarize(&lat, &[vec![1], vec![], vec![]], &[true; 3], std::iter::empty()).unwrap();
+        let s =
+            summarize(&lat, &[vec![1], vec![], vec![]], &[true; 3], std::iter::empty()).unwrap();
         assert_eq!(s.unreachable_pairs, 4, "{s:?}");
     }
 }

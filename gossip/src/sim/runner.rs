@@ -1192,7 +1192,8 @@ impl<'a> Sim<'a> {
             counters.insert("fisheye_scope_known".into(), known);
             counters.insert("fisheye_scope_newest".into(), newest);
         }
-        let overlay = crate::sim::overlay::summarize(&sc.latency, &links, &alive, metrics.arrivals());
+        let overlay =
+            crate::sim::overlay::summarize(&sc.latency, &links, &alive, metrics.arrivals());
         let mut report = metrics.finish(
             sc,
             self.dis.name,

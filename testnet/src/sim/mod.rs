@@ -55,9 +55,10 @@ pub(crate) struct SimArgs {
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
     /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from,
-    /// root_fanout, ihave_fanout, fisheye_members, fisheye_from_start (0 or 1),
-    /// newspapers_heard_per_ks (per 1 000 s), swap_lead_ms, optimization_threshold,
-    /// active_view, random_links, graft_min_ms, heartbeat_ms, tick_ms.
+    /// root_fanout, tree_refresh_every (0: off), tree_refresh_min_members, ihave_fanout,
+    /// fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s),
+    /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms,
+    /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -314,6 +315,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("lazy_new_links_from", |c, v| c.lazy_new_links_from = count(v)),
     ("root_fanout", |c, v| c.root_fanout = count(v)),
     ("tree_refresh_every", |c, v| c.tree_refresh_every = v),
+    ("tree_refresh_min_members", |c, v| c.tree_refresh_min_members = count(v)),
     ("ihave_fanout", |c, v| c.ihave_fanout = count(v)),
     ("fisheye_members", |c, v| c.fisheye_members = count(v)),
     ("fisheye_from_start", |c, v| c.fisheye_from_start = v != 0),
