@@ -1298,7 +1298,9 @@ fn a_peer_with_no_radius_pulls_one_neighbour_at_a_time_nearest_first() {
                 }),
             ),
         )),
-        _ => None,
+        // Whatever else is sent is heard back from: no link turns suspected for want of
+        // frames from its end (which would skip its turn; nothing else answers here).
+        _ => Some((now + rtt(to), received(to, 0, Kind::Ack(pb::Ack::default())))),
     };
     let config = fisheye_from_start(8);
     let mut e = engine(seed, config);
@@ -1320,8 +1322,7 @@ fn a_peer_with_no_radius_pulls_one_neighbour_at_a_time_nearest_first() {
         answer(t, to, k)
     });
     assert!(!sent.is_empty());
-    // Two rounds (later, unacknowledged frames can get a link suspected, and a suspected
-    // neighbour is skipped).
+    // Two rounds.
     assert!(pulls.len() >= 6, "seed {seed}: {} pulls", pulls.len());
     let order: Vec<AuthorKey> = pulls.iter().take(6).map(|p| p.1).collect();
     let expected: Vec<AuthorKey> = peers.iter().copied().cycle().take(6).collect();
