@@ -259,7 +259,7 @@ impl<R: Rng> Engine<R> {
             && !self.config.shares_post_tree()
             && ev.stream() == Stream::Newspaper
             && ev.seq() >= 2
-            && (ev.seq() - 2) % every == 0
+            && (ev.seq() - 2).is_multiple_of(every)
     }
 
     /// An author's tree slot: its own, or the one shared tree (see [`tree_of`]).
