@@ -105,12 +105,62 @@ pub(crate) fn membership_slot(tree: u16) -> u16 {
 pub(crate) struct TreeEdges {
     /// Bit set: the link is lazy on these trees (muted on these membership slots).
     lazy: Box<[u64; EDGE_SLOTS / 64]>,
+    /// A probed link's author trees that no event has probed yet (`Config::
+    /// probe_new_links_from`); `None` once all have been, or for a link never probed.
+    unprobed: Option<Box<[u64; TREE_SLOTS / 64]>>,
 }
 
 impl TreeEdges {
     /// A new link: eager on every tree, until duplicates prune it.
     pub(crate) fn all_eager() -> Self {
-        Self { lazy: Box::new([0; EDGE_SLOTS / 64]) }
+        Self { lazy: Box::new([0; EDGE_SLOTS / 64]), unprobed: None }
+    }
+
+    /// A new probed link (`Config::probe_new_links_from`): lazy on every author tree, each
+    /// to be probed by the first presence or status event of its authors passed on. The
+    /// membership slots stay unmuted (the probes are membership events).
+    pub(crate) fn probed() -> Self {
+        let mut lazy = Box::new([0; EDGE_SLOTS / 64]);
+        lazy[..TREE_SLOTS / 64].fill(u64::MAX);
+        Self { lazy, unprobed: Some(Box::new([u64::MAX; TREE_SLOTS / 64])) }
+    }
+
+    /// Whether `tree` is still to be probed on this link.
+    pub(crate) fn probe_due(&self, tree: u16) -> bool {
+        let t = usize::from(tree);
+        self.unprobed.as_ref().is_some_and(|u| t < TREE_SLOTS && u[t / 64] & (1 << (t % 64)) != 0)
+    }
+
+    /// `tree` was probed: the link turns eager on it, and the duplicates decide.
+    pub(crate) fn probed_on(&mut self, tree: u16) {
+        let t = usize::from(tree);
+        if let Some(u) = self.unprobed.as_mut().filter(|_| t < TREE_SLOTS) {
+            u[t / 64] &= !(1 << (t % 64));
+            if u.iter().all(|w| *w == 0) {
+                self.unprobed = None;
+            }
+        }
+        self.set(tree, true);
+    }
+
+    /// Marks the author trees `gone` (a dropped link's edges) to be probed again on this
+    /// link, where it is lazy on them; whether any was.
+    pub(crate) fn probe_again(&mut self, gone: &TreeEdges) -> bool {
+        let mut any = false;
+        for w in 0..TREE_SLOTS / 64 {
+            let again = !gone.lazy[w] & self.lazy[w];
+            if again != 0 {
+                let u = self.unprobed.get_or_insert_with(|| Box::new([0; TREE_SLOTS / 64]));
+                u[w] |= again;
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Author trees still to be probed (0 for a link never probed).
+    pub(crate) fn probes_left(&self) -> u32 {
+        self.unprobed.as_ref().map_or(0, |u| u.iter().map(|w| w.count_ones()).sum())
     }
 
     pub(crate) fn eager(&self, tree: u16) -> bool {
@@ -219,7 +269,9 @@ impl<R: Rng> Engine<R> {
             })
             .filter(|(p, _)| !presence || self.wants_within(**p, &ev.author(), place, Offer::Push))
             .map(|(p, l)| {
-                (*p, l.trees.eager(tree) || (refresh && l.status == LinkStatus::Connected))
+                let connected = l.status == LinkStatus::Connected;
+                let probe = presence && l.trees.probe_due(tree);
+                (*p, l.trees.eager(tree) || ((refresh || probe) && connected))
             })
             .collect();
         if refresh {
@@ -238,6 +290,14 @@ impl<R: Rng> Engine<R> {
         self.cap_ihave_fanout(&mut targets, tree);
         let head = (ev.author(), ev.stream(), ev.seq());
         for (peer, eager) in targets {
+            if eager
+                && presence
+                && let Some(l) = self.links.get_mut(&peer)
+                && l.trees.probe_due(tree)
+            {
+                self.stats.tree_probes += 1;
+                l.trees.probed_on(tree);
+            }
             if eager {
                 self.send_events(peer, std::slice::from_ref(ev), false, hops);
             } else if let Some(l) = self.links.get_mut(&peer)
@@ -260,6 +320,12 @@ impl<R: Rng> Engine<R> {
             && ev.stream() == Stream::Newspaper
             && ev.seq() >= 2
             && (ev.seq() - 2).is_multiple_of(every)
+    }
+
+    /// Whether new links may be probed (`Config::probe_new_links_from`): a full-membership
+    /// fleet with one tree per author, whose members' presence and status reach every peer.
+    pub(crate) fn probes_links(&self) -> bool {
+        self.config.per_author_trees && !self.fisheye.active && !self.config.shares_post_tree()
     }
 
     /// An author's tree slot: its own, or the one shared tree (see [`tree_of`]).

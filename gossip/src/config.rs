@@ -19,7 +19,14 @@ pub struct Config {
     /// A suspected link becomes *disconnected* after this long: the longest outage weathered
     /// with per-link buffers (RCM's suspect timeout).
     pub suspect_timeout: Duration,
-    /// Neighbours to keep in the active view (eager or lazy broadcast links).
+    /// Neighbours to keep in the active view (eager or lazy broadcast links). Dialled nearest
+    /// first while the peer joins, before coordinates mean much, so the overlay's shortest
+    /// paths are longer than the direct ones, less so the more links a peer holds: on planet
+    /// (490 peers) 1.52 × at 6 (8 links a peer with the inbound ones), 1.33 at 8, 1.18 at 10
+    /// (12.5 links; with `probe_new_links_from` 8, stretch p50 2.10 → 1.50 and copies per
+    /// delivery 1.185 → 1.172, for membership + control 34.7 → 50.1 kbit/s per peer;
+    /// docs/BENCHMARKS.md, stop 22). A fisheye fleet keeps the view its deployment gives it
+    /// (scale: 6).
     pub active_view: usize,
     /// Of the active view, how many are random long links rather than the nearest peers.
     pub random_links: usize,
@@ -61,6 +68,21 @@ pub struct Config {
     /// per tree per new link (with one tree per author, many on a churning overlay).
     /// `usize::MAX`: always eager.
     pub lazy_new_links_from: usize,
+    /// A new link starts lazy on every tree, *probed*, when the peer already has this many
+    /// connected links, in a full-membership fleet (with one tree per author): the first
+    /// presence or status event of each author the peer passes on after the link came is
+    /// pushed on it, and the link turns eager on that author's tree, as in a refresh
+    /// (`tree_refresh_every`). The neighbour prunes it if the event was a duplicate; if it
+    /// came first, the neighbour's older path is pruned instead. So a link made once the
+    /// trees have formed (a proximity swap's) joins only the trees it shortens, and learns
+    /// it from membership events rather than from duplicate posts. A swapped-out link is
+    /// kept until the new one has been probed by every author's newspaper (see
+    /// `swap_interval`). The links a peer makes while it joins stay eager (Plumtree's
+    /// first flood forms the trees over them): on planet the links of the churn after the
+    /// join (a hub trimming its inbound surplus, its neighbours dialling others) took copies
+    /// per delivery to 1.45 with the view at 10 when eager, 1.17 probed from the 8th link.
+    /// `usize::MAX`: new links are never probed (see `lazy_new_links_from`).
+    pub probe_new_links_from: usize,
     /// Every this many newspapers (its 2nd, then every `tree_refresh_every`-th after it) an
     /// author's newspaper floods its tree: each peer that takes it pushes it on every
     /// connected link and turns them eager on the author's tree, and the duplicates prune
@@ -187,7 +209,7 @@ impl Default for Config {
             ack_delay: Duration::from_millis(200),
             suspect_after: Duration::from_millis(2_500),
             suspect_timeout: Duration::from_secs(60),
-            active_view: 6,
+            active_view: 10,
             random_links: 2,
             max_links: 48,
             swap_interval: None,
@@ -197,6 +219,7 @@ impl Default for Config {
             optimization_threshold: 0,
             per_author_trees: true,
             lazy_new_links_from: usize::MAX,
+            probe_new_links_from: 8,
             root_fanout: 2,
             tree_refresh_every: 4,
             tree_refresh_min_members: 128,

@@ -156,6 +156,12 @@ pub struct EngineStats {
     /// Newspapers that flooded their author's tree (`Config::tree_refresh_every`), counted at
     /// every peer that passed one on.
     pub tree_refreshes: u64,
+    /// Author trees probed on a new link (`Config::probe_new_links_from`): a presence or
+    /// status event pushed on it, the link turned eager on the author's tree.
+    pub tree_probes: u64,
+    /// Links dropped on purpose whose trees were probed again on the other links (see
+    /// `Config::probe_new_links_from`).
+    pub trees_reprobed: u64,
     /// Membership slots muted on a link (a refused presence or status event; see
     /// `broadcast`), and unmuted (the member came into scope).
     pub mutes: u64,
@@ -761,7 +767,7 @@ impl<R: Rng> Engine<R> {
 
     /// The least time between two newspapers that report a move: `newspaper_min_interval`,
     /// longer for a fisheye peer that holds many members (`Config::newspapers_heard_per_s`).
-    fn newspaper_spacing(&self) -> Duration {
+    pub(crate) fn newspaper_spacing(&self) -> Duration {
         let min = self.config.newspaper_min_interval;
         let rate = self.config.newspapers_heard_per_s;
         if !self.fisheye.active || rate <= 0.0 {
@@ -1115,7 +1121,7 @@ impl<R: Rng> Engine<R> {
         let now = self.now;
         if self.leaving_links.remove(&peer).is_some() {
             // The neighbour closed the link this peer said bye on.
-            self.links.remove(&peer);
+            self.drop_link(&peer);
             return;
         }
         let Some(link) = self.links.get_mut(&peer) else { return };
@@ -1369,12 +1375,15 @@ impl<R: Rng> Engine<R> {
 
 impl<R: Rng> Engine<R> {
     /// A new neighbour link: eager on every tree (Plumtree), or lazy on every tree once the
-    /// peer has `Config::lazy_new_links_from` connected links (see there).
+    /// peer has `Config::lazy_new_links_from` connected links, or probed once it has
+    /// `Config::probe_new_links_from` (see there).
     fn add_link(&mut self, peer: AuthorKey, rate_bps: Option<u64>) {
         let connected = self.links.values().filter(|l| l.status == LinkStatus::Connected).count();
         let mut link = Link::new(self.now, rate_bps);
         if connected >= self.config.lazy_new_links_from {
             link.trees.set_all(false);
+        } else if self.probes_links() && connected >= self.config.probe_new_links_from {
+            link.trees = crate::broadcast::TreeEdges::probed();
         }
         self.links.insert(peer, link);
     }
@@ -1401,6 +1410,29 @@ impl<R: Rng> Engine<R> {
         }
     }
 
+    /// Forgets a link dropped on purpose (a bye, either way); whether there was one. With
+    /// probing on (`Config::probe_new_links_from`), the author trees it was an edge of are
+    /// probed again on every other connected link: the next presence or status event of
+    /// their authors re-forms them around the gap by first arrival, instead of leaving them
+    /// to whichever announcement a graft follows first.
+    fn drop_link(&mut self, peer: &AuthorKey) -> bool {
+        let Some(gone) = self.links.remove(peer) else { return false };
+        if self.config.probe_new_links_from == usize::MAX || !self.probes_links() {
+            return true;
+        }
+        let leaving = &self.leaving_links;
+        let mut reprobed = false;
+        for (p, l) in &mut self.links {
+            if l.status == LinkStatus::Connected && !leaving.contains_key(p) {
+                reprobed |= l.trees.probe_again(&gone.trees);
+            }
+        }
+        if reprobed {
+            self.stats.trees_reprobed += 1;
+        }
+        true
+    }
+
     /// Drops a surplus link. Says why first: the neighbour closes the link and does not dial
     /// back for a while (else it takes the closed transport for a fade and redials at once,
     /// and the new link starts eager on every tree). Until it closes, nothing more is sent on
@@ -1416,7 +1448,7 @@ impl<R: Rng> Engine<R> {
     /// (`BYE_FULL_QUIET` when it was full).
     fn on_bye(&mut self, peer: AuthorKey, reason: u32) {
         self.leaving_links.remove(&peer);
-        if self.links.remove(&peer).is_some() {
+        if self.drop_link(&peer) {
             self.declined(peer, if reason == BYE_FULL { BYE_FULL_QUIET } else { BYE_QUIET });
             self.emit(Output::Disconnect { peer });
         }
@@ -1465,7 +1497,7 @@ impl<R: Rng> Engine<R> {
         for peer in due {
             self.leaving_links.remove(&peer);
             // Forgotten first, so the LinkDown that follows is not taken for a fade.
-            if self.links.remove(&peer).is_some() {
+            if self.drop_link(&peer) {
                 self.emit(Output::Disconnect { peer });
             }
         }
@@ -1617,6 +1649,8 @@ impl<R: Rng> Protocol for Engine<R> {
             ("prunes", s.prunes),
             ("tree_swaps", s.tree_swaps),
             ("tree_refreshes", s.tree_refreshes),
+            ("tree_probes", s.tree_probes),
+            ("trees_reprobed", s.trees_reprobed),
             ("membership_mutes", s.mutes),
             ("membership_unmutes", s.unmutes),
             ("version_vectors", s.version_vectors),

@@ -8,15 +8,17 @@
 //! 1.55 × the direct ones at the median (`Report::overlay`); the nearest 4 plus 2 random per
 //! peer would give about 1.03.
 //!
-//! So every [`Config::swap_interval`] (off by default for now: see there), a peer whose coordinate has settled and whose links are
-//! all connected compares its *near set* (the `active_view − random_links` links of lowest
-//! measured RTT) with the nearest member it has no link to. When that member's predicted RTT
-//! is below [`Config::swap_ratio`] × the measured RTT of the farthest near link, it dials it.
-//! Once the new link has measured an RTT below the old one's, the peer says bye to the old
-//! link (surplus: the neighbour does not dial back for a while, and dials a member of its
-//! own choosing); if the prediction was wrong, it says bye to the new link instead. One swap
-//! is in flight at a time. Links outside the near set (the random long links) are never
-//! swapped, and nothing is swapped during a fault, when RTTs and statuses are stale.
+//! So every [`Config::swap_interval`] (off by default for now: see there), a peer whose coordinate
+//! has settled and whose links are all connected compares its *near set* (the `active_view −
+//! random_links` links of lowest measured RTT) with the nearest member it has no link to. When that
+//! member's predicted RTT is below [`Config::swap_ratio`] × the measured RTT of the farthest near
+//! link, it dials it. Once the new link has measured an RTT below the old one's, the peer says bye
+//! to the old link (surplus: the neighbour does not dial back for a while, and dials a member of
+//! its own choosing) — when the new link is probed ([`Config::probe_new_links_from`]), only after
+//! every author has had time to publish a newspaper over it, so that no tree loses an edge before
+//! it has another; if the prediction was wrong, it says bye to the new link instead. One swap is in
+//! flight at a time. Links outside the near set (the random long links) are never swapped, and
+//! nothing is swapped during a fault, when RTTs and statuses are stale.
 
 use std::time::Duration;
 
@@ -32,6 +34,10 @@ use crate::time::Time;
 
 /// A dialled swap that has not connected and measured its RTT within this long is given up.
 const SWAP_WAIT: Duration = Duration::from_secs(15);
+
+/// Beyond the longest spacing of an author's newspapers, how long a probed swap waits before
+/// it drops the old link (the newspapers' way across the overlay).
+const PROBE_SLACK: Duration = Duration::from_secs(10);
 
 /// Proximity-swap state (bounded: one swap in flight).
 #[derive(Debug, Default)]
@@ -136,6 +142,15 @@ impl<R: Rng> Engine<R> {
         };
         match (measured(&new), measured(&old)) {
             (Some(n), Some(o)) => {
+                // A probed link joins the trees it shortens as its authors' presence and
+                // status probe it (`Config::probe_new_links_from`): the old link is kept until
+                // every author has published a newspaper since, so that no tree loses its
+                // edge before it has another.
+                let probing = self.links.get(&new).is_some_and(|l| l.trees.probes_left() > 0);
+                let window = self.newspaper_spacing().mul_f64(1.5) + PROBE_SLACK;
+                if n < o && probing && now.saturating_since(since) < window {
+                    return;
+                }
                 if n < o {
                     self.swaps.done += 1;
                     self.say_bye(old);

@@ -614,7 +614,8 @@ fn a_surplus_link_is_dropped_with_a_bye_and_stays_dropped() {
     let seed = 13;
     eprintln!("seed {seed}");
     let n = 16;
-    let mut net = Net::new(n, seed, Config::default());
+    // A view of 6: the hub's 15 links are over twice that, so it trims.
+    let mut net = Net::new(n, seed, Config { active_view: 6, ..Config::default() });
     for i in 1..n {
         net.connect(0, i);
     }
@@ -1716,4 +1717,79 @@ fn a_refreshing_newspaper_floods_the_authors_tree_and_makes_its_links_eager() {
     let (p2_to, p3_to, _) = run(4);
     assert_eq!(p2_to, cd, "seed {seed}: the 2nd newspaper floods the tree");
     assert_eq!(p3_to, cd, "seed {seed}: the flooded links stay eager");
+}
+
+/// `Config::probe_new_links_from`: a link made once the peer has that many is lazy on every
+/// author tree (an author's first post is announced on it, not pushed) until the author's
+/// presence or status probes it: that newspaper is pushed on it and the link turns eager on
+/// the author's tree, so the author's next post is pushed there too, while another author's
+/// tree, not probed yet, is still only announced. The control (probing off) pushes all.
+#[test]
+fn a_probed_link_joins_an_authors_tree_when_the_authors_newspaper_probes_it() {
+    use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+    let seed = 29;
+    eprintln!("seed {seed}");
+    let (b, c, d) =
+        (identity(seed, 1).public(), identity(seed, 2).public(), identity(seed, 3).public());
+    let (x, y) = (identity(seed, 4), identity(seed, 5));
+    let hlc = |ms: u64| vecino_proto::Hlc { ms: START.as_millis() + ms, counter: 0 };
+    let post = |who: &Identity, seq: u64| {
+        let body = Body::Post(pb::Post {
+            topic: "t".into(),
+            body: Bytes::from_static(b"hi"),
+            ..Default::default()
+        });
+        who.sign(Stream::Post, seq, hlc(seq), body).expect("sign")
+    };
+    let paper = x
+        .sign(Stream::Newspaper, 1, hlc(5), Body::Newspaper(pb::Newspaper::default()))
+        .expect("sign");
+    let (x1, x2, y1) = (post(&x, 1), post(&x, 2), post(&y, 1));
+    let events = |ev: &VerifiedEvent| {
+        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
+    };
+    let at = |ms: u64| START + Duration::from_millis(ms);
+    let run = |probe_from: usize| {
+        let config =
+            Config { probe_new_links_from: probe_from, tree_refresh_every: 0, ..Config::default() };
+        let mut e = engine(seed, config);
+        let inputs = vec![
+            (START, Input::Start),
+            (START, up(b)),
+            (START, up(c)),
+            (START, up(d)),
+            (at(100), received(b, 1, events(&x1))),
+            (at(300), received(b, 2, events(&paper))),
+            (at(600), received(b, 3, events(&x2))),
+            (at(700), received(b, 4, events(&y1))),
+        ];
+        let sent = frames_sent(&mut e, inputs, at(900));
+        let pushed_to_d = |ev: &VerifiedEvent| {
+            sent.iter().any(|(to, k)| {
+                *to == d && matches!(k, Kind::Events(v) if v.envelopes.contains(ev.envelope()))
+            })
+        };
+        let announced_to_d = |author: &AuthorKey| {
+            sent.iter().any(|(to, k)| {
+                *to == d
+                    && matches!(k, Kind::Ihave(i) if i.prefixed.iter().any(|h| h.author_prefix == author.prefix()))
+            })
+        };
+        (
+            [pushed_to_d(&x1), pushed_to_d(&paper), pushed_to_d(&x2), pushed_to_d(&y1)],
+            [announced_to_d(&x.public()), announced_to_d(&y.public())],
+            e.stats().tree_probes,
+        )
+    };
+    let (pushed, _, probes) = run(usize::MAX);
+    assert_eq!(pushed, [true; 4], "seed {seed}: control: a new link is eager on every tree");
+    assert_eq!(probes, 0, "seed {seed}: control probes nothing");
+    let (pushed, announced, probes) = run(2);
+    assert_eq!(
+        pushed,
+        [false, true, true, false],
+        "seed {seed}: x's 1st post announced, its newspaper probes, its 2nd post pushed, y's announced"
+    );
+    assert_eq!(announced, [true, true], "seed {seed}: the unprobed trees are announced on d");
+    assert_eq!(probes, 1, "seed {seed}: one tree probed");
 }

@@ -48,6 +48,8 @@ pub(crate) struct Metrics {
     latencies: Vec<f32>,
     latencies_up: Vec<f32>,
     stretches: Vec<f32>,
+    /// The timeline bucket of each of `stretches` (its delivery's).
+    stretch_buckets: Vec<u16>,
     copies: u64,
     duplicates: u64,
     fifo_violations: u64,
@@ -152,6 +154,7 @@ impl Metrics {
             latencies: Vec::new(),
             latencies_up: Vec::new(),
             stretches: Vec::new(),
+            stretch_buckets: Vec::new(),
             copies: 0,
             duplicates: 0,
             fifo_violations: 0,
@@ -165,8 +168,10 @@ impl Metrics {
                 bucket_s: bucket_us as f64 / 1e6,
                 published: vec![0; buckets],
                 delivered: vec![0; buckets],
+                copies: vec![0; buckets],
                 post_bytes: vec![0; buckets],
                 other_bytes: vec![0; buckets],
+                stretch_p50: Vec::new(),
                 by_kind: BTreeMap::new(),
                 faults: Vec::new(),
             },
@@ -191,6 +196,17 @@ impl Metrics {
 
     fn bucket(&self, t_us: u64) -> usize {
         ((t_us / self.bucket_us) as usize).min(self.timeline.published.len() - 1)
+    }
+
+    /// The stretch p50 of each timeline bucket's deliveries (`None`: none delivered).
+    fn stretch_by_bucket(&self) -> Vec<Option<f64>> {
+        let mut by: Vec<Vec<f32>> = vec![Vec::new(); self.timeline.delivered.len()];
+        for (&st, &b) in self.stretches.iter().zip(&self.stretch_buckets) {
+            if let Some(v) = by.get_mut(usize::from(b)) {
+                v.push(st);
+            }
+        }
+        by.iter_mut().map(|v| percentiles(v).map(|p| p.0)).collect()
     }
 
     /// Every post's arrivals so far (for [`crate::sim::overlay::summarize`]).
@@ -254,10 +270,11 @@ impl Metrics {
         if !post.during_fault {
             self.latencies_up.push(latency as f32);
         }
+        let b = self.bucket(t_us);
         if one_way_us > 0 {
             self.stretches.push((latency * 1e6 / one_way_us as f64) as f32);
+            self.stretch_buckets.push(u16::try_from(b).unwrap_or(u16::MAX));
         }
-        let b = self.bucket(t_us);
         self.timeline.delivered[b] += 1;
     }
 
@@ -308,6 +325,8 @@ impl Metrics {
                 continue;
             };
             self.copies += 1;
+            let b = self.bucket(self.posts[idx as usize].published_us);
+            self.timeline.copies[b] += 1;
             let post = &mut self.posts[idx as usize];
             if post.envelope == 0 {
                 post.envelope = envelope;
@@ -497,6 +516,7 @@ impl Metrics {
             .unzip();
         let lat = percentiles(&mut self.latencies);
         let up = percentiles(&mut self.latencies_up);
+        self.timeline.stretch_p50 = self.stretch_by_bucket();
         let st = percentiles(&mut self.stretches);
         Report {
             disseminator: name.to_string(),

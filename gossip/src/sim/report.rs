@@ -217,10 +217,18 @@ pub struct Timeline {
     pub published: Vec<u32>,
     /// Deliveries per bucket.
     pub delivered: Vec<u32>,
+    /// Copies received of the posts published in each bucket (over `published` × the peers
+    /// other than the author: that bucket's copies per delivery).
+    #[serde(default)]
+    pub copies: Vec<u32>,
     /// Post-class bytes sent per bucket.
     pub post_bytes: Vec<u64>,
     /// Other bytes (control, membership, postcards) sent per bucket.
     pub other_bytes: Vec<u64>,
+    /// Stretch p50 of the deliveries in each bucket (`null`: none), to see whether a run's
+    /// stretch is its steady state's or its join's.
+    #[serde(default)]
+    pub stretch_p50: Vec<Option<f64>>,
     /// Bytes sent per bucket by frame kind (the labels of the report's `sent` breakdown), to
     /// tell a join's cost from the steady state's.
     #[serde(default)]

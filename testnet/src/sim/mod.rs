@@ -54,11 +54,11 @@ pub(crate) struct SimArgs {
     #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
     only: Vec<String>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
-    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from,
+    /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, probe_new_links_from,
     /// root_fanout, tree_refresh_every (0: off), tree_refresh_min_members, ihave_fanout,
     /// fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s),
     /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms,
-    /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct.
+    /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct, newspaper_min_interval_s.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -313,6 +313,7 @@ type Apply = fn(&mut vecino_gossip::Config, u64);
 const SETTINGS: &[(&str, Apply)] = &[
     ("per_author_trees", |c, v| c.per_author_trees = v != 0),
     ("lazy_new_links_from", |c, v| c.lazy_new_links_from = count(v)),
+    ("probe_new_links_from", |c, v| c.probe_new_links_from = count(v)),
     ("root_fanout", |c, v| c.root_fanout = count(v)),
     ("tree_refresh_every", |c, v| c.tree_refresh_every = v),
     ("tree_refresh_min_members", |c, v| c.tree_refresh_min_members = count(v)),
@@ -331,6 +332,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("tick_ms", |c, v| c.tick = Duration::from_millis(v)),
     ("swap_interval_s", |c, v| c.swap_interval = Some(Duration::from_secs(v))),
     ("swap_ratio_pct", |c, v| c.swap_ratio = v as f64 / 100.0),
+    ("newspaper_min_interval_s", |c, v| c.newspaper_min_interval = Duration::from_secs(v)),
 ];
 
 fn count(v: u64) -> usize {
