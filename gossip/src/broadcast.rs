@@ -36,6 +36,14 @@
 //! (1.1 copies), at the cost of deeper paths for most authors (median latency 0.17 -> 0.37 s).
 //! Presence and status keep their authors' trees and membership slots.
 //!
+//! **Trees refreshed, links probed** (full membership only). A tree shaped once, by the
+//! join's floods, keeps the shape of a congested join; every `tree_refresh_every`-th newspaper
+//! of an author floods its tree again (pushed on every link, pruned back by duplicates). A
+//! link made once a peer has its links (`probe_new_links_from`) starts lazy on every author's
+//! tree but *probed*: each author's next presence or status event passed on is pushed on it
+//! too, so the link joins that author's tree only if it came first. A link dropped on purpose
+//! has its trees probed again on the remaining links ([`TreeEdges::probe_again`]).
+//!
 //! **Muted membership.** A fisheye peer refuses the presence and status of members out of its
 //! scope (`crate::membership`). A pushed event it refuses answers a PRUNE of the author's
 //! *membership slot* ([`membership_slot`]: `TREE_SLOTS` + the tree slot), which stops that

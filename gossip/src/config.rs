@@ -25,8 +25,10 @@ pub struct Config {
     /// (490 peers) 1.52 × at 6 (8 links a peer with the inbound ones), 1.33 at 8, 1.18 at 10
     /// (12.5 links; with `probe_new_links_from` 8, stretch p50 2.10 → 1.50 and copies per
     /// delivery 1.185 → 1.172, for membership + control 34.7 → 50.1 kbit/s per peer;
-    /// docs/BENCHMARKS.md, stop 22). A fisheye fleet keeps the view its deployment gives it
-    /// (scale: 6).
+    /// docs/BENCHMARKS.md, stop 22). Each link costs heartbeats, acknowledgements and
+    /// announcements: a fleet of thousands on a membership budget keeps fewer (scale's 10 000
+    /// fisheye peers keep 6: at 1 000 peers a view of 10 took membership + control from 17.3
+    /// to 24.9 kbit/s per peer).
     pub active_view: usize,
     /// Of the active view, how many are random long links rather than the nearest peers.
     pub random_links: usize,

@@ -114,7 +114,7 @@ settings! {
     /// Anti-entropy digest exchange period per neighbour [default: 10]
     #[arg(long, env = "VECINO_SYNC_INTERVAL_SECS", value_name = "SECS")]
     sync_interval_secs: u64,
-    /// Neighbours kept in the broadcast overlay [default: 6]
+    /// Neighbours kept in the broadcast overlay [default: 10]
     #[arg(long, env = "VECINO_ACTIVE_VIEW", value_name = "N")]
     active_view: usize,
     /// Of those, random long links [default: 2]
