@@ -1014,14 +1014,26 @@ fn received(from: AuthorKey, link_seq: u64, kind: vecino_proto::pb::frame::Kind)
     Input::Received { from, frame: Bytes::from(vecino_proto::encode_frame(&frame)) }
 }
 
+/// The engine started, with a link up to each of `peers`.
+fn started_with(peers: &[AuthorKey]) -> Vec<(Time, Input)> {
+    let mut inputs = vec![(START, Input::Start)];
+    inputs.extend(peers.iter().map(|p| (START, up(*p))));
+    inputs
+}
+
 /// `ev` pushed by `from` (first frame on the link).
 fn pushed(from: AuthorKey, ev: &VerifiedEvent) -> Input {
+    received(from, 1, events(ev))
+}
+
+/// An events frame pushing `ev` alone.
+fn events(ev: &VerifiedEvent) -> vecino_proto::pb::frame::Kind {
     let events = vecino_proto::pb::Events {
         envelopes: vec![ev.envelope().clone()],
         sync: false,
         hops: None,
     };
-    received(from, 1, vecino_proto::pb::frame::Kind::Events(events))
+    vecino_proto::pb::frame::Kind::Events(events)
 }
 
 /// An announcement (by key prefix) of `author`'s first post.
@@ -1076,7 +1088,7 @@ fn fisheye_from_start(k: usize) -> Config {
 #[test]
 fn in_a_fisheye_fleet_a_duplicate_post_prunes_the_tree_all_posts_share() {
     use vecino_proto::limits::TREE_SLOTS;
-    use vecino_proto::pb::{self, frame::Kind};
+    use vecino_proto::pb::frame::Kind;
     let seed = 21;
     eprintln!("seed {seed}");
     let (b, c) = (identity(seed, 1).public(), identity(seed, 2).public());
@@ -1086,9 +1098,6 @@ fn in_a_fisheye_fleet_a_duplicate_post_prunes_the_tree_all_posts_share() {
     };
     assert_ne!(slot(&x.public()), slot(&y.public()), "seed {seed}: pick other authors");
     let (px, py) = (post_by(&x), post_by(&y));
-    let events = |ev: &VerifiedEvent| {
-        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
-    };
     let at = |ms: u64| START + Duration::from_millis(ms);
     let run = |config: Config| {
         let mut e = engine(seed, config);
@@ -1492,15 +1501,12 @@ fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
     let run = |answer_grafts: bool| {
         let mut e = engine(seed, Config::default());
         let ihave = Kind::Ihave(pb::IHave { prefixed: vec![head(Some(0))], ..Default::default() });
-        let inputs = vec![
-            (START, Input::Start),
-            (START, up(b)),
-            (START, up(c)),
-            (START, up(d)),
+        let mut inputs = started_with(&[b, c, d]);
+        inputs.extend([
             // D pruned every tree: what reaches this peer is announced to D.
             (at(50), received(d, 1, Kind::Prune(pb::Prune { trees: vec![] }))),
             (at(100), received(b, 1, ihave)),
-        ];
+        ]);
         let answer = |now: Time, to: AuthorKey, k: &Kind| match k {
             Kind::Graft(_) if answer_grafts && to == b => {
                 let events = pb::Events {
@@ -1671,25 +1677,19 @@ fn a_refreshing_newspaper_floods_the_authors_tree_and_makes_its_links_eager() {
         x.sign(Stream::Newspaper, seq, hlc, body).expect("sign")
     };
     let (p1, p2, p3) = (paper(1), paper(2), paper(3));
-    let events = |ev: &VerifiedEvent| {
-        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
-    };
     let at = |ms: u64| START + Duration::from_millis(ms);
     let run = |every: u64| {
         let config =
             Config { tree_refresh_every: every, tree_refresh_min_members: 0, ..Config::default() };
         let mut e = engine(seed, config);
-        let inputs = vec![
-            (START, Input::Start),
-            (START, up(b)),
-            (START, up(c)),
-            (START, up(d)),
+        let mut inputs = started_with(&[b, c, d]);
+        inputs.extend([
             (at(100), received(b, 1, events(&p1))),
             (at(120), received(c, 1, events(&p1))),
             (at(130), received(d, 1, events(&p1))),
             (at(300), received(b, 2, events(&p2))),
             (at(600), received(b, 3, events(&p3))),
-        ];
+        ]);
         let sent = frames_sent(&mut e, inputs, at(900));
         let pushed_to = |ev: &VerifiedEvent| -> Vec<AuthorKey> {
             let mut to: Vec<AuthorKey> = sent
@@ -1745,24 +1745,18 @@ fn a_probed_link_joins_an_authors_tree_when_the_authors_newspaper_probes_it() {
         .sign(Stream::Newspaper, 1, hlc(5), Body::Newspaper(pb::Newspaper::default()))
         .expect("sign");
     let (x1, x2, y1) = (post(&x, 1), post(&x, 2), post(&y, 1));
-    let events = |ev: &VerifiedEvent| {
-        Kind::Events(pb::Events { envelopes: vec![ev.envelope().clone()], sync: false, hops: None })
-    };
     let at = |ms: u64| START + Duration::from_millis(ms);
     let run = |probe_from: usize| {
         let config =
             Config { probe_new_links_from: probe_from, tree_refresh_every: 0, ..Config::default() };
         let mut e = engine(seed, config);
-        let inputs = vec![
-            (START, Input::Start),
-            (START, up(b)),
-            (START, up(c)),
-            (START, up(d)),
+        let mut inputs = started_with(&[b, c, d]);
+        inputs.extend([
             (at(100), received(b, 1, events(&x1))),
             (at(300), received(b, 2, events(&paper))),
             (at(600), received(b, 3, events(&x2))),
             (at(700), received(b, 4, events(&y1))),
-        ];
+        ]);
         let sent = frames_sent(&mut e, inputs, at(900));
         let pushed_to_d = |ev: &VerifiedEvent| {
             sent.iter().any(|(to, k)| {
