@@ -491,7 +491,8 @@ mod tests {
         assert!(e.contains("`listen`") && e.contains("nope"), "{e}");
         let bad = Settings { tick_ms: Some(0), ..base() };
         assert!(Config::resolve(bad).unwrap_err().to_string().contains("tick_ms"));
-        let bad = Settings { random_links: Some(9), ..base() };
+        let view = vecino_gossip::Config::default().active_view;
+        let bad = Settings { random_links: Some(view + 1), ..base() };
         assert!(Config::resolve(bad).is_err());
         let bad = Settings { fisheye_from_start: Some(true), ..base() };
         let e = Config::resolve(bad).unwrap_err().to_string();
