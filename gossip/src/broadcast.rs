@@ -166,9 +166,10 @@ impl TreeEdges {
         any
     }
 
-    /// Author trees still to be probed (0 for a link never probed).
-    pub(crate) fn probes_left(&self) -> u32 {
-        self.unprobed.as_ref().map_or(0, |u| u.iter().map(|w| w.count_ones()).sum())
+    /// Whether some author tree is still to be probed on this link (`unprobed` is `None`
+    /// once none is).
+    pub(crate) fn probing(&self) -> bool {
+        self.unprobed.is_some()
     }
 
     pub(crate) fn eager(&self, tree: u16) -> bool {

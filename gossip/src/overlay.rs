@@ -146,7 +146,7 @@ impl<R: Rng> Engine<R> {
                 // status probe it (`Config::probe_new_links_from`): the old link is kept until
                 // every author has published a newspaper since, so that no tree loses its
                 // edge before it has another.
-                let probing = self.links.get(&new).is_some_and(|l| l.trees.probes_left() > 0);
+                let probing = self.links.get(&new).is_some_and(|l| l.trees.probing());
                 let window = self.newspaper_spacing().mul_f64(1.5) + PROBE_SLACK;
                 if n < o && probing && now.saturating_since(since) < window {
                     return;
