@@ -118,11 +118,10 @@ pub struct Timer(pub(crate) TimerKind);
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum TimerKind {
     /// The engine's periodic housekeeping tick.
-    #[allow(dead_code)]
     Tick,
     /// Frames wait for the pacing buckets to refill: send what they allow then.
     Pace,
-    /// Reserved for engine timers keyed by peer.
+    /// Timers keyed by peer (the simulator's baselines use them; the engine sets none).
     #[allow(dead_code)]
     Peer(AuthorKey, u8),
 }

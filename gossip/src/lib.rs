@@ -4,25 +4,33 @@
 //! the [`Protocol`] contract in [`io`]: the host feeds inputs with the current [`Time`] and
 //! carries out the outputs. No IO, no clock, no global RNG: the same engine runs in the node and,
 //! reproducibly from a seed, in the simulator (feature `sim`).
+//!
+//! Inside, the engine is a set of machines, each a type with private state in its own module,
+//! joined by one coordinator ([`Engine`], whose module docs give the order in which it routes
+//! frames, events, ticks and link changes to them); each stream's handling is one row of a
+//! policy table (`streams`). `docs/ARCHITECTURE.md` in the repository walks through them.
 #![deny(missing_docs)]
 
 mod broadcast;
 mod config;
 mod engine;
 pub mod io;
-mod link;
+mod links;
 mod medium;
 mod membership;
 mod overlay;
 mod persist;
+mod published;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod store;
+mod streams;
 mod sync;
 mod time;
 
 pub use config::Config;
-pub use engine::{Engine, EngineStats, LinkView, Member};
+pub use engine::{Engine, EngineStats, LinkView};
+pub use membership::Member;
 pub use persist::{MemoryStore, Persist};
 
 pub use io::{

@@ -16,76 +16,85 @@
 //! - **Loss.** A broadcast is not acknowledged. A peer that missed one notices the gap when
 //!   the author's next event comes and grafts it from the broadcaster if it is a neighbour;
 //!   the version-vector exchange on the slow sync timer catches the rest.
-//! - **Bounds.** Broadcasts wait in per-class queues of at most [`MAX_QUEUED_BYTES`] in all
-//!   (past it a broadcast is dropped, counted `medium_queue_full`, and its event reaches the
-//!   medium's peers by anti-entropy), served before the links in each class, within the
-//!   host's queue or the uplink's bucket like any frame. The entries remembered for the
-//!   pruning above are at most [`MAX_ENTRIES`].
+//! - **Bounds.** Broadcasts wait in per-class queues of at most
+//!   `links::broadcasts::MAX_QUEUED_BYTES` in all (past it a broadcast is dropped, counted
+//!   `medium_queue_full`, and its event reaches the medium's peers by anti-entropy), served
+//!   before the links in each class, within the host's queue or the uplink's bucket like any
+//!   frame (`crate::links`). The entries remembered for the pruning above are at most
+//!   [`MAX_ENTRIES`].
 
 use std::collections::{BTreeMap, VecDeque};
 
 use rand::Rng;
 use vecino_proto::pb::{self, frame::Kind};
-use vecino_proto::{AuthorKey, Bytes, VerifiedEvent, decode_frame};
+use vecino_proto::{AuthorKey, VerifiedEvent};
 
-use crate::engine::{Engine, Via, class_of, unsequenced};
-use crate::io::{LinkStatus, Priority};
+use crate::broadcast::tree::{PRUNE_GRACE, travel_tree};
+use crate::engine::core::Core;
+use crate::links::unsequenced;
 use crate::store::{EventKey, event_key};
+use crate::streams;
 
-/// Bytes of broadcasts waiting for the host, all classes together.
-pub(crate) const MAX_QUEUED_BYTES: usize = 256 * 1024;
 /// Events remembered with the off-medium link they were pushed on.
 pub(crate) const MAX_ENTRIES: usize = 4_096;
 
-/// The broadcasts waiting to leave, and where recent events entered.
+/// Where recent events entered the medium here, and what was heard on it.
 #[derive(Debug, Default)]
 pub(crate) struct Medium {
-    /// Per class (the order of [`Priority::ALL`]): each broadcast with the event it carries.
-    queue: [VecDeque<(EventKey, Bytes)>; 4],
-    queued_bytes: usize,
-    /// Events this peer took by eager push from a link off the medium, and that link.
+    /// Events this peer took by eager push from a link off the medium, and that link (at
+    /// most [`MAX_ENTRIES`], the oldest forgotten first).
     entries: BTreeMap<EventKey, AuthorKey>,
     entry_order: VecDeque<EventKey>,
-    /// Broadcasts handed to the host, and heard.
-    pub(crate) sent: u64,
-    pub(crate) heard: u64,
+    /// Broadcasts heard.
+    heard: u64,
 }
 
-fn class_index(class: Priority) -> usize {
-    Priority::ALL.iter().position(|c| *c == class).unwrap_or(0)
+/// True when `peer` is a neighbour on this peer's shared medium.
+fn on_medium<R>(core: &Core<R>, peer: &AuthorKey) -> bool {
+    core.links.get(peer).is_some_and(|l| l.on_medium())
 }
 
 impl Medium {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queued_bytes == 0
+    /// Broadcasts heard so far.
+    pub(crate) fn heard(&self) -> u64 {
+        self.heard
     }
 
-    /// The next broadcast of `class`, if any.
-    pub(crate) fn pop(&mut self, class: Priority) -> Option<Bytes> {
-        let (_, frame) = self.queue[class_index(class)].pop_front()?;
-        self.queued_bytes -= frame.len();
-        Some(frame)
+    /// A broadcast frame arrived.
+    pub(crate) fn note_heard(&mut self) {
+        self.heard += 1;
     }
 
-    /// Drops the queued broadcast of `key`; true if there was one.
-    fn cancel(&mut self, key: &EventKey) -> bool {
-        for q in &mut self.queue {
-            if let Some(i) = q.iter().position(|(k, _)| k == key) {
-                let (_, frame) = q.remove(i).expect("position found");
-                self.queued_bytes -= frame.len();
-                return true;
-            }
+    /// Whether a new event that came from `from` (`None`: this peer's own), broadcast on the
+    /// medium or not, enters the medium here: it did not come over the medium, by broadcast
+    /// or from a neighbour on it.
+    pub(crate) fn enters<R>(core: &Core<R>, from: Option<AuthorKey>, broadcast: bool) -> bool {
+        core.config.shared_medium && !broadcast && !from.is_some_and(|f| on_medium(core, &f))
+    }
+
+    /// Queues one broadcast of `ev` on the medium.
+    pub(crate) fn broadcast<R: Rng>(core: &mut Core<R>, ev: &VerifiedEvent, hops: Option<u32>) {
+        let key = event_key(ev);
+        if core.links.broadcasts.queued(&key) {
+            return;
         }
-        false
+        let envelopes = vec![ev.envelope().clone()];
+        let frame = unsequenced(Kind::Events(pb::Events { envelopes, sync: false, hops }));
+        if !core.links.broadcasts.push(key, frame, streams::class_of(ev.stream())) {
+            core.reject("medium_queue_full");
+            return;
+        }
+        core.pump();
     }
 
-    fn queued(&self, key: &EventKey) -> bool {
-        self.queue.iter().any(|q| q.iter().any(|(k, _)| k == key))
-    }
-
-    /// Remembers that `key` came pushed on `link`, off the medium.
-    fn note_entry(&mut self, key: EventKey, link: AuthorKey) {
-        if self.entries.insert(key, link).is_none() {
+    /// Remembers the link off the medium that pushed a new event, for the pruning of
+    /// [`Medium::heard_again`].
+    pub(crate) fn note_entry<R>(&mut self, core: &Core<R>, ev: &VerifiedEvent, from: AuthorKey) {
+        if !core.config.shared_medium || on_medium(core, &from) {
+            return;
+        }
+        let key = event_key(ev);
+        if self.entries.insert(key, from).is_none() {
             self.entry_order.push_back(key);
         }
         while self.entry_order.len() > MAX_ENTRIES {
@@ -94,98 +103,76 @@ impl Medium {
             }
         }
     }
-}
-
-impl<R: Rng> Engine<R> {
-    /// True when `peer` is a neighbour on this peer's shared medium.
-    pub(crate) fn on_medium(&self, peer: &AuthorKey) -> bool {
-        self.links.get(peer).is_some_and(|l| l.on_medium)
-    }
-
-    /// Whether a new event that came from `from` (`None`: this peer's own), broadcast on the
-    /// medium or not, enters the medium here: it did not come over the medium, by broadcast
-    /// or from a neighbour on it.
-    pub(crate) fn enters_medium(&self, from: Option<AuthorKey>, broadcast: bool) -> bool {
-        self.config.shared_medium && !broadcast && !from.is_some_and(|f| self.on_medium(&f))
-    }
-
-    /// Queues one broadcast of `ev` on the medium.
-    pub(crate) fn broadcast(&mut self, ev: &VerifiedEvent, hops: Option<u32>) {
-        let key = event_key(ev);
-        if self.medium.queued(&key) {
-            return;
-        }
-        let envelopes = vec![ev.envelope().clone()];
-        let frame = unsequenced(Kind::Events(pb::Events { envelopes, sync: false, hops }));
-        if self.medium.queued_bytes + frame.len() > MAX_QUEUED_BYTES {
-            self.reject("medium_queue_full");
-            return;
-        }
-        self.medium.queued_bytes += frame.len();
-        self.medium.queue[class_index(class_of(ev.stream()))].push_back((key, frame));
-        self.pump();
-    }
-
-    /// Remembers the link off the medium that pushed a new event, for the pruning of
-    /// [`Self::heard_again`].
-    pub(crate) fn note_entry(&mut self, ev: &VerifiedEvent, from: AuthorKey) {
-        if self.config.shared_medium && !self.on_medium(&from) {
-            self.medium.note_entry(event_key(ev), from);
-        }
-    }
-
-    /// A frame `from` broadcast on the medium: its events are taken as pushed by it, but
-    /// passed on only off the medium.
-    pub(crate) fn on_broadcast(&mut self, from: AuthorKey, bytes: Bytes) {
-        self.stats.frames_in += 1;
-        if !self.config.shared_medium || from == self.me {
-            self.reject("broadcast_without_medium");
-            return;
-        }
-        let frame = match decode_frame(bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                self.reject(e.reason().as_str());
-                return;
-            }
-        };
-        let Some(Kind::Events(evs)) = frame.kind else {
-            self.reject("broadcast_not_events");
-            return;
-        };
-        self.medium.heard += 1;
-        for r in self.verify(evs.envelopes) {
-            match r {
-                Ok(ev) => {
-                    if let Some(l) = self.links.get_mut(&from) {
-                        l.peer_has(event_key(&ev));
-                    }
-                    let own_queued = self.medium.cancel(&event_key(&ev));
-                    self.accept(Some(from), &ev, Via::Broadcast { own_queued }, evs.hops);
-                }
-                Err(e) => self.reject(e.reason().as_str()),
-            }
-        }
-    }
 
     /// An event heard broadcast by `from` that this peer already held: if it entered the
-    /// medium here too, pushed on a link off it, that link is pruned from the event's tree
-    /// when this peer's own broadcast did not leave (`own_queued`), or both left and `from`
-    /// has the lower key.
-    pub(crate) fn heard_again(&mut self, from: AuthorKey, ev: &VerifiedEvent, own_queued: bool) {
+    /// medium here too, pushed on a link off it, that link is to be pruned from the event's
+    /// tree when this peer's own broadcast did not leave (`own_queued`), or both left and
+    /// `from` has the lower key. Returns the link and tree to prune.
+    pub(crate) fn heard_again<R>(
+        &mut self,
+        core: &Core<R>,
+        from: AuthorKey,
+        ev: &VerifiedEvent,
+        own_queued: bool,
+    ) -> Option<(AuthorKey, u16)> {
         let key = event_key(ev);
-        let Some(&entry) = self.medium.entries.get(&key) else { return };
-        if !(own_queued || from < self.me) {
-            return;
+        let &entry = self.entries.get(&key)?;
+        if !(own_queued || from < core.me) {
+            return None;
         }
-        self.medium.entries.remove(&key);
-        let now = self.now;
-        let settled = self.links.get(&entry).is_some_and(|l| {
-            l.status == LinkStatus::Connected
-                && l.healed_at.is_none_or(|t| now.saturating_since(t) >= crate::engine::PRUNE_GRACE)
+        self.entries.remove(&key);
+        let now = core.now;
+        let settled = core.links.get(&entry).is_some_and(|l| {
+            l.connected() && l.healed_at().is_none_or(|t| now.saturating_since(t) >= PRUNE_GRACE)
         });
-        if settled {
-            self.prune(entry, self.travel_tree(&ev.author(), ev.stream()));
+        settled.then(|| (entry, travel_tree(&ev.author(), ev.stream(), &core.config)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::engine::core::testing::{key, post};
+    use crate::io::Output;
+
+    /// An event that entered the medium here (pushed from off it) and is then heard broadcast
+    /// by another entry: the off-medium link is pruned if this peer's own broadcast had not
+    /// left yet, or if the other entry has the lower key; otherwise this entry stays.
+    #[test]
+    fn a_second_entry_prunes_its_off_medium_link() {
+        let config = Config { shared_medium: true, ..Config::default() };
+        for own_queued in [true, false] {
+            let mut core = Core::for_test(1, config.clone());
+            let off = key(1);
+            core.link_to(off);
+            let mut m = Medium::default();
+            let ev = post(2, 1);
+            assert!(Medium::enters(&core, Some(off), false), "from off the medium");
+            assert!(!Medium::enters(&core, Some(off), true), "heard broadcast");
+            m.note_entry(&core, &ev, off);
+            let (lower, higher) = (key(3).min(key(4)), key(3).max(key(4)));
+            let other = if own_queued { higher } else { lower };
+            let expected = own_queued || other < core.me;
+            let pruned = m.heard_again(&core, other, &ev, own_queued);
+            assert_eq!(pruned.map(|p| p.0), expected.then_some(off), "own queued: {own_queued}");
+            if expected {
+                assert_eq!(m.heard_again(&core, other, &ev, own_queued), None, "once");
+            }
         }
+    }
+
+    /// A broadcast is queued once per event, within the queue's bound.
+    #[test]
+    fn an_event_is_broadcast_once() {
+        let config = Config { shared_medium: true, uplink_bps: Some(8_000), ..Config::default() };
+        let mut core = Core::for_test(2, config);
+        let ev = post(2, 1);
+        Medium::broadcast(&mut core, &ev, None);
+        Medium::broadcast(&mut core, &ev, None);
+        let sent =
+            core.take().into_iter().filter(|o| matches!(o, Output::Broadcast { .. })).count();
+        let queued = usize::from(core.links.broadcasts.queued(&event_key(&ev)));
+        assert_eq!(sent + queued, 1);
     }
 }

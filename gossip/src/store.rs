@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use vecino_proto::pb::Stream;
-use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
+use vecino_proto::{AuthorKey, VerifiedEvent};
+
+use crate::streams;
 
 /// Key of one stream of one author.
 pub(crate) type StreamKey = (AuthorKey, Stream);
@@ -105,7 +107,7 @@ impl Store {
             change ^= head_hash(key, old);
         }
         self.digest ^= change;
-        if key.1.kind() == Some(StreamKind::LatestValue) {
+        if streams::latest_value(key.1) {
             self.lv_digest ^= change;
         }
     }
@@ -126,8 +128,8 @@ impl Store {
     /// Inserts a verified event.
     pub(crate) fn insert(&mut self, ev: VerifiedEvent) -> Insert {
         let key = (ev.author(), ev.stream());
-        match ev.kind() {
-            StreamKind::LatestValue => {
+        match streams::of(ev.stream()).keep {
+            streams::Keep::Latest => {
                 let old = self.latest.get(&key).map(|e| (e.seq(), e.id()));
                 match old {
                     Some((seq, id)) if seq == ev.seq() => {
@@ -149,7 +151,7 @@ impl Store {
                     }
                 }
             }
-            StreamKind::Log => {
+            streams::Keep::Log | streams::Keep::Custody => {
                 let is_new = !self.logs.contains_key(&key);
                 if !self.admit(key.0, is_new) {
                     return Insert::Stale;
@@ -187,9 +189,11 @@ impl Store {
 
     /// The event at (author, stream, seq), if held.
     pub(crate) fn get(&self, key: &StreamKey, seq: u64) -> Option<&VerifiedEvent> {
-        match key.1.kind()? {
-            StreamKind::LatestValue => self.latest.get(key).filter(|e| e.seq() == seq),
-            StreamKind::Log => self.logs.get(key)?.events.get(&seq),
+        streams::policy(key.1)?;
+        if streams::latest_value(key.1) {
+            self.latest.get(key).filter(|e| e.seq() == seq)
+        } else {
+            self.logs.get(key)?.events.get(&seq)
         }
     }
 
@@ -200,9 +204,9 @@ impl Store {
 
     /// True when (author, stream, seq) is held or superseded: nothing to fetch.
     pub(crate) fn covers(&self, key: &StreamKey, seq: u64) -> bool {
-        match key.1.kind() {
-            Some(StreamKind::LatestValue) => self.latest.get(key).is_some_and(|e| e.seq() >= seq),
-            Some(StreamKind::Log) => self
+        match streams::policy(key.1).map(|p| p.keep) {
+            Some(streams::Keep::Latest) => self.latest.get(key).is_some_and(|e| e.seq() >= seq),
+            Some(streams::Keep::Log | streams::Keep::Custody) => self
                 .logs
                 .get(key)
                 .is_some_and(|l| seq <= l.contiguous || l.events.contains_key(&seq)),
@@ -212,9 +216,11 @@ impl Store {
 
     /// Head of one stream: latest seq, or a log's contiguous head; 0 if nothing.
     pub(crate) fn head(&self, key: &StreamKey) -> u64 {
-        match key.1.kind() {
-            Some(StreamKind::LatestValue) => self.latest.get(key).map_or(0, VerifiedEvent::seq),
-            Some(StreamKind::Log) => self.logs.get(key).map_or(0, |l| l.contiguous),
+        match streams::policy(key.1).map(|p| p.keep) {
+            Some(streams::Keep::Latest) => self.latest.get(key).map_or(0, VerifiedEvent::seq),
+            Some(streams::Keep::Log | streams::Keep::Custody) => {
+                self.logs.get(key).map_or(0, |l| l.contiguous)
+            }
             None => 0,
         }
     }

@@ -645,18 +645,18 @@ fn fisheye_knows_the_near_cluster_peer_by_peer_and_the_far_one_coarsely() {
     for e in engines.iter() {
         let e = e.lock().expect("engine");
         let mine = cluster(&e.id()).expect("a peer of the run");
-        assert!(e.fisheye.active, "seed {seed}: {} not fisheye", e.id());
+        assert!(e.fisheye(), "seed {seed}: {} not fisheye", e.id());
         let held: Vec<AuthorKey> = e.members().into_iter().map(|m| m.peer).collect();
         let far_held = held
             .iter()
             .filter(|p| cluster(p) == Some(!mine))
-            .filter(|p| !e.is_landmark(p) && !e.links.contains_key(p))
+            .filter(|p| matches!(e.scope_facts(p), (false, false, _)))
             .count();
         far_holders += usize::from(far_held > 0);
         let near_held = held.iter().filter(|p| cluster(p) == Some(mine)).count();
         assert!(near_held < half - 1, "seed {seed}: fisheye kept the whole cluster");
-        let far_known = held.iter().any(|p| cluster(p) == Some(!mine) && e.is_landmark(p))
-            || e.fisheye.far.keys().any(|p| cluster(p) == Some(!mine));
+        let far_known = held.iter().any(|p| cluster(p) == Some(!mine) && e.scope_facts(p).0)
+            || keys.iter().any(|p| cluster(p) == Some(!mine) && e.scope_facts(p).2);
         unaware += usize::from(!far_known);
     }
     // A peer whose early links all went to the far cluster gets a coordinate and a scope
@@ -710,7 +710,7 @@ fn a_fleet_told_it_is_large_joins_without_a_flood_and_is_not_sent_what_it_refuse
         c(&late, "membership_mutes"),
     );
     assert!(
-        engines.lock().expect("engine").iter().all(|e| e.lock().expect("engine").fisheye.active),
+        engines.lock().expect("engine").iter().all(|e| e.lock().expect("engine").fisheye()),
         "seed {seed}"
     );
     assert!(

@@ -42,8 +42,8 @@
 //!   it, a fleet that starts at once floods every hey-there to every peer before any of them
 //!   holds K members.
 //! - A fisheye peer spaces its newspapers by the members it holds
-//!   (`Config::newspapers_heard_per_s`): each member hears about that many newspapers per
-//!   second from its whole ball, however large the fleet.
+//!   (`Config::newspapers_heard_per_s`, `crate::membership`): each member hears about that
+//!   many newspapers per second from its whole ball, however large the fleet.
 //! - Anti-entropy covers what peers share: a fisheye peer's digest covers the log streams
 //!   only, and its version-vector answers carry members in the other end's presumed scope
 //!   only. Membership consistency inside a ball comes from acknowledged delivery on links,
@@ -64,152 +64,203 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::{Rng, RngExt};
 use vecino_coords::Coordinate;
 use vecino_proto::pb::{self, Stream, event::Body};
-use vecino_proto::{AuthorKey, StreamKind, VerifiedEvent};
+use vecino_proto::{AuthorKey, VerifiedEvent};
 
-use crate::engine::{Engine, coord_from_pb, coordinate_field, published, published_coordinate};
-use crate::io::{LinkStatus, Output, StoreOp};
-use crate::store::StreamKey;
+use crate::broadcast::tree::tree_of;
+use crate::config::Config;
+use crate::engine::core::Core;
+use crate::io::{Output, StoreOp};
+use crate::membership::scope::Scope;
+use crate::published::{carried, coordinate_field, published, published_coordinate, settled};
+use crate::store::{Store, StreamKey};
+use crate::streams;
 use crate::time::Time;
 
-/// A coordinate whose error estimate is at most this is *settled*: distances to it mean
-/// something (Vivaldi starts every peer at the origin with error 1.5).
-pub(crate) const SETTLED_ERROR: f64 = 0.5;
 /// A member already held stays in scope up to this multiple of the radius.
-pub(crate) const KEEP_SLACK: f64 = 1.25;
+const KEEP_SLACK: f64 = 1.25;
 /// A member is pushed to a neighbour that told its radius r if it is within this multiple of
 /// r of the neighbour (by this peer's view of both coordinates). At 2 000 peers over 5 min:
 /// membership + control 11.8 / 13.6 / 14.5 / 15.8 kbit/s per peer at 1.0 / 1.1 / 1.15 /
 /// [`KEEP_SLACK`], members known 72.9 / 73.8 / 74.1 / 72.9 %, their newest status held
 /// 74.9 / 83.4 / 84.5 / 87.1 %: each refused push also mutes the author's slot on the link,
 /// and estimates of two coordinates differ at the edge of a ball, where most of its volume is.
-pub(crate) const PUSH_SLACK: f64 = 1.1;
+const PUSH_SLACK: f64 = 1.1;
 /// Until a neighbour has told its scope, an event is passed to it if its coordinate is within
 /// this multiple of this peer's radius from the author (its own radius is similar).
-pub(crate) const SEND_SLACK: f64 = 1.5;
+const SEND_SLACK: f64 = 1.5;
 /// Members held beyond this multiple of the radius are evicted (between [`KEEP_SLACK`] and
 /// this, only when too many are held).
-pub(crate) const EVICT_SLACK: f64 = 2.0;
+const EVICT_SLACK: f64 = 2.0;
 /// Far members remembered (refused events' authors) at most.
-pub(crate) const MAX_FAR: usize = 64;
+const MAX_FAR: usize = 64;
 /// Refused heads remembered at most.
-pub(crate) const MAX_REFUSED: usize = 4_096;
+const MAX_REFUSED: usize = 4_096;
 /// A fisheye peer pulls (version vectors of its presence and status heads to its
 /// neighbours) when its own coordinate first settles, when it first draws its radius, or when
 /// the radius grew by this factor since the last pull, at most every [`PULL_MIN`]: what it
 /// refused while it could not place members (or its neighbours held back while they could
 /// not tell it wanted them), or while its radius was smaller, does not come back by itself
 /// until each member's next newspaper.
-pub(crate) const PULL_GROWTH: f64 = 2.0;
-pub(crate) const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
-/// A fisheye peer with no radius yet is pushed no members (see `Engine::wants_within`): it
+const PULL_GROWTH: f64 = 2.0;
+const PULL_MIN: std::time::Duration = std::time::Duration::from_secs(30);
+/// A fisheye peer with no radius yet is pushed no members (see [`Fisheye::wants_within`]): it
 /// pulls this often until it can draw one.
-pub(crate) const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
+const PULL_RADIUSLESS: std::time::Duration = std::time::Duration::from_secs(10);
 /// Once a fisheye peer has a radius it pulls from one connected neighbour in turn, nearest
 /// first, this often: what never reached it (a member's first events are pushed on two eager
 /// links per relay, and announcements of members it does not hold are not grafted) or went
 /// stale comes in. At 2 000 peers over 5 min, against none: membership + control 13.6 →
 /// 15.3 kbit/s per peer, members known 73.8 → 78.0 %, their newest status 83.4 → 91.7 %
 /// (every 30 s from the 3 nearest: 16.6 kbit/s, 80.6 %, 92.8 %).
-pub(crate) const PULL_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+const PULL_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 /// A pull goes to this many connected neighbours, the nearest by RTT: their balls overlap
 /// this peer's most (a vector of ~2 × K heads each; to all ~10 neighbours the pull when the
 /// radius is first drawn cost as much as the join's pushes at 1 000 peers).
-pub(crate) const PULL_FROM: usize = 3;
+const PULL_FROM: usize = 3;
 /// With an unbounded radius, the radius is recomputed once this many members came in.
-pub(crate) const RECOMPUTE_AFTER: usize = 16;
+const RECOMPUTE_AFTER: usize = 16;
 /// How often the radius is recomputed and members out of scope are evicted.
-pub(crate) const SCOPE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+const SCOPE_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The streams by which a peer holds a member: its presence and its status.
+pub(crate) const PRESENCE: [Stream; 2] = [Stream::HeyThere, Stream::Newspaper];
+
+/// A far member: its coordinate and listen addresses (a candidate for a random long link).
+#[derive(Debug, Clone)]
+struct Far {
+    coordinate: Coordinate,
+    addrs: Vec<String>,
+}
 
 /// Fisheye state of one peer.
 #[derive(Debug, Default)]
 pub(crate) struct Fisheye {
     /// True once this peer held `fisheye_members` members (never false again).
-    pub(crate) active: bool,
+    active: bool,
     /// Radius in seconds of coordinate distance; `None`: unbounded.
-    pub(crate) radius: Option<f64>,
-    /// Far members: coordinate and listen addresses, at most [`MAX_FAR`].
-    pub(crate) far: BTreeMap<AuthorKey, (Coordinate, Vec<String>)>,
-    /// When the scope was last recomputed.
-    pub(crate) next_update: Option<Time>,
+    radius: Option<f64>,
+    /// Far members, at most [`MAX_FAR`].
+    far: BTreeMap<AuthorKey, Far>,
+    /// When the scope is next recomputed.
+    next_update: Option<Time>,
     /// Latest-value events refused as out of scope.
-    pub(crate) refused: u64,
+    refused: u64,
     /// Of `refused`: events this peer could not place (its coordinate or the author's not
     /// settled, or the author's unknown), and events of authors just past its radius r
     /// (within [`PUSH_SLACK`] × r, which a push allows for); the rest were farther.
-    pub(crate) refused_unplaced: u64,
-    pub(crate) refused_edge: u64,
+    refused_unplaced: u64,
+    refused_edge: u64,
     /// Members evicted.
-    pub(crate) evicted: u64,
+    evicted: u64,
     /// Members held (presence or status; this peer excluded), kept up to date as members
     /// join and are evicted, recounted at each update.
-    pub(crate) held: usize,
+    held: usize,
     /// Members admitted since the radius was last computed while it was unbounded.
-    pub(crate) admitted: usize,
+    admitted: usize,
     /// Heads refused, by stream (at most [`MAX_REFUSED`]): announcements of them are not
     /// grafted (the graft would fetch an event refused again, forever).
-    pub(crate) refused_heads: BTreeMap<StreamKey, u64>,
+    refused_heads: BTreeMap<StreamKey, u64>,
     /// The radius at the last pull (`None` before the first).
-    pub(crate) pulled: Option<Option<f64>>,
+    pulled: Option<Option<f64>>,
     /// No pull before this.
-    pub(crate) next_pull: Option<Time>,
+    next_pull: Option<Time>,
     /// Pulls made to one neighbour at a time (the next goes to the next nearest).
-    pub(crate) turns: usize,
+    turns: usize,
     /// With a radius, the next pull to one neighbour in turn is not before this.
-    pub(crate) next_turn: Option<Time>,
+    next_turn: Option<Time>,
     /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
     /// refused event mutes its slot on a link only if no member held shares it.
-    pub(crate) held_slots: Vec<u16>,
+    held_slots: Vec<u16>,
 }
 
-/// What a member's event is offered to a neighbour as (see `Engine::wants_within`).
+/// What a member's event is offered to a neighbour as (see [`Fisheye::wants_within`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
     /// Pushed or announced.
     Push,
     /// An answer to its pull; `listed`: its vector lists the author (it holds it).
-    Answer { listed: bool },
+    Answer {
+        /// The pull's vector lists the author.
+        listed: bool,
+    },
 }
 
-/// A neighbour's fisheye scope, as its pongs tell it (full membership is no scope at all).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Scope {
-    /// Fisheye with no radius drawn yet: keeps members whose coordinate has settled.
-    Unbounded,
-    /// Keeps members within this coordinate distance (seconds) of itself.
-    Radius(f64),
+/// Fisheye counters, for the operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FisheyeCounters {
+    pub(crate) refused: u64,
+    pub(crate) refused_unplaced: u64,
+    pub(crate) refused_edge: u64,
+    pub(crate) evicted: u64,
+    pub(crate) held: usize,
+    pub(crate) active: bool,
 }
 
-impl Scope {
-    /// The pong field: `None` for no scope (full membership), 0 unbounded, else µs.
-    pub(crate) fn to_pb(scope: Option<Self>) -> Option<u32> {
-        scope.map(|s| match s {
-            Scope::Unbounded => 0,
-            Scope::Radius(r) => {
-                let us = (r * 1e6).round().clamp(1.0, f64::from(u32::MAX));
-                us as u32
-            }
-        })
-    }
+/// True when `author` is a landmark: kept by every peer (one key in `fisheye_landmarks`).
+pub(crate) fn is_landmark(config: &Config, author: &AuthorKey) -> bool {
+    let n = u64::from(config.fisheye_landmarks);
+    let b = author.as_bytes();
+    n > 0 && u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_multiple_of(n)
+}
 
-    /// The pong field, coarsely (radii within ~10 % of each other alike): what must be
-    /// told again when it changes.
-    pub(crate) fn bucket(v: Option<u32>) -> Option<u32> {
-        v.map(|us| if us == 0 { 0 } else { (f64::from(us).ln() * 10.0).round() as u32 + 1 })
-    }
+/// True when `store` holds `author`'s presence or status.
+pub(crate) fn holds(store: &Store, author: AuthorKey) -> bool {
+    PRESENCE.iter().any(|s| store.latest(&(author, *s)).is_some())
+}
 
-    pub(crate) fn from_pb(v: Option<u32>) -> Option<Self> {
-        v.map(|us| if us == 0 { Scope::Unbounded } else { Scope::Radius(f64::from(us) / 1e6) })
+/// Whether `author` is always in scope: this peer, a neighbour, a landmark.
+fn always_in_scope<R>(core: &Core<R>, author: &AuthorKey) -> bool {
+    *author == core.me || core.links.contains(author) || is_landmark(&core.config, author)
+}
+
+/// Members held (presence or status), `me` excluded, each with the coordinate it last
+/// published (as [`published_coordinate`]), in one pass over the store: the latest-value
+/// streams are ordered by author.
+fn held_members(store: &Store, me: AuthorKey) -> Vec<(AuthorKey, Option<Coordinate>)> {
+    // An author, its newspaper's coordinate and its hey-there's.
+    type Fields<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
+    let decode = |(a, paper, hey): Fields<'_>| (a, published(paper, hey));
+    let mut out = Vec::new();
+    let mut current: Option<Fields<'_>> = None;
+    for ev in store.latest_events() {
+        let a = ev.author();
+        if a == me || !PRESENCE.contains(&ev.stream()) {
+            continue;
+        }
+        if current.is_some_and(|c| c.0 != a) {
+            out.extend(current.take().map(decode));
+        }
+        let c = current.get_or_insert((a, None, None));
+        let field = coordinate_field(ev);
+        if ev.stream() == Stream::Newspaper { c.1 = field } else { c.2 = field }
     }
+    out.extend(current.map(decode));
+    out
 }
 
 impl Fisheye {
+    /// A fisheye peer from the start (`Config::fisheye_from_start`), or not yet.
+    pub(crate) fn new(active: bool) -> Self {
+        Self { active, ..Self::default() }
+    }
+
+    /// True once this peer keeps fisheye membership.
+    pub(crate) fn active(&self) -> bool {
+        self.active
+    }
+
+    /// Members held (presence or status; this peer excluded).
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
     /// Members held whose events follow `tree`.
     pub(crate) fn held_in_slot(&self, tree: u16) -> u16 {
         self.held_slots.get(usize::from(tree)).copied().unwrap_or(0)
     }
 
     /// One more (or fewer) member held on `tree`.
-    pub(crate) fn hold_in_slot(&mut self, tree: u16, more: bool) {
+    fn hold_in_slot(&mut self, tree: u16, more: bool) {
         if self.held_slots.is_empty() {
             self.held_slots = vec![0; vecino_proto::limits::TREE_SLOTS];
         }
@@ -217,119 +268,114 @@ impl Fisheye {
             *n = if more { n.saturating_add(1) } else { n.saturating_sub(1) };
         }
     }
-}
 
-/// Whether a coordinate's error estimate is low enough for its distances to mean something.
-pub(crate) fn settled(c: &Coordinate) -> bool {
-    c.error <= SETTLED_ERROR
-}
-
-/// The coordinate an event carries (hey-there and newspaper do).
-fn carried(ev: &VerifiedEvent) -> Option<Coordinate> {
-    coordinate_field(ev).and_then(coord_from_pb)
-}
-
-/// The streams by which a peer holds a member: its presence and its status.
-pub(crate) const PRESENCE: [Stream; 2] = [Stream::HeyThere, Stream::Newspaper];
-
-fn is_presence(s: Stream) -> bool {
-    PRESENCE.contains(&s)
-}
-
-impl<R: Rng> Engine<R> {
-    /// True when `author` is a landmark: kept by every peer (one key in `fisheye_landmarks`).
-    pub(crate) fn is_landmark(&self, author: &AuthorKey) -> bool {
-        let n = u64::from(self.config.fisheye_landmarks);
-        let b = author.as_bytes();
-        n > 0
-            && u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-                .is_multiple_of(n)
+    /// A member joined (its first presence or status): counted, and held in its slot once
+    /// fisheye. Returns whether fisheye is active (its membership slot is then unmuted).
+    pub(crate) fn joined(&mut self, config: &Config, author: &AuthorKey) -> bool {
+        self.held += 1;
+        if self.active {
+            self.hold_in_slot(tree_of(author, config.per_author_trees), true);
+        }
+        self.active
     }
 
-    /// True when this peer holds `author`'s presence or status.
-    pub(crate) fn holds(&self, author: AuthorKey) -> bool {
-        PRESENCE.iter().any(|s| self.store.latest(&(author, *s)).is_some())
+    /// The counters.
+    pub(crate) fn counters(&self) -> FisheyeCounters {
+        FisheyeCounters {
+            refused: self.refused,
+            refused_unplaced: self.refused_unplaced,
+            refused_edge: self.refused_edge,
+            evicted: self.evicted,
+            held: self.held,
+            active: self.active,
+        }
+    }
+
+    /// A far member's listen addresses, if remembered.
+    pub(crate) fn far_addrs(&self, peer: &AuthorKey) -> Option<Vec<String>> {
+        self.far.get(peer).map(|f| f.addrs.clone())
     }
 
     /// Whether a member at coordinate `c` is in this peer's scope (`held`: already held, with
     /// the hysteresis slack). Needs both coordinates settled, else only held members are.
-    pub(crate) fn within_radius(&self, c: &Coordinate, held: bool) -> bool {
-        let me = self.coords.app_coordinate();
+    fn within_radius<R>(&self, core: &Core<R>, c: &Coordinate, held: bool) -> bool {
+        let me = core.coords.app_coordinate();
         if !settled(me) || !settled(c) {
             return held;
         }
-        match self.fisheye.radius {
+        match self.radius {
             None => true,
             Some(r) => me.distance_secs(c) <= if held { r * KEEP_SLACK } else { r },
         }
     }
 
-    /// Whether `author` is always in scope: this peer, a neighbour, a landmark.
-    fn always_in_scope(&self, author: &AuthorKey) -> bool {
-        *author == self.me || self.links.contains_key(author) || self.is_landmark(author)
-    }
-
     /// The scope check on receipt: `false` refuses a latest-value event of an author outside
-    /// this peer's fisheye (it is then neither stored nor passed on).
-    pub(crate) fn admits(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent) -> bool {
-        let k = self.config.fisheye_members;
-        if !self.fisheye.active && k > 0 && self.fisheye.held >= k {
-            self.fisheye.active = true; // past K members: fisheye from now on
+    /// this peer's fisheye (it is then neither stored nor passed on, and the caller forgets
+    /// any graft of it).
+    pub(crate) fn admits<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        from: Option<AuthorKey>,
+        ev: &VerifiedEvent,
+    ) -> bool {
+        let k = core.config.fisheye_members;
+        if !self.active && k > 0 && self.held >= k {
+            self.active = true; // past K members: fisheye from now on
         }
-        if !self.fisheye.active
+        if !self.active
             || from.is_none()
-            || ev.kind() != StreamKind::LatestValue
-            || self.always_in_scope(&ev.author())
+            || !streams::scoped(ev.stream())
+            || always_in_scope(core, &ev.author())
         {
             return true;
         }
         let author = ev.author();
-        let held = self.holds(author);
+        let held = holds(&core.store, author);
         // The event's own coordinate if settled, else the one held (a hey-there is published
         // once, at start, before the coordinate settles: the newspaper places its author).
-        let c = match (carried(ev), published_coordinate(&self.store, author)) {
+        let c = match (carried(ev), published_coordinate(&core.store, author)) {
             (Some(c), _) if settled(&c) => Some(c),
             (_, Some(p)) if settled(&p) => Some(p),
             (c, p) => c.or(p),
         };
-        if c.is_some_and(|c| self.within_radius(&c, held)) || (c.is_none() && held) {
-            if !held && self.fisheye.radius.is_none() {
-                self.fisheye.admitted += 1;
+        if c.is_some_and(|c| self.within_radius(core, &c, held)) || (c.is_none() && held) {
+            if !held && self.radius.is_none() {
+                self.admitted += 1;
             }
-            if !self.fisheye.refused_heads.is_empty() {
-                self.fisheye.refused_heads.remove(&(author, ev.stream()));
+            if !self.refused_heads.is_empty() {
+                self.refused_heads.remove(&(author, ev.stream()));
             }
             return true;
         }
-        self.fisheye.refused += 1;
-        let me = self.coords.app_coordinate();
-        match (c.filter(|c| settled(me) && settled(c)), self.fisheye.radius) {
+        self.refused += 1;
+        let me = core.coords.app_coordinate();
+        match (c.filter(|c| settled(me) && settled(c)), self.radius) {
             (Some(c), Some(r)) if me.distance_secs(&c) <= r * PUSH_SLACK => {
-                self.fisheye.refused_edge += 1;
+                self.refused_edge += 1;
             }
             (Some(_), Some(_)) => {}
-            _ => self.fisheye.refused_unplaced += 1,
+            _ => self.refused_unplaced += 1,
         }
         let key = (author, ev.stream());
-        self.missing.remove(&crate::store::named(&key, ev.seq()));
-        if self.fisheye.refused_heads.len() >= MAX_REFUSED {
-            self.fisheye.refused_heads.pop_first();
+        if self.refused_heads.len() >= MAX_REFUSED {
+            self.refused_heads.pop_first();
         }
-        self.fisheye.refused_heads.insert(key, ev.seq());
+        self.refused_heads.insert(key, ev.seq());
         if let (Some(c), Body::HeyThere(h)) = (c, ev.body())
             && settled(&c)
         {
-            self.note_far(author, c, h.addrs.clone());
+            self.note_far(&mut core.rng, author, c, h.addrs.clone());
         }
         false
     }
 
-    /// Whether this peer keeps a stream of this author at all (see `on_version_vector`).
-    pub(crate) fn would_keep(&self, key: &StreamKey) -> bool {
-        !self.fisheye.active
-            || key.1.kind() != Some(StreamKind::LatestValue)
-            || self.always_in_scope(&key.0)
-            || self.holds(key.0)
+    /// Whether this peer keeps a stream of this author at all (see
+    /// `AntiEntropy::on_version_vector`).
+    pub(crate) fn would_keep<R>(&self, core: &Core<R>, key: &StreamKey) -> bool {
+        !self.active
+            || !streams::scoped(key.1)
+            || always_in_scope(core, &key.0)
+            || holds(&core.store, key.0)
     }
 
     /// False for an announced head this peer refused (do not graft it).
@@ -337,33 +383,39 @@ impl<R: Rng> Engine<R> {
     /// grafted either: it cannot place them before it has their event, and a graft turns the
     /// link eager under the posts too (on planet, 551 k grafts and 3.95 copies per delivered
     /// post in 180 s with them); version vectors bring what is in scope.
-    pub(crate) fn may_want(&self, key: &StreamKey, seq: u64) -> bool {
-        if self.fisheye.active
-            && key.1.kind() == Some(StreamKind::LatestValue)
-            && !self.always_in_scope(&key.0)
-            && !self.holds(key.0)
+    pub(crate) fn may_want<R>(&self, core: &Core<R>, key: &StreamKey, seq: u64) -> bool {
+        if self.active
+            && streams::scoped(key.1)
+            && !always_in_scope(core, &key.0)
+            && !holds(&core.store, key.0)
         {
             return false;
         }
-        self.fisheye.refused_heads.get(key).is_none_or(|&s| s < seq)
+        self.refused_heads.get(key).is_none_or(|&s| s < seq)
     }
 
-    fn note_far(&mut self, author: AuthorKey, c: Coordinate, addrs: Vec<String>) {
-        if self.fisheye.far.len() >= MAX_FAR && !self.fisheye.far.contains_key(&author) {
-            let i = self.rng.random_range(0..self.fisheye.far.len());
-            if let Some(old) = self.fisheye.far.keys().nth(i).copied() {
-                self.fisheye.far.remove(&old);
+    fn note_far<R: Rng>(
+        &mut self,
+        rng: &mut R,
+        author: AuthorKey,
+        c: Coordinate,
+        addrs: Vec<String>,
+    ) {
+        if self.far.len() >= MAX_FAR && !self.far.contains_key(&author) {
+            let i = rng.random_range(0..self.far.len());
+            if let Some(old) = self.far.keys().nth(i).copied() {
+                self.far.remove(&old);
             }
         }
-        self.fisheye.far.insert(author, (c, addrs));
+        self.far.insert(author, Far { coordinate: c, addrs });
     }
 
     /// This peer's scope, as its pongs tell it (`None`: full membership).
     pub(crate) fn scope(&self) -> Option<Scope> {
-        if !self.fisheye.active {
+        if !self.active {
             return None;
         }
-        Some(self.fisheye.radius.map_or(Scope::Unbounded, Scope::Radius))
+        Some(self.radius.map_or(Scope::Unbounded, Scope::Radius))
     }
 
     /// Whether neighbour `peer` presumably keeps `author`'s latest-value events, offered as
@@ -379,20 +431,23 @@ impl<R: Rng> Engine<R> {
     /// pulls from its nearest neighbours instead, until it can draw its radius. Scope not
     /// known: the author within [`SEND_SLACK`] (a push) or 1 (an answer) × this peer's radius
     /// of the neighbour.
-    pub(crate) fn wants_within(
+    pub(crate) fn wants_within<R>(
         &self,
+        core: &Core<R>,
         peer: AuthorKey,
         author: &AuthorKey,
         place: Option<Coordinate>,
         offer: Offer,
     ) -> bool {
-        if let Some(l) = self.links.get(&peer)
-            && let Some(scope) = l.peer_scope
+        let landmark = |a: &AuthorKey| is_landmark(&core.config, a);
+        let link = core.links.get(&peer);
+        if let Some(l) = link
+            && let Some(scope) = l.probe.peer_scope()
         {
-            if *author == peer || *author == self.me || self.is_landmark(author) {
+            if *author == peer || *author == core.me || landmark(author) {
                 return true;
             }
-            return match (scope, l.peer_coordinate, place) {
+            return match (scope, l.probe.peer_coordinate(), place) {
                 // It pulls once its coordinate settled: the pong telling it may come later.
                 (Scope::Unbounded, _, Some(c)) => offer != Offer::Push && settled(&c),
                 (Scope::Radius(r), Some(t), Some(c)) if settled(&t) && settled(&c) => {
@@ -407,15 +462,13 @@ impl<R: Rng> Engine<R> {
                 _ => false,
             };
         }
-        let Some(r) = self.fisheye.radius.filter(|_| self.fisheye.active) else { return true };
-        if *author == peer || *author == self.me || self.is_landmark(author) {
+        let Some(r) = self.radius.filter(|_| self.active) else { return true };
+        if *author == peer || *author == core.me || landmark(author) {
             return true; // a neighbour's own events, and ours, go to the neighbour
         }
-        let theirs = self
-            .links
-            .get(&peer)
-            .and_then(|l| l.peer_coordinate)
-            .or_else(|| published_coordinate(&self.store, peer));
+        let theirs = link
+            .and_then(|l| l.probe.peer_coordinate())
+            .or_else(|| published_coordinate(&core.store, peer));
         match (theirs, place) {
             (Some(t), Some(c)) if settled(&t) && settled(&c) => {
                 let slack = if offer == Offer::Push { SEND_SLACK } else { 1.0 };
@@ -428,25 +481,26 @@ impl<R: Rng> Engine<R> {
     /// A neighbour's radius, inferred from the members its version vector lists (the K-th
     /// nearest to it of those this peer can place), as it computes its own; `None` when it
     /// lists fewer (or fisheye is off here).
-    pub(crate) fn radius_of(
+    pub(crate) fn radius_of<R>(
         &self,
+        core: &Core<R>,
         peer: AuthorKey,
         listed: &BTreeMap<StreamKey, u64>,
     ) -> Option<f64> {
-        let k = self.config.fisheye_members;
-        if !self.fisheye.active || k == 0 {
+        let k = core.config.fisheye_members;
+        if !self.active || k == 0 {
             return None;
         }
-        let theirs = self
+        let theirs = core
             .links
             .get(&peer)
-            .and_then(|l| l.peer_coordinate)
-            .or_else(|| published_coordinate(&self.store, peer))
+            .and_then(|l| l.probe.peer_coordinate())
+            .or_else(|| published_coordinate(&core.store, peer))
             .filter(settled)?;
         let mut d: Vec<f64> = listed
             .keys()
-            .filter(|(a, s)| *s == Stream::Newspaper && *a != peer && !self.is_landmark(a))
-            .filter_map(|(a, _)| published_coordinate(&self.store, *a))
+            .filter(|(a, s)| *s == Stream::Newspaper && *a != peer && !is_landmark(&core.config, a))
+            .filter_map(|(a, _)| published_coordinate(&core.store, *a))
             .filter(settled)
             .map(|c| theirs.distance_secs(&c))
             .collect();
@@ -460,91 +514,72 @@ impl<R: Rng> Engine<R> {
     /// Whether to answer `peer`'s version vector with `author`'s latest-value events: within
     /// this peer's radius of it and within the radius its vector implies (`theirs`);
     /// `listed`: the vector lists the author (the other end holds it).
-    pub(crate) fn answers(
+    pub(crate) fn answers<R>(
         &self,
+        core: &Core<R>,
         peer: AuthorKey,
         author: &AuthorKey,
         theirs: Option<f64>,
         listed: bool,
     ) -> bool {
-        let place = published_coordinate(&self.store, *author);
-        if !self.wants_within(peer, author, place, Offer::Answer { listed }) {
+        let place = published_coordinate(&core.store, *author);
+        if !self.wants_within(core, peer, author, place, Offer::Answer { listed }) {
             return false;
         }
         let Some(r) = theirs else { return true };
-        if *author == peer || *author == self.me || self.is_landmark(author) {
+        if *author == peer || *author == core.me || is_landmark(&core.config, author) {
             return true;
         }
-        let t = self.links.get(&peer).and_then(|l| l.peer_coordinate);
+        let t = core.links.get(&peer).and_then(|l| l.probe.peer_coordinate());
         match (t, place) {
             (Some(t), Some(c)) => t.distance_secs(&c) <= r,
             _ => true,
         }
     }
 
-    /// Members held (presence or status), this peer excluded, each with the coordinate it
-    /// last published (as [`published_coordinate`]), in one pass over the store: the
-    /// latest-value streams are ordered by author.
-    fn held_members(&self) -> Vec<(AuthorKey, Option<Coordinate>)> {
-        // An author, its newspaper's coordinate and its hey-there's.
-        type Fields<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
-        let decode = |(a, paper, hey): Fields<'_>| (a, published(paper, hey));
-        let mut out = Vec::new();
-        let mut current: Option<Fields<'_>> = None;
-        for ev in self.store.latest_events() {
-            let a = ev.author();
-            if a == self.me || !is_presence(ev.stream()) {
-                continue;
-            }
-            if current.is_some_and(|c| c.0 != a) {
-                out.extend(current.take().map(decode));
-            }
-            let c = current.get_or_insert((a, None, None));
-            let field = coordinate_field(ev);
-            if ev.stream() == Stream::Newspaper { c.1 = field } else { c.2 = field }
-        }
-        out.extend(current.map(decode));
-        out
-    }
-
     /// Every [`SCOPE_PERIOD`]: becomes a fisheye peer past `fisheye_members` members,
-    /// recomputes the radius and evicts members out of scope.
+    /// recomputes the radius and evicts members out of scope (not those being dialled).
     /// Called on every tick: cheap unless an update is due, or the radius is unbounded and
     /// [`RECOMPUTE_AFTER`] members came in since (a join wave must not flood past K).
-    pub(crate) fn update_scope(&mut self) {
-        let k = self.config.fisheye_members;
+    /// Returns the neighbours to pull from (see [`Fisheye::pulls`]), in order.
+    pub(crate) fn update_scope<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        dialing: &BTreeMap<AuthorKey, Time>,
+    ) -> Vec<AuthorKey> {
+        let k = core.config.fisheye_members;
         if k == 0 {
-            return;
+            return Vec::new();
         }
-        if !self.fisheye.active && self.fisheye.held >= k {
-            self.fisheye.active = true;
+        if !self.active && self.held >= k {
+            self.active = true;
         }
-        if self.next_scope_update_pending() && self.fisheye.admitted < RECOMPUTE_AFTER {
-            return;
+        if self.next_update.is_some_and(|t| core.now < t) && self.admitted < RECOMPUTE_AFTER {
+            return Vec::new();
         }
-        self.fisheye.admitted = 0;
-        self.fisheye.next_update = Some(self.now + SCOPE_PERIOD);
-        let held = self.held_members();
-        self.fisheye.held = held.len();
-        if !self.fisheye.active && held.len() < k {
-            return;
+        self.admitted = 0;
+        self.next_update = Some(core.now + SCOPE_PERIOD);
+        let held = held_members(&core.store, core.me);
+        self.held = held.len();
+        if !self.active && held.len() < k {
+            return Vec::new();
         }
-        self.fisheye.active = true;
-        self.fisheye.held_slots.fill(0);
+        self.active = true;
+        self.held_slots.fill(0);
+        let per_author = core.config.per_author_trees;
         for (a, _) in &held {
-            let tree = self.tree(a);
-            self.fisheye.hold_in_slot(tree, true);
+            self.hold_in_slot(tree_of(a, per_author), true);
         }
-        let me = *self.coords.app_coordinate();
+        let me = *core.coords.app_coordinate();
         if !settled(&me) {
-            return;
+            return Vec::new();
         }
         let mut dist: Vec<(AuthorKey, Option<f64>)> = held
             .into_iter()
             .map(|(a, c)| (a, c.filter(settled).map(|c| me.distance_secs(&c))))
             .collect();
         let mut known: Vec<f64> = dist.iter().filter_map(|(_, d)| *d).collect();
-        self.fisheye.radius = if known.len() < k {
+        self.radius = if known.len() < k {
             None
         } else {
             let (_, kth, _) = known.select_nth_unstable_by(k - 1, f64::total_cmp);
@@ -554,15 +589,15 @@ impl<R: Rng> Engine<R> {
         // members held (memory) the farthest beyond the keep slack, down to 1.5K. Evicting
         // whatever leaves the ball at once churns: coordinates still move, and what comes
         // back must be sent again.
-        let radius = self.fisheye.radius;
+        let radius = self.radius;
         let over = dist.len().saturating_sub(k * 3 / 2).min(if dist.len() > 2 * k {
             usize::MAX
         } else {
             0
         });
         dist.retain(|(a, d)| {
-            !self.always_in_scope(a)
-                && !self.dialing.contains_key(a)
+            !always_in_scope(core, a)
+                && !dialing.contains_key(a)
                 && match (radius, d) {
                     (None, _) => false,
                     (Some(r), Some(d)) => *d > r * KEEP_SLACK,
@@ -576,96 +611,188 @@ impl<R: Rng> Engine<R> {
             .count();
         dist.truncate(far.max(over));
         for (a, _) in dist {
-            self.fisheye.evicted += 1;
-            self.fisheye.held = self.fisheye.held.saturating_sub(1);
-            let tree = self.tree(&a);
-            self.fisheye.hold_in_slot(tree, false);
-            for (stream, seq) in self.store.forget_latest(a) {
-                self.emit(Output::Persist(StoreOp::Delete { author: a, stream, seq }));
+            self.evicted += 1;
+            self.held = self.held.saturating_sub(1);
+            self.hold_in_slot(tree_of(&a, per_author), false);
+            for (stream, seq) in core.store.forget_latest(a) {
+                core.emit(Output::Persist(StoreOp::Delete { author: a, stream, seq }));
             }
         }
-        self.maybe_pull(radius);
+        self.pulls(core, radius)
     }
 
-    /// Pulls when this peer's coordinate first settled, every [`PULL_RADIUSLESS`] while it
+    /// The neighbours to pull from (version vectors of this peer's presence and status
+    /// heads): when this peer's coordinate first settled, every [`PULL_RADIUSLESS`] while it
     /// has no radius (it is pushed no members then: one neighbour at a time, nearest first),
     /// when it draws one and when it grew by [`PULL_GROWTH`] (see there), from the
     /// [`PULL_FROM`] nearest connected neighbours; and with a radius, from one neighbour in
     /// turn every [`PULL_PERIOD`].
-    fn maybe_pull(&mut self, radius: Option<f64>) {
-        if self.fisheye.next_pull.is_some_and(|t| self.now < t) {
-            return;
+    fn pulls<R>(&mut self, core: &Core<R>, radius: Option<f64>) -> Vec<AuthorKey> {
+        let now = core.now;
+        if self.next_pull.is_some_and(|t| now < t) {
+            return Vec::new();
         }
         // Never pulled; or the radius is drawn (what the neighbours did not pass on while
         // they could not tell whether it was wanted here comes now); or there is none yet
         // (nothing is pushed here: pull again).
-        let grew = match (self.fisheye.pulled, radius) {
+        let grew = match (self.pulled, radius) {
             (Some(Some(b)), Some(r)) => r > b * PULL_GROWTH,
             _ => true,
         };
         // Once it has a radius: one neighbour in turn every PULL_PERIOD.
-        let turn =
-            !grew && radius.is_some() && self.fisheye.next_turn.is_none_or(|t| self.now >= t);
+        let turn = !grew && radius.is_some() && self.next_turn.is_none_or(|t| now >= t);
         if !grew && !turn {
-            return;
+            return Vec::new();
         }
-        let nearest: Vec<AuthorKey> = self
+        let nearest: Vec<AuthorKey> = core
             .links
             .iter()
-            .filter(|(p, l)| {
-                l.status == LinkStatus::Connected && !self.leaving_links.contains_key(*p)
-            })
+            .filter(|(p, l)| l.connected() && !core.links.leaving(p))
             .map(|(p, l)| (l.rtt().unwrap_or(std::time::Duration::MAX), *p))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .map(|(_, p)| p)
             .collect();
         if nearest.is_empty() {
-            return; // nobody to ask: again at the next scope update
+            return Vec::new(); // nobody to ask: again at the next scope update
         }
-        self.fisheye.next_turn = Some(self.now + PULL_PERIOD);
+        self.next_turn = Some(now + PULL_PERIOD);
         if grew {
-            self.fisheye.pulled = Some(radius);
+            self.pulled = Some(radius);
             let wait = if radius.is_some() { PULL_MIN } else { PULL_RADIUSLESS };
-            self.fisheye.next_pull = Some(self.now + wait);
+            self.next_pull = Some(now + wait);
         }
         // A drawn or doubled radius asks the nearest few; otherwise (no radius yet, or in
         // turn) one neighbour at a time, nearest first: each pull lists what the ones before
         // brought (three at once were answered with the same members thrice).
-        let peers: Vec<AuthorKey> = if grew && radius.is_some() {
+        if grew && radius.is_some() {
             nearest.into_iter().take(PULL_FROM).collect()
         } else {
-            let i = self.fisheye.turns % nearest.len();
-            self.fisheye.turns = self.fisheye.turns.wrapping_add(1);
+            let i = self.turns % nearest.len();
+            self.turns = self.turns.wrapping_add(1);
             vec![nearest[i]]
-        };
-        for p in peers {
-            self.send_heads(p, false, true); // members only: posts are not what it missed
         }
     }
 
-    fn next_scope_update_pending(&self) -> bool {
-        self.fisheye.next_update.is_some_and(|t| self.now < t)
-    }
-
-    /// Far members for random long links: (distance, key), addresses in [`Fisheye::far`].
-    pub(crate) fn far_candidates(&self) -> Vec<(f64, AuthorKey)> {
-        let me = self.coords.app_coordinate();
-        self.fisheye
-            .far
+    /// Far members for random long links: (distance, key), addresses by
+    /// [`Fisheye::far_addrs`].
+    pub(crate) fn far_candidates<R>(&self, core: &Core<R>) -> Vec<(f64, AuthorKey)> {
+        let me = core.coords.app_coordinate();
+        self.far
             .iter()
-            .filter(|(p, _)| !self.links.contains_key(*p) && !self.holds(**p))
-            .map(|(p, (c, _))| (me.distance_secs(c), *p))
+            .filter(|(p, _)| !core.links.contains(p) && !holds(&core.store, **p))
+            .map(|(p, f)| (me.distance_secs(&f.coordinate), *p))
             .collect()
     }
 
     /// For the simulator's metrics: whether this peer's scope includes `peer` when it
     /// publishes `c` (the strict radius: such a peer must be known).
-    pub(crate) fn scope_includes(&self, peer: &AuthorKey, c: Option<&Coordinate>) -> bool {
-        !self.fisheye.active
-            || self.links.get(peer).is_some_and(|l| l.status != LinkStatus::Disconnected)
-            || *peer == self.me
-            || self.is_landmark(peer)
-            || c.is_some_and(|c| self.within_radius(c, false))
+    pub(crate) fn scope_includes<R>(
+        &self,
+        core: &Core<R>,
+        peer: &AuthorKey,
+        c: Option<&Coordinate>,
+    ) -> bool {
+        !self.active
+            || core
+                .links
+                .get(peer)
+                .is_some_and(|l| l.status() != crate::io::LinkStatus::Disconnected)
+            || *peer == core.me
+            || is_landmark(&core.config, peer)
+            || c.is_some_and(|c| self.within_radius(core, c, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::core::testing::{at_ms, hey_there, key};
+
+    fn fisheye_config() -> Config {
+        Config {
+            fisheye_members: 4,
+            fisheye_from_start: true,
+            fisheye_landmarks: 0,
+            ..Config::default()
+        }
+    }
+
+    /// A fisheye peer whose own coordinate has not settled cannot place anyone: it refuses a
+    /// stranger's presence (counted as unplaced, and its head not grafted again), but always
+    /// admits a neighbour's and its own.
+    #[test]
+    fn an_unplaced_stranger_is_refused_and_a_neighbour_admitted() {
+        let mut core = Core::for_test(1, fisheye_config());
+        let mut f = Fisheye::new(true);
+        let stranger = hey_there(1, 1, &at_ms(10.0, 0.1));
+        assert!(!f.admits(&mut core, Some(key(3)), &stranger));
+        let c = f.counters();
+        assert_eq!((c.refused, c.refused_unplaced), (1, 1));
+        assert!(!f.may_want(&core, &(key(1), Stream::HeyThere), 1), "not grafted again");
+        assert!(f.admits(&mut core, None, &stranger), "own events are always admitted");
+        core.link_to(key(1));
+        assert!(f.admits(&mut core, Some(key(1)), &stranger), "a neighbour is always in scope");
+        // Not fisheye at all: everything is admitted.
+        let mut full = Fisheye::new(false);
+        let mut core = Core::for_test(1, Config::default());
+        assert!(full.admits(&mut core, Some(key(3)), &stranger));
+    }
+
+    /// A neighbour that told its radius r on a pong is pushed a member only within
+    /// `PUSH_SLACK` × r of itself; an answer to its pull that lists the member goes up to
+    /// `KEEP_SLACK` × r (its hysteresis); a member it cannot place goes nowhere.
+    #[test]
+    fn a_neighbour_is_offered_what_its_told_radius_keeps() {
+        let mut core = Core::for_test(2, fisheye_config());
+        let peer = key(1);
+        core.link_to(peer);
+        let l = core.links.get_mut(&peer).expect("linked");
+        l.probe.pinged(7, core.now);
+        let pong = pb::Pong {
+            nonce: 7,
+            coordinate: Some(crate::published::coord_to_pb(&at_ms(0.0, 0.1))),
+            fisheye_radius_us: Some(10_000), // 10 ms
+        };
+        l.probe.on_pong(core.now, &pong);
+        let f = Fisheye::new(true);
+        let offer =
+            |ms: f64, offer| f.wants_within(&core, peer, &key(2), Some(at_ms(ms, 0.1)), offer);
+        assert!(offer(10.9, Offer::Push));
+        assert!(!offer(11.1, Offer::Push));
+        assert!(offer(12.4, Offer::Answer { listed: true }));
+        assert!(!offer(12.4, Offer::Answer { listed: false }));
+        assert!(offer(5.0, Offer::Push));
+        let unsettled = f.wants_within(&core, peer, &key(2), Some(at_ms(1.0, 1.5)), Offer::Push);
+        assert!(!unsettled, "a member it cannot place");
+        assert!(f.wants_within(&core, peer, &peer, None, Offer::Push), "its own events");
+    }
+
+    /// Past K members the scope update turns a peer fisheye, draws the radius at the K-th
+    /// nearest settled member and evicts members far beyond it (telling the host to delete
+    /// them), then asks its nearest neighbour to pull from.
+    #[test]
+    fn the_scope_update_draws_the_radius_and_evicts_far_members() {
+        let config = Config { fisheye_from_start: false, ..fisheye_config() };
+        let mut core = Core::for_test(3, config);
+        core.coords.set_coordinate(at_ms(0.0, 0.1)).expect("a valid coordinate");
+        for (n, ms) in [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 100.0)] {
+            let _ = core.store.insert(hey_there(n, 1, &at_ms(ms, 0.1)));
+        }
+        core.link_to(key(9));
+        let mut f = Fisheye::new(false);
+        let pulls = f.update_scope(&mut core, &BTreeMap::new());
+        assert!(f.active());
+        // The 4th nearest, 4 ms away (plus the two heights of 10 µs).
+        let Some(Scope::Radius(r)) = f.scope() else { panic!("no radius: {:?}", f.scope()) };
+        assert!((r - 0.004_02).abs() < 1e-6, "radius {r}");
+        assert_eq!(f.counters().evicted, 1, "the member 100 ms away");
+        assert!(!holds(&core.store, key(5)) && holds(&core.store, key(4)));
+        let deleted = core
+            .take()
+            .into_iter()
+            .filter(|o| matches!(o, Output::Persist(StoreOp::Delete { .. })));
+        assert_eq!(deleted.count(), 1);
+        assert_eq!(pulls, vec![key(9)]);
     }
 }

@@ -1,4 +1,7 @@
-//! One neighbour link: RCM status, heartbeats and RTT, acknowledged delivery, paced queues.
+//! One neighbour link: RCM status, acknowledged delivery and paced queues, plus the slots the
+//! machines keep per link (the probe's RTT and pongs, the Plumtree edges, the anti-entropy
+//! digests), composed as quinn composes a path of an RTT estimator, a congestion controller
+//! and a pacer.
 //!
 //! Status follows RCM (Lincoln Laboratory's Robust Collaborative Multicast): a link is
 //! *connected* while something is heard from the neighbour in time, *suspected* once nothing
@@ -23,100 +26,22 @@ use std::time::Duration;
 use vecino_proto::pb::Stream;
 use vecino_proto::{AuthorKey, Bytes};
 
+use crate::broadcast::tree::{LinkTree, TreeEdges};
 use crate::io::{LinkStatus, Priority};
+use crate::links::pacer::Pacer;
+use crate::links::probe::Probe;
 use crate::store::{EventKey, StreamKey};
+use crate::sync::slot::LinkSync;
 use crate::time::Time;
 
 /// Selective acknowledgements remembered above the cumulative point.
 const MAX_ACK_SET: usize = 1024;
-/// Prunes remembered per link ([`Link::pruned`]); older ones are forgotten first.
-pub(crate) const MAX_RECENT_PRUNES: usize = 64;
-/// A tree pruned on a link this recently is announced on it whatever `ihave_fanout`.
-pub(crate) const ANNOUNCE_AFTER_PRUNE: Duration = Duration::from_secs(5);
-/// [`Link::pruned`]'s name for a prune of every tree.
-const ALL_TREES: u16 = u16::MAX;
 /// Ranges of selective acknowledgement sent in one ack at most.
 const MAX_ACK_RANGES: usize = 64;
 /// Retransmission timeout before any acknowledgement was timed.
 const INITIAL_RTO: Duration = Duration::from_secs(1);
 /// Longest retransmission timeout after backoff.
 const MAX_RTO: Duration = Duration::from_secs(60);
-/// RTT samples kept for the median.
-const RTT_SAMPLES: usize = 5;
-
-/// Microseconds of rate a pacer lets leave at once. Whatever leaves waits in the host's (or
-/// the network's) FIFO queue, where priorities no longer apply: a post sent after a 200 ms
-/// burst of membership waits 200 ms at every hop.
-const BURST_US: i128 = 20_000;
-/// Smallest burst, bytes (so a slow link still sends a full frame at once).
-const MIN_BURST_BYTES: i128 = 2_048;
-/// A pacer's unit of balance: a byte is this many (bits × µs), so that `rate_bps` adds
-/// exactly one unit per bit/s per µs and the balance is kept in integers.
-const UNITS_PER_BYTE: i128 = 8_000_000;
-
-/// A token bucket: `rate_bps` refills it, bursts up to `BURST_US` of rate (at least
-/// `MIN_BURST_BYTES`) leave at once, and a frame may leave while the balance is positive (it
-/// may go negative by one frame). The balance is an integer, so refilling in several steps
-/// or in one gives the same balance: a pacer need not be refilled while nothing waits.
-#[derive(Debug, Clone)]
-pub(crate) struct Pacer {
-    pub(crate) rate_bps: Option<u64>,
-    /// Balance in [`UNITS_PER_BYTE`] units.
-    tokens: i128,
-    at: Time,
-}
-
-impl Pacer {
-    pub(crate) fn new(rate_bps: Option<u64>, now: Time) -> Self {
-        Self { rate_bps, tokens: 0, at: now }
-    }
-
-    /// The balance at `now` (not before the last refill).
-    fn balance(&self, now: Time) -> i128 {
-        let Some(rate) = self.rate_bps else { return self.tokens };
-        let rate = i128::from(rate);
-        let cap = (rate * BURST_US).max(MIN_BURST_BYTES * UNITS_PER_BYTE);
-        let dt = i128::try_from(now.saturating_since(self.at).as_micros()).unwrap_or(i128::MAX);
-        self.tokens.saturating_add(dt.saturating_mul(rate)).min(cap).max(self.tokens)
-    }
-
-    pub(crate) fn refill(&mut self, now: Time) {
-        self.tokens = self.balance(now);
-        self.at = self.at.max(now);
-    }
-
-    /// Sets the rate from `now` on (what was earned before at the old rate is kept).
-    pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>, now: Time) {
-        self.refill(now);
-        self.rate_bps = rate_bps;
-    }
-
-    pub(crate) fn allows(&self) -> bool {
-        self.rate_bps.is_none() || self.tokens > 0
-    }
-
-    pub(crate) fn spend(&mut self, bytes: usize) {
-        if self.rate_bps.is_some() {
-            let bytes = i128::try_from(bytes).unwrap_or(i128::MAX);
-            self.tokens = self.tokens.saturating_sub(bytes.saturating_mul(UNITS_PER_BYTE));
-        }
-    }
-
-    /// How long after `now` the bucket holds a byte again (zero if a frame may leave now),
-    /// rounded up to the microsecond.
-    pub(crate) fn wait(&self, now: Time) -> Duration {
-        let tokens = self.balance(now);
-        match self.rate_bps {
-            Some(rate) if rate > 0 && tokens <= 0 => {
-                // Positive: the balance is at most zero.
-                let short = u128::try_from(UNITS_PER_BYTE - tokens).unwrap_or(u128::MAX);
-                let us = short.div_ceil(u128::from(rate));
-                Duration::from_micros(u64::try_from(us).unwrap_or(u64::MAX))
-            }
-            _ => Duration::ZERO,
-        }
-    }
-}
 
 /// What the engine says about a frame it queues.
 #[derive(Debug, Clone, Default)]
@@ -170,59 +95,30 @@ struct Unacked {
 /// State of the link to one neighbour.
 #[derive(Debug)]
 pub(crate) struct Link {
-    pub(crate) status: LinkStatus,
-    pub(crate) status_since: Time,
+    status: LinkStatus,
+    status_since: Time,
     /// When the link last came back from suspected or disconnected.
-    pub(crate) healed_at: Option<Time>,
-    pub(crate) transport_up: bool,
+    healed_at: Option<Time>,
+    transport_up: bool,
     /// The neighbour is on this peer's shared medium (`LinkInfo::shared_medium`, only with
     /// `Config::shared_medium`).
-    pub(crate) on_medium: bool,
-    pub(crate) last_heard: Time,
-    pub(crate) last_sent: Time,
-    pub(crate) last_ping: Time,
-    /// The neighbour's coordinate as last carried by its pong.
-    pub(crate) peer_coordinate: Option<vecino_coords::Coordinate>,
-    /// The neighbour's fisheye scope as last carried by its pong (`None`: full membership,
-    /// or not heard yet).
-    pub(crate) peer_scope: Option<crate::membership::Scope>,
-    /// Pongs sent to the neighbour (every fourth carries our coordinate).
-    pub(crate) pongs_sent: u32,
-    /// The fisheye scope (pong field) and coordinate settledness the neighbour was last
-    /// told: a change is carried on the next pong.
-    pub(crate) scope_told: Option<(Option<u32>, bool)>,
-    /// Outstanding ping: nonce and send time.
-    pub(crate) ping: Option<(u64, Time)>,
-    rtts: VecDeque<Duration>,
-    /// The median of `rtts`.
-    rtt_median: Option<Duration>,
+    on_medium: bool,
+    last_heard: Time,
+    last_sent: Time,
+    /// Heartbeats and RTT (the ping/pong exchange).
+    pub(crate) probe: Probe,
+    /// Plumtree: the tree edges on this link, recent prunes, announcements waiting.
+    pub(crate) tree: LinkTree,
+    /// Anti-entropy: digests and a version vector arriving in parts.
+    pub(crate) sync: LinkSync,
     /// Smoothed time from sending a reliable frame to its acknowledgement (Jacobson/Karels),
     /// which includes queueing on the path, unlike the ping RTT.
     srtt: Option<Duration>,
     rttvar: Duration,
-    /// Plumtree: the trees on which events are pushed eagerly on this link (on the others
-    /// they are announced lazily).
-    pub(crate) trees: crate::broadcast::TreeEdges,
-    /// Trees pruned on this link lately, by either end, and when (at most
-    /// [`MAX_RECENT_PRUNES`], oldest first; kept only while `ihave_fanout` caps
-    /// announcements): see [`Link::pruned_lately`].
-    pub(crate) pruned: VecDeque<(u16, Time)>,
-    /// Heads to announce lazily on the next flush, with this peer's hop count for each.
-    pub(crate) ihave: Vec<(vecino_proto::AuthorKey, vecino_proto::pb::Stream, u64, Option<u32>)>,
-    /// When to send the next anti-entropy digest.
-    pub(crate) next_digest: Time,
-    /// Last digest heard from the neighbour (to spot one that stopped changing).
-    pub(crate) their_digest: Option<u64>,
-    /// Our own digest when their last digest arrived.
-    pub(crate) my_digest: Option<u64>,
     /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by `unacked`: an entry goes with its
     /// frame; kept for every stream ever sent, it was the largest map of a 1 000-peer run).
     superseding: BTreeMap<StreamKey, u64>,
-    /// A version vector arriving in parts (bounded by the engine).
-    pub(crate) vv_in: std::collections::BTreeMap<StreamKey, u64>,
-    /// The vector arriving named members this peer could not resolve (does not hold).
-    pub(crate) vv_unresolved: bool,
     // Reliable delivery, sender side.
     /// The next link seq given to a frame as it first leaves.
     next_seq: u64,
@@ -238,7 +134,7 @@ pub(crate) struct Link {
     /// The unacknowledged frame (local id) carrying each event (bounded by `unacked`).
     carrying: BTreeMap<EventKey, u64>,
     /// Frames dropped unsent or not retransmitted because the neighbour held their events.
-    pub(crate) cancelled: u64,
+    cancelled: u64,
     /// Bytes in the queues.
     buffered_bytes: usize,
     /// Bytes of frames kept until acknowledged (queued or in flight).
@@ -256,11 +152,12 @@ pub(crate) struct Link {
     queues: [VecDeque<(u64, Bytes)>; 4],
     pacer: Pacer,
     /// Frames dropped because the link's buffer bound was reached.
-    pub(crate) dropped: u64,
+    dropped: u64,
 }
 
 impl Link {
-    pub(crate) fn new(now: Time, rate_bps: Option<u64>) -> Self {
+    /// A new link at `now`, paced at `rate_bps` if set, with these Plumtree edges.
+    pub(crate) fn new(now: Time, rate_bps: Option<u64>, edges: TreeEdges) -> Self {
         Self {
             status: LinkStatus::Connected,
             status_since: now,
@@ -269,24 +166,11 @@ impl Link {
             on_medium: false,
             last_heard: now,
             last_sent: now,
-            last_ping: Time(0),
-            ping: None,
-            peer_coordinate: None,
-            peer_scope: None,
-            pruned: VecDeque::new(),
-            pongs_sent: 0,
-            scope_told: None,
-            rtts: VecDeque::new(),
-            rtt_median: None,
+            probe: Probe::default(),
+            tree: LinkTree::new(edges),
+            sync: LinkSync::new(now),
             srtt: None,
             rttvar: Duration::ZERO,
-            trees: crate::broadcast::TreeEdges::all_eager(),
-            ihave: Vec::new(),
-            next_digest: now,
-            their_digest: None,
-            my_digest: None,
-            vv_in: std::collections::BTreeMap::new(),
-            vv_unresolved: false,
             superseding: BTreeMap::new(),
             next_seq: 1,
             next_id: 1,
@@ -308,38 +192,115 @@ impl Link {
         }
     }
 
+    /// RCM status.
+    pub(crate) fn status(&self) -> LinkStatus {
+        self.status
+    }
+
+    /// Connected (heard from in time).
+    pub(crate) fn connected(&self) -> bool {
+        self.status == LinkStatus::Connected
+    }
+
+    /// Since when the status holds.
+    pub(crate) fn status_since(&self) -> Time {
+        self.status_since
+    }
+
+    /// When the link last came back from suspected or disconnected.
+    pub(crate) fn healed_at(&self) -> Option<Time> {
+        self.healed_at
+    }
+
+    /// Whether the host's transport connection is up.
+    pub(crate) fn transport_up(&self) -> bool {
+        self.transport_up
+    }
+
+    /// Whether the neighbour is on this peer's shared medium.
+    pub(crate) fn on_medium(&self) -> bool {
+        self.on_medium
+    }
+
+    /// Marks whether the neighbour is on this peer's shared medium.
+    pub(crate) fn set_on_medium(&mut self, on: bool) {
+        self.on_medium = on;
+    }
+
+    /// The transport connection closed (the status is the caller's to change).
+    pub(crate) fn transport_closed(&mut self) {
+        self.transport_up = false;
+    }
+
+    /// A new transport session at `now`, at `rate_bps`: the neighbour may have restarted and
+    /// numbers its frames from 1 again.
+    pub(crate) fn transport_opened(&mut self, rate_bps: Option<u64>, now: Time) {
+        self.transport_up = true;
+        self.reset_receiver();
+        self.set_rate(rate_bps, now);
+    }
+
+    /// When a frame last left for the neighbour.
+    pub(crate) fn last_sent(&self) -> Time {
+        self.last_sent
+    }
+
+    /// Frames dropped for the buffer bound, and frames cancelled because the neighbour held
+    /// their events.
+    pub(crate) fn drops(&self) -> (u64, u64) {
+        (self.dropped, self.cancelled)
+    }
+
     pub(crate) fn set_rate(&mut self, rate_bps: Option<u64>, now: Time) {
         self.pacer.set_rate(rate_bps, now);
     }
 
     /// The rate this link is paced at alone, if any.
     pub(crate) fn rate_bps(&self) -> Option<u64> {
-        self.pacer.rate_bps
+        self.pacer.rate_bps()
     }
 
-    /// Median of the recent RTT samples.
+    /// Median of the recent RTT samples (the probe's).
     pub(crate) fn rtt(&self) -> Option<Duration> {
-        self.rtt_median
-    }
-
-    pub(crate) fn record_rtt(&mut self, rtt: Duration) {
-        if self.rtts.len() == RTT_SAMPLES {
-            self.rtts.pop_front();
-        }
-        self.rtts.push_back(rtt);
-        // Kept rather than computed on every call: the engine asks for it on every send.
-        let mut v = [Duration::ZERO; RTT_SAMPLES];
-        for (v, r) in v.iter_mut().zip(&self.rtts) {
-            *v = *r;
-        }
-        let v = &mut v[..self.rtts.len()];
-        v.sort_unstable();
-        self.rtt_median = Some(v[v.len() / 2]);
+        self.probe.rtt()
     }
 
     /// Silence after which the link is suspected.
     pub(crate) fn suspect_after(&self, floor: Duration) -> Duration {
         self.rtt().map_or(floor, |r| floor.max(r * 3))
+    }
+
+    /// RCM on the tick: a connected link silent past [`Link::suspect_after`] turns
+    /// suspected, a link suspected for `timeout` turns disconnected. Returns the new status if
+    /// it changed.
+    pub(crate) fn rcm_tick(
+        &mut self,
+        now: Time,
+        suspect_floor: Duration,
+        timeout: Duration,
+    ) -> Option<LinkStatus> {
+        let silent = now.saturating_since(self.last_heard);
+        let next = match self.status {
+            LinkStatus::Connected if silent >= self.suspect_after(suspect_floor) => {
+                LinkStatus::Suspected
+            }
+            LinkStatus::Suspected if now.saturating_since(self.status_since) >= timeout => {
+                LinkStatus::Disconnected
+            }
+            _ => return None,
+        };
+        self.set_status(next, now);
+        Some(next)
+    }
+
+    /// The transport went down: a connected link turns suspected at once (true if it was
+    /// connected).
+    pub(crate) fn suspect(&mut self, now: Time) -> bool {
+        if self.status != LinkStatus::Connected {
+            return false;
+        }
+        self.set_status(LinkStatus::Suspected, now);
+        true
     }
 
     /// Something arrived: returns the previous status if this changes it to connected.
@@ -373,39 +334,8 @@ impl Link {
             }
             self.unreliable_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
             self.buffered_bytes = self.queues.iter().flatten().map(|(_, f)| f.len()).sum();
-            self.ihave.clear();
+            self.tree.on_disconnected();
         }
-    }
-
-    /// Remembers that the tree slots of a prune frame (none named: every tree) were pruned
-    /// on this link at `now`, whichever end sent it; slots out of range are skipped.
-    pub(crate) fn note_pruned(&mut self, trees: &[u32], now: Time) {
-        let named = trees.iter().filter_map(|&t| u16::try_from(t).ok().filter(|&t| t != ALL_TREES));
-        let slots: Vec<u16> = if trees.is_empty() { vec![ALL_TREES] } else { named.collect() };
-        for t in slots {
-            if self.pruned.len() >= MAX_RECENT_PRUNES {
-                self.pruned.pop_front();
-            }
-            self.pruned.push_back((t, now));
-        }
-    }
-
-    /// Whether `tree` was pruned on this link within [`ANNOUNCE_AFTER_PRUNE`] of `now`.
-    ///
-    /// A prune turns the link lazy both ways, so each end may have just lost its parent on
-    /// the tree; if the other links that reached it were pruned too (two ends pushing the
-    /// same event at each other during a heal's backlog), it is off the tree, and only an
-    /// announcement tells it of the events already on their way. Announced on one lazy link
-    /// in `ihave_fanout`, chosen at random, the events in flight at the prune were often
-    /// announced elsewhere and the hole was found only at the author's next event (convoy:
-    /// 4–22 s after a heal).
-    pub(crate) fn pruned_lately(&self, tree: u16, now: Time) -> bool {
-        let lately = |at: Time| now.saturating_since(at) <= ANNOUNCE_AFTER_PRUNE;
-        self.pruned
-            .iter()
-            .rev()
-            .take_while(|p| lately(p.1))
-            .any(|p| p.0 == tree || p.0 == ALL_TREES)
     }
 
     /// Queues a frame: `body` is the encoding of its kind (the link seq and floor are added
@@ -508,7 +438,7 @@ impl Link {
                     && u.tries == 0
                     && u.sent_at.is_none()
                     && !u.unknown.is_empty()
-                    && u.unknown.iter().all(|((a, s), _)| !self.trees.pushes(tree(a, *s), *s))
+                    && u.unknown.iter().all(|((a, s), _)| !self.tree.edges.pushes(tree(a, *s), *s))
             })
             .map(|(id, _)| *id)
             .collect();
@@ -843,7 +773,7 @@ mod tests {
 
     #[test]
     fn acked_frames_leave_and_overdue_ones_return() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         for _ in 0..3 {
             l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         }
@@ -865,7 +795,7 @@ mod tests {
 
     #[test]
     fn suspected_links_hold_data_and_release_it_on_heal() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         l.set_status(LinkStatus::Suspected, Time(5));
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         l.push(f(5), Priority::Control, 1 << 20, Meta::UNRELIABLE);
@@ -883,7 +813,7 @@ mod tests {
     /// at its next tick), and nothing when no frame waits.
     #[test]
     fn a_paced_link_says_when_it_may_send_again() {
-        let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s
+        let mut l = Link::new(Time(0), Some(8_000), TreeEdges::all_eager()); // 1000 B/s
         assert_eq!(l.ready_in(Time(0)), None);
         for _ in 0..2 {
             l.push(f(1_500), Priority::Post, 1 << 20, Meta::RELIABLE);
@@ -907,7 +837,7 @@ mod tests {
 
     #[test]
     fn pacing_respects_the_rate_and_priority() {
-        let mut l = Link::new(Time(0), Some(8_000)); // 1000 B/s, bucket 2048 B
+        let mut l = Link::new(Time(0), Some(8_000), TreeEdges::all_eager()); // 1000 B/s, bucket 2048 B
         for _ in 0..10 {
             l.push(f(500), Priority::Membership, 1 << 20, Meta::RELIABLE);
         }
@@ -922,7 +852,7 @@ mod tests {
 
     #[test]
     fn buffers_are_bounded_and_released_on_disconnect() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         for _ in 0..100 {
             l.push(f(100), Priority::Post, 1_000, Meta::RELIABLE);
         }
@@ -940,7 +870,7 @@ mod tests {
             ops in proptest::collection::vec((0u8..6, 1usize..400, 0u8..4), 1..300),
         ) {
             const MAX: usize = 2_000;
-            let mut l = Link::new(Time(0), Some(64_000));
+            let mut l = Link::new(Time(0), Some(64_000), TreeEdges::all_eager());
             let mut t = 0;
             for (op, size, class) in ops {
                 t += 10_000;
@@ -980,7 +910,7 @@ mod tests {
 
     #[test]
     fn newer_latest_value_replaces_the_queued_one() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         l.set_status(LinkStatus::Suspected, Time(1));
         let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
         for _ in 0..5 {
@@ -1010,8 +940,8 @@ mod tests {
     /// only where frames were lost, and its acknowledgement stays one cumulative number.
     #[test]
     fn seqs_follow_the_order_of_sending() {
-        let mut tx = Link::new(Time(0), None);
-        let mut rx = Link::new(Time(0), None);
+        let mut tx = Link::new(Time(0), None, TreeEdges::all_eager());
+        let mut rx = Link::new(Time(0), None, TreeEdges::all_eager());
         let key = (vecino_proto::AuthorKey([1; 32]), vecino_proto::pb::Stream::Newspaper);
         tx.set_status(LinkStatus::Suspected, Time(1));
         for _ in 0..3 {
@@ -1048,7 +978,7 @@ mod tests {
 
     #[test]
     fn receiver_tracks_seqs_for_acks() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         assert!(l.received_seq(1, Time(0)));
         assert!(l.received_seq(3, Time(0)));
         assert!(!l.received_seq(1, Time(0)));
@@ -1070,7 +1000,7 @@ mod tests {
         assert_eq!(runs_to_ranges(1, &[1]), None, "odd count");
         assert_eq!(runs_to_ranges(1, &[1, 0x80]), None, "a varint cut short");
         assert_eq!(runs_to_ranges(u64::MAX - 2, &[1, 5]), None, "past the largest seq");
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         l.drain(Time(1), &mut Vec::new());
         assert!(!l.acked(Time(1), 1, &[7]), "reported");
@@ -1081,7 +1011,7 @@ mod tests {
     /// not sent, or not retransmitted; one with another event still news is.
     #[test]
     fn frames_the_neighbour_no_longer_needs_are_dropped() {
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         l.push(
             f(10),
             Priority::Post,
@@ -1112,7 +1042,7 @@ mod tests {
     #[test]
     fn a_prune_turns_waiting_pushes_into_announcements() {
         let tree = |a: &AuthorKey, _| u16::from(a.0[0]);
-        let mut l = Link::new(Time(0), None);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         for (event, push) in [(id(1, 1), true), (id(1, 2), false), (id(2, 1), true)] {
             l.push(
                 f(10),
@@ -1121,7 +1051,7 @@ mod tests {
                 Meta { carries: vec![event], push, ..Meta::RELIABLE },
             );
         }
-        l.trees.set(1, false);
+        l.tree.edges.set(1, false);
         assert_eq!(l.unpush_lazy(tree), vec![id(1, 1)]);
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);

@@ -1,0 +1,393 @@
+//! What every machine shares: the peer's identity and clock, the configuration, the one RNG,
+//! the event store, the Vivaldi client, the send path ([`Links`]), the ordered outputs and the
+//! counters.
+//!
+//! A machine's method takes `&mut Core<R>` (and `&` siblings it reads), as raft-rs's machines
+//! take its `RaftCore`. Apart from the links, the core holds no deadlines and no per-peer
+//! protocol tables: those belong to a machine. The single output buffer carries the order the
+//! host relies on ("Persist before any Send that acknowledges it", `crate::io`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use vecino_coords::Client;
+use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
+use vecino_proto::{AuthorKey, Bytes, Hlc, Identity, VerifiedEvent, Verifier};
+
+use crate::config::Config;
+use crate::io::{Output, Priority, Timer, TimerKind};
+use crate::links::Links;
+use crate::links::link::Meta;
+use crate::store::{Store, StreamKey, event_key};
+use crate::streams::{self, Keep};
+use crate::time::Time;
+
+/// Room kept for outputs between calls to `handle`.
+const OUT_KEPT: usize = 256;
+/// Share of a paced uplink that heartbeats may take: on a scarce shared medium (35 vehicles
+/// on one 256 kbit/s radio leave 7.3 kbit/s each) a ping and a pong per link per second would
+/// take it all, so the heartbeat period stretches until they fit in this share.
+const HEARTBEAT_SHARE: f64 = 0.1;
+/// Bytes on the wire of one ping and its pong (framing and the coordinate on one pong in four
+/// included), for the budget above.
+const HEARTBEAT_ROUND_BYTES: f64 = 50.0;
+
+/// Counters an operator (or a test) reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Frames received from neighbours.
+    pub frames_in: u64,
+    /// Frames and events rejected, by reason label.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// New events accepted.
+    pub events_new: u64,
+    /// Events received again.
+    pub events_duplicate: u64,
+    /// Of those, presence and status (latest-value) events pushed (not answers to a pull).
+    pub events_duplicate_pushed_members: u64,
+    /// Posts delivered to the application (own ones included).
+    pub posts_delivered: u64,
+    /// Grafts sent.
+    pub grafts: u64,
+    /// Prunes sent.
+    pub prunes: u64,
+    /// Frames retransmitted.
+    pub retransmits: u64,
+    /// Reliable frames received again (a retransmission whose first copy had arrived).
+    pub frames_again: u64,
+    /// Version vectors sent.
+    pub version_vectors: u64,
+    /// Equivocations seen.
+    pub equivocations: u64,
+    /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
+    /// pruned.
+    pub tree_swaps: u64,
+    /// Newspapers that flooded their author's tree (`Config::tree_refresh_every`), counted at
+    /// every peer that passed one on.
+    pub tree_refreshes: u64,
+    /// Author trees probed on a new link (`Config::probe_new_links_from`): a presence or
+    /// status event pushed on it, the link turned eager on the author's tree.
+    pub tree_probes: u64,
+    /// Links dropped on purpose whose trees were probed again on the other links (see
+    /// `Config::probe_new_links_from`).
+    pub trees_reprobed: u64,
+    /// Membership slots muted on a link (a refused presence or status event; see
+    /// `broadcast`), and unmuted (the member came into scope).
+    pub mutes: u64,
+    /// See `mutes`.
+    pub unmutes: u64,
+    /// Frames queued for sending and their bytes, by frame kind (first sends only).
+    pub queued: BTreeMap<&'static str, (u64, u64)>,
+}
+
+/// The shared resources of one peer's engine.
+#[derive(Debug)]
+pub(crate) struct Core<R> {
+    pub(crate) identity: Identity,
+    pub(crate) me: AuthorKey,
+    pub(crate) config: Config,
+    /// The one RNG: every draw of every machine, in the order the machines act.
+    pub(crate) rng: R,
+    verifier: Verifier,
+    pub(crate) hlc: Hlc,
+    /// The seq of this peer's latest event per stream.
+    own_seq: BTreeMap<Stream, u64>,
+    pub(crate) store: Store,
+    pub(crate) coords: Client<AuthorKey>,
+    pub(crate) links: Links,
+    pub(crate) now: Time,
+    pub(crate) started: Time,
+    out: Vec<Output>,
+    pub(crate) stats: EngineStats,
+    /// Simulator only: signature checks shared by all simulated peers.
+    #[cfg(feature = "sim")]
+    sim_verified: Option<crate::sim::VerifyCache>,
+}
+
+impl<R> Core<R> {
+    pub(crate) fn new(identity: Identity, config: Config, rng: R, now: Time) -> Self {
+        Self {
+            coords: Client::new(config.coords),
+            store: Store::new(config.max_log_per_author, config.max_members),
+            links: Links::new(config.uplink_bps, now),
+            me: identity.public(),
+            identity,
+            config,
+            rng,
+            verifier: Verifier::default(),
+            hlc: Hlc::default(),
+            own_seq: BTreeMap::new(),
+            now,
+            started: now,
+            out: Vec::new(),
+            stats: EngineStats::default(),
+            #[cfg(feature = "sim")]
+            sim_verified: None,
+        }
+    }
+
+    /// Takes an event persisted before a restart back (this peer's own ones set its seqs).
+    pub(crate) fn restore(&mut self, ev: VerifiedEvent) {
+        if ev.author() == self.me {
+            let seq = self.own_seq.entry(ev.stream()).or_default();
+            *seq = (*seq).max(ev.seq());
+        }
+        self.hlc.observe(ev.hlc(), 0);
+        let _ = self.store.insert(ev);
+    }
+
+    /// Simulator only: shares signature checks with the other peers of a simulation.
+    #[cfg(feature = "sim")]
+    pub(crate) fn share_verification(&mut self, cache: crate::sim::VerifyCache) {
+        self.sim_verified = Some(cache);
+        // Each envelope is verified by one peer of the simulation: a key cache per peer
+        // (~450 kB each, most of the memory of a 10 000-peer run) would rarely be hit.
+        self.verifier.set_key_cache_entries(0);
+    }
+
+    // ----- outputs -----
+
+    pub(crate) fn emit(&mut self, o: Output) {
+        self.out.push(o);
+    }
+
+    /// The outputs of one call to `handle`. A burst (a pull answered with thousands of
+    /// events) must not keep its room for good: the buffer shrinks back before each call.
+    pub(crate) fn outputs(&mut self) -> std::vec::Drain<'_, Output> {
+        self.out.drain(..)
+    }
+
+    /// Lets go of the room a burst took (called before each input).
+    pub(crate) fn shrink_outputs(&mut self) {
+        self.out.shrink_to(OUT_KEPT);
+    }
+
+    /// Counts an input rejected for `reason`.
+    pub(crate) fn reject(&mut self, reason: &'static str) {
+        *self.stats.rejected.entry(reason).or_default() += 1;
+    }
+
+    pub(crate) fn schedule_tick(&mut self) {
+        let at = self.now + self.config.tick;
+        self.emit(Output::Schedule { at, timer: Timer(TimerKind::Tick) });
+    }
+
+    /// `bytes` handed to the host outside the links (a bye to a refused peer).
+    pub(crate) fn host_took(&mut self, bytes: usize) {
+        self.links.host_took(bytes, self.now, &self.config);
+    }
+
+    /// Hands the host what the pacing allows now (see [`Links::pump`]).
+    pub(crate) fn pump(&mut self) {
+        if self.links.pump(self.now, &self.config, &mut self.out) {
+            self.reject("host_sent_missing");
+        }
+    }
+
+    /// The heartbeat period: the configured one, stretched on a paced uplink so that a ping
+    /// and a pong per link per period stay within [`HEARTBEAT_SHARE`] of it.
+    pub(crate) fn heartbeat(&self) -> Duration {
+        let base = self.config.heartbeat;
+        let Some(bps) = self.config.uplink_bps.filter(|&b| b > 0) else { return base };
+        let round_bits = self.links.len().max(1) as f64 * HEARTBEAT_ROUND_BYTES * 8.0;
+        base.max(Duration::from_secs_f64(round_bits / (bps as f64 * HEARTBEAT_SHARE)))
+    }
+}
+
+impl<R: Rng> Core<R> {
+    // ----- sending -----
+
+    /// Queues a frame to a neighbour; `reliable` frames get a link seq and are kept until
+    /// acknowledged. Sends at once what the link's pacing allows.
+    pub(crate) fn send(&mut self, to: AuthorKey, kind: Kind, class: Priority, reliable: bool) {
+        self.send_with(to, kind, class, Meta { reliable, ..Meta::default() });
+    }
+
+    /// As [`Core::send`], with what the links must know of the frame (the events it
+    /// carries, the latest-value stream it supersedes, whether it is an eager push).
+    pub(crate) fn send_with(&mut self, to: AuthorKey, kind: Kind, class: Priority, meta: Meta) {
+        let max = self.config.max_link_buffer_bytes;
+        if self.links.push(to, kind, class, meta, max, &mut self.stats.queued) {
+            self.pump();
+        }
+    }
+
+    /// Sends events to one neighbour in frames of at most `max_events_per_frame` and about
+    /// `frame_event_bytes` (a single larger event still goes alone); `hops` is this peer's
+    /// hop count for them, if known. Events already on their way to it are not queued again.
+    pub(crate) fn send_events(
+        &mut self,
+        to: AuthorKey,
+        events: &[VerifiedEvent],
+        sync: bool,
+        hops: Option<u32>,
+    ) {
+        let max_events = self.config.max_events_per_frame.max(1);
+        let max_bytes = self.links.frame_event_bytes(&to);
+        let Some(link) = self.links.get(&to) else { return };
+        let fresh: Vec<VerifiedEvent>;
+        let events = if events.iter().any(|e| link.carries(&event_key(e))) {
+            fresh = events.iter().filter(|e| !link.carries(&event_key(e))).cloned().collect();
+            &fresh[..]
+        } else {
+            events
+        };
+        let mut chunks: Vec<&[VerifiedEvent]> = Vec::new();
+        let (mut start, mut bytes) = (0, 0);
+        for (i, e) in events.iter().enumerate() {
+            let len = e.envelope().len();
+            if i > start && (i - start >= max_events || bytes + len > max_bytes) {
+                chunks.push(&events[start..i]);
+                (start, bytes) = (i, 0);
+            }
+            bytes += len;
+        }
+        if start < events.len() {
+            chunks.push(&events[start..]);
+        }
+        for chunk in chunks {
+            let class =
+                chunk.iter().map(|e| streams::class_of(e.stream())).min().unwrap_or(Priority::Post);
+            let envelopes = chunk.iter().map(|e| e.envelope().clone()).collect();
+            // A frame carrying one latest-value event replaces an older one of its stream
+            // still waiting in the queue.
+            let supersedes: Option<StreamKey> = match chunk {
+                [e] if streams::of(e.stream()).keep == Keep::Latest => {
+                    Some((e.author(), e.stream()))
+                }
+                _ => None,
+            };
+            let carries = chunk.iter().map(event_key).collect();
+            let kind = Kind::Events(pb::Events { envelopes, sync, hops });
+            let meta = Meta { reliable: true, supersedes, carries, push: !sync };
+            self.send_with(to, kind, class, meta);
+        }
+    }
+
+    // ----- events -----
+
+    /// Signs `body` as this peer's next event of its stream; `None` (counted) if it does
+    /// not make a valid event.
+    pub(crate) fn sign(&mut self, body: Body) -> Option<VerifiedEvent> {
+        let stream = vecino_proto::body_stream(&body);
+        let seq = self.own_seq.get(&stream).copied().unwrap_or(0) + 1;
+        let hlc = self.hlc.tick(self.now.as_millis());
+        match self.identity.sign(stream, seq, hlc, body) {
+            Ok(ev) => {
+                self.own_seq.insert(stream, seq);
+                Some(ev)
+            }
+            Err(_) => {
+                self.reject("own_event_invalid");
+                None
+            }
+        }
+    }
+
+    /// Verifies envelopes from the network (signatures first, then decoding).
+    pub(crate) fn verify(
+        &mut self,
+        envelopes: Vec<Bytes>,
+    ) -> Vec<Result<VerifiedEvent, vecino_proto::VerifyError>> {
+        let now_ms = self.now.as_millis();
+        #[cfg(feature = "sim")]
+        if let Some(cache) = &self.sim_verified {
+            return cache.verify(&mut self.verifier, envelopes, now_ms);
+        }
+        self.verifier.verify_batch(envelopes, now_ms)
+    }
+}
+
+/// What the machines' unit tests drive them with: a `Core` alone, with links made by hand.
+#[cfg(test)]
+pub(crate) mod testing {
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use vecino_coords::Coordinate;
+    use vecino_proto::pb;
+
+    use super::*;
+    use crate::broadcast::tree::TreeEdges;
+    use crate::links::link::Link;
+
+    /// The test start time.
+    pub(crate) const T0: Time = Time(1_763_702_400_000_000);
+
+    /// The `n`th test identity.
+    pub(crate) fn identity(n: u8) -> Identity {
+        Identity::from_seed([n; 32])
+    }
+
+    /// The `n`th test key.
+    pub(crate) fn key(n: u8) -> AuthorKey {
+        identity(n).public()
+    }
+
+    /// A coordinate `x` ms along the first axis, with error `error`.
+    pub(crate) fn at_ms(x: f64, error: f64) -> Coordinate {
+        let mut v = [0.0; vecino_coords::DEFAULT_DIMENSIONS];
+        v[0] = x / 1e3;
+        Coordinate::from_parts(&v, 1e-5, error, 0.0).expect("a valid coordinate")
+    }
+
+    /// A hey-there of peer `n` (its `seq`th) at coordinate `c`.
+    pub(crate) fn hey_there(n: u8, seq: u64, c: &Coordinate) -> VerifiedEvent {
+        let body = Body::HeyThere(pb::HeyThere {
+            coordinate: Some(crate::published::coord_to_pb(c)),
+            addrs: vec![format!("/ip4/10.0.0.{n}/tcp/7301")],
+            ..Default::default()
+        });
+        identity(n)
+            .sign(Stream::HeyThere, seq, Hlc { ms: 1_763_702_400_000 + seq, counter: 0 }, body)
+            .expect("a valid event")
+    }
+
+    /// Post `seq` of peer `n`.
+    pub(crate) fn post(n: u8, seq: u64) -> VerifiedEvent {
+        let body = Body::Post(pb::Post {
+            topic: "t".into(),
+            body: Bytes::from_static(b"x"),
+            content_type: String::new(),
+        });
+        identity(n)
+            .sign(Stream::Post, seq, Hlc { ms: 1_763_702_400_000 + seq, counter: 0 }, body)
+            .expect("a valid event")
+    }
+
+    impl Core<ChaCha8Rng> {
+        /// A core for peer 0 at [`T0`], seeded.
+        pub(crate) fn for_test(seed: u64, config: Config) -> Self {
+            Core::new(identity(0), config, ChaCha8Rng::seed_from_u64(seed), T0)
+        }
+
+        /// Links this peer to `peer` (connected, eager on every tree).
+        pub(crate) fn link_to(&mut self, peer: AuthorKey) {
+            self.links.insert(peer, Link::new(self.now, None, TreeEdges::all_eager()));
+        }
+
+        /// Moves the clock on.
+        pub(crate) fn advance(&mut self, by: Duration) {
+            self.now = self.now + by;
+        }
+
+        /// The outputs so far, taken.
+        pub(crate) fn take(&mut self) -> Vec<Output> {
+            self.out.drain(..).collect()
+        }
+
+        /// The frames sent so far (taken with the other outputs), decoded, with their
+        /// receivers.
+        pub(crate) fn sent(&mut self) -> Vec<(AuthorKey, Kind)> {
+            self.take()
+                .into_iter()
+                .filter_map(|o| match o {
+                    Output::Send { to, frame, .. } => {
+                        vecino_proto::decode_frame(frame).ok()?.kind.map(|k| (to, k))
+                    }
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! What a host reads from the engine between inputs: its identity and coordinate, its links
+//! and members, its counters.
+
+use std::time::Duration;
+
+use rand::Rng;
+use vecino_coords::{Coordinate, CoordinateError};
+use vecino_proto::AuthorKey;
+use vecino_proto::pb::Stream;
+
+use crate::broadcast::tree::travel_tree;
+use crate::io::LinkStatus;
+use crate::membership::{Member, Membership};
+use crate::time::Time;
+
+use super::{Engine, EngineStats};
+
+/// A peer's view of one neighbour, for the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkView {
+    /// The neighbour.
+    pub peer: AuthorKey,
+    /// RCM status.
+    pub status: LinkStatus,
+    /// Since when.
+    pub since: Time,
+    /// Median measured RTT.
+    pub rtt: Option<Duration>,
+    /// Plumtree: the trees (of [`vecino_proto::limits::TREE_SLOTS`]) this link is eager on.
+    pub eager_trees: u32,
+    /// Bytes queued and frames unacknowledged.
+    pub buffered: (usize, usize),
+}
+
+impl LinkView {
+    /// Plumtree: eager on at least one tree (else lazy on all).
+    pub fn eager(&self) -> bool {
+        self.eager_trees > 0
+    }
+}
+
+impl<R: Rng> Engine<R> {
+    /// This peer's key.
+    pub fn id(&self) -> AuthorKey {
+        self.core.me
+    }
+
+    /// This peer's current (application-level) coordinate.
+    pub fn coordinate(&self) -> Coordinate {
+        *self.core.coords.app_coordinate()
+    }
+
+    /// Resumes this peer's coordinate from one the host saved before a restart (fresher than
+    /// the last published newspaper, which is gated on movement). Refused if it does not check.
+    pub fn resume_coordinate(&mut self, c: Coordinate) -> Result<(), CoordinateError> {
+        self.core.coords.set_coordinate(c)
+    }
+
+    /// Simulator only: shares signature checks with the other peers of a simulation (see
+    /// `sim::VerifyCache`; the node verifies every event itself).
+    #[cfg(feature = "sim")]
+    pub fn share_verification(&mut self, cache: crate::sim::VerifyCache) {
+        self.core.share_verification(cache);
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.core.stats
+    }
+
+    /// The neighbour links.
+    pub fn links(&self) -> Vec<LinkView> {
+        self.core
+            .links
+            .iter()
+            .map(|(p, l)| LinkView {
+                peer: *p,
+                status: l.status(),
+                since: l.status_since(),
+                rtt: l.rtt(),
+                eager_trees: l.tree.edges.eager_count(),
+                buffered: l.buffered(),
+            })
+            .collect()
+    }
+
+    /// Whether the link to `peer` pushes `author`'s posts eagerly (an edge of the tree they
+    /// travel on); `None` without a link.
+    pub fn eager_on(&self, peer: &AuthorKey, author: &AuthorKey) -> Option<bool> {
+        let tree = travel_tree(author, Stream::Post, &self.core.config);
+        self.core.links.get(peer).map(|l| l.tree.edges.eager(tree))
+    }
+
+    /// Peers known by their presence or status (this peer excluded), with the latest of each,
+    /// the coordinate each published, and whether they said chau since.
+    pub fn members(&self) -> Vec<Member> {
+        Membership::members(&self.core)
+    }
+
+    /// Counters by name (for the simulator's report; `stats` has them typed).
+    pub(super) fn counters_by_name(&self) -> Vec<(&'static str, u64)> {
+        let s = &self.core.stats;
+        let (dropped, cancelled) = self
+            .core
+            .links
+            .iter()
+            .map(|(_, l)| l.drops())
+            .fold((0, 0), |(d, c), (ld, lc)| (d + ld, c + lc));
+        let (swaps_done, swaps_refused) = self.overlay.swap_counters();
+        let f = self.membership.fisheye.counters();
+        let mut counters = vec![
+            ("retransmits", s.retransmits),
+            ("frames_again", s.frames_again),
+            ("grafts", s.grafts),
+            ("prunes", s.prunes),
+            ("tree_swaps", s.tree_swaps),
+            ("tree_refreshes", s.tree_refreshes),
+            ("tree_probes", s.tree_probes),
+            ("trees_reprobed", s.trees_reprobed),
+            ("membership_mutes", s.mutes),
+            ("membership_unmutes", s.unmutes),
+            ("version_vectors", s.version_vectors),
+            ("events_duplicate", s.events_duplicate),
+            ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
+            ("link_buffer_drops", dropped),
+            ("sends_cancelled", cancelled),
+            ("broadcasts_sent", self.core.links.broadcasts.sent()),
+            ("broadcasts_heard", self.medium.heard()),
+            ("proximity_swaps", swaps_done),
+            ("proximity_swaps_refused", swaps_refused),
+            ("fisheye_refused", f.refused),
+            ("fisheye_refused_unplaced", f.refused_unplaced),
+            ("fisheye_refused_edge", f.refused_edge),
+            ("fisheye_evicted", f.evicted),
+            ("fisheye_members_held", f.held as u64),
+            ("fisheye_active", u64::from(f.active)),
+        ];
+        // Inputs rejected, by reason (each reason a counter of its own).
+        counters.extend(s.rejected.iter().map(|(reason, n)| (*reason, *n)));
+        counters
+    }
+
+    /// Tests: whether `peer` is a landmark, linked, or remembered as a far member.
+    #[cfg(all(test, feature = "sim"))]
+    pub(crate) fn scope_facts(&self, peer: &AuthorKey) -> (bool, bool, bool) {
+        let landmark = crate::membership::fisheye::is_landmark(&self.core.config, peer);
+        let far = self.membership.fisheye.far_addrs(peer).is_some();
+        (landmark, self.core.links.contains(peer), far)
+    }
+}

@@ -1,0 +1,542 @@
+//! The engine: one peer's whole protocol state, driven by [`Protocol::handle`], as a set of
+//! machines joined by this coordinator.
+//!
+//! Each machine is a type with private state in its own module, and takes the shared
+//! [`core::Core`] (time, configuration, the one RNG, the store, the Vivaldi client, the send
+//! path, the outputs, the counters) and the siblings it reads as parameters:
+//!
+//! | machine | module | owns |
+//! |---|---|---|
+//! | links (send path, RCM, acknowledged delivery, pacing, probe) | `crate::links` | the links and their slots |
+//! | overlay | `crate::overlay` | dials, redial backoff, byes, proximity swaps |
+//! | Plumtree | `crate::broadcast` | missing events and grafts, hop counts (the tree edges are a link slot) |
+//! | shared medium | `crate::medium` | where events entered the medium |
+//! | membership, fisheye | `crate::membership` | the newspaper gate, the fisheye scope |
+//! | anti-entropy | `crate::sync` | nothing (the digests are a link slot) |
+//!
+//! The engine keeps only the routing between them, in the orders written here. They are part
+//! of the contract: a change to one is a deliberate, benchmarked change (the simulator's
+//! reports are bit-identical across refactors that keep them).
+//!
+//! **A frame** ([`frames`]) is bounded and pre-scanned (`vecino_proto::decode_frame`; every
+//! rejection counted by reason); a frame from a peer without a link takes a link (the overlay
+//! refuses it past `max_links`); the link hears it (RCM: a suspected link heals, which
+//! regrafts from it and, from disconnected, opens anti-entropy), then its kind goes to one
+//! machine: events to [`Engine::accept`], ping and pong to the probe, ack to the link,
+//! digest, version vector and request to anti-entropy, IHAVE, GRAFT and PRUNE to Plumtree,
+//! bye to the overlay.
+//!
+//! **`accept`**, for every event (own, pushed, pulled or heard broadcast):
+//! 1. the stream policy (`crate::streams`): a routed stream (postcards) is refused, counted,
+//!    until its machine lands;
+//! 2. `membership.fisheye.admits`: refused → Plumtree forgets its graft and mutes the
+//!    author's membership slot on the link that pushed it; stop;
+//! 3. the HLC observes it; the store inserts it;
+//! 4. new: Plumtree `on_new` (hop count, the graft it ends, the tree optimisation, which may
+//!    send a GRAFT and a PRUNE) → the medium notes its entry → `Persist` (put, and the delete
+//!    of what it superseded) → membership `on_event` (a member joining a fisheye peer unmutes
+//!    its slot: GRAFTs) and `Deliver(Member)` → posts delivered in order, or the gap before
+//!    it noted as missing (log streams) → Plumtree `forward` (the medium's broadcast, then
+//!    pushes and announcements);
+//! 5. duplicate: the medium's prune (heard broadcast again), the Plumtree prune of a
+//!    settled link that pushed it;
+//! 6. equivocation: a fraud proof to the application.
+//!
+//! **The tick**, every `Config::tick`: for each link in key order, `tick_link` (below); then
+//! Plumtree's overdue grafts → the fisheye scope update and its pulls (anti-entropy vectors)
+//! → the pump; then once a second the overlay's maintenance and the newspaper gate (publish).
+//! `tick_link` takes every decision about the link *before* any send (a send moves the
+//! link's `last_sent`): RCM status (a disconnected link whose transport is gone is forgotten
+//! here), retransmissions, whether a ping is due, the acknowledgement, the announcements
+//! waiting, whether a digest is due; then it emits the status change and sends the ack, the
+//! announcements, the digest (which draws its jitter) and the ping (which draws its nonce).
+//!
+//! **Link lifecycle.** Up (new link): `Deliver(Link connected)` → anti-entropy opens → ping.
+//! Up (a known link's new transport): heal as below, and anti-entropy opens unless it came
+//! back from disconnected (healing opens it then). Heal: `Deliver(Link connected)` →
+//! Plumtree regrafts from it → from disconnected, anti-entropy opens. Down: a link said bye
+//! on is dropped (its trees reprobed); otherwise connected turns suspected
+//! (`Deliver(Link)`) and the overlay backs off its redial.
+//!
+//! **Publishing.** A machine that wants to publish (the newspaper gate) returns a body; the
+//! engine signs it and runs it through `accept` at once, as an event of its own.
+
+pub(crate) mod core;
+mod frames;
+mod inspect;
+
+use std::time::Duration;
+
+use rand::{Rng, RngExt};
+use vecino_proto::pb::{self, event::Body, frame::Kind};
+use vecino_proto::{AuthorKey, FraudProof, Identity, VerifiedEvent};
+
+use crate::broadcast::Plumtree;
+use crate::config::Config;
+use crate::io::{
+    AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, Output, Priority, Protocol,
+    StoreOp, Timer, TimerKind,
+};
+use crate::medium::Medium;
+use crate::membership::Membership;
+use crate::overlay::Overlay;
+use crate::published::published_coordinate;
+use crate::store::{Insert, StreamKey};
+use crate::streams::{self, Keep, Travel};
+use crate::sync::AntiEntropy;
+use crate::time::Time;
+
+use self::core::Core;
+
+pub use self::core::EngineStats;
+pub use self::inspect::LinkView;
+
+/// Acknowledge at once when this many reliable frames wait for an acknowledgement.
+const ACK_BATCH: u32 = 8;
+/// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
+const MAX_GAP_NOTED: usize = 256;
+/// How often the overlay and the newspaper are looked after.
+const MAINTENANCE: Duration = Duration::from_secs(1);
+
+/// One peer's protocol engine. See the module docs and [`crate::io`] for how to drive it.
+#[derive(Debug)]
+pub struct Engine<R> {
+    core: Core<R>,
+    overlay: Overlay,
+    plumtree: Plumtree,
+    medium: Medium,
+    membership: Membership,
+    sync: AntiEntropy,
+    /// When the overlay and the newspaper are next looked after.
+    next_maintenance: Time,
+}
+
+/// How an event reached this peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// This peer's own.
+    Own,
+    /// Pushed by a neighbour (an eager tree edge): a duplicate prunes the link.
+    Pushed,
+    /// Pulled: anti-entropy, or a graft's answer.
+    Pulled,
+    /// Heard broadcast on the shared medium; `own_queued`: this peer's own broadcast of it
+    /// was still waiting, and is dropped.
+    Broadcast {
+        /// This peer's own broadcast of it was still waiting.
+        own_queued: bool,
+    },
+}
+
+impl<R: Rng> Engine<R> {
+    /// A new engine for `identity` at `now`, holding `stored` (events persisted before a
+    /// restart, verified by the host with `Verifier::verify_stored`; empty on first start).
+    ///
+    /// The host then feeds [`Input::Start`], which returns the engine's first outputs (its
+    /// tick, its hey-there and newspaper).
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        rng: R,
+        now: Time,
+        stored: Vec<VerifiedEvent>,
+    ) -> Self {
+        let mut core = Core::new(identity, config, rng, now);
+        for ev in stored {
+            core.restore(ev);
+        }
+        if let Some(c) = published_coordinate(&core.store, core.me) {
+            let _ = core.coords.set_coordinate(c);
+        }
+        let membership = Membership::new(&core.config);
+        let mut engine = Self {
+            core,
+            overlay: Overlay::default(),
+            plumtree: Plumtree::default(),
+            medium: Medium::default(),
+            membership,
+            sync: AntiEntropy,
+            next_maintenance: now,
+        };
+        engine.publish(Membership::hey_there(&engine.core));
+        let paper = engine.membership.newspaper(&mut engine.core);
+        engine.publish(paper);
+        engine.core.schedule_tick();
+        engine
+    }
+
+    // ----- publishing and accepting -----
+
+    /// Signs `body` as this peer's next event of its stream and takes it in as its own.
+    fn publish(&mut self, body: Body) -> Option<VerifiedEvent> {
+        let ev = self.core.sign(body)?;
+        self.accept(None, &ev, Via::Own, None);
+        Some(ev)
+    }
+
+    /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`) into the
+    /// store, delivers and forwards it: the router whose order the module docs give.
+    fn accept(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent, via: Via, hops: Option<u32>) {
+        let core = &mut self.core;
+        let policy = streams::of(ev.stream());
+        if policy.travel == Travel::Routed {
+            core.reject("stream_not_handled");
+            return;
+        }
+        let pushed = via == Via::Pushed;
+        let fisheye = &mut self.membership.fisheye;
+        if !fisheye.admits(core, from, ev) {
+            // Outside this peer's fisheye: neither kept nor passed on, and the link that
+            // pushed it is muted for the author's presence and status. (Pruning the tree
+            // itself, as for a duplicate, cut the tree under the posts: on planet 662 k
+            // grafts and 3.9 copies per delivery in 180 s with one shared tree.)
+            self.plumtree.forget(ev);
+            if pushed && let Some(from) = from {
+                Plumtree::mute_membership(core, fisheye, from, &ev.author());
+            }
+            return;
+        }
+        let key = (ev.author(), ev.stream());
+        core.hlc.observe(ev.hlc(), core.now.as_millis());
+        // This peer's hop count for the event: 0 for its own, one more than the sender's.
+        let hops = match from {
+            None => Some(0),
+            Some(_) => hops.map(|h| h.saturating_add(1)),
+        };
+        match core.store.insert(ev.clone()) {
+            Insert::New { superseded, delivered } => {
+                core.stats.events_new += 1;
+                self.plumtree.on_new(core, ev, from, pushed, hops);
+                if pushed && let Some(from) = from {
+                    self.medium.note_entry(core, ev, from);
+                }
+                core.emit(Output::Persist(StoreOp::Put(ev.clone())));
+                if let Some(seq) = superseded {
+                    core.emit(Output::Persist(StoreOp::Delete {
+                        author: key.0,
+                        stream: key.1,
+                        seq,
+                    }));
+                }
+                if let Some(m) = self.membership.on_event(core, ev, superseded.is_none()) {
+                    if m.unmute {
+                        Plumtree::unmute_membership(core, &ev.author());
+                    }
+                    let member = AppEvent::Member { peer: ev.author(), change: m.change };
+                    core.emit(Output::Deliver(member));
+                }
+                let fisheye = &self.membership.fisheye;
+                if let Some(range) = delivered {
+                    deliver_posts(core, key, range);
+                } else if policy.keep == Keep::Log
+                    && let Some(from) = from
+                {
+                    // A gap: what precedes this event is probably on its way by another path;
+                    // if it is not by the graft timeout, it is grafted from the sender.
+                    let first_missing = core.store.head(&key) + 1;
+                    for seq in (first_missing..ev.seq()).take(MAX_GAP_NOTED) {
+                        self.plumtree.note_missing(core, fisheye, key, seq, from, None);
+                    }
+                }
+                let broadcast = matches!(via, Via::Broadcast { .. });
+                self.plumtree.forward(core, fisheye, from, ev, hops, broadcast);
+            }
+            Insert::Duplicate => {
+                core.stats.events_duplicate += 1;
+                if let (Via::Broadcast { own_queued }, Some(from)) = (via, from)
+                    && let Some((entry, tree)) = self.medium.heard_again(core, from, ev, own_queued)
+                {
+                    self.plumtree.prune(core, entry, tree);
+                }
+                if pushed && policy.keep == Keep::Latest {
+                    core.stats.events_duplicate_pushed_members += 1;
+                }
+                if pushed && let Some(from) = from {
+                    self.plumtree.on_duplicate(core, ev, from);
+                }
+            }
+            Insert::Stale => {}
+            Insert::Equivocation(other) => {
+                core.stats.equivocations += 1;
+                if let Some(proof) = FraudProof::from_pair(ev, &other) {
+                    core.emit(Output::Deliver(AppEvent::Equivocation(Box::new(proof))));
+                }
+            }
+        }
+    }
+
+    // ----- commands -----
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Post { topic, body } => {
+                let body = Body::Post(pb::Post { topic, body, content_type: String::new() });
+                self.publish(body);
+            }
+            Command::Leave { reason } => {
+                self.overlay.leave();
+                self.publish(Body::Chau(pb::Chau { reason }));
+            }
+        }
+    }
+
+    // ----- the link lifecycle -----
+
+    fn on_link_up(&mut self, peer: AuthorKey, info: &LinkInfo) {
+        self.overlay.link_up(&peer);
+        let core = &mut self.core;
+        if peer == core.me {
+            return;
+        }
+        let now = core.now;
+        let on_medium = info.shared_medium && core.config.shared_medium;
+        if let Some(link) = core.links.get_mut(&peer) {
+            // A new transport session: the neighbour may have restarted and numbers its frames
+            // from 1 again.
+            link.transport_opened(info.rate_bps, now);
+            link.set_on_medium(on_medium);
+            match link.heard(now) {
+                Some(LinkStatus::Disconnected) => self.on_heal(peer, LinkStatus::Disconnected),
+                Some(was) => {
+                    self.on_heal(peer, was);
+                    self.sync.open(&mut self.core, peer); // it may have restarted with less
+                }
+                None => self.sync.open(core, peer),
+            }
+            return;
+        }
+        if core.links.len() >= core.config.max_links {
+            core.reject("too_many_links");
+            self.overlay.refuse(core, peer);
+            return;
+        }
+        self.overlay.add_link(core, &self.membership.fisheye, peer, info.rate_bps);
+        if let Some(l) = core.links.get_mut(&peer) {
+            l.set_on_medium(on_medium);
+        }
+        core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
+        // A new neighbour: exchange what each holds, and learn its RTT.
+        self.sync.open(core, peer);
+        self.ping(peer);
+    }
+
+    fn on_link_down(&mut self, peer: AuthorKey) {
+        let core = &mut self.core;
+        if core.links.unmark_leaving(&peer) {
+            // The neighbour closed the link this peer said bye on.
+            self.overlay.drop_link(core, &self.membership.fisheye, &peer);
+            return;
+        }
+        let now = core.now;
+        let Some(link) = core.links.get_mut(&peer) else { return };
+        link.transport_closed();
+        if link.suspect(now) {
+            core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Suspected }));
+        }
+        // Redial with backoff: a transport that closes again and again (a refusing peer, a
+        // flapping path) must not turn into a dial loop.
+        self.overlay.transport_closed(now, peer);
+    }
+
+    /// A link came back to connected from `was`.
+    fn on_heal(&mut self, peer: AuthorKey, was: LinkStatus) {
+        let core = &mut self.core;
+        core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
+        self.plumtree.regraft_from(core, peer);
+        if was == LinkStatus::Disconnected {
+            // Buffers were released: catch up by version vectors.
+            self.sync.open(core, peer);
+        }
+    }
+
+    /// Pings `peer` (a heartbeat and an RTT probe).
+    fn ping(&mut self, peer: AuthorKey) {
+        let core = &mut self.core;
+        let nonce: u64 = core.rng.random();
+        let now = core.now;
+        if let Some(l) = core.links.get_mut(&peer) {
+            l.probe.pinged(nonce, now);
+        }
+        core.send(peer, Kind::Ping(pb::Ping { nonce }), Priority::Control, false);
+    }
+
+    // ----- the tick -----
+
+    fn on_tick(&mut self) {
+        self.core.schedule_tick();
+        let now = self.core.now;
+        for peer in self.core.links.peers() {
+            self.tick_link(peer, now);
+        }
+        let core = &mut self.core;
+        self.plumtree.graft_overdue(core);
+        let pulls = self.membership.fisheye.update_scope(core, self.overlay.dialing());
+        for peer in pulls {
+            // Members only: posts are not what it missed.
+            self.sync.send_heads(core, peer, false, true);
+        }
+        core.pump();
+        if now >= self.next_maintenance {
+            self.next_maintenance = now + MAINTENANCE;
+            self.overlay.maintain(core, &self.membership);
+            if !self.overlay.leaving()
+                && let Some(paper) = self.membership.newspaper_due(core)
+            {
+                self.publish(paper);
+            }
+        }
+    }
+
+    fn tick_link(&mut self, peer: AuthorKey, now: Time) {
+        let core = &mut self.core;
+        let heartbeat = core.heartbeat();
+        let cfg = &core.config;
+        let cfg_tick = cfg.tick;
+        // A stretched heartbeat stretches the silence that makes a link suspected with it.
+        let suspect_floor = cfg
+            .suspect_after
+            .max(heartbeat.mul_f64(cfg.suspect_after.div_duration_f64(cfg.heartbeat).max(1.0)));
+        let timeout = cfg.suspect_timeout;
+        let (rto_min, ack_delay) = (cfg.rto_min, cfg.ack_delay);
+        let Some(link) = core.links.get_mut(&peer) else { return };
+        let change = link.rcm_tick(now, suspect_floor, timeout);
+        if link.status() == LinkStatus::Disconnected && !link.transport_up() {
+            // Nothing left to weather: forget the link; the overlay may dial the peer again.
+            core.links.remove(&peer);
+            core.coords.forget(&peer);
+            if let Some(status) = change {
+                core.emit(Output::Deliver(AppEvent::Link { peer, status }));
+            }
+            return;
+        }
+        // Retransmissions. The neighbour delays its acknowledgements by up to ack_delay (and
+        // its tick).
+        let rto = link.rto(rto_min) + ack_delay + cfg_tick;
+        core.stats.retransmits += link.retransmit_due(now, rto) as u64;
+        // Heartbeat (also the RTT probe). Idle connected links are probed every heartbeat; a
+        // silent link twice as often, so that its return is noticed quickly. On an idle
+        // connected link the end with the lower key pings, the other answers (and pings only
+        // if it has sent nothing for twice as long).
+        let interval = match link.status() {
+            LinkStatus::Connected if core.me < peer => heartbeat,
+            LinkStatus::Connected => heartbeat * 2,
+            _ => heartbeat / 2,
+        };
+        let due_ping = now.saturating_since(link.last_sent()) >= interval
+            || now.saturating_since(link.probe.last_ping()) >= heartbeat * 4;
+        let ack = link.ack_due(now, ACK_BATCH, ack_delay).then(|| link.ack());
+        let ihave = link.tree.take_announcements();
+        let digest_due = link.sync.digest_due(now) && link.connected();
+        if let Some(status) = change {
+            core.emit(Output::Deliver(AppEvent::Link { peer, status }));
+        }
+        if let Some((cumulative, runs)) = ack {
+            core.send(peer, Kind::Ack(pb::Ack { cumulative, runs }), Priority::Control, false);
+        }
+        Plumtree::flush_announcements(core, peer, ihave);
+        if digest_due {
+            self.sync.digest_due(core, &self.membership.fisheye, peer);
+        }
+        if due_ping {
+            self.ping(peer);
+        }
+    }
+}
+
+/// Delivers the posts of `key` in `range` (which just became contiguous) to the application.
+fn deliver_posts<R>(core: &mut Core<R>, key: StreamKey, range: std::ops::RangeInclusive<u64>) {
+    for seq in range {
+        let Some(ev) = core.store.get(&key, seq) else { continue };
+        if let Body::Post(p) = ev.body() {
+            let post = DeliveredPost {
+                id: ev.id(),
+                author: ev.author(),
+                seq,
+                hlc: ev.hlc(),
+                topic: p.topic.clone(),
+                body: p.body.clone(),
+                own: ev.author() == core.me,
+            };
+            core.stats.posts_delivered += 1;
+            core.emit(Output::Deliver(AppEvent::Post(post)));
+        }
+    }
+}
+
+impl<R: Rng> Protocol for Engine<R> {
+    fn peer(&self) -> AuthorKey {
+        self.core.me
+    }
+
+    fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output> {
+        self.core.now = self.core.now.max(now);
+        self.core.shrink_outputs();
+        match input {
+            Input::Start => {} // the outputs queued by `new` go out below
+            Input::Received { from, frame } => self.on_frame(from, frame),
+            Input::Broadcast { from, frame } => self.on_broadcast(from, frame),
+            Input::LinkUp { peer, info } => self.on_link_up(peer, &info),
+            Input::LinkDown { peer } => self.on_link_down(peer),
+            Input::Timer(Timer(TimerKind::Tick)) => self.on_tick(),
+            Input::Timer(Timer(TimerKind::Pace)) => {
+                if self.core.links.pace_due(self.core.now) {
+                    self.core.pump();
+                }
+            }
+            // Keyed timers are the baselines' (the simulator's); the engine sets none.
+            Input::Timer(Timer(TimerKind::Peer(..))) => {}
+            Input::Sent { bytes } => {
+                self.core.links.host_sent(bytes, self.core.now);
+                self.core.pump();
+            }
+            Input::Command(c) => self.on_command(c),
+        }
+        self.core.outputs()
+    }
+
+    fn digest(&self) -> u64 {
+        self.core.store.digest()
+    }
+
+    fn known_peers(&self) -> usize {
+        Membership::known_count(&self.core)
+    }
+
+    fn membership_digest(&self) -> u64 {
+        self.core.store.membership_digest()
+    }
+
+    fn fisheye(&self) -> bool {
+        self.membership.fisheye.active()
+    }
+
+    fn log_digest(&self) -> u64 {
+        self.core.store.log_digest()
+    }
+
+    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
+        published_coordinate(&self.core.store, self.core.me)
+    }
+
+    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
+        let seq = |s| self.core.store.latest(&(*peer, s)).map_or(0, VerifiedEvent::seq);
+        (seq(pb::Stream::HeyThere), seq(pb::Stream::Newspaper))
+    }
+
+    fn in_scope(&self, peer: &AuthorKey, coordinate: Option<&vecino_coords::Coordinate>) -> bool {
+        self.membership.fisheye.scope_includes(&self.core, peer, coordinate)
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters_by_name()
+    }
+
+    fn neighbours(&self) -> Vec<AuthorKey> {
+        self.core
+            .links
+            .iter()
+            .filter(|(_, l)| l.transport_up() && l.connected())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+}
