@@ -10,6 +10,7 @@ use vecino_gossip::{AppEvent, MemberChange};
 use vecino_proto::{AuthorKey, Bytes, pb};
 
 use super::Node;
+use super::views::{pid, short};
 use crate::api::ApiEvent;
 use crate::peer;
 use crate::store::PostRecord;
@@ -69,8 +70,8 @@ impl Node {
                 self.held.push(Held::Event(ApiEvent::new("post", value)));
             }
             AppEvent::Link { peer, status } => {
-                tracing::info!(peer = %self.short(&peer), status = status.name(), "link");
-                let v = json!({"peer_id": self.pid(&peer), "status": status.name()});
+                tracing::info!(peer = %short(&peer), status = status.name(), "link");
+                let v = json!({"peer_id": pid(&peer), "status": status.name()});
                 self.emit(ApiEvent::new("link", v));
             }
             AppEvent::Member { peer, change } => {
@@ -80,9 +81,9 @@ impl Node {
                     MemberChange::Left => "left",
                 };
                 if change != "updated" {
-                    tracing::info!(peer = %self.short(&peer), change, "member");
+                    tracing::info!(peer = %short(&peer), change, "member");
                 }
-                let v = json!({"peer_id": self.pid(&peer), "change": change});
+                let v = json!({"peer_id": pid(&peer), "change": change});
                 self.emit(ApiEvent::new("member", v));
             }
             AppEvent::Rtt { rtt, .. } => {

@@ -44,7 +44,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use vecino_coords::Coordinate;
@@ -381,13 +381,7 @@ impl Node {
         let c = self.engine.coordinate();
         if self.last_coordinate.is_none_or(|l| l.raw_distance_secs(&c) > 1e-4) {
             self.last_coordinate = Some(c);
-            self.emit(ApiEvent::new(
-                "coordinate",
-                json!({
-                    "peer_id": self.peer_id().to_string(),
-                    "coordinate": coordinate_json(&c),
-                }),
-            ));
+            self.emit(ApiEvent::new("coordinate", views::coordinate(self.peer_id(), &c)));
         }
         self.save_coordinate(false);
         self.record_gauges();
