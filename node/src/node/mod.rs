@@ -48,16 +48,16 @@ use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use vecino_coords::Coordinate;
-use vecino_gossip::{Command, Engine, Input, Output, Protocol, StoreOp, Time, Timer};
+use vecino_gossip::{Command, Engine, Input, Output, Protocol, Time, Timer};
 use vecino_proto::Identity;
 
 use crate::api::{ApiEvent, Request};
 use crate::config::Config;
 use crate::peer;
 use crate::shim::Shim;
-use crate::store::{PostRecord, Store};
+use crate::store::Store;
 use crate::transport::{self, Behaviour, Inbound, SentMeter};
-use commit::{Held, is_ping_or_pong};
+use commit::Batch;
 use dialer::Redial;
 use swarm::PeerConn;
 
@@ -131,9 +131,8 @@ pub struct Node {
     shim: Option<Arc<Shim>>,
     /// Frames in the writers' hands; with back-pressure on, what they report sent.
     sent: SentMeter,
-    ops: Vec<StoreOp>,
-    posts: Vec<PostRecord>,
-    held: Vec<Held>,
+    /// The group commit: what is to be written, and what waits for it.
+    batch: Batch,
     post_reply: Option<oneshot::Sender<Result<Value, String>>>,
     next_cursor: u64,
     listen: Vec<Multiaddr>,
@@ -238,9 +237,7 @@ impl Node {
             events,
             shim,
             sent: node_sent,
-            ops: Vec::new(),
-            posts: Vec::new(),
-            held: Vec::new(),
+            batch: Batch::default(),
             post_reply: None,
             next_cursor,
             listen,
@@ -340,9 +337,7 @@ impl Node {
     fn execute(&mut self, o: Output) {
         match o {
             Output::Send { to, frame, .. } => {
-                if self.holding() && !is_ping_or_pong(&frame) {
-                    self.held.push(Held::Send(to, frame));
-                } else {
+                if let Some((to, frame)) = self.batch.send(to, frame) {
                     self.transmit(to, frame);
                 }
             }
@@ -356,7 +351,7 @@ impl Node {
                     let _ = self.swarm.disconnect_peer_id(p);
                 }
             }
-            Output::Persist(op) => self.ops.push(op),
+            Output::Persist(op) => self.batch.persist(op),
             // The node has no shared medium (`Config::shared_medium` is off): the engine
             // never asks for a broadcast.
             Output::Broadcast { .. } => tracing::warn!("broadcast asked without a shared medium"),
