@@ -1,9 +1,25 @@
-//! The peer book, dials, bootstrap and redials.
+//! The peer book, bootstrap peers, and the dials the node makes of its own accord.
+//!
+//! Redials have one owner per kind of peer:
+//!
+//! - **Overlay links are the engine's.** It redials a link whose transport closed once its
+//!   backoff is over, keeps away from a peer that said bye, and picks new neighbours
+//!   (`Output::Dial`, see `vecino_gossip::io`). The node carries each `Dial` out with the
+//!   addresses the engine gave plus those in the book, and never redials a link itself: a
+//!   second owner would undo the engine's backoff and its byes (a trimmed link redialled at
+//!   once comes back eager on every tree).
+//! - **Bootstrap peers are the node's**, the engine knowing nothing of them until they are
+//!   linked. They are dialled at start, with up to [`BOOK_DIAL_AT_START`] peers of the book
+//!   (the neighbours of the last run); after that they are redialled only while the node has
+//!   no transport connection at all, with exponential backoff from [`REDIAL_MIN`] up to
+//!   `--redial-max-secs` (jittered), reset by any connection. A bootstrap address given
+//!   without a peer id is dialled by address until a connection names its peer.
+//!
+//! mDNS discoveries are dialled once, when found (discovery, not redial).
 //!
 //! The book keeps up to `MAX_ADDRS` addresses per peer, newest first, in memory and in the
-//! store (for redialling after a restart). At start the node dials its bootstrap peers and up
-//! to [`BOOK_DIAL_AT_START`] peers of the book; the housekeeping redials links the engine holds
-//! whose transport is gone, and bootstrap peers, with exponential backoff.
+//! store (for dialling after a restart); addresses the engine gives for a dial are added in
+//! memory, up to twice that.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -12,59 +28,168 @@ use libp2p::multiaddr::Protocol as MaProto;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId};
 use tokio::time::Instant;
-use vecino_gossip::{Input, LinkStatus};
+use vecino_gossip::Input;
 use vecino_proto::AuthorKey;
+use vecino_proto::limits::MAX_ADDRS;
 
 use super::Node;
-use crate::config::Config;
 use crate::peer;
-use crate::store::Store;
 
-/// Peers remembered in the peer book and dialled at start, at most.
+/// Peers of the peer book dialled at start, at most.
 const BOOK_DIAL_AT_START: usize = 16;
-/// Shortest redial backoff.
+/// Shortest bootstrap redial backoff (the first redial waits twice this).
 const REDIAL_MIN: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone)]
-pub(super) struct Redial {
+/// Something to dial: a known peer (at its book addresses), or a bare address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Target {
+    Peer(PeerId),
+    Addr(Multiaddr),
+}
+
+/// The peer book and the bootstrap peers, with their redial backoff.
+#[derive(Debug)]
+pub(super) struct Dialer {
+    /// Known addresses per peer, newest first.
+    book: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Bootstrap peers by id (given with one, or named by their first connection).
+    bootstrap: BTreeSet<PeerId>,
+    /// Bootstrap addresses given without a peer id, until a connection names them.
+    unnamed: Vec<Multiaddr>,
+    /// Bootstrap redials since the node was last connected, and the earliest next one.
     attempt: u32,
     next: Instant,
+    redial_max: Duration,
 }
 
-/// The peer book from the store, with the bootstrap peers given with a peer id added first;
-/// the bootstrap peers by id, and the bootstrap addresses given without one.
-#[allow(clippy::type_complexity)]
-pub(super) fn peer_book(
-    store: &Store,
-    cfg: &Config,
-    me: PeerId,
-) -> anyhow::Result<(HashMap<PeerId, Vec<Multiaddr>>, BTreeSet<PeerId>, Vec<(Multiaddr, Redial)>)> {
-    let mut book = HashMap::new();
-    for (k, addrs) in store.peers()? {
-        if let Ok(p) = PeerId::from_bytes(&k) {
-            book.insert(p, addrs.iter().filter_map(|a| a.parse().ok()).collect());
+impl Dialer {
+    /// The book as stored (peer id bytes and address strings; what does not parse is
+    /// skipped), with the `bootstrap` addresses added; `me` is never dialled.
+    pub(super) fn new(
+        stored: impl IntoIterator<Item = (Vec<u8>, Vec<String>)>,
+        bootstrap: &[Multiaddr],
+        me: PeerId,
+        redial_max: Duration,
+        now: Instant,
+    ) -> Self {
+        let mut book = HashMap::new();
+        for (k, addrs) in stored {
+            if let Ok(p) = PeerId::from_bytes(&k) {
+                book.insert(p, addrs.iter().filter_map(|a| a.parse().ok()).collect());
+            }
         }
-    }
-    let mut bootstrap_named = BTreeSet::new();
-    let mut bootstrap_unnamed = Vec::new();
-    for b in &cfg.bootstrap {
-        match strip_p2p(b) {
-            (addr, Some(p)) if p != me => {
-                let e: &mut Vec<Multiaddr> = book.entry(p).or_default();
-                if !e.contains(&addr) {
-                    e.insert(0, addr);
+        let mut named = BTreeSet::new();
+        let mut unnamed = Vec::new();
+        for b in bootstrap {
+            match strip_p2p(b) {
+                (addr, Some(p)) if p != me => {
+                    let e: &mut Vec<Multiaddr> = book.entry(p).or_default();
+                    if !e.contains(&addr) {
+                        e.insert(0, addr);
+                    }
+                    named.insert(p);
                 }
-                bootstrap_named.insert(p);
+                (_, Some(_)) => {}
+                (addr, None) => unnamed.push(addr),
             }
-            (_, Some(_)) => {}
-            (addr, None) => {
-                bootstrap_unnamed.push((addr, Redial { attempt: 0, next: Instant::now() }))
+        }
+        Dialer { book, bootstrap: named, unnamed, attempt: 0, next: now, redial_max }
+    }
+
+    /// What to dial at start: the bootstrap peers and some of the book. Counts as the first
+    /// bootstrap attempt.
+    pub(super) fn at_start(&mut self, now: Instant) -> Vec<Target> {
+        let mut out = self.bootstrap_targets();
+        out.extend(
+            self.book
+                .keys()
+                .filter(|p| !self.bootstrap.contains(p))
+                .take(BOOK_DIAL_AT_START)
+                .map(|p| Target::Peer(*p)),
+        );
+        self.attempt = 1;
+        self.next = now + self.backoff(1);
+        out
+    }
+
+    /// The bootstrap peers to redial now: none while the node has a connection (which resets
+    /// the backoff), else all of them once the backoff is over.
+    pub(super) fn due(&mut self, now: Instant, connected: bool) -> Vec<Target> {
+        if connected {
+            self.attempt = 0;
+            self.next = now;
+            return Vec::new();
+        }
+        if self.next > now {
+            return Vec::new();
+        }
+        self.attempt = self.attempt.saturating_add(1);
+        self.next = now + self.backoff(self.attempt);
+        self.bootstrap_targets()
+    }
+
+    fn bootstrap_targets(&self) -> Vec<Target> {
+        let named = self.bootstrap.iter().map(|p| Target::Peer(*p));
+        named.chain(self.unnamed.iter().cloned().map(Target::Addr)).collect()
+    }
+
+    /// `REDIAL_MIN × 2^attempt`, at most `redial_max`, ±20 %.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = REDIAL_MIN.saturating_mul(1u32 << attempt.min(16)).min(self.redial_max);
+        d.mul_f64(rand::random_range(0.8..1.2))
+    }
+
+    /// A connection to `peer` is up; `dialed` is the address this node dialled, if it did.
+    /// A bootstrap address given without a peer id is named by it. Returns the peer's
+    /// addresses to save if the book changed.
+    pub(super) fn connected(
+        &mut self,
+        peer: PeerId,
+        dialed: Option<Multiaddr>,
+    ) -> Option<Vec<String>> {
+        let addr = dialed?;
+        if let Some(i) = self.unnamed.iter().position(|a| a == &addr) {
+            self.unnamed.swap_remove(i);
+            self.bootstrap.insert(peer);
+        }
+        self.remember(peer, vec![addr])
+    }
+
+    /// Adds addresses to the book, newest first, keeping [`MAX_ADDRS`]. Returns the peer's
+    /// addresses to save if the book changed.
+    pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) -> Option<Vec<String>> {
+        let book = self.book.entry(peer).or_default();
+        let mut changed = false;
+        for a in addrs.into_iter().rev() {
+            if book.first() != Some(&a) {
+                book.retain(|b| b != &a);
+                book.insert(0, a);
+                changed = true;
+            }
+        }
+        book.truncate(MAX_ADDRS);
+        changed.then(|| book.iter().map(ToString::to_string).collect())
+    }
+
+    /// Adds the addresses the engine gave for a dial after those known (in memory only, up to
+    /// twice [`MAX_ADDRS`]).
+    pub(super) fn add_given(&mut self, peer: PeerId, addrs: &[String]) {
+        let book = self.book.entry(peer).or_default();
+        for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            let a = strip_p2p(&a).0;
+            if !book.contains(&a) && book.len() < MAX_ADDRS * 2 {
+                book.push(a);
             }
         }
     }
-    Ok((book, bootstrap_named, bootstrap_unnamed))
+
+    /// The addresses known for `peer`.
+    pub(super) fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        self.book.get(peer).cloned().unwrap_or_default()
+    }
 }
 
+/// An address without its trailing `/p2p/<peer id>`, and the peer id.
 pub(super) fn strip_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
     let mut a = addr.clone();
     match a.pop() {
@@ -78,6 +203,7 @@ pub(super) fn strip_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
 }
 
 impl Node {
+    /// Carries out `Output::Dial`: the engine wants a link to `peer`.
     pub(super) fn dial_author(&mut self, peer: AuthorKey, addrs: &[String]) {
         let Some(pid) = peer::peer_id_of(&peer) else { return };
         if self.conns.contains_key(&pid) {
@@ -85,121 +211,149 @@ impl Node {
             self.feed(Input::LinkUp { peer, info: self.link_info(false) });
             return;
         }
-        let given: Vec<Multiaddr> = addrs
-            .iter()
-            .filter_map(|a| a.parse::<Multiaddr>().ok())
-            .map(|a| strip_p2p(&a).0)
-            .collect();
-        let book = self.book.entry(pid).or_default();
-        for a in given {
-            if !book.contains(&a) && book.len() < vecino_proto::limits::MAX_ADDRS * 2 {
-                book.push(a);
-            }
-        }
-        self.dial(pid);
+        self.dialer.add_given(pid, addrs);
+        self.dial(Target::Peer(pid));
     }
 
-    pub(super) fn dial(&mut self, pid: PeerId) {
-        if pid == self.peer_id() || self.conns.contains_key(&pid) {
-            return;
-        }
-        let addrs = self.book.get(&pid).cloned().unwrap_or_default();
-        if addrs.is_empty() {
-            return;
-        }
+    /// Dials a peer at its book addresses (unless connected or dialling already), or an
+    /// address.
+    pub(super) fn dial(&mut self, target: Target) {
+        let opts = match target {
+            Target::Peer(pid) => {
+                if pid == self.peer_id() || self.conns.contains_key(&pid) {
+                    return;
+                }
+                let addrs = self.dialer.addrs(&pid);
+                if addrs.is_empty() {
+                    return;
+                }
+                DialOpts::peer_id(pid)
+                    .addresses(addrs)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build()
+            }
+            Target::Addr(addr) => addr.into(),
+        };
         metrics::counter!("vecino_transport_dials_total").increment(1);
-        let opts = DialOpts::peer_id(pid)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
         if let Err(e) = self.swarm.dial(opts) {
-            tracing::debug!(peer = %pid, "dial refused: {e}");
+            tracing::debug!("dial refused: {e}");
         }
     }
 
     pub(super) fn dial_at_start(&mut self) {
-        let mut peers: Vec<PeerId> = self.bootstrap_named.iter().copied().collect();
-        peers.extend(
-            self.book.keys().filter(|p| !self.bootstrap_named.contains(p)).take(BOOK_DIAL_AT_START),
-        );
-        for p in peers {
-            self.dial(p);
-        }
-        for (addr, _) in self.bootstrap_unnamed.clone() {
-            metrics::counter!("vecino_transport_dials_total").increment(1);
-            let _ = self.swarm.dial(addr);
+        for t in self.dialer.at_start(Instant::now()) {
+            self.dial(t);
         }
     }
 
-    fn backoff(&self, attempt: u32) -> Duration {
-        let d = REDIAL_MIN.saturating_mul(1u32 << attempt.min(16)).min(self.cfg.redial_max);
-        d.mul_f64(rand::random_range(0.8..1.2))
-    }
-
-    /// Redials links the engine holds whose transport is gone, and bootstrap peers.
-    pub(super) fn redial_due(&mut self, now: Instant) {
-        // Redial: links the engine holds whose transport is gone, and bootstrap peers.
-        let mut want: BTreeSet<PeerId> = self.bootstrap_named.clone();
-        for l in self.engine.links() {
-            if l.status != LinkStatus::Disconnected
-                && let Some(p) = peer::peer_id_of(&l.peer)
-            {
-                want.insert(p);
-            }
-        }
-        want.retain(|p| !self.conns.contains_key(p));
-        self.redial.retain(|p, _| want.contains(p));
-        for p in want {
-            let attempt = {
-                let r = self.redial.entry(p).or_insert(Redial { attempt: 0, next: now });
-                if r.next > now {
-                    continue;
-                }
-                r.attempt += 1;
-                r.attempt
-            };
-            let wait = self.backoff(attempt);
-            if let Some(r) = self.redial.get_mut(&p) {
-                r.next = now + wait;
-            }
-            self.dial(p);
-        }
-        if self.conns.is_empty() {
-            let mut redials = Vec::new();
-            for i in 0..self.bootstrap_unnamed.len() {
-                let attempt = self.bootstrap_unnamed[i].1.attempt;
-                if self.bootstrap_unnamed[i].1.next <= now {
-                    let wait = self.backoff(attempt + 1);
-                    let r = &mut self.bootstrap_unnamed[i].1;
-                    r.attempt += 1;
-                    r.next = now + wait;
-                    redials.push(self.bootstrap_unnamed[i].0.clone());
-                }
-            }
-            for a in redials {
-                metrics::counter!("vecino_transport_dials_total").increment(1);
-                let _ = self.swarm.dial(a);
-            }
+    /// Redials the bootstrap peers if the node has been left without connections.
+    pub(super) fn redial_bootstrap(&mut self, now: Instant) {
+        for t in self.dialer.due(now, !self.conns.is_empty()) {
+            self.dial(t);
         }
     }
 
     /// Adds addresses to the peer book (memory and store), newest first.
     pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let book = self.book.entry(peer).or_default();
-        let mut changed = false;
-        for a in addrs.into_iter().rev() {
-            if book.first() != Some(&a) {
-                book.retain(|b| b != &a);
-                book.insert(0, a);
-                changed = true;
-            }
+        let changed = self.dialer.remember(peer, addrs);
+        self.save_peer(peer, changed);
+    }
+
+    /// Saves a peer's addresses when the book changed.
+    pub(super) fn save_peer(&self, peer: PeerId, addrs: Option<Vec<String>>) {
+        if let Some(addrs) = addrs
+            && let Err(e) = self.store.put_peer(&peer.to_bytes(), &addrs)
+        {
+            tracing::warn!("cannot save the peer book: {e}");
         }
-        book.truncate(vecino_proto::limits::MAX_ADDRS);
-        if changed {
-            let strings: Vec<String> = book.iter().map(ToString::to_string).collect();
-            if let Err(e) = self.store.put_peer(&peer.to_bytes(), &strings) {
-                tracing::warn!("cannot save the peer book: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pid(seed: u8) -> PeerId {
+        let id = vecino_proto::Identity::from_seed([seed; 32]);
+        peer::peer_id_of(&id.public()).unwrap()
+    }
+
+    fn addr(port: u16) -> Multiaddr {
+        format!("/ip4/10.0.0.1/tcp/{port}").parse().unwrap()
+    }
+
+    fn with_id(a: &Multiaddr, p: PeerId) -> Multiaddr {
+        a.clone().with(MaProto::P2p(p))
+    }
+
+    const MAX: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn bootstrap_peers_are_redialled_only_while_unconnected_with_a_growing_backoff() {
+        let (me, b) = (pid(1), pid(2));
+        let t0 = Instant::now();
+        let boot = [with_id(&addr(1), b), addr(2), with_id(&addr(3), me)];
+        let mut d = Dialer::new([], &boot, me, MAX, t0);
+        let both = vec![Target::Peer(b), Target::Addr(addr(2))];
+        assert_eq!(d.at_start(t0), both, "never this node");
+        assert_eq!(d.addrs(&b), vec![addr(1)]);
+        // The start was the first try: the next waits its backoff (1 s ± 20 %).
+        assert!(d.due(t0, false).is_empty());
+        assert!(d.due(t0 + Duration::from_millis(790), false).is_empty());
+        let mut t = t0 + Duration::from_millis(1_210);
+        assert_eq!(d.due(t, false), both);
+        // Each wait doubles, up to the maximum.
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let from = t;
+            while d.due(t, false).is_empty() {
+                t += Duration::from_millis(10);
             }
+            waits.push((t - from).as_secs_f64());
         }
+        for w in waits.windows(2) {
+            assert!(w[1] > w[0] * 1.3 || w[1] > 0.79 * MAX.as_secs_f64(), "{waits:?}");
+        }
+        assert!(waits.iter().all(|w| *w <= 1.21 * MAX.as_secs_f64()), "{waits:?}");
+        // Connected: nothing to redial, and the backoff starts over.
+        assert!(d.due(t, true).is_empty());
+        assert!(d.due(t + MAX * 10, true).is_empty());
+        assert_eq!(d.due(t + MAX * 10, false), both);
+        assert!(d.due(t + MAX * 10 + Duration::from_millis(790), false).is_empty());
+    }
+
+    #[test]
+    fn a_bootstrap_address_without_a_peer_id_is_named_by_its_connection() {
+        let (me, b) = (pid(1), pid(2));
+        let t0 = Instant::now();
+        let mut d = Dialer::new([], &[addr(2)], me, MAX, t0);
+        // An inbound connection names nothing.
+        assert_eq!(d.connected(b, None), None);
+        assert_eq!(d.at_start(t0), vec![Target::Addr(addr(2))]);
+        assert_eq!(d.connected(b, Some(addr(2))), Some(vec![addr(2).to_string()]));
+        let later = t0 + MAX * 10;
+        assert_eq!(d.due(later, false), vec![Target::Peer(b)], "redialled by id from now on");
+        assert_eq!(d.addrs(&b), vec![addr(2)]);
+    }
+
+    #[test]
+    fn the_book_keeps_the_newest_addresses_and_saves_only_changes() {
+        let (me, b) = (pid(1), pid(2));
+        let stored = [(b.to_bytes(), vec![addr(1).to_string(), "not an address".into()])];
+        let mut d = Dialer::new(stored, &[], me, MAX, Instant::now());
+        assert_eq!(d.addrs(&b), vec![addr(1)]);
+        assert_eq!(d.at_start(Instant::now()), vec![Target::Peer(b)], "the book is dialled");
+        assert_eq!(d.remember(b, vec![addr(1)]), None, "unchanged");
+        let all: Vec<Multiaddr> = (10..10 + MAX_ADDRS as u16 + 2).map(addr).collect();
+        let saved = d.remember(b, all.clone()).unwrap();
+        assert_eq!(saved.len(), MAX_ADDRS);
+        assert_eq!(d.addrs(&b), all[..MAX_ADDRS], "newest first, the first given first");
+        // The engine's addresses for a dial come after, in memory only, up to twice as many.
+        let given: Vec<String> =
+            (100..100 + 3 * MAX_ADDRS as u16).map(|p| with_id(&addr(p), b).to_string()).collect();
+        d.add_given(b, &given);
+        let known = d.addrs(&b);
+        assert_eq!(known.len(), 2 * MAX_ADDRS);
+        assert_eq!(known[MAX_ADDRS], addr(100), "without the peer id");
     }
 }

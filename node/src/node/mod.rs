@@ -18,14 +18,16 @@
 //!   plus those the peer book knows; `Schedule` to a timer set.
 //!
 //! The host reports `LinkUp` on a peer's first connection and `LinkDown` when its last one
-//! closes; links the engine still holds and bootstrap peers are redialled with exponential
-//! backoff. Time is the wall clock at start plus monotonic elapsed time, so it never goes back.
+//! closes. Redials have one owner each: the engine redials its links (with its own backoff,
+//! through `Dial`), the node only its bootstrap peers, and only while it has no connection at
+//! all (see `dialer.rs`). Time is the wall clock at start plus monotonic elapsed time, so it
+//! never goes back.
 //!
 //! | module | what |
 //! |---|---|
 //! | `mod.rs` | [`Node`]: start, the actor loop, feeding the engine and carrying out its outputs |
 //! | `commit.rs` | the group commit: what is held until the batch is on disk |
-//! | `dialer.rs` | the peer book, dials, bootstrap and redials |
+//! | `dialer.rs` | the peer book, carrying out `Dial`, bootstrap peers and their redials |
 //! | `swarm.rs` | swarm events, connections and the writers |
 //! | `views.rs` | operator requests: status, members, links, RTT, and the gauges |
 
@@ -58,7 +60,7 @@ use crate::shim::Shim;
 use crate::store::Store;
 use crate::transport::{self, Behaviour, Inbound, SentMeter};
 use commit::Batch;
-use dialer::Redial;
+use dialer::Dialer;
 use swarm::PeerConn;
 
 pub use views::{coordinate_from_json, coordinate_from_pb, coordinate_json};
@@ -121,10 +123,8 @@ pub struct Node {
     started: Instant,
     timers: BTreeSet<(Time, Timer)>,
     conns: HashMap<PeerId, PeerConn>,
-    book: HashMap<PeerId, Vec<Multiaddr>>,
-    redial: HashMap<PeerId, Redial>,
-    bootstrap_unnamed: Vec<(Multiaddr, Redial)>,
-    bootstrap_named: BTreeSet<PeerId>,
+    /// The peer book and the bootstrap peers.
+    dialer: Dialer,
     inbound: mpsc::Receiver<Inbound>,
     requests: mpsc::Receiver<Request>,
     events: broadcast::Sender<ApiEvent>,
@@ -208,7 +208,8 @@ impl Node {
         let (req_tx, requests) = mpsc::channel(API_QUEUE);
         let (events, _) = broadcast::channel(EVENT_BUFFER);
 
-        let (book, bootstrap_named, bootstrap_unnamed) = dialer::peer_book(&store, &cfg, me)?;
+        let dialer =
+            Dialer::new(store.peers()?, &cfg.bootstrap, me, cfg.redial_max, Instant::now());
         let next_cursor = store.last_post_cursor()? + 1;
         let shared = Shared {
             requests: req_tx,
@@ -228,10 +229,7 @@ impl Node {
             started: Instant::now(),
             timers: BTreeSet::new(),
             conns: HashMap::new(),
-            book,
-            redial: HashMap::new(),
-            bootstrap_unnamed,
-            bootstrap_named,
+            dialer,
             inbound,
             requests,
             events,
@@ -371,7 +369,7 @@ impl Node {
 
     fn housekeeping(&mut self) {
         let now = Instant::now();
-        self.redial_due(now);
+        self.redial_bootstrap(now);
         // Live coordinate for the event stream, when it moved.
         let c = self.engine.coordinate();
         if self.last_coordinate.is_none_or(|l| l.raw_distance_secs(&c) > 1e-4) {

@@ -16,7 +16,7 @@ use vecino_gossip::{Input, LinkInfo};
 use vecino_proto::{AuthorKey, Bytes};
 
 use super::Node;
-use super::dialer::strip_p2p;
+use super::dialer::{Target, strip_p2p};
 use crate::config::Config;
 use crate::peer;
 use crate::transport::{Behaviour, BehaviourEvent, QueueError, Writer};
@@ -80,12 +80,12 @@ impl Node {
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                     return;
                 };
-                if let ConnectedPoint::Dialer { address, .. } = &endpoint {
-                    let (addr, _) = strip_p2p(address);
-                    self.bootstrap_unnamed.retain(|(a, _)| a != &addr);
-                    self.remember(peer_id, vec![addr]);
-                }
-                self.redial.remove(&peer_id);
+                let dialed = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => Some(strip_p2p(address).0),
+                    ConnectedPoint::Listener { .. } => None,
+                };
+                let changed = self.dialer.connected(peer_id, dialed);
+                self.save_peer(peer_id, changed);
                 let conn =
                     self.conns.entry(peer_id).or_insert(PeerConn { connections: 0, writer: None });
                 conn.connections += 1;
@@ -136,7 +136,7 @@ impl Node {
                     }
                 }
                 for p in peers {
-                    self.dial(p);
+                    self.dial(Target::Peer(p));
                 }
             }
             _ => {}
