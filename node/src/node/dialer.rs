@@ -207,8 +207,10 @@ impl Node {
     pub(super) fn dial_author(&mut self, peer: AuthorKey, addrs: &[String]) {
         let Some(pid) = peer::peer_id_of(&peer) else { return };
         if self.conns.contains_key(&pid) {
-            // Already connected: the link is up as far as the transport goes.
-            self.feed(Input::LinkUp { peer, info: self.link_info(false) });
+            // Already connected: the link is up as far as the transport goes (fed once the
+            // outputs before and after this one are carried out).
+            let info = self.link_info(false);
+            self.followups.push_back(Input::LinkUp { peer, info });
             return;
         }
         self.dialer.add_given(pid, addrs);

@@ -36,7 +36,7 @@ mod dialer;
 mod swarm;
 mod views;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -133,6 +133,9 @@ pub struct Node {
     sent: SentMeter,
     /// The group commit: what is to be written, and what waits for it.
     batch: Batch,
+    /// Inputs that outputs gave rise to, fed once those outputs are carried out: at most one
+    /// per `Dial`, of which the engine keeps at most 16 pending (its `MAX_DIALS`).
+    followups: VecDeque<Input>,
     post_reply: Option<oneshot::Sender<Result<Value, String>>>,
     next_cursor: u64,
     listen: Vec<Multiaddr>,
@@ -236,6 +239,7 @@ impl Node {
             shim,
             sent: node_sent,
             batch: Batch::default(),
+            followups: VecDeque::new(),
             post_reply: None,
             next_cursor,
             listen,
@@ -324,11 +328,17 @@ impl Node {
 
     // ----- driving the engine -----
 
+    /// Feeds `input` and carries out its outputs, in order; then the inputs they gave rise
+    /// to (a `Dial` of a peer already connected is a `LinkUp`), each in turn. Never feeds the
+    /// engine while it is carrying out outputs, as `vecino_gossip::io` requires.
     fn feed(&mut self, input: Input) {
-        let now = self.clock.now();
-        let outputs: Vec<Output> = self.engine.handle(now, input).collect();
-        for o in outputs {
-            self.execute(o);
+        let mut next = Some(input);
+        while let Some(input) = next.take().or_else(|| self.followups.pop_front()) {
+            let now = self.clock.now();
+            let outputs: Vec<Output> = self.engine.handle(now, input).collect();
+            for o in outputs {
+                self.execute(o);
+            }
         }
     }
 
