@@ -10,7 +10,7 @@
 //!   once comes back eager on every tree).
 //! - **Bootstrap peers are the node's**, the engine knowing nothing of them until they are
 //!   linked. They are dialled at start, with up to [`BOOK_DIAL_AT_START`] peers of the book
-//!   (the neighbours of the last run); after that they are redialled only while the node has
+//!   (peers met before); after that they are redialled only while the node has
 //!   no transport connection at all, with exponential backoff from [`REDIAL_MIN`] up to
 //!   `--redial-max-secs` (jittered), reset by any connection. A bootstrap address given
 //!   without a peer id is dialled by address until a connection names its peer.
@@ -19,9 +19,11 @@
 //!
 //! The book keeps up to `MAX_ADDRS` addresses per peer, newest first, in memory and in the
 //! store (for dialling after a restart); addresses the engine gives for a dial are added in
-//! memory, up to twice that.
+//! memory, up to twice that. It holds at most [`MAX_BOOK`] peers besides the bootstrap ones:
+//! every peer that connects adds itself, so a bound keeps fresh keys from growing it (and its
+//! copy on disk) without end. Changes are saved together, once per housekeeping tick.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol as MaProto;
@@ -37,6 +39,9 @@ use crate::peer;
 
 /// Peers of the peer book dialled at start, at most.
 const BOOK_DIAL_AT_START: usize = 16;
+/// Peers in the peer book at most, bootstrap peers aside; beyond it, the one heard of
+/// longest ago is forgotten.
+const MAX_BOOK: usize = 1_024;
 /// Shortest bootstrap redial backoff (the first redial waits twice this).
 const REDIAL_MIN: Duration = Duration::from_millis(500);
 
@@ -47,11 +52,24 @@ pub(super) enum Target {
     Addr(Multiaddr),
 }
 
+/// A peer in the book.
+#[derive(Debug, Default)]
+struct Known {
+    /// Newest first.
+    addrs: Vec<Multiaddr>,
+    /// When it was last heard of, on the book's own count.
+    heard: u64,
+}
+
 /// The peer book and the bootstrap peers, with their redial backoff.
 #[derive(Debug)]
 pub(super) struct Dialer {
-    /// Known addresses per peer, newest first.
-    book: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Known addresses per peer (at most `MAX_BOOK` peers besides the bootstrap ones).
+    book: HashMap<PeerId, Known>,
+    /// Counts what the book heard, for [`Known::heard`].
+    heard: u64,
+    /// Changes not saved yet: a peer to save (`true`) or to forget (`false`).
+    unsaved: BTreeMap<PeerId, bool>,
     /// Bootstrap peers by id (given with one, or named by their first connection).
     bootstrap: BTreeSet<PeerId>,
     /// Bootstrap addresses given without a peer id, until a connection names them.
@@ -72,28 +90,64 @@ impl Dialer {
         redial_max: Duration,
         now: Instant,
     ) -> Self {
-        let mut book = HashMap::new();
-        for (k, addrs) in stored {
-            if let Ok(p) = PeerId::from_bytes(&k) {
-                book.insert(p, addrs.iter().filter_map(|a| a.parse().ok()).collect());
-            }
-        }
-        let mut named = BTreeSet::new();
-        let mut unnamed = Vec::new();
+        let mut d = Dialer {
+            book: HashMap::new(),
+            heard: 0,
+            unsaved: BTreeMap::new(),
+            bootstrap: BTreeSet::new(),
+            unnamed: Vec::new(),
+            attempt: 0,
+            next: now,
+            redial_max,
+        };
         for b in bootstrap {
             match strip_p2p(b) {
                 (addr, Some(p)) if p != me => {
-                    let e: &mut Vec<Multiaddr> = book.entry(p).or_default();
-                    if !e.contains(&addr) {
-                        e.insert(0, addr);
+                    d.bootstrap.insert(p);
+                    let known = &mut d.known(p).addrs;
+                    if !known.contains(&addr) {
+                        known.push(addr);
                     }
-                    named.insert(p);
                 }
                 (_, Some(_)) => {}
-                (addr, None) => unnamed.push(addr),
+                (addr, None) => d.unnamed.push(addr),
             }
         }
-        Dialer { book, bootstrap: named, unnamed, attempt: 0, next: now, redial_max }
+        for (k, addrs) in stored {
+            let Ok(p) = PeerId::from_bytes(&k) else { continue };
+            if d.book.len() >= MAX_BOOK + d.bootstrap.len() && !d.book.contains_key(&p) {
+                d.unsaved.insert(p, false); // a book saved before the bound, or a larger one
+                continue;
+            }
+            let known = d.known(p);
+            for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                if !known.addrs.contains(&a) {
+                    known.addrs.push(a);
+                }
+            }
+        }
+        d
+    }
+
+    /// `peer`'s entry, added (and the peer heard of longest ago forgotten, if the book is
+    /// full) if it has none.
+    fn known(&mut self, peer: PeerId) -> &mut Known {
+        self.heard += 1;
+        if !self.book.contains_key(&peer) && self.book.len() >= MAX_BOOK + self.bootstrap.len() {
+            let oldest = self
+                .book
+                .iter()
+                .filter(|(p, _)| !self.bootstrap.contains(p))
+                .min_by_key(|(p, k)| (k.heard, **p))
+                .map(|(p, _)| *p);
+            if let Some(p) = oldest {
+                self.book.remove(&p);
+                self.unsaved.insert(p, false);
+            }
+        }
+        let known = self.book.entry(peer).or_default();
+        known.heard = self.heard;
+        known
     }
 
     /// What to dial at start: the bootstrap peers and some of the book. Counts as the first
@@ -140,52 +194,64 @@ impl Dialer {
     }
 
     /// A connection to `peer` is up; `dialed` is the address this node dialled, if it did.
-    /// A bootstrap address given without a peer id is named by it. Returns the peer's
-    /// addresses to save if the book changed.
-    pub(super) fn connected(
-        &mut self,
-        peer: PeerId,
-        dialed: Option<Multiaddr>,
-    ) -> Option<Vec<String>> {
-        let addr = dialed?;
+    /// A bootstrap address given without a peer id is named by it.
+    pub(super) fn connected(&mut self, peer: PeerId, dialed: Option<Multiaddr>) {
+        let Some(addr) = dialed else { return };
         if let Some(i) = self.unnamed.iter().position(|a| a == &addr) {
             self.unnamed.swap_remove(i);
             self.bootstrap.insert(peer);
         }
-        self.remember(peer, vec![addr])
+        self.remember(peer, vec![addr]);
     }
 
-    /// Adds addresses to the book, newest first, keeping [`MAX_ADDRS`]. Returns the peer's
-    /// addresses to save if the book changed.
-    pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) -> Option<Vec<String>> {
-        let book = self.book.entry(peer).or_default();
+    /// Adds addresses to the book, newest first, keeping [`MAX_ADDRS`].
+    pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        let known = &mut self.known(peer).addrs;
         let mut changed = false;
         for a in addrs.into_iter().rev() {
-            if book.first() != Some(&a) {
-                book.retain(|b| b != &a);
-                book.insert(0, a);
+            if known.first() != Some(&a) {
+                known.retain(|b| b != &a);
+                known.insert(0, a);
                 changed = true;
             }
         }
-        book.truncate(MAX_ADDRS);
-        changed.then(|| book.iter().map(ToString::to_string).collect())
+        known.truncate(MAX_ADDRS);
+        if changed {
+            self.unsaved.insert(peer, true);
+        }
+    }
+
+    /// The book's changes since last asked: peers to save with their addresses, and peers to
+    /// forget (as peer id bytes, the store's keys).
+    #[allow(clippy::type_complexity)]
+    pub(super) fn unsaved(&mut self) -> (Vec<(Vec<u8>, Vec<String>)>, Vec<Vec<u8>>) {
+        let (mut put, mut forget) = (Vec::new(), Vec::new());
+        for (p, keep) in std::mem::take(&mut self.unsaved) {
+            match self.book.get(&p) {
+                Some(k) if keep => {
+                    put.push((p.to_bytes(), k.addrs.iter().map(ToString::to_string).collect()))
+                }
+                _ => forget.push(p.to_bytes()),
+            }
+        }
+        (put, forget)
     }
 
     /// Adds the addresses the engine gave for a dial after those known (in memory only, up to
     /// twice [`MAX_ADDRS`]).
     pub(super) fn add_given(&mut self, peer: PeerId, addrs: &[String]) {
-        let book = self.book.entry(peer).or_default();
+        let known = &mut self.known(peer).addrs;
         for a in addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
             let a = strip_p2p(&a).0;
-            if !book.contains(&a) && book.len() < MAX_ADDRS * 2 {
-                book.push(a);
+            if !known.contains(&a) && known.len() < MAX_ADDRS * 2 {
+                known.push(a);
             }
         }
     }
 
     /// The addresses known for `peer`.
     pub(super) fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
-        self.book.get(peer).cloned().unwrap_or_default()
+        self.book.get(peer).map(|k| k.addrs.clone()).unwrap_or_default()
     }
 }
 
@@ -255,17 +321,15 @@ impl Node {
         }
     }
 
-    /// Adds addresses to the peer book (memory and store), newest first.
-    pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
-        let changed = self.dialer.remember(peer, addrs);
-        self.save_peer(peer, changed);
-    }
-
-    /// Saves a peer's addresses when the book changed.
-    pub(super) fn save_peer(&self, peer: PeerId, addrs: Option<Vec<String>>) {
-        if let Some(addrs) = addrs
-            && let Err(e) = self.store.put_peer(&peer.to_bytes(), &addrs)
-        {
+    /// Saves what changed in the peer book, in one write. A failed save is logged, not
+    /// fatal: the book is a cache (what failed is not tried again).
+    pub(super) fn save_book(&mut self) {
+        let (put, forget) = self.dialer.unsaved();
+        if put.is_empty() && forget.is_empty() {
+            return;
+        }
+        let store = &self.store;
+        if let Err(e) = tokio::task::block_in_place(|| store.save_peers(&put, &forget)) {
             tracing::warn!("cannot save the peer book: {e}");
         }
     }
@@ -330,9 +394,11 @@ mod tests {
         let t0 = Instant::now();
         let mut d = Dialer::new([], &[addr(2)], me, MAX, t0);
         // An inbound connection names nothing.
-        assert_eq!(d.connected(b, None), None);
+        d.connected(b, None);
+        assert_eq!(d.unsaved(), (vec![], vec![]));
         assert_eq!(d.at_start(t0), vec![Target::Addr(addr(2))]);
-        assert_eq!(d.connected(b, Some(addr(2))), Some(vec![addr(2).to_string()]));
+        d.connected(b, Some(addr(2)));
+        assert_eq!(d.unsaved(), (vec![(b.to_bytes(), vec![addr(2).to_string()])], vec![]));
         let later = t0 + MAX * 10;
         assert_eq!(d.due(later, false), vec![Target::Peer(b)], "redialled by id from now on");
         assert_eq!(d.addrs(&b), vec![addr(2)]);
@@ -345,10 +411,15 @@ mod tests {
         let mut d = Dialer::new(stored, &[], me, MAX, Instant::now());
         assert_eq!(d.addrs(&b), vec![addr(1)]);
         assert_eq!(d.at_start(Instant::now()), vec![Target::Peer(b)], "the book is dialled");
-        assert_eq!(d.remember(b, vec![addr(1)]), None, "unchanged");
+        d.remember(b, vec![addr(1)]);
+        assert_eq!(d.unsaved(), (vec![], vec![]), "unchanged");
         let all: Vec<Multiaddr> = (10..10 + MAX_ADDRS as u16 + 2).map(addr).collect();
-        let saved = d.remember(b, all.clone()).unwrap();
-        assert_eq!(saved.len(), MAX_ADDRS);
+        d.remember(b, all.clone());
+        d.remember(b, all.clone());
+        let (saved, forgotten) = d.unsaved();
+        assert_eq!(saved.len(), 1, "saved once");
+        assert_eq!(saved[0].1.len(), MAX_ADDRS);
+        assert!(forgotten.is_empty());
         assert_eq!(d.addrs(&b), all[..MAX_ADDRS], "newest first, the first given first");
         // The engine's addresses for a dial come after, in memory only, up to twice as many.
         let given: Vec<String> =
@@ -357,5 +428,34 @@ mod tests {
         let known = d.addrs(&b);
         assert_eq!(known.len(), 2 * MAX_ADDRS);
         assert_eq!(known[MAX_ADDRS], addr(100), "without the peer id");
+    }
+
+    #[test]
+    fn the_book_forgets_the_peer_heard_of_longest_ago_but_never_a_bootstrap_peer() {
+        let (me, boot) = (pid(1), pid(2));
+        let t0 = Instant::now();
+        let many: Vec<PeerId> = (0..MAX_BOOK + 2).map(|_| PeerId::random()).collect();
+        // A stored book larger than the bound loads up to it; the rest is forgotten on disk.
+        let stored: Vec<_> =
+            many.iter().map(|p| (p.to_bytes(), vec![addr(1).to_string()])).collect();
+        let mut d = Dialer::new(stored, &[with_id(&addr(2), boot)], me, MAX, t0);
+        assert_eq!(d.book.len(), MAX_BOOK + 1);
+        let (_, forgotten) = d.unsaved();
+        assert_eq!(forgotten.len(), 2);
+
+        let in_book: Vec<PeerId> =
+            many.iter().copied().filter(|p| d.book.contains_key(p)).collect();
+        // Hear from all of them but the first again, then from a newcomer: the first goes.
+        for p in &in_book[1..] {
+            d.remember(*p, vec![addr(3)]);
+        }
+        let newcomer = PeerId::random();
+        d.remember(newcomer, vec![addr(4)]);
+        assert_eq!(d.book.len(), MAX_BOOK + 1);
+        assert!(!d.book.contains_key(&in_book[0]) && d.book.contains_key(&newcomer));
+        assert_eq!(d.addrs(&boot), vec![addr(2)], "the bootstrap peer stays");
+        let (saved, forgotten) = d.unsaved();
+        assert_eq!(forgotten, vec![in_book[0].to_bytes()]);
+        assert_eq!(saved.len(), MAX_BOOK, "the ones heard again, and the newcomer");
     }
 }

@@ -309,6 +309,7 @@ impl Node {
         self.feed(Input::Command(Command::Leave { reason: "shutdown".into() }));
         self.flush();
         self.save_coordinate(true);
+        self.save_book();
         // Let the writers send what is queued (the chau), while the swarm keeps running.
         let tasks: Vec<_> =
             self.conns.values_mut().filter_map(|c| c.writer.take()).map(|w| w.task).collect();
@@ -380,6 +381,7 @@ impl Node {
     fn housekeeping(&mut self) {
         let now = Instant::now();
         self.redial_bootstrap(now);
+        self.save_book();
         // Live coordinate for the event stream, when it moved.
         let c = self.engine.coordinate();
         if self.last_coordinate.is_none_or(|l| l.raw_distance_secs(&c) > 1e-4) {

@@ -84,8 +84,7 @@ impl Node {
                     ConnectedPoint::Dialer { address, .. } => Some(strip_p2p(address).0),
                     ConnectedPoint::Listener { .. } => None,
                 };
-                let changed = self.dialer.connected(peer_id, dialed);
-                self.save_peer(peer_id, changed);
+                self.dialer.connected(peer_id, dialed);
                 let conn =
                     self.conns.entry(peer_id).or_insert(PeerConn { connections: 0, writer: None });
                 conn.connections += 1;
@@ -125,13 +124,13 @@ impl Node {
                     .take(vecino_proto::limits::MAX_ADDRS)
                     .map(|a| strip_p2p(a).0)
                     .collect();
-                self.remember(peer_id, addrs);
+                self.dialer.remember(peer_id, addrs);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                 let mut peers = BTreeSet::new();
                 for (p, a) in found {
                     if p != self.peer_id() {
-                        self.remember(p, vec![a]);
+                        self.dialer.remember(p, vec![a]);
                         peers.insert(p);
                     }
                 }
