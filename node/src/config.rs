@@ -220,7 +220,8 @@ pub struct Config {
     pub emulate_links: Option<PathBuf>,
     /// Transport idle timeout.
     pub idle_timeout: Duration,
-    /// Longest redial backoff.
+    /// Longest backoff between redials of the bootstrap peers (while the node has no
+    /// connection); the engine redials its links with its own backoff.
     pub redial_max: Duration,
     /// Link rate for pacing, bits per second.
     pub link_rate_bps: Option<u64>,

@@ -326,12 +326,26 @@ impl Store {
         Ok(decode_coordinate(v.value()))
     }
 
-    /// Remembers a peer's addresses (at most 16, newest first).
-    pub fn put_peer(&self, peer: &[u8], addrs: &[String]) -> Result<(), StoreError> {
-        let addrs: Vec<&String> = addrs.iter().take(vecino_proto::limits::MAX_ADDRS).collect();
-        let json = serde_json::to_vec(&addrs).unwrap_or_default();
+    /// Saves changes to the peer book in one transaction: each peer of `put` with its
+    /// addresses (at most `MAX_ADDRS`, newest first), and `forget` removed.
+    pub fn save_peers(
+        &self,
+        put: &[(Vec<u8>, Vec<String>)],
+        forget: &[Vec<u8>],
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write()?;
-        tx.open_table(PEERS)?.insert(peer, json.as_slice())?;
+        {
+            let mut table = tx.open_table(PEERS)?;
+            for (peer, addrs) in put {
+                let addrs: Vec<&String> =
+                    addrs.iter().take(vecino_proto::limits::MAX_ADDRS).collect();
+                let json = serde_json::to_vec(&addrs).unwrap_or_default();
+                table.insert(peer.as_slice(), json.as_slice())?;
+            }
+            for peer in forget {
+                table.remove(peer.as_slice())?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -521,5 +535,22 @@ mod tests {
         let loaded = s.load_events().unwrap();
         assert_eq!((loaded.events.len(), loaded.rejected), (0, 1));
         assert_eq!(s.event_count().unwrap(), 0);
+    }
+
+    #[test]
+    fn the_peer_book_saves_and_forgets_in_one_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let addrs = |n: usize| (0..n).map(|i| format!("/ip4/10.0.0.{i}/tcp/1")).collect::<Vec<_>>();
+        {
+            let s = Store::open(&path).unwrap();
+            let put = [(vec![1], addrs(2)), (vec![2], addrs(40))];
+            s.save_peers(&put, &[]).unwrap();
+            s.save_peers(&[(vec![3], addrs(1))], &[vec![1], vec![9]]).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let peers = s.peers().unwrap();
+        assert_eq!(peers.keys().cloned().collect::<Vec<_>>(), [vec![2], vec![3]]);
+        assert_eq!(peers[&vec![2]], addrs(vecino_proto::limits::MAX_ADDRS));
     }
 }

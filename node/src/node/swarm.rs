@@ -1,0 +1,175 @@
+//! The swarm side: listening, connections coming and going (reported to the engine as
+//! `LinkUp` on a peer's first connection and `LinkDown` when its last one closes), the
+//! per-peer writer tasks that frames go out through, and what identify and mDNS tell the
+//! peer book.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::StreamExt;
+use libp2p::core::ConnectedPoint;
+use libp2p::multiaddr::Protocol as MaProto;
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, Swarm};
+use vecino_gossip::{Input, LinkInfo};
+use vecino_proto::{AuthorKey, Bytes};
+
+use super::Node;
+use super::dialer::{Target, strip_p2p};
+use crate::config::Config;
+use crate::peer;
+use crate::transport::{Behaviour, BehaviourEvent, QueueError, Writer};
+
+/// A connected peer: its connections, and the writer task its frames go out through.
+#[derive(Debug)]
+pub(super) struct PeerConn {
+    pub(super) connections: u32,
+    pub(super) writer: Option<Writer>,
+}
+
+/// Listens on `addrs` and waits (briefly) for the bound addresses: the hey-there advertises
+/// them.
+pub(super) async fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> anyhow::Result<Vec<Multiaddr>> {
+    for addr in addrs {
+        swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
+    }
+    let mut listen = Vec::new();
+    let deadline = tokio::time::sleep(Duration::from_secs(3));
+    tokio::pin!(deadline);
+    let mut reported = 0usize;
+    while reported < addrs.len() {
+        tokio::select! {
+            ev = swarm.select_next_some() => match ev {
+                SwarmEvent::NewListenAddr { address, .. } => {
+                    tracing::info!(%address, "listening");
+                    listen.push(address);
+                    reported += 1;
+                }
+                SwarmEvent::ListenerError { error, .. } => anyhow::bail!("listener failed: {error}"),
+                SwarmEvent::ListenerClosed { reason: Err(e), .. } => anyhow::bail!("listener failed: {e}"),
+                _ => {}
+            },
+            () = &mut deadline => break,
+        }
+    }
+    Ok(listen)
+}
+
+/// The addresses to advertise: the configured ones, else the bound ones, routable first.
+pub(super) fn advertised(cfg: &Config, listen: &[Multiaddr]) -> Vec<String> {
+    if cfg.advertise.is_empty() {
+        let mut l = listen.to_vec();
+        // Routable addresses first; loopback last (useful on one host only).
+        l.sort_by_key(|a| a.iter().any(|p| matches!(p, MaProto::Ip4(ip) if ip.is_loopback())));
+        l.iter().take(vecino_proto::limits::MAX_ADDRS).map(ToString::to_string).collect()
+    } else {
+        cfg.advertise.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl Node {
+    pub(super) fn on_swarm(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, num_established, .. } => {
+                let Some(author) = peer::author_of(&peer_id) else {
+                    metrics::counter!("vecino_transport_rejected_total", "reason" => "unknown_key_type").increment(1);
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                };
+                let dialed = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => Some(strip_p2p(address).0),
+                    ConnectedPoint::Listener { .. } => None,
+                };
+                self.dialer.connected(peer_id, dialed);
+                let conn =
+                    self.conns.entry(peer_id).or_insert(PeerConn { connections: 0, writer: None });
+                conn.connections += 1;
+                if num_established.get() == 1 || conn.connections == 1 {
+                    tracing::debug!(peer = %peer_id, "connected");
+                    conn.writer =
+                        Some(Writer::spawn(peer_id, self.control.clone(), self.shim.clone()));
+                    let info = self.link_info(endpoint.is_listener());
+                    self.feed(Input::LinkUp { peer: author, info });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, cause, .. } => {
+                if let Some(conn) = self.conns.get_mut(&peer_id) {
+                    conn.connections = conn.connections.saturating_sub(1);
+                    if num_established == 0 {
+                        self.conns.remove(&peer_id);
+                        tracing::debug!(peer = %peer_id, ?cause, "disconnected");
+                        if let Some(author) = peer::author_of(&peer_id) {
+                            self.feed(Input::LinkDown { peer: author });
+                        }
+                    }
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::NewListenAddr { address, .. } if !self.listen.contains(&address) => {
+                tracing::info!(%address, "listening");
+                self.listen.push(address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(
+                libp2p::identify::Event::Received { peer_id, info, .. },
+            )) => {
+                let addrs: Vec<Multiaddr> = info
+                    .listen_addrs
+                    .iter()
+                    .take(vecino_proto::limits::MAX_ADDRS)
+                    .map(|a| strip_p2p(a).0)
+                    .collect();
+                self.dialer.remember(peer_id, addrs);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
+                let mut peers = BTreeSet::new();
+                for (p, a) in found {
+                    if p != self.peer_id() {
+                        self.dialer.remember(p, vec![a]);
+                        peers.insert(p);
+                    }
+                }
+                for p in peers {
+                    self.dial(Target::Peer(p));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn transmit(&mut self, to: AuthorKey, frame: Bytes) {
+        // From here on every path that loses the frame reports it (dropping it does).
+        let frame = self.sent.track(frame);
+        let Some(pid) = peer::peer_id_of(&to) else { return };
+        let Some(conn) = self.conns.get_mut(&pid) else {
+            metrics::counter!("vecino_transport_dropped_total", "reason" => "not_connected")
+                .increment(1);
+            return;
+        };
+        let writer = conn
+            .writer
+            .get_or_insert_with(|| Writer::spawn(pid, self.control.clone(), self.shim.clone()));
+        match writer.send(frame) {
+            Ok(()) => {}
+            Err((QueueError::Full, _)) => {
+                metrics::counter!("vecino_transport_dropped_total", "reason" => "queue_full")
+                    .increment(1);
+            }
+            Err((QueueError::Closed, frame)) => {
+                // The writer gave up on its stream: start another while the peer is connected.
+                let w = Writer::spawn(pid, self.control.clone(), self.shim.clone());
+                let _ = w.send(frame);
+                conn.writer = Some(w);
+            }
+        }
+    }
+
+    pub(super) fn link_info(&self, inbound: bool) -> LinkInfo {
+        LinkInfo { rate_bps: self.cfg.link_rate_bps, inbound, shared_medium: false }
+    }
+}

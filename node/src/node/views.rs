@@ -1,0 +1,495 @@
+//! What the operator sees: the answers to API requests (status, members, links, RTT between
+//! two peers), the coordinate in the API's units, and the Prometheus gauges.
+//!
+//! The views are functions of the engine and of [`Facts`], what the node knows of itself
+//! beyond the engine (its addresses, its transport connections), so they are tested here on
+//! engines linked in memory, without a swarm.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::{Multiaddr, PeerId};
+use rand_chacha::ChaCha20Rng;
+use serde_json::{Value, json};
+use vecino_coords::Coordinate;
+use vecino_gossip::{Command, Engine, Input, LinkStatus, Time};
+use vecino_proto::{AuthorKey, Bytes, pb};
+
+use super::Node;
+use super::swarm::PeerConn;
+use crate::api::Request;
+use crate::peer;
+use crate::shim::Shim;
+use crate::telemetry;
+
+/// A coordinate as the API shows it (milliseconds).
+pub fn coordinate_json(c: &Coordinate) -> Value {
+    json!({
+        "vec_ms": c.vec.iter().map(|x| x * 1e3).collect::<Vec<f64>>(),
+        "height_ms": c.height * 1e3,
+        "error": c.error,
+        "adjustment_ms": c.adjustment * 1e3,
+    })
+}
+
+/// A coordinate as [`coordinate_json`] shows it, back in seconds: `None` unless every field is
+/// there and the coordinate checks (a missing adjustment counts as zero).
+pub fn coordinate_from_json(c: &Value) -> Option<Coordinate> {
+    let vec: Vec<f64> = c
+        .get("vec_ms")?
+        .as_array()?
+        .iter()
+        .map(|x| x.as_f64().map(|ms| ms / 1e3))
+        .collect::<Option<_>>()?;
+    let height = c.get("height_ms")?.as_f64()? / 1e3;
+    let error = c.get("error")?.as_f64()?;
+    let adjustment = c.get("adjustment_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1e3;
+    Coordinate::from_parts(&vec, height, error, adjustment).ok()
+}
+
+/// A published (wire) coordinate, which travels in milliseconds.
+pub fn coordinate_from_pb(c: &pb::Coordinate) -> Option<Coordinate> {
+    let vec: Vec<f32> = c.vec.iter().map(|x| x / 1e3).collect();
+    Coordinate::from_f32_parts(&vec, c.height / 1e3, c.error, c.adjustment / 1e3).ok()
+}
+
+/// What the node knows of itself beyond the engine, for the views.
+pub(super) struct Facts<'a> {
+    pub(super) peer_id: PeerId,
+    pub(super) name: &'a str,
+    pub(super) listen: &'a [Multiaddr],
+    pub(super) advertised: &'a [String],
+    pub(super) api_addr: SocketAddr,
+    pub(super) data_dir: &'a Path,
+    pub(super) uptime: Duration,
+    /// The engine's now.
+    pub(super) now: Time,
+    /// The peers with a transport connection.
+    pub(super) conns: &'a HashMap<PeerId, PeerConn>,
+    /// The link shim, when link emulation is on.
+    pub(super) shim: Option<&'a Shim>,
+}
+
+/// `GET /v1/status`.
+pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
+    let members = engine.members();
+    let left = members.iter().filter(|m| m.left).count();
+    let links = engine.links();
+    let count = |s: LinkStatus| links.iter().filter(|l| l.status == s).count();
+    let stats = engine.stats();
+    json!({
+        "peer_id": f.peer_id.to_string(),
+        "author": engine.id().to_string(),
+        "name": f.name,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": f.uptime.as_secs(),
+        "listen": f.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "advertise": f.advertised,
+        "api": f.api_addr.to_string(),
+        "data_dir": f.data_dir.display().to_string(),
+        "members": {"alive": members.len() - left + 1, "left": left},
+        "links": {
+            "connected": count(LinkStatus::Connected),
+            "suspected": count(LinkStatus::Suspected),
+            "disconnected": count(LinkStatus::Disconnected),
+        },
+        "transport_connections": f.conns.len(),
+        "coordinate": coordinate_json(&engine.coordinate()),
+        "emulate_links": f.shim.is_some(),
+        "stats": {
+            "frames_in": stats.frames_in,
+            "events_new": stats.events_new,
+            "events_duplicate": stats.events_duplicate,
+            "posts_delivered": stats.posts_delivered,
+            "retransmits": stats.retransmits,
+            "rejected": stats.rejected,
+        },
+    })
+}
+
+/// `GET /v1/members`: this peer first, then every member the engine knows.
+pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
+    let links: HashMap<AuthorKey, _> = engine.links().into_iter().map(|l| (l.peer, l)).collect();
+    let me = engine.coordinate();
+    let mut out = vec![json!({
+        "peer_id": f.peer_id.to_string(),
+        "author": engine.id().to_string(),
+        "name": f.name,
+        "addrs": f.advertised,
+        "status": "alive",
+        "self": true,
+        "link": Value::Null,
+        "rtt_ms": Value::Null,
+        "estimated_rtt_ms": 0.0,
+        "coordinate": coordinate_json(&me),
+        "version": env!("CARGO_PKG_VERSION"),
+    })];
+    for m in engine.members() {
+        let (name, addrs, version) = m
+            .hey_there
+            .as_ref()
+            .map(|h| (h.name.clone(), h.addrs.clone(), h.version.clone()))
+            .unwrap_or_default();
+        let coord = m
+            .newspaper
+            .as_ref()
+            .and_then(|n| n.coordinate.as_ref())
+            .or_else(|| m.hey_there.as_ref().and_then(|h| h.coordinate.as_ref()))
+            .and_then(coordinate_from_pb);
+        let link = links.get(&m.peer);
+        out.push(json!({
+            "peer_id": pid(&m.peer),
+            "author": m.peer.to_string(),
+            "name": name,
+            "addrs": addrs,
+            "status": if m.left { "left" } else { "alive" },
+            "self": false,
+            "link": link.map(|l| l.status.name()),
+            "rtt_ms": link.and_then(|l| l.rtt).map(|r| r.as_secs_f64() * 1e3),
+            "estimated_rtt_ms": coord.map(|c| me.distance_secs(&c) * 1e3),
+            "coordinate": coord.as_ref().map(coordinate_json),
+            "version": version,
+            "uptime_s": m.newspaper.as_ref().map(|n| n.uptime_s),
+            "newspaper": m.newspaper.as_ref().map(|n| json!({
+                "uptime_s": n.uptime_s, "restarts": n.restarts, "barrio": n.barrio,
+                "connected": n.connected, "flags": n.flags,
+            })),
+        }));
+    }
+    Value::Array(out)
+}
+
+/// `GET /v1/links`: the engine's links, with whether the transport and the shim let them through.
+pub(super) fn links(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
+    let names: HashMap<AuthorKey, String> = engine
+        .members()
+        .into_iter()
+        .map(|m| (m.peer, m.hey_there.map(|h| h.name).unwrap_or_default()))
+        .collect();
+    Value::Array(
+        engine
+            .links()
+            .into_iter()
+            .map(|l| {
+                let p = peer::peer_id_of(&l.peer);
+                json!({
+                    "peer_id": pid(&l.peer),
+                    "name": names.get(&l.peer).cloned().unwrap_or_default(),
+                    "status": l.status.name(),
+                    "since_s": f.now.saturating_since(l.since).as_secs_f64(),
+                    "rtt_ms": l.rtt.map(|r| r.as_secs_f64() * 1e3),
+                    "eager": l.eager(),
+                    "eager_trees": l.eager_trees,
+                    "queued_bytes": l.buffered.0,
+                    "unacked_frames": l.buffered.1,
+                    "transport": p.is_some_and(|p| f.conns.contains_key(&p)),
+                    "cut": p.is_some_and(|p| f.shim.is_some_and(|s| s.is_cut(&p))),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Finds a peer by peer id, author key (hex), or name (this peer included): its peer id and
+/// coordinate.
+pub(super) fn resolve(
+    engine: &Engine<ChaCha20Rng>,
+    f: &Facts<'_>,
+    who: &str,
+) -> Result<(String, Coordinate), String> {
+    let me_pid = f.peer_id.to_string();
+    if who == me_pid || who == engine.id().to_string() || (!f.name.is_empty() && who == f.name) {
+        return Ok((me_pid, engine.coordinate()));
+    }
+    for m in engine.members() {
+        let pid = pid(&m.peer);
+        let name = m.hey_there.as_ref().map(|h| h.name.as_str()).unwrap_or("");
+        if who == pid || who == m.peer.to_string() || (!name.is_empty() && who == name) {
+            let coord = m
+                .newspaper
+                .as_ref()
+                .and_then(|n| n.coordinate.as_ref())
+                .or_else(|| m.hey_there.as_ref().and_then(|h| h.coordinate.as_ref()))
+                .and_then(coordinate_from_pb)
+                .ok_or_else(|| format!("{who} has published no coordinate yet"))?;
+            return Ok((pid, coord));
+        }
+    }
+    Err(format!("unknown peer {who}"))
+}
+
+/// `GET /v1/rtt`: the RTT between `a` and `b` (this peer if `None`) their coordinates
+/// estimate, and the one measured when one of them is this peer and the other a neighbour.
+pub(super) fn rtt(
+    engine: &Engine<ChaCha20Rng>,
+    f: &Facts<'_>,
+    a: &str,
+    b: Option<&str>,
+) -> Result<Value, String> {
+    let (pa, ca) = resolve(engine, f, a)?;
+    let (pb_, cb) = match b {
+        Some(b) => resolve(engine, f, b)?,
+        None => (f.peer_id.to_string(), engine.coordinate()),
+    };
+    let me = f.peer_id.to_string();
+    let other = if pa == me {
+        Some(&pb_)
+    } else if pb_ == me {
+        Some(&pa)
+    } else {
+        None
+    };
+    let measured = other
+        .and_then(|o| engine.links().into_iter().find(|l| &pid(&l.peer) == o).and_then(|l| l.rtt));
+    Ok(json!({
+        "a": pa,
+        "b": pb_,
+        "estimated_ms": ca.distance_secs(&cb) * 1e3,
+        "measured_ms": measured.map(|r| r.as_secs_f64() * 1e3),
+    }))
+}
+
+/// `GET /v1/coordinate`, and the `coordinate` event.
+pub(super) fn coordinate(peer_id: PeerId, c: &Coordinate) -> Value {
+    json!({
+        "peer_id": peer_id.to_string(),
+        "coordinate": coordinate_json(c),
+    })
+}
+
+/// A peer as the API names it: its peer id, else its author key.
+pub(super) fn pid(a: &AuthorKey) -> String {
+    peer::peer_id_of(a).map(|p| p.to_string()).unwrap_or_else(|| a.to_string())
+}
+
+/// The end of [`pid`], for logs.
+pub(super) fn short(a: &AuthorKey) -> String {
+    let p = pid(a);
+    p.get(p.len().saturating_sub(8)..).unwrap_or(&p).to_string()
+}
+
+impl Node {
+    /// What the views need of the node.
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            peer_id: self.peer_id(),
+            name: &self.cfg.name,
+            listen: &self.listen,
+            advertised: &self.advertised,
+            api_addr: self.api_addr,
+            data_dir: &self.cfg.data_dir,
+            uptime: self.started.elapsed(),
+            now: self.clock.now(),
+            conns: &self.conns,
+            shim: self.shim.as_deref(),
+        }
+    }
+
+    pub(super) fn on_request(&mut self, req: Request) {
+        match req {
+            Request::Status(reply) => {
+                let _ = reply.send(status(&self.engine, &self.facts()));
+            }
+            Request::Members(reply) => {
+                let _ = reply.send(members(&self.engine, &self.facts()));
+            }
+            Request::Links(reply) => {
+                let _ = reply.send(links(&self.engine, &self.facts()));
+            }
+            Request::Coordinate(reply) => {
+                let _ = reply.send(coordinate(self.peer_id(), &self.engine.coordinate()));
+            }
+            Request::Rtt { a, b, reply } => {
+                let _ = reply.send(rtt(&self.engine, &self.facts(), &a, b.as_deref()));
+            }
+            Request::Post { topic, text, reply } => {
+                self.post_reply = Some(reply);
+                self.feed(Input::Command(Command::Post { topic, body: Bytes::from(text) }));
+                if let Some(reply) = self.post_reply.take() {
+                    let _ = reply.send(Err("the engine refused the post".into()));
+                }
+            }
+            Request::RefreshMetrics(reply) => {
+                self.record_gauges();
+                if let Ok(n) = self.store.event_count() {
+                    metrics::gauge!("vecino_store_events").set(n as f64);
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    pub(super) fn record_gauges(&self) {
+        telemetry::record_engine(self.engine.stats());
+        let mut counts = [0u64; 3];
+        for l in self.engine.links() {
+            counts[l.status as usize] += 1;
+        }
+        for (i, s) in [LinkStatus::Connected, LinkStatus::Suspected, LinkStatus::Disconnected]
+            .iter()
+            .enumerate()
+        {
+            metrics::gauge!("vecino_links", "status" => s.name()).set(counts[i] as f64);
+        }
+        let members = self.engine.members();
+        let left = members.iter().filter(|m| m.left).count();
+        metrics::gauge!("vecino_members", "state" => "alive").set((members.len() - left) as f64);
+        metrics::gauge!("vecino_members", "state" => "left").set(left as f64);
+        metrics::gauge!("vecino_coordinate_error").set(self.engine.coordinate().error);
+        metrics::gauge!("vecino_transport_connections").set(self.conns.len() as f64);
+        let (held, peak) = self.sent.held();
+        metrics::gauge!("vecino_transport_unsent_bytes").set(held as f64);
+        metrics::gauge!("vecino_transport_unsent_bytes_peak").set(peak as f64);
+        metrics::gauge!("vecino_uptime_seconds").set(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use rand::SeedableRng;
+    use vecino_gossip::{LinkInfo, Output, Protocol};
+    use vecino_proto::Identity;
+
+    use super::*;
+
+    fn engine(seed: u8, name: &str) -> Engine<ChaCha20Rng> {
+        let config = vecino_gossip::Config { name: name.into(), ..Default::default() };
+        let rng = ChaCha20Rng::seed_from_u64(u64::from(seed));
+        Engine::new(Identity::from_seed([seed; 32]), config, rng, Time(1_000_000), Vec::new())
+    }
+
+    fn pid_of(e: &Engine<ChaCha20Rng>) -> PeerId {
+        peer::peer_id_of(&e.id()).expect("an ed25519 key")
+    }
+
+    /// Links `a` and `b` in memory and delivers every frame, 1 ms a hop, until both are quiet
+    /// (no timers: the link-up exchange alone). Returns the time reached.
+    fn link(a: &mut Engine<ChaCha20Rng>, b: &mut Engine<ChaCha20Rng>) -> Time {
+        let (ida, idb) = (a.id(), b.id());
+        let info = LinkInfo::default();
+        let mut queue: VecDeque<(bool, Input)> = VecDeque::from([
+            (true, Input::Start),
+            (false, Input::Start),
+            (true, Input::LinkUp { peer: idb, info: info.clone() }),
+            (false, Input::LinkUp { peer: ida, info }),
+        ]);
+        let mut now = Time(1_000_000);
+        let mut hops = 0;
+        while let Some((to_a, input)) = queue.pop_front() {
+            hops += 1;
+            assert!(hops < 10_000, "the engines never went quiet");
+            now = now + Duration::from_millis(1);
+            let (e, from) = if to_a { (&mut *a, ida) } else { (&mut *b, idb) };
+            for o in e.handle(now, input) {
+                if let Output::Send { frame, .. } = o {
+                    queue.push_back((!to_a, Input::Received { from, frame }));
+                }
+            }
+        }
+        now
+    }
+
+    fn facts<'a>(
+        e: &Engine<ChaCha20Rng>,
+        name: &'a str,
+        conns: &'a HashMap<PeerId, PeerConn>,
+        now: Time,
+    ) -> Facts<'a> {
+        Facts {
+            peer_id: pid_of(e),
+            name,
+            listen: &[],
+            advertised: &[],
+            api_addr: "127.0.0.1:7300".parse().unwrap(),
+            data_dir: Path::new("/var/lib/vecino"),
+            uptime: Duration::from_secs(42),
+            now,
+            conns,
+            shim: None,
+        }
+    }
+
+    #[test]
+    fn status_counts_this_peer_and_shows_the_node_facts() {
+        let a = engine(1, "a");
+        let conns = HashMap::new();
+        let v = status(&a, &facts(&a, "a", &conns, Time(1_000_000)));
+        assert_eq!(v["peer_id"], pid_of(&a).to_string());
+        assert_eq!(v["author"], a.id().to_string());
+        assert_eq!(v["name"], "a");
+        assert_eq!(v["uptime_s"], 42);
+        assert_eq!(v["api"], "127.0.0.1:7300");
+        assert_eq!(v["data_dir"], "/var/lib/vecino");
+        assert_eq!(v["members"], json!({"alive": 1, "left": 0}));
+        assert_eq!(v["links"], json!({"connected": 0, "suspected": 0, "disconnected": 0}));
+        assert_eq!(v["transport_connections"], 0);
+        assert_eq!(v["emulate_links"], false);
+        assert!(coordinate_from_json(&v["coordinate"]).is_some(), "{v}");
+    }
+
+    #[test]
+    fn members_links_and_rtt_show_a_neighbour() {
+        let (mut a, mut b) = (engine(1, "a"), engine(2, "b"));
+        let now = link(&mut a, &mut b);
+        let pb = pid_of(&b);
+        let conns = HashMap::from([(pb, PeerConn { connections: 1, writer: None })]);
+        let f = facts(&a, "a", &conns, now);
+
+        let m = members(&a, &f);
+        let m = m.as_array().unwrap();
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert_eq!(
+            (&m[0]["self"], &m[0]["name"], &m[0]["link"]),
+            (&json!(true), &json!("a"), &Value::Null)
+        );
+        assert_eq!(m[1]["peer_id"], pb.to_string());
+        assert_eq!(m[1]["name"], "b");
+        assert_eq!(m[1]["status"], "alive");
+        assert_eq!(m[1]["link"], "connected");
+        assert!(m[1]["rtt_ms"].as_f64().is_some(), "a pinged b on link-up: {}", m[1]);
+
+        let l = links(&a, &f);
+        let l = l.as_array().unwrap();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0]["name"], "b");
+        assert_eq!(l[0]["status"], "connected");
+        assert_eq!(l[0]["transport"], true);
+        assert_eq!(l[0]["cut"], false);
+        let no_conns = HashMap::new();
+        let l = links(&a, &facts(&a, "a", &no_conns, now));
+        assert_eq!(l[0]["transport"], false);
+
+        // By name, from this peer: the estimate, and the RTT the link measured.
+        let r = rtt(&a, &f, "b", None).unwrap();
+        assert_eq!(r["a"], pb.to_string());
+        assert_eq!(r["b"], pid_of(&a).to_string());
+        assert!(r["estimated_ms"].as_f64().unwrap() >= 0.0);
+        assert_eq!(r["measured_ms"], m[1]["rtt_ms"]);
+    }
+
+    #[test]
+    fn resolve_knows_this_peer_and_members_by_id_key_or_name() {
+        let (mut a, mut b) = (engine(1, "a"), engine(2, "b"));
+        let now = link(&mut a, &mut b);
+        let conns = HashMap::new();
+        let f = facts(&a, "a", &conns, now);
+        let (me, pb) = (pid_of(&a).to_string(), pid_of(&b).to_string());
+        for who in [me.clone(), a.id().to_string(), "a".into()] {
+            assert_eq!(resolve(&a, &f, &who).unwrap(), (me.clone(), a.coordinate()), "{who}");
+        }
+        for who in [pb.clone(), b.id().to_string(), "b".into()] {
+            assert_eq!(resolve(&a, &f, &who).unwrap().0, pb, "{who}");
+        }
+        assert_eq!(resolve(&a, &f, "c").unwrap_err(), "unknown peer c");
+        // An unnamed node is not found by the empty name.
+        assert!(resolve(&a, &facts(&a, "", &conns, now), "").is_err());
+        // Unless one end is this peer, nothing is measured.
+        let r = rtt(&a, &f, "b", Some("b")).unwrap();
+        assert_eq!(r["measured_ms"], Value::Null, "{r}");
+        assert!(rtt(&a, &f, "a", None).unwrap()["measured_ms"].is_null());
+    }
+}
