@@ -29,7 +29,8 @@ mod sync;
 mod time;
 
 pub use config::Config;
-pub use engine::{Engine, EngineStats, LinkView};
+pub use engine::inspect::LinkView;
+pub use engine::{Engine, EngineStats};
 pub use membership::Member;
 pub use persist::{MemoryStore, Persist};
 

@@ -13,7 +13,8 @@ use crate::io::LinkStatus;
 use crate::membership::{Member, Membership};
 use crate::time::Time;
 
-use super::{Engine, EngineStats};
+use super::Engine;
+use super::core::EngineStats;
 
 /// A peer's view of one neighbour, for the API.
 #[derive(Debug, Clone, PartialEq)]

@@ -63,7 +63,7 @@
 
 pub(crate) mod core;
 mod frames;
-mod inspect;
+pub(crate) mod inspect;
 
 use std::time::Duration;
 
@@ -89,7 +89,6 @@ use crate::time::Time;
 use self::core::Core;
 
 pub use self::core::EngineStats;
-pub use self::inspect::LinkView;
 
 /// Acknowledge at once when this many reliable frames wait for an acknowledgement.
 const ACK_BATCH: u32 = 8;
