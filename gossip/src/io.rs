@@ -26,7 +26,7 @@
 //! | [`Input::LinkDown`] | the transport connection to `peer` closed (the engine decides what that means for the link's status) |
 //! | [`Input::Timer`] | a scheduled timer is due |
 //! | [`Input::Sent`] | only with `Config::host_queue_bytes`: frames the host was handed have left it (written to the radio or the wire), or were dropped; every `Send` must be reported once |
-//! | [`Input::Command`] | the application asks for something |
+//! | [`Input::Command`] | the application asks for something; the outputs of that call answer it by its id ([`AppEvent::Accepted`] or [`AppEvent::Refused`]) |
 
 use std::time::Duration;
 
@@ -76,8 +76,15 @@ pub enum Input {
         /// Bytes that left.
         bytes: usize,
     },
-    /// A request from the application.
-    Command(Command),
+    /// A request from the application, with the id the host gave it: the engine answers it
+    /// with [`AppEvent::Accepted`] or [`AppEvent::Refused`] for that id, among the outputs of
+    /// this call.
+    Command {
+        /// The host's id for the command (the engine only echoes it).
+        id: u64,
+        /// What is asked.
+        cmd: Command,
+    },
 }
 
 /// What the host knows about a link when it comes up.
@@ -215,6 +222,21 @@ pub enum AppEvent {
     },
     /// A peer was caught signing two different events at one (author, stream, seq).
     Equivocation(Box<FraudProof>),
+    /// The command `id` was carried out: its event (a post, a chau) is this peer's, stored
+    /// and on its way (emitted after the event's own `Persist` and `Deliver`).
+    Accepted {
+        /// The command's id.
+        id: u64,
+        /// The event it made.
+        event: EventId,
+    },
+    /// The command `id` was refused, and nothing of it was kept or sent.
+    Refused {
+        /// The command's id.
+        id: u64,
+        /// Why, for the application (lowercase, as the errors of `vecino_proto` read).
+        reason: String,
+    },
 }
 
 /// How a peer's membership changed.
@@ -292,59 +314,11 @@ pub enum Output {
 }
 
 /// A peer's protocol state machine, as a host drives it: the engine, or a baseline
-/// disseminator in the simulator.
+/// disseminator in the simulator. What a simulator reads of a peer besides is
+/// `sim::Observe` (feature `sim`).
 pub trait Protocol {
     /// The peer this state machine runs as.
     fn peer(&self) -> AuthorKey;
     /// Feeds one input at `now`; the host must carry out the returned outputs in order.
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output>;
-    /// A summary of what this peer holds (its events and, where it has one, its membership
-    /// view): two peers holding the same have equal digests. The simulator compares digests to
-    /// tell when peers have converged.
-    fn digest(&self) -> u64;
-    /// How many other peers this peer knows of (its membership view).
-    fn known_peers(&self) -> usize;
-    /// A summary of this peer's membership view alone (the latest-value streams: presence,
-    /// status, departures), without the posts: peers that know the same members in the same
-    /// versions have equal membership digests, however many posts are still in flight. Peers
-    /// without a membership view of their own (the baselines) return a constant.
-    fn membership_digest(&self) -> u64 {
-        0
-    }
-    /// True when this peer keeps fisheye membership (`crate::membership`): it knows the
-    /// peers in its scope, not every peer, and its membership digest is its own.
-    fn fisheye(&self) -> bool {
-        false
-    }
-    /// A summary of the log streams held (posts), which every peer must hold whatever its
-    /// membership scope.
-    fn log_digest(&self) -> u64 {
-        self.digest()
-    }
-    /// The coordinate this peer last published, if it publishes one.
-    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
-        None
-    }
-    /// The (hey-there, newspaper) seqs this peer holds of `peer` (its own, for itself); 0
-    /// where none.
-    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
-        let _ = peer;
-        (0, 0)
-    }
-    /// Whether `peer`, publishing `coordinate`, is in this peer's membership scope (must be
-    /// known to it). Always, without fisheye.
-    fn in_scope(&self, peer: &AuthorKey, coordinate: Option<&vecino_coords::Coordinate>) -> bool {
-        let _ = (peer, coordinate);
-        true
-    }
-    /// Engine counters by name (retransmissions, grafts, prunes, …) for the simulator's
-    /// report; empty for state machines that keep none.
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        Vec::new()
-    }
-    /// The neighbours this peer holds a connected link to (its overlay links); empty for
-    /// state machines without an overlay of their own (the baselines).
-    fn neighbours(&self) -> Vec<AuthorKey> {
-        Vec::new()
-    }
 }

@@ -240,6 +240,7 @@ impl Store {
 
     /// Summary of the latest-value heads alone (presence, status, departures: the
     /// membership view), whatever posts are held.
+    #[cfg(feature = "sim")]
     pub(crate) fn membership_digest(&self) -> u64 {
         self.lv_digest
     }

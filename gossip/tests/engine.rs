@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vecino_gossip::{
     AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, MemoryStore, Output, Persist,
-    Protocol, Time,
+    Protocol, StoreOp, Time,
 };
 use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
 
@@ -156,7 +156,7 @@ impl Net {
 
     fn post(&mut self, i: usize, text: &str) {
         let cmd = Command::Post { topic: "chat".into(), body: Bytes::from(text.to_owned()) };
-        self.feed(i, Input::Command(cmd));
+        self.feed(i, Input::Command { id: 0, cmd });
     }
 
     fn engine(&self, i: usize) -> &Engine<ChaCha8Rng> {
@@ -164,7 +164,7 @@ impl Net {
     }
 
     fn digests(&self) -> BTreeSet<u64> {
-        self.engines.iter().flatten().map(Protocol::digest).collect()
+        self.engines.iter().flatten().map(Engine::digest).collect()
     }
 
     fn partition(&mut self, a: &[usize], b: &[usize]) {
@@ -223,7 +223,7 @@ fn peers_learn_each_other_by_gossip_and_converge() {
         let mut net = line(8, seed, Config::default());
         net.run_for(Duration::from_secs(10));
         for i in 0..8 {
-            assert_eq!(net.engine(i).known_peers(), 7, "seed {seed}: node {i}");
+            assert_eq!(net.engine(i).member_count(), 7, "seed {seed}: node {i}");
         }
         assert_eq!(net.digests().len(), 1, "seed {seed}: digests differ");
     }
@@ -425,7 +425,7 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
     let _ = author.handle(START, Input::Start).count();
     let cmd = Command::Post { topic: "t".into(), body: Bytes::from_static(b"hello") };
     let ev = author
-        .handle(START, Input::Command(cmd))
+        .handle(START, Input::Command { id: 0, cmd })
         .find_map(|o| match o {
             Output::Persist(vecino_gossip::StoreOp::Put(ev)) if ev.seq() == 1 => Some(ev),
             _ => None,
@@ -659,7 +659,7 @@ fn a_surplus_link_is_dropped_with_a_bye_and_stays_dropped() {
     assert_eq!(before, after, "seed {seed}: dropped links reconnected");
     // Everyone still knows everyone: the overlay stayed connected.
     for i in 0..n {
-        assert_eq!(net.engine(i).known_peers(), n - 1, "seed {seed}: peer {i}");
+        assert_eq!(net.engine(i).member_count(), n - 1, "seed {seed}: peer {i}");
     }
 }
 
@@ -693,7 +693,7 @@ fn heads_announced(seed: u64, ihave_fanout: usize, post_after: Duration) -> usiz
     }
     let body = Bytes::from_static(b"hello");
     let post = START + post_after;
-    inputs.push((post, Input::Command(Command::Post { topic: "t".into(), body })));
+    inputs.push((post, Input::Command { id: 0, cmd: Command::Post { topic: "t".into(), body } }));
     let end = post + Duration::from_millis(300);
     frames_sent_answering(&mut e, inputs, end, pong)
         .into_iter()
@@ -720,7 +720,7 @@ fn an_author_announces_its_post_on_every_tree_edge_it_does_not_push_on() {
     }
     let post = START + Duration::from_secs(6);
     let body = Bytes::from_static(b"hello");
-    inputs.push((post, Input::Command(Command::Post { topic: "t".into(), body })));
+    inputs.push((post, Input::Command { id: 0, cmd: Command::Post { topic: "t".into(), body } }));
     let sent = frames_sent_answering(&mut e, inputs, post + Duration::from_millis(300), pong);
     let got = |p: AuthorKey, pick: fn(&Kind) -> bool| {
         !sent_to(&sent, p, |k| pick(k).then_some(())).is_empty()
@@ -757,7 +757,7 @@ fn host_back_pressure_bounds_what_the_host_holds() {
     let mut handed = sent_bytes(e.handle(START, up(peer)).collect());
     for i in 0..20u8 {
         let body = Bytes::from(vec![i; 200]);
-        let post = Input::Command(Command::Post { topic: "t".into(), body });
+        let post = Input::Command { id: 0, cmd: Command::Post { topic: "t".into(), body } };
         handed += sent_bytes(e.handle(START, post).collect());
     }
     // One frame may pass the bound (it is handed whole).
@@ -774,7 +774,10 @@ fn host_back_pressure_bounds_what_the_host_holds() {
         let outs: Vec<Output> = e
             .handle(
                 at,
-                Input::Command(Command::Post { topic: "t".into(), body: Bytes::from_static(b"x") }),
+                Input::Command {
+                    id: 0,
+                    cmd: Command::Post { topic: "t".into(), body: Bytes::from_static(b"x") },
+                },
             )
             .collect();
         stalled += sent_bytes(outs);
@@ -783,7 +786,8 @@ fn host_back_pressure_bounds_what_the_host_holds() {
     at = at + Duration::from_secs(2);
     let body = Bytes::from_static(b"y");
     let resumed = sent_bytes(
-        e.handle(at, Input::Command(Command::Post { topic: "t".into(), body })).collect(),
+        e.handle(at, Input::Command { id: 0, cmd: Command::Post { topic: "t".into(), body } })
+            .collect(),
     );
     assert!(resumed > 0, "seed {seed}: still stalled");
     assert_eq!(e.stats().rejected.get("host_sent_missing"), Some(&1), "seed {seed}");
@@ -836,7 +840,7 @@ fn slow_link_backlog(
         vec![(START, Input::Start), (START, Input::LinkUp { peer, info })];
     for i in 0..20u8 {
         let post = Command::Post { topic: "t".into(), body: Bytes::from(vec![i; 150]) };
-        inputs.push((START, Input::Command(post)));
+        inputs.push((START, Input::Command { id: 0, cmd: post }));
     }
     inputs.reverse();
     let at = START + Duration::from_millis(500);
@@ -1155,8 +1159,9 @@ fn a_refused_presence_mutes_its_membership_slot_on_the_link() {
     let sent = frames_sent(&mut e, inputs, end);
     let prunes = sent_to(&sent, b, |k| if let Kind::Prune(p) = k { Some(&p.trees) } else { None });
     assert_eq!(prunes, vec![&vec![muted_slot]], "seed {seed}: the refusal's prune");
-    let counter =
-        |e: &Engine<ChaCha8Rng>, name: &str| e.counters().iter().find(|c| c.0 == name).map(|c| c.1);
+    let counter = |e: &Engine<ChaCha8Rng>, name: &str| {
+        e.counters_by_name().iter().find(|c| c.0 == name).map(|c| c.1)
+    };
     assert_eq!(counter(&e, "membership_mutes"), Some(1));
     // Its coordinate is not settled: the refusal is counted as one it could not place.
     assert_eq!(counter(&e, "fisheye_refused"), Some(1), "seed {seed}");
@@ -1786,4 +1791,31 @@ fn a_probed_link_joins_an_authors_tree_when_the_authors_newspaper_probes_it() {
     );
     assert_eq!(announced, [true, true], "seed {seed}: the unprobed trees are announced on d");
     assert_eq!(probes, 1, "seed {seed}: one tree probed");
+}
+
+/// A command is answered by its id: a post with the event it made, after the post's own
+/// `Persist` and `Deliver`; an invalid one refused with why, with nothing kept or sent.
+#[test]
+fn commands_are_answered_by_their_id() {
+    let mut e = engine(1, Config::default());
+    let _ = e.handle(START, Input::Start).count();
+    let post = |topic: &str| Command::Post { topic: topic.into(), body: Bytes::from_static(b"hi") };
+    let ok: Vec<Output> = e.handle(START, Input::Command { id: 7, cmd: post("t") }).collect();
+    let put = ok.iter().position(|o| matches!(o, Output::Persist(StoreOp::Put(_))));
+    let delivered = ok.iter().position(|o| matches!(o, Output::Deliver(AppEvent::Post(_))));
+    let accepted = ok.iter().position(|o| matches!(o, Output::Deliver(AppEvent::Accepted { .. })));
+    assert!(put < delivered && delivered < accepted, "{ok:?}");
+    let (
+        Some(Output::Persist(StoreOp::Put(ev))),
+        Some(Output::Deliver(AppEvent::Accepted { id, event })),
+    ) = (put.map(|i| &ok[i]), accepted.map(|i| &ok[i]))
+    else {
+        panic!("{ok:?}")
+    };
+    assert_eq!((*id, *event), (7, ev.id()));
+    let bad: Vec<Output> = e.handle(START, Input::Command { id: 8, cmd: post("") }).collect();
+    match bad.as_slice() {
+        [Output::Deliver(AppEvent::Refused { id: 8, reason })] => assert!(!reason.is_empty()),
+        other => panic!("expected one refusal, got {other:?}"),
+    }
 }

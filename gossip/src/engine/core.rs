@@ -267,20 +267,20 @@ impl<R: Rng> Core<R> {
 
     // ----- events -----
 
-    /// Signs `body` as this peer's next event of its stream; `None` (counted) if it does
-    /// not make a valid event.
-    pub(crate) fn sign(&mut self, body: Body) -> Option<VerifiedEvent> {
+    /// Signs `body` as this peer's next event of its stream; an error (counted
+    /// `own_event_invalid`) if it does not make a valid event.
+    pub(crate) fn sign(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let stream = vecino_proto::body_stream(&body);
         let seq = self.own_seq.get(&stream).copied().unwrap_or(0) + 1;
         let hlc = self.hlc.tick(self.now.as_millis());
         match self.identity.sign(stream, seq, hlc, body) {
             Ok(ev) => {
                 self.own_seq.insert(stream, seq);
-                Some(ev)
+                Ok(ev)
             }
-            Err(_) => {
+            Err(e) => {
                 self.reject("own_event_invalid");
-                None
+                Err(e)
             }
         }
     }

@@ -92,14 +92,27 @@ impl<R: Rng> Engine<R> {
         self.core.links.get(peer).map(|l| l.tree.edges.eager(tree))
     }
 
+    /// A summary of what this peer holds (the heads of every stream): peers holding the same
+    /// have equal digests.
+    pub fn digest(&self) -> u64 {
+        self.core.store.digest()
+    }
+
+    /// How many other peers this one knows (presence or status held, not left), without
+    /// copying them as [`Engine::members`] does.
+    pub fn member_count(&self) -> usize {
+        Membership::known_count(&self.core)
+    }
+
     /// Peers known by their presence or status (this peer excluded), with the latest of each,
     /// the coordinate each published, and whether they said chau since.
     pub fn members(&self) -> Vec<Member> {
         Membership::members(&self.core)
     }
 
-    /// Counters by name (for the simulator's report; `stats` has them typed).
-    pub(super) fn counters_by_name(&self) -> Vec<(&'static str, u64)> {
+    /// Every counter by name (the simulator's report lists them; [`Engine::stats`] has most
+    /// of them typed).
+    pub fn counters_by_name(&self) -> Vec<(&'static str, u64)> {
         let s = &self.core.stats;
         let (dropped, cancelled) = self
             .core
@@ -147,5 +160,55 @@ impl<R: Rng> Engine<R> {
         let landmark = crate::membership::fisheye::is_landmark(&self.core.config, peer);
         let far = self.membership.fisheye.far_addrs(peer).is_some();
         (landmark, self.core.links.contains(peer), far)
+    }
+}
+
+#[cfg(feature = "sim")]
+impl<R: Rng> crate::sim::Observe for Engine<R> {
+    fn digest(&self) -> u64 {
+        Engine::digest(self)
+    }
+
+    fn known_peers(&self) -> usize {
+        self.member_count()
+    }
+
+    fn membership_digest(&self) -> u64 {
+        self.core.store.membership_digest()
+    }
+
+    fn fisheye(&self) -> bool {
+        self.membership.fisheye.active()
+    }
+
+    fn log_digest(&self) -> u64 {
+        self.core.store.log_digest()
+    }
+
+    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
+        crate::published::published_coordinate(&self.core.store, self.core.me)
+    }
+
+    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
+        let seq =
+            |s| self.core.store.latest(&(*peer, s)).map_or(0, vecino_proto::VerifiedEvent::seq);
+        (seq(Stream::HeyThere), seq(Stream::Newspaper))
+    }
+
+    fn in_scope(&self, peer: &AuthorKey, coordinate: Option<&vecino_coords::Coordinate>) -> bool {
+        self.membership.fisheye.scope_includes(&self.core, peer, coordinate)
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters_by_name()
+    }
+
+    fn neighbours(&self) -> Vec<AuthorKey> {
+        self.core
+            .links
+            .iter()
+            .filter(|(_, l)| l.transport_up() && l.connected())
+            .map(|(p, _)| *p)
+            .collect()
     }
 }

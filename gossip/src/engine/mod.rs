@@ -157,9 +157,10 @@ impl<R: Rng> Engine<R> {
             sync: AntiEntropy,
             next_maintenance: now,
         };
-        engine.publish(Membership::hey_there(&engine.core));
+        // Our own presence and status are valid events: a failure is counted, never fatal.
+        let _ = engine.publish(Membership::hey_there(&engine.core));
         let paper = engine.membership.newspaper(&mut engine.core);
-        engine.publish(paper);
+        let _ = engine.publish(paper);
         engine.core.schedule_tick();
         engine
     }
@@ -167,10 +168,10 @@ impl<R: Rng> Engine<R> {
     // ----- publishing and accepting -----
 
     /// Signs `body` as this peer's next event of its stream and takes it in as its own.
-    fn publish(&mut self, body: Body) -> Option<VerifiedEvent> {
+    fn publish(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let ev = self.core.sign(body)?;
         self.accept(None, &ev, Via::Own, None);
-        Some(ev)
+        Ok(ev)
     }
 
     /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`) into the
@@ -266,17 +267,24 @@ impl<R: Rng> Engine<R> {
 
     // ----- commands -----
 
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
+    /// Carries out command `id` and answers it: [`AppEvent::Accepted`] with the event it
+    /// made (after the event's own outputs), or [`AppEvent::Refused`] with why.
+    fn on_command(&mut self, id: u64, cmd: Command) {
+        let made = match cmd {
             Command::Post { topic, body } => {
                 let body = Body::Post(pb::Post { topic, body, content_type: String::new() });
-                self.publish(body);
+                self.publish(body)
             }
             Command::Leave { reason } => {
                 self.overlay.leave();
-                self.publish(Body::Chau(pb::Chau { reason }));
+                self.publish(Body::Chau(pb::Chau { reason }))
             }
-        }
+        };
+        let answer = match made {
+            Ok(ev) => AppEvent::Accepted { id, event: ev.id() },
+            Err(e) => AppEvent::Refused { id, reason: e.to_string() },
+        };
+        self.core.emit(Output::Deliver(answer));
     }
 
     // ----- the link lifecycle -----
@@ -381,7 +389,7 @@ impl<R: Rng> Engine<R> {
             if !self.overlay.leaving()
                 && let Some(paper) = self.membership.newspaper_due(core)
             {
-                self.publish(paper);
+                let _ = self.publish(paper);
             }
         }
     }
@@ -488,54 +496,8 @@ impl<R: Rng> Protocol for Engine<R> {
                 self.core.links.host_sent(bytes, self.core.now);
                 self.core.pump();
             }
-            Input::Command(c) => self.on_command(c),
+            Input::Command { id, cmd } => self.on_command(id, cmd),
         }
         self.core.outputs()
-    }
-
-    fn digest(&self) -> u64 {
-        self.core.store.digest()
-    }
-
-    fn known_peers(&self) -> usize {
-        Membership::known_count(&self.core)
-    }
-
-    fn membership_digest(&self) -> u64 {
-        self.core.store.membership_digest()
-    }
-
-    fn fisheye(&self) -> bool {
-        self.membership.fisheye.active()
-    }
-
-    fn log_digest(&self) -> u64 {
-        self.core.store.log_digest()
-    }
-
-    fn published_coordinate(&self) -> Option<vecino_coords::Coordinate> {
-        published_coordinate(&self.core.store, self.core.me)
-    }
-
-    fn presence_seqs(&self, peer: &AuthorKey) -> (u64, u64) {
-        let seq = |s| self.core.store.latest(&(*peer, s)).map_or(0, VerifiedEvent::seq);
-        (seq(pb::Stream::HeyThere), seq(pb::Stream::Newspaper))
-    }
-
-    fn in_scope(&self, peer: &AuthorKey, coordinate: Option<&vecino_coords::Coordinate>) -> bool {
-        self.membership.fisheye.scope_includes(&self.core, peer, coordinate)
-    }
-
-    fn counters(&self) -> Vec<(&'static str, u64)> {
-        self.counters_by_name()
-    }
-
-    fn neighbours(&self) -> Vec<AuthorKey> {
-        self.core
-            .links
-            .iter()
-            .filter(|(_, l)| l.transport_up() && l.connected())
-            .map(|(p, _)| *p)
-            .collect()
     }
 }

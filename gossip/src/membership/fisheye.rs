@@ -687,6 +687,7 @@ impl Fisheye {
 
     /// For the simulator's metrics: whether this peer's scope includes `peer` when it
     /// publishes `c` (the strict radius: such a peer must be known).
+    #[cfg(feature = "sim")]
     pub(crate) fn scope_includes<R>(
         &self,
         core: &Core<R>,

@@ -268,7 +268,9 @@ impl Protocol for Baseline {
         match input {
             Input::Start => {}
             Input::Received { from, frame } => self.receive(now, from, &frame),
-            Input::Command(Command::Post { topic, body }) => self.post(now, topic, body),
+            Input::Command { cmd: Command::Post { topic, body }, .. } => {
+                self.post(now, topic, body)
+            }
             Input::Timer(Timer(TimerKind::Peer(author, _))) => {
                 if let Some(a) = self.directory.index(&author) {
                     self.skip_gap(now, a);
@@ -279,11 +281,13 @@ impl Protocol for Baseline {
             | Input::Timer(_)
             | Input::Sent { .. }
             | Input::Broadcast { .. } => {}
-            Input::Command(Command::Leave { .. }) => {}
+            Input::Command { cmd: Command::Leave { .. }, .. } => {}
         }
         self.out.drain(..)
     }
+}
 
+impl crate::sim::Observe for Baseline {
     fn digest(&self) -> u64 {
         self.digest
     }

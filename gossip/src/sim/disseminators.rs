@@ -1,7 +1,7 @@
 //! Disseminators: how the simulator builds one peer's state machine.
 //!
 //! A [`Disseminator`] is a name, a transport assumption and a factory from a [`NodeSpec`] to a
-//! `Box<dyn Protocol>`. Three exist: `vecino` (the engine, built by [`vecino_factory`]) and
+//! `Box<dyn Peer>`. Three exist: `vecino` (the engine, built by [`vecino_factory`]) and
 //! the two baselines of [`crate::sim::baselines`], `fullmesh` and `push`.
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use vecino_proto::{AuthorKey, Identity, VerifiedEvent};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::io::Protocol;
+use crate::sim::Peer;
 use crate::sim::baselines::{Baseline, Mode};
 use crate::time::Time;
 use crate::{Config, Engine};
@@ -80,7 +80,7 @@ pub struct NodeSpec {
 }
 
 /// Builds one peer's state machine.
-pub type Factory = Box<dyn Fn(NodeSpec) -> Box<dyn Protocol + Send> + Send + Sync>;
+pub type Factory = Box<dyn Fn(NodeSpec) -> Box<dyn Peer + Send> + Send + Sync>;
 
 /// A disseminator the simulator can run.
 pub struct Disseminator {

@@ -3,7 +3,8 @@
 //! One seed, timed events ordered by (time, what caused them): the same [`Scenario`] and seed
 //! give a bit-identical [`Report`], on one thread ([`run`]) or with the peers split into
 //! shards that run side by side on several ([`run_parallel`]; conservative windows no longer
-//! than the least delay between shards, see `runner` and `shards`). Peers are `Box<dyn Protocol>`
+//! than the least delay between shards, see `runner` and `shards`). Peers are `Box<dyn Peer>`
+//! (driven through [`crate::Protocol`], read through [`Observe`])
 //! built by a [`Disseminator`]'s factory and driven exactly as the contract of [`crate::io`]
 //! says a host must drive them. The model, after the simulators of iroh-gossip
 //! (`proto/sim.rs`) and the convoy study's Chaos Mesh set-up:
@@ -31,6 +32,7 @@ pub mod disseminators;
 pub mod latency;
 mod metrics;
 pub mod network;
+mod observe;
 mod overlay;
 pub mod report;
 mod runner;
@@ -43,6 +45,7 @@ mod wire;
 
 pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
+pub use observe::{Observe, Peer};
 pub use overlay::OverlaySummary;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run, run_parallel};

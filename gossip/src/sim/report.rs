@@ -74,8 +74,8 @@ pub struct Report {
     /// rarely equal at one instant: see `membership_converged_s` and `converge_quiet_s`.
     pub converge_from_start_s: Option<f64>,
     /// Seconds from the start until every live peer knew every other live peer. Once any
-    /// peer keeps fisheye membership (`Protocol::fisheye`): until every live peer knew every
-    /// live peer in its scope (as its `Protocol::in_scope` judges that peer's published
+    /// peer keeps fisheye membership (`Observe::fisheye`): until every live peer knew every
+    /// live peer in its scope (as its `Observe::in_scope` judges that peer's published
     /// coordinate: its radius, its links, the landmarks), checked over at most 500 observers.
     #[serde(default)]
     pub members_known_s: Option<f64>,

@@ -23,8 +23,9 @@ use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
 
+use crate::io::Timer;
 use crate::io::{AppEvent, Command, Input, LinkInfo, LinkStatus, Output, Priority, StoreOp};
-use crate::io::{Protocol, Timer};
+use crate::sim::Peer;
 use crate::sim::disseminators::{Disseminator, NodeSpec, PeerDirectory};
 use crate::sim::metrics::{ArrivedFrame, Metrics, SentFrame};
 use crate::sim::network::{Network, Transmit};
@@ -167,7 +168,7 @@ struct Life {
 }
 
 struct Node {
-    proto: Option<Box<dyn Protocol + Send>>,
+    proto: Option<Box<dyn Peer + Send>>,
     restarts: u32,
     links: BTreeSet<u32>,
     stored: BTreeMap<StoreKey, VerifiedEvent>,
@@ -952,7 +953,9 @@ impl<'a> Sim<'a> {
             Some(i) if self.world.life[i as usize].alive => {
                 let topic = sc.traffic.topic.clone();
                 let body = self.body.clone();
-                self.at_peer(i, |s, w| s.feed(w, i, Input::Command(Command::Post { topic, body })));
+                self.at_peer(i, |s, w| {
+                    s.feed(w, i, Input::Command { id: 0, cmd: Command::Post { topic, body } })
+                });
             }
             _ => self.metrics.posts_skipped += 1,
         }
@@ -1140,11 +1143,11 @@ impl<'a> Sim<'a> {
     }
 
     /// The state machines of live peers, in index order.
-    fn live_protos(&self) -> Vec<&dyn Protocol> {
+    fn live_protos(&self) -> Vec<&dyn Peer> {
         self.nodes()
             .filter(|(_, l)| l.alive)
             .filter_map(|(n, _)| n.proto.as_deref())
-            .map(|p| p as &dyn Protocol)
+            .map(|p| p as &dyn Peer)
             .collect()
     }
 

@@ -269,6 +269,9 @@ impl Protocol for Heartbeat {
         }
         self.out.drain(..)
     }
+}
+
+impl Observe for Heartbeat {
     fn digest(&self) -> u64 {
         0
     }
@@ -527,6 +530,9 @@ impl Protocol for Inspectable {
         self.out.extend(self.engine.lock().expect("engine").handle(now, input));
         self.out.drain(..)
     }
+}
+
+impl Observe for Inspectable {
     fn digest(&self) -> u64 {
         self.engine.lock().expect("engine").digest()
     }

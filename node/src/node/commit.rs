@@ -60,19 +60,25 @@ impl Batch {
         self.ops.push(op);
     }
 
-    /// A delivered post: written with the batch; its event (and the reply, for this node's
-    /// own post) go out once it is on disk.
-    pub(super) fn post(
-        &mut self,
-        record: PostRecord,
-        reply: Option<oneshot::Sender<Result<Value, String>>>,
-    ) {
+    /// A delivered post: written with the batch; its event goes out once it is on disk.
+    pub(super) fn post(&mut self, record: PostRecord) {
         let value = serde_json::to_value(&record).unwrap_or(Value::Null);
         self.posts.push(record);
-        if let Some(reply) = reply {
-            self.held.push(Held::Reply(reply, value.clone()));
-        }
         self.held.push(Held::Event(ApiEvent::new("post", value)));
+    }
+
+    /// The reply to the command that made event `id`: the post record with that id when it
+    /// is in this batch (it goes out once the post is on disk), else the event id alone, held
+    /// behind whatever waits.
+    pub(super) fn reply(&mut self, id: &str, reply: oneshot::Sender<Result<Value, String>>) {
+        let value = self
+            .posts
+            .iter()
+            .rev()
+            .find(|p| p.id == id)
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or_else(|| json!({ "id": id }));
+        self.held.push(Held::Reply(reply, value));
     }
 
     /// A frame for `to`: back if it may go now (nothing waits, or it is a ping or a pong),
@@ -139,8 +145,19 @@ impl Node {
                     own: p.own,
                 };
                 self.next_cursor += 1;
-                let reply = if record.own { self.post_reply.take() } else { None };
-                self.batch.post(record, reply);
+                self.batch.post(record);
+            }
+            AppEvent::Accepted { id, event } => {
+                // The reply waits for the post it made to be on disk, like the post's event.
+                if let Some(reply) = self.replies.remove(&id) {
+                    self.batch.reply(&event.to_string(), reply);
+                }
+            }
+            AppEvent::Refused { id, reason } => {
+                tracing::warn!(command = id, %reason, "the engine refused a command");
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(Err(reason));
+                }
             }
             AppEvent::Link { peer, status } => {
                 tracing::info!(peer = %short(&peer), status = status.name(), "link");
@@ -293,15 +310,17 @@ mod tests {
     fn a_post_is_replied_to_only_once_written() {
         let mut batch = Batch::default();
         let (tx, mut rx) = oneshot::channel();
-        batch.post(record(5), Some(tx));
+        batch.post(record(5));
+        let id = record(5).id;
+        batch.reply(&id, tx);
         assert!(batch.event(ApiEvent::new("member", json!(0))).is_none());
         assert!(rx.try_recv().is_err(), "no reply before the write");
         let mut disk = Written::default();
         let released = batch.commit(|o, p| disk.write(o, p)).unwrap();
         assert_eq!(disk.0, vec![(0, 1)]);
         assert_eq!(released.len(), 3);
-        let Some(Held::Reply(reply, v)) = released.into_iter().next() else {
-            panic!("the reply first")
+        let Some(Held::Reply(reply, v)) = released.into_iter().nth(1) else {
+            panic!("the reply after the post's event")
         };
         assert_eq!(v["cursor"], 5);
         reply.send(Ok(v)).unwrap();

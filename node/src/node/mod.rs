@@ -36,7 +36,7 @@ mod dialer;
 mod swarm;
 mod views;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +73,8 @@ pub const API_QUEUE: usize = 64;
 pub const EVENT_BUFFER: usize = 1024;
 /// How often a moved coordinate is saved (a `kill -9` loses at most this much settling).
 const COORDINATE_SAVE_EVERY: Duration = Duration::from_secs(30);
+/// API replies waiting for the engine's answer at most (see `Node::replies`).
+const MAX_PENDING_REPLIES: usize = 64;
 
 /// Engine time: wall clock at start plus monotonic elapsed.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +138,12 @@ pub struct Node {
     /// Inputs that outputs gave rise to, fed once those outputs are carried out: at most one
     /// per `Dial`, of which the engine keeps at most 16 pending (its `MAX_DIALS`).
     followups: VecDeque<Input>,
-    post_reply: Option<oneshot::Sender<Result<Value, String>>>,
+    /// API replies waiting for the engine's answer to their command, by command id: at most
+    /// one at a time, since a command is answered among the outputs of the call that feeds it
+    /// ([`MAX_PENDING_REPLIES`] bounds it all the same).
+    replies: BTreeMap<u64, oneshot::Sender<Result<Value, String>>>,
+    /// The id of the next command fed to the engine.
+    next_command: u64,
     next_cursor: u64,
     listen: Vec<Multiaddr>,
     advertised: Vec<String>,
@@ -240,7 +247,8 @@ impl Node {
             sent: node_sent,
             batch: Batch::default(),
             followups: VecDeque::new(),
-            post_reply: None,
+            replies: BTreeMap::new(),
+            next_command: 1,
             next_cursor,
             listen,
             advertised,
@@ -306,7 +314,8 @@ impl Node {
 
     async fn leave(&mut self) {
         tracing::info!("leaving: sending chau and flushing the store");
-        self.feed(Input::Command(Command::Leave { reason: "shutdown".into() }));
+        let id = self.command_id();
+        self.feed(Input::Command { id, cmd: Command::Leave { reason: "shutdown".into() } });
         self.flush();
         self.save_coordinate(true);
         self.save_book();
@@ -328,6 +337,28 @@ impl Node {
     }
 
     // ----- driving the engine -----
+
+    /// The id of the next command (the engine answers it by this id).
+    fn command_id(&mut self) -> u64 {
+        let id = self.next_command;
+        self.next_command = self.next_command.wrapping_add(1);
+        id
+    }
+
+    /// Feeds command `cmd`, its answer to go to `reply`; a reply the engine did not answer
+    /// among the outputs (it always does) is answered with an error rather than left hanging.
+    fn command(&mut self, cmd: Command, reply: oneshot::Sender<Result<Value, String>>) {
+        let id = self.command_id();
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            let _ = reply.send(Err("too many commands in flight".into()));
+            return;
+        }
+        self.replies.insert(id, reply);
+        self.feed(Input::Command { id, cmd });
+        if let Some(reply) = self.replies.remove(&id) {
+            let _ = reply.send(Err("the engine did not answer the command".into()));
+        }
+    }
 
     /// Feeds `input` and carries out its outputs, in order; then the inputs they gave rise
     /// to (a `Dial` of a peer already connected is a `LinkUp`), each in turn. Never feeds the

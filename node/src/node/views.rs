@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use rand_chacha::ChaCha20Rng;
 use serde_json::{Value, json};
 use vecino_coords::Coordinate;
-use vecino_gossip::{Command, Engine, Input, LinkStatus, Time};
+use vecino_gossip::{Command, Engine, LinkStatus, Time};
 use vecino_proto::{AuthorKey, Bytes, pb};
 
 use super::Node;
@@ -305,11 +305,7 @@ impl Node {
                 let _ = reply.send(rtt(&self.engine, &self.facts(), &a, b.as_deref()));
             }
             Request::Post { topic, text, reply } => {
-                self.post_reply = Some(reply);
-                self.feed(Input::Command(Command::Post { topic, body: Bytes::from(text) }));
-                if let Some(reply) = self.post_reply.take() {
-                    let _ = reply.send(Err("the engine refused the post".into()));
-                }
+                self.command(Command::Post { topic, body: Bytes::from(text) }, reply);
             }
             Request::RefreshMetrics(reply) => {
                 self.record_gauges();
@@ -351,7 +347,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use rand::SeedableRng;
-    use vecino_gossip::{LinkInfo, Output, Protocol};
+    use vecino_gossip::{Input, LinkInfo, Output, Protocol};
     use vecino_proto::Identity;
 
     use super::*;
