@@ -21,14 +21,11 @@ pub struct Config {
     pub suspect_timeout: Duration,
     /// Neighbours to keep in the active view (eager or lazy broadcast links). Dialled nearest
     /// first while the peer joins, before coordinates mean much, so the overlay's shortest
-    /// paths are longer than the direct ones, less so the more links a peer holds: on planet
-    /// (490 peers) 1.52 × at 6 (8 links a peer with the inbound ones), 1.33 at 8, 1.18 at 10
-    /// (12.5 links; with `probe_new_links_from` 8, stretch p50 2.10 → 1.50 and copies per
-    /// delivery 1.185 → 1.172, for membership + control 34.7 → 50.1 kbit/s per peer;
-    /// docs/BENCHMARKS.md, stop 22). Each link costs heartbeats, acknowledgements and
-    /// announcements: a fleet of thousands on a membership budget keeps fewer (scale's 10 000
-    /// fisheye peers keep 6: at 1 000 peers a view of 10 took membership + control from 17.3
-    /// to 24.9 kbit/s per peer).
+    /// paths are longer than the direct ones, less so the more links a peer holds (on planet,
+    /// 490 peers: 1.52 × at 6, 1.33 at 8, 1.18 at 10). Each link costs heartbeats,
+    /// acknowledgements and announcements, so a fleet of thousands on a membership budget
+    /// keeps fewer (scale's 10 000 fisheye peers keep 6). Figures: docs/BENCHMARKS.md,
+    /// "planet" and "scale".
     pub active_view: usize,
     /// Of the active view, how many are random long links rather than the nearest peers.
     pub random_links: usize,
@@ -36,11 +33,9 @@ pub struct Config {
     /// nearest member it has no link to when that member is predicted nearer than
     /// `swap_ratio` × its farthest near link, and keeps the nearer of the two links. The view
     /// a peer fills while it joins is chosen before coordinates mean anything. `None` (the
-    /// default, for now): the view keeps the links it was filled with. On planet (490 peers,
-    /// 30 s) swaps took latency p50 from 0.231 to 0.179 s and stretch p50 from 3.33 to 2.60,
-    /// but copies per delivery from 1.19 to 1.28 (each new link is eager on every tree until
-    /// duplicates prune it), and at 1 000 fisheye peers membership + control from 17.5 to
-    /// 18.9 kbit/s (docs/BENCHMARKS.md, stop 19).
+    /// default, for now): the view keeps the links it was filled with. Swaps shorten paths
+    /// but each new link starts eager on every tree until duplicates prune it, which costs
+    /// copies and membership bytes (docs/BENCHMARKS.md, "planet").
     pub swap_interval: Option<Duration>,
     /// See `swap_interval`: how much nearer (by coordinate) a member must be predicted than
     /// the near link it would replace.
@@ -100,7 +95,7 @@ pub struct Config {
     /// fleet's trees are two or three hops deep and its join queues little, so a flood buys
     /// little; where links come and go (rcm's outages, a convoy's radio) the links it makes
     /// eager wait for duplicates to prune them: with no floor, copies per delivery rose 3–8 %
-    /// on rcm, convoy and convoy70 (docs/BENCHMARKS.md, stop 21).
+    /// on rcm, convoy and convoy70.
     pub tree_refresh_min_members: usize,
     /// An author pushes its own events eagerly on at most this many links (its nearest
     /// tree edges); its other neighbours are sent announcements and get the event relayed.
