@@ -1,5 +1,5 @@
-//! RTT matrices: parsing the shared text format, and seeded generators for tests and
-//! simulations.
+//! RTT matrices: parsing the shared text format (with missing pairs), filling the missing
+//! pairs, and seeded generators for tests and simulations.
 //!
 //! The generators follow Serf's test kit (`coordinate/phantom.go`: line, grid, split, circle,
 //! random) and add a clustered Internet-like model: peers grouped around a few "continents"
@@ -7,17 +7,49 @@
 //! the model is *not* Euclidean), with a few percent of multiplicative per-pair noise so the
 //! triangle inequality is sometimes violated, as on the real Internet (PlanetLab: 5.6 % of
 //! triples). All generators are pure functions of their arguments and RNG.
+//!
+//! Measured data sets have holes (King's 1 740 hosts, Meridian's 2 500): the text marks a
+//! missing pair `-1`. A matrix keeps which pairs were measured ([`RttMatrix::measured`]);
+//! what scores predictions against the matrix must skip the others. What needs a delay for
+//! every pair (a simulated or emulated link) fills them first ([`RttMatrix::filled`]: the
+//! shortest two-hop path through a host measured to both), and the filled matrix still says
+//! which pairs were measured.
 
 use rand::Rng;
 use thiserror::Error;
 
 use crate::client::unit_f64;
 
-/// A symmetric matrix of round-trip times in milliseconds, diagonal zero.
-#[derive(Debug, Clone, PartialEq)]
+/// State of a pair in [`RttMatrix::holes`]: measured.
+const MEASURED: u8 = 0;
+/// State of a pair in [`RttMatrix::holes`]: missing and not filled.
+const UNFILLED: u8 = u8::MAX;
+
+/// A symmetric matrix of round-trip times in milliseconds, diagonal zero, in which pairs may
+/// be missing (not measured).
+///
+/// [`RttMatrix::ms`] is the RTT to use for a pair: the measurement, the fill of a missing pair
+/// once [`RttMatrix::filled`] filled it, NaN for a missing pair not filled.
+/// [`RttMatrix::measured`] is the measurement only, `None` for a missing pair, filled or not.
+#[derive(Debug, Clone)]
 pub struct RttMatrix {
     n: usize,
+    /// Row-major RTTs, ms: NaN at a missing pair until it is filled.
     ms: Vec<f64>,
+    /// Row-major state of each pair: [`MEASURED`], [`UNFILLED`], or the round of the closure
+    /// that filled it (1: a two-hop path). Empty when every pair was measured.
+    holes: Vec<u8>,
+    /// Unordered pairs not measured.
+    missing: usize,
+}
+
+impl PartialEq for RttMatrix {
+    fn eq(&self, other: &Self) -> bool {
+        self.n == other.n
+            && self.missing == other.missing
+            && self.holes == other.holes
+            && self.ms.iter().zip(&other.ms).all(|(a, b)| a == b || (a.is_nan() && b.is_nan()))
+    }
 }
 
 /// Why a matrix text was refused.
@@ -42,10 +74,19 @@ pub enum MatrixError {
         /// Column (0-based).
         col: usize,
     },
-    /// An off-diagonal value is missing (`-1`), zero or negative, or the matrix is not
-    /// symmetric.
-    #[error("unusable value at row {row}, column {col}")]
+    /// An off-diagonal value is zero, negative (other than `-1`, missing) or not finite.
+    #[error(
+        "unusable value at row {row}, column {col} (RTTs are positive; -1 marks a missing pair)"
+    )]
     Unusable {
+        /// Row (0-based).
+        row: usize,
+        /// Column (0-based).
+        col: usize,
+    },
+    /// The values at (row, col) and (col, row) differ, or one is missing and the other not.
+    #[error("asymmetric pair at row {row}, column {col}: (row, col) and (col, row) differ")]
+    Asymmetric {
         /// Row (0-based).
         row: usize,
         /// Column (0-based).
@@ -53,9 +94,69 @@ pub enum MatrixError {
     },
 }
 
+/// Why the missing pairs of a matrix could not all be filled.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FillError {
+    /// A host has no measured RTT to any other host.
+    #[error(
+        "host {host} has no measured RTT to any other host, so none of its pairs can be filled"
+    )]
+    Isolated {
+        /// The host (0-based).
+        host: usize,
+    },
+    /// No path of measured pairs joins two hosts (the measured pairs split the hosts into
+    /// groups).
+    #[error("no path of measured pairs joins hosts {a} and {b}, so their pair cannot be filled")]
+    Unreachable {
+        /// One host (0-based).
+        a: usize,
+        /// The other.
+        b: usize,
+    },
+}
+
+/// How the missing pairs of a matrix were filled ([`RttMatrix::fill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    /// Unordered pairs not measured, all filled.
+    pub missing: usize,
+    /// Of those, filled with the shortest two-hop path through a host measured to both.
+    pub two_hop: usize,
+    /// Filled in later rounds, through pairs filled before (longer paths).
+    pub longer: usize,
+    /// Rounds the closure took (1: every missing pair had a two-hop path).
+    pub rounds: u8,
+}
+
+impl Fill {
+    /// The method, in words (for logs).
+    pub const METHOD: &'static str =
+        "the shortest two-hop path through a host measured to both (one step of metric closure)";
+
+    /// A short name of the method (for JSON reports).
+    pub const METHOD_NAME: &'static str = "shortest two-hop path (metric closure)";
+
+    /// "N of M pairs missing, filled by …", for a matrix of `pairs` unordered pairs.
+    pub fn describe(&self, pairs: usize) -> String {
+        let mut s =
+            format!("{} of {} pairs missing, filled by {}", self.missing, pairs, Self::METHOD);
+        if self.longer > 0 {
+            s.push_str(&format!(
+                "; {} of them, without such a host, by longer paths through pairs filled before \
+                 ({} rounds)",
+                self.longer, self.rounds
+            ));
+        }
+        s
+    }
+}
+
 impl RttMatrix {
-    /// Parses the format of `shared/data/rtt`: `n`, then `n` rows of `n` RTTs in ms.
-    /// Off-diagonal entries must be positive and the matrix symmetric.
+    /// Parses the shared text format: `n`, then `n` rows of `n` RTTs in ms, whitespace
+    /// separated; `-1` marks a missing pair, the diagonal is ignored (taken as 0).
+    /// Off-diagonal entries must be positive or `-1`, and the matrix symmetric (a pair missing
+    /// on one side only is refused).
     pub fn parse(text: &str) -> Result<Self, MatrixError> {
         let mut tokens = text.split_ascii_whitespace();
         let n: usize = tokens
@@ -77,7 +178,8 @@ impl RttMatrix {
         Self::from_ms(n, ms)
     }
 
-    /// Builds a matrix from row-major milliseconds, checking it as [`RttMatrix::parse`] does.
+    /// Builds a matrix from row-major milliseconds (`-1`: missing), checking it as
+    /// [`RttMatrix::parse`] does.
     pub fn from_ms(n: usize, mut ms: Vec<f64>) -> Result<Self, MatrixError> {
         if n < 2 {
             return Err(MatrixError::BadSize);
@@ -85,16 +187,46 @@ impl RttMatrix {
         if ms.len() != n * n {
             return Err(MatrixError::WrongCount { expected: n * n, found: ms.len() });
         }
+        let usable = |v: f64| v.is_finite() && v > 0.0;
         for i in 0..n {
             ms[i * n + i] = 0.0;
+        }
+        let mut holes = Vec::new();
+        let mut missing = 0;
+        for i in 0..n {
             for j in 0..n {
-                let v = ms[i * n + j];
-                if i != j && !(v.is_finite() && v > 0.0 && v == ms[j * n + i]) {
+                if i == j {
+                    continue;
+                }
+                let (v, mirror) = (ms[i * n + j], ms[j * n + i]);
+                if v == -1.0 {
+                    if mirror != -1.0 {
+                        return Err(MatrixError::Asymmetric { row: i, col: j });
+                    }
+                    if holes.is_empty() {
+                        holes = vec![MEASURED; n * n];
+                    }
+                    holes[i * n + j] = UNFILLED;
+                    if i < j {
+                        missing += 1;
+                    }
+                    continue;
+                }
+                if !usable(v) {
                     return Err(MatrixError::Unusable { row: i, col: j });
+                }
+                // A mirror that is itself unusable is reported at its own position.
+                if v != mirror && (mirror == -1.0 || usable(mirror)) {
+                    return Err(MatrixError::Asymmetric { row: i, col: j });
                 }
             }
         }
-        Ok(Self { n, ms })
+        for (v, &h) in ms.iter_mut().zip(&holes) {
+            if h == UNFILLED {
+                *v = f64::NAN;
+            }
+        }
+        Ok(Self { n, ms, holes, missing })
     }
 
     /// Number of hosts.
@@ -107,15 +239,183 @@ impl RttMatrix {
         self.n == 0
     }
 
-    /// RTT between `i` and `j` in milliseconds.
+    /// RTT between `i` and `j` in milliseconds: the measurement, or the fill of a missing pair
+    /// once [`RttMatrix::filled`] filled it; NaN for a missing pair not filled.
     #[inline]
     pub fn ms(&self, i: usize, j: usize) -> f64 {
         self.ms[i * self.n + j]
     }
 
-    /// Row `i`, milliseconds.
+    /// Row `i`, milliseconds, as [`RttMatrix::ms`] gives them.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.ms[i * self.n..(i + 1) * self.n]
+    }
+
+    /// The measured RTT between `i` and `j` in milliseconds (`Some(0.0)` for `i == j`);
+    /// `None` for a missing pair, filled or not.
+    #[inline]
+    pub fn measured(&self, i: usize, j: usize) -> Option<f64> {
+        self.is_measured(i, j).then(|| self.ms(i, j))
+    }
+
+    /// Whether the pair was measured (always for `i == j`).
+    #[inline]
+    pub fn is_measured(&self, i: usize, j: usize) -> bool {
+        self.holes.is_empty() || self.holes[i * self.n + j] == MEASURED
+    }
+
+    /// Unordered pairs `i < j` not measured (filled or not).
+    pub fn missing_pairs(&self) -> usize {
+        self.missing
+    }
+
+    /// Unordered pairs `i < j`: `n (n − 1) / 2`.
+    pub fn pairs(&self) -> usize {
+        self.n * (self.n - 1) / 2
+    }
+
+    /// Whether every pair was measured.
+    pub fn is_complete(&self) -> bool {
+        self.missing == 0
+    }
+
+    /// Whether every pair has an RTT to use ([`RttMatrix::ms`] is never NaN): complete, or
+    /// filled.
+    pub fn is_usable_everywhere(&self) -> bool {
+        !self.holes.contains(&UNFILLED)
+    }
+
+    /// The hosts measured to no other host.
+    pub fn isolated_hosts(&self) -> Vec<usize> {
+        if self.holes.is_empty() {
+            return Vec::new();
+        }
+        (0..self.n).filter(|&i| (0..self.n).all(|j| j == i || !self.is_measured(i, j))).collect()
+    }
+
+    /// How the missing pairs were filled: `None` when every pair was measured, or some
+    /// missing pair is not filled.
+    pub fn fill(&self) -> Option<Fill> {
+        if self.missing == 0 || !self.is_usable_everywhere() {
+            return None;
+        }
+        let mut f = Fill { missing: self.missing, two_hop: 0, longer: 0, rounds: 0 };
+        for i in 0..self.n {
+            for &h in &self.holes[i * self.n + i + 1..(i + 1) * self.n] {
+                match h {
+                    MEASURED => {}
+                    1 => f.two_hop += 1,
+                    _ => f.longer += 1,
+                }
+                f.rounds = f.rounds.max(h);
+            }
+        }
+        Some(f)
+    }
+
+    /// This matrix with every missing pair filled (the pairs stay not [measured]), by a
+    /// one-step metric closure: a missing pair (i, j) gets the shortest two-hop path
+    /// `min over k of ms(i, k) + ms(k, j)` through the hosts `k` measured to both. Pairs that
+    /// have none are filled in further rounds, each the same step over the pairs known after
+    /// the previous round (measured or filled), until none is left. Every round reads only
+    /// the previous round's values, so the result does not depend on the order of the pairs.
+    /// A complete matrix is returned as it is.
+    ///
+    /// [measured]: RttMatrix::measured
+    pub fn filled(&self) -> Result<Self, FillError> {
+        if self.is_usable_everywhere() {
+            return Ok(self.clone());
+        }
+        if let Some(&host) = self.isolated_hosts().first() {
+            return Err(FillError::Isolated { host });
+        }
+        let n = self.n;
+        let mut out = self.clone();
+        let mut round: u8 = 0;
+        loop {
+            let pending: Vec<(usize, usize)> = (0..n)
+                .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+                .filter(|&(i, j)| out.holes[i * n + j] == UNFILLED)
+                .collect();
+            let Some(&(a, b)) = pending.first() else { break };
+            round = round.saturating_add(1).min(UNFILLED - 1);
+            let mut found = Vec::new();
+            for &(i, j) in &pending {
+                // Symmetric: ms(k, j) = ms(j, k), so both rows are read in order.
+                let best = out
+                    .row(i)
+                    .iter()
+                    .zip(out.row(j))
+                    .map(|(x, y)| x + y)
+                    .filter(|s| !s.is_nan())
+                    .fold(f64::INFINITY, f64::min);
+                if best.is_finite() {
+                    found.push((i, j, best));
+                }
+            }
+            if found.is_empty() {
+                return Err(FillError::Unreachable { a, b });
+            }
+            for (i, j, v) in found {
+                out.ms[i * n + j] = v;
+                out.ms[j * n + i] = v;
+                out.holes[i * n + j] = round;
+                out.holes[j * n + i] = round;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The matrix of the hosts `hosts` (in that order, each an index of this matrix): their
+    /// RTTs, which pairs were measured and what filled the others.
+    ///
+    /// # Panics
+    /// If fewer than two hosts are given, or one is out of range.
+    pub fn subset(&self, hosts: &[usize]) -> Self {
+        let m = hosts.len();
+        assert!(m >= 2, "a matrix has at least two hosts");
+        let ms = hosts.iter().flat_map(|&a| hosts.iter().map(move |&b| self.ms(a, b))).collect();
+        let holes: Vec<u8> = if self.holes.is_empty() {
+            Vec::new()
+        } else {
+            hosts
+                .iter()
+                .flat_map(|&a| {
+                    hosts
+                        .iter()
+                        .map(move |&b| if a == b { MEASURED } else { self.holes[a * self.n + b] })
+                })
+                .collect()
+        };
+        let missing = (0..m)
+            .map(|i| {
+                (i + 1..m).filter(|&j| holes.get(i * m + j).is_some_and(|&h| h != MEASURED)).count()
+            })
+            .sum();
+        let holes = if missing == 0 { Vec::new() } else { holes };
+        Self { n: m, ms, holes, missing }
+    }
+
+    /// The matrix in the text format [`RttMatrix::parse`] reads, each RTT with `decimals`
+    /// decimals: the RTTs to use ([`RttMatrix::ms`], fills included) with `fills = true`,
+    /// else the measurements with `-1` for every missing pair.
+    pub fn to_text(&self, decimals: usize, fills: bool) -> String {
+        let n = self.n;
+        let mut s = format!("{n}\n");
+        for i in 0..n {
+            let row: Vec<String> = (0..n)
+                .map(|j| {
+                    let v = if fills { Some(self.ms(i, j)) } else { self.measured(i, j) };
+                    match v {
+                        Some(v) if !v.is_nan() => format!("{v:.decimals$}"),
+                        _ => "-1".to_string(),
+                    }
+                })
+                .collect();
+            s.push_str(&row.join(" "));
+            s.push('\n');
+        }
+        s
     }
 
     fn build(n: usize, mut f: impl FnMut(usize, usize) -> f64) -> Self {
@@ -127,7 +427,7 @@ impl RttMatrix {
                 ms[j * n + i] = v;
             }
         }
-        Self { n, ms }
+        Self { n, ms, holes: Vec::new(), missing: 0 }
     }
 }
 
@@ -300,6 +600,8 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
+    use proptest::prelude::*;
+
     #[test]
     fn parse_round_trip_and_errors() {
         let m = RttMatrix::parse("3\n0 1 2\n1 0 3\n2 3 0\n").unwrap();
@@ -311,8 +613,105 @@ mod tests {
             Err(MatrixError::WrongCount { expected: 4, found: 3 })
         );
         assert_eq!(RttMatrix::parse("2\n0 x 1 0"), Err(MatrixError::BadValue { row: 0, col: 1 }));
-        assert_eq!(RttMatrix::parse("2\n0 -1 -1 0"), Err(MatrixError::Unusable { row: 0, col: 1 }));
-        assert_eq!(RttMatrix::parse("2\n0 1 2 0"), Err(MatrixError::Unusable { row: 0, col: 1 }));
+        assert_eq!(RttMatrix::parse("2\n0 1 2 0"), Err(MatrixError::Asymmetric { row: 0, col: 1 }));
+        assert_eq!(RttMatrix::parse("2\n0 0 0 0"), Err(MatrixError::Unusable { row: 0, col: 1 }));
+        assert_eq!(RttMatrix::parse("2\n0 -2 -2 0"), Err(MatrixError::Unusable { row: 0, col: 1 }));
+        assert_eq!(
+            RttMatrix::parse("2\n0 inf inf 0"),
+            Err(MatrixError::Unusable { row: 0, col: 1 })
+        );
+        assert_eq!(
+            RttMatrix::parse("2\n0 NaN NaN 0"),
+            Err(MatrixError::Unusable { row: 0, col: 1 })
+        );
+        // An unusable mirror is reported where it is.
+        assert_eq!(RttMatrix::parse("2\n0 5 0 0"), Err(MatrixError::Unusable { row: 1, col: 0 }));
+        // Missing on one side only.
+        assert_eq!(
+            RttMatrix::parse("2\n0 5 -1 0"),
+            Err(MatrixError::Asymmetric { row: 0, col: 1 })
+        );
+        assert_eq!(
+            RttMatrix::parse("2\n0 -1 5 0"),
+            Err(MatrixError::Asymmetric { row: 0, col: 1 })
+        );
+        assert_eq!(
+            RttMatrix::parse("3\n0 1 2\n1 0 3\n2 3"),
+            Err(MatrixError::WrongCount { expected: 9, found: 8 })
+        );
+        // A complete matrix has no holes.
+        assert!(m.is_complete() && m.is_usable_everywhere());
+        assert_eq!((m.missing_pairs(), m.pairs()), (0, 3));
+        assert_eq!(m.measured(1, 2), Some(3.0));
+        assert_eq!(m.measured(2, 2), Some(0.0));
+        assert_eq!(m.fill(), None);
+        assert_eq!(m.filled().unwrap(), m);
+    }
+
+    #[test]
+    fn missing_pairs_are_kept_apart() {
+        let m = RttMatrix::parse("3\n0 10 -1\n10 0 20\n-1.0 20 0\n").unwrap();
+        assert_eq!((m.missing_pairs(), m.pairs()), (1, 3));
+        assert!(!m.is_complete() && !m.is_usable_everywhere());
+        assert_eq!(m.measured(0, 2), None);
+        assert_eq!(m.measured(2, 0), None);
+        assert!(m.ms(0, 2).is_nan());
+        assert_eq!(m.measured(0, 1), Some(10.0));
+        assert_eq!(m.fill(), None);
+        assert!(m.isolated_hosts().is_empty());
+        assert_eq!(m.to_text(0, false), "3\n0 10 -1\n10 0 20\n-1 20 0\n");
+        assert_eq!(RttMatrix::parse(&m.to_text(3, false)).unwrap(), m);
+        // Two holes in one row, one host isolated.
+        let iso = RttMatrix::parse("3\n0 -1 -1\n-1 0 5\n-1 5 0").unwrap();
+        assert_eq!(iso.isolated_hosts(), vec![0]);
+        assert_eq!(iso.filled(), Err(FillError::Isolated { host: 0 }));
+    }
+
+    #[test]
+    fn fill_takes_the_shortest_two_hop_path_and_says_so() {
+        // 0–1 10, 1–2 20, 0–3 5, 3–2 40, 0–2 missing: via 1 is 30, via 3 is 45.
+        let text = "4\n0 10 -1 5\n10 0 20 100\n-1 20 0 40\n5 100 40 0\n";
+        let m = RttMatrix::parse(text).unwrap();
+        let f = m.filled().unwrap();
+        assert_eq!(f.ms(0, 2), 30.0);
+        assert_eq!(f.ms(2, 0), 30.0);
+        assert_eq!(f.measured(0, 2), None, "a fill is never a measurement");
+        assert_eq!(f.measured(0, 1), Some(10.0));
+        assert!(f.is_usable_everywhere() && !f.is_complete());
+        assert_eq!(f.fill(), Some(Fill { missing: 1, two_hop: 1, longer: 0, rounds: 1 }));
+        assert_eq!(f.to_text(0, true), "4\n0 10 30 5\n10 0 20 100\n30 20 0 40\n5 100 40 0\n");
+        assert_eq!(f.to_text(0, false), text);
+        // Refilling changes nothing.
+        assert_eq!(f.filled().unwrap(), f);
+    }
+
+    #[test]
+    fn fill_goes_on_where_no_two_hop_path_exists_and_refuses_split_hosts() {
+        // A path 0 – 1 – 2 – 3 (10 ms each): 0–3 has no two-hop path of measured pairs.
+        let m = RttMatrix::parse("4\n0 10 -1 -1\n10 0 10 -1\n-1 10 0 10\n-1 -1 10 0\n").unwrap();
+        let f = m.filled().unwrap();
+        assert_eq!((f.ms(0, 2), f.ms(1, 3), f.ms(0, 3)), (20.0, 20.0, 30.0));
+        assert_eq!(f.fill(), Some(Fill { missing: 3, two_hop: 2, longer: 1, rounds: 2 }));
+        // Two groups {0, 1} and {2, 3} without a measured pair between them.
+        let split =
+            RttMatrix::parse("4\n0 10 -1 -1\n10 0 -1 -1\n-1 -1 0 10\n-1 -1 10 0\n").unwrap();
+        assert_eq!(split.filled(), Err(FillError::Unreachable { a: 0, b: 2 }));
+        assert!(split.filled().unwrap_err().to_string().contains("hosts 0 and 2"));
+    }
+
+    #[test]
+    fn subsets_keep_measurements_holes_and_fills() {
+        let m = RttMatrix::parse("4\n0 10 -1 5\n10 0 20 100\n-1 20 0 40\n5 100 40 0\n").unwrap();
+        let s = m.subset(&[0, 2, 3]);
+        assert_eq!((s.len(), s.missing_pairs()), (3, 1));
+        assert_eq!(s.measured(0, 1), None);
+        assert_eq!(s.measured(1, 2), Some(40.0));
+        let f = m.filled().unwrap().subset(&[0, 2]);
+        assert_eq!((f.ms(0, 1), f.measured(0, 1)), (30.0, None));
+        assert_eq!(f.fill(), Some(Fill { missing: 1, two_hop: 1, longer: 0, rounds: 1 }));
+        let whole = m.subset(&[1, 3]);
+        assert!(whole.is_complete());
+        assert_eq!(whole, RttMatrix::from_ms(2, vec![0.0, 100.0, 100.0, 0.0]).unwrap());
     }
 
     #[test]
@@ -331,5 +730,107 @@ mod tests {
         let s = split(10, 1.0, 10.0);
         assert_eq!(s.ms(0, 5), 1.0);
         assert_eq!(s.ms(0, 6), 11.0);
+    }
+
+    /// A symmetric matrix of `n` hosts with RTTs in (0.5, 500) ms and a symmetric mask of
+    /// holes (`true`: missing), both row-major.
+    fn holey() -> impl Strategy<Value = (usize, Vec<f64>, Vec<bool>)> {
+        (2usize..12).prop_flat_map(|n| {
+            let pairs = n * (n - 1) / 2;
+            (
+                Just(n),
+                proptest::collection::vec(0.5f64..500.0, pairs),
+                proptest::collection::vec(proptest::bool::weighted(0.3), pairs),
+            )
+                .prop_map(|(n, vals, gaps)| {
+                    let mut ms = vec![0.0; n * n];
+                    let mut holes = vec![false; n * n];
+                    let mut k = 0;
+                    for i in 0..n {
+                        for j in i + 1..n {
+                            ms[i * n + j] = vals[k];
+                            ms[j * n + i] = vals[k];
+                            holes[i * n + j] = gaps[k];
+                            holes[j * n + i] = gaps[k];
+                            k += 1;
+                        }
+                    }
+                    (n, ms, holes)
+                })
+        })
+    }
+
+    proptest! {
+        /// The text of a matrix with random holes parses back to the same RTTs; holes are
+        /// never reported as measured, and are counted.
+        #[test]
+        fn parse_of_a_matrix_with_holes_round_trips((n, ms, holes) in holey()) {
+            let mut text = format!("{n}\n");
+            for i in 0..n {
+                let row: Vec<String> = (0..n)
+                    .map(|j| if holes[i * n + j] { "-1".to_string() } else { format!("{}", ms[i * n + j]) })
+                    .collect();
+                text.push_str(&row.join(" "));
+                text.push('\n');
+            }
+            let m = RttMatrix::parse(&text).unwrap();
+            prop_assert_eq!(m.len(), n);
+            let gaps = (0..n).map(|i| (i + 1..n).filter(|&j| holes[i * n + j]).count()).sum::<usize>();
+            prop_assert_eq!(m.missing_pairs(), gaps);
+            for i in 0..n {
+                for j in 0..n {
+                    if holes[i * n + j] {
+                        prop_assert_eq!(m.measured(i, j), None);
+                        prop_assert!(!m.is_measured(i, j));
+                        prop_assert!(m.ms(i, j).is_nan());
+                    } else {
+                        prop_assert_eq!(m.measured(i, j), Some(ms[i * n + j]));
+                    }
+                }
+            }
+            prop_assert_eq!(&RttMatrix::parse(&m.to_text(17, false)).unwrap(), &m);
+            // Filled: every pair usable, the measurements untouched, holes still not measured,
+            // a first-round fill exactly the best two-hop path over measured pairs; refused
+            // only when a host is isolated or two hosts have no path of measured pairs.
+            match m.filled() {
+                Ok(f) => {
+                    prop_assert!(f.is_usable_everywhere());
+                    prop_assert_eq!(f.fill().map_or(0, |x| x.missing), gaps);
+                    for i in 0..n {
+                        for j in 0..n {
+                            prop_assert_eq!(f.measured(i, j), m.measured(i, j));
+                            prop_assert_eq!(f.ms(i, j), f.ms(j, i));
+                            if i != j {
+                                prop_assert!(f.ms(i, j) > 0.0);
+                            }
+                            if holes[i * n + j] && f.holes[i * n + j] == 1 {
+                                let best = (0..n)
+                                    .filter_map(|k| Some(m.measured(i, k)? + m.measured(k, j)?))
+                                    .fold(f64::INFINITY, f64::min);
+                                prop_assert_eq!(f.ms(i, j), best);
+                            }
+                        }
+                    }
+                }
+                Err(FillError::Isolated { host }) => {
+                    prop_assert!((0..n).all(|j| j == host || holes[host * n + j]));
+                }
+                Err(FillError::Unreachable { a, b }) => {
+                    // No path of measured pairs from a to b.
+                    let mut seen = vec![false; n];
+                    let mut stack = vec![a];
+                    seen[a] = true;
+                    while let Some(u) = stack.pop() {
+                        for v in 0..n {
+                            if v != u && !holes[u * n + v] && !seen[v] {
+                                seen[v] = true;
+                                stack.push(v);
+                            }
+                        }
+                    }
+                    prop_assert!(!seen[b]);
+                }
+            }
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! target/release/examples/figures ingest [--events 200000]
 //! ```
 //!
-//! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file):
+//! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
+//! default `testnet/data/planetlab490.txt`, run from the repository root; missing pairs are
+//! filled by the shim and left out of the coordinate error):
 //! membership convergence after the last start, one post per peer delivered to all, idle
 //! traffic and RSS per peer, each peer's coordinate error against the matrix after the settle
 //! time, then a `kill -9` of one peer under post load, its restart, and its catch-up.
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{Peer, wait_until};
 use serde_json::Value;
+use vecino_coords::topology::RttMatrix;
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
     args.iter()
@@ -67,11 +70,10 @@ fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn read_matrix(path: &Path) -> Vec<Vec<f64>> {
+/// The matrix (missing pairs stay missing: the shim fills them, the error skips them).
+fn read_matrix(path: &Path) -> RttMatrix {
     let text = std::fs::read_to_string(path).expect("matrix");
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let n: usize = lines.next().unwrap().trim().parse().unwrap();
-    lines.take(n).map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect()).collect()
+    RttMatrix::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn alive(p: &Peer) -> usize {
@@ -86,7 +88,7 @@ fn mesh(args: &[String]) {
     let n: usize = arg(args, "--n", 20);
     let settle: u64 = arg(args, "--settle-secs", 180);
     let matrix_path: PathBuf =
-        arg(args, "--matrix", PathBuf::from("../shared/data/rtt/planetlab490.txt"));
+        arg(args, "--matrix", PathBuf::from("testnet/data/planetlab490.txt"));
     let matrix_path = std::fs::canonicalize(&matrix_path).expect("matrix file");
     let matrix = read_matrix(&matrix_path);
     let step = matrix.len() / n;
@@ -186,10 +188,10 @@ fn mesh(args: &[String]) {
     for i in 0..n {
         let errs: Vec<f64> = (0..n)
             .filter(|&j| j != i)
-            .map(|j| {
-                let actual = matrix[rows[i]][rows[j]];
+            .filter_map(|j| {
+                let actual = matrix.measured(rows[i], rows[j])?;
                 let est = coords[i].distance_secs(&coords[j]) * 1e3;
-                (est - actual).abs() / actual
+                Some((est - actual).abs() / actual)
             })
             .collect();
         medians.push(median(errs));

@@ -433,27 +433,21 @@ impl Drop for Cluster {
     }
 }
 
-/// The matrix in the shared text format.
+/// The matrix in the shared text format, the RTTs the link shim is to use: fills included
+/// (a missing pair not filled is written `-1`).
 pub fn matrix_text(m: &RttMatrix) -> String {
-    let n = m.len();
-    let mut s = format!("{n}\n");
-    for i in 0..n {
-        let row: Vec<String> = (0..n).map(|j| format!("{:.3}", m.ms(i, j))).collect();
-        s.push_str(&row.join(" "));
-        s.push('\n');
-    }
-    s
+    m.to_text(3, true)
 }
 
-/// `n` rows spread evenly over a larger matrix (`i × len / n`), as a new `n × n` matrix.
+/// `n` rows spread evenly over a larger matrix (`i × len / n`), as a new `n × n` matrix (which
+/// pairs were measured, and the fills of the others, kept).
 pub fn spread_rows(m: &RttMatrix, n: usize) -> Option<RttMatrix> {
     let len = m.len();
-    if n > len {
+    if n > len || n < 2 {
         return None;
     }
     let rows: Vec<usize> = (0..n).map(|i| i * len / n).collect();
-    let ms: Vec<f64> = rows.iter().flat_map(|&a| rows.iter().map(move |&b| m.ms(a, b))).collect();
-    RttMatrix::from_ms(n, ms).ok()
+    Some(m.subset(&rows))
 }
 
 /// A flag set by SIGINT or SIGTERM (a thread waits for them); poll it in the main loop.
@@ -539,8 +533,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, BadDuration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// The median-of-per-peer-medians relative coordinate error against `matrix` (peer `i` is row
-/// `i`), from each peer's `/v1/coordinate` answer (`None` where unknown).
+/// The median-of-per-peer-medians relative coordinate error against the measured pairs of
+/// `matrix` (peer `i` is row `i`; a missing pair, filled or not, is not scored), from each
+/// peer's `/v1/coordinate` answer (`None` where unknown).
 pub fn coordinate_error(matrix: &RttMatrix, coords: &[Option<Value>]) -> Option<f64> {
     let parsed: Vec<Option<vecino_coords::Coordinate>> =
         coords.iter().map(|c| c.as_ref().and_then(parse_coordinate)).collect();
@@ -552,7 +547,7 @@ pub fn coordinate_error(matrix: &RttMatrix, coords: &[Option<Value>]) -> Option<
             .enumerate()
             .filter(|(j, _)| *j != i)
             .filter_map(|(j, cj)| {
-                let actual = matrix.ms(i, j);
+                let actual = matrix.measured(i, j)?;
                 let est = ci.distance_secs(cj.as_ref()?) * 1e3;
                 (actual > 0.0).then(|| (est - actual).abs() / actual)
             })
@@ -599,5 +594,33 @@ mod tests {
         assert!(spread_rows(&m, 11).is_none());
         let again = RttMatrix::parse(&matrix_text(&s)).unwrap();
         assert_eq!(again.ms(3, 4), s.ms(3, 4));
+    }
+
+    #[test]
+    fn spread_rows_keep_holes_and_fills_and_errors_skip_them() {
+        // 4 hosts; 0–2 missing (two-hop fill through 1: 10 + 20 = 30).
+        let m = RttMatrix::parse("4\n0 10 -1 5\n10 0 20 100\n-1 20 0 40\n5 100 40 0\n").unwrap();
+        let s = spread_rows(&m.filled().unwrap(), 2).unwrap(); // rows 0 and 2
+        assert_eq!((s.ms(0, 1), s.measured(0, 1)), (30.0, None));
+        // The shim file gets the fill; a matrix not filled writes -1.
+        assert_eq!(matrix_text(&s), "2\n0.000 30.000\n30.000 0.000\n");
+        assert_eq!(matrix_text(&spread_rows(&m, 2).unwrap()), "2\n0.000 -1\n-1 0.000\n");
+        // Hosts at (0, 0), (10, 0), (0, 10) ms, 0–2 missing: the fill (10 + 14.1 through
+        // host 1) is far from the truth (10), but only the measured pairs are scored.
+        let at = |x: f64, y: f64| {
+            Some(serde_json::json!({"coordinate": {
+                "vec_ms": [x, y, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "height_ms": 0.0, "error": 0.5
+            }}))
+        };
+        let coords = vec![at(0.0, 0.0), at(10.0, 0.0), at(0.0, 10.0)];
+        let d12 = 200f64.sqrt();
+        let m = RttMatrix::parse(&format!("3\n0 10 -1\n10 0 {d12}\n-1 {d12} 0\n")).unwrap();
+        let filled = m.filled().unwrap();
+        let e = coordinate_error(&filled, &coords).unwrap();
+        assert!(e < 1e-9, "{e}");
+        let fill = filled.ms(0, 2);
+        let as_measured =
+            RttMatrix::from_ms(3, vec![0.0, 10.0, fill, 10.0, 0.0, d12, fill, d12, 0.0]).unwrap();
+        assert!(coordinate_error(&as_measured, &coords).unwrap() > 0.5);
     }
 }

@@ -11,7 +11,8 @@
 //! The file is shared by every node of a test network; each node reads its own row:
 //!
 //! ```toml
-//! matrix = "shared/data/rtt/planetlab490.txt"   # optional: RTTs in ms, first line n
+//! matrix = "planetlab490.txt"                   # optional: RTTs in ms, first line n; relative
+//!                                               # to this file (testnet/data/ ships some)
 //! [nodes]                                       # peer id → matrix row
 //! "12D3KooW…a" = 0
 //! "12D3KooW…b" = 17
@@ -26,6 +27,11 @@
 //! rate_kbps = 256
 //! loss = 0.01
 //! ```
+//!
+//! A matrix with missing pairs (`-1`) is filled as the simulator fills it
+//! ([`RttMatrix::filled`]: the shortest two-hop path through a host measured to both), and
+//! the node logs once how many pairs were missing; one whose holes cannot be filled, or that
+//! is not a valid matrix, is refused when the file is loaded.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -34,6 +40,7 @@ use std::time::Duration;
 
 use libp2p::PeerId;
 use serde::Deserialize;
+use vecino_coords::topology::RttMatrix;
 
 /// Why the emulation file is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -213,28 +220,27 @@ impl Shim {
     }
 }
 
-/// Row `r` of an RTT matrix file (first line n, then n rows of n values in ms).
+/// Row `r` of an RTT matrix file (first line n, then n rows of n values in ms, `-1` where
+/// missing), missing pairs filled ([`RttMatrix::filled`]; logged once).
 fn matrix_row(path: &Path, r: usize) -> Result<Vec<f64>, ShimError> {
     let perr = |message: String| ShimError::Parse { path: path.to_owned(), message };
     let text = std::fs::read_to_string(path)
         .map_err(|source| ShimError::Read { path: path.to_owned(), source })?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let n: usize = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| perr("first line must be the host count".into()))?;
-    if r >= n {
-        return Err(perr(format!("row {r} out of range (n = {n})")));
+    let m = RttMatrix::parse(&text).map_err(|e| perr(e.to_string()))?;
+    if r >= m.len() {
+        return Err(perr(format!("row {r} out of range (n = {})", m.len())));
     }
-    let line = lines.nth(r).ok_or_else(|| perr(format!("row {r} missing")))?;
-    let row: Vec<f64> = line
-        .split_whitespace()
-        .map(|v| v.parse::<f64>().map_err(|e| perr(format!("row {r}: {e}"))))
-        .collect::<Result<_, _>>()?;
-    if row.len() != n {
-        return Err(perr(format!("row {r} has {} values, expected {n}", row.len())));
+    let m = m.filled().map_err(|e| {
+        perr(format!(
+            "{} of {} pairs missing and they cannot all be filled: {e}",
+            m.missing_pairs(),
+            m.pairs()
+        ))
+    })?;
+    if let Some(f) = m.fill() {
+        tracing::warn!(matrix = %path.display(), "link shim: {}", f.describe(m.pairs()));
     }
-    Ok(row)
+    Ok(m.row(r).to_vec())
 }
 
 #[cfg(test)]
@@ -245,6 +251,7 @@ mod tests {
     fn rows_links_and_cuts() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        // 1–2 missing: filled through host 0, 100 + 40 ms.
         std::fs::write(dir.path().join("m.txt"), "3\n0 100 40\n100 0 -1\n40 -1 0\n").unwrap();
         let file = dir.path().join("links.toml");
         std::fs::write(
@@ -270,8 +277,36 @@ mod tests {
         assert!(!shim.is_cut(&c));
 
         let from_b = Shim::load(&file, &b).unwrap();
-        assert_eq!(from_b.shape(&c).delay, Duration::ZERO, "missing entries fall back");
+        assert_eq!(from_b.shape(&c).delay, Duration::from_millis(70), "a missing pair is filled");
+        assert_eq!(from_b.shape(&a).delay, Duration::from_millis(50));
         std::fs::write(&file, "bogus = 1\n").unwrap();
         assert!(Shim::load(&file, &a).is_err());
+    }
+
+    #[test]
+    fn matrices_that_cannot_be_used_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = PeerId::random();
+        let file = dir.path().join("links.toml");
+        std::fs::write(&file, format!("matrix = \"m.txt\"\n[nodes]\n\"{a}\" = 0\n")).unwrap();
+        let refused = |matrix: &str| {
+            std::fs::write(dir.path().join("m.txt"), matrix).unwrap();
+            Shim::load(&file, &a).unwrap_err().to_string()
+        };
+        // Host 0 measured to nobody.
+        let e = refused("3\n0 -1 -1\n-1 0 5\n-1 5 0\n");
+        assert!(e.contains("2 of 3 pairs missing") && e.contains("host 0 has no measured"), "{e}");
+        // Two groups with no measured pair between them.
+        let e = refused("4\n0 10 -1 -1\n10 0 -1 -1\n-1 -1 0 10\n-1 -1 10 0\n");
+        assert!(e.contains("no path of measured pairs joins hosts 0 and 2"), "{e}");
+        // Not a matrix: asymmetric, missing on one side only, a bad value, a short row.
+        assert!(refused("2\n0 10\n20 0\n").contains("asymmetric pair at row 0, column 1"));
+        assert!(refused("2\n0 -1\n20 0\n").contains("asymmetric"));
+        assert!(refused("2\n0 x\nx 0\n").contains("bad value at row 0, column 1"));
+        assert!(refused("3\n0 1 2\n1 0 3\n2 3\n").contains("expected 9 values, found 8"));
+        assert!(refused("3\n0 1 2\n1 0 -3\n2 -3 0\n").contains("unusable value at row 1"));
+        // Only the node's own row must exist.
+        std::fs::write(&file, format!("matrix = \"m.txt\"\n[nodes]\n\"{a}\" = 5\n")).unwrap();
+        assert!(refused("2\n0 10\n10 0\n").contains("row 5 out of range (n = 2)"));
     }
 }

@@ -25,7 +25,8 @@ pub struct OverlaySummary {
     /// Mean RTT of the links, ms.
     pub link_rtt_ms_mean: f64,
     /// Median, over (source, peer) pairs, of the shortest path's one-way delay over the
-    /// overlay ÷ the direct one-way delay.
+    /// overlay ÷ the direct one-way delay (pairs whose direct delay was filled, missing in
+    /// the matrix, are left out of this and of the hops).
     pub path_stretch_p50: f64,
     /// 99th percentile of the same.
     pub path_stretch_p99: f64,
@@ -147,6 +148,10 @@ pub(crate) fn summarize<'a>(
             }
             if dist[t] == u64::MAX {
                 unreachable += 1;
+                continue;
+            }
+            // A pair whose direct delay was filled (missing in the matrix) is not scored.
+            if !latency.is_measured(s, t) {
                 continue;
             }
             hops_sum += u64::from(hops[t]);

@@ -31,7 +31,8 @@ pub struct Report {
     pub latency_max_s: Option<f64>,
     /// Median latency of posts published while no fault was active, seconds.
     pub latency_up_p50_s: Option<f64>,
-    /// Median of latency ÷ direct one-way propagation delay (author → receiver).
+    /// Median of latency ÷ direct one-way propagation delay (author → receiver), over the
+    /// deliveries between peers whose RTT was measured (not filled).
     pub stretch_p50: Option<f64>,
     /// 99th percentile stretch.
     pub stretch_p99: Option<f64>,

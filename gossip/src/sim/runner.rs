@@ -415,7 +415,14 @@ impl Shard {
                 if p.own {
                     self.record(Record::Published { author: i, seq: p.seq });
                 } else {
-                    let one_way = w.sc.latency.one_way_us(author as usize, i as usize);
+                    // The direct delay a delivery's stretch is scored against; 0 (not
+                    // scored) where the matrix pair was missing and filled.
+                    let (a, b) = (author as usize, i as usize);
+                    let one_way = if w.sc.latency.is_measured(a, b) {
+                        w.sc.latency.one_way_us(a, b)
+                    } else {
+                        0
+                    };
                     self.record(Record::Delivered { node: i, author, seq: p.seq, one_way });
                 }
             }

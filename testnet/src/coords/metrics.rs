@@ -1,16 +1,19 @@
 //! Accuracy figures of a set of coordinates against the noise-free matrix, as defined in
-//! `shared/data/rtt/README.md`.
+//! `testnet/data/README.md`.
 //!
-//! - relative error of a pair = |predicted − actual| / actual, over all pairs i < j; median
-//!   and p90 (nearest-rank on the sorted errors);
-//! - top-10 = mean over nodes of |true 10 nearest ∩ predicted 10 nearest| / 10;
+//! - relative error of a pair = |predicted − actual| / actual, over all measured pairs i < j;
+//!   median and p90 (nearest-rank on the sorted errors);
+//! - top-10 = mean over nodes of |true 10 nearest ∩ predicted 10 nearest| / 10, both among
+//!   the nodes it has a measurement to (fewer than 10 if it has fewer);
 //! - nn-loss = median over nodes of (true RTT to the predicted nearest − true RTT to the true
-//!   nearest), ms;
+//!   nearest), ms, again among the nodes it has a measurement to;
+//! - a node measured to no other node is left out of all three;
 //! - movement = mean over updates of the coordinate's displacement,
 //!   ‖Δvec‖ + |Δheight| + |Δadjustment| in ms (the most any predicted RTT can change by in one
 //!   update), over the last 10 % of the updates before the checkpoint. Filled in by the
-//!   protocol, not here. (This definition reproduces the README's Serf figures: 1.97 ms on
-//!   planetlab490 clean at 2000 updates/node; without the adjustment term it would be 1.58.)
+//!   protocol, not here. (This definition reproduces Serf's reference figures in
+//!   `testnet/data/README.md`: 1.97 ms on planetlab490 clean at 2000 updates/node; without
+//!   the adjustment term it would be 1.58.)
 
 use serde::Serialize;
 use vecino_coords::{Coordinate, topology::RttMatrix};
@@ -45,26 +48,35 @@ pub(crate) fn quantile(v: &mut [f64], q: f64) -> f64 {
     *x
 }
 
-/// Evaluates `coords` (in matrix order) against `matrix`. Movement is left at zero.
+/// Evaluates `coords` (in matrix order) against the measured pairs of `matrix`. Movement is
+/// left at zero.
 pub(crate) fn evaluate<const D: usize>(matrix: &RttMatrix, coords: &[Coordinate<D>]) -> Metrics {
     let n = matrix.len();
     assert_eq!(coords.len(), n, "one coordinate per matrix host");
     let predicted = |i: usize, j: usize| coords[i].distance_secs(&coords[j]) * 1000.0;
-    let mut errors = Vec::with_capacity(n * (n - 1) / 2);
+    let mut errors = Vec::with_capacity(matrix.pairs() - matrix.missing_pairs());
     let mut pred_row = vec![0.0; n];
     let mut top_sum = 0.0;
     let mut nn_losses = Vec::with_capacity(n);
-    let k = TOP_K.min(n - 1);
-    for i in 0..n {
+    let mut nodes = 0usize;
+    let partners = super::protocol::partners(matrix);
+    for (i, mine) in partners.iter().enumerate() {
         for (j, p) in pred_row.iter_mut().enumerate() {
             *p = if i == j { 0.0 } else { predicted(i, j) };
         }
         let actual_row = matrix.row(i);
-        for (p, a) in pred_row.iter().zip(actual_row).skip(i + 1) {
-            errors.push((p - a).abs() / a);
+        for (j, (p, a)) in pred_row.iter().zip(actual_row).enumerate().skip(i + 1) {
+            if matrix.is_measured(i, j) {
+                errors.push((p - a).abs() / a);
+            }
         }
-        let true_near = nearest(matrix.row(i), i, k);
-        let pred_near = nearest(&pred_row, i, k);
+        if mine.is_empty() {
+            continue;
+        }
+        nodes += 1;
+        let k = TOP_K.min(mine.len());
+        let true_near = nearest(actual_row, mine, k);
+        let pred_near = nearest(&pred_row, mine, k);
         let hits = pred_near.iter().filter(|j| true_near.contains(j)).count();
         #[allow(clippy::cast_precision_loss)]
         {
@@ -73,7 +85,7 @@ pub(crate) fn evaluate<const D: usize>(matrix: &RttMatrix, coords: &[Coordinate<
         nn_losses.push(matrix.ms(i, pred_near[0]) - matrix.ms(i, true_near[0]));
     }
     #[allow(clippy::cast_precision_loss)]
-    let top10 = top_sum / n as f64;
+    let top10 = top_sum / nodes as f64;
     Metrics {
         median: quantile(&mut errors, 0.5),
         p90: quantile(&mut errors, 0.9),
@@ -83,10 +95,10 @@ pub(crate) fn evaluate<const D: usize>(matrix: &RttMatrix, coords: &[Coordinate<
     }
 }
 
-/// The `k` indices with the smallest values in `row`, excluding `me`, nearest first; ties by
+/// The `k` indices among `among` with the smallest values in `row`, nearest first; ties by
 /// index.
-fn nearest(row: &[f64], me: usize, k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).filter(|&j| j != me).collect();
+fn nearest(row: &[f64], among: &[usize], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = among.to_vec();
     let cmp = |a: &usize, b: &usize| row[*a].total_cmp(&row[*b]).then(a.cmp(b));
     if k < idx.len() {
         idx.select_nth_unstable_by(k, cmp);
@@ -144,6 +156,36 @@ mod tests {
         // Host 0: predicted nearest 2 (30 ms) instead of 1 (10 ms): loss 20.
         // Host 1: predicted nearest 2 (20) = true nearest 2 (20): 0. Host 2: nearest 0 vs 1: 10.
         assert_eq!(r.nn_loss_ms, 10.0);
+    }
+
+    #[test]
+    fn missing_pairs_and_isolated_hosts_are_not_scored() {
+        // A line 0, 10, …, 110 ms; (0, 1) and (5, 6) missing; host 11 measured to nobody.
+        let n = 12;
+        let line = vecino_coords::topology::line(n, 10.0);
+        let mut ms = Vec::new();
+        for i in 0..n {
+            for j in 0..n {
+                let hole = i != j
+                    && ((i.min(j), i.max(j)) == (0, 1)
+                        || (i.min(j), i.max(j)) == (5, 6)
+                        || i == 11
+                        || j == 11);
+                ms.push(if hole { -1.0 } else { line.ms(i, j) });
+            }
+        }
+        let m = vecino_coords::topology::RttMatrix::from_ms(n, ms).unwrap();
+        // Exact on every measured pair; host 11 put anywhere (here on top of host 0).
+        let mut xs: Vec<f64> = (0..12).map(|i| f64::from(i) * 10.0).collect();
+        xs[11] = 0.0;
+        let r = evaluate(&m, &at(&xs));
+        assert!(r.median < 1e-9 && r.p90 < 1e-9, "{r:?}");
+        // Host 0's nearest measured host is 2 (20 ms): predicted and true alike.
+        assert_eq!(r.nn_loss_ms, 0.0);
+        assert!(r.top10 > 0.99, "top10 {}", r.top10);
+        // Scored as if measured, host 11's pairs would be far off.
+        let r_all = evaluate(&line, &at(&xs));
+        assert!(r_all.p90 > 0.5, "{r_all:?}");
     }
 
     #[test]

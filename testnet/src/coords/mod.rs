@@ -1,6 +1,14 @@
 //! `vecino-testnet coords`: evaluates coordinate profiles on an RTT matrix (or a generated
-//! topology) with the protocol of `shared/data/rtt/README.md`, side by side in one run, and
+//! topology) with the protocol of `testnet/data/README.md`, side by side in one run, and
 //! prints them with Serf's published figures and the offline best-fit floor.
+//!
+//! ```sh
+//! target/release/vecino-testnet coords --matrix testnet/data/planetlab490.txt --profile both
+//! target/release/vecino-testnet coords --matrix testnet/data/seattle99.txt --profile both
+//! ```
+//!
+//! A matrix may have missing pairs (`-1`): they are never sampled and never scored, and the
+//! report says how many there were.
 
 pub(crate) mod metrics;
 mod offline;
@@ -36,7 +44,8 @@ pub(crate) enum ProfileArg {
 /// Arguments of `vecino-testnet coords`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct CoordsArgs {
-    /// RTT matrix file: `n`, then n rows of n RTTs in ms (e.g. ../shared/data/rtt/planetlab490.txt).
+    /// RTT matrix file: `n`, then n rows of n RTTs in ms, -1 where missing (e.g.
+    /// testnet/data/planetlab490.txt).
     #[arg(long, required_unless_present = "topology", conflicts_with = "topology")]
     matrix: Option<PathBuf>,
     /// Generated topology instead of a matrix: line, grid, split, circle, random, internet.

@@ -1,5 +1,6 @@
 //! The floor: the best *offline* fit of the same model (D-dimensional vector + height, no
-//! adjustment) to the full noise-free matrix, by centralised stress minimisation.
+//! adjustment) to the full noise-free matrix (its measured pairs), by centralised stress
+//! minimisation.
 //!
 //! A decentralised client sees one noisy sample at a time and only its own row; a central
 //! optimiser sees every pair at once. What it reaches is therefore (up to local minima) the
@@ -113,7 +114,8 @@ fn adam<const D: usize>(matrix: &RttMatrix, p: &mut [f64], epochs: usize, loss: 
         g.fill(0.0);
         for i in 0..n {
             for j in i + 1..n {
-                let a = matrix.ms(i, j);
+                // Missing pairs are not fitted (a host measured to none keeps its start).
+                let Some(a) = matrix.measured(i, j) else { continue };
                 let mut diff = [0.0; D];
                 let mut sq = 0.0;
                 for d in 0..D {

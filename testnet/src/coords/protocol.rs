@@ -1,9 +1,14 @@
-//! The evaluation protocol of `shared/data/rtt/README.md`, exactly:
+//! The evaluation protocol of `testnet/data/README.md`, exactly:
 //!
 //! every node starts at the origin; in each round every node, in index order, picks a
 //! uniformly random *other* node, "measures" the matrix RTT (times the noise factor) and
 //! updates its coordinate with the other node's current coordinate. Updates take effect at
 //! once (node 7 in round r sees node 3's coordinate of round r).
+//!
+//! A matrix with missing pairs: a node picks among the nodes it has a measurement to (a pair
+//! without one is never sampled), and a node measured to none never updates (it is left out
+//! of the figures too, see [`super::metrics`]). On a complete matrix this is the very same
+//! draw as "any other node", so the figures do not change.
 //!
 //! Two RNG streams per seed keep the comparison fair: the *schedule* stream (who pings whom,
 //! and the noise) depends only on the seed, so every profile sees the very same sequence of
@@ -85,6 +90,7 @@ pub(crate) fn run<const D: usize>(
     let mut schedule = ChaCha8Rng::seed_from_u64(seed);
     let mut client_rng = ChaCha8Rng::seed_from_u64(client_seed(seed));
     let mut clients: Vec<Client<usize, D>> = (0..n).map(|_| Client::new(config)).collect();
+    let partners = partners(matrix);
     let mut out = Vec::with_capacity(checkpoints.len());
     let mut round = 0;
     for &target in checkpoints {
@@ -95,11 +101,11 @@ pub(crate) fn run<const D: usize>(
         while round < target {
             round += 1;
             let late = round > late_from;
-            for i in 0..n {
-                let mut j = schedule.random_range(0..n - 1);
-                if j >= i {
-                    j += 1;
+            for (i, mine) in partners.iter().enumerate() {
+                if mine.is_empty() {
+                    continue;
                 }
+                let j = mine[schedule.random_range(0..mine.len())];
                 let rtt_secs = matrix.ms(i, j) * noise.factor(&mut schedule) / 1000.0;
                 let other = *clients[j].coordinate();
                 let before = *clients[i].app_coordinate();
@@ -126,6 +132,14 @@ pub(crate) fn run<const D: usize>(
         resets: clients.iter().map(|c| c.stats().resets).sum(),
         rejected: clients.iter().map(|c| c.stats().rejected).sum(),
     }
+}
+
+/// For each node, the other nodes it has a measurement to, in index order (on a complete
+/// matrix: every other node, so that drawing an index among them is drawing `0..n - 1` and
+/// skipping the node itself).
+pub(crate) fn partners(matrix: &RttMatrix) -> Vec<Vec<usize>> {
+    let n = matrix.len();
+    (0..n).map(|i| (0..n).filter(|&j| j != i && matrix.is_measured(i, j)).collect()).collect()
 }
 
 #[cfg(test)]
@@ -164,6 +178,44 @@ mod tests {
             let last = a.checkpoints[1].metrics;
             assert!(last.median < 0.1, "{}: median {}", profile.name(), last.median);
             assert_eq!(a.resets, 0);
+        }
+    }
+
+    /// A 25-host grid with about 30 % of its pairs missing and host 24 measured to nobody.
+    fn holey_grid() -> RttMatrix {
+        let g = Topology::Grid.generate(25, &mut ChaCha8Rng::seed_from_u64(1));
+        let mut ms = Vec::with_capacity(625);
+        for i in 0..25 {
+            for j in 0..25 {
+                let (a, b) = (i.min(j), i.max(j));
+                let hole = i != j && (a == 24 || b == 24 || (a * 7 + b * 3) % 10 < 3);
+                ms.push(if hole { -1.0 } else { g.ms(i, j) });
+            }
+        }
+        RttMatrix::from_ms(25, ms).unwrap()
+    }
+
+    #[test]
+    fn missing_pairs_are_never_sampled_and_isolated_hosts_never_move() {
+        let seed = 4;
+        println!("seed {seed}");
+        let m = holey_grid();
+        assert!(m.missing_pairs() > 70, "{}", m.missing_pairs());
+        assert_eq!(m.isolated_hosts(), vec![24]);
+        let p = partners(&m);
+        assert!(p[24].is_empty());
+        assert!(p.iter().enumerate().all(|(i, js)| js.iter().all(|&j| m.is_measured(i, j))));
+        for profile in vecino_coords::Profile::ALL {
+            let r = run::<8>(&m, profile.config(), &[50, 300], seed, Noise::JitterSpikes, |_| {});
+            // A sampled hole has no RTT (NaN): the client would reject the update.
+            assert_eq!((r.rejected, r.resets), (0, 0), "{}", profile.name());
+            let fresh = *Client::<usize, 8>::new(profile.config()).app_coordinate();
+            assert_eq!(r.coords[24], fresh, "{}: host 24 moved", profile.name());
+            let last = r.checkpoints[1].metrics;
+            assert!(
+                last.median.is_finite() && last.top10.is_finite() && last.nn_loss_ms.is_finite()
+            );
+            assert!(last.median < 0.2, "{}: median {}", profile.name(), last.median);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Serf's reference figures, as published in `shared/data/rtt/README.md` (measured there with
+//! Serf's reference figures, as published in `testnet/data/README.md` (measured there with
 //! HashiCorp Serf's `coordinate` package and its defaults, mean of 5 seeds). Printed beside
 //! the measured rows so a reader sees at once whether the `serf` profile reproduces them.
 

@@ -19,9 +19,23 @@ pub(crate) struct Report {
     pub(crate) dims: usize,
     pub(crate) updates: Vec<usize>,
     pub(crate) definitions: &'static str,
+    /// Only for a matrix with missing pairs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) missing: Option<MissingReport>,
     pub(crate) profiles: Vec<ProfileReport>,
     pub(crate) offline: Option<OfflineReport>,
     pub(crate) serf_reference: Option<Reference>,
+}
+
+/// The pairs of the matrix without a measurement: never sampled, never scored.
+#[derive(Debug, Serialize)]
+pub(crate) struct MissingReport {
+    /// Unordered pairs without a measurement.
+    pub(crate) pairs_missing: usize,
+    /// Unordered pairs.
+    pub(crate) pairs: usize,
+    /// Hosts measured to no other host: they never update and are left out of the figures.
+    pub(crate) hosts_excluded: Vec<usize>,
 }
 
 /// One profile, all checkpoints.
@@ -100,16 +114,21 @@ impl Report {
             dims,
             updates: updates.to_vec(),
             definitions: DEFINITIONS,
+            missing: (!matrix.is_complete()).then(|| MissingReport {
+                pairs_missing: matrix.missing_pairs(),
+                pairs: matrix.pairs(),
+                hosts_excluded: matrix.isolated_hosts(),
+            }),
             profiles: Vec::new(),
             offline: None,
             serf_reference: reference::lookup(data, noise),
         }
     }
 
-    /// One line naming the run.
+    /// One line naming the run (and, for a matrix with missing pairs, a second saying so).
     pub(crate) fn header(&self) -> String {
         let seeds: Vec<String> = self.seeds.iter().map(u64::to_string).collect();
-        format!(
+        let mut s = format!(
             "coords: data {} ({} hosts), seeds {}, noise {}, {}-D + height, checkpoints {:?} updates/node",
             self.data,
             self.hosts,
@@ -117,7 +136,23 @@ impl Report {
             self.noise.name(),
             self.dims,
             self.updates
-        )
+        );
+        if let Some(m) = &self.missing {
+            let _ = write!(
+                s,
+                "\nmissing: {} of {} pairs have no measurement: never sampled, never scored",
+                m.pairs_missing, m.pairs
+            );
+            if !m.hosts_excluded.is_empty() {
+                let _ = write!(
+                    s,
+                    "; {} hosts measured to none, excluded: {:?}",
+                    m.hosts_excluded.len(),
+                    m.hosts_excluded
+                );
+            }
+        }
+        s
     }
 
     /// The text table.

@@ -34,7 +34,8 @@ pub(crate) struct CommonArgs {
     /// Peers to start (2 to 200)
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..=200))]
     nodes: u16,
-    /// RTT matrix file (first line n, then n rows of n ms); n ≥ --nodes, rows spread over it
+    /// RTT matrix file (first line n, then n rows of n ms, -1 where missing: filled); n ≥
+    /// --nodes, rows spread over it (e.g. testnet/data/planetlab50.txt)
     #[arg(long, value_name = "FILE", conflicts_with = "topology")]
     matrix: Option<PathBuf>,
     /// Generated latency model when no --matrix: internet, line, grid, split, circle, random
@@ -214,13 +215,24 @@ fn vecino_bin(given: Option<&Path>) -> anyhow::Result<PathBuf> {
     Err(cluster::ClusterError::NoBinary(beside).into())
 }
 
+/// The peers' RTTs (peer `i` is row `i`), and the name of where they come from. A matrix with
+/// missing pairs is filled over all its hosts (an emulated link needs a delay; the pairs stay
+/// not measured, so the coordinate error skips them), and the rows are spread over it.
 fn matrix(c: &CommonArgs, n: usize) -> anyhow::Result<(RttMatrix, String)> {
     match &c.matrix {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let m = RttMatrix::parse(&text).with_context(|| format!("{}", path.display()))?;
-            let m = cluster::spread_rows(&m, n).with_context(|| {
+            let filled = m.filled().map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {} of {} pairs missing and they cannot all be filled: {e}",
+                    path.display(),
+                    m.missing_pairs(),
+                    m.pairs()
+                )
+            })?;
+            let m = cluster::spread_rows(&filled, n).with_context(|| {
                 format!("{} has {} hosts, fewer than --nodes {n}", path.display(), m.len())
             })?;
             Ok((m, path.display().to_string()))
@@ -252,6 +264,13 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
         bail!("--loss must be between 0 and 1");
     }
     let (m, matrix_name) = matrix(c, n)?;
+    if let Some(f) = m.fill() {
+        println!(
+            "vecino-testnet: matrix {matrix_name}, among the {n} peers: {}; the coordinate \
+             error never counts them",
+            f.describe(m.pairs())
+        );
+    }
     std::fs::create_dir_all(&c.report)
         .with_context(|| format!("cannot create {}", c.report.display()))?;
     let data = c.report.join("data");
@@ -287,7 +306,7 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
     let observed = drive(&mut cl, c, plan, &m, &interrupt)?;
     cl.stop_all();
     drop(cl);
-    let out = report::write(&c.report, c, plan, &matrix_name, &observed)?;
+    let out = report::write(&c.report, c, plan, (&matrix_name, &m), &observed)?;
     if !c.keep {
         let _ = std::fs::remove_dir_all(&data);
     }
@@ -549,5 +568,54 @@ fn apply(
             Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[*i].name)),
             Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Args {
+        #[command(flatten)]
+        common: CommonArgs,
+    }
+
+    fn common(args: &[&str]) -> CommonArgs {
+        Args::try_parse_from(std::iter::once("t").chain(args.iter().copied())).unwrap().common
+    }
+
+    /// A matrix with missing pairs is filled over all its hosts before the peers' rows are
+    /// picked; the pairs stay not measured. One that cannot be filled is refused clearly.
+    #[test]
+    fn matrices_with_holes_are_filled_for_the_shim_or_refused() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let path = data.join("planetlab50-holes.txt");
+        let c = common(&["--nodes", "25", "--matrix", path.to_str().unwrap()]);
+        let (m, name) = matrix(&c, 25).unwrap();
+        assert_eq!((m.len(), name), (25, path.display().to_string()));
+        let holey = RttMatrix::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let rows: Vec<usize> = (0..25).map(|i| i * 50 / 25).collect();
+        let mut missing = 0;
+        for (a, &i) in rows.iter().enumerate() {
+            for (b, &j) in rows.iter().enumerate() {
+                assert_eq!(m.measured(a, b), holey.measured(i, j));
+                assert!(a == b || m.ms(a, b) > 0.0);
+                missing += usize::from(a < b && !holey.is_measured(i, j));
+            }
+        }
+        let fill = m.fill().expect("the 25 peers have missing pairs");
+        assert_eq!((fill.missing, m.missing_pairs()), (missing, missing));
+        // What the shim reads: every RTT, no -1.
+        assert!(!cluster::matrix_text(&m).contains("-1"));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let split = tmp.path().join("split.txt");
+        std::fs::write(&split, "4\n0 10 -1 -1\n10 0 -1 -1\n-1 -1 0 10\n-1 -1 10 0\n").unwrap();
+        let c = common(&["--nodes", "2", "--matrix", split.to_str().unwrap()]);
+        let err = matrix(&c, 2).unwrap_err().to_string();
+        assert!(err.contains("4 of 6 pairs missing") && err.contains("hosts 0 and 2"), "{err}");
     }
 }

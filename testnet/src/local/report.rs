@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
+use vecino_coords::topology::{Fill, RttMatrix};
 
 use super::{CommonArgs, Observed, Plan, delivered};
 use crate::svg::{escape as esc, line_chart, short};
@@ -39,12 +40,31 @@ struct Interval {
     non_converged_peers: usize,
 }
 
+/// The missing pairs among the peers, filled for the link shim (and never scored: the
+/// coordinate error skips them).
+#[derive(Debug, Serialize)]
+struct MatrixFill {
+    /// Unordered pairs of peers without a measurement.
+    pairs_missing: usize,
+    /// Unordered pairs of peers.
+    pairs: usize,
+    /// How they were filled.
+    method: &'static str,
+    /// Filled by a two-hop path through a host measured to both.
+    two_hop: usize,
+    /// Filled by longer paths, in further rounds.
+    longer: usize,
+}
+
 /// `report.json`.
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     command: &'a str,
     nodes: usize,
     matrix: &'a str,
+    /// Only for a matrix with missing pairs among the peers: how they were filled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matrix_fill: Option<MatrixFill>,
     seed: u64,
     rate_kbps: u64,
     loss: f64,
@@ -222,7 +242,7 @@ pub(super) fn write(
     dir: &Path,
     c: &CommonArgs,
     plan: &Plan,
-    matrix: &str,
+    (matrix, m): (&str, &RttMatrix),
     o: &Observed,
 ) -> anyhow::Result<String> {
     let (got, want) = delivered(&o.sent, &o.seen, o.n);
@@ -248,6 +268,13 @@ pub(super) fn write(
         command: &plan.command,
         nodes: o.n,
         matrix,
+        matrix_fill: m.fill().map(|f| MatrixFill {
+            pairs_missing: f.missing,
+            pairs: m.pairs(),
+            method: Fill::METHOD_NAME,
+            two_hop: f.two_hop,
+            longer: f.longer,
+        }),
         seed: c.seed,
         rate_kbps: plan.rate_kbps,
         loss: c.loss,

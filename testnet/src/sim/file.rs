@@ -66,7 +66,8 @@ pub(crate) struct LatencyFile {
     /// RTT inside a group / across groups.
     intra_group_ms: Option<f64>,
     inter_group_ms: Option<f64>,
-    /// A matrix file (relative to the working directory, else to the scenario file).
+    /// A matrix file (relative to the working directory, else to the scenario file's
+    /// directory and its ancestors); missing pairs (`-1`) are filled.
     matrix: Option<PathBuf>,
     /// A generated topology: line, grid, split, circle, random, internet.
     topology: Option<String>,
@@ -332,6 +333,15 @@ impl LatencyFile {
                 .with_context(|| format!("reading matrix {}", path.display()))?;
             let m = RttMatrix::parse(&text)
                 .map_err(|e| anyhow::anyhow!("matrix {}: {e}", path.display()))?;
+            // A simulated link needs a delay: missing pairs are filled (and never scored).
+            let m = m.filled().map_err(|e| {
+                anyhow::anyhow!(
+                    "matrix {}: {} of {} pairs missing and they cannot all be filled: {e}",
+                    path.display(),
+                    m.missing_pairs(),
+                    m.pairs()
+                )
+            })?;
             return Ok(Latency::Matrix(Arc::new(m)));
         }
         if let Some(name) = &self.topology {
@@ -362,12 +372,15 @@ impl LatencyFile {
     }
 }
 
-/// A relative path, from the working directory, else from `base` and its ancestors.
+/// A relative path, from the working directory, else from `base` and its ancestors (of its
+/// absolute form, so that `testnet/data/…` in a scenario under `testnet/scenarios` resolves
+/// from any working directory).
 fn find(path: &Path, base: &Path) -> anyhow::Result<PathBuf> {
     if path.is_absolute() || path.exists() {
         return Ok(path.to_path_buf());
     }
-    for dir in base.ancestors() {
+    let base_abs = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+    for dir in base_abs.ancestors() {
         let p = dir.join(path);
         if p.exists() {
             return Ok(p);
@@ -380,8 +393,8 @@ fn find(path: &Path, base: &Path) -> anyhow::Result<PathBuf> {
 mod tests {
     use super::*;
 
-    /// Every scenario shipped in testnet/scenarios parses and resolves (matrices excepted when
-    /// shared/ is absent).
+    /// Every scenario shipped in testnet/scenarios parses and resolves, its matrix (shipped in
+    /// testnet/data) included.
     #[test]
     fn shipped_scenarios_resolve() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
@@ -393,13 +406,62 @@ mod tests {
             }
             let file = ScenarioFile::read(&path).unwrap();
             seen += 1;
-            if file.latency.matrix.is_some() || file.peers > 1000 {
-                continue; // needs shared/, or is slow to generate in a unit test
+            if file.peers > 1000 {
+                continue; // slow to generate in a unit test
             }
+            // Matrices ship in testnet/data: found from the scenario's directory upwards.
             let sc = file.resolve(&dir, file.seed).unwrap();
             assert_eq!(sc.peers, file.peers, "{}", path.display());
+            if let Latency::Matrix(m) = &sc.latency
+                && file.latency.matrix.is_some()
+            {
+                assert!(
+                    m.is_complete(),
+                    "{}: a shipped scenario's matrix has holes",
+                    path.display()
+                );
+            }
         }
         assert!(seen >= 6, "only {seen} scenarios");
+    }
+
+    /// A matrix with missing pairs resolves filled (the pairs stay not measured); one whose
+    /// holes cannot be filled is refused with the reason.
+    #[test]
+    fn matrices_with_holes_are_filled_or_refused() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+        let text = format!(
+            "name = \"h\"\npeers = 50\nduration_s = 10\n[latency]\nmatrix = \"{}\"\n\
+             [link]\nrate_bps = 1000000\n[traffic]\nrate_per_s = 1\n",
+            data.join("planetlab50-holes.txt").display()
+        );
+        let file: ScenarioFile = toml::from_str(&text).unwrap();
+        let sc = file.resolve(Path::new("."), 1).unwrap();
+        let Latency::Matrix(m) = &sc.latency else { panic!("not a matrix") };
+        let fill = m.fill().expect("filled");
+        assert_eq!(fill.missing, m.missing_pairs());
+        assert!(fill.missing > 0 && m.is_usable_everywhere());
+        let holey =
+            RttMatrix::parse(&std::fs::read_to_string(data.join("planetlab50-holes.txt")).unwrap())
+                .unwrap();
+        for i in 0..50 {
+            for j in 0..50 {
+                assert_eq!(m.measured(i, j), holey.measured(i, j));
+                assert_eq!(sc.latency.is_measured(i, j), holey.is_measured(i, j));
+                assert!(i == j || sc.latency.rtt_us(i, j) > 0);
+            }
+        }
+
+        let tmp = tempfile::tempdir().unwrap();
+        let split = tmp.path().join("split.txt");
+        std::fs::write(&split, "4\n0 10 -1 -1\n10 0 -1 -1\n-1 -1 0 10\n-1 -1 10 0\n").unwrap();
+        let text = text.replace("peers = 50", "peers = 4").replace(
+            &data.join("planetlab50-holes.txt").display().to_string(),
+            &split.display().to_string(),
+        );
+        let file: ScenarioFile = toml::from_str(&text).unwrap();
+        let err = file.resolve(Path::new("."), 1).unwrap_err().to_string();
+        assert!(err.contains("4 of 6 pairs missing") && err.contains("hosts 0 and 2"), "{err}");
     }
 
     #[test]

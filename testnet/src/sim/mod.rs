@@ -95,7 +95,40 @@ struct Output<'a> {
     simulated_s: f64,
     wall_s: f64,
     config: &'a ScenarioFile,
+    /// Only for a matrix with missing pairs: how they were filled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matrix_fill: Option<MatrixFill>,
     disseminators: BTreeMap<String, Report>,
+}
+
+/// The missing pairs of a scenario's matrix, filled to give every simulated link a delay
+/// (and never scored: stretch skips them).
+#[derive(Debug, Serialize)]
+struct MatrixFill {
+    /// Unordered pairs of the matrix without a measurement.
+    pairs_missing: usize,
+    /// Unordered pairs of the matrix.
+    pairs: usize,
+    /// How they were filled.
+    method: &'static str,
+    /// Filled by a two-hop path through a host measured to both.
+    two_hop: usize,
+    /// Filled by longer paths, in further rounds.
+    longer: usize,
+}
+
+impl MatrixFill {
+    fn of(sc: &vecino_gossip::sim::Scenario) -> Option<Self> {
+        let sim::Latency::Matrix(m) = &sc.latency else { return None };
+        let f = m.fill()?;
+        Some(Self {
+            pairs_missing: f.missing,
+            pairs: m.pairs(),
+            method: vecino_coords::topology::Fill::METHOD_NAME,
+            two_hop: f.two_hop,
+            longer: f.longer,
+        })
+    }
 }
 
 pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
@@ -139,6 +172,9 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
         }
     }
     let scenario = file.resolve(&base, seed)?;
+    if !child && let Some(line) = table::matrix_fill_line(&scenario) {
+        eprintln!("{line}");
+    }
     let started = Instant::now();
     // Several disseminators: each in a child process of its own (peak RSS per disseminator).
     let in_children = !child && !args.in_process && args.only.len() > 1;
@@ -220,6 +256,7 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             simulated_s: (scenario.duration + scenario.drain).as_secs_f64(),
             wall_s: wall,
             config: &file,
+            matrix_fill: MatrixFill::of(&scenario),
             disseminators: reports.into_iter().map(|r| (r.disseminator.clone(), r)).collect(),
         };
         std::fs::write(path, serde_json::to_string_pretty(&out)?)

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use vecino_gossip::sim::{Report, Scenario};
+use vecino_gossip::sim::{Latency, Report, Scenario};
 
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.digits$}"))
@@ -35,6 +35,13 @@ fn bytes(b: f64) -> String {
     } else {
         format!("{b:.0} B")
     }
+}
+
+/// "matrix: N of M pairs missing, filled by …" for a scenario on a matrix with missing pairs.
+pub(crate) fn matrix_fill_line(sc: &Scenario) -> Option<String> {
+    let Latency::Matrix(m) = &sc.latency else { return None };
+    let f = m.fill()?;
+    Some(format!("matrix: {}; stretch never counts them", f.describe(m.pairs())))
 }
 
 /// Renders the table.
@@ -195,6 +202,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         sc.duration.as_secs_f64(),
         sc.drain.as_secs_f64()
     );
+    if let Some(line) = matrix_fill_line(sc) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = write!(out, "{:label_w$}", "");
     for (r, w) in reports.iter().zip(&col_w) {
         let _ = write!(out, "  {:>w$}", r.disseminator);
