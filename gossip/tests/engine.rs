@@ -1,221 +1,23 @@
-//! Engine behaviour on a tiny in-test network: fixed latency, no bandwidth model, scheduled
-//! partitions. (The full simulator, with bandwidth, radios, loss and baselines, is the `sim`
-//! feature; these tests pin down the engine's own guarantees.) Every test prints its seed.
+//! Engine behaviour on a tiny in-test network (`common::Net`) and on one engine fed by hand.
+//! Every test prints its seed.
+
+mod common;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vecino_gossip::{
-    AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, MemoryStore, Output, Persist,
-    Protocol, StoreOp, Time,
+    AppEvent, Command, Config, Engine, Input, LinkInfo, LinkStatus, Output, Protocol, StoreOp, Time,
 };
 use vecino_proto::{AuthorKey, Bytes, Identity, VerifiedEvent};
 
-const START: Time = Time(1_763_702_400_000_000);
-const ONE_WAY: Duration = Duration::from_millis(20);
-
-enum Ev {
-    Input(usize, Input),
-}
-
-struct Net {
-    seed: u64,
-    now: Time,
-    engines: Vec<Option<Engine<ChaCha8Rng>>>,
-    ids: Vec<AuthorKey>,
-    index: BTreeMap<AuthorKey, usize>,
-    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
-    pending: BTreeMap<u64, Ev>,
-    counter: u64,
-    /// Pairs that cannot talk (both directions).
-    cut: BTreeSet<(usize, usize)>,
-    delivered: Vec<Vec<(AuthorKey, u64)>>,
-    links: Vec<(Time, usize, AuthorKey, LinkStatus)>,
-    stored: Vec<MemoryStore>,
-    config: Config,
-}
-
-impl Net {
-    fn new(n: usize, seed: u64, config: Config) -> Self {
-        eprintln!("seed {seed}");
-        let mut net = Net {
-            seed,
-            now: START,
-            engines: Vec::new(),
-            ids: Vec::new(),
-            index: BTreeMap::new(),
-            queue: BinaryHeap::new(),
-            pending: BTreeMap::new(),
-            counter: 0,
-            cut: BTreeSet::new(),
-            delivered: vec![Vec::new(); n],
-            links: Vec::new(),
-            stored: vec![MemoryStore::default(); n],
-            config,
-        };
-        for i in 0..n {
-            let id = identity(seed, i);
-            net.ids.push(id.public());
-            net.index.insert(id.public(), i);
-            net.engines.push(None);
-            net.start(i);
-        }
-        net
-    }
-
-    fn start(&mut self, i: usize) {
-        let stored: Vec<VerifiedEvent> = self.stored[i].events();
-        let rng = ChaCha8Rng::seed_from_u64(self.seed ^ (i as u64) << 32 ^ self.now.0);
-        self.engines[i] =
-            Some(Engine::new(identity(self.seed, i), self.config.clone(), rng, self.now, stored));
-        self.feed(i, Input::Start);
-    }
-
-    fn push(&mut self, at: Time, node: usize, ev: Ev) {
-        self.counter += 1;
-        self.pending.insert(self.counter, ev);
-        self.queue.push(Reverse((at, self.counter, node)));
-    }
-
-    fn connect(&mut self, a: usize, b: usize) {
-        let at = self.now + ONE_WAY * 2;
-        let info = LinkInfo::default();
-        self.push(at, a, Ev::Input(a, Input::LinkUp { peer: self.ids[b], info: info.clone() }));
-        self.push(at, b, Ev::Input(b, Input::LinkUp { peer: self.ids[a], info }));
-    }
-
-    fn blocked(&self, a: usize, b: usize) -> bool {
-        self.cut.contains(&(a.min(b), a.max(b)))
-    }
-
-    fn feed(&mut self, i: usize, input: Input) {
-        let Some(engine) = self.engines[i].as_mut() else { return };
-        let outs: Vec<Output> = engine.handle(self.now, input).collect();
-        for o in outs {
-            match o {
-                Output::Send { to, frame, .. } => {
-                    let j = self.index[&to];
-                    if !self.blocked(i, j) {
-                        let from = self.ids[i];
-                        self.push(
-                            self.now + ONE_WAY,
-                            j,
-                            Ev::Input(j, Input::Received { from, frame }),
-                        );
-                    }
-                }
-                Output::Schedule { at, timer } => {
-                    self.push(at, i, Ev::Input(i, Input::Timer(timer)))
-                }
-                Output::Dial { peer, .. } => {
-                    let j = self.index[&peer];
-                    if !self.blocked(i, j) && self.engines[j].is_some() {
-                        self.connect(i, j);
-                    }
-                }
-                Output::Disconnect { peer } => {
-                    let j = self.index[&peer];
-                    self.push(self.now, i, Ev::Input(i, Input::LinkDown { peer }));
-                    self.push(
-                        self.now + ONE_WAY,
-                        j,
-                        Ev::Input(j, Input::LinkDown { peer: self.ids[i] }),
-                    );
-                }
-                Output::Deliver(AppEvent::Post(p)) => self.delivered[i].push((p.author, p.seq)),
-                Output::Deliver(AppEvent::Link { peer, status }) => {
-                    self.links.push((self.now, i, peer, status));
-                }
-                Output::Deliver(_) => {}
-                Output::Persist(op) => self.stored[i].apply(&op),
-                Output::Broadcast { .. } => panic!("a broadcast without a shared medium"),
-            }
-        }
-    }
-
-    fn run_until(&mut self, until: Time) {
-        while let Some(Reverse((at, id, _))) = self.queue.peek().copied() {
-            if at > until {
-                break;
-            }
-            self.queue.pop();
-            self.now = at;
-            let Some(Ev::Input(i, input)) = self.pending.remove(&id) else { continue };
-            self.feed(i, input);
-        }
-        self.now = until;
-    }
-
-    fn run_for(&mut self, d: Duration) {
-        let until = self.now + d;
-        self.run_until(until);
-    }
-
-    fn post(&mut self, i: usize, text: &str) {
-        let cmd = Command::Post { topic: "chat".into(), body: Bytes::from(text.to_owned()) };
-        self.feed(i, Input::Command { id: 0, cmd });
-    }
-
-    fn engine(&self, i: usize) -> &Engine<ChaCha8Rng> {
-        self.engines[i].as_ref().expect("running")
-    }
-
-    fn digests(&self) -> BTreeSet<u64> {
-        self.engines.iter().flatten().map(Engine::digest).collect()
-    }
-
-    fn partition(&mut self, a: &[usize], b: &[usize]) {
-        for &x in a {
-            for &y in b {
-                self.cut.insert((x.min(y), x.max(y)));
-            }
-        }
-    }
-
-    fn heal(&mut self) {
-        self.cut.clear();
-    }
-
-    /// Every node delivered every post of every author exactly once, in order.
-    fn assert_all_delivered(&self, posts: &BTreeMap<AuthorKey, u64>) {
-        for (i, got) in self.delivered.iter().enumerate() {
-            if self.engines[i].is_none() {
-                continue;
-            }
-            let mut per_author: BTreeMap<AuthorKey, Vec<u64>> = BTreeMap::new();
-            for (a, s) in got {
-                per_author.entry(*a).or_default().push(*s);
-            }
-            for (a, &n) in posts {
-                let seqs = per_author.get(a).cloned().unwrap_or_default();
-                assert_eq!(
-                    seqs,
-                    (1..=n).collect::<Vec<_>>(),
-                    "seed {}: node {i}, author {a:?}",
-                    self.seed
-                );
-            }
-        }
-    }
-}
-
-fn identity(seed: u64, i: usize) -> Identity {
-    let mut s = [0u8; 32];
-    s[..8].copy_from_slice(&seed.to_le_bytes());
-    s[8..16].copy_from_slice(&(i as u64).to_le_bytes());
-    Identity::from_seed(s)
-}
-
-fn line(n: usize, seed: u64, config: Config) -> Net {
-    let mut net = Net::new(n, seed, config);
-    for i in 1..n {
-        net.connect(i - 1, i);
-    }
-    net
-}
+use common::{
+    Ev, Net, ONE_WAY, START, engine, events, frames_sent, frames_sent_answering, identity, line,
+    post_by, pushed, received, sent_to, up,
+};
 
 #[test]
 fn peers_learn_each_other_by_gossip_and_converge() {
@@ -944,56 +746,6 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     assert_eq!(linked, vec![a], "seed {seed}");
 }
 
-/// Runs `e` on `inputs` (in time order) and the timers it schedules up to `end`; returns the
-/// frames it sent, by neighbour.
-fn frames_sent(
-    e: &mut Engine<ChaCha8Rng>,
-    inputs: Vec<(Time, Input)>,
-    end: Time,
-) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
-    frames_sent_answering(e, inputs, end, |_, _, _| None)
-}
-
-/// As [`frames_sent`], with `answer(now, to, frame)` giving what the neighbour sends back.
-fn frames_sent_answering(
-    e: &mut Engine<ChaCha8Rng>,
-    mut inputs: Vec<(Time, Input)>,
-    end: Time,
-    mut answer: impl FnMut(Time, AuthorKey, &vecino_proto::pb::frame::Kind) -> Option<(Time, Input)>,
-) -> Vec<(AuthorKey, vecino_proto::pb::frame::Kind)> {
-    let mut sent = Vec::new();
-    inputs.reverse();
-    while let Some((now, input)) = inputs.pop() {
-        for o in e.handle(now, input) {
-            match o {
-                Output::Schedule { at, timer } if at <= end => {
-                    inputs.push((at, Input::Timer(timer)));
-                }
-                Output::Send { to, frame, .. } => {
-                    if let Ok(f) = vecino_proto::decode_frame(frame)
-                        && let Some(kind) = f.kind
-                    {
-                        inputs.extend(answer(now, to, &kind).filter(|(at, _)| *at <= end));
-                        sent.push((to, kind));
-                    }
-                }
-                _ => {}
-            }
-        }
-        inputs.sort_by_key(|(t, _)| Reverse(*t));
-    }
-    sent
-}
-
-/// What `pick` takes from each frame in `sent` that went to `peer`, in the order sent.
-fn sent_to<'a, T>(
-    sent: &'a [(AuthorKey, vecino_proto::pb::frame::Kind)],
-    peer: AuthorKey,
-    pick: impl Fn(&'a vecino_proto::pb::frame::Kind) -> Option<T>,
-) -> Vec<T> {
-    sent.iter().filter(|(to, _)| *to == peer).filter_map(|(_, k)| pick(k)).collect()
-}
-
 /// A neighbour's answer to a ping (a pong 20 ms later), which keeps its link connected.
 fn pong(now: Time, to: AuthorKey, k: &vecino_proto::pb::frame::Kind) -> Option<(Time, Input)> {
     use vecino_proto::pb::{self, frame::Kind};
@@ -1012,32 +764,11 @@ fn is_a_post(envelope: &Bytes) -> bool {
         .is_some_and(|ev| ev.stream == pb::Stream::Post as i32)
 }
 
-/// A frame of `kind` from `from`, with link seq `link_seq` (0: unsequenced).
-fn received(from: AuthorKey, link_seq: u64, kind: vecino_proto::pb::frame::Kind) -> Input {
-    let frame = vecino_proto::pb::Frame { link_seq, link_floor: 0, kind: Some(kind) };
-    Input::Received { from, frame: Bytes::from(vecino_proto::encode_frame(&frame)) }
-}
-
 /// The engine started, with a link up to each of `peers`.
 fn started_with(peers: &[AuthorKey]) -> Vec<(Time, Input)> {
     let mut inputs = vec![(START, Input::Start)];
     inputs.extend(peers.iter().map(|p| (START, up(*p))));
     inputs
-}
-
-/// `ev` pushed by `from` (first frame on the link).
-fn pushed(from: AuthorKey, ev: &VerifiedEvent) -> Input {
-    received(from, 1, events(ev))
-}
-
-/// An events frame pushing `ev` alone.
-fn events(ev: &VerifiedEvent) -> vecino_proto::pb::frame::Kind {
-    let events = vecino_proto::pb::Events {
-        envelopes: vec![ev.envelope().clone()],
-        sync: false,
-        hops: None,
-    };
-    vecino_proto::pb::frame::Kind::Events(events)
 }
 
 /// An announcement (by key prefix) of `author`'s first post.
@@ -1050,28 +781,6 @@ fn announced_first_post(author: &AuthorKey) -> vecino_proto::pb::frame::Kind {
         hops: None,
     };
     pb::frame::Kind::Ihave(pb::IHave { prefixed: vec![head], ..Default::default() })
-}
-
-/// A signed post (seq 1) by `author`, stamped at `START`.
-fn post_by(author: &Identity) -> VerifiedEvent {
-    use vecino_proto::pb::{self, Stream, event::Body};
-    let hlc = vecino_proto::Hlc { ms: START.as_millis(), counter: 0 };
-    let body = Body::Post(pb::Post {
-        topic: "t".into(),
-        body: Bytes::from_static(b"hi"),
-        ..Default::default()
-    });
-    author.sign(Stream::Post, 1, hlc, body).expect("sign")
-}
-
-/// A link to `peer` came up.
-fn up(peer: AuthorKey) -> Input {
-    Input::LinkUp { peer, info: LinkInfo::default() }
-}
-
-/// The engine under test (identity 100 of `seed`), started at `START`, with nothing stored.
-fn engine(seed: u64, config: Config) -> Engine<ChaCha8Rng> {
-    Engine::new(identity(seed, 100), config, ChaCha8Rng::seed_from_u64(seed), START, vec![])
 }
 
 /// Fisheye from the start at `k` members, with no landmarks.
