@@ -1,5 +1,5 @@
-//! Engine behaviour on a tiny in-test network (`common::Net`) and on one engine fed by hand.
-//! Every test prints its seed.
+//! The host contract (`crate::io`, driven through `Protocol::handle`): a command is answered
+//! by its id, and frames that do not parse are counted and ignored.
 
 mod common;
 
