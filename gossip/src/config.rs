@@ -174,6 +174,22 @@ pub struct Config {
     /// One author in this many (by key) is a *landmark*, whose membership every peer keeps:
     /// a fleet-wide sample of far regions. 0: no landmarks.
     pub fisheye_landmarks: u32,
+    /// How long a postcard lives when its author does not say (`Command::Postcard`).
+    pub postcard_lifetime: Duration,
+    /// The longest lifetime a postcard may ask for; longer ones are refused, by their author
+    /// and by every hop.
+    pub max_postcard_lifetime: Duration,
+    /// Routed events (postcards, receipts) kept in custody here at most; past it, custody is
+    /// refused (counted `postcard_custody_full`) and the previous hop routes them elsewhere.
+    pub max_custody: usize,
+    /// Bytes of routed events kept in custody at most.
+    pub max_custody_bytes: usize,
+    /// Routed events of one author kept in custody at most (its share: one author cannot
+    /// fill a relay; counted `postcard_author_share`).
+    pub max_custody_per_author: usize,
+    /// This peer's link state (`crate::routing`) is published at most this often when its
+    /// links change (four times as rarely when only their RTTs move).
+    pub link_state_min_interval: Duration,
     /// Most log events (posts) kept per author; older ones are forgotten first.
     pub max_log_per_author: usize,
     /// Events sent per `Events` frame at most.
@@ -236,6 +252,12 @@ impl Default for Config {
             fisheye_from_start: false,
             newspapers_heard_per_s: 1.0,
             fisheye_landmarks: 256,
+            postcard_lifetime: Duration::from_secs(600),
+            max_postcard_lifetime: Duration::from_secs(86_400),
+            max_custody: 10_000,
+            max_custody_bytes: 16 << 20,
+            max_custody_per_author: 1_000,
+            link_state_min_interval: Duration::from_secs(30),
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
             addrs: Vec::new(),

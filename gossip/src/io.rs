@@ -110,6 +110,19 @@ pub enum Command {
         /// Body, at most `vecino_proto::limits::MAX_POST_BODY_BYTES`.
         body: Bytes,
     },
+    /// Send a postcard: `body` sealed to `to`, routed to it by proximity, kept in custody
+    /// hop by hop until delivered or `lifetime` (`Config::postcard_lifetime` when `None`)
+    /// passes. `coordinate` says where `to` is when this peer does not hold it as a member.
+    Postcard {
+        /// The destination.
+        to: AuthorKey,
+        /// The message, at most `vecino_proto::limits::MAX_POSTCARD_BODY_BYTES`.
+        body: Bytes,
+        /// How long it lives.
+        lifetime: Option<Duration>,
+        /// Where the destination is, if known to the application and not to this peer.
+        coordinate: Option<vecino_coords::Coordinate>,
+    },
     /// Leave on purpose: publish a `chau` and stop reconnecting.
     Leave {
         /// Why, for the others' logs.
@@ -194,6 +207,40 @@ pub struct DeliveredPost {
     pub own: bool,
 }
 
+/// A postcard delivered to the application (this peer is its destination).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveredPostcard {
+    /// The postcard's event id.
+    pub id: EventId,
+    /// Its author.
+    pub from: AuthorKey,
+    /// Its seq in the author's postcard stream.
+    pub seq: u64,
+    /// The author's clock when sending.
+    pub hlc: Hlc,
+    /// The message, opened.
+    pub body: Bytes,
+    /// The peers it crossed, by key prefix, from its author to this peer.
+    pub trail: Vec<u64>,
+}
+
+/// Where one of this peer's own postcards stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostcardStatus {
+    /// Its first hop took custody of it.
+    Forwarded {
+        /// That hop.
+        next: AuthorKey,
+    },
+    /// Its destination's receipt came back.
+    Delivered {
+        /// The peers it crossed, by key prefix, from this peer to the destination.
+        trail: Vec<u64>,
+    },
+    /// Its lifetime passed without a receipt.
+    Expired,
+}
+
 /// Something the application should know.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppEvent {
@@ -222,6 +269,17 @@ pub enum AppEvent {
     },
     /// A peer was caught signing two different events at one (author, stream, seq).
     Equivocation(Box<FraudProof>),
+    /// A postcard addressed to this peer, once, in order per author.
+    Postcard(DeliveredPostcard),
+    /// One of this peer's postcards moved on (see [`PostcardStatus`]).
+    PostcardStatus {
+        /// The postcard's event id.
+        id: EventId,
+        /// Its destination.
+        to: AuthorKey,
+        /// What happened.
+        status: PostcardStatus,
+    },
     /// The command `id` was carried out: its event (a post, a chau) is this peer's, stored
     /// and on its way (emitted after the event's own `Persist` and `Deliver`).
     Accepted {

@@ -20,7 +20,9 @@ mod medium;
 mod membership;
 mod overlay;
 mod persist;
+mod postcards;
 mod published;
+mod routing;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod store;
@@ -35,7 +37,8 @@ pub use membership::Member;
 pub use persist::{MemoryStore, Persist};
 
 pub use io::{
-    AppEvent, Command, DeliveredPost, Input, LinkInfo, LinkStatus, MemberChange, Output, Priority,
-    Protocol, StoreOp, Timer,
+    AppEvent, Command, DeliveredPost, DeliveredPostcard, Input, LinkInfo, LinkStatus, MemberChange,
+    Output, PostcardStatus, Priority, Protocol, StoreOp, Timer,
 };
+pub use postcards::PostcardError;
 pub use time::Time;

@@ -79,7 +79,12 @@ impl Medium {
             return;
         }
         let envelopes = vec![ev.envelope().clone()];
-        let frame = unsequenced(Kind::Events(pb::Events { envelopes, sync: false, hops }));
+        let frame = unsequenced(Kind::Events(pb::Events {
+            envelopes,
+            sync: false,
+            hops,
+            trail: Vec::new(),
+        }));
         if !core.links.broadcasts.push(key, frame, streams::class_of(ev.stream())) {
             core.reject("medium_queue_full");
             return;

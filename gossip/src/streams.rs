@@ -8,14 +8,13 @@
 //!
 //! | stream | keep | travel | anti-entropy | fisheye-scoped | class |
 //! |---|---|---|---|---|---|
-//! | hey-there, newspaper, chau, opinion, barrio slot | latest value | trees | yes | yes | membership |
+//! | hey-there, newspaper, chau, opinion, barrio slot, link state | latest value | trees | yes | yes | membership |
 //! | post | log | trees | yes | no | post |
 //! | postcard, postcard receipt | custody | routed | no | no | postcard |
 //!
-//! Postcards are kept by their custodians until the next hop acknowledges them and are routed
-//! hop by hop toward their destination, never flooded; until the postcard machine lands the
-//! engine refuses them with a counted reason (`stream_not_handled`) rather than treating them
-//! as posts.
+//! Postcards and their receipts are kept by their custodians until the next hop acknowledges
+//! them and are routed hop by hop toward their destination, never flooded
+//! (`crate::postcards`).
 
 use vecino_proto::pb::Stream;
 
@@ -89,7 +88,8 @@ pub(crate) const fn policy(stream: Stream) -> Option<StreamPolicy> {
         | Stream::Newspaper
         | Stream::Chau
         | Stream::Opinion
-        | Stream::BarrioSlot => Some(MEMBERSHIP),
+        | Stream::BarrioSlot
+        | Stream::LinkState => Some(MEMBERSHIP),
         Stream::Post => Some(POST),
         Stream::Postcard | Stream::PostcardReceipt => Some(POSTCARD),
     }

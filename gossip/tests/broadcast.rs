@@ -84,6 +84,7 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
         envelopes: vec![ev.envelope().clone()],
         sync: false,
         hops: Some(eager_hops),
+        trail: Vec::new(),
     }));
     let ihave = frame(Kind::Ihave(pb::IHave {
         prefixed: vec![pb::PrefixHead {
@@ -327,6 +328,7 @@ fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
                     envelopes: vec![px.envelope().clone()],
                     sync: true,
                     hops: Some(0),
+                    trail: Vec::new(),
                 };
                 Some((now + Duration::from_millis(40), received(b, 2, Kind::Events(events))))
             }

@@ -326,6 +326,7 @@ async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
                     envelopes: c.to_vec(),
                     sync: false,
                     hops: None,
+                    trail: Vec::new(),
                 })),
             })
         })

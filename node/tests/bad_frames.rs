@@ -15,7 +15,12 @@ use vecino_proto::{Bytes, Hlc, Identity, encode_frame, pb};
 fn events_frame(envelopes: Vec<Bytes>, link_seq: u64) -> Vec<u8> {
     encode_frame(&pb::Frame {
         link_seq,
-        kind: Some(pb::frame::Kind::Events(pb::Events { envelopes, sync: false, hops: None })),
+        kind: Some(pb::frame::Kind::Events(pb::Events {
+            envelopes,
+            sync: false,
+            hops: None,
+            trail: Vec::new(),
+        })),
         ..Default::default()
     })
 }

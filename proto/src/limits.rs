@@ -18,8 +18,18 @@ pub const EVENT_ID_BYTES: usize = 32;
 
 /// Largest post body, in bytes.
 pub const MAX_POST_BODY_BYTES: usize = 48 * 1024;
-/// Largest postcard body, in bytes.
+/// Largest postcard body (the message before sealing), in bytes.
 pub const MAX_POSTCARD_BODY_BYTES: usize = 48 * 1024;
+/// What sealing adds to a postcard body: the ephemeral X25519 key and the Poly1305 tag.
+pub const SEAL_OVERHEAD_BYTES: usize = 32 + 16;
+/// Largest sealed postcard body on the wire.
+pub const MAX_SEALED_POSTCARD_BYTES: usize = MAX_POSTCARD_BODY_BYTES + SEAL_OVERHEAD_BYTES;
+/// Most links in one link-state event (above any `max_links` a node runs with).
+pub const MAX_LINK_STATE_ENTRIES: usize = 64;
+/// Most peers a routed event (postcard, receipt) may cross: past it, it is dropped as a loop.
+pub const MAX_ROUTE_HOPS: usize = 64;
+/// Most routed events refused in one acknowledgement.
+pub const MAX_REFUSED_PER_ACK: usize = 64;
 /// Longest post topic, in bytes of UTF-8.
 pub const MAX_TOPIC_BYTES: usize = 128;
 /// Longest content type string.

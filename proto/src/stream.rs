@@ -30,7 +30,8 @@ impl Stream {
             | Stream::Newspaper
             | Stream::Chau
             | Stream::Opinion
-            | Stream::BarrioSlot => Some(StreamKind::LatestValue),
+            | Stream::BarrioSlot
+            | Stream::LinkState => Some(StreamKind::LatestValue),
             Stream::Post | Stream::Postcard | Stream::PostcardReceipt => Some(StreamKind::Log),
         }
     }
@@ -44,6 +45,7 @@ impl Stream {
             Stream::Chau => "chau",
             Stream::Opinion => "opinion",
             Stream::BarrioSlot => "barrio-slot",
+            Stream::LinkState => "link-state",
             Stream::Post => "post",
             Stream::Postcard => "postcard",
             Stream::PostcardReceipt => "postcard-receipt",
@@ -59,6 +61,7 @@ pub const fn body_stream(body: &Body) -> Stream {
         Body::Chau(_) => Stream::Chau,
         Body::Opinion(_) => Stream::Opinion,
         Body::BarrioSlot(_) => Stream::BarrioSlot,
+        Body::LinkState(_) => Stream::LinkState,
         Body::Post(_) => Stream::Post,
         Body::Postcard(_) => Stream::Postcard,
         Body::PostcardReceipt(_) => Stream::PostcardReceipt,

@@ -24,7 +24,9 @@ use prost::Message;
 use crate::clock::Hlc;
 use crate::error::{Rejections, VerifyError};
 use crate::keys::{AuthorKey, EventId, Identity};
-use crate::limits::{DEFAULT_MAX_CLOCK_AHEAD_MS, MAX_ENVELOPE_BYTES, SIGNATURE_BYTES};
+use crate::limits::{
+    DEFAULT_MAX_CLOCK_AHEAD_MS, MAX_ENVELOPE_BYTES, SEAL_OVERHEAD_BYTES, SIGNATURE_BYTES,
+};
 use crate::pb::{self, Stream, event::Body};
 use crate::stream::{StreamKind, body_stream};
 use crate::wire;
@@ -329,8 +331,27 @@ fn validate_body(body: &Body) -> Result<(), VerifyError> {
             Err(VerifyError::InvalidField { field: "Post.topic", why: "empty" })
         }
         Body::Post(_) => Ok(()),
-        Body::Postcard(p) => key(&p.to, "Postcard.to"),
-        Body::PostcardReceipt(r) => key(&r.postcard_id, "PostcardReceipt.postcard_id"),
+        Body::Postcard(p) => {
+            key(&p.to, "Postcard.to")?;
+            coordinate(&p.from, "Postcard.from")?;
+            coordinate(&p.to_coordinate, "Postcard.to_coordinate")?;
+            if p.body.len() < SEAL_OVERHEAD_BYTES {
+                return Err(VerifyError::InvalidField {
+                    field: "Postcard.body",
+                    why: "not sealed",
+                });
+            }
+            Ok(())
+        }
+        Body::PostcardReceipt(r) => {
+            key(&r.postcard_id, "PostcardReceipt.postcard_id")?;
+            key(&r.to, "PostcardReceipt.to")?;
+            coordinate(&r.to_coordinate, "PostcardReceipt.to_coordinate")
+        }
+        Body::LinkState(l) if l.peers.len() != l.rtt_100us.len() => {
+            Err(VerifyError::InvalidField { field: "LinkState.rtt_100us", why: "not one per peer" })
+        }
+        Body::LinkState(_) => Ok(()),
     }
 }
 

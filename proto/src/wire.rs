@@ -60,6 +60,10 @@ pub(crate) enum Kind {
     RepeatedLen { min: usize, max: usize, count: usize },
     /// Repeated 4-byte scalar (packed or not), at most `count` values.
     Repeated32 { count: usize },
+    /// Repeated 8-byte scalar (packed or not), at most `count` values.
+    Repeated64 { count: usize },
+    /// Repeated varint scalar (packed or not), at most `count` values.
+    RepeatedVarint { count: usize },
 }
 
 /// One field of a message description.
@@ -189,14 +193,31 @@ pub(crate) static POSTCARD: Schema = Schema {
     name: "Postcard",
     fields: &[
         f(1, "Postcard.to", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
-        f(2, "Postcard.body", Kind::Bytes { max: MAX_POSTCARD_BODY_BYTES }),
+        f(2, "Postcard.body", Kind::Bytes { max: MAX_SEALED_POSTCARD_BYTES }),
         f(3, "Postcard.expires_ms", Kind::Varint),
+        f(4, "Postcard.from", Kind::Msg(&COORDINATE)),
+        f(5, "Postcard.to_coordinate", Kind::Msg(&COORDINATE)),
+        f(6, "Postcard.prev", Kind::Varint),
     ],
 };
 
 pub(crate) static POSTCARD_RECEIPT: Schema = Schema {
     name: "PostcardReceipt",
-    fields: &[f(1, "PostcardReceipt.postcard_id", Kind::Bytes { max: EVENT_ID_BYTES })],
+    fields: &[
+        f(1, "PostcardReceipt.postcard_id", Kind::Bytes { max: EVENT_ID_BYTES }),
+        f(2, "PostcardReceipt.to", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
+        f(3, "PostcardReceipt.to_coordinate", Kind::Msg(&COORDINATE)),
+        f(4, "PostcardReceipt.expires_ms", Kind::Varint),
+        f(5, "PostcardReceipt.trail", Kind::Repeated64 { count: MAX_ROUTE_HOPS }),
+    ],
+};
+
+pub(crate) static LINK_STATE: Schema = Schema {
+    name: "LinkState",
+    fields: &[
+        f(1, "LinkState.peers", Kind::Repeated64 { count: MAX_LINK_STATE_ENTRIES }),
+        f(2, "LinkState.rtt_100us", Kind::RepeatedVarint { count: MAX_LINK_STATE_ENTRIES }),
+    ],
 };
 
 /// The event with its body: scanned after the signature has been checked.
@@ -215,6 +236,7 @@ pub(crate) static EVENT: Schema = Schema {
         one(15, "Event.post", Kind::Msg(&POST)),
         one(16, "Event.postcard", Kind::Msg(&POSTCARD)),
         one(17, "Event.postcard_receipt", Kind::Msg(&POSTCARD_RECEIPT)),
+        one(18, "Event.link_state", Kind::Msg(&LINK_STATE)),
     ],
 };
 
@@ -243,6 +265,7 @@ static EVENTS: Schema = Schema {
         ),
         f(2, "Events.sync", Kind::Varint),
         f(3, "Events.hops", Kind::Varint),
+        f(4, "Events.trail", Kind::Repeated64 { count: MAX_ROUTE_HOPS }),
     ],
 };
 static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };
@@ -329,6 +352,15 @@ static ACK: Schema = Schema {
     fields: &[
         f(1, "Ack.cumulative", Kind::Varint),
         f(3, "Ack.runs", Kind::Bytes { max: MAX_ACK_RUN_BYTES }),
+        f(
+            4,
+            "Ack.refused",
+            Kind::RepeatedLen {
+                min: EVENT_ID_BYTES,
+                max: EVENT_ID_BYTES,
+                count: MAX_REFUSED_PER_ACK,
+            },
+        ),
     ],
 };
 
@@ -505,7 +537,11 @@ fn scan(buf: &[u8], schema: &'static Schema, deep: bool) -> Result<(), WireError
         let field = &schema.fields[idx];
         let repeated = matches!(
             field.kind,
-            Kind::RepeatedMsg { .. } | Kind::RepeatedLen { .. } | Kind::Repeated32 { .. }
+            Kind::RepeatedMsg { .. }
+                | Kind::RepeatedLen { .. }
+                | Kind::Repeated32 { .. }
+                | Kind::Repeated64 { .. }
+                | Kind::RepeatedVarint { .. }
         );
         if !repeated {
             if seen & (1 << idx) != 0 {
@@ -566,6 +602,17 @@ fn check_field(
         (Kind::Repeated32 { count: max }, Value::Len(b)) => {
             packed(b, 4, count, max, field, message)
         }
+        (Kind::Repeated64 { count: max }, Value::I64)
+        | (Kind::RepeatedVarint { count: max }, Value::Varint) => {
+            *count += 1;
+            limit(*count, max)
+        }
+        (Kind::Repeated64 { count: max }, Value::Len(b)) => {
+            packed(b, 8, count, max, field, message)
+        }
+        (Kind::RepeatedVarint { count: max }, Value::Len(b)) => {
+            packed_varints(b, count, max, field, message)
+        }
         _ => Err(wrong),
     }
 }
@@ -587,6 +634,34 @@ fn packed(
     *count += b.len() / width;
     if *count > max {
         return Err(WireError::Limit { field: field.name, got: *count, max });
+    }
+    Ok(())
+}
+
+/// Counts the varints of a packed field (each ends with a byte below 0x80; at most 10 bytes).
+fn packed_varints(
+    b: &[u8],
+    count: &mut usize,
+    max: usize,
+    field: &Field,
+    message: &'static str,
+) -> Result<(), WireError> {
+    let mut run = 0;
+    for &byte in b {
+        run += 1;
+        if run > 10 {
+            return Err(WireError::Malformed { message, what: "varint longer than 10 bytes" });
+        }
+        if byte < 0x80 {
+            *count += 1;
+            run = 0;
+            if *count > max {
+                return Err(WireError::Limit { field: field.name, got: *count, max });
+            }
+        }
+    }
+    if run != 0 {
+        return Err(WireError::Truncated("packed varint cut short"));
     }
     Ok(())
 }

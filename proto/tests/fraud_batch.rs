@@ -145,6 +145,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
             envelopes: vec![env],
             sync: false,
             hops: None,
+            trail: Vec::new(),
         })),
     };
     let bytes = Bytes::from(encode_frame(&frame));
@@ -157,7 +158,11 @@ fn frames_round_trip_and_bad_frames_are_typed() {
     let too_many_acks = pb::Frame {
         link_seq: 0,
         link_floor: 0,
-        kind: Some(pb::frame::Kind::Ack(pb::Ack { cumulative: 1, runs: vec![1; 4000].into() })),
+        kind: Some(pb::frame::Kind::Ack(pb::Ack {
+            cumulative: 1,
+            runs: vec![1; 4000].into(),
+            refused: Vec::new(),
+        })),
     };
     assert_eq!(
         decode_frame(encode_frame(&too_many_acks).into()).unwrap_err().reason(),

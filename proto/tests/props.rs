@@ -87,14 +87,19 @@ fn body() -> impl Strategy<Value = Body> {
                 Body::Post(pb::Post { topic, body: body.into(), content_type })
             }
         ),
-        (key32(), prop::collection::vec(any::<u8>(), 0..300), any::<u64>()).prop_map(
+        (key32(), prop::collection::vec(any::<u8>(), 48..300), any::<u64>()).prop_map(
             |(to, body, expires_ms)| Body::Postcard(pb::Postcard {
                 to,
                 body: body.into(),
-                expires_ms
+                expires_ms,
+                ..Default::default()
             })
         ),
-        key32().prop_map(|postcard_id| Body::PostcardReceipt(pb::PostcardReceipt { postcard_id })),
+        key32().prop_map(|postcard_id| Body::PostcardReceipt(pb::PostcardReceipt {
+            to: postcard_id.clone(),
+            postcard_id,
+            ..Default::default()
+        })),
     ]
 }
 

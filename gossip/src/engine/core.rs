@@ -77,6 +77,22 @@ pub struct EngineStats {
     pub mutes: u64,
     /// See `mutes`.
     pub unmutes: u64,
+    /// Routed events (postcards, receipts) handed to a next hop, counting every attempt.
+    pub postcard_sends: u64,
+    /// Of those, hops chosen greedily (the destination beyond the link state known here).
+    pub postcard_greedy_hops: u64,
+    /// Routed events that arrived again (after a reroute, a loop, a custodian's restart).
+    pub postcard_duplicates: u64,
+    /// Postcards delivered to this peer's application.
+    pub postcards_delivered: u64,
+    /// Receipts of this peer's postcards that came back.
+    pub receipts: u64,
+    /// Postcards in custody here dropped because their receipt passed by.
+    pub postcards_cleared: u64,
+    /// Postcards a next hop refused to take (custody space full), routed another way.
+    pub postcards_refused_downstream: u64,
+    /// Postcards delivered without their predecessor, after waiting `HOLD_MAX` for it.
+    pub postcard_order_gave_up: u64,
     /// Frames queued for sending and their bytes, by frame kind (first sends only).
     pub queued: BTreeMap<&'static str, (u64, u64)>,
 }
@@ -259,8 +275,8 @@ impl<R: Rng> Core<R> {
                 _ => None,
             };
             let carries = chunk.iter().map(event_key).collect();
-            let kind = Kind::Events(pb::Events { envelopes, sync, hops });
-            let meta = Meta { reliable: true, supersedes, carries, push: !sync };
+            let kind = Kind::Events(pb::Events { envelopes, sync, hops, trail: Vec::new() });
+            let meta = Meta { reliable: true, supersedes, carries, push: !sync, custody: None };
             self.send_with(to, kind, class, meta);
         }
     }

@@ -58,10 +58,13 @@ impl<R: Rng> Engine<R> {
             Kind::Ping(p) => self.answer_ping(from, p.nonce),
             Kind::Pong(p) => self.on_pong(from, &p),
             Kind::Ack(a) => {
-                if let Some(l) = core.links.get_mut(&from)
-                    && !l.acked(now, a.cumulative, &a.runs)
-                {
+                let Some(l) = core.links.get_mut(&from) else { return };
+                let acked = l.acked(now, a.cumulative, &a.runs);
+                if !acked.well_formed {
                     core.reject("bad_ack");
+                }
+                if !acked.custody.is_empty() {
+                    self.postcards.on_acked(core, from, &acked.custody, &a.refused);
                 }
             }
             Kind::Digest(d) => self.sync.on_digest(core, from, &d),
@@ -85,7 +88,7 @@ impl<R: Rng> Engine<R> {
                         l.peer_has(event_key(&ev));
                     }
                     let via = if evs.sync { Via::Pulled } else { Via::Pushed };
-                    self.accept(Some(from), &ev, via, evs.hops);
+                    self.accept(Some(from), &ev, via, evs.hops, &evs.trail);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }
@@ -148,7 +151,8 @@ impl<R: Rng> Engine<R> {
                         l.peer_has(key);
                     }
                     let own_queued = self.core.links.broadcasts.cancel(&key);
-                    self.accept(Some(from), &ev, Via::Broadcast { own_queued }, evs.hops);
+                    let via = Via::Broadcast { own_queued };
+                    self.accept(Some(from), &ev, via, evs.hops, &evs.trail);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }

@@ -148,6 +148,15 @@ impl<R: Rng> Engine<R> {
             ("fisheye_evicted", f.evicted),
             ("fisheye_members_held", f.held as u64),
             ("fisheye_active", u64::from(f.active)),
+            ("postcard_sends", s.postcard_sends),
+            ("postcard_greedy_hops", s.postcard_greedy_hops),
+            ("postcard_duplicates", s.postcard_duplicates),
+            ("postcards_delivered", s.postcards_delivered),
+            ("receipts", s.receipts),
+            ("postcards_cleared", s.postcards_cleared),
+            ("postcards_refused_downstream", s.postcards_refused_downstream),
+            ("postcard_order_gave_up", s.postcard_order_gave_up),
+            ("postcards_in_custody", self.postcards.in_custody().0 as u64),
         ];
         // Inputs rejected, by reason (each reason a counter of its own).
         counters.extend(s.rejected.iter().map(|(reason, n)| (*reason, *n)));

@@ -80,7 +80,9 @@ use crate::io::{
 use crate::medium::Medium;
 use crate::membership::Membership;
 use crate::overlay::Overlay;
+use crate::postcards::Postcards;
 use crate::published::published_coordinate;
+use crate::routing::Routing;
 use crate::store::{Insert, StreamKey};
 use crate::streams::{self, Keep, Travel};
 use crate::sync::AntiEntropy;
@@ -106,6 +108,8 @@ pub struct Engine<R> {
     medium: Medium,
     membership: Membership,
     sync: AntiEntropy,
+    routing: Routing,
+    postcards: Postcards,
     /// When the overlay and the newspaper are next looked after.
     next_maintenance: Time,
 }
@@ -141,8 +145,13 @@ impl<R: Rng> Engine<R> {
         stored: Vec<VerifiedEvent>,
     ) -> Self {
         let mut core = Core::new(identity, config, rng, now);
+        let mut postcards = Postcards::new(&core.config);
         for ev in stored {
-            core.restore(ev);
+            if streams::of(ev.stream()).keep == Keep::Custody {
+                postcards.restore(core.me, &core.config, ev);
+            } else {
+                core.restore(ev);
+            }
         }
         if let Some(c) = published_coordinate(&core.store, core.me) {
             let _ = core.coords.set_coordinate(c);
@@ -155,6 +164,8 @@ impl<R: Rng> Engine<R> {
             medium: Medium::default(),
             membership,
             sync: AntiEntropy,
+            routing: Routing::default(),
+            postcards,
             next_maintenance: now,
         };
         // Our own presence and status are valid events: a failure is counted, never fatal.
@@ -170,17 +181,27 @@ impl<R: Rng> Engine<R> {
     /// Signs `body` as this peer's next event of its stream and takes it in as its own.
     fn publish(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let ev = self.core.sign(body)?;
-        self.accept(None, &ev, Via::Own, None);
+        self.accept(None, &ev, Via::Own, None, &[]);
         Ok(ev)
     }
 
-    /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`) into the
-    /// store, delivers and forwards it: the router whose order the module docs give.
-    fn accept(&mut self, from: Option<AuthorKey>, ev: &VerifiedEvent, via: Via, hops: Option<u32>) {
+    /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`, and
+    /// for a routed event the trail its frame carried) into the store, delivers and forwards
+    /// it: the router whose order the module docs give.
+    fn accept(
+        &mut self,
+        from: Option<AuthorKey>,
+        ev: &VerifiedEvent,
+        via: Via,
+        hops: Option<u32>,
+        trail: &[u64],
+    ) {
         let core = &mut self.core;
         let policy = streams::of(ev.stream());
         if policy.travel == Travel::Routed {
-            core.reject("stream_not_handled");
+            // Routed (postcards, receipts): custody and routing, never the trees.
+            core.hlc.observe(ev.hlc(), core.now.as_millis());
+            self.postcards.on_event(core, &self.routing, from, ev, trail);
             return;
         }
         let pushed = via == Via::Pushed;
@@ -279,6 +300,20 @@ impl<R: Rng> Engine<R> {
                 self.overlay.leave();
                 self.publish(Body::Chau(pb::Chau { reason }))
             }
+            Command::Postcard { to, body, lifetime, coordinate } => {
+                let core = &mut self.core;
+                let sent =
+                    self.postcards.send(core, &self.routing, to, &body, lifetime, coordinate);
+                let answer = match sent {
+                    Ok(ev) => AppEvent::Accepted { id, event: ev.id() },
+                    Err(e) => {
+                        core.reject("postcard_refused");
+                        AppEvent::Refused { id, reason: e.to_string() }
+                    }
+                };
+                core.emit(Output::Deliver(answer));
+                return;
+            }
         };
         let answer = match made {
             Ok(ev) => AppEvent::Accepted { id, event: ev.id() },
@@ -325,6 +360,7 @@ impl<R: Rng> Engine<R> {
         // A new neighbour: exchange what each holds, and learn its RTT.
         self.sync.open(core, peer);
         self.ping(peer);
+        self.postcards.on_link_up(self.core.now);
     }
 
     fn on_link_down(&mut self, peer: AuthorKey) {
@@ -343,6 +379,7 @@ impl<R: Rng> Engine<R> {
         // Redial with backoff: a transport that closes again and again (a refusing peer, a
         // flapping path) must not turn into a dial loop.
         self.overlay.transport_closed(now, peer);
+        self.postcards.on_link_down(core, &peer);
     }
 
     /// A link came back to connected from `was`.
@@ -354,6 +391,7 @@ impl<R: Rng> Engine<R> {
             // Buffers were released: catch up by version vectors.
             self.sync.open(core, peer);
         }
+        self.postcards.on_link_up(core.now);
     }
 
     /// Pings `peer` (a heartbeat and an RTT probe).
@@ -391,7 +429,13 @@ impl<R: Rng> Engine<R> {
             {
                 let _ = self.publish(paper);
             }
+            if !self.overlay.leaving()
+                && let Some(links) = self.routing.link_state_due(&self.core)
+            {
+                let _ = self.publish(links);
+            }
         }
+        self.postcards.tick(&mut self.core, &self.routing);
     }
 
     fn tick_link(&mut self, peer: AuthorKey, now: Time) {
@@ -414,6 +458,7 @@ impl<R: Rng> Engine<R> {
             if let Some(status) = change {
                 core.emit(Output::Deliver(AppEvent::Link { peer, status }));
             }
+            self.postcards.on_link_down(core, &peer);
             return;
         }
         // Retransmissions. The neighbour delays its acknowledgements by up to ack_delay (and
@@ -436,9 +481,12 @@ impl<R: Rng> Engine<R> {
         let digest_due = link.sync.digest_due(now) && link.connected();
         if let Some(status) = change {
             core.emit(Output::Deliver(AppEvent::Link { peer, status }));
+            self.postcards.on_link_down(core, &peer);
         }
         if let Some((cumulative, runs)) = ack {
-            core.send(peer, Kind::Ack(pb::Ack { cumulative, runs }), Priority::Control, false);
+            let refused = self.postcards.refusals_for(now, &peer);
+            let ack = pb::Ack { cumulative, runs, refused };
+            core.send(peer, Kind::Ack(ack), Priority::Control, false);
         }
         Plumtree::flush_announcements(core, peer, ihave);
         if digest_due {

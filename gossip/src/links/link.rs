@@ -55,14 +55,17 @@ pub(crate) struct Meta {
     pub(crate) carries: Vec<EventKey>,
     /// An eager push (not a repair).
     pub(crate) push: bool,
+    /// The routed event whose custody the frame hands over (it travels alone): reported by
+    /// [`Link::acked`] once the neighbour acknowledges the frame.
+    pub(crate) custody: Option<EventKey>,
 }
 
 #[cfg(test)]
 impl Meta {
     pub(crate) const UNRELIABLE: Meta =
-        Meta { reliable: false, supersedes: None, carries: Vec::new(), push: false };
+        Meta { reliable: false, supersedes: None, carries: Vec::new(), push: false, custody: None };
     pub(crate) const RELIABLE: Meta =
-        Meta { reliable: true, supersedes: None, carries: Vec::new(), push: false };
+        Meta { reliable: true, supersedes: None, carries: Vec::new(), push: false, custody: None };
 }
 
 /// A frame kept until acknowledged, by its local id (its order of queueing).
@@ -84,12 +87,23 @@ struct Unacked {
     supersedes: Option<StreamKey>,
     /// An eager push (not a repair): after a prune of its trees it becomes an announcement.
     push: bool,
+    /// The routed event whose custody it hands over.
+    custody: Option<EventKey>,
     /// Waiting in a queue (so a requeue must not queue it twice).
     queued: bool,
     /// Retransmissions so far (each doubles the timeout; only first sends give RTT samples).
     tries: u32,
     /// When it last left the queue; `None` while queued.
     sent_at: Option<Time>,
+}
+
+/// What an acknowledgement did (see [`Link::acked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Acked {
+    /// The runs were well formed.
+    pub(crate) well_formed: bool,
+    /// Routed events whose custody the acknowledged frames handed over.
+    pub(crate) custody: Vec<EventKey>,
 }
 
 /// State of the link to one neighbour.
@@ -360,6 +374,7 @@ impl Link {
                 unknown: meta.carries,
                 supersedes: meta.supersedes,
                 push: meta.push,
+                custody: meta.custody,
                 queued: true,
                 tries: 0,
                 sent_at: None,
@@ -573,9 +588,10 @@ impl Link {
 
     /// Applies an acknowledgement from the neighbour (`runs` as [`Link::ack`] makes them)
     /// received at `now`, and times the frames it acknowledges that were sent only once (Karn's
-    /// rule). False if the runs are malformed (an odd count, or past the largest seq); the
-    /// cumulative part is applied regardless.
-    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u8]) -> bool {
+    /// rule). Returns whether the runs were well formed (an odd count, or past the largest seq,
+    /// is not; the cumulative part is applied regardless) and the routed events whose custody
+    /// the acknowledged frames handed over.
+    pub(crate) fn acked(&mut self, now: Time, cumulative: u64, runs: &[u8]) -> Acked {
         let ranges = runs_to_ranges(cumulative, runs);
         let mut seqs: Vec<u64> = self.by_seq.range(..=cumulative).map(|(s, _)| *s).collect();
         for &(lo, hi) in ranges.as_deref().unwrap_or_default() {
@@ -583,16 +599,18 @@ impl Link {
                 seqs.extend(self.by_seq.range(lo..=hi).map(|(s, _)| *s));
             }
         }
+        let mut custody = Vec::new();
         for seq in seqs {
-            if let Some(&id) = self.by_seq.get(&seq)
-                && let Some(u) = self.remove_unacked(id)
-                && u.tries == 0
+            let Some(&id) = self.by_seq.get(&seq) else { continue };
+            let Some(u) = self.remove_unacked(id) else { continue };
+            custody.extend(u.custody);
+            if u.tries == 0
                 && let Some(at) = u.sent_at
             {
                 self.time_ack(now.saturating_since(at));
             }
         }
-        ranges.is_some()
+        Acked { well_formed: ranges.is_some(), custody }
     }
 
     fn time_ack(&mut self, sample: Duration) {
@@ -780,7 +798,7 @@ mod tests {
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
         assert_eq!(out.len(), 3);
-        assert!(l.acked(Time(2), 1, &[1, 0]));
+        assert!(l.acked(Time(2), 1, &[1, 0]).well_formed);
         assert_eq!(l.buffered().1, 1);
         assert_eq!(l.retransmit_due(Time(1_000_000), Duration::from_millis(300)), 1);
         // Backed off: the next retransmission of that frame waits twice as long.
@@ -880,7 +898,7 @@ mod tests {
                         let carries = vec![id(size as u8 % 3, size as u64 % 8)];
                         // Some frames carry a newspaper of one of two authors (superseding).
                         let supersedes = (size % 3 == 0).then_some((AuthorKey([size as u8 % 2; 32]), vecino_proto::pb::Stream::Newspaper));
-                        let meta = Meta { reliable: op == 0, carries, push: size % 2 == 0, supersedes };
+                        let meta = Meta { reliable: op == 0, carries, push: size % 2 == 0, supersedes, custody: None };
                         l.push(f(size), class, MAX, meta);
                     }
                     4 if size % 2 == 0 => { l.peer_has(id(size as u8 % 3, size as u64 % 8)); }
@@ -967,7 +985,7 @@ mod tests {
             assert!(rx.received_seq(*seq, Time(4)));
         }
         assert_eq!(rx.ack(), (2, Bytes::new()));
-        assert!(tx.acked(Time(5), 1, &[]));
+        assert!(tx.acked(Time(5), 1, &[]).well_formed);
         assert_eq!(tx.floor(), 2);
         // A retransmission keeps its seq.
         assert_eq!(tx.retransmit_due(Time(10_000_000), Duration::from_millis(300)), 1);
@@ -1003,7 +1021,7 @@ mod tests {
         let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         l.drain(Time(1), &mut Vec::new());
-        assert!(!l.acked(Time(1), 1, &[7]), "reported");
+        assert!(!l.acked(Time(1), 1, &[7]).well_formed, "reported");
         assert_eq!(l.buffered().1, 0, "the cumulative part still applies");
     }
 
@@ -1056,5 +1074,22 @@ mod tests {
         let mut out = Vec::new();
         l.drain(Time(1), &mut out);
         assert_eq!(out.len(), 2);
+    }
+
+    /// An acknowledgement reports the routed events whose custody the acknowledged frames
+    /// handed over; a frame cancelled before it was acknowledged reports nothing.
+    #[test]
+    fn acknowledged_frames_report_the_custody_they_handed_over() {
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
+        for seq in 1..=2 {
+            let meta =
+                Meta { custody: Some(id(1, seq)), carries: vec![id(1, seq)], ..Meta::RELIABLE };
+            l.push(f(10), Priority::Postcard, 1 << 20, meta);
+        }
+        let mut out = Vec::new();
+        l.drain(Time(1), &mut out);
+        assert!(l.peer_has(id(1, 2)), "cancelled");
+        let acked = l.acked(Time(2), 2, &[]);
+        assert_eq!(acked, Acked { well_formed: true, custody: vec![id(1, 1)] });
     }
 }

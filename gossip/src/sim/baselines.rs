@@ -281,7 +281,7 @@ impl Protocol for Baseline {
             | Input::Timer(_)
             | Input::Sent { .. }
             | Input::Broadcast { .. } => {}
-            Input::Command { cmd: Command::Leave { .. }, .. } => {}
+            Input::Command { cmd: Command::Leave { .. } | Command::Postcard { .. }, .. } => {}
         }
         self.out.drain(..)
     }

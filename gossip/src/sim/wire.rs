@@ -63,6 +63,7 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
             envelopes: vec![envelope],
             sync: false,
             hops: None,
+            trail: Vec::new(),
         })),
     };
     Bytes::from(frame.encode_to_vec())
@@ -201,11 +202,16 @@ mod tests {
                 envelopes: vec![Bytes::from_static(b"abc")],
                 sync,
                 hops: None,
+                trail: Vec::new(),
             })
         };
         assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));
         assert_eq!(frame_kind(&frame(ev(true))), (2, true, 300));
-        let ack = pb::frame::Kind::Ack(pb::Ack { cumulative: 5, runs: Bytes::new() });
+        let ack = pb::frame::Kind::Ack(pb::Ack {
+            cumulative: 5,
+            runs: Bytes::new(),
+            refused: Vec::new(),
+        });
         assert_eq!(kind_label(frame_kind(&frame(ack)).0, false, Priority::Control), "ack");
         let ihave = pb::frame::Kind::Ihave(pb::IHave::default());
         assert_eq!(frame_kind(&frame(ihave)).0, 10);

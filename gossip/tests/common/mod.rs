@@ -40,10 +40,17 @@ pub(crate) struct Net {
     queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
     pending: BTreeMap<u64, Ev>,
     counter: u64,
-    /// Pairs that cannot talk (both directions).
+    /// Pairs that cannot talk (both directions), until `heal`.
     cut: BTreeSet<(usize, usize)>,
+    /// Pairs that never talk (a topology: no link between them, ever).
+    never: BTreeSet<(usize, usize)>,
     pub(crate) delivered: Vec<Vec<(AuthorKey, u64)>>,
     pub(crate) links: Vec<(Time, usize, AuthorKey, LinkStatus)>,
+    /// Every other event each node handed its application (postcards, their statuses,
+    /// command answers), with when.
+    pub(crate) app: Vec<Vec<(Time, AppEvent)>>,
+    /// The id of the next command fed.
+    next_command: u64,
     stored: Vec<MemoryStore>,
     config: Config,
 }
@@ -61,8 +68,11 @@ impl Net {
             pending: BTreeMap::new(),
             counter: 0,
             cut: BTreeSet::new(),
+            never: BTreeSet::new(),
             delivered: vec![Vec::new(); n],
             links: Vec::new(),
+            app: vec![Vec::new(); n],
+            next_command: 1,
             stored: vec![MemoryStore::default(); n],
             config,
         };
@@ -98,7 +108,13 @@ impl Net {
     }
 
     fn blocked(&self, a: usize, b: usize) -> bool {
-        self.cut.contains(&(a.min(b), a.max(b)))
+        let pair = (a.min(b), a.max(b));
+        self.cut.contains(&pair) || self.never.contains(&pair)
+    }
+
+    /// Nodes `a` and `b` never link (their dials fail, nothing passes between them).
+    pub(crate) fn never_link(&mut self, a: usize, b: usize) {
+        self.never.insert((a.min(b), a.max(b)));
     }
 
     pub(crate) fn feed(&mut self, i: usize, input: Input) {
@@ -139,7 +155,7 @@ impl Net {
                 Output::Deliver(AppEvent::Link { peer, status }) => {
                     self.links.push((self.now, i, peer, status));
                 }
-                Output::Deliver(_) => {}
+                Output::Deliver(ev) => self.app[i].push((self.now, ev)),
                 Output::Persist(op) => self.stored[i].apply(&op),
                 Output::Broadcast { .. } => panic!("a broadcast without a shared medium"),
             }
@@ -167,6 +183,20 @@ impl Net {
     pub(crate) fn post(&mut self, i: usize, text: &str) {
         let cmd = Command::Post { topic: "chat".into(), body: Bytes::from(text.to_owned()) };
         self.feed(i, Input::Command { id: 0, cmd });
+    }
+
+    /// Feeds `cmd` to node `i`; returns its command id.
+    pub(crate) fn command(&mut self, i: usize, cmd: Command) -> u64 {
+        let id = self.next_command;
+        self.next_command += 1;
+        self.feed(i, Input::Command { id, cmd });
+        id
+    }
+
+    /// Node `i` crashes: it loses everything but what it persisted; inputs on their way to it
+    /// are lost.
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.engines[i] = None;
     }
 
     pub(crate) fn engine(&self, i: usize) -> &Engine<ChaCha8Rng> {
@@ -260,6 +290,7 @@ pub(crate) fn events(ev: &VerifiedEvent) -> vecino_proto::pb::frame::Kind {
         envelopes: vec![ev.envelope().clone()],
         sync: false,
         hops: None,
+        trail: Vec::new(),
     };
     vecino_proto::pb::frame::Kind::Events(events)
 }

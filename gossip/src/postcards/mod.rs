@@ -1,0 +1,672 @@
+//! Postcards: point-to-point messages routed by proximity, carried through partitions.
+//!
+//! A postcard is a signed event of its author addressed to one peer, its body sealed to that
+//! peer's key (`vecino_proto::seal`): relays cannot read it. It travels hop by hop, each hop
+//! chosen by [`crate::routing`] (link state near the destination, greedy on coordinates
+//! beyond), alone in a reliable frame that carries its trail (the peers it crossed, which a
+//! router leaves out: no loops).
+//!
+//! - **Custody.** A hop keeps the postcard, durably (`Persist`), until the next hop has taken
+//!   it: the link's acknowledgement of the frame that carried it is the custody signal,
+//!   cumulative like every acknowledgement. A next hop that cannot take it (its custody space
+//!   is full) names it in the acknowledgement's `refused` list, and the custodian keeps it and
+//!   routes it another way.
+//! - **Store-carry-forward.** While no neighbour makes progress (the links toward the
+//!   destination are suspected, a partition), the custodian keeps it and tries again every
+//!   [`RETRY`] and whenever a link comes up or heals. A postcard handed to a link that turns
+//!   suspected is taken back (its frame cancelled) and routed again. Every hop drops it at its
+//!   expiry (`expires_ms`), counted.
+//! - **Receipts.** The destination delivers it to its application once (duplicates, after a
+//!   custodian's crash or a reroute, are counted and dropped) and in order per author (a
+//!   postcard names its author's previous one to the same destination; one whose
+//!   predecessor has not come waits at most [`HOLD_MAX`]), and answers with a signed receipt,
+//!   routed back to the author's coordinate the same way. A receipt passing a custodian that
+//!   still holds the postcard clears it. The author reports its postcards in custody here,
+//!   forwarded (the first hop took it), delivered (the receipt came back) or expired.
+//! - **Bounds.** Custody is bounded in count (`Config::max_custody`), bytes
+//!   (`Config::max_custody_bytes`) and per author (`Config::max_custody_per_author`); events
+//!   remembered as forwarded or delivered (for deduplication) at most [`MAX_SEEN`], postcards
+//!   waiting for their predecessor at most [`MAX_HELD`], own postcards awaiting their receipt at
+//!   most `max_custody`.
+
+mod custody;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::{Rng, RngExt};
+use vecino_coords::Coordinate;
+use vecino_proto::limits::{MAX_POSTCARD_BODY_BYTES, MAX_REFUSED_PER_ACK, MAX_ROUTE_HOPS};
+use vecino_proto::pb::{self, event::Body, frame::Kind};
+use vecino_proto::{AuthorKey, Bytes, EventId, VerifiedEvent};
+
+use crate::engine::core::Core;
+use crate::io::{AppEvent, DeliveredPostcard, Output, PostcardStatus, Priority, StoreOp};
+use crate::links::link::Meta;
+use crate::published::{coord_from_pb, coord_to_pb, published_coordinate};
+use crate::routing::{Hop, Routing};
+use crate::store::{EventKey, event_key};
+use crate::time::Time;
+
+use self::custody::{Custody, Full, State, Table};
+
+/// A held postcard is routed again at least this often.
+pub(crate) const RETRY: Duration = Duration::from_secs(1);
+/// A postcard handed to a next hop that has not acknowledged it within this long (the link
+/// stayed up, yet nothing came back) is taken back and routed another way.
+const SENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A postcard whose predecessor from the same author has not come waits this long at most.
+pub(crate) const HOLD_MAX: Duration = Duration::from_secs(30);
+/// A refusal is repeated in every acknowledgement to the refused peer for this long.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(30);
+/// Routed events remembered as forwarded or delivered (until their expiry) at most.
+pub(crate) const MAX_SEEN: usize = 65_536;
+/// Postcards waiting for their predecessor at most.
+pub(crate) const MAX_HELD: usize = 4_096;
+/// Destinations whose last postcard from this peer is remembered (for `Postcard.prev`).
+const MAX_LAST_TO: usize = 4_096;
+/// Peers with refusals to report at most.
+const MAX_REFUSING: usize = 256;
+
+/// A routed event read: its destination, where it is believed to be, until when it lives.
+#[derive(Debug, Clone)]
+struct Routed {
+    to: AuthorKey,
+    hint: Option<Coordinate>,
+    expires: Time,
+}
+
+/// Why a postcard could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PostcardError {
+    /// Addressed to this peer itself.
+    #[error("a postcard to oneself")]
+    ToSelf,
+    /// The body is larger than a postcard carries.
+    #[error("body of {0} bytes, at most {MAX_POSTCARD_BODY_BYTES}")]
+    TooLarge(usize),
+    /// The lifetime asked for is longer than allowed.
+    #[error("lifetime {0:?} longer than the {1:?} allowed")]
+    Lifetime(Duration, Duration),
+    /// The destination's key cannot be sealed to.
+    #[error("not a valid destination key")]
+    BadDestination,
+    /// Nothing says where the destination is (not a member this peer holds, and no
+    /// coordinate given).
+    #[error("unknown destination: no member of that key, and no coordinate for it")]
+    Unknown,
+    /// This peer's custody space is full.
+    #[error("custody space full")]
+    Full,
+    /// The event could not be signed.
+    #[error("invalid postcard: {0}")]
+    Invalid(String),
+}
+
+/// An own postcard awaiting its receipt.
+#[derive(Debug, Clone)]
+struct Sent {
+    to: AuthorKey,
+    expires: Time,
+    forwarded: bool,
+}
+
+/// A postcard delivered out of order, waiting for its predecessor.
+#[derive(Debug, Clone)]
+struct Waiting {
+    postcard: DeliveredPostcard,
+    prev: u64,
+    since: Time,
+}
+
+/// The postcard machine.
+#[derive(Debug)]
+pub(crate) struct Postcards {
+    custody: Table,
+    /// Routed events this peer forwarded or delivered, by id, until their expiry (at most
+    /// [`MAX_SEEN`]), and the same by expiry for pruning.
+    seen: BTreeMap<EventId, Time>,
+    seen_by_expiry: BTreeMap<(Time, EventId), ()>,
+    /// Own postcards awaiting their receipt, by id.
+    sent: BTreeMap<EventId, Sent>,
+    /// The seq of this peer's last postcard to each destination (at most [`MAX_LAST_TO`]).
+    last_to: BTreeMap<AuthorKey, u64>,
+    /// Per author: the seq of its last postcard delivered here, and those waiting for their
+    /// predecessor (at most [`MAX_HELD`] in all).
+    delivered_seq: BTreeMap<AuthorKey, u64>,
+    waiting: BTreeMap<(AuthorKey, u64), Waiting>,
+    /// Custody refused to each upstream peer lately: repeated in its acknowledgements.
+    refusals: BTreeMap<AuthorKey, Vec<(EventId, Time)>>,
+}
+
+/// Reads a routed event's destination, location hint and expiry; `None` for other bodies or
+/// a destination that is no key.
+fn routed(ev: &VerifiedEvent, default_lifetime: Duration) -> Option<Routed> {
+    let (to, hint, expires_ms) = match ev.body() {
+        Body::Postcard(p) => (&p.to, p.to_coordinate.as_ref(), p.expires_ms),
+        Body::PostcardReceipt(r) => (&r.to, r.to_coordinate.as_ref(), r.expires_ms),
+        _ => return None,
+    };
+    let to = AuthorKey::from_slice(to)?;
+    let expires = if expires_ms == 0 {
+        Time::from_millis(ev.hlc().ms) + default_lifetime
+    } else {
+        Time::from_millis(expires_ms)
+    };
+    Some(Routed { to, hint: hint.and_then(coord_from_pb), expires })
+}
+
+impl Postcards {
+    pub(crate) fn new(config: &crate::Config) -> Self {
+        Self {
+            custody: Table::new(
+                config.max_custody,
+                config.max_custody_bytes,
+                config.max_custody_per_author,
+            ),
+            seen: BTreeMap::new(),
+            seen_by_expiry: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            last_to: BTreeMap::new(),
+            delivered_seq: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            refusals: BTreeMap::new(),
+        }
+    }
+
+    /// Postcards in custody here, and their bytes.
+    pub(crate) fn in_custody(&self) -> (usize, usize) {
+        (self.custody.len(), self.custody.bytes())
+    }
+
+    /// Remembers routed event `id` as forwarded or delivered until `expires`.
+    fn see(&mut self, id: EventId, expires: Time) {
+        if self.seen.len() >= MAX_SEEN
+            && let Some(((_, old), ())) = self.seen_by_expiry.pop_first()
+        {
+            self.seen.remove(&old);
+        }
+        if let Some(was) = self.seen.insert(id, expires) {
+            self.seen_by_expiry.remove(&(was, id));
+        }
+        self.seen_by_expiry.insert((expires, id), ());
+    }
+
+    // ----- sending -----
+
+    /// Seals `body` to `to` and sends it as this peer's next postcard, living `lifetime`
+    /// (the default when `None`); `hint` says where `to` is when this peer does not hold it.
+    pub(crate) fn send<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        routing: &Routing,
+        to: AuthorKey,
+        body: &[u8],
+        lifetime: Option<Duration>,
+        hint: Option<Coordinate>,
+    ) -> Result<VerifiedEvent, PostcardError> {
+        if to == core.me {
+            return Err(PostcardError::ToSelf);
+        }
+        if body.len() > MAX_POSTCARD_BODY_BYTES {
+            return Err(PostcardError::TooLarge(body.len()));
+        }
+        let max = core.config.max_postcard_lifetime;
+        let lifetime = lifetime.unwrap_or(core.config.postcard_lifetime);
+        if lifetime > max || lifetime.is_zero() {
+            return Err(PostcardError::Lifetime(lifetime, max));
+        }
+        let hint = published_coordinate(&core.store, to).or(hint);
+        if hint.is_none() && !core.links.contains(&to) {
+            return Err(PostcardError::Unknown);
+        }
+        let seed: [u8; 32] = core.rng.random();
+        let sealed =
+            vecino_proto::seal(&to, body, seed).map_err(|_| PostcardError::BadDestination)?;
+        let expires = core.now + lifetime;
+        let postcard = pb::Postcard {
+            to: Bytes::copy_from_slice(to.as_bytes()),
+            body: Bytes::from(sealed),
+            expires_ms: expires.as_millis(),
+            from: Some(coord_to_pb(core.coords.app_coordinate())),
+            to_coordinate: hint.as_ref().map(coord_to_pb),
+            prev: self.last_to.get(&to).copied().unwrap_or(0),
+        };
+        let ev = core
+            .sign(Body::Postcard(postcard))
+            .map_err(|e| PostcardError::Invalid(e.to_string()))?;
+        if self.custody.room_for(&ev, true).is_err() {
+            return Err(PostcardError::Full);
+        }
+        if self.last_to.len() >= MAX_LAST_TO && !self.last_to.contains_key(&to) {
+            self.last_to.pop_first();
+        }
+        self.last_to.insert(to, ev.seq());
+        self.sent.insert(ev.id(), Sent { to, expires, forwarded: false });
+        let routed = Routed { to, hint, expires };
+        self.take(core, routing, ev.clone(), routed, Vec::new());
+        Ok(ev)
+    }
+
+    /// Takes `ev` into custody (durably) and routes it at once.
+    fn take<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        routing: &Routing,
+        ev: VerifiedEvent,
+        r: Routed,
+        trail: Vec<u64>,
+    ) {
+        let key = event_key(&ev);
+        core.emit(Output::Persist(StoreOp::Put(ev.clone())));
+        let c = Custody::new(ev, r.to, r.hint, r.expires, trail, core.now);
+        self.custody.insert(key, c);
+        self.route(core, routing, &key);
+    }
+
+    /// Routes the event of `key` in custody: hands it to the next hop, or keeps it for
+    /// [`RETRY`].
+    fn route<R: Rng>(&mut self, core: &mut Core<R>, routing: &Routing, key: &EventKey) {
+        let Some(c) = self.custody.get(key) else { return };
+        let hop = routing.next_hop(core, &c.to, c.hint, &c.trail, &c.avoided(core.now));
+        let Some(peer) = hop.neighbour() else {
+            if let Some(c) = self.custody.get_mut(key) {
+                c.state = State::Held { retry: core.now + RETRY };
+            }
+            return;
+        };
+        let mut trail = c.trail.clone();
+        trail.push(core.me.prefix());
+        let envelopes = vec![c.ev.envelope().clone()];
+        let class = Priority::Postcard;
+        let kind = Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail });
+        let meta = Meta {
+            reliable: true,
+            supersedes: None,
+            carries: vec![*key],
+            push: false,
+            custody: Some(*key),
+        };
+        core.stats.postcard_sends += 1;
+        if matches!(hop, Hop::Greedy(_)) {
+            core.stats.postcard_greedy_hops += 1;
+        }
+        if let Some(c) = self.custody.get_mut(key) {
+            c.state = State::Sent { peer, at: core.now };
+            c.sends += 1;
+        }
+        core.send_with(peer, kind, class, meta);
+    }
+
+    // ----- receiving -----
+
+    /// A routed event arrived from `from` (its trail as the frame carried it), or is this
+    /// peer's own (a receipt it just signed: `from` is `None`).
+    pub(crate) fn on_event<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        routing: &Routing,
+        from: Option<AuthorKey>,
+        ev: &VerifiedEvent,
+        trail: &[u64],
+    ) {
+        let Some(r) = routed(ev, core.config.postcard_lifetime) else {
+            core.reject("routed_malformed");
+            return;
+        };
+        if r.expires <= core.now {
+            core.reject("postcard_expired");
+            return;
+        }
+        if r.expires > Time::from_millis(ev.hlc().ms) + core.config.max_postcard_lifetime {
+            core.reject("postcard_lifetime");
+            return;
+        }
+        let key = event_key(ev);
+        if self.custody.contains(&key) || self.seen.contains_key(&ev.id()) {
+            // Back from a loop, or sent again after a reroute or a custodian's restart.
+            core.stats.postcard_duplicates += 1;
+            if let (Some(from), Some(c)) = (from, self.custody.get_mut(&key)) {
+                c.avoid(from, core.now);
+            }
+            return;
+        }
+        if trail.len() >= MAX_ROUTE_HOPS {
+            core.reject("postcard_loop");
+            return;
+        }
+        if let Body::PostcardReceipt(receipt) = ev.body() {
+            self.clear_by_receipt(core, receipt);
+        }
+        if r.to == core.me {
+            self.see(ev.id(), r.expires);
+            match ev.body() {
+                Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, trail),
+                Body::PostcardReceipt(receipt) => self.on_receipt(core, ev, receipt),
+                _ => {}
+            }
+            return;
+        }
+        if let Err(full) = self.custody.room_for(ev, false) {
+            core.reject(match full {
+                Full::Author => "postcard_author_share",
+                Full::Total => "postcard_custody_full",
+            });
+            if let Some(from) = from {
+                self.refuse(core.now, from, ev.id());
+            }
+            return;
+        }
+        self.take(core, routing, ev.clone(), r, trail.to_vec());
+    }
+
+    /// Refusal of `id` to report to `peer` in its acknowledgements.
+    fn refuse(&mut self, now: Time, peer: AuthorKey, id: EventId) {
+        if self.refusals.len() >= MAX_REFUSING && !self.refusals.contains_key(&peer) {
+            return; // reported to none: the peer retransmits, and is refused again
+        }
+        let list = self.refusals.entry(peer).or_default();
+        list.retain(|(_, at)| now.saturating_since(*at) < REFUSAL_MEMORY);
+        if list.len() < MAX_REFUSED_PER_ACK {
+            list.push((id, now));
+        }
+    }
+
+    /// The refusals to put in an acknowledgement to `peer`.
+    pub(crate) fn refusals_for(&mut self, now: Time, peer: &AuthorKey) -> Vec<Bytes> {
+        let Some(list) = self.refusals.get_mut(peer) else { return Vec::new() };
+        list.retain(|(_, at)| now.saturating_since(*at) < REFUSAL_MEMORY);
+        let out = list.iter().map(|(id, _)| Bytes::copy_from_slice(&id.0)).collect();
+        if list.is_empty() {
+            self.refusals.remove(peer);
+        }
+        out
+    }
+
+    /// A postcard addressed to this peer: opened, delivered in order, and answered with a
+    /// receipt.
+    fn deliver<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        routing: &Routing,
+        ev: &VerifiedEvent,
+        p: &pb::Postcard,
+        r: &Routed,
+        trail: &[u64],
+    ) {
+        let body = match core.identity.unseal(&p.body) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => {
+                core.reject("postcard_unsealable");
+                return;
+            }
+        };
+        // Kept until its expiry, so that a restart still knows it was delivered.
+        core.emit(Output::Persist(StoreOp::Put(ev.clone())));
+        let mut path = trail.to_vec();
+        path.push(core.me.prefix());
+        let postcard = DeliveredPostcard {
+            id: ev.id(),
+            from: ev.author(),
+            seq: ev.seq(),
+            hlc: ev.hlc(),
+            body,
+            trail: path.clone(),
+        };
+        self.deliver_in_order(core, postcard, p.prev);
+        // The receipt, routed back to where the author was.
+        let receipt = pb::PostcardReceipt {
+            postcard_id: Bytes::copy_from_slice(&ev.id().0),
+            to: Bytes::copy_from_slice(ev.author().as_bytes()),
+            to_coordinate: p.from.clone(),
+            expires_ms: r.expires.as_millis(),
+            trail: path,
+        };
+        match core.sign(Body::PostcardReceipt(receipt)) {
+            Ok(receipt) => {
+                let routed = Routed {
+                    to: ev.author(),
+                    hint: p.from.as_ref().and_then(coord_from_pb),
+                    expires: r.expires,
+                };
+                if self.custody.room_for(&receipt, true).is_ok() {
+                    self.take(core, routing, receipt, routed, Vec::new());
+                } else {
+                    core.reject("receipt_custody_full");
+                }
+            }
+            Err(_) => core.reject("receipt_invalid"),
+        }
+    }
+
+    /// Delivers `postcard` now if its predecessor (`prev`) from the same author was
+    /// delivered (or is unknown), then whatever waited for it; else it waits.
+    fn deliver_in_order<R>(&mut self, core: &mut Core<R>, postcard: DeliveredPostcard, prev: u64) {
+        let author = postcard.from;
+        let last = self.delivered_seq.get(&author).copied().unwrap_or(0);
+        if prev != 0 && prev > last && self.waiting.len() < MAX_HELD {
+            let since = core.now;
+            self.waiting.insert((author, postcard.seq), Waiting { postcard, prev, since });
+            return;
+        }
+        self.hand_over(core, postcard);
+        self.release_waiting(core, author);
+    }
+
+    fn hand_over<R>(&mut self, core: &mut Core<R>, postcard: DeliveredPostcard) {
+        let author = postcard.from;
+        let last = self.delivered_seq.entry(author).or_default();
+        *last = (*last).max(postcard.seq);
+        core.stats.postcards_delivered += 1;
+        core.emit(Output::Deliver(AppEvent::Postcard(postcard)));
+    }
+
+    /// Delivers the postcards of `author` whose predecessor has now been delivered.
+    fn release_waiting<R>(&mut self, core: &mut Core<R>, author: AuthorKey) {
+        loop {
+            let last = self.delivered_seq.get(&author).copied().unwrap_or(0);
+            let ready = self
+                .waiting
+                .range((author, 0)..=(author, u64::MAX))
+                .find(|(_, w)| w.prev <= last)
+                .map(|(k, _)| *k);
+            let Some(k) = ready else { break };
+            if let Some(w) = self.waiting.remove(&k) {
+                self.hand_over(core, w.postcard);
+            }
+        }
+    }
+
+    /// A receipt addressed to this peer: one of its postcards was delivered.
+    fn on_receipt<R>(&mut self, core: &mut Core<R>, ev: &VerifiedEvent, r: &pb::PostcardReceipt) {
+        let Some(id) = <[u8; 32]>::try_from(r.postcard_id.as_ref()).ok().map(EventId) else {
+            core.reject("receipt_malformed");
+            return;
+        };
+        let Some(sent) = self.sent.get(&id) else {
+            core.reject("receipt_unknown");
+            return;
+        };
+        if sent.to != ev.author() {
+            core.reject("receipt_not_from_destination");
+            return;
+        }
+        self.sent.remove(&id);
+        core.stats.receipts += 1;
+        let status = PostcardStatus::Delivered { trail: r.trail.clone() };
+        core.emit(Output::Deliver(AppEvent::PostcardStatus { id, to: ev.author(), status }));
+    }
+
+    /// A receipt passing through: a copy of its postcard still held here is dropped.
+    fn clear_by_receipt<R>(&mut self, core: &mut Core<R>, r: &pb::PostcardReceipt) {
+        let Ok(id) = <[u8; 32]>::try_from(r.postcard_id.as_ref()) else { return };
+        let id = EventId(id);
+        let held = self.custody.keys_where(|c| c.ev.id() == id);
+        for key in held {
+            if let Some(c) = self.custody.remove(&key) {
+                core.stats.postcards_cleared += 1;
+                self.see(id, c.expires);
+                delete(core, &c.ev);
+            }
+        }
+    }
+
+    // ----- custody signals and link changes -----
+
+    /// `peer` acknowledged frames that carried the routed events `keys`, refusing those in
+    /// `refused`: the others are its now.
+    pub(crate) fn on_acked<R>(
+        &mut self,
+        core: &mut Core<R>,
+        peer: AuthorKey,
+        keys: &[EventKey],
+        refused: &[Bytes],
+    ) {
+        for key in keys {
+            let Some(c) = self.custody.get_mut(key) else { continue };
+            if !matches!(c.state, State::Sent { peer: p, .. } if p == peer) {
+                continue;
+            }
+            if refused.iter().any(|r| r.as_ref() == c.ev.id().0) {
+                core.stats.postcards_refused_downstream += 1;
+                c.avoid(peer, core.now);
+                c.state = State::Held { retry: core.now };
+                continue;
+            }
+            let Some(c) = self.custody.remove(key) else { continue };
+            self.see(c.ev.id(), c.expires);
+            delete(core, &c.ev);
+            if let Some(sent) = self.sent.get_mut(&c.ev.id())
+                && !sent.forwarded
+            {
+                sent.forwarded = true;
+                let status = PostcardStatus::Forwarded { next: peer };
+                let id = c.ev.id();
+                core.emit(Output::Deliver(AppEvent::PostcardStatus { id, to: sent.to, status }));
+            }
+        }
+    }
+
+    /// The link to `peer` turned suspected or disconnected, or went: what was handed to it
+    /// and not acknowledged is taken back (its frame cancelled) and routed again.
+    pub(crate) fn on_link_down<R>(&mut self, core: &mut Core<R>, peer: &AuthorKey) {
+        let keys = self
+            .custody
+            .keys_where(|c| matches!(c.state, State::Sent { peer: p, .. } if p == *peer));
+        for key in keys {
+            if let Some(l) = core.links.get_mut(peer) {
+                l.peer_has(key); // cancels the frame
+            }
+            if let Some(c) = self.custody.get_mut(&key) {
+                c.state = State::Held { retry: core.now };
+            }
+        }
+    }
+
+    /// A link came up or healed: everything held is routed again now.
+    pub(crate) fn on_link_up(&mut self, now: Time) {
+        for key in self.custody.keys_where(|c| matches!(c.state, State::Held { .. })) {
+            if let Some(c) = self.custody.get_mut(&key) {
+                c.state = State::Held { retry: now };
+            }
+        }
+    }
+
+    // ----- the tick -----
+
+    /// Expires what is past its lifetime, takes back what a next hop left unacknowledged too
+    /// long, routes again what is held and due, and lets out postcards that waited too long
+    /// for their predecessor.
+    pub(crate) fn tick<R: Rng>(&mut self, core: &mut Core<R>, routing: &Routing) {
+        let now = core.now;
+        while let Some((&(at, id), ())) = self.seen_by_expiry.first_key_value() {
+            if at > now {
+                break;
+            }
+            self.seen_by_expiry.pop_first();
+            self.seen.remove(&id);
+        }
+        let stale: Vec<(AuthorKey, u64)> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| now.saturating_since(w.since) >= HOLD_MAX)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(w) = self.waiting.remove(&k) {
+                core.stats.postcard_order_gave_up += 1;
+                self.hand_over(core, w.postcard);
+                self.release_waiting(core, k.0);
+            }
+        }
+        let expired_sent: Vec<EventId> =
+            self.sent.iter().filter(|(_, s)| s.expires <= now).map(|(id, _)| *id).collect();
+        for id in expired_sent {
+            if let Some(s) = self.sent.remove(&id) {
+                let status = PostcardStatus::Expired;
+                core.emit(Output::Deliver(AppEvent::PostcardStatus { id, to: s.to, status }));
+            }
+        }
+        for key in self.custody.keys_where(|_| true) {
+            let Some(c) = self.custody.get_mut(&key) else { continue };
+            if c.expires <= now {
+                if let Some(c) = self.custody.remove(&key) {
+                    core.reject("postcard_expired");
+                    delete(core, &c.ev);
+                }
+                continue;
+            }
+            match c.state {
+                State::Held { retry } if retry <= now => self.route(core, routing, &key),
+                State::Held { .. } => {}
+                State::Sent { peer, at } => {
+                    // Its link went (a bye, a transport gone for good) or stopped taking
+                    // frames, or the hop never acknowledged it: taken back.
+                    let gone = !core.links.get(&peer).is_some_and(|l| l.connected());
+                    let silent = now.saturating_since(at) >= SENT_TIMEOUT;
+                    if !gone && !silent {
+                        continue;
+                    }
+                    if silent {
+                        c.avoid(peer, now);
+                    }
+                    c.state = State::Held { retry: now };
+                    if let Some(l) = core.links.get_mut(&peer) {
+                        l.peer_has(key);
+                    }
+                    self.route(core, routing, &key);
+                }
+            }
+        }
+    }
+
+    // ----- restart -----
+
+    /// An event of a routed stream persisted before a restart: a postcard delivered here
+    /// (remembered until its expiry), or one in custody (routed again).
+    pub(crate) fn restore(&mut self, me: AuthorKey, config: &crate::Config, ev: VerifiedEvent) {
+        let Some(r) = routed(&ev, config.postcard_lifetime) else { return };
+        if r.to == me {
+            self.see(ev.id(), r.expires);
+            if let Body::Postcard(_) = ev.body() {
+                let last = self.delivered_seq.entry(ev.author()).or_default();
+                *last = (*last).max(ev.seq());
+            }
+            return;
+        }
+        if ev.author() == me && matches!(ev.body(), Body::Postcard(_)) {
+            self.sent.insert(ev.id(), Sent { to: r.to, expires: r.expires, forwarded: false });
+        }
+        let key = event_key(&ev);
+        let c = Custody::new(ev, r.to, r.hint, r.expires, Vec::new(), Time(0));
+        if self.custody.room_for(&c.ev, c.ev.author() == me).is_ok() {
+            self.custody.insert(key, c);
+        }
+    }
+}
+
+/// Tells the host to forget a routed event.
+fn delete<R>(core: &mut Core<R>, ev: &VerifiedEvent) {
+    let (author, stream, seq) = (ev.author(), ev.stream(), ev.seq());
+    core.emit(Output::Persist(StoreOp::Delete { author, stream, seq }));
+}
