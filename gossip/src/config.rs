@@ -257,7 +257,7 @@ impl Default for Config {
             max_custody: 10_000,
             max_custody_bytes: 16 << 20,
             max_custody_per_author: 1_000,
-            link_state_min_interval: Duration::from_secs(30),
+            link_state_min_interval: Duration::from_secs(10),
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
             addrs: Vec::new(),

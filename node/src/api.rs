@@ -9,9 +9,12 @@
 //! | `GET /v1/coordinate` | this peer's Vivaldi coordinate (ms) |
 //! | `GET /v1/rtt?a=&b=` | RTT between two peers estimated from their coordinates (`b` defaults to this peer; peers by peer id, key or name), plus the measured RTT when one is this peer's neighbour |
 //! | `GET /v1/links` | neighbours: connected / suspected / disconnected, since, RTT, queues |
+//! | `GET /v1/overlay` | the overlay as this peer knows it from the link state peers publish (what postcards are routed on): `edges` of `{from, to, rtt_ms}` by peer id |
 //! | `POST /v1/posts` | `{"topic": …, "text": …}`: broadcast a post; answers once it is stored |
 //! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
-//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `post`, `coordinate` |
+//! | `POST /v1/postcards` | `{"to": peer id, key or name, "text": …, "lifetime_s": optional}`: send a postcard (sealed to `to`, routed by proximity, held in custody hop by hop); answers at once with its record (status `custody`); the receipt comes later |
+//! | `GET /v1/postcards?box=inbox|sent&since=&limit=` | postcards received here (`inbox`) or sent from here (`sent`) with their status: `received`; `custody` (held here), `forwarded`, `delivered` (with the path), `expired` |
+//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `post`, `postcard` (one received), `postcard_status` (one sent moved on), `coordinate` |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /`, `/radar/…`, `/v1/radar` | the radar page and its snapshot (see [`crate::radar`]) |
 //! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
@@ -49,6 +52,8 @@ pub enum Request {
     Links(oneshot::Sender<Value>),
     /// `/v1/coordinate`.
     Coordinate(oneshot::Sender<Value>),
+    /// `/v1/overlay`.
+    Overlay(oneshot::Sender<Value>),
     /// `/v1/rtt`.
     Rtt {
         /// First peer.
@@ -65,6 +70,17 @@ pub enum Request {
         /// Text.
         text: String,
         /// The stored post, once durable.
+        reply: oneshot::Sender<Result<Value, String>>,
+    },
+    /// `POST /v1/postcards`.
+    Postcard {
+        /// The destination: peer id, author key or name.
+        to: String,
+        /// Text.
+        text: String,
+        /// Lifetime (the node's default when `None`).
+        lifetime: Option<Duration>,
+        /// The postcard's record, once durable.
         reply: oneshot::Sender<Result<Value, String>>,
     },
     /// Copy the engine's counters into the metrics facade (before a scrape).
@@ -95,8 +111,10 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/links", get(links))
         .route("/v1/coordinate", get(coordinate))
+        .route("/v1/overlay", get(overlay))
         .route("/v1/rtt", get(rtt))
         .route("/v1/posts", post(create_post).get(list_posts))
+        .route("/v1/postcards", post(create_postcard).get(list_postcards))
         .route("/v1/events", get(events))
         .route("/v1/shim", get(shim_state))
         .route("/v1/shim/cut", post(shim_cut))
@@ -141,6 +159,10 @@ async fn members(State(s): State<Shared>) -> Response {
 
 async fn links(State(s): State<Shared>) -> Response {
     ask(&s, Request::Links).await.map(Json).into_response()
+}
+
+async fn overlay(State(s): State<Shared>) -> Response {
+    ask(&s, Request::Overlay).await.map(Json).into_response()
 }
 
 async fn coordinate(State(s): State<Shared>) -> Response {
@@ -208,6 +230,79 @@ async fn list_posts(State(s): State<Shared>, Query(q): Query<PostsQuery>) -> Res
         Ok(Ok(posts)) => {
             let next = posts.last().map_or(q.since, |p| p.cursor);
             Json(json!({"posts": posts, "next": next})).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPostcard {
+    to: String,
+    text: String,
+    lifetime_s: Option<u64>,
+}
+
+async fn create_postcard(
+    State(s): State<Shared>,
+    body: Result<Json<NewPostcard>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(p) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if p.to.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "to: a peer id, key or name");
+    }
+    if p.text.len() > vecino_proto::limits::MAX_POSTCARD_BODY_BYTES {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "text is over 48 KiB");
+    }
+    let lifetime = match p.lifetime_s {
+        Some(0) => return error(StatusCode::BAD_REQUEST, "lifetime_s must be greater than 0"),
+        Some(n) if n > 86_400 => {
+            return error(StatusCode::BAD_REQUEST, "lifetime_s is at most 86400 (a day)");
+        }
+        n => n.map(Duration::from_secs),
+    };
+    let to = p.to.trim().to_string();
+    match ask(&s, |reply| Request::Postcard { to, text: p.text, lifetime, reply }).await {
+        Ok(Ok(v)) => (StatusCode::ACCEPTED, Json(v)).into_response(),
+        Ok(Err(e)) if e.starts_with("unknown peer") => error(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PostcardsQuery {
+    #[serde(rename = "box")]
+    mailbox: Option<String>,
+    #[serde(default)]
+    since: u64,
+    limit: Option<usize>,
+}
+
+async fn list_postcards(State(s): State<Shared>, Query(q): Query<PostcardsQuery>) -> Response {
+    let mailbox = match q.mailbox.as_deref() {
+        None | Some("") => None,
+        Some(b @ ("inbox" | "sent")) => Some(b.to_string()),
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("box must be inbox or sent, not {other}"),
+            );
+        }
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
+    let store = s.store.clone();
+    let read =
+        tokio::task::spawn_blocking(move || store.postcards(mailbox.as_deref(), q.since, limit))
+            .await;
+    match read {
+        Ok(Ok(cards)) => {
+            let next = cards.last().map_or(q.since, |p| p.cursor);
+            Json(json!({"postcards": cards, "next": next})).into_response()
         }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

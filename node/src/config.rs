@@ -151,6 +151,12 @@ settings! {
     /// Posts kept for `GET /v1/posts` (the newest; older ones are forgotten) [default: 100000]
     #[arg(long, env = "VECINO_POSTS_KEPT", value_name = "N")]
     posts_kept: u64,
+    /// Postcards received and sent kept for `GET /v1/postcards` (the newest) [default: 10000]
+    #[arg(long, env = "VECINO_POSTCARDS_KEPT", value_name = "N")]
+    postcards_kept: u64,
+    /// Default lifetime of a postcard sent from here, seconds [default: 600]
+    #[arg(long, env = "VECINO_POSTCARD_LIFETIME_SECS", value_name = "SECS")]
+    postcard_lifetime_secs: u64,
 }
 
 /// Log output format.
@@ -227,6 +233,8 @@ pub struct Config {
     pub link_rate_bps: Option<u64>,
     /// Posts kept for the API.
     pub posts_kept: u64,
+    /// Postcard records kept for the API.
+    pub postcards_kept: u64,
     /// The engine's settings.
     #[serde(skip)]
     pub gossip: vecino_gossip::Config,
@@ -323,6 +331,16 @@ impl Config {
             gossip.fisheye_members = v;
         }
         gossip.fisheye_from_start = s.fisheye_from_start.unwrap_or(false);
+        if let Some(v) = s.postcard_lifetime_secs {
+            let v = positive("postcard_lifetime_secs", v)?;
+            if v > gossip.max_postcard_lifetime.as_secs() {
+                return Err(invalid(
+                    "postcard_lifetime_secs",
+                    "longer than a postcard may live (86400)",
+                ));
+            }
+            gossip.postcard_lifetime = secs(v);
+        }
         if let Some(v) = s.ihave_fanout {
             gossip.ihave_fanout = v;
         }
@@ -361,6 +379,7 @@ impl Config {
             redial_max: secs(positive("redial_max_secs", s.redial_max_secs.unwrap_or(30))?),
             link_rate_bps,
             posts_kept: positive("posts_kept", s.posts_kept.unwrap_or(100_000))?,
+            postcards_kept: positive("postcards_kept", s.postcards_kept.unwrap_or(10_000))?,
             gossip,
         })
     }
@@ -404,6 +423,8 @@ impl Config {
             fisheye_from_start: Some(g.fisheye_from_start),
             ihave_fanout: Some(g.ihave_fanout),
             posts_kept: Some(self.posts_kept),
+            postcards_kept: Some(self.postcards_kept),
+            postcard_lifetime_secs: Some(g.postcard_lifetime.as_secs()),
         };
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
     }

@@ -81,6 +81,36 @@ enum Command {
         #[command(flatten)]
         c: ClientArgs,
     },
+    /// Send a postcard: a message to one peer, sealed to it, routed by proximity and kept in
+    /// custody hop by hop until it arrives (across partitions) or its lifetime passes.
+    Postcard {
+        /// The destination: peer id, key or member name
+        peer: String,
+        /// Text (up to 48 KiB)
+        text: String,
+        /// How long it may travel, seconds (at most 86400) [default: the node's, 600]
+        #[arg(long, value_name = "SECS")]
+        lifetime: Option<u64>,
+        /// Wait up to this many seconds for its receipt, and say how it went
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// List the postcards received here and sent from here, with their status.
+    Postcards {
+        /// Only those sent from here
+        #[arg(long, conflicts_with = "inbox")]
+        sent: bool,
+        /// Only those received here
+        #[arg(long)]
+        inbox: bool,
+        /// Show the newest this many
+        #[arg(long, short, default_value_t = 20)]
+        n: usize,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
     /// Print posts as they arrive (optionally of one topic), after the ones already here.
     Tail {
         /// Only this topic
@@ -330,6 +360,101 @@ fn status(c: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn postcard(
+    c: &ClientArgs,
+    peer: &str,
+    text: &str,
+    lifetime: Option<u64>,
+    wait: Option<u64>,
+) -> anyhow::Result<()> {
+    let client = c.client();
+    let mut body = json!({"to": peer, "text": text});
+    if let Some(l) = lifetime {
+        body["lifetime_s"] = json!(l);
+    }
+    let v = client.post("/v1/postcards", &body)?;
+    let id = v["id"].as_str().unwrap_or_default().to_string();
+    let Some(wait) = wait else {
+        if c.json {
+            print_json(&v);
+        } else {
+            println!("postcard {id} to {}: {}", short(&cell(&v["peer_id"])), cell(&v["status"]));
+        }
+        return Ok(());
+    };
+    // Follow its record until it is delivered or expires, or the wait is over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(wait);
+    let cursor = v["cursor"].as_u64().unwrap_or(1);
+    let mut last = v;
+    while std::time::Instant::now() < deadline {
+        let page = client.get(&format!("/v1/postcards?box=sent&since={}&limit=1", cursor - 1))?;
+        if let Some(r) =
+            page["postcards"].as_array().and_then(|a| a.first()).filter(|r| r["id"] == id.as_str())
+        {
+            last = r.clone();
+            if matches!(r["status"].as_str(), Some("delivered" | "expired")) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if c.json {
+        print_json(&last);
+        return Ok(());
+    }
+    let status = cell(&last["status"]);
+    let path: Vec<String> = last["path"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| short(p.as_str().unwrap_or("")))
+        .collect();
+    match status.as_str() {
+        "delivered" => println!("postcard {id} delivered via {}", path.join(" > ")),
+        other => println!("postcard {id}: {other} (no receipt within {wait} s)"),
+    }
+    Ok(())
+}
+
+fn postcards(c: &ClientArgs, mailbox: Option<&str>, n: usize) -> anyhow::Result<()> {
+    let client = c.client();
+    let q = mailbox.map(|b| format!("&box={b}")).unwrap_or_default();
+    let mut since = 0u64;
+    let mut all: Vec<Value> = Vec::new();
+    loop {
+        let page = client.get(&format!("/v1/postcards?since={since}&limit=10000{q}"))?;
+        let cards = page["postcards"].as_array().cloned().unwrap_or_default();
+        since = page["next"].as_u64().unwrap_or(since);
+        let done = cards.len() < 10_000;
+        all.extend(cards);
+        if all.len() > n {
+            all.drain(..all.len() - n);
+        }
+        if done {
+            break;
+        }
+    }
+    if c.json {
+        print_json(&Value::Array(all));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|p| {
+            let hops = p["path"].as_array().map_or(0, |a| a.len().saturating_sub(1));
+            vec![
+                cell(&p["box"]),
+                short(p["peer_id"].as_str().unwrap_or("")),
+                cell(&p["status"]),
+                if hops == 0 { "-".into() } else { hops.to_string() },
+                cell(&p["text"]),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["BOX", "PEER", "STATUS", "HOPS", "TEXT"], &rows));
+    Ok(())
+}
+
 fn tail(c: &ClientArgs, topic: Option<&str>, n: usize) -> anyhow::Result<()> {
     let client = c.client();
     let print = |p: &Value| {
@@ -420,6 +545,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!("posted {} seq {}", cell(&v["id"]), cell(&v["seq"]));
             }
+        }
+        Command::Postcard { peer, text, lifetime, wait, c } => {
+            postcard(&c, &peer, &text, lifetime, wait)?;
+        }
+        Command::Postcards { sent, inbox, n, c } => {
+            let mailbox = if sent {
+                Some("sent")
+            } else if inbox {
+                Some("inbox")
+            } else {
+                None
+            };
+            postcards(&c, mailbox, n)?;
         }
         Command::Tail { topic, n, c } => tail(&c, topic.as_deref(), n)?,
         Command::Keygen { out, json } => {

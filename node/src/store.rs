@@ -5,6 +5,7 @@
 //! | `meta` | name (`format`, `schema_version`, `coordinate`) | bytes |
 //! | `events` | author (32) ‖ stream (i32 BE) ‖ seq (u64 BE) | the signed envelope, as received |
 //! | `posts` | delivery number (u64) | a delivered post (JSON), for `GET /v1/posts` |
+//! | `postcards` | record number (u64) | a postcard received or sent here and its status (JSON), for `GET /v1/postcards` |
 //! | `peers` | PeerId bytes | known addresses (JSON), for redialling after a restart |
 //!
 //! Events are the engine's state: on start they are read back, verified again
@@ -21,8 +22,10 @@
 //! The custody and outgoing queues are not a table of their own: a neighbour's queue is the
 //! set of stored events it has not acknowledged, and after a restart the engine rebuilds it
 //! from the store by exchanging version vectors on every new link (each side sends what the
-//! other lacks, latest-value events newest first). So what a node held in custody when it was
-//! killed is sent again from its durable log, and a queue can never disagree with the log.
+//! other lacks, latest-value events newest first). Postcards in custody are stored events too
+//! (until the next hop takes them), and so are postcards delivered here (until they expire, so
+//! that a restart still knows them). So what a node held in custody when it was killed is sent
+//! again from its durable log, and a queue can never disagree with the log.
 //!
 //! A file that is not a redb database, or a redb database that is not a vecino store, or a
 //! vecino store of another schema version, is refused with an error saying which.
@@ -48,6 +51,7 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const EVENTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("events");
 const POSTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("posts");
 const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");
+const POSTCARDS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("postcards");
 
 /// `meta/coordinate`: a tag, the dimension count, then `vec ‖ height ‖ error ‖ adjustment` as
 /// little-endian f64s.
@@ -113,6 +117,50 @@ pub struct PostRecord {
     pub text: String,
     /// This node's own post.
     pub own: bool,
+}
+
+/// A postcard received here or sent from here, as `GET /v1/postcards` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostcardRecord {
+    /// Record number, increasing (a status change keeps it).
+    pub cursor: u64,
+    /// The postcard's event id (hex).
+    pub id: String,
+    /// `inbox` (received here) or `sent`.
+    #[serde(rename = "box")]
+    pub mailbox: String,
+    /// The other end's libp2p peer id (its author for the inbox, its destination when sent).
+    pub peer_id: String,
+    /// The text (UTF-8; invalid sequences replaced).
+    pub text: String,
+    /// `received`; or, sent: `custody` (held here), `forwarded` (the first hop took it),
+    /// `delivered` (its receipt came back), `expired`.
+    pub status: String,
+    /// When it was sent (its author's clock, ms since the epoch).
+    pub sent_ms: u64,
+    /// When its status last changed here (ms since the epoch).
+    pub updated_ms: u64,
+    /// The peers it crossed, author to destination (peer ids, or key prefixes this node could
+    /// not name), once known.
+    pub path: Vec<String>,
+}
+
+/// What one commit writes besides the engine's operations.
+#[derive(Debug, Default)]
+pub struct Writes<'a> {
+    /// Delivered posts, appended.
+    pub posts: &'a [PostRecord],
+    /// Postcard records, written by their record number (a status change overwrites).
+    pub postcards: &'a [PostcardRecord],
+}
+
+/// How many posts and postcard records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Kept {
+    /// Posts.
+    pub posts: u64,
+    /// Postcard records.
+    pub postcards: u64,
 }
 
 /// The node's store. Cheap to clone (the database is shared); reads may run on any task.
@@ -189,6 +237,7 @@ impl Store {
             tx.open_table(EVENTS)?;
             tx.open_table(POSTS)?;
             tx.open_table(PEERS)?;
+            tx.open_table(POSTCARDS)?;
         }
         tx.commit()?;
         Ok(())
@@ -227,14 +276,16 @@ impl Store {
         Ok(loaded)
     }
 
-    /// Applies engine operations and appends delivered posts in one durable transaction.
-    /// Posts beyond `posts_kept` are forgotten oldest first.
+    /// Applies engine operations, appends delivered posts and writes postcard records in one
+    /// durable transaction. Posts and postcard records beyond `kept` are forgotten oldest
+    /// first.
     pub fn commit(
         &self,
         ops: &[StoreOp],
-        posts: &[PostRecord],
-        posts_kept: u64,
+        writes: &Writes<'_>,
+        kept: Kept,
     ) -> Result<(), StoreError> {
+        let (posts, posts_kept) = (writes.posts, kept.posts);
         let tx = self.db.begin_write()?;
         {
             let mut events = tx.open_table(EVENTS)?;
@@ -261,9 +312,70 @@ impl Store {
                     table.retain_in(..=cutoff, |_, _| false)?;
                 }
             }
+            if !writes.postcards.is_empty() {
+                let mut table = tx.open_table(POSTCARDS)?;
+                for p in writes.postcards {
+                    let json = serde_json::to_vec(p).unwrap_or_default();
+                    table.insert(p.cursor, json.as_slice())?;
+                }
+                let last = table.last()?.map_or(0, |(k, _)| k.value());
+                if last > kept.postcards {
+                    let cutoff = last - kept.postcards;
+                    table.retain_in(..=cutoff, |_, _| false)?;
+                }
+            }
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The last postcard record number used (0 if none).
+    pub fn last_postcard_cursor(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(POSTCARDS)?;
+        Ok(table.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Postcard records after `since`, oldest first, at most `limit`, optionally of one box.
+    pub fn postcards(
+        &self,
+        mailbox: Option<&str>,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<PostcardRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(POSTCARDS)?;
+        let mut out = Vec::new();
+        for row in table.range(since.saturating_add(1)..)? {
+            let (_, v) = row?;
+            let Ok(p) = serde_json::from_slice::<PostcardRecord>(v.value()) else { continue };
+            if mailbox.is_none_or(|m| m == p.mailbox) {
+                out.push(p);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sent postcards whose fate is still open (in custody here, or forwarded), newest
+    /// `limit` of them: what a restarted node still follows.
+    pub fn open_postcards(&self, limit: usize) -> Result<Vec<PostcardRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(POSTCARDS)?;
+        let mut out = Vec::new();
+        for row in table.iter()?.rev() {
+            let (_, v) = row?;
+            let Ok(p) = serde_json::from_slice::<PostcardRecord>(v.value()) else { continue };
+            if p.mailbox == "sent" && (p.status == "custody" || p.status == "forwarded") {
+                out.push(p);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The last delivery number used (0 if none).
@@ -383,7 +495,8 @@ fn decode_coordinate(bytes: &[u8]) -> Option<Coordinate> {
 /// and acknowledging an event that is not on disk would be worse.
 impl Persist for Store {
     fn apply(&mut self, op: &StoreOp) {
-        if let Err(e) = self.commit(std::slice::from_ref(op), &[], u64::MAX) {
+        let kept = Kept { posts: u64::MAX, postcards: u64::MAX };
+        if let Err(e) = self.commit(std::slice::from_ref(op), &Writes::default(), kept) {
             panic!("store write failed: {e}");
         }
     }
@@ -425,6 +538,44 @@ mod tests {
         assert_eq!(evs[0].seq(), 2);
     }
 
+    /// Postcard records are written by number (a status change overwrites), listed by box,
+    /// bounded, and the open ones (sent, not yet delivered or expired) found after a reopen.
+    #[test]
+    fn postcard_records_are_overwritten_listed_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let rec = |cursor: u64, mailbox: &str, status: &str| PostcardRecord {
+            cursor,
+            id: format!("{cursor:064x}"),
+            mailbox: mailbox.into(),
+            peer_id: String::new(),
+            text: "x".into(),
+            status: status.into(),
+            sent_ms: 0,
+            updated_ms: 0,
+            path: Vec::new(),
+        };
+        let kept = Kept { posts: 100, postcards: 4 };
+        {
+            let s = Store::open(&path).unwrap();
+            let first: Vec<PostcardRecord> = (1..=5)
+                .map(|i| rec(i, if i % 2 == 0 { "inbox" } else { "sent" }, "custody"))
+                .collect();
+            s.commit(&[], &Writes { posts: &[], postcards: &first }, kept).unwrap();
+            let update = [rec(5, "sent", "delivered")];
+            s.commit(&[], &Writes { posts: &[], postcards: &update }, kept).unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.last_postcard_cursor().unwrap(), 5);
+        let all = s.postcards(None, 0, 100).unwrap();
+        assert_eq!(all.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![2, 3, 4, 5]);
+        assert_eq!(all[3].status, "delivered");
+        let inbox = s.postcards(Some("inbox"), 0, 100).unwrap();
+        assert_eq!(inbox.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![2, 4]);
+        let open = s.open_postcards(10).unwrap();
+        assert_eq!(open.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![3]);
+    }
+
     #[test]
     fn posts_are_bounded_and_filtered() {
         let dir = tempfile::tempdir().unwrap();
@@ -442,7 +593,8 @@ mod tests {
         };
         let batch: Vec<PostRecord> =
             (1..=10).map(|i| rec(i, if i % 2 == 0 { "even" } else { "odd" })).collect();
-        s.commit(&[], &batch, 6).unwrap();
+        let writes = Writes { posts: &batch, postcards: &[] };
+        s.commit(&[], &writes, Kept { posts: 6, postcards: 6 }).unwrap();
         assert_eq!(s.last_post_cursor().unwrap(), 10);
         let all = s.posts(None, 0, 100).unwrap();
         assert_eq!(all.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);

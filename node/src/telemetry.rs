@@ -42,6 +42,30 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "counter",
         "bytes of the frames the engine queued for sending, by kind",
     ),
+    ("vecino_postcards_sent_total", "counter", "postcards sent from here"),
+    ("vecino_postcards_received_total", "counter", "postcards delivered here (once each)"),
+    (
+        "vecino_postcards_status_total",
+        "counter",
+        "postcards sent from here that moved on, by status (forwarded, delivered, expired)",
+    ),
+    (
+        "vecino_gossip_postcard_hops_total",
+        "counter",
+        "postcards and receipts handed to a next hop (every attempt), by how it was chosen (link_state, greedy)",
+    ),
+    (
+        "vecino_gossip_postcard_duplicates_total",
+        "counter",
+        "postcards and receipts that came again",
+    ),
+    ("vecino_gossip_receipts_total", "counter", "receipts of postcards sent from here"),
+    (
+        "vecino_gossip_postcards_refused_downstream_total",
+        "counter",
+        "postcards a next hop refused (custody full), routed another way",
+    ),
+    ("vecino_postcards_custody", "gauge", "postcards and receipts in custody here"),
     ("vecino_members", "gauge", "peers known, by state (alive, left)"),
     ("vecino_links", "gauge", "neighbour links, by status (connected, suspected, disconnected)"),
     ("vecino_coordinate_error", "gauge", "this peer's Vivaldi error estimate"),
@@ -153,6 +177,14 @@ pub fn record_engine(s: &vecino_gossip::EngineStats) {
     counter!("vecino_gossip_retransmits_total").absolute(s.retransmits);
     counter!("vecino_gossip_version_vectors_total").absolute(s.version_vectors);
     counter!("vecino_gossip_equivocations_total").absolute(s.equivocations);
+    let link_state = s.postcard_sends.saturating_sub(s.postcard_greedy_hops);
+    counter!("vecino_gossip_postcard_hops_total", "by" => "link_state").absolute(link_state);
+    counter!("vecino_gossip_postcard_hops_total", "by" => "greedy")
+        .absolute(s.postcard_greedy_hops);
+    counter!("vecino_gossip_postcard_duplicates_total").absolute(s.postcard_duplicates);
+    counter!("vecino_gossip_receipts_total").absolute(s.receipts);
+    counter!("vecino_gossip_postcards_refused_downstream_total")
+        .absolute(s.postcards_refused_downstream);
     for (reason, n) in &s.rejected {
         counter!("vecino_gossip_rejected_total", "reason" => *reason).absolute(*n);
     }

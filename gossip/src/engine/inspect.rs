@@ -110,6 +110,26 @@ impl<R: Rng> Engine<R> {
         Membership::members(&self.core)
     }
 
+    /// The overlay as this peer knows it from the link state it holds (its own links
+    /// included, as published): each peer's links, the neighbour named by key prefix, with
+    /// the RTT it measured.
+    pub fn overlay(&self) -> Vec<(AuthorKey, u64, Duration)> {
+        let mut out = Vec::new();
+        for ev in self.core.store.latest_events() {
+            if let vecino_proto::pb::event::Body::LinkState(ls) = ev.body() {
+                for (&peer, &rtt) in ls.peers.iter().zip(&ls.rtt_100us) {
+                    out.push((ev.author(), peer, Duration::from_micros(u64::from(rtt) * 100)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Postcards and receipts in custody here.
+    pub fn postcards_in_custody(&self) -> usize {
+        self.postcards.in_custody().0
+    }
+
     /// Every counter by name (the simulator's report lists them; [`Engine::stats`] has most
     /// of them typed).
     pub fn counters_by_name(&self) -> Vec<(&'static str, u64)> {

@@ -197,7 +197,8 @@ mod tests {
     use crate::engine::core::testing::post;
 
     fn held(ev: VerifiedEvent) -> Custody {
-        Custody::new(ev.clone(), ev.author(), None, Time(0), Vec::new(), Time(0))
+        let to = ev.author();
+        Custody::new(ev, to, None, Time(0), Vec::new(), Time(0))
     }
 
     /// The table refuses past an author's share and past its total, and its accounting

@@ -69,7 +69,7 @@ const MAX_LAST_TO: usize = 4_096;
 const MAX_REFUSING: usize = 256;
 
 /// A routed event read: its destination, where it is believed to be, until when it lives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Routed {
     to: AuthorKey,
     hint: Option<Coordinate>,
@@ -658,7 +658,9 @@ impl Postcards {
             self.sent.insert(ev.id(), Sent { to: r.to, expires: r.expires, forwarded: false });
         }
         let key = event_key(&ev);
-        let c = Custody::new(ev, r.to, r.hint, r.expires, Vec::new(), Time(0));
+        // The trail is not stored: a relay knows at least that the event left its author.
+        let trail = if ev.author() == me { Vec::new() } else { vec![ev.author().prefix()] };
+        let c = Custody::new(ev, r.to, r.hint, r.expires, trail, Time(0));
         if self.custody.room_for(&c.ev, c.ev.author() == me).is_ok() {
             self.custody.insert(key, c);
         }

@@ -14,10 +14,17 @@ use vecino_gossip::{AppEvent, MemberChange, StoreOp};
 use vecino_proto::{AuthorKey, Bytes, pb};
 
 use super::Node;
-use super::views::{pid, short};
+use super::views::{self, pid, short};
 use crate::api::ApiEvent;
 use crate::peer;
-use crate::store::PostRecord;
+use crate::store::{Kept, PostRecord, PostcardRecord, Writes};
+
+/// Milliseconds since the Unix epoch, now (for postcard records).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// An output waiting for the batch ahead of it to be on disk.
 #[derive(Debug)]
@@ -46,13 +53,17 @@ pub(super) fn is_ping_or_pong(frame: &[u8]) -> bool {
 pub(super) struct Batch {
     ops: Vec<StoreOp>,
     posts: Vec<PostRecord>,
+    postcards: Vec<PostcardRecord>,
     held: Vec<Held>,
 }
 
 impl Batch {
     /// Whether anything waits: then every later output that could acknowledge waits too.
     fn holding(&self) -> bool {
-        !self.ops.is_empty() || !self.posts.is_empty() || !self.held.is_empty()
+        !self.ops.is_empty()
+            || !self.posts.is_empty()
+            || !self.postcards.is_empty()
+            || !self.held.is_empty()
     }
 
     /// A store operation, to be written with the batch.
@@ -65,6 +76,22 @@ impl Batch {
         let value = serde_json::to_value(&record).unwrap_or(Value::Null);
         self.posts.push(record);
         self.held.push(Held::Event(ApiEvent::new("post", value)));
+    }
+
+    /// A postcard record (new or with a new status): written with the batch; its event,
+    /// `kind`, goes out once it is on disk, and `reply`, if given, with the record.
+    pub(super) fn postcard(
+        &mut self,
+        record: PostcardRecord,
+        kind: &'static str,
+        reply: Option<oneshot::Sender<Result<Value, String>>>,
+    ) {
+        let value = serde_json::to_value(&record).unwrap_or(Value::Null);
+        self.postcards.push(record);
+        if let Some(reply) = reply {
+            self.held.push(Held::Reply(reply, value.clone()));
+        }
+        self.held.push(Held::Event(ApiEvent::new(kind, value)));
     }
 
     /// The reply to the command that made event `id`: the post record with that id when it
@@ -108,15 +135,17 @@ impl Batch {
     /// could acknowledge what is not on disk.
     pub(super) fn commit<E>(
         &mut self,
-        write: impl FnOnce(&[StoreOp], &[PostRecord]) -> Result<(), E>,
+        write: impl FnOnce(&[StoreOp], &Writes<'_>) -> Result<(), E>,
     ) -> Result<Vec<Held>, E> {
-        if !self.ops.is_empty() || !self.posts.is_empty() {
-            if let Err(e) = write(&self.ops, &self.posts) {
+        if !self.ops.is_empty() || !self.posts.is_empty() || !self.postcards.is_empty() {
+            let writes = Writes { posts: &self.posts, postcards: &self.postcards };
+            if let Err(e) = write(&self.ops, &writes) {
                 self.held.clear();
                 return Err(e);
             }
             self.ops.clear();
             self.posts.clear();
+            self.postcards.clear();
         }
         Ok(std::mem::take(&mut self.held))
     }
@@ -148,9 +177,33 @@ impl Node {
                 self.batch.post(record);
             }
             AppEvent::Accepted { id, event } => {
-                // The reply waits for the post it made to be on disk, like the post's event.
-                if let Some(reply) = self.replies.remove(&id) {
+                let reply = self.replies.remove(&id);
+                if let Some(record) = self.mail.accepted(id, event, now_ms()) {
+                    metrics::counter!("vecino_postcards_sent_total").increment(1);
+                    self.batch.postcard(record, "postcard_status", reply);
+                } else if let Some(reply) = reply {
+                    // The reply waits for the post it made to be on disk, like the post's
+                    // event.
                     self.batch.reply(&event.to_string(), reply);
+                }
+            }
+            AppEvent::Postcard(p) => {
+                let engine = &self.engine;
+                let record = self
+                    .mail
+                    .received(&p, now_ms(), &views::pid, &|x| views::name_prefix(engine, x));
+                tracing::info!(from = %short(&p.from), hops = p.trail.len(), "postcard");
+                metrics::counter!("vecino_postcards_received_total").increment(1);
+                self.batch.postcard(record, "postcard", None);
+            }
+            AppEvent::PostcardStatus { id, status, .. } => {
+                let engine = &self.engine;
+                let name = |x| views::name_prefix(engine, x);
+                if let Some(record) = self.mail.status(id, &status, now_ms(), &name) {
+                    let label = record.status.clone();
+                    metrics::counter!("vecino_postcards_status_total", "status" => label)
+                        .increment(1);
+                    self.batch.postcard(record, "postcard_status", None);
                 }
             }
             AppEvent::Refused { id, reason } => {
@@ -191,10 +244,11 @@ impl Node {
 
     /// Commits the pending batch, then releases what waited for it.
     pub(super) fn flush(&mut self) {
-        let (store, kept) = (&self.store, self.cfg.posts_kept);
-        let result = self.batch.commit(|ops, posts| {
+        let store = &self.store;
+        let kept = Kept { posts: self.cfg.posts_kept, postcards: self.cfg.postcards_kept };
+        let result = self.batch.commit(|ops, writes| {
             let started = std::time::Instant::now();
-            let result = tokio::task::block_in_place(|| store.commit(ops, posts, kept));
+            let result = tokio::task::block_in_place(|| store.commit(ops, writes, kept));
             metrics::histogram!("vecino_store_commit_seconds")
                 .record(started.elapsed().as_secs_f64());
             metrics::counter!("vecino_store_commits_total").increment(1);
@@ -265,8 +319,8 @@ mod tests {
     struct Written(Vec<(usize, usize)>);
 
     impl Written {
-        fn write(&mut self, ops: &[StoreOp], posts: &[PostRecord]) -> Result<(), String> {
-            self.0.push((ops.len(), posts.len()));
+        fn write(&mut self, ops: &[StoreOp], writes: &Writes<'_>) -> Result<(), String> {
+            self.0.push((ops.len(), writes.posts.len() + writes.postcards.len()));
             Ok(())
         }
     }

@@ -33,6 +33,7 @@
 
 mod commit;
 mod dialer;
+mod mail;
 mod swarm;
 mod views;
 
@@ -144,6 +145,8 @@ pub struct Node {
     replies: BTreeMap<u64, oneshot::Sender<Result<Value, String>>>,
     /// The id of the next command fed to the engine.
     next_command: u64,
+    /// Postcards received and sent, and the fate of those sent.
+    mail: mail::Mail,
     next_cursor: u64,
     listen: Vec<Multiaddr>,
     advertised: Vec<String>,
@@ -221,6 +224,8 @@ impl Node {
         let dialer =
             Dialer::new(store.peers()?, &cfg.bootstrap, me, cfg.redial_max, Instant::now());
         let next_cursor = store.last_post_cursor()? + 1;
+        let mail =
+            mail::Mail::new(store.last_postcard_cursor()?, store.open_postcards(mail::MAX_OPEN)?);
         let shared = Shared {
             requests: req_tx,
             events: events.clone(),
@@ -249,6 +254,7 @@ impl Node {
             followups: VecDeque::new(),
             replies: BTreeMap::new(),
             next_command: 1,
+            mail,
             next_cursor,
             listen,
             advertised,
@@ -343,6 +349,22 @@ impl Node {
         let id = self.next_command;
         self.next_command = self.next_command.wrapping_add(1);
         id
+    }
+
+    /// Sends `text` as a postcard to `to`: the reply is its record once durable (status
+    /// `custody`), or the engine's refusal.
+    fn postcard(
+        &mut self,
+        to: vecino_proto::AuthorKey,
+        text: String,
+        lifetime: Option<Duration>,
+        reply: oneshot::Sender<Result<Value, String>>,
+    ) {
+        let id = self.next_command;
+        self.mail.pending(id, views::pid(&to), text.clone());
+        let cmd = Command::Postcard { to, body: text.into(), lifetime, coordinate: None };
+        self.command(cmd, reply);
+        self.mail.forget(id);
     }
 
     /// Feeds command `cmd`, its answer to go to `reply`; a reply the engine did not answer

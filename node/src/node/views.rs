@@ -220,6 +220,58 @@ pub(super) fn resolve(
     Err(format!("unknown peer {who}"))
 }
 
+/// Finds a peer's key by peer id, author key (hex) or name, among this peer's members and
+/// links (this peer excluded).
+pub(super) fn resolve_key(engine: &Engine<ChaCha20Rng>, who: &str) -> Result<AuthorKey, String> {
+    if let Ok(peer) = who.parse::<libp2p::PeerId>()
+        && let Some(key) = peer::author_of(&peer)
+    {
+        return Ok(key);
+    }
+    for m in engine.members() {
+        let name = m.hey_there.as_ref().map(|h| h.name.as_str()).unwrap_or("");
+        if who == m.peer.to_string() || (!name.is_empty() && who == name) {
+            return Ok(m.peer);
+        }
+    }
+    Err(format!("unknown peer {who}: give a peer id, an author key, or a member's name"))
+}
+
+/// How the API names a key prefix (a postcard's path): the peer id of the member, link or
+/// this peer it names, else the prefix in hex.
+pub(super) fn name_prefix(engine: &Engine<ChaCha20Rng>, prefix: u64) -> String {
+    if engine.id().prefix() == prefix {
+        return pid(&engine.id());
+    }
+    let known = engine
+        .members()
+        .into_iter()
+        .map(|m| m.peer)
+        .chain(engine.links().into_iter().map(|l| l.peer));
+    for key in known {
+        if key.prefix() == prefix {
+            return pid(&key);
+        }
+    }
+    format!("{prefix:016x}")
+}
+
+/// `GET /v1/overlay`: the links of the link state this peer holds, by peer id.
+pub(super) fn overlay(engine: &Engine<ChaCha20Rng>) -> Value {
+    let edges: Vec<Value> = engine
+        .overlay()
+        .into_iter()
+        .map(|(from, to, rtt)| {
+            json!({
+                "from": pid(&from),
+                "to": name_prefix(engine, to),
+                "rtt_ms": rtt.as_secs_f64() * 1e3,
+            })
+        })
+        .collect();
+    json!({ "edges": edges })
+}
+
 /// `GET /v1/rtt`: the RTT between `a` and `b` (this peer if `None`) their coordinates
 /// estimate, and the one measured when one of them is this peer and the other a neighbour.
 pub(super) fn rtt(
@@ -298,6 +350,9 @@ impl Node {
             Request::Links(reply) => {
                 let _ = reply.send(links(&self.engine, &self.facts()));
             }
+            Request::Overlay(reply) => {
+                let _ = reply.send(overlay(&self.engine));
+            }
             Request::Coordinate(reply) => {
                 let _ = reply.send(coordinate(self.peer_id(), &self.engine.coordinate()));
             }
@@ -306,6 +361,16 @@ impl Node {
             }
             Request::Post { topic, text, reply } => {
                 self.command(Command::Post { topic, body: Bytes::from(text) }, reply);
+            }
+            Request::Postcard { to, text, lifetime, reply } => {
+                let key = match resolve_key(&self.engine, &to) {
+                    Ok(k) => k,
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
+                self.postcard(key, text, lifetime, reply);
             }
             Request::RefreshMetrics(reply) => {
                 self.record_gauges();
@@ -334,6 +399,7 @@ impl Node {
         metrics::gauge!("vecino_members", "state" => "alive").set((members.len() - left) as f64);
         metrics::gauge!("vecino_members", "state" => "left").set(left as f64);
         metrics::gauge!("vecino_coordinate_error").set(self.engine.coordinate().error);
+        metrics::gauge!("vecino_postcards_custody").set(self.engine.postcards_in_custody() as f64);
         metrics::gauge!("vecino_transport_connections").set(self.conns.len() as f64);
         let (held, peak) = self.sent.held();
         metrics::gauge!("vecino_transport_unsent_bytes").set(held as f64);
