@@ -222,6 +222,9 @@ pub struct DeliveredPostcard {
     pub body: Bytes,
     /// The peers it crossed, by key prefix, from its author to this peer.
     pub trail: Vec<u64>,
+    /// How many of its hops were detours (greedy hops, or hops taken again after one refused
+    /// or lost it).
+    pub detours: u32,
 }
 
 /// Where one of this peer's own postcards stands.

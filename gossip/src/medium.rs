@@ -84,6 +84,7 @@ impl Medium {
             sync: false,
             hops,
             trail: Vec::new(),
+            detours: None,
         }));
         if !core.links.broadcasts.push(key, frame, streams::class_of(ev.stream())) {
             core.reject("medium_queue_full");

@@ -189,7 +189,16 @@ fn events_the_neighbour_sends_are_not_sent_back_to_it() {
     eprintln!("seed {seed}");
     let echo = |posts: &[Bytes]| {
         let envelopes = posts.to_vec();
-        (1, Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail: Vec::new() }))
+        (
+            1,
+            Kind::Events(pb::Events {
+                envelopes,
+                sync: false,
+                hops: None,
+                trail: Vec::new(),
+                detours: None,
+            }),
+        )
     };
     let (before, after, _) = slow_link_backlog(seed, echo);
     assert!(before > 0 && before < 20, "seed {seed}: the link should hold a backlog");

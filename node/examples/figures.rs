@@ -327,6 +327,7 @@ async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
                     sync: false,
                     hops: None,
                     trail: Vec::new(),
+                    detours: None,
                 })),
             })
         })

@@ -20,6 +20,7 @@ fn events_frame(envelopes: Vec<Bytes>, link_seq: u64) -> Vec<u8> {
             sync: false,
             hops: None,
             trail: Vec::new(),
+            detours: None,
         })),
         ..Default::default()
     })

@@ -266,6 +266,7 @@ static EVENTS: Schema = Schema {
         f(2, "Events.sync", Kind::Varint),
         f(3, "Events.hops", Kind::Varint),
         f(4, "Events.trail", Kind::Repeated64 { count: MAX_ROUTE_HOPS }),
+        f(5, "Events.detours", Kind::Varint),
     ],
 };
 static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };

@@ -146,6 +146,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
             sync: false,
             hops: None,
             trail: Vec::new(),
+            detours: None,
         })),
     };
     let bytes = Bytes::from(encode_frame(&frame));

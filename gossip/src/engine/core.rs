@@ -275,7 +275,13 @@ impl<R: Rng> Core<R> {
                 _ => None,
             };
             let carries = chunk.iter().map(event_key).collect();
-            let kind = Kind::Events(pb::Events { envelopes, sync, hops, trail: Vec::new() });
+            let kind = Kind::Events(pb::Events {
+                envelopes,
+                sync,
+                hops,
+                trail: Vec::new(),
+                detours: None,
+            });
             let meta = Meta { reliable: true, supersedes, carries, push: !sync, custody: None };
             self.send_with(to, kind, class, meta);
         }

@@ -88,7 +88,8 @@ impl<R: Rng> Engine<R> {
                         l.peer_has(event_key(&ev));
                     }
                     let via = if evs.sync { Via::Pulled } else { Via::Pushed };
-                    self.accept(Some(from), &ev, via, evs.hops, &evs.trail);
+                    let route = (evs.trail.as_slice(), evs.detours.unwrap_or(0));
+                    self.accept(Some(from), &ev, via, evs.hops, route);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }
@@ -152,7 +153,8 @@ impl<R: Rng> Engine<R> {
                     }
                     let own_queued = self.core.links.broadcasts.cancel(&key);
                     let via = Via::Broadcast { own_queued };
-                    self.accept(Some(from), &ev, via, evs.hops, &evs.trail);
+                    let route = (evs.trail.as_slice(), evs.detours.unwrap_or(0));
+                    self.accept(Some(from), &ev, via, evs.hops, route);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }

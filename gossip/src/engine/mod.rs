@@ -181,27 +181,27 @@ impl<R: Rng> Engine<R> {
     /// Signs `body` as this peer's next event of its stream and takes it in as its own.
     fn publish(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let ev = self.core.sign(body)?;
-        self.accept(None, &ev, Via::Own, None, &[]);
+        self.accept(None, &ev, Via::Own, None, (&[], 0));
         Ok(ev)
     }
 
     /// Takes a verified event (own, or from `from`, whose hop count for it was `hops`, and
-    /// for a routed event the trail its frame carried) into the store, delivers and forwards
-    /// it: the router whose order the module docs give.
+    /// for a routed event the trail and detours its frame carried) into the store, delivers
+    /// and forwards it: the router whose order the module docs give.
     fn accept(
         &mut self,
         from: Option<AuthorKey>,
         ev: &VerifiedEvent,
         via: Via,
         hops: Option<u32>,
-        trail: &[u64],
+        route: (&[u64], u32),
     ) {
         let core = &mut self.core;
         let policy = streams::of(ev.stream());
         if policy.travel == Travel::Routed {
             // Routed (postcards, receipts): custody and routing, never the trees.
             core.hlc.observe(ev.hlc(), core.now.as_millis());
-            self.postcards.on_event(core, &self.routing, from, ev, trail);
+            self.postcards.on_event(core, &self.routing, from, ev, route);
             return;
         }
         let pushed = via == Via::Pushed;

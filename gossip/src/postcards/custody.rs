@@ -44,6 +44,8 @@ pub(crate) struct Custody {
     pub(crate) expires: Time,
     /// The peers it crossed before this one, by key prefix, this peer excluded.
     pub(crate) trail: Vec<u64>,
+    /// How many of those hops were detours (see `pb::Events::detours`).
+    pub(crate) detours: u32,
     pub(crate) state: State,
     /// First hops not to use for it, and since when (at most [`MAX_AVOID`]).
     avoid: Vec<(AuthorKey, Time)>,
@@ -67,6 +69,7 @@ impl Custody {
             hint,
             expires,
             trail,
+            detours: 0,
             state: State::Held { retry },
             avoid: Vec::new(),
             sends: 0,

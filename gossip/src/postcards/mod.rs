@@ -244,7 +244,7 @@ impl Postcards {
         self.last_to.insert(to, ev.seq());
         self.sent.insert(ev.id(), Sent { to, expires, forwarded: false });
         let routed = Routed { to, hint, expires };
-        self.take(core, routing, ev.clone(), routed, Vec::new());
+        self.take(core, routing, ev.clone(), routed, Vec::new(), 0);
         Ok(ev)
     }
 
@@ -256,10 +256,12 @@ impl Postcards {
         ev: VerifiedEvent,
         r: Routed,
         trail: Vec<u64>,
+        detours: u32,
     ) {
         let key = event_key(&ev);
         core.emit(Output::Persist(StoreOp::Put(ev.clone())));
-        let c = Custody::new(ev, r.to, r.hint, r.expires, trail, core.now);
+        let mut c = Custody::new(ev, r.to, r.hint, r.expires, trail, core.now);
+        c.detours = detours;
         self.custody.insert(key, c);
         self.route(core, routing, &key);
     }
@@ -277,9 +279,12 @@ impl Postcards {
         };
         let mut trail = c.trail.clone();
         trail.push(core.me.prefix());
+        // Greedy, or again after a hop refused it or lost it: a detour.
+        let detour = matches!(hop, Hop::Greedy(_)) || c.sends > 0;
+        let detours = Some(c.detours + u32::from(detour));
         let envelopes = vec![c.ev.envelope().clone()];
         let class = Priority::Postcard;
-        let kind = Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail });
+        let kind = Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail, detours });
         let meta = Meta {
             reliable: true,
             supersedes: None,
@@ -300,15 +305,14 @@ impl Postcards {
 
     // ----- receiving -----
 
-    /// A routed event arrived from `from` (its trail as the frame carried it), or is this
-    /// peer's own (a receipt it just signed: `from` is `None`).
+    /// A routed event arrived from `from` (its trail and detours as the frame carried them).
     pub(crate) fn on_event<R: Rng>(
         &mut self,
         core: &mut Core<R>,
         routing: &Routing,
         from: Option<AuthorKey>,
         ev: &VerifiedEvent,
-        trail: &[u64],
+        (trail, detours): (&[u64], u32),
     ) {
         let Some(r) = routed(ev, core.config.postcard_lifetime) else {
             core.reject("routed_malformed");
@@ -341,7 +345,7 @@ impl Postcards {
         if r.to == core.me {
             self.see(ev.id(), r.expires);
             match ev.body() {
-                Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, trail),
+                Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, (trail, detours)),
                 Body::PostcardReceipt(receipt) => self.on_receipt(core, ev, receipt),
                 _ => {}
             }
@@ -357,7 +361,7 @@ impl Postcards {
             }
             return;
         }
-        self.take(core, routing, ev.clone(), r, trail.to_vec());
+        self.take(core, routing, ev.clone(), r, trail.to_vec(), detours);
     }
 
     /// Refusal of `id` to report to `peer` in its acknowledgements.
@@ -392,7 +396,7 @@ impl Postcards {
         ev: &VerifiedEvent,
         p: &pb::Postcard,
         r: &Routed,
-        trail: &[u64],
+        (trail, detours): (&[u64], u32),
     ) {
         let body = match core.identity.unseal(&p.body) {
             Ok(b) => Bytes::from(b),
@@ -412,6 +416,7 @@ impl Postcards {
             hlc: ev.hlc(),
             body,
             trail: path.clone(),
+            detours,
         };
         self.deliver_in_order(core, postcard, p.prev);
         // The receipt, routed back to where the author was.
@@ -430,7 +435,7 @@ impl Postcards {
                     expires: r.expires,
                 };
                 if self.custody.room_for(&receipt, true).is_ok() {
-                    self.take(core, routing, receipt, routed, Vec::new());
+                    self.take(core, routing, receipt, routed, Vec::new(), 0);
                 } else {
                     core.reject("receipt_custody_full");
                 }

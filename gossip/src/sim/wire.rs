@@ -64,6 +64,7 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
             sync: false,
             hops: None,
             trail: Vec::new(),
+            detours: None,
         })),
     };
     Bytes::from(frame.encode_to_vec())
@@ -203,6 +204,7 @@ mod tests {
                 sync,
                 hops: None,
                 trail: Vec::new(),
+                detours: None,
             })
         };
         assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));

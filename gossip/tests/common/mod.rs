@@ -291,6 +291,7 @@ pub(crate) fn events(ev: &VerifiedEvent) -> vecino_proto::pb::frame::Kind {
         sync: false,
         hops: None,
         trail: Vec::new(),
+        detours: None,
     };
     vecino_proto::pb::frame::Kind::Events(events)
 }

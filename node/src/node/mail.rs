@@ -195,6 +195,7 @@ mod tests {
             hlc: Hlc { ms: 50, counter: 0 },
             body: Bytes::from_static(b"hola"),
             trail: vec![9, 0],
+            detours: 0,
         };
         let r = m.received(&p, 60, &|_| "author".into(), &|x| format!("p{x}"));
         assert_eq!(
