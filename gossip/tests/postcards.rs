@@ -254,6 +254,7 @@ fn a_receipt_for_a_postcard_never_sent_is_refused() {
             sync: false,
             hops: None,
             trail: vec![],
+            detours: None,
         })),
     };
     let frame = Bytes::from(vecino_proto::encode_frame(&frame));
