@@ -187,8 +187,10 @@ pub struct Config {
     /// Routed events of one author kept in custody at most (its share: one author cannot
     /// fill a relay; counted `postcard_author_share`).
     pub max_custody_per_author: usize,
-    /// This peer's link state (`crate::routing`) is published at most this often when its
-    /// links change (four times as rarely when only their RTTs move).
+    /// This peer's link state (`crate::routing`: its links and their RTTs, what postcards are
+    /// routed on) is published at most this often when its links change, and every
+    /// `newspaper_max_interval` otherwise. Zero: no link state (postcards route greedily on
+    /// coordinates alone).
     pub link_state_min_interval: Duration,
     /// Most log events (posts) kept per author; older ones are forgotten first.
     pub max_log_per_author: usize,
@@ -257,7 +259,7 @@ impl Default for Config {
             max_custody: 10_000,
             max_custody_bytes: 16 << 20,
             max_custody_per_author: 1_000,
-            link_state_min_interval: Duration::from_secs(10),
+            link_state_min_interval: Duration::from_secs(30),
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
             addrs: Vec::new(),

@@ -22,9 +22,9 @@
 //! (not suspected, not said bye to); a route through others' links trusts what they published.
 //!
 //! A peer's own link state is published when its set of links changed and has stayed the same
-//! for [`LINK_STATE_SETTLE`] (at most every `Config::link_state_min_interval`), when an RTT moved
-//! by more than [`RTT_CHANGE`] (at most every `link_state_min_interval` × 4), and at the
-//! latest every `newspaper_max_interval`.
+//! for [`LINK_STATE_SETTLE`] (at most every `Config::link_state_min_interval`; its RTTs are
+//! those of that moment), and at the latest every `newspaper_max_interval`. RTTs that drift
+//! alone are not news: a route needs to know which links exist and roughly how long they are.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -40,11 +40,7 @@ use crate::time::Time;
 
 /// A set of links must stay the same this long before it is published (a join reshapes a
 /// peer's links several times in its first seconds).
-const LINK_STATE_SETTLE: Duration = Duration::from_secs(5);
-/// An RTT that moved by more than this fraction (and [`RTT_CHANGE_MIN`]) since it was
-/// published is news.
-const RTT_CHANGE: f64 = 0.25;
-const RTT_CHANGE_MIN: Duration = Duration::from_millis(5);
+const LINK_STATE_SETTLE: Duration = Duration::from_secs(10);
 /// What one more hop costs on top of its link's one-way delay (a relay's queueing and
 /// processing), in microseconds: among paths of about the same delay the one with fewer hops
 /// wins.
@@ -108,6 +104,10 @@ fn own_links<R>(core: &Core<R>) -> BTreeMap<Node, u32> {
 impl Routing {
     /// This peer's link state, if one is due now (see the module docs).
     pub(crate) fn link_state_due<R>(&mut self, core: &Core<R>) -> Option<Body> {
+        let min = core.config.link_state_min_interval;
+        if min.is_zero() {
+            return None; // no link state: postcards route greedily
+        }
         let now = core.now;
         let links = own_links(core);
         let set: Vec<Node> = links.keys().copied().collect();
@@ -116,7 +116,6 @@ impl Routing {
             _ => self.current = Some((now, set.clone())),
         }
         let stable_since = self.current.as_ref().map_or(now, |c| c.0);
-        let min = core.config.link_state_min_interval;
         let due = match &self.published {
             None => !links.is_empty(),
             Some((at, old)) => {
@@ -124,15 +123,7 @@ impl Routing {
                 let set_changed = old.keys().ne(links.keys())
                     && now.saturating_since(stable_since) >= LINK_STATE_SETTLE
                     && age >= min;
-                let moved = links.iter().any(|(p, &rtt)| {
-                    old.get(p).is_some_and(|&was| {
-                        let (a, b) = (f64::from(was), f64::from(rtt));
-                        (a - b).abs() > RTT_CHANGE * a.max(b)
-                            && Duration::from_micros(u64::from(was.abs_diff(rtt)) * 100)
-                                > RTT_CHANGE_MIN
-                    })
-                }) && age >= min * 4;
-                set_changed || moved || age >= core.config.newspaper_max_interval
+                set_changed || age >= core.config.newspaper_max_interval
             }
         };
         if !due {

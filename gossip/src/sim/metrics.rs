@@ -11,6 +11,7 @@ use vecino_proto::{Bytes, pb};
 
 use crate::io::{LinkStatus, Priority};
 use crate::sim::disseminators::PeerDirectory;
+use crate::sim::postcards::{FAR_RTT_US, PostcardMetrics};
 use crate::sim::report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 use crate::sim::scenario::{Fault, Scenario};
 use crate::sim::wire::{announced_heads, for_each_event, frame_kind, kind_label};
@@ -48,6 +49,10 @@ pub(crate) struct Metrics {
     latencies: Vec<f32>,
     latencies_up: Vec<f32>,
     stretches: Vec<f32>,
+    /// Stretches of deliveries between far peers (RTT ≥ `FAR_RTT_US`).
+    stretches_far: Vec<f32>,
+    /// Postcards.
+    postcards: PostcardMetrics,
     /// The timeline bucket of each of `stretches` (its delivery's).
     stretch_buckets: Vec<u16>,
     copies: u64,
@@ -94,21 +99,31 @@ pub(crate) struct SentFrame {
     own: usize,
     events: usize,
     link_seq: u64,
+    /// A routed event's frame: `Some(true)` a receipt, `Some(false)` a postcard.
+    routed: Option<bool>,
 }
 
 impl SentFrame {
     pub(crate) fn read(from: u32, class: Priority, frame: &Bytes, dir: &PeerDirectory) -> Self {
         let (field, sync, link_seq) = frame_kind(frame);
         let label = kind_label(field, sync, class);
-        let (mut own, mut events) = (0, 0);
+        let (mut own, mut events, mut routed) = (0, 0, None);
         if class == Priority::Post {
             events = for_each_event(frame, |h| {
                 if h.stream == pb::Stream::Post as i32 && dir.index(&h.author) == Some(from) {
                     own += 1;
                 }
             });
+        } else if class == Priority::Postcard {
+            for_each_event(frame, |h| {
+                if h.stream == pb::Stream::Postcard as i32 {
+                    routed = Some(false);
+                } else if h.stream == pb::Stream::PostcardReceipt as i32 {
+                    routed = Some(true);
+                }
+            });
         }
-        Self { len: frame.len() as u64, label, class, own, events, link_seq }
+        Self { len: frame.len() as u64, label, class, own, events, link_seq, routed }
     }
 }
 
@@ -154,6 +169,8 @@ impl Metrics {
             latencies: Vec::new(),
             latencies_up: Vec::new(),
             stretches: Vec::new(),
+            stretches_far: Vec::new(),
+            postcards: PostcardMetrics::default(),
             stretch_buckets: Vec::new(),
             copies: 0,
             duplicates: 0,
@@ -272,15 +289,62 @@ impl Metrics {
         }
         let b = self.bucket(t_us);
         if one_way_us > 0 {
-            self.stretches.push((latency * 1e6 / one_way_us as f64) as f32);
+            let stretch = (latency * 1e6 / one_way_us as f64) as f32;
+            self.stretches.push(stretch);
             self.stretch_buckets.push(u16::try_from(b).unwrap_or(u16::MAX));
+            if one_way_us * 2 >= FAR_RTT_US {
+                self.stretches_far.push(stretch);
+            }
         }
         self.timeline.delivered[b] += 1;
     }
 
+    /// Whether command `id` is a postcard of the run's traffic.
+    pub(crate) fn is_postcard(id: u64) -> bool {
+        PostcardMetrics::is_postcard(id)
+    }
+
+    /// The run sends a postcard (see [`PostcardMetrics::planned`]); its command id.
+    pub(crate) fn postcard_planned(
+        &mut self,
+        t_us: u64,
+        author: u32,
+        dest: u32,
+        direct_us: Option<u64>,
+        oracle_us: Option<u64>,
+    ) -> u64 {
+        self.postcards.planned(t_us, author, dest, direct_us, oracle_us)
+    }
+
+    pub(crate) fn postcard_accepted(&mut self, cmd: u64, key: u64) {
+        self.postcards.accepted(cmd, key);
+    }
+
+    pub(crate) fn postcard_delivered(
+        &mut self,
+        t_us: u64,
+        node: u32,
+        key: u64,
+        hops: u32,
+        detours: u32,
+    ) {
+        self.postcards.delivered(t_us, node, key, hops, detours);
+    }
+
+    pub(crate) fn postcard_receipt(&mut self, t_us: u64, key: u64) {
+        self.postcards.receipt(t_us, key);
+    }
+
+    pub(crate) fn postcard_expired(&mut self, key: u64) {
+        self.postcards.expired(key);
+    }
+
     /// A frame handed to the network by `from` (read by [`SentFrame::read`]).
     pub(crate) fn sent(&mut self, t_us: u64, (from, to): (u32, u32), frame: &SentFrame) {
-        let SentFrame { len, label, class, own, events, link_seq } = *frame;
+        let SentFrame { len, label, class, own, events, link_seq, routed } = *frame;
+        if let Some(receipt) = routed {
+            self.postcards.frame(receipt, len);
+        }
         let kind = self.sent_by_kind.entry(label).or_default();
         kind.0 += 1;
         kind.1 += len;
@@ -518,6 +582,8 @@ impl Metrics {
         let up = percentiles(&mut self.latencies_up);
         self.timeline.stretch_p50 = self.stretch_by_bucket();
         let st = percentiles(&mut self.stretches);
+        let far = percentiles(&mut self.stretches_far);
+        let postcards = self.postcards.report();
         Report {
             disseminator: name.to_string(),
             peers: scenario.peers,
@@ -534,6 +600,8 @@ impl Metrics {
             latency_up_p50_s: up.map(|p| p.0),
             stretch_p50: st.map(|p| p.0),
             stretch_p99: st.map(|p| p.1),
+            stretch_p99_far: far.map(|p| p.1),
+            postcards,
             copies_received: self.copies,
             copies_per_delivery: self.copies as f64 / deliveries.max(1) as f64,
             last_delivery_hop_mean: hop_sum / postsf,

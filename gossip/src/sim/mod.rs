@@ -34,6 +34,7 @@ mod metrics;
 pub mod network;
 mod observe;
 mod overlay;
+pub mod postcards;
 pub mod report;
 mod runner;
 pub mod scenario;
@@ -47,11 +48,12 @@ pub use disseminators::{Disseminator, Factory, NodeSpec, PeerDirectory};
 pub use latency::{CompactInternet, Latency};
 pub use observe::{Observe, Peer};
 pub use overlay::OverlaySummary;
+pub use postcards::PostcardReport;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run, run_parallel};
 pub use scenario::{
-    Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, RateScope, Scenario, Traffic,
-    TrafficScope,
+    Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, Pairs, PostcardTraffic, RateScope,
+    Scenario, Traffic, TrafficScope,
 };
 pub use verify_cache::VerifyCache;
 

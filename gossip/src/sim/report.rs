@@ -36,6 +36,13 @@ pub struct Report {
     pub stretch_p50: Option<f64>,
     /// 99th percentile stretch.
     pub stretch_p99: Option<f64>,
+    /// 99th percentile stretch over deliveries between far peers (RTT ≥ 20 ms): 1 % of
+    /// planetlab490's pairs are under 5.8 ms, where any relay makes a large stretch.
+    #[serde(default)]
+    pub stretch_p99_far: Option<f64>,
+    /// Postcards, when the scenario sends any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postcards: Option<crate::sim::postcards::PostcardReport>,
     /// Post envelopes received in `Events` frames, all peers (duplicates included).
     pub copies_received: u64,
     /// `copies_received / deliveries` (RMR + 1 in the gossip literature's terms).

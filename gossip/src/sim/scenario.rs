@@ -25,6 +25,8 @@ pub struct Scenario {
     pub link: LinkModel,
     /// Posts to publish.
     pub traffic: Traffic,
+    /// Postcards to send, if any.
+    pub postcards: Option<PostcardTraffic>,
     /// Scheduled partitions and crashes, expanded into single occurrences.
     pub faults: Vec<Fault>,
     /// Traffic and faults happen in `[0, duration)`.
@@ -157,6 +159,33 @@ pub struct Traffic {
     pub arrivals: Arrivals,
 }
 
+/// Postcards: point-to-point messages between pairs of peers, fleet-wide.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostcardTraffic {
+    /// Postcards per second, fleet-wide (each from a random live peer).
+    pub rate_per_s: f64,
+    /// Body size of each postcard (before sealing).
+    pub body_bytes: usize,
+    /// Lifetime of each postcard.
+    pub lifetime: Duration,
+    /// First postcard not before this time.
+    pub start: Duration,
+    /// Who sends to whom.
+    pub pairs: Pairs,
+    /// The sender's application gives the destination's coordinate (as one replying to a
+    /// peer it heard from would): for fleets too large for every peer to hold every member.
+    pub hint: bool,
+}
+
+/// Who sends postcards to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairs {
+    /// A random destination other than the sender.
+    Random,
+    /// A random destination in another group (a convoy's postcards to the other convoy).
+    AcrossGroups,
+}
+
 /// Who publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrafficScope {
@@ -241,6 +270,7 @@ impl Scenario {
                 start: Duration::from_secs(1),
                 arrivals: Arrivals::Periodic,
             },
+            postcards: None,
             faults: Vec::new(),
             duration: Duration::from_secs(20),
             drain: Duration::from_secs(10),

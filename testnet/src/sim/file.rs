@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use vecino_coords::topology::{InternetModel, RttMatrix, Topology};
 use vecino_gossip::sim::{
     Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss, RateScope,
-    Scenario, Traffic, TrafficScope, seed_for,
+    Pairs, PostcardTraffic, Scenario, Traffic, TrafficScope, seed_for,
 };
 
 /// Above this many peers a generated topology uses the compact O(N) model.
@@ -49,6 +49,9 @@ pub(crate) struct ScenarioFile {
     pub(crate) latency: LatencyFile,
     pub(crate) link: LinkFile,
     pub(crate) traffic: TrafficFile,
+    /// Postcard traffic, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) postcards: Option<PostcardsFile>,
     #[serde(default, rename = "fault")]
     pub(crate) faults: Vec<FaultFile>,
     #[serde(default)]
@@ -117,6 +120,63 @@ pub(crate) struct TrafficFile {
     start_s: f64,
     #[serde(default = "default_arrivals")]
     arrivals: String,
+}
+
+/// `[postcards]`: point-to-point messages between random pairs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostcardsFile {
+    /// Postcards per second, fleet-wide.
+    rate_per_s: f64,
+    #[serde(default = "default_postcard_body")]
+    body_bytes: usize,
+    #[serde(default = "default_postcard_lifetime")]
+    lifetime_s: f64,
+    #[serde(default)]
+    start_s: f64,
+    /// `random` (any other peer) or `across_groups` (a peer of another group).
+    #[serde(default = "default_pairs")]
+    pairs: String,
+    /// The sender's application gives the destination's coordinate.
+    #[serde(default)]
+    hint: bool,
+}
+
+impl PostcardsFile {
+    fn traffic(&self) -> anyhow::Result<PostcardTraffic> {
+        let pairs = match self.pairs.as_str() {
+            "random" => Pairs::Random,
+            "across_groups" => Pairs::AcrossGroups,
+            other => bail!("postcards.pairs {other:?}: expected random or across_groups"),
+        };
+        if !(self.rate_per_s.is_finite() && self.rate_per_s >= 0.0) {
+            bail!("postcards.rate_per_s must be a finite number ≥ 0");
+        }
+        if !(self.lifetime_s > 0.0 && self.lifetime_s <= 86_400.0) {
+            bail!("postcards.lifetime_s must be in (0, 86400]");
+        }
+        if self.body_bytes > 48 * 1024 {
+            bail!("postcards.body_bytes is over 48 KiB");
+        }
+        Ok(PostcardTraffic {
+            rate_per_s: self.rate_per_s,
+            body_bytes: self.body_bytes,
+            lifetime: secs(self.lifetime_s),
+            start: secs(self.start_s),
+            pairs,
+            hint: self.hint,
+        })
+    }
+}
+
+fn default_postcard_body() -> usize {
+    200
+}
+fn default_postcard_lifetime() -> f64 {
+    600.0
+}
+fn default_pairs() -> String {
+    "random".into()
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -302,6 +362,7 @@ impl ScenarioFile {
                 start: secs(self.traffic.start_s),
                 arrivals,
             },
+            postcards: self.postcards.as_ref().map(|p| p.traffic()).transpose()?,
             faults,
             duration: secs(self.duration_s),
             drain: secs(self.drain_s),

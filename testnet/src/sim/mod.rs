@@ -58,7 +58,8 @@ pub(crate) struct SimArgs {
     /// root_fanout, tree_refresh_every (0: off), tree_refresh_min_members, ihave_fanout,
     /// fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s),
     /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms,
-    /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct, newspaper_min_interval_s.
+    /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct, newspaper_min_interval_s,
+    /// link_state_min_interval_s (0: no link state).
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -370,6 +371,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("swap_interval_s", |c, v| c.swap_interval = Some(Duration::from_secs(v))),
     ("swap_ratio_pct", |c, v| c.swap_ratio = v as f64 / 100.0),
     ("newspaper_min_interval_s", |c, v| c.newspaper_min_interval = Duration::from_secs(v)),
+    ("link_state_min_interval_s", |c, v| c.link_state_min_interval = Duration::from_secs(v)),
 ];
 
 fn count(v: u64) -> usize {

@@ -44,6 +44,43 @@ pub(crate) fn matrix_fill_line(sc: &Scenario) -> Option<String> {
     Some(format!("matrix: {}; stretch never counts them", f.describe(m.pairs())))
 }
 
+/// p50 / p90 / p99 of a postcard stretch.
+fn p3(v: Option<[f64; 3]>) -> String {
+    v.map_or("-".into(), |[a, b, c]| format!("{a:.2} / {b:.2} / {c:.2}"))
+}
+
+/// A postcard figure of a report, "-" without postcards.
+fn pc(r: &Report, f: impl Fn(&vecino_gossip::sim::PostcardReport) -> String) -> String {
+    r.postcards.as_ref().map_or("-".into(), f)
+}
+
+/// The postcard rows (scenarios with `[postcards]`).
+fn postcard_rows(row: &mut dyn FnMut(&str, &dyn Fn(&Report) -> String)) {
+    row("postcards sent / delivered (ratio)", &|r| {
+        pc(r, |p| format!("{} / {} ({:.4})", p.sent, p.delivered, p.delivery_ratio))
+    });
+    row("postcards: duplicates / FIFO violations / expired", &|r| {
+        pc(r, |p| format!("{} / {} / {}", p.duplicate_deliveries, p.fifo_violations, p.expired))
+    });
+    row("postcards without detours", &|r| pc(r, |p| format!("{:.4}", p.without_detours)));
+    row("postcard hops mean / p50 / p99", &|r| {
+        pc(r, |p| format!("{:.2} / {} / {}", p.hops_mean, opt(p.hops_p50, 0), opt(p.hops_p99, 0)))
+    });
+    row("postcard stretch p50/p90/p99", &|r| pc(r, |p| p3(p.stretch)));
+    row("  far pairs (RTT >= 20 ms)", &|r| pc(r, |p| p3(p.stretch_far)));
+    row("  oracle, far pairs", &|r| pc(r, |p| p3(p.oracle_stretch_far)));
+    row("postcard latency p50 / p99 (s)", &|r| {
+        pc(r, |p| format!("{} / {}", opt(p.latency_p50_s, 3), opt(p.latency_p99_s, 3)))
+    });
+    row("postcard transmissions per hop", &|r| pc(r, |p| format!("{:.3}", p.transmissions_per_hop)));
+    row("receipts (ratio), receipt stretch p50", &|r| {
+        pc(r, |p| format!("{:.4}, {}", p.receipt_ratio, opt(p.receipt_stretch_p50, 2)))
+    });
+    row("postcard / receipt bytes", &|r| {
+        pc(r, |p| format!("{} / {}", bytes(p.postcard_bytes as f64), bytes(p.receipt_bytes as f64)))
+    });
+}
+
 /// Renders the table.
 pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -58,7 +95,14 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     });
     row("latency max (s)", &|r| opt(r.latency_max_s, 3));
     row("latency p50, no fault (s)", &|r| opt(r.latency_up_p50_s, 3));
-    row("stretch p50 / p99", &|r| format!("{} / {}", opt(r.stretch_p50, 2), opt(r.stretch_p99, 2)));
+    row("stretch p50 / p99 / p99 far (RTT >= 20 ms)", &|r| {
+        format!(
+            "{} / {} / {}",
+            opt(r.stretch_p50, 2),
+            opt(r.stretch_p99, 2),
+            opt(r.stretch_p99_far, 2)
+        )
+    });
     if reports.iter().any(|r| r.overlay.is_some()) {
         row("overlay path stretch p50/p99", &|r| {
             r.overlay.as_ref().map_or("-".into(), |o| {
@@ -84,6 +128,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
                 )
             })
         });
+    }
+    if reports.iter().any(|r| r.postcards.is_some()) {
+        postcard_rows(&mut row);
     }
     row("copies per delivery", &|r| format!("{:.3}", r.copies_per_delivery));
     row("last-delivery hop mean/max", &|r| {

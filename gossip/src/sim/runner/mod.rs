@@ -50,6 +50,7 @@ mod concern {
     pub(super) const TRAFFIC: u64 = 4;
     pub(super) const LINKS: u64 = 5;
     pub(super) const START: u64 = 6;
+    pub(super) const POSTCARDS: u64 = 7;
 }
 
 /// A run: the world the shards read, the shards, and what the run does itself.
@@ -63,6 +64,8 @@ struct Sim<'a> {
     run_caused: u64,
     metrics: Metrics,
     traffic_rng: ChaCha8Rng,
+    /// Postcard traffic (its own stream: a scenario without postcards draws nothing from it).
+    postcard_rng: ChaCha8Rng,
     links_rng: ChaCha8Rng,
     now: u64,
     tie: u64,
@@ -186,6 +189,7 @@ impl<'a> Sim<'a> {
             run_caused: 0,
             metrics: Metrics::new(n, us(sc.bucket), end),
             traffic_rng: ChaCha8Rng::seed_from_u64(seed_for(seed, concern::TRAFFIC, 0)),
+            postcard_rng: ChaCha8Rng::seed_from_u64(seed_for(seed, concern::POSTCARDS, 0)),
             links_rng: ChaCha8Rng::seed_from_u64(seed_for(seed, concern::LINKS, 0)),
             now: 0,
             tie: 0,

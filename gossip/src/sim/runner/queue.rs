@@ -88,6 +88,7 @@ impl Ev {
 pub(super) enum RunEv {
     Start(u32),
     Publish { node: Option<u32> },
+    Postcard,
     FaultStart(usize),
     FaultEnd(usize),
     Check,

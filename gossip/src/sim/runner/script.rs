@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vecino_proto::Bytes;
 
 use crate::io::{Command, Input};
 use crate::sim::disseminators::NodeSpec;
-use crate::sim::scenario::{Arrivals, FaultKind, RateScope, TrafficScope};
+use crate::sim::scenario::{Arrivals, FaultKind, Pairs, RateScope, TrafficScope};
 use crate::sim::seed_for;
 
 use super::queue::{Ev, RunEv, time, us};
@@ -52,6 +53,14 @@ impl Sim<'_> {
                 }
             }
         }
+        if let Some(pc) = &sc.postcards
+            && pc.rate_per_s > 0.0
+        {
+            let first = us(pc.start) + (unit(&mut self.postcard_rng) * 1e6 / pc.rate_per_s) as u64;
+            if first < duration {
+                self.push_run(first, RunEv::Postcard);
+            }
+        }
         for (f, fault) in sc.faults.iter().enumerate() {
             let start = us(fault.start);
             if start >= duration {
@@ -81,6 +90,7 @@ impl Sim<'_> {
         match *ev {
             RunEv::Start(i) => self.start(i),
             RunEv::Publish { node } => self.publish(node),
+            RunEv::Postcard => self.send_postcard(),
             RunEv::FaultStart(f) => self.fault_start(f),
             RunEv::FaultEnd(f) => self.fault_end(f),
             RunEv::Check => {
@@ -215,6 +225,88 @@ impl Sim<'_> {
         if next < us(sc.duration) {
             self.push_run(next, RunEv::Publish { node });
         }
+    }
+
+    /// Sends one postcard from a random live peer to a random other peer (of another group
+    /// with `Pairs::AcrossGroups`), with the oracle's latency for it: the shortest path on the
+    /// live overlay by true delay at this moment.
+    fn send_postcard(&mut self) {
+        let sc = self.world.sc;
+        let Some(pc) = &sc.postcards else { return };
+        let n = sc.peers as u32;
+        let life = &self.world.life;
+        let live: Vec<u32> = (0..n).filter(|&j| life[j as usize].alive).collect();
+        let next = self.now
+            + (-(1.0 - unit(&mut self.postcard_rng)).ln() * 1e6 / pc.rate_per_s).max(1.0) as u64;
+        if next < us(sc.duration) {
+            self.push_run(next, RunEv::Postcard);
+        }
+        if live.is_empty() {
+            return;
+        }
+        let author = live[self.postcard_rng.random_range(0..live.len())];
+        let group = sc.groups[author as usize];
+        let others: Vec<u32> = (0..n)
+            .filter(|&j| j != author)
+            .filter(|&j| pc.pairs == Pairs::Random || sc.groups[j as usize] != group)
+            .collect();
+        if others.is_empty() {
+            return;
+        }
+        let dest = others[self.postcard_rng.random_range(0..others.len())];
+        let oracle = self.oracle_us(author, dest);
+        let (a, b) = (author as usize, dest as usize);
+        let direct = sc.latency.is_measured(a, b).then(|| sc.latency.one_way_us(a, b));
+        let id = self.metrics.postcard_planned(self.now, author, dest, direct, oracle);
+        let to = self.world.dir.key(b);
+        let coordinate = if pc.hint {
+            self.node(dest).proto.as_ref().and_then(|p| p.published_coordinate())
+        } else {
+            None
+        };
+        let body = Bytes::from(vec![b'x'; pc.body_bytes]);
+        let cmd = Command::Postcard { to, body, lifetime: Some(pc.lifetime), coordinate };
+        self.at_peer(author, |s, w| s.feed(w, author, Input::Command { id, cmd }));
+    }
+
+    /// The one-way delay of the shortest path from `a` to `b` on the live overlay (the links
+    /// the peers report connected), by true delay; `None` if `b` is not reachable.
+    fn oracle_us(&self, a: u32, b: u32) -> Option<u64> {
+        let sc = self.world.sc;
+        let n = sc.peers;
+        let mut adj: Vec<Vec<u32>> = vec![Vec::new(); n];
+        for i in 0..n as u32 {
+            if !self.world.life[i as usize].alive {
+                continue;
+            }
+            let Some(p) = self.node(i).proto.as_ref() else { continue };
+            for k in p.neighbours() {
+                if let Some(j) = self.world.dir.index(&k) {
+                    adj[i as usize].push(j);
+                    adj[j as usize].push(i);
+                }
+            }
+        }
+        let mut dist = vec![u64::MAX; n];
+        let mut heap = std::collections::BinaryHeap::new();
+        dist[a as usize] = 0;
+        heap.push(std::cmp::Reverse((0u64, a)));
+        while let Some(std::cmp::Reverse((d, u))) = heap.pop() {
+            if u == b {
+                return Some(d);
+            }
+            if d > dist[u as usize] {
+                continue;
+            }
+            for &v in &adj[u as usize] {
+                let nd = d + sc.latency.one_way_us(u as usize, v as usize);
+                if nd < dist[v as usize] {
+                    dist[v as usize] = nd;
+                    heap.push(std::cmp::Reverse((nd, v)));
+                }
+            }
+        }
+        None
     }
 
     fn fault_start(&mut self, f: usize) {

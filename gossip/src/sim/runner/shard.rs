@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use vecino_proto::{AuthorKey, Bytes, VerifiedEvent};
 
-use crate::io::{AppEvent, Input, LinkInfo, LinkStatus, Output, Priority, StoreOp};
+use crate::io::{AppEvent, Input, LinkInfo, LinkStatus, Output, PostcardStatus, Priority, StoreOp};
 use crate::sim::EPOCH_US;
 use crate::sim::Peer;
 use crate::sim::disseminators::PeerDirectory;
@@ -73,11 +73,48 @@ impl World<'_> {
 /// A metric a shard observed, applied to [`Metrics`] between windows in event order.
 #[derive(Debug)]
 pub(super) enum Record {
-    Published { author: u32, seq: u64 },
-    Delivered { node: u32, author: u32, seq: u64, one_way: u64 },
-    Link { node: u32, peer: u32, status: LinkStatus },
-    Sent { from: u32, to: u32, frame: SentFrame },
-    Arrived { from: u32, to: u32, frame: ArrivedFrame },
+    Published {
+        author: u32,
+        seq: u64,
+    },
+    Delivered {
+        node: u32,
+        author: u32,
+        seq: u64,
+        one_way: u64,
+    },
+    Link {
+        node: u32,
+        peer: u32,
+        status: LinkStatus,
+    },
+    /// The engine took postcard command `cmd`: its event, by the first 8 bytes of its id.
+    PostcardAccepted {
+        cmd: u64,
+        key: u64,
+    },
+    PostcardDelivered {
+        node: u32,
+        key: u64,
+        hops: u32,
+        detours: u32,
+    },
+    PostcardReceipt {
+        key: u64,
+    },
+    PostcardExpired {
+        key: u64,
+    },
+    Sent {
+        from: u32,
+        to: u32,
+        frame: SentFrame,
+    },
+    Arrived {
+        from: u32,
+        to: u32,
+        frame: ArrivedFrame,
+    },
 }
 
 /// Some of the peers, their events and their media.
@@ -210,6 +247,23 @@ impl Shard {
                     self.record(Record::Link { node: i, peer: p, status });
                 }
             }
+            Output::Deliver(AppEvent::Accepted { id, event }) if Metrics::is_postcard(id) => {
+                self.record(Record::PostcardAccepted { cmd: id, key: id_key(&event) });
+            }
+            Output::Deliver(AppEvent::Postcard(p)) => {
+                let hops = u32::try_from(p.trail.len().saturating_sub(1)).unwrap_or(u32::MAX);
+                let (key, detours) = (id_key(&p.id), p.detours);
+                self.record(Record::PostcardDelivered { node: i, key, hops, detours });
+            }
+            Output::Deliver(AppEvent::PostcardStatus { id, status, .. }) => match status {
+                PostcardStatus::Delivered { .. } => {
+                    self.record(Record::PostcardReceipt { key: id_key(&id) });
+                }
+                PostcardStatus::Expired => {
+                    self.record(Record::PostcardExpired { key: id_key(&id) })
+                }
+                PostcardStatus::Forwarded { .. } => {}
+            },
             Output::Deliver(_) => {}
             Output::Schedule { at, timer } => {
                 let at = at.0.saturating_sub(EPOCH_US).max(self.now);
@@ -376,7 +430,18 @@ pub(super) fn apply_record(metrics: &mut Metrics, at: u64, r: Record) {
             metrics.delivered(at, node, author, seq, one_way);
         }
         Record::Link { node, peer, status } => metrics.link(at, node, peer, status),
+        Record::PostcardAccepted { cmd, key } => metrics.postcard_accepted(cmd, key),
+        Record::PostcardDelivered { node, key, hops, detours } => {
+            metrics.postcard_delivered(at, node, key, hops, detours);
+        }
+        Record::PostcardReceipt { key } => metrics.postcard_receipt(at, key),
+        Record::PostcardExpired { key } => metrics.postcard_expired(key),
         Record::Sent { from, to, frame } => metrics.sent(at, (from, to), &frame),
         Record::Arrived { from, to, frame } => metrics.arrived(from, to, &frame),
     }
+}
+
+/// A postcard's key in the metrics: the first 8 bytes of its event id.
+fn id_key(id: &vecino_proto::EventId) -> u64 {
+    u64::from_le_bytes(id.0[..8].try_into().unwrap_or_default())
 }
