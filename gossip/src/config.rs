@@ -192,6 +192,9 @@ pub struct Config {
     /// `newspaper_max_interval` otherwise. Zero: no link state (postcards route greedily on
     /// coordinates alone).
     pub link_state_min_interval: Duration,
+    /// How postcards and receipts travel: by proximity (the default), or one of the
+    /// baselines the simulator measures it against.
+    pub postcard_router: PostcardRouter,
     /// Most log events (posts) kept per author; older ones are forgotten first.
     pub max_log_per_author: usize,
     /// Events sent per `Events` frame at most.
@@ -260,11 +263,52 @@ impl Default for Config {
             max_custody_bytes: 16 << 20,
             max_custody_per_author: 1_000,
             link_state_min_interval: Duration::from_secs(30),
+            postcard_router: PostcardRouter::Proximity,
             max_log_per_author: 100_000,
             max_events_per_frame: 64,
             addrs: Vec::new(),
             name: String::new(),
             coords: vecino_coords::Config::vecino(),
+        }
+    }
+}
+
+/// How postcards and receipts travel (`Config::postcard_router`).
+///
+/// `Proximity` is vecino's router (`crate::routing`: one custodian at a time, each hop the
+/// neighbour nearest the destination). The others are the baselines of the field, kept in the
+/// engine so that the simulator measures them on the same overlay, faults and seed:
+/// - `Direct`: the author keeps the postcard until the destination is its neighbour (as a
+///   federation server or Tox holds a message until the destination is reachable).
+/// - `Epidemic`: every holder hands a copy to every neighbour that has not had one from it
+///   (dtn7-rs's epidemic router); copies are kept until expiry or until the receipt passes.
+/// - `Spray { copies }`: binary spray-and-wait: the author starts with `copies`; a holder of
+///   `n > 1` hands `n / 2` to a neighbour without one and keeps the rest; a holder of one
+///   waits to meet the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PostcardRouter {
+    /// Proximity routing with custody transfer (vecino's).
+    #[default]
+    Proximity,
+    /// Held until the destination is a neighbour.
+    Direct,
+    /// A copy to every neighbour.
+    Epidemic,
+    /// Binary spray-and-wait with this many copies.
+    Spray {
+        /// Copies the author starts with.
+        copies: u32,
+    },
+}
+
+impl PostcardRouter {
+    /// Its name in reports and flags: `proximity`, `direct`, `epidemic`, `spray`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Proximity => "proximity",
+            Self::Direct => "direct",
+            Self::Epidemic => "epidemic",
+            Self::Spray { .. } => "spray",
         }
     }
 }

@@ -30,7 +30,7 @@ mod streams;
 mod sync;
 mod time;
 
-pub use config::Config;
+pub use config::{Config, PostcardRouter};
 pub use engine::inspect::LinkView;
 pub use engine::{Engine, EngineStats};
 pub use membership::Member;

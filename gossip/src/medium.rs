@@ -85,6 +85,7 @@ impl Medium {
             hops,
             trail: Vec::new(),
             detours: None,
+            copies: None,
         }));
         if !core.links.broadcasts.push(key, frame, streams::class_of(ev.stream())) {
             core.reject("medium_queue_full");

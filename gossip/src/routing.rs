@@ -148,11 +148,7 @@ impl Routing {
         trail: &[Node],
         avoid: &[AuthorKey],
     ) -> Hop {
-        let usable = |p: &AuthorKey| {
-            core.links.get(p).is_some_and(|l| l.connected() && l.transport_up())
-                && !core.links.leaving(p)
-                && !avoid.contains(p)
-        };
+        let usable = |p: &AuthorKey| usable(core, p) && !avoid.contains(p);
         if usable(to) {
             return Hop::Destination(*to);
         }
@@ -185,6 +181,13 @@ impl Routing {
         let Some((_, node)) = best else { return Hop::Hold };
         tree.first_hop(node).and_then(|f| graph.neighbour(f)).map_or(Hop::Hold, Hop::Greedy)
     }
+}
+
+/// True when `peer` is a neighbour a routed event can be handed to now: its link connected
+/// (not suspected), its transport up, not leaving.
+pub(crate) fn usable<R>(core: &Core<R>, peer: &AuthorKey) -> bool {
+    core.links.get(peer).is_some_and(|l| l.connected() && l.transport_up())
+        && !core.links.leaving(peer)
 }
 
 /// The routing graph of one decision: this peer's usable links and the published ones.

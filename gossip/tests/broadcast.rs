@@ -92,6 +92,7 @@ fn swap_case(announce_first: bool, eager_hops: u32) -> (u64, bool, bool, bool, b
         hops: Some(eager_hops),
         trail: Vec::new(),
         detours: None,
+        copies: None,
     }));
     let ihave = frame(Kind::Ihave(pb::IHave {
         prefixed: vec![pb::PrefixHead {
@@ -337,6 +338,7 @@ fn an_event_of_an_author_unknown_here_is_announced_and_grafted_by_key_prefix() {
                     hops: Some(0),
                     trail: Vec::new(),
                     detours: None,
+                    copies: None,
                 };
                 Some((now + Duration::from_millis(40), received(b, 2, Kind::Events(events))))
             }

@@ -197,6 +197,7 @@ fn events_the_neighbour_sends_are_not_sent_back_to_it() {
                 hops: None,
                 trail: Vec::new(),
                 detours: None,
+                copies: None,
             }),
         )
     };

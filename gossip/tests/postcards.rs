@@ -255,6 +255,7 @@ fn a_receipt_for_a_postcard_never_sent_is_refused() {
             hops: None,
             trail: vec![],
             detours: None,
+            copies: None,
         })),
     };
     let frame = Bytes::from(vecino_proto::encode_frame(&frame));

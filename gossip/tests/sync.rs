@@ -98,6 +98,7 @@ fn vectors_name_members_by_fingerprint_and_answers_carry_only_what_is_not_listed
         hops: None,
         trail: Vec::new(),
         detours: None,
+        copies: None,
     };
     let salt = 0x5eed_u64;
     let head = |who: &Identity| pb::MemberHead {

@@ -328,6 +328,7 @@ async fn ingest_load(peer: &Peer, events: usize) -> (f64, u64) {
                     hops: None,
                     trail: Vec::new(),
                     detours: None,
+                    copies: None,
                 })),
             })
         })

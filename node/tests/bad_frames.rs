@@ -21,6 +21,7 @@ fn events_frame(envelopes: Vec<Bytes>, link_seq: u64) -> Vec<u8> {
             hops: None,
             trail: Vec::new(),
             detours: None,
+            copies: None,
         })),
         ..Default::default()
     })

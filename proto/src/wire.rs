@@ -267,6 +267,7 @@ static EVENTS: Schema = Schema {
         f(3, "Events.hops", Kind::Varint),
         f(4, "Events.trail", Kind::Repeated64 { count: MAX_ROUTE_HOPS }),
         f(5, "Events.detours", Kind::Varint),
+        f(6, "Events.copies", Kind::Varint),
     ],
 };
 static PING: Schema = Schema { name: "Ping", fields: &[f(1, "Ping.nonce", Kind::Fixed64)] };

@@ -147,6 +147,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
             hops: None,
             trail: Vec::new(),
             detours: None,
+            copies: None,
         })),
     };
     let bytes = Bytes::from(encode_frame(&frame));

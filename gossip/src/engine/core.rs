@@ -281,6 +281,7 @@ impl<R: Rng> Core<R> {
                 hops,
                 trail: Vec::new(),
                 detours: None,
+                copies: None,
             });
             let meta = Meta { reliable: true, supersedes, carries, push: !sync, custody: None };
             self.send_with(to, kind, class, meta);

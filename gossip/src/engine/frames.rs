@@ -11,7 +11,7 @@ use crate::membership::scope::Scope;
 use crate::published::{SETTLED_ERROR, coord_to_pb};
 use crate::store::event_key;
 
-use super::{Engine, Via};
+use super::{Engine, Via, Way};
 
 impl<R: Rng> Engine<R> {
     pub(super) fn on_frame(&mut self, from: AuthorKey, bytes: Bytes) {
@@ -88,8 +88,8 @@ impl<R: Rng> Engine<R> {
                         l.peer_has(event_key(&ev));
                     }
                     let via = if evs.sync { Via::Pulled } else { Via::Pushed };
-                    let route = (evs.trail.as_slice(), evs.detours.unwrap_or(0));
-                    self.accept(Some(from), &ev, via, evs.hops, route);
+                    let way = Way::of(&evs.trail, evs.detours, evs.copies);
+                    self.accept(Some(from), &ev, via, evs.hops, way);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }
@@ -153,8 +153,8 @@ impl<R: Rng> Engine<R> {
                     }
                     let own_queued = self.core.links.broadcasts.cancel(&key);
                     let via = Via::Broadcast { own_queued };
-                    let route = (evs.trail.as_slice(), evs.detours.unwrap_or(0));
-                    self.accept(Some(from), &ev, via, evs.hops, route);
+                    let way = Way::of(&evs.trail, evs.detours, evs.copies);
+                    self.accept(Some(from), &ev, via, evs.hops, way);
                 }
                 Err(e) => self.core.reject(e.reason().as_str()),
             }

@@ -80,7 +80,7 @@ use crate::io::{
 use crate::medium::Medium;
 use crate::membership::Membership;
 use crate::overlay::Overlay;
-use crate::postcards::Postcards;
+use crate::postcards::{Postcards, Way};
 use crate::published::published_coordinate;
 use crate::routing::Routing;
 use crate::store::{Insert, StreamKey};
@@ -181,7 +181,7 @@ impl<R: Rng> Engine<R> {
     /// Signs `body` as this peer's next event of its stream and takes it in as its own.
     fn publish(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let ev = self.core.sign(body)?;
-        self.accept(None, &ev, Via::Own, None, (&[], 0));
+        self.accept(None, &ev, Via::Own, None, Way::default());
         Ok(ev)
     }
 
@@ -194,14 +194,14 @@ impl<R: Rng> Engine<R> {
         ev: &VerifiedEvent,
         via: Via,
         hops: Option<u32>,
-        route: (&[u64], u32),
+        way: Way<'_>,
     ) {
         let core = &mut self.core;
         let policy = streams::of(ev.stream());
         if policy.travel == Travel::Routed {
             // Routed (postcards, receipts): custody and routing, never the trees.
             core.hlc.observe(ev.hlc(), core.now.as_millis());
-            self.postcards.on_event(core, &self.routing, from, ev, route);
+            self.postcards.on_event(core, &self.routing, from, ev, way);
             return;
         }
         let pushed = via == Via::Pushed;

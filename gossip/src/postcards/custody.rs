@@ -15,6 +15,10 @@ pub(crate) const MAX_AVOID: usize = 8;
 /// How long a neighbour that refused a routed event, or sent it back, is not asked again.
 pub(crate) const AVOID_FOR: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// Neighbours a replicated event remembers having had a copy, at most (a peer's links are
+/// fewer).
+pub(crate) const MAX_GIVEN: usize = 64;
+
 /// Where a routed event in custody stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
@@ -51,6 +55,10 @@ pub(crate) struct Custody {
     avoid: Vec<(AuthorKey, Time)>,
     /// Times it was handed to a next hop from here.
     pub(crate) sends: u32,
+    /// Under a replicating router: the copies this peer may still hand on (spray) …
+    pub(crate) copies: u32,
+    /// … and the neighbours that had one from it or gave it (at most [`MAX_GIVEN`]).
+    pub(crate) given: Vec<AuthorKey>,
 }
 
 impl Custody {
@@ -73,6 +81,8 @@ impl Custody {
             state: State::Held { retry },
             avoid: Vec::new(),
             sends: 0,
+            copies: 0,
+            given: Vec::new(),
         }
     }
 
@@ -83,6 +93,13 @@ impl Custody {
             self.avoid.remove(0);
         }
         self.avoid.push((peer, now));
+    }
+
+    /// Remembers that `peer` has a copy (under a replicating router).
+    pub(crate) fn given(&mut self, peer: AuthorKey) {
+        if !self.given.contains(&peer) && self.given.len() < MAX_GIVEN {
+            self.given.push(peer);
+        }
     }
 
     /// The neighbours not to hand it to at `now`.

@@ -40,11 +40,12 @@ use vecino_proto::limits::{MAX_POSTCARD_BODY_BYTES, MAX_REFUSED_PER_ACK, MAX_ROU
 use vecino_proto::pb::{self, event::Body, frame::Kind};
 use vecino_proto::{AuthorKey, Bytes, EventId, VerifiedEvent};
 
+use crate::config::PostcardRouter;
 use crate::engine::core::Core;
 use crate::io::{AppEvent, DeliveredPostcard, Output, PostcardStatus, Priority, StoreOp};
 use crate::links::link::Meta;
 use crate::published::{coord_from_pb, coord_to_pb, published_coordinate};
-use crate::routing::{Hop, Routing};
+use crate::routing::{Hop, Routing, usable};
 use crate::store::{EventKey, event_key};
 use crate::time::Time;
 
@@ -67,6 +68,32 @@ pub(crate) const MAX_HELD: usize = 4_096;
 const MAX_LAST_TO: usize = 4_096;
 /// Peers with refusals to report at most.
 const MAX_REFUSING: usize = 256;
+
+/// What the frame that carried a routed event says of its way so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Way<'a> {
+    /// The peers it crossed, by key prefix, the sender included.
+    pub(crate) trail: &'a [u64],
+    /// How many of those hops were detours.
+    pub(crate) detours: u32,
+    /// Under spray-and-wait: the copies the receiver may hand on.
+    pub(crate) copies: u32,
+}
+
+impl<'a> Way<'a> {
+    /// The way an `Events` frame carried (its `trail`, `detours` and `copies`).
+    pub(crate) fn of(trail: &'a [u64], detours: Option<u32>, copies: Option<u32>) -> Self {
+        Self { trail, detours: detours.unwrap_or(0), copies: copies.unwrap_or(0) }
+    }
+}
+
+/// The copies an author starts a routed event with under `router`.
+fn initial_copies(router: PostcardRouter) -> u32 {
+    match router {
+        PostcardRouter::Spray { copies } => copies.max(1),
+        _ => 0,
+    }
+}
 
 /// A routed event read: its destination, where it is believed to be, until when it lives.
 #[derive(Debug, Clone, Copy)]
@@ -244,33 +271,48 @@ impl Postcards {
         self.last_to.insert(to, ev.seq());
         self.sent.insert(ev.id(), Sent { to, expires, forwarded: false });
         let routed = Routed { to, hint, expires };
-        self.take(core, routing, ev.clone(), routed, Vec::new(), 0);
+        let way = Way { copies: initial_copies(core.config.postcard_router), ..Way::default() };
+        self.take(core, routing, ev.clone(), routed, way, None);
         Ok(ev)
     }
 
-    /// Takes `ev` into custody (durably) and routes it at once.
+    /// Takes `ev` into custody (durably; from `from`, which came `way`) and routes it at once.
     fn take<R: Rng>(
         &mut self,
         core: &mut Core<R>,
         routing: &Routing,
         ev: VerifiedEvent,
         r: Routed,
-        trail: Vec<u64>,
-        detours: u32,
+        way: Way<'_>,
+        from: Option<AuthorKey>,
     ) {
         let key = event_key(&ev);
         core.emit(Output::Persist(StoreOp::Put(ev.clone())));
-        let mut c = Custody::new(ev, r.to, r.hint, r.expires, trail, core.now);
-        c.detours = detours;
+        let mut c = Custody::new(ev, r.to, r.hint, r.expires, way.trail.to_vec(), core.now);
+        c.detours = way.detours;
+        c.copies = way.copies;
+        if let Some(from) = from {
+            c.given(from);
+        }
         self.custody.insert(key, c);
         self.route(core, routing, &key);
     }
 
     /// Routes the event of `key` in custody: hands it to the next hop, or keeps it for
-    /// [`RETRY`].
+    /// [`RETRY`]. Under a baseline router, does what that router does instead.
     fn route<R: Rng>(&mut self, core: &mut Core<R>, routing: &Routing, key: &EventKey) {
         let Some(c) = self.custody.get(key) else { return };
-        let hop = routing.next_hop(core, &c.to, c.hint, &c.trail, &c.avoided(core.now));
+        let hop = match core.config.postcard_router {
+            PostcardRouter::Proximity => {
+                routing.next_hop(core, &c.to, c.hint, &c.trail, &c.avoided(core.now))
+            }
+            PostcardRouter::Direct if usable(core, &c.to) => Hop::Destination(c.to),
+            PostcardRouter::Direct => Hop::Hold,
+            PostcardRouter::Epidemic | PostcardRouter::Spray { .. } => {
+                self.replicate(core, key);
+                return;
+            }
+        };
         let Some(peer) = hop.neighbour() else {
             if let Some(c) = self.custody.get_mut(key) {
                 c.state = State::Held { retry: core.now + RETRY };
@@ -284,7 +326,14 @@ impl Postcards {
         let detours = Some(c.detours + u32::from(detour));
         let envelopes = vec![c.ev.envelope().clone()];
         let class = Priority::Postcard;
-        let kind = Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail, detours });
+        let kind = Kind::Events(pb::Events {
+            envelopes,
+            sync: false,
+            hops: None,
+            trail,
+            detours,
+            copies: None,
+        });
         let meta = Meta {
             reliable: true,
             supersedes: None,
@@ -303,6 +352,62 @@ impl Postcards {
         core.send_with(peer, kind, class, meta);
     }
 
+    /// Under a replicating router (a baseline): hands a copy of the event of `key` to each
+    /// usable neighbour that has not had one (epidemic), or half of its copies to one
+    /// (binary spray; with one copy left, only to the destination); keeps its own until its
+    /// expiry or its receipt, and tries again when a link comes up (a new neighbour).
+    fn replicate<R: Rng>(&mut self, core: &mut Core<R>, key: &EventKey) {
+        let router = core.config.postcard_router;
+        let Some(c) = self.custody.get(key) else { return };
+        let mut peers: Vec<AuthorKey> = core
+            .links
+            .iter()
+            .map(|(p, _)| *p)
+            .filter(|p| usable(core, p) && !c.given.contains(p) && !c.trail.contains(&p.prefix()))
+            .collect();
+        // The destination first: a copy there is the delivery.
+        peers.sort_by_key(|p| *p != c.to);
+        let (ev, trail_in, to) = (c.ev.envelope().clone(), c.trail.clone(), c.to);
+        let mut trail = trail_in;
+        trail.push(core.me.prefix());
+        for peer in peers {
+            let Some(c) = self.custody.get_mut(key) else { return };
+            let copies = match router {
+                PostcardRouter::Spray { .. } if c.copies > 1 => {
+                    let give = c.copies / 2;
+                    c.copies -= give;
+                    Some(give)
+                }
+                PostcardRouter::Spray { .. } if peer == to => Some(1),
+                PostcardRouter::Spray { .. } => continue,
+                _ => None,
+            };
+            c.given(peer);
+            c.sends += 1;
+            let kind = Kind::Events(pb::Events {
+                envelopes: vec![ev.clone()],
+                sync: false,
+                hops: None,
+                trail: trail.clone(),
+                detours: None,
+                copies,
+            });
+            let meta = Meta {
+                reliable: true,
+                supersedes: None,
+                carries: vec![*key],
+                push: false,
+                custody: None,
+            };
+            core.stats.postcard_sends += 1;
+            core.send_with(peer, kind, Priority::Postcard, meta);
+        }
+        if let Some(c) = self.custody.get_mut(key) {
+            // Nothing changes until a link comes up (`on_link_up` makes it due) or it expires.
+            c.state = State::Held { retry: c.expires };
+        }
+    }
+
     // ----- receiving -----
 
     /// A routed event arrived from `from` (its trail and detours as the frame carried them).
@@ -312,7 +417,7 @@ impl Postcards {
         routing: &Routing,
         from: Option<AuthorKey>,
         ev: &VerifiedEvent,
-        (trail, detours): (&[u64], u32),
+        way: Way<'_>,
     ) {
         let Some(r) = routed(ev, core.config.postcard_lifetime) else {
             core.reject("routed_malformed");
@@ -332,10 +437,11 @@ impl Postcards {
             core.stats.postcard_duplicates += 1;
             if let (Some(from), Some(c)) = (from, self.custody.get_mut(&key)) {
                 c.avoid(from, core.now);
+                c.given(from);
             }
             return;
         }
-        if trail.len() >= MAX_ROUTE_HOPS {
+        if way.trail.len() >= MAX_ROUTE_HOPS {
             core.reject("postcard_loop");
             return;
         }
@@ -345,7 +451,7 @@ impl Postcards {
         if r.to == core.me {
             self.see(ev.id(), r.expires);
             match ev.body() {
-                Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, (trail, detours)),
+                Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, way),
                 Body::PostcardReceipt(receipt) => self.on_receipt(core, ev, receipt),
                 _ => {}
             }
@@ -361,7 +467,7 @@ impl Postcards {
             }
             return;
         }
-        self.take(core, routing, ev.clone(), r, trail.to_vec(), detours);
+        self.take(core, routing, ev.clone(), r, way, from);
     }
 
     /// Refusal of `id` to report to `peer` in its acknowledgements.
@@ -396,7 +502,7 @@ impl Postcards {
         ev: &VerifiedEvent,
         p: &pb::Postcard,
         r: &Routed,
-        (trail, detours): (&[u64], u32),
+        way: Way<'_>,
     ) {
         let body = match core.identity.unseal(&p.body) {
             Ok(b) => Bytes::from(b),
@@ -407,7 +513,7 @@ impl Postcards {
         };
         // Kept until its expiry, so that a restart still knows it was delivered.
         core.emit(Output::Persist(StoreOp::Put(ev.clone())));
-        let mut path = trail.to_vec();
+        let mut path = way.trail.to_vec();
         path.push(core.me.prefix());
         let postcard = DeliveredPostcard {
             id: ev.id(),
@@ -416,7 +522,7 @@ impl Postcards {
             hlc: ev.hlc(),
             body,
             trail: path.clone(),
-            detours,
+            detours: way.detours,
         };
         self.deliver_in_order(core, postcard, p.prev);
         // The receipt, routed back to where the author was.
@@ -435,7 +541,9 @@ impl Postcards {
                     expires: r.expires,
                 };
                 if self.custody.room_for(&receipt, true).is_ok() {
-                    self.take(core, routing, receipt, routed, Vec::new(), 0);
+                    let copies = initial_copies(core.config.postcard_router);
+                    let way = Way { copies, ..Way::default() };
+                    self.take(core, routing, receipt, routed, way, None);
                 } else {
                     core.reject("receipt_custody_full");
                 }
@@ -506,6 +614,11 @@ impl Postcards {
     fn clear_by_receipt<R>(&mut self, core: &mut Core<R>, r: &pb::PostcardReceipt) {
         let Ok(id) = <[u8; 32]>::try_from(r.postcard_id.as_ref()) else { return };
         let id = EventId(id);
+        let expires = Time::from_millis(r.expires_ms);
+        if expires > core.now && !self.seen.contains_key(&id) {
+            // Delivered: a copy that comes later is not taken.
+            self.see(id, expires);
+        }
         let held = self.custody.keys_where(|c| c.ev.id() == id);
         for key in held {
             if let Some(c) = self.custody.remove(&key) {

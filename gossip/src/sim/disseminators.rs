@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::sim::Peer;
 use crate::sim::baselines::{Baseline, Mode};
 use crate::time::Time;
-use crate::{Config, Engine};
+use crate::{Config, Engine, PostcardRouter};
 
 /// Every peer's key and index, shared by all peers of a run.
 #[derive(Debug)]
@@ -144,11 +144,20 @@ pub fn vecino_factory() -> Option<Disseminator> {
 /// The vecino engine with its default settings changed by `tweak` (for experiments:
 /// `vecino-testnet sim --engine KEY=VALUE`); the uplink share is set after it.
 pub fn vecino_with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Disseminator {
+    vecino_named("vecino", tweak)
+}
+
+/// The vecino engine under another name (the postcard baselines: the same engine, overlay and
+/// faults, another [`PostcardRouter`]), its settings changed by `tweak`.
+pub fn vecino_named(
+    name: &'static str,
+    tweak: impl Fn(&mut Config) + Send + Sync + 'static,
+) -> Disseminator {
     // One signature cache for the peers of this run (a simulator optimisation, see
     // `VerifyCache`).
     let cache = crate::sim::VerifyCache::default();
     Disseminator {
-        name: "vecino",
+        name,
         full_mesh: false,
         factory: Box::new(move |spec| {
             let rng = ChaCha8Rng::seed_from_u64(spec.rng_seed);
@@ -165,18 +174,43 @@ pub fn vecino_with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Disse
     }
 }
 
+/// Copies a `spray` baseline starts with (binary spray-and-wait, as the field's comparisons
+/// run it).
+pub const SPRAY_COPIES: u32 = 4;
+
+/// The postcard router of the vecino-engine disseminator called `name`: `vecino`
+/// (proximity), and the postcard baselines `direct`, `epidemic` and `spray`; `None` for any
+/// other name.
+pub fn router_of(name: &str) -> Option<PostcardRouter> {
+    match name {
+        "vecino" => Some(PostcardRouter::Proximity),
+        "direct" => Some(PostcardRouter::Direct),
+        "epidemic" => Some(PostcardRouter::Epidemic),
+        "spray" => Some(PostcardRouter::Spray { copies: SPRAY_COPIES }),
+        _ => None,
+    }
+}
+
+/// The names of the postcard baselines, in report order.
+pub const POSTCARD_BASELINES: [&str; 3] = ["direct", "epidemic", "spray"];
+
 /// The disseminators to run, vecino first when it is available.
 pub fn all() -> Vec<Disseminator> {
     vecino_factory().into_iter().chain([fullmesh(), push()]).collect()
 }
 
-/// The disseminator called `name`.
+/// The disseminator called `name`: `vecino`, `fullmesh`, `push`, or a postcard baseline
+/// (`direct`, `epidemic`, `spray`).
 pub fn by_name(name: &str) -> Option<Disseminator> {
     match name {
-        "vecino" => vecino_factory(),
         "fullmesh" => Some(fullmesh()),
         "push" => Some(push()),
-        _ => None,
+        _ => {
+            let router = router_of(name)?;
+            let name =
+                ["vecino", "direct", "epidemic", "spray"].into_iter().find(|n| *n == name)?;
+            Some(vecino_named(name, move |c| c.postcard_router = router))
+        }
     }
 }
 

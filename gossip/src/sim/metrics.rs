@@ -305,6 +305,11 @@ impl Metrics {
     }
 
     /// The run sends a postcard (see [`PostcardMetrics::planned`]); its command id.
+    /// Postcard `cmd` was sent while a partition cut its pair, healing at `heal_us`.
+    pub(crate) fn postcard_cut(&mut self, cmd: u64, heal_us: u64) {
+        self.postcards.cut(cmd, heal_us);
+    }
+
     pub(crate) fn postcard_planned(
         &mut self,
         t_us: u64,

@@ -33,6 +33,8 @@ struct Plan {
     detours: u32,
     receipt_us: Option<u64>,
     expired: bool,
+    /// Sent while a partition cut the pair: when that cut heals.
+    heal_us: Option<u64>,
 }
 
 /// Postcard measurements of one run.
@@ -103,10 +105,23 @@ pub struct PostcardReport {
     pub receipt_bytes: u64,
     /// Receipts back at their authors ÷ postcards sent.
     pub receipt_ratio: f64,
+    /// Postcards sent while a partition cut their pair (a convoy's outage).
+    pub sent_during_cut: u64,
+    /// Of those delivered: delivery after the heal, seconds: p50, p90, p99 and max.
+    pub after_heal_s: Option<[f64; 4]>,
+    /// Of those whose receipt came back: the receipt after the heal, seconds: p50, p90, p99
+    /// and max.
+    pub receipt_after_heal_s: Option<[f64; 4]>,
     /// Receipt latency (send to receipt at the author) ÷ direct one-way delay: p50, p99.
     pub receipt_stretch_p50: Option<f64>,
     /// See `receipt_stretch_p50`.
     pub receipt_stretch_p99: Option<f64>,
+}
+
+/// (p50, p90, p99, max) of samples, sorted in place.
+fn p4(v: &mut [f64]) -> Option<[f64; 4]> {
+    let [a, b, c] = p3(v)?;
+    Some([a, b, c, v[v.len() - 1]])
 }
 
 /// (p50, p90, p99) of samples, sorted in place.
@@ -147,8 +162,17 @@ impl PostcardMetrics {
             detours: 0,
             receipt_us: None,
             expired: false,
+            heal_us: None,
         });
         POSTCARD_COMMAND | i
+    }
+
+    /// Postcard `cmd` was sent while a partition cut its pair, which heals at `heal_us`.
+    pub(crate) fn cut(&mut self, cmd: u64, heal_us: u64) {
+        let i = (cmd & !POSTCARD_COMMAND) as usize;
+        if let Some(p) = self.plans.get_mut(i) {
+            p.heal_us = Some(heal_us);
+        }
     }
 
     /// The author's engine took command `cmd` as the event of `key`.
@@ -235,6 +259,14 @@ impl PostcardMetrics {
             })
             .collect();
         let receipts = self.plans.iter().filter(|p| p.receipt_us.is_some()).count() as f64;
+        let after = |at: fn(&Plan) -> Option<u64>| -> Vec<f64> {
+            self.plans
+                .iter()
+                .filter_map(|p| Some(at(p)?.saturating_sub(p.heal_us?) as f64 / 1e6))
+                .collect()
+        };
+        let mut after_heal = after(|p| p.delivered_us);
+        let mut receipt_after_heal = after(|p| p.receipt_us);
         let hop_p = p3(&mut hops);
         let lat = p3(&mut latency);
         let rec = p3(&mut receipt);
@@ -263,6 +295,9 @@ impl PostcardMetrics {
             receipt_frames: self.receipt_frames.0,
             receipt_bytes: self.receipt_frames.1,
             receipt_ratio: receipts / sent.max(1) as f64,
+            sent_during_cut: self.plans.iter().filter(|p| p.heal_us.is_some()).count() as u64,
+            after_heal_s: p4(&mut after_heal),
+            receipt_after_heal_s: p4(&mut receipt_after_heal),
             receipt_stretch_p50: rec.map(|p| p[0]),
             receipt_stretch_p99: rec.map(|p| p[2]),
         })

@@ -65,6 +65,7 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
             hops: None,
             trail: Vec::new(),
             detours: None,
+            copies: None,
         })),
     };
     Bytes::from(frame.encode_to_vec())
@@ -205,6 +206,7 @@ mod tests {
                 hops: None,
                 trail: Vec::new(),
                 detours: None,
+                copies: None,
             })
         };
         assert_eq!(frame_kind(&frame(ev(false))), (2, false, 300));

@@ -292,6 +292,7 @@ pub(crate) fn events(ev: &VerifiedEvent) -> vecino_proto::pb::frame::Kind {
         hops: None,
         trail: Vec::new(),
         detours: None,
+        copies: None,
     };
     vecino_proto::pb::frame::Kind::Events(events)
 }

@@ -11,8 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use vecino_coords::topology::{InternetModel, RttMatrix, Topology};
 use vecino_gossip::sim::{
-    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss, RateScope,
-    Pairs, PostcardTraffic, Scenario, Traffic, TrafficScope, seed_for,
+    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss, Pairs,
+    PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope, seed_for,
 };
 
 /// Above this many peers a generated topology uses the compact O(N) model.
@@ -48,6 +48,8 @@ pub(crate) struct ScenarioFile {
     pub(crate) groups: Option<Vec<usize>>,
     pub(crate) latency: LatencyFile,
     pub(crate) link: LinkFile,
+    /// Post traffic; none without the table (a postcard-only scenario).
+    #[serde(default)]
     pub(crate) traffic: TrafficFile,
     /// Postcard traffic, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -227,6 +229,20 @@ fn default_scope() -> String {
 fn default_queue() -> u64 {
     4 << 20
 }
+impl Default for TrafficFile {
+    /// No posts.
+    fn default() -> Self {
+        Self {
+            rate_per_s: 0.0,
+            per: default_per(),
+            body_bytes: default_body(),
+            topic: default_topic(),
+            start_s: 0.0,
+            arrivals: default_arrivals(),
+        }
+    }
+}
+
 fn default_per() -> String {
     "peer".into()
 }

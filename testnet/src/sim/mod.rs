@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use vecino_gossip::sim::disseminators::POSTCARD_BASELINES;
 use vecino_gossip::sim::{self, Report};
 
 use file::ScenarioFile;
@@ -50,9 +51,11 @@ pub(crate) struct SimArgs {
     /// frame point to point.
     #[arg(long, value_name = "BOOL")]
     broadcast: Option<bool>,
-    /// Disseminators to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "vecino,fullmesh,push")]
-    only: Vec<String>,
+    /// Disseminators to run, in order: vecino, fullmesh, push, and the postcard baselines
+    /// direct, epidemic, spray (the vecino engine with another postcard router). Default:
+    /// vecino,fullmesh,push, and the postcard baselines when the scenario sends postcards.
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
     /// `--engine root_fanout=0`: per_author_trees (0 or 1), lazy_new_links_from, probe_new_links_from,
     /// root_fanout, tree_refresh_every (0: off), tree_refresh_min_members, ihave_fanout,
@@ -178,21 +181,34 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     let started = Instant::now();
     // Several disseminators: each in a child process of its own (peak RSS per disseminator).
-    let in_children = !child && !args.in_process && args.only.len() > 1;
-    let mut reports = if in_children { run_children(args, seed)? } else { Vec::new() };
-    let here: &[String] = if in_children { &[] } else { &args.only };
+    let only: Vec<String> = args.only.clone().unwrap_or_else(|| {
+        let baselines = scenario.postcards.is_some().then_some(POSTCARD_BASELINES);
+        ["vecino", "fullmesh", "push"]
+            .into_iter()
+            .chain(baselines.into_iter().flatten())
+            .map(String::from)
+            .collect()
+    });
+    let in_children = !child && !args.in_process && only.len() > 1;
+    let mut reports = if in_children { run_children(args, &only, seed)? } else { Vec::new() };
+    let here: &[String] = if in_children { &[] } else { &only };
     for name in here {
-        let dis = if name == "vecino" && !engine.is_empty() {
-            let settings = engine.clone();
-            sim::disseminators::vecino_with(move |c| {
-                for (key, value) in &settings {
-                    apply_setting(c, key, *value);
-                }
-            })
-        } else if let Some(dis) = sim::disseminators::by_name(name) {
-            dis
-        } else {
-            bail!("unknown or unavailable disseminator {name:?} (vecino, fullmesh, push)");
+        let dis = match (sim::disseminators::router_of(name), sim::disseminators::by_name(name)) {
+            // The vecino engine (or a postcard baseline on it): the settings apply to all.
+            (Some(router), Some(dis)) if !engine.is_empty() => {
+                let settings = engine.clone();
+                sim::disseminators::vecino_named(dis.name, move |c| {
+                    c.postcard_router = router;
+                    for (key, value) in &settings {
+                        apply_setting(c, key, *value);
+                    }
+                })
+            }
+            (_, Some(dis)) => dis,
+            (_, None) => bail!(
+                "unknown or unavailable disseminator {name:?} (vecino, fullmesh, push, direct, \
+                 epidemic, spray)"
+            ),
         };
         reset_peak_rss();
         let t = Instant::now();
@@ -274,19 +290,18 @@ fn cores() -> usize {
 
 /// Runs each disseminator of `--only` in a child process of its own, `--jobs` at once (the
 /// first one draws the progress bar); returns their reports in `--only`'s order.
-fn run_children(args: &SimArgs, seed: u64) -> anyhow::Result<Vec<Report>> {
+fn run_children(args: &SimArgs, only: &[String], seed: u64) -> anyhow::Result<Vec<Report>> {
     let cores = cores();
     let jobs = args.jobs.map_or(cores, usize::from).max(1);
     // The cores are shared among the children running at once.
-    let threads =
-        args.threads.map_or_else(|| (cores / jobs.min(args.only.len())).max(1), usize::from);
+    let threads = args.threads.map_or_else(|| (cores / jobs.min(only.len())).max(1), usize::from);
     let mut reports = Vec::new();
     let mut running: std::collections::VecDeque<(&str, std::process::Child, PathBuf)> =
         std::collections::VecDeque::new();
     let mut next = 0;
     loop {
-        while running.len() < jobs && next < args.only.len() {
-            let name = args.only[next].as_str();
+        while running.len() < jobs && next < only.len() {
+            let name = only[next].as_str();
             let (child, out) = spawn_child(args, seed, name, next > 0 && jobs > 1, threads)?;
             running.push_back((name, child, out));
             next += 1;

@@ -49,13 +49,21 @@ fn p3(v: Option<[f64; 3]>) -> String {
     v.map_or("-".into(), |[a, b, c]| format!("{a:.2} / {b:.2} / {c:.2}"))
 }
 
+/// p50 / p90 / p99 / max of a postcard duration.
+fn p4(v: Option<[f64; 4]>) -> String {
+    v.map_or("-".into(), |[a, b, c, d]| format!("{a:.2} / {b:.2} / {c:.2} / {d:.2}"))
+}
+
 /// A postcard figure of a report, "-" without postcards.
 fn pc(r: &Report, f: impl Fn(&vecino_gossip::sim::PostcardReport) -> String) -> String {
     r.postcards.as_ref().map_or("-".into(), f)
 }
 
+/// Adds one row to the table: its label and how each report's cell reads.
+type AddRow<'a> = dyn FnMut(&str, &dyn Fn(&Report) -> String) + 'a;
+
 /// The postcard rows (scenarios with `[postcards]`).
-fn postcard_rows(row: &mut dyn FnMut(&str, &dyn Fn(&Report) -> String)) {
+fn postcard_rows(row: &mut AddRow<'_>) {
     row("postcards sent / delivered (ratio)", &|r| {
         pc(r, |p| format!("{} / {} ({:.4})", p.sent, p.delivered, p.delivery_ratio))
     });
@@ -72,7 +80,15 @@ fn postcard_rows(row: &mut dyn FnMut(&str, &dyn Fn(&Report) -> String)) {
     row("postcard latency p50 / p99 (s)", &|r| {
         pc(r, |p| format!("{} / {}", opt(p.latency_p50_s, 3), opt(p.latency_p99_s, 3)))
     });
-    row("postcard transmissions per hop", &|r| pc(r, |p| format!("{:.3}", p.transmissions_per_hop)));
+    row("postcard transmissions per hop", &|r| {
+        pc(r, |p| format!("{:.3}", p.transmissions_per_hop))
+    });
+    row("postcard transmissions per delivered", &|r| {
+        pc(r, |p| format!("{:.2}", p.postcard_frames as f64 / p.delivered.max(1) as f64))
+    });
+    row("postcards sent during a cut", &|r| pc(r, |p| p.sent_during_cut.to_string()));
+    row("  delivered after heal p50/p90/p99/max (s)", &|r| pc(r, |p| p4(p.after_heal_s)));
+    row("  receipt after heal p50/p90/p99/max (s)", &|r| pc(r, |p| p4(p.receipt_after_heal_s)));
     row("receipts (ratio), receipt stretch p50", &|r| {
         pc(r, |p| format!("{:.4}, {}", p.receipt_ratio, opt(p.receipt_stretch_p50, 2)))
     });

@@ -258,6 +258,18 @@ impl Sim<'_> {
         let (a, b) = (author as usize, dest as usize);
         let direct = sc.latency.is_measured(a, b).then(|| sc.latency.one_way_us(a, b));
         let id = self.metrics.postcard_planned(self.now, author, dest, direct, oracle);
+        // Sent during a cut of the pair: measured from when the last cut of it heals.
+        let heal = self
+            .world
+            .cut
+            .iter()
+            .map(|&f| &sc.faults[f])
+            .filter(|f| matches!(f.kind, FaultKind::Partition { .. }) && f.affects(a, b))
+            .map(|f| f.end.map_or(u64::MAX, us))
+            .max();
+        if let Some(heal) = heal {
+            self.metrics.postcard_cut(id, heal);
+        }
         let to = self.world.dir.key(b);
         let coordinate = if pc.hint {
             self.node(dest).proto.as_ref().and_then(|p| p.published_coordinate())
