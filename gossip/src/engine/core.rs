@@ -56,6 +56,9 @@ pub struct EngineStats {
     pub retransmits: u64,
     /// Reliable frames received again (a retransmission whose first copy had arrived).
     pub frames_again: u64,
+    /// Neighbours that numbered their frames from 1 again on a link taken for the old one
+    /// (they restarted behind a connection this side had not seen close).
+    pub link_restarts: u64,
     /// Version vectors sent.
     pub version_vectors: u64,
     /// Equivocations seen.
@@ -294,7 +297,16 @@ impl<R: Rng> Core<R> {
     /// `own_event_invalid`) if it does not make a valid event.
     pub(crate) fn sign(&mut self, body: Body) -> Result<VerifiedEvent, vecino_proto::VerifyError> {
         let stream = vecino_proto::body_stream(&body);
-        let seq = self.own_seq.get(&stream).copied().unwrap_or(0) + 1;
+        let next = self.own_seq.get(&stream).copied().unwrap_or(0) + 1;
+        // A routed stream's events are forgotten once delivered, so a restart may not know
+        // its last seq: its seqs follow the clock (ms) too, never reused by a restarted peer
+        // while a copy of the old event may still be in someone's custody. (Its order is
+        // carried by each postcard naming its predecessor, not by consecutive seqs.)
+        let seq = if crate::streams::of(stream).travel == crate::streams::Travel::Routed {
+            next.max(self.now.as_millis())
+        } else {
+            next
+        };
         let hlc = self.hlc.tick(self.now.as_millis());
         match self.identity.sign(stream, seq, hlc, body) {
             Ok(ev) => {

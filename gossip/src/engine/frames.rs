@@ -41,8 +41,11 @@ impl<R: Rng> Engine<R> {
         let now = core.now;
         let Some(link) = core.links.get_mut(&from) else { return };
         let healed = link.heard(now);
-        link.advance_floor(frame.link_floor);
+        let restarted = link.advance_floor(frame.link_floor);
         let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq, now);
+        if restarted {
+            core.stats.link_restarts += 1;
+        }
         if let Some(was) = healed {
             self.on_heal(from, was);
         }

@@ -145,6 +145,7 @@ impl<R: Rng> Engine<R> {
         let mut counters = vec![
             ("retransmits", s.retransmits),
             ("frames_again", s.frames_again),
+            ("link_restarts", s.link_restarts),
             ("grafts", s.grafts),
             ("prunes", s.prunes),
             ("tree_swaps", s.tree_swaps),

@@ -158,6 +158,9 @@ pub(crate) struct Link {
     // Reliable delivery, receiver side.
     recv_cumulative: u64,
     recv_above: BTreeSet<u64>,
+    /// The highest floor the neighbour sent in this session (its floors never go down
+    /// within one: a lower one means it numbers from 1 again).
+    recv_floor: u64,
     /// Reliable frames received and not yet acknowledged, and since when.
     ack_pending: u32,
     ack_pending_since: Option<Time>,
@@ -197,6 +200,7 @@ impl Link {
             unacked_bytes: 0,
             unreliable_bytes: 0,
             recv_cumulative: 0,
+            recv_floor: 0,
             recv_above: BTreeSet::new(),
             ack_pending: 0,
             ack_pending_since: None,
@@ -535,16 +539,26 @@ impl Link {
         self.by_seq.keys().next().copied().unwrap_or(self.next_seq)
     }
 
-    /// The neighbour says every seq below `floor` is delivered or abandoned.
-    pub(crate) fn advance_floor(&mut self, floor: u64) {
+    /// The neighbour says every seq below `floor` is delivered or abandoned. A floor below
+    /// one it sent before (frames arrive in order) means it restarted and numbers its frames
+    /// from 1 again over a connection this side still took for the old one (a crash behind
+    /// a cut, a half-open connection): what was received is forgotten, or its new frames
+    /// would be taken for retransmissions, acknowledged and dropped. True when so.
+    pub(crate) fn advance_floor(&mut self, floor: u64) -> bool {
+        let restarted = floor > 0 && floor < self.recv_floor;
+        if restarted {
+            self.reset_receiver();
+        }
+        self.recv_floor = self.recv_floor.max(floor);
         if floor <= self.recv_cumulative + 1 {
-            return;
+            return restarted;
         }
         self.recv_cumulative = floor - 1;
         self.recv_above = self.recv_above.split_off(&floor);
         while self.recv_above.remove(&(self.recv_cumulative + 1)) {
             self.recv_cumulative += 1;
         }
+        restarted
     }
 
     /// Forgets which frame seqs were received (the neighbour's numbering restarts with a new
@@ -552,6 +566,7 @@ impl Link {
     pub(crate) fn reset_receiver(&mut self) {
         self.recv_cumulative = 0;
         self.recv_above.clear();
+        self.recv_floor = 0;
     }
 
     /// True when an acknowledgement should go out: `batch` frames wait for one, or the oldest
@@ -1011,6 +1026,25 @@ mod tests {
         assert!(l.received_seq(1_000, Time(0)));
         let (cumulative, runs) = l.ack();
         assert_eq!(runs_to_ranges(cumulative, &runs), Some(vec![(7, 7), (1_000, 1_000)]));
+    }
+
+    #[test]
+    fn a_neighbour_that_numbers_from_1_again_is_heard_as_restarted() {
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
+        for seq in 1..=5 {
+            assert!(!l.advance_floor(seq), "floors that rise are one session");
+            assert!(l.received_seq(seq, Time(0)));
+        }
+        assert!(!l.advance_floor(5), "the same floor again is the same session");
+        assert!(!l.received_seq(5, Time(0)), "a retransmission");
+        // It restarted behind the old connection: floor 1, seqs from 1 again.
+        assert!(l.advance_floor(1));
+        assert!(l.received_seq(1, Time(0)), "its first frame is new, not a retransmission");
+        assert!(!l.advance_floor(1));
+        assert!(l.received_seq(2, Time(0)));
+        assert_eq!(l.ack().0, 2);
+        // Unsequenced frames (floor 0) say nothing of the session.
+        assert!(!l.advance_floor(0));
     }
 
     #[test]

@@ -134,6 +134,9 @@ pub enum PostcardError {
 #[derive(Debug, Clone)]
 struct Sent {
     to: AuthorKey,
+    /// Its seq on this peer's postcard stream (the stored copy is kept until the receipt or
+    /// the expiry, so that a restart still knows it and orders the next one after it).
+    seq: u64,
     expires: Time,
     forwarded: bool,
 }
@@ -146,13 +149,23 @@ struct Waiting {
     since: Time,
 }
 
+/// What this peer knows of a routed event it no longer holds.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    expires: Time,
+    /// Delivered (here, or its receipt passed): a copy that comes again is dropped. Otherwise
+    /// only handed on: a copy that comes again (from a custodian that restarted, or rerouted
+    /// it) is refused, so that its sender keeps it.
+    done: bool,
+}
+
 /// The postcard machine.
 #[derive(Debug)]
 pub(crate) struct Postcards {
     custody: Table,
-    /// Routed events this peer forwarded or delivered, by id, until their expiry (at most
+    /// Routed events this peer handed on or saw delivered, by id, until their expiry (at most
     /// [`MAX_SEEN`]), and the same by expiry for pruning.
-    seen: BTreeMap<EventId, Time>,
+    seen: BTreeMap<EventId, Seen>,
     seen_by_expiry: BTreeMap<(Time, EventId), ()>,
     /// Own postcards awaiting their receipt, by id.
     sent: BTreeMap<EventId, Sent>,
@@ -206,15 +219,17 @@ impl Postcards {
         (self.custody.len(), self.custody.bytes())
     }
 
-    /// Remembers routed event `id` as forwarded or delivered until `expires`.
-    fn see(&mut self, id: EventId, expires: Time) {
+    /// Remembers routed event `id` as handed on, or delivered (`done`), until `expires`.
+    fn see(&mut self, id: EventId, expires: Time, done: bool) {
         if self.seen.len() >= MAX_SEEN
+            && !self.seen.contains_key(&id)
             && let Some(((_, old), ())) = self.seen_by_expiry.pop_first()
         {
             self.seen.remove(&old);
         }
-        if let Some(was) = self.seen.insert(id, expires) {
-            self.seen_by_expiry.remove(&(was, id));
+        let done = done || self.seen.get(&id).is_some_and(|s| s.done);
+        if let Some(was) = self.seen.insert(id, Seen { expires, done }) {
+            self.seen_by_expiry.remove(&(was.expires, id));
         }
         self.seen_by_expiry.insert((expires, id), ());
     }
@@ -269,7 +284,7 @@ impl Postcards {
             self.last_to.pop_first();
         }
         self.last_to.insert(to, ev.seq());
-        self.sent.insert(ev.id(), Sent { to, expires, forwarded: false });
+        self.sent.insert(ev.id(), Sent { to, seq: ev.seq(), expires, forwarded: false });
         let routed = Routed { to, hint, expires };
         let way = Way { copies: initial_copies(core.config.postcard_router), ..Way::default() };
         self.take(core, routing, ev.clone(), routed, way, None);
@@ -432,12 +447,24 @@ impl Postcards {
             return;
         }
         let key = event_key(ev);
-        if self.custody.contains(&key) || self.seen.contains_key(&ev.id()) {
-            // Back from a loop, or sent again after a reroute or a custodian's restart.
+        let seen = self.seen.get(&ev.id()).copied();
+        if self.custody.contains(&key) || seen.is_some_and(|s| s.done) {
+            // Back from a loop, sent again after a reroute or a custodian's restart, or
+            // delivered already: this copy is not needed.
             core.stats.postcard_duplicates += 1;
             if let (Some(from), Some(c)) = (from, self.custody.get_mut(&key)) {
                 c.avoid(from, core.now);
                 c.given(from);
+            }
+            return;
+        }
+        if seen.is_some() {
+            // Handed on from here, and back: the peer it went to may have lost it (a restart
+            // with what it persisted; a crash before), so dropping it could lose it. Refused:
+            // its sender keeps it and tries another way.
+            core.stats.postcard_duplicates += 1;
+            if let Some(from) = from {
+                self.refuse(core.now, from, ev.id());
             }
             return;
         }
@@ -446,10 +473,10 @@ impl Postcards {
             return;
         }
         if let Body::PostcardReceipt(receipt) = ev.body() {
-            self.clear_by_receipt(core, receipt);
+            self.clear_by_receipt(core, ev.author(), receipt);
         }
         if r.to == core.me {
-            self.see(ev.id(), r.expires);
+            self.see(ev.id(), r.expires, true);
             match ev.body() {
                 Body::Postcard(p) => self.deliver(core, routing, ev, p, &r, way),
                 Body::PostcardReceipt(receipt) => self.on_receipt(core, ev, receipt),
@@ -604,26 +631,35 @@ impl Postcards {
             core.reject("receipt_not_from_destination");
             return;
         }
-        self.sent.remove(&id);
+        if let Some(sent) = self.sent.remove(&id) {
+            forget_own(core, sent.seq);
+        }
         core.stats.receipts += 1;
         let status = PostcardStatus::Delivered { trail: r.trail.clone() };
         core.emit(Output::Deliver(AppEvent::PostcardStatus { id, to: ev.author(), status }));
     }
 
-    /// A receipt passing through: a copy of its postcard still held here is dropped.
-    fn clear_by_receipt<R>(&mut self, core: &mut Core<R>, r: &pb::PostcardReceipt) {
+    /// A receipt signed by `by` passing through: a copy of its postcard still held here, to
+    /// `by`, is dropped (a receipt signed by anyone else clears nothing).
+    fn clear_by_receipt<R>(&mut self, core: &mut Core<R>, by: AuthorKey, r: &pb::PostcardReceipt) {
         let Ok(id) = <[u8; 32]>::try_from(r.postcard_id.as_ref()) else { return };
         let id = EventId(id);
         let expires = Time::from_millis(r.expires_ms);
-        if expires > core.now && !self.seen.contains_key(&id) {
-            // Delivered: a copy that comes later is not taken.
-            self.see(id, expires);
+        let replicating = matches!(
+            core.config.postcard_router,
+            PostcardRouter::Epidemic | PostcardRouter::Spray { .. }
+        );
+        if replicating && expires > core.now && !self.seen.contains_key(&id) {
+            // The replicating baselines' immunity: a copy that comes later is not taken
+            // (trusting any receipt, as those routers do; vecino's router holds one copy and
+            // never needs it).
+            self.see(id, expires, true);
         }
-        let held = self.custody.keys_where(|c| c.ev.id() == id);
+        let held = self.custody.keys_where(|c| c.ev.id() == id && c.to == by);
         for key in held {
             if let Some(c) = self.custody.remove(&key) {
                 core.stats.postcards_cleared += 1;
-                self.see(id, c.expires);
+                self.see(id, c.expires, true);
                 delete(core, &c.ev);
             }
         }
@@ -652,8 +688,10 @@ impl Postcards {
                 continue;
             }
             let Some(c) = self.custody.remove(key) else { continue };
-            self.see(c.ev.id(), c.expires);
-            delete(core, &c.ev);
+            self.see(c.ev.id(), c.expires, false);
+            if !self.sent.contains_key(&c.ev.id()) {
+                delete(core, &c.ev); // own postcards stay stored until receipt or expiry
+            }
             if let Some(sent) = self.sent.get_mut(&c.ev.id())
                 && !sent.forwarded
             {
@@ -721,6 +759,7 @@ impl Postcards {
             self.sent.iter().filter(|(_, s)| s.expires <= now).map(|(id, _)| *id).collect();
         for id in expired_sent {
             if let Some(s) = self.sent.remove(&id) {
+                forget_own(core, s.seq);
                 let status = PostcardStatus::Expired;
                 core.emit(Output::Deliver(AppEvent::PostcardStatus { id, to: s.to, status }));
             }
@@ -765,7 +804,7 @@ impl Postcards {
     pub(crate) fn restore(&mut self, me: AuthorKey, config: &crate::Config, ev: VerifiedEvent) {
         let Some(r) = routed(&ev, config.postcard_lifetime) else { return };
         if r.to == me {
-            self.see(ev.id(), r.expires);
+            self.see(ev.id(), r.expires, true);
             if let Body::Postcard(_) = ev.body() {
                 let last = self.delivered_seq.entry(ev.author()).or_default();
                 *last = (*last).max(ev.seq());
@@ -773,7 +812,15 @@ impl Postcards {
             return;
         }
         if ev.author() == me && matches!(ev.body(), Body::Postcard(_)) {
-            self.sent.insert(ev.id(), Sent { to: r.to, expires: r.expires, forwarded: false });
+            // Kept until its receipt: perhaps handed on before the restart, perhaps not; it
+            // is routed again (a copy that arrives twice is dropped at the destination), and
+            // the next postcard to the same destination is ordered after it.
+            let (seq, to) = (ev.seq(), r.to);
+            self.sent.insert(ev.id(), Sent { to, seq, expires: r.expires, forwarded: false });
+            if self.last_to.len() < MAX_LAST_TO || self.last_to.contains_key(&to) {
+                let last = self.last_to.entry(to).or_default();
+                *last = (*last).max(seq);
+            }
         }
         let key = event_key(&ev);
         // The trail is not stored: a relay knows at least that the event left its author.
@@ -783,6 +830,13 @@ impl Postcards {
             self.custody.insert(key, c);
         }
     }
+}
+
+/// Tells the host to forget this peer's own postcard of `seq` (its receipt came, or it
+/// expired).
+fn forget_own<R>(core: &mut Core<R>, seq: u64) {
+    let (author, stream) = (core.me, vecino_proto::pb::Stream::Postcard);
+    core.emit(Output::Persist(StoreOp::Delete { author, stream, seq }));
 }
 
 /// Tells the host to forget a routed event.
