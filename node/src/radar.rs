@@ -5,13 +5,16 @@
 //! |---|---|
 //! | `GET /` | the page (`radar-ui/www/index.html`) |
 //! | `GET /radar/{path}` | its modules and styles, with their content types |
-//! | `GET /v1/radar?posts=N` | snapshot: this peer, members with coordinates and barrios, links, the newest `N` posts (default 50, at most 500), barrios with centroids |
+//! | `GET /v1/radar?posts=N&postcards=M` | snapshot: this peer, members with coordinates and barrios, links, the newest `N` posts (default 50, at most 500), the newest `M` postcard records of both boxes (default 100, at most 500; as `GET /v1/postcards` has them), barrios with centroids |
 //!
 //! Barrios: a member's barrio is the one its newspaper names when it names one, else the cell
 //! of its coordinate on the default grid ([`vecino_coords::barrio_of`], no hysteresis: the page
 //! has no history). A barrio's centroid is the mean of its members' coordinates, computed at
 //! read time as in the centroid CRDT. The snapshot is built from the answers of
 //! `/v1/members` and `/v1/links`, so the actor needs no request of its own for it.
+//!
+//! The overlay (`/v1/overlay`, the link state peers publish) is not in the snapshot: the page
+//! asks for it on its own, less often than it takes snapshots.
 
 use std::collections::BTreeMap;
 
@@ -33,6 +36,10 @@ use crate::node::{Shared, coordinate_from_json};
 const DEFAULT_POSTS: u64 = 50;
 /// Posts in a snapshot at most.
 const MAX_POSTS: u64 = 500;
+/// Postcard records in a snapshot by default.
+const DEFAULT_POSTCARDS: u64 = 100;
+/// Postcard records in a snapshot at most.
+const MAX_POSTCARDS: u64 = 500;
 
 /// The page's files (`radar-ui/www/`; the browser test beside it is not shipped).
 #[derive(RustEmbed)]
@@ -85,14 +92,18 @@ async fn asset(Path(path): Path<String>) -> Response {
 #[serde(deny_unknown_fields)]
 struct SnapshotQuery {
     posts: Option<u64>,
+    postcards: Option<u64>,
 }
 
 async fn snapshot(
     State(s): State<Shared>,
     query: Result<Query<SnapshotQuery>, QueryRejection>,
 ) -> Response {
-    let limit = match query {
-        Ok(Query(q)) => q.posts.unwrap_or(DEFAULT_POSTS).min(MAX_POSTS),
+    let (limit, cards) = match query {
+        Ok(Query(q)) => (
+            q.posts.unwrap_or(DEFAULT_POSTS).min(MAX_POSTS),
+            q.postcards.unwrap_or(DEFAULT_POSTCARDS).min(MAX_POSTCARDS),
+        ),
         Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
     };
     let status = match ask(&s, Request::Status).await {
@@ -111,16 +122,31 @@ async fn snapshot(
     let read = tokio::task::spawn_blocking(move || {
         let last = store.last_post_cursor()?;
         // `limit` is at most MAX_POSTS, so it fits every usize.
-        store.posts(None, last.saturating_sub(limit), usize::try_from(limit).unwrap_or(500))
+        let posts =
+            store.posts(None, last.saturating_sub(limit), usize::try_from(limit).unwrap_or(500))?;
+        // Record numbers are shared by both boxes and kept by a status change: the newest
+        // `cards` numbers are the newest records, whichever box they are in.
+        let last = store.last_postcard_cursor()?;
+        let cards = if cards == 0 {
+            Vec::new()
+        } else {
+            store.postcards(
+                None,
+                last.saturating_sub(cards),
+                usize::try_from(cards).unwrap_or(500),
+            )?
+        };
+        Ok::<_, crate::store::StoreError>((posts, cards))
     })
     .await;
-    let posts = match read {
+    let (posts, cards) = match read {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
-    Json(build(&status, members, &links, &serde_json::to_value(posts).unwrap_or(Value::Null)))
-        .into_response()
+    let posts = serde_json::to_value(posts).unwrap_or(Value::Null);
+    let cards = serde_json::to_value(cards).unwrap_or(Value::Null);
+    Json(build(&status, members, &links, &posts, &cards)).into_response()
 }
 
 /// A member's coordinate (as `/v1/members` shows it, in ms) back in seconds.
@@ -141,8 +167,9 @@ struct Sum {
     with_coordinate: u32,
 }
 
-/// The snapshot, from the node's answers to status, members and links, and the posts.
-fn build(status: &Value, members: Value, links: &Value, posts: &Value) -> Value {
+/// The snapshot, from the node's answers to status, members and links, the posts and the
+/// postcard records.
+fn build(status: &Value, members: Value, links: &Value, posts: &Value, postcards: &Value) -> Value {
     let config = BarrioConfig::default();
     let mut members = match members {
         Value::Array(m) => m,
@@ -188,6 +215,7 @@ fn build(status: &Value, members: Value, links: &Value, posts: &Value) -> Value 
         "members": members,
         "links": links,
         "posts": posts,
+        "postcards": postcards,
         "barrios": barrios,
         "barrio_cell_ms": config.cell.as_secs_f64() * 1e3,
     })
@@ -217,6 +245,7 @@ mod tests {
     fn the_page_and_its_modules_are_embedded() {
         assert!(Assets::get("index.html").is_some());
         assert!(Assets::get("js/main.js").is_some());
+        assert!(Assets::get("js/postcards.js").is_some());
         assert!(Assets::get("../test/run.sh").is_none());
     }
 
@@ -228,7 +257,8 @@ mod tests {
             member("c", 200.0, 0),
             member("d", 0.0, 7)
         ]);
-        let v = build(&json!({"peer_id": "a"}), members, &json!([]), &json!([]));
+        let cards = json!([{"id": "c1", "box": "sent", "status": "delivered", "path": ["a", "b"]}]);
+        let v = build(&json!({"peer_id": "a"}), members, &json!([]), &json!([]), &cards);
         let barrios = v["barrios"].as_array().unwrap();
         assert_eq!(barrios.len(), 3, "{v}");
         let ab = barrios.iter().find(|b| b["members"].as_array().unwrap().len() == 2).unwrap();
@@ -237,13 +267,14 @@ mod tests {
         let named = barrios.iter().find(|b| b["id"] == format!("{:016x}", 7)).unwrap();
         assert_eq!(named["members"], json!(["d"]));
         assert_eq!(v["members"][0]["barrio"], ab["id"]);
+        assert_eq!(v["postcards"], cards, "postcard records as the store has them");
     }
 
     #[test]
     fn members_without_coordinates_or_garbage_do_not_panic() {
         let members =
             json!([{"peer_id": "x", "coordinate": null}, {"coordinate": {"vec_ms": ["no"]}}, 3]);
-        let v = build(&json!(null), members, &json!(null), &json!(null));
+        let v = build(&json!(null), members, &json!(null), &json!(null), &json!(null));
         assert_eq!(v["barrios"], json!([]));
     }
 }

@@ -1,7 +1,9 @@
 // The radar page in a real browser against real peers (started by run.sh, described in
-// RADAR_NODES): peers on the map, a link cut through the shim going suspected → disconnected →
-// connected on the page, a post from the CLI in the list, frames per second with 500 simulated
-// peers, and screenshots. Every wait has a bound.
+// RADAR_NODES): peers on the map, others' links from the overlay's link state, a postcard sent
+// from the page around a cut link with its path drawn hop by hop (and in the destination's
+// inbox), a link cut through the shim going suspected → disconnected → connected on the page, a
+// post from the CLI in the list, frames per second with 500 simulated peers, and screenshots.
+// Every wait has a bound.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +15,7 @@ const run = promisify(execFile);
 const nodes = JSON.parse(process.env.RADAR_NODES || '[]');
 const shots = process.env.RADAR_SCREENSHOTS || 'target/radar-screenshots';
 const bin = process.env.VECINO_BIN;
-const [ana, beto] = nodes;
+const [ana, beto, , dani] = nodes;
 const base = ana ? `http://${ana.api}` : '';
 
 let browser;
@@ -50,6 +52,39 @@ function linkStatus(peerId) {
   return page.evaluate((id) => document.querySelector(`line.link[data-peer="${id}"]`)?.dataset.status ?? null, peerId);
 }
 
+/** GETs JSON from a peer's API. */
+async function getJson(node, path) {
+  const res = await fetch(`http://${node.api}${path}`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  assert.ok(res.ok, `${path}: ${res.status} ${text}`);
+  return JSON.parse(text);
+}
+
+/** Polls `check` (async, truthy when done) every `every` ms until `timeout`; throws `what`. */
+async function until(what, timeout, check, every = 1000) {
+  const end = Date.now() + timeout;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** In the page: the links of others drawn, as [a, b] pairs. They share a path or two, which
+ * lists them in data-pairs, one per segment of the path (checked). */
+function overlayDrawn() {
+  return [...document.querySelectorAll('svg path.overlay-edges')].flatMap((e) => {
+    const pairs = (e.dataset.pairs || '').split(' ').filter(Boolean).map((p) => p.split('~'));
+    const segments = (e.getAttribute('d') || '').match(/M/g)?.length ?? 0;
+    if (segments !== pairs.length) throw new Error(`${segments} segments drawn for ${pairs.length} links`);
+    return pairs;
+  });
+}
+
+/** An undirected pair's key. */
+const pair = (a, b) => (a < b ? `${a} ${b}` : `${b} ${a}`);
+
 async function waitForLink(peerId, status, timeout) {
   await page.waitForFunction(
     ([id, want]) => document.querySelector(`line.link[data-peer="${id}"]`)?.getAttribute('data-status') === want,
@@ -75,6 +110,9 @@ test('the page is served with its content types, and bad input gets a typed erro
   const snap = await (await fetch(`${base}/v1/radar`)).json();
   assert.equal(snap.self.peer_id, ana.peer_id);
   assert.ok(Array.isArray(snap.barrios) && snap.barrios.length >= 1, 'barrios in the snapshot');
+  assert.ok(Array.isArray(snap.postcards), 'postcard records in the snapshot');
+  const badCards = await fetch(`${base}/v1/radar?postcards=-1`);
+  assert.equal(badCards.status, 400);
 });
 
 test('the map shows every peer, the viewer highlighted', async () => {
@@ -90,6 +128,133 @@ test('the map shows every peer, the viewer highlighted', async () => {
   await page.evaluate((id) => window.radar.select(id), beto.peer_id);
   await page.waitForFunction(() => document.querySelector('#details .name')?.textContent === 'beto', null, { timeout: 5000 });
   await page.screenshot({ path: `${shots}/radar-1280x800.png` });
+});
+
+test('others’ links from the overlay are drawn, fainter than the viewer’s own', async () => {
+  const ids = new Set(nodes.map((n) => n.peer_id));
+  const started = Date.now();
+  // Link state is published once a peer's set of links has stayed the same for 10 s (and at most
+  // every 30 s), and the page asks for the overlay every 10 s: allow a couple of rounds.
+  const drawn = await until('the page draws every link of the others that ana’s /v1/overlay holds', 120_000, async () => {
+    const { edges } = await getJson(ana, '/v1/overlay');
+    const want = new Set(edges.filter((e) => ids.has(e.from) && ids.has(e.to) && e.from !== ana.peer_id
+      && e.to !== ana.peer_id && e.from !== e.to).map((e) => pair(e.from, e.to)));
+    const have = await page.evaluate(overlayDrawn);
+    const haveSet = new Set(have.map(([a, b]) => pair(a, b)));
+    return want.size > 0 && [...want].every((k) => haveSet.has(k)) ? have : null;
+  });
+  console.log(`overlay: ${drawn.length} links of others drawn after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const others = drawn.filter(([a, b]) => a !== ana.peer_id && b !== ana.peer_id);
+  assert.ok(others.length >= 1, 'links between peers other than the viewer, which its own links cannot show');
+  assert.equal(new Set(drawn.map(([a, b]) => pair(a, b))).size, drawn.length, 'one line per pair');
+  // Fainter than every own link, and not drawn over one.
+  const look = await page.evaluate(() => ({
+    overlay: [...document.querySelectorAll('svg path.overlay-edges')].map((e) => Number(e.getAttribute('opacity'))),
+    own: [...document.querySelectorAll('svg line.link')].map((e) => [e.dataset.peer, Number(e.getAttribute('opacity'))]),
+  }));
+  assert.ok(look.own.length >= 1);
+  assert.ok(Math.max(...look.overlay) < Math.min(...look.own.map(([, o]) => o)), JSON.stringify(look));
+  const own = new Set(look.own.map(([p]) => pair(ana.peer_id, p)));
+  assert.ok(drawn.every(([a, b]) => !own.has(pair(a, b))), 'an own link is drawn once, as an own link');
+});
+
+test('a postcard sent from the page goes around a cut link, lands live in both boxes, and its path is drawn hop by hop', async () => {
+  // ana's own link to dani is cut, so the postcard must go through a relay that published a
+  // link to dani.
+  await until('ana knows a link of another peer to dani', 60_000, async () => {
+    const { edges } = await getJson(ana, '/v1/overlay');
+    return edges.some((e) => e.to === dani.peer_id && e.from !== ana.peer_id);
+  });
+  // dani's own page, open before the postcard is sent.
+  const other = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  other.on('pageerror', (e) => console.error('page error (dani):', e.message));
+  // User content with markup in it: it must come out as text.
+  const text = `hola dani <img src=x onerror="window.__pwned=1"> ${Date.now()}`;
+  const hasCard = ([box, t, status]) => [...document.querySelectorAll(`#${box} li.pc${status ? `[data-status="${status}"]` : ''}`)]
+    .some((li) => li.querySelector('.text')?.textContent === t);
+  // Once both pages have their first snapshot, their snapshots are refused: whatever the boxes
+  // show after that came from the event stream (or, for the custody record, the POST's answer).
+  const blocked = { ana: 0, dani: 0 };
+  const isSnapshot = (url) => url.pathname === '/v1/radar';
+  const block = (who) => (route) => {
+    blocked[who]++;
+    return route.abort();
+  };
+  let record;
+  try {
+    await other.goto(`http://${dani.api}/`, { timeout: 30_000 });
+    await other.waitForFunction((n) => document.body.dataset.ready === '1'
+      && document.querySelectorAll('svg circle.peer').length === n, nodes.length, { timeout: 30_000 });
+    assert.equal(await other.evaluate(hasCard, ['inbox', text, null]), false);
+    await other.route(isSnapshot, block('dani'));
+    await page.route(isSnapshot, block('ana'));
+    await postJson(ana, '/v1/shim/cut', { peers: [dani.peer_id] });
+    try {
+      await waitForLink(dani.peer_id, 'suspected', 30_000);
+      await page.selectOption('#pc-to', dani.peer_id, { timeout: 5000 });
+      await page.fill('#pc-text', text, { timeout: 5000 });
+      await page.click('#pc-form button[type="submit"]', { timeout: 5000 });
+      // The sent box shows it at once (custody), then delivered once the receipt is back.
+      await page.waitForFunction(hasCard, ['sent', text, null], { timeout: 10_000, polling: 100 });
+      await page.waitForFunction(hasCard, ['sent', text, 'delivered'], { timeout: 60_000, polling: 200 });
+      // And dani's inbox has it, live.
+      await other.waitForFunction(hasCard, ['inbox', text, 'received'], { timeout: 30_000, polling: 200 });
+      const sent = (await getJson(ana, '/v1/postcards?box=sent&limit=10000')).postcards;
+      record = sent.find((r) => r.text === text);
+    } finally {
+      await postJson(ana, '/v1/shim/restore', {});
+      await page.unroute(isSnapshot);
+    }
+    console.log(`postcard: snapshots refused meanwhile: ana ${blocked.ana}, dani ${blocked.dani}`);
+    assert.ok(blocked.ana >= 1 && blocked.dani >= 1, 'the pages did try snapshots (and got none)');
+    assert.ok(record, 'the node has the record the page shows');
+    assert.equal(record.status, 'delivered');
+    const path = record.path;
+    assert.equal(path[0], ana.peer_id, JSON.stringify(record));
+    assert.equal(path[path.length - 1], dani.peer_id, JSON.stringify(record));
+    assert.ok(path.length - 1 >= 2, `the cut link forbade the direct hop: ${JSON.stringify(path)}`);
+    for (const p of [page, other]) {
+      assert.equal(await p.evaluate(() => window.__pwned), undefined, 'postcard text never runs');
+      assert.equal(await p.locator('#postcards img').count(), 0, 'postcard text is shown as text');
+    }
+
+    // Select it: one numbered segment per hop, author to destination, and the path in the list.
+    await page.locator('#sent li.pc', { hasText: text }).click({ timeout: 5000 });
+    const hops = path.length - 1;
+    await page.waitForFunction((n) => document.querySelectorAll('svg line.route-hop').length === n, hops,
+      { timeout: 5000, polling: 100 });
+    const drawn = await page.evaluate(() => [...document.querySelectorAll('svg line.route-hop')]
+      .map((e) => ({ n: Number(e.dataset.hop), from: e.dataset.from, to: e.dataset.to })).sort((a, b) => a.n - b.n));
+    assert.deepEqual(drawn, path.slice(1).map((to, i) => ({ n: i + 1, from: path[i], to })));
+    const labels = await page.evaluate(() => [...document.querySelectorAll('svg .route-label text')].map((t) => t.textContent));
+    assert.deepEqual(labels.sort(), path.slice(1).map((_, i) => String(i + 1)).sort());
+    const listed = await page.evaluate(() => [...document.querySelectorAll('#sent li.pc.selected .path li')].map((li) => li.dataset.peer));
+    assert.deepEqual(listed, path);
+    await page.screenshot({ path: `${shots}/radar-postcard-path-1280x800.png` });
+    // Selecting it again hides the path.
+    await page.locator('#sent li.pc', { hasText: text }).click({ timeout: 5000 });
+    await page.waitForFunction(() => document.querySelectorAll('svg line.route-hop').length === 0, null, { timeout: 5000 });
+
+    // On dani's page, the record its node has, and the path its trail names.
+    const inbox = (await getJson(dani, '/v1/postcards?box=inbox&limit=10000')).postcards.find((r) => r.text === text);
+    assert.ok(inbox, 'in dani’s inbox');
+    assert.equal(inbox.peer_id, ana.peer_id);
+    assert.equal(inbox.path[0], ana.peer_id, JSON.stringify(inbox));
+    assert.equal(inbox.path[inbox.path.length - 1], dani.peer_id, JSON.stringify(inbox));
+    await other.locator('#inbox li.pc', { hasText: text }).click({ timeout: 5000 });
+    const known = (id) => nodes.some((n) => n.peer_id === id);
+    const want = inbox.path.slice(1).map((to, i) => ({ n: i + 1, from: inbox.path[i], to }))
+      .filter((hop) => known(hop.from) && known(hop.to));
+    assert.ok(want.length >= 2, JSON.stringify(inbox));
+    await other.waitForFunction((n) => document.querySelectorAll('svg line.route-hop').length === n, want.length,
+      { timeout: 10_000, polling: 100 });
+    const drawnThere = await other.evaluate(() => [...document.querySelectorAll('svg line.route-hop')]
+      .map((e) => ({ n: Number(e.dataset.hop), from: e.dataset.from, to: e.dataset.to })).sort((a, b) => a.n - b.n));
+    assert.deepEqual(drawnThere, want);
+  } finally {
+    await other.close();
+  }
+  await waitForLink(dani.peer_id, 'connected', 90_000);
 });
 
 test('a link cut through the shim turns suspected, then disconnected, and heals', async () => {
@@ -138,6 +303,12 @@ test('frames per second with 500 simulated peers', async () => {
     await demo.goto(`${base}/?demo=500`, { timeout: 30_000 });
     await demo.waitForFunction(() => window.radar?.renderer() === 'canvas', null, { timeout: 30_000 });
     await demo.waitForTimeout(1500); // past the first layout and font loads
+    // The canvas strokes others' links (the demo's overlay) fainter than the viewer's own.
+    const painted = await demo.evaluate(() => window.radar.painted());
+    assert.ok(painted.overlay.segments >= 100 && painted.links.segments >= 1, JSON.stringify(painted));
+    assert.ok(painted.overlay.alpha[1] < painted.links.alpha[0], JSON.stringify(painted));
+    // No postcards to send in the demo.
+    assert.equal(await demo.isVisible('#pc-form'), false, 'the form is hidden in demo mode');
     const fps = await demo.evaluate(() => window.radar.measureFps(4000));
     console.log(`radar fps at 500 peers: ${fps.toFixed(1)}`);
     assert.ok(fps > 0);

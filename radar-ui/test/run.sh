@@ -107,4 +107,4 @@ export RADAR_NODES="${nodes%,}]"
 mkdir -p "$RADAR_SCREENSHOTS"
 say "node --test radar.test.mjs"
 cd "$here"
-timeout 300 node --test --test-reporter=spec radar.test.mjs
+timeout 600 node --test --test-reporter=spec radar.test.mjs

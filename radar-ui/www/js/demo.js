@@ -1,11 +1,14 @@
 // The demo feed (`?demo=N`): N simulated peers in 8-D clusters, links that flap, posts that
-// fly, coordinates that drift every frame. It writes the state through the same functions as
+// fly, coordinates that drift every frame, and an overlay of others' links (each peer linked
+// to its nearest in its cluster). It writes the state through the same functions as
 // the live feed, so it exercises the same layout and rendering, and it keeps the map busy on
 // every frame, which is what makes its frames-per-second figure mean something.
 
-import { addPost, applyLink, applySnapshot } from './state.js';
+import { addPost, applyLink, applyOverlay, applySnapshot } from './state.js';
 
 const DIMS = 8;
+/** Overlay links per simulated peer (to its nearest in its cluster). */
+const DEMO_DEGREE = 3;
 const WORDS = ['sunny-plaza', 'quiet-corner', 'lively-market', 'breezy-harbor', 'golden-alley', 'misty-garden',
   'cozy-bakery', 'windy-terrace', 'shady-fountain', 'sandy-bridge', 'rocky-orchard', 'leafy-pier',
   'salty-courtyard', 'dusty-kiosk', 'starry-cantina', 'rainy-mercado', 'mellow-placita', 'bright-rambla'];
@@ -38,8 +41,10 @@ export function startDemo(st, n) {
   const barrios = centres.map((c, i) => ({ id: (0x1000 + i * 7919).toString(16).padStart(16, '0'),
     name: WORDS[i], emoji: EMOJI[i], members: [], centroid_ms: c }));
   const members = [];
+  const inCluster = centres.map(() => []);
   for (let i = 0; i < n; i++) {
     const k = i === 0 ? 0 : Math.floor(r() * clusters);
+    inCluster[k].push(i);
     const id = `12D3KooWDemo${String(i).padStart(5, '0')}`;
     barrios[k].members.push(id);
     members.push({
@@ -59,8 +64,21 @@ export function startDemo(st, n) {
     m.link = 'connected';
     m.rtt_ms = m.estimated_rtt_ms * (0.85 + r() * 0.3);
   }
+  // Others' links, as their link state would publish them: each peer's nearest among the 60
+  // around it in its cluster sorted along the first axis (linear time even at 20 000 peers).
+  const edges = [];
+  for (const ids of inCluster) {
+    ids.sort((i, j) => members[i].coordinate.vec_ms[0] - members[j].coordinate.vec_ms[0]);
+    ids.forEach((i, at) => {
+      const a = members[i];
+      const near = ids.slice(Math.max(0, at - 30), at + 31).filter((j) => j !== i)
+        .map((j) => [dist(a, members[j]), j]).sort((x, y) => x[0] - y[0]);
+      for (const [d, j] of near.slice(0, DEMO_DEGREE)) edges.push({ from: a.peer_id, to: members[j].peer_id, rtt_ms: d });
+    });
+  }
   const now0 = performance.now();
   applySnapshot(st, { self: { peer_id: me.peer_id, name: 'base-camp' }, members, links: [], posts: [], barrios }, now0);
+  applyOverlay(st, edges);
   st.mode = 'demo';
   st.stream = 'open';
 

@@ -1,12 +1,13 @@
-// From state to a frame in screen pixels: where each peer, link, barrio, ring and post in
-// flight is drawn this frame. The renderers (SVG, canvas) only paint frames.
+// From state to a frame in screen pixels: where each peer, link, overlay link, barrio, ring,
+// post in flight and the selected postcard's path is drawn this frame. The renderers (SVG,
+// canvas) only paint frames.
 //
 // The viewer sits at the centre, as on a radar; rings mark distances in ms on the projected
 // plane. Positions, centre and zoom all ease towards their targets, so a coordinate update, a
 // re-fit of the projection or a far peer joining glides instead of jumping.
 
 import { Projection } from './projection.js';
-import { FLIGHT_MS, barrioColor } from './state.js';
+import { FLIGHT_MS, barrioColor, pathOf } from './state.js';
 import { convexHull } from './hull.js';
 
 /** Re-fit the projection at most this often (ms). */
@@ -17,6 +18,8 @@ const EASE_ZOOM_IN = 0.02;
 const EASE_ZOOM_OUT = 0.15;
 /** Smallest radius shown, in ms, so three peers on one host do not zoom to infinity. */
 const MIN_RADIUS_MS = 4;
+/** A postcard's tracer takes this long per hop along its path, ms. */
+const HOP_MS = 700;
 
 export class Layout {
   constructor() {
@@ -44,6 +47,8 @@ export class Layout {
       w, h, me, k,
       peers,
       links: this.links(st, byId, me),
+      overlay: overlay(st, byId),
+      route: route(st, byId, now),
       hulls: placeLabels(this.hulls(st, byId, toScreen)),
       rings: rings(this.radius, k),
       flights: flights(st, byId, me, now),
@@ -124,6 +129,45 @@ export class Layout {
     }
     return out;
   }
+}
+
+/** Others' links (the overlay beyond the viewer's own), between peers on the map. A link of
+ * the viewer's that it has as a neighbour is drawn as its own link instead. */
+function overlay(st, byId) {
+  const out = [];
+  for (const e of st.overlay) {
+    const a = byId.get(e.a);
+    const b = byId.get(e.b);
+    if (!a || !b) continue;
+    const other = e.a === st.selfId ? e.b : e.b === st.selfId ? e.a : null;
+    if (other && st.peers.get(other)?.link) continue;
+    out.push({ id: `${e.a} ${e.b}`, a: e.a, b: e.b, hops: e.hops, x1: a.x, y1: a.y, x2: b.x, y2: b.y });
+  }
+  return out;
+}
+
+/** The selected postcard's path: one segment per hop between peers on the map (a hop to a peer
+ * the viewer cannot place is left out), numbered from 1, and a tracer walking it hop by hop. */
+function route(st, byId, now) {
+  const rec = st.card && st.postcards.get(st.card);
+  const path = pathOf(rec);
+  if (path.length < 2) return null;
+  const hops = [];
+  for (let i = 1; i < path.length; i++) {
+    const a = byId.get(path[i - 1]);
+    const b = byId.get(path[i]);
+    if (!a || !b) continue;
+    hops.push({ n: i, from: path[i - 1], to: path[i], x1: a.x, y1: a.y, x2: b.x, y2: b.y,
+      mx: (a.x + b.x) / 2, my: (a.y + b.y) / 2 });
+  }
+  let tracer = null;
+  if (hops.length) {
+    const t = (now / HOP_MS) % (hops.length + 1); // one hop's time resting at the destination
+    const h = hops[Math.min(hops.length - 1, Math.floor(t))];
+    const s = t >= hops.length ? 1 : t - Math.floor(t);
+    tracer = { x: h.x1 + (h.x2 - h.x1) * s, y: h.y1 + (h.y2 - h.y1) * s };
+  }
+  return { id: st.card, hops, total: path.length - 1, tracer };
 }
 
 function meanOf(pts) {

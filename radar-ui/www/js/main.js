@@ -2,7 +2,7 @@
 // frame on every animation frame. `?renderer=svg|canvas` forces a renderer; otherwise SVG up
 // to CANVAS_FROM peers and canvas past it.
 
-import { createState, pruneFlights } from './state.js';
+import { createState, pruneFlights, selectPostcard } from './state.js';
 import { Layout } from './layout.js';
 import { createSvgRenderer } from './render-svg.js';
 import { createCanvasRenderer } from './render-canvas.js';
@@ -10,6 +10,7 @@ import { startLive } from './feed.js';
 import { startDemo } from './demo.js';
 import { FpsMeter, measureFps } from './fps.js';
 import { renderBanner, renderBarrios, renderDetails, renderHeader, renderPosts, renderScale } from './panel.js';
+import { renderPostcards, startPostcards } from './postcards.js';
 
 /**
  * Past this many peers, one SVG element each costs more than repainting a canvas. Measured in
@@ -58,6 +59,7 @@ function loop(now) {
     if (st.version !== panelVersion) {
       renderBarrios(st);
       renderPosts(st);
+      renderPostcards(st);
     }
     panelVersion = st.version;
     panelAt = now;
@@ -97,9 +99,11 @@ function start() {
   } else {
     startLive(st, () => {});
   }
+  startPostcards(st);
   mapEl.addEventListener('click', onTap);
   // For the browser test and for curious operators in the console.
-  window.radar = { state: st, select, measureFps, renderer: () => renderer?.kind, frame: () => frame };
+  window.radar = { state: st, select, selectPostcard: (key) => selectPostcard(st, key), measureFps,
+    renderer: () => renderer?.kind, painted: () => renderer?.painted ?? null, frame: () => frame };
   requestAnimationFrame(loop);
 }
 

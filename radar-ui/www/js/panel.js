@@ -1,12 +1,13 @@
 // The text around the map: header counts, the banner, the peer card, barrios and posts. Each
-// part is re-rendered only when the state's version moved (or, for ages, once a second).
+// part is re-rendered only when the state's version moved (or, for ages, once a second). The
+// postcards panel is in postcards.js.
 
 import { barrioColor, linkCounts } from './state.js';
 
 const $ = (id) => document.getElementById(id);
 
 /** Text-only element builder (never innerHTML with data from the network). */
-function h(tag, attrs = {}, ...children) {
+export function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k === 'style') e.style.cssText = v;
@@ -16,7 +17,7 @@ function h(tag, attrs = {}, ...children) {
   return e;
 }
 
-const short = (id) => (id && id.length > 14 ? `…${id.slice(-8)}` : id || '?');
+export const short = (id) => (id && id.length > 14 ? `…${id.slice(-8)}` : id || '?');
 const ms = (v) => (typeof v === 'number' ? `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms` : 'n/a');
 
 export function renderHeader(st, fps) {

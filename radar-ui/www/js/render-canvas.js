@@ -9,9 +9,12 @@ export function createCanvasRenderer(container) {
   canvas.className = 'radar-canvas';
   container.appendChild(canvas);
   const ctx = canvas.getContext('2d');
-  return {
+  const renderer = {
     kind: 'canvas',
     element: canvas,
+    /** What the last frame stroked, for the browser test: a canvas keeps no elements to query.
+     * `overlay`/`links`: segments stroked and the alpha each was stroked with (lowest, highest). */
+    painted: null,
     draw(f) {
       const dpr = window.devicePixelRatio || 1;
       if (canvas.width !== Math.round(f.w * dpr) || canvas.height !== Math.round(f.h * dpr)) {
@@ -22,13 +25,28 @@ export function createCanvasRenderer(container) {
       ctx.clearRect(0, 0, f.w, f.h);
       drawRings(ctx, f);
       drawHulls(ctx, f);
-      drawLinks(ctx, f);
+      const overlay = drawOverlay(ctx, f);
+      const links = drawLinks(ctx, f);
+      renderer.painted = { overlay, links, route: drawRoute(ctx, f) };
       drawPeers(ctx, f);
       drawLabels(ctx, f);
+      drawRouteLabels(ctx, f);
       drawFlights(ctx, f);
     },
     destroy() { canvas.remove(); },
   };
+  return renderer;
+}
+
+/** Counts a stroke of `n` segments at the context's alpha into `p` ({ segments, alpha: [lo, hi] }). */
+function tally(p, ctx, n) {
+  if (n === 0) return;
+  p.segments += n;
+  p.alpha = [Math.min(p.alpha[0], ctx.globalAlpha), Math.max(p.alpha[1], ctx.globalAlpha)];
+}
+
+function tallied() {
+  return { segments: 0, alpha: [Infinity, -Infinity] };
 }
 
 function drawRings(ctx, f) {
@@ -67,7 +85,83 @@ function drawHulls(ctx, f) {
   ctx.restore();
 }
 
+/** Others' links: two strokes (near the viewer, and farther), each one path. */
+function drawOverlay(ctx, f) {
+  const p = tallied();
+  ctx.save();
+  ctx.strokeStyle = '#9aa6d6';
+  ctx.lineCap = 'round';
+  for (const [near, alpha, width] of [[true, 0.34, 1.1], [false, 0.2, 0.8]]) {
+    ctx.globalAlpha = alpha;
+    ctx.lineWidth = width;
+    ctx.beginPath();
+    let n = 0;
+    for (const l of f.overlay) {
+      if ((l.hops <= 1) !== near) continue;
+      ctx.moveTo(l.x1, l.y1);
+      ctx.lineTo(l.x2, l.y2);
+      n++;
+    }
+    ctx.stroke();
+    tally(p, ctx, n);
+  }
+  ctx.restore();
+  return p;
+}
+
+const ROUTE = '#ffd166';
+
+function drawRoute(ctx, f) {
+  const p = tallied();
+  if (!f.route) return p;
+  ctx.save();
+  ctx.strokeStyle = ROUTE;
+  ctx.globalAlpha = 0.9;
+  ctx.lineWidth = 3.5;
+  ctx.lineCap = 'round';
+  ctx.beginPath();
+  for (const hop of f.route.hops) {
+    ctx.moveTo(hop.x1, hop.y1);
+    ctx.lineTo(hop.x2, hop.y2);
+  }
+  ctx.stroke();
+  tally(p, ctx, f.route.hops.length);
+  ctx.restore();
+  return p;
+}
+
+function drawRouteLabels(ctx, f) {
+  if (!f.route) return;
+  ctx.save();
+  ctx.font = '700 11px system-ui, sans-serif';
+  ctx.textAlign = 'center';
+  ctx.textBaseline = 'middle';
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = '#0b1020';
+  for (const hop of f.route.hops) {
+    ctx.beginPath();
+    ctx.arc(hop.mx, hop.my, 8, 0, Math.PI * 2);
+    ctx.fillStyle = ROUTE;
+    ctx.fill();
+    ctx.stroke();
+    ctx.fillStyle = '#0b1020';
+    ctx.fillText(String(hop.n), hop.mx, hop.my + 0.5);
+  }
+  const t = f.route.tracer;
+  if (t) {
+    ctx.beginPath();
+    ctx.arc(t.x, t.y, 5, 0, Math.PI * 2);
+    ctx.fillStyle = '#ffffff';
+    ctx.fill();
+    ctx.strokeStyle = ROUTE;
+    ctx.lineWidth = 2;
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
 function drawLinks(ctx, f) {
+  const p = tallied();
   ctx.save();
   ctx.lineCap = 'round';
   for (const l of f.links) {
@@ -78,8 +172,10 @@ function drawLinks(ctx, f) {
     ctx.moveTo(l.x1, l.y1);
     ctx.lineTo(l.x2, l.y2);
     ctx.stroke();
+    tally(p, ctx, 1);
   }
   ctx.restore();
+  return p;
 }
 
 function drawPeers(ctx, f) {

@@ -1,6 +1,7 @@
-// Paints frames as SVG: one element per peer, link and barrio, kept and updated in place (keyed
-// by id) rather than rebuilt, so the browser only re-lays out what moved. Elements carry
-// data-peer / data-status attributes, which the browser test reads.
+// Paints frames as SVG: one element per peer, link, barrio and postcard hop (others' links, which
+// are many, share two paths), kept and updated in place (keyed by id) rather than rebuilt, so
+// the browser only re-lays out what moved. Elements carry data-peer / data-status / data-pairs /
+// data-hop attributes, which the browser test reads.
 
 const NS = 'http://www.w3.org/2000/svg';
 /** Barrio regions: padding around members, px. */
@@ -9,7 +10,8 @@ const HULL_PAD = 16;
 export function createSvgRenderer(container) {
   const svg = el('svg', { class: 'radar-svg', role: 'img', 'aria-label': 'peers on the latency map' });
   const layers = {};
-  for (const name of ['rings', 'hulls', 'links', 'peers', 'names', 'barrio-labels', 'flights']) {
+  for (const name of ['rings', 'hulls', 'overlay', 'links', 'route', 'peers', 'names', 'route-labels', 'tracer',
+    'barrio-labels', 'flights']) {
     layers[name] = svg.appendChild(el('g', { class: name }));
   }
   container.appendChild(svg);
@@ -22,10 +24,16 @@ export function createSvgRenderer(container) {
       svg.setAttribute('viewBox', `0 0 ${f.w} ${f.h}`);
       drawRings(layers.rings, pools.rings, f);
       sync(layers.hulls, pools.hulls, f.hulls, (h) => h.id, makeHull, updateHull);
+      drawOverlay(layers.overlay, pools.overlay, f.overlay);
       sync(layers.links, pools.links, f.links, (l) => l.id, makeLink, updateLink);
+      const hops = f.route ? f.route.hops : [];
+      sync(layers.route, pools.route, hops, (hop) => hop.n, makeHop, updateHop);
       sync(layers.peers, pools.peers, f.peers, (p) => p.id, makePeer, updatePeer);
       const named = f.peers.filter((p) => p.label);
       sync(layers.names, pools.names, named, (p) => p.id, makeName, updateName);
+      sync(layers['route-labels'], pools['route-labels'], hops, (hop) => hop.n, makeHopLabel, updateHopLabel);
+      const tracer = f.route?.tracer ? [f.route.tracer] : [];
+      sync(layers.tracer, pools.tracer, tracer, () => 0, makeTracer, updateTracer);
       sync(layers['barrio-labels'], pools['barrio-labels'], f.hulls, (h) => h.id, makeLabel, updateLabel);
       sync(layers.flights, pools.flights, f.flights, (_, i) => i, makeFlight, updateFlight);
     },
@@ -120,6 +128,58 @@ function updateLink(e, l) {
   set(e, 'data-status', l.status);
   set(e, 'stroke', s.stroke); set(e, 'stroke-dasharray', s.dash);
   set(e, 'stroke-width', s.width); set(e, 'opacity', s.opacity);
+}
+
+/** Others' links: two paths (the neighbours' links, and those farther from the viewer), one
+ * segment per link, not one element each: a thousand <line>s halve the frame rate at 500 peers.
+ * Each path lists its links in `data-pairs` ("a~b a~b …", in the order of its segments). */
+function drawOverlay(group, pool, links) {
+  const items = [
+    { near: true, width: 1.1, opacity: 0.34, links: links.filter((l) => l.hops <= 1) },
+    { near: false, width: 0.8, opacity: 0.2, links: links.filter((l) => !(l.hops <= 1)) },
+  ].filter((it) => it.links.length);
+  sync(group, pool, items, (it) => (it.near ? 'near' : 'far'), (it) => el('path', {
+    class: `overlay-edges ${it.near ? 'near' : 'far'}`, fill: 'none', stroke: '#9aa6d6', 'stroke-linecap': 'round',
+    'stroke-width': it.width, opacity: it.opacity,
+  }), (e, it) => {
+    set(e, 'd', it.links.map((l) => `M${l.x1.toFixed(1)} ${l.y1.toFixed(1)}L${l.x2.toFixed(1)} ${l.y2.toFixed(1)}`).join(''));
+    set(e, 'data-pairs', it.links.map((l) => `${l.a}~${l.b}`).join(' '));
+  });
+}
+
+const ROUTE = '#ffd166';
+
+function makeHop(hop) {
+  return el('line', { class: 'route-hop', 'data-hop': hop.n, stroke: ROUTE, 'stroke-width': 3.5,
+    'stroke-linecap': 'round', opacity: 0.9 });
+}
+
+function updateHop(e, hop) {
+  set(e, 'x1', hop.x1); set(e, 'y1', hop.y1); set(e, 'x2', hop.x2); set(e, 'y2', hop.y2);
+  set(e, 'data-from', hop.from); set(e, 'data-to', hop.to);
+}
+
+function makeHopLabel() {
+  const g = el('g', { class: 'route-label' });
+  g.appendChild(el('circle', { r: 8, fill: ROUTE, stroke: '#0b1020', 'stroke-width': 1.5 }));
+  g.appendChild(el('text', { 'font-size': 11, 'font-weight': 700, 'text-anchor': 'middle', fill: '#0b1020' }));
+  return g;
+}
+
+function updateHopLabel(g, hop) {
+  const [c, t] = g.children;
+  set(c, 'cx', hop.mx); set(c, 'cy', hop.my);
+  set(t, 'x', hop.mx); set(t, 'y', hop.my + 4);
+  const text = String(hop.n);
+  if (t.textContent !== text) t.textContent = text;
+}
+
+function makeTracer() {
+  return el('circle', { class: 'route-tracer', r: 5, fill: '#ffffff', stroke: ROUTE, 'stroke-width': 2 });
+}
+
+function updateTracer(e, t) {
+  set(e, 'cx', t.x); set(e, 'cy', t.y);
 }
 
 function makePeer(p) {

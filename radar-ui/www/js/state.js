@@ -1,6 +1,6 @@
-// What the page knows: peers, the viewer's links, barrios and recent posts. Both feeds (the
-// live node and the demo) write here through the same functions, so the renderers never care
-// where the data came from.
+// What the page knows: peers, the viewer's links, the overlay's other links, barrios, recent
+// posts and postcards. Both feeds (the live node and the demo) write here through the same
+// functions, so the renderers never care where the data came from.
 
 /** Posts kept for the list (newest first). */
 export const MAX_POSTS = 60;
@@ -8,6 +8,10 @@ export const MAX_POSTS = 60;
 export const MAX_FLIGHTS = 40;
 /** How long a post takes to travel to the viewer on the map, in ms. */
 export const FLIGHT_MS = 1400;
+/** Postcard records kept per box (inbox, sent), newest first. */
+export const MAX_POSTCARDS = 100;
+/** Overlay links kept for the map at most, nearest the viewer first. */
+export const MAX_OVERLAY = 2000;
 
 export function createState() {
   return {
@@ -17,6 +21,11 @@ export function createState() {
     barrios: new Map(), // barrio id → { id, name, emoji, members, centroid }
     posts: [], // newest first
     postIds: new Set(),
+    overlay: [], // others' links, undirected, nearest the viewer first: { a, b, rtt, hops }
+    overlayKey: '',
+    postcards: new Map(), // `${box} ${id}` → record (as /v1/postcards has it)
+    card: null, // key of the postcard whose path is drawn
+    cardsVersion: 0, // bumped on every postcard change (the panel redraws on it)
     flights: [], // { from, own, t0 }
     seen: new Map(), // peer id → when this page last saw it update (ms, page clock)
     stream: 'connecting', // connecting | open | lost
@@ -75,6 +84,7 @@ export function applySnapshot(st, snap, now) {
     id: b.id, name: b.name, emoji: b.emoji, members: b.members || [], centroid: b.centroid_ms || null,
   }]));
   for (const post of [...(snap.posts || [])]) addPost(st, post, now, false);
+  for (const card of snap.postcards || []) addPostcard(st, card);
   st.version++;
 }
 
@@ -95,6 +105,116 @@ export function addPost(st, post, now, fly = true) {
   while (st.posts.length > MAX_POSTS) st.postIds.delete(st.posts.pop().id);
   if (fly && st.flights.length < MAX_FLIGHTS) st.flights.push({ from: post.peer_id, own: !!post.own, t0: now });
   st.version++;
+}
+
+/**
+ * The overlay as the viewer knows it (`/v1/overlay` edges: `{ from, to, rtt_ms }` by peer id,
+ * one per direction a peer published). Kept undirected, one per pair, ordered by how many hops
+ * the nearer end is from the viewer (breadth first over the edges and the viewer's connected
+ * links), then by RTT, and cut at MAX_OVERLAY: on a big fleet the links around the viewer are
+ * the ones drawn. Ends this peer cannot name (a key prefix) are kept; the map skips what it
+ * cannot place.
+ */
+export function applyOverlay(st, edges) {
+  const pairs = new Map();
+  for (const e of Array.isArray(edges) ? edges : []) {
+    if (!e || typeof e.from !== 'string' || typeof e.to !== 'string' || e.from === e.to) continue;
+    const [a, b] = e.from < e.to ? [e.from, e.to] : [e.to, e.from];
+    const k = `${a} ${b}`;
+    const rtt = numberOr(e.rtt_ms, null);
+    const old = pairs.get(k);
+    if (!old) pairs.set(k, { a, b, rtt, hops: Infinity });
+    else if (rtt != null) old.rtt = old.rtt == null ? rtt : Math.min(old.rtt, rtt);
+  }
+  const next = new Map();
+  const link = (x, y) => {
+    if (!next.has(x)) next.set(x, []);
+    next.get(x).push(y);
+  };
+  for (const p of pairs.values()) {
+    link(p.a, p.b);
+    link(p.b, p.a);
+  }
+  for (const p of st.peers.values()) {
+    if (p.link === 'connected' && st.selfId) {
+      link(st.selfId, p.id);
+      link(p.id, st.selfId);
+    }
+  }
+  const dist = new Map();
+  if (st.selfId) {
+    dist.set(st.selfId, 0);
+    const queue = [st.selfId];
+    for (let i = 0; i < queue.length; i++) {
+      const d = dist.get(queue[i]);
+      for (const y of next.get(queue[i]) || []) {
+        if (!dist.has(y)) {
+          dist.set(y, d + 1);
+          queue.push(y);
+        }
+      }
+    }
+  }
+  const list = [...pairs.values()];
+  for (const p of list) p.hops = Math.min(dist.get(p.a) ?? Infinity, dist.get(p.b) ?? Infinity);
+  list.sort((x, y) => x.hops - y.hops || (x.rtt ?? Infinity) - (y.rtt ?? Infinity) || (x.a < y.a ? -1 : x.a > y.a ? 1 : x.b < y.b ? -1 : 1));
+  const kept = list.slice(0, MAX_OVERLAY);
+  const key = kept.map((p) => `${p.a} ${p.b} ${p.hops}`).join(',');
+  st.overlay = kept;
+  if (key !== st.overlayKey) {
+    st.overlayKey = key;
+    st.version++;
+  }
+}
+
+/** Where a status stands in a postcard's life: a record never goes back to an earlier one. */
+const CARD_STAGE = { custody: 0, forwarded: 1, received: 2, delivered: 2, expired: 2 };
+
+/**
+ * A postcard record (from the snapshot, a `postcard` event — one received here — or a
+ * `postcard_status` event — one sent from here moved on). A record replaces the one with the
+ * same box and id unless that one is newer (a snapshot read before an event may land after
+ * it). Each box keeps its newest MAX_POSTCARDS records. Returns whether anything changed.
+ */
+export function addPostcard(st, rec) {
+  if (!rec || typeof rec.id !== 'string' || (rec.box !== 'inbox' && rec.box !== 'sent')) return false;
+  const key = cardKey(rec);
+  const old = st.postcards.get(key);
+  if (old) {
+    const [t0, t1] = [numberOr(old.updated_ms, 0), numberOr(rec.updated_ms, 0)];
+    if (t0 > t1 || (t0 === t1 && (CARD_STAGE[old.status] ?? 0) > (CARD_STAGE[rec.status] ?? 0))) return false;
+    if (JSON.stringify(old) === JSON.stringify(rec)) return false;
+  }
+  st.postcards.set(key, rec);
+  const box = postcardsOf(st, rec.box);
+  for (const r of box.slice(MAX_POSTCARDS)) st.postcards.delete(cardKey(r));
+  if (st.card && !st.postcards.has(st.card)) st.card = null;
+  st.cardsVersion++;
+  st.version++;
+  return true;
+}
+
+/** The key of a postcard record in `st.postcards`. */
+export function cardKey(rec) {
+  return `${rec.box} ${rec.id}`;
+}
+
+/** One box's records, newest first (by record number, which a status change keeps). */
+export function postcardsOf(st, box) {
+  return [...st.postcards.values()].filter((r) => r.box === box)
+    .sort((a, b) => numberOr(b.cursor, 0) - numberOr(a.cursor, 0) || numberOr(b.sent_ms, 0) - numberOr(a.sent_ms, 0));
+}
+
+/** Shows the path of postcard `key` on the map (null: none). */
+export function selectPostcard(st, key) {
+  st.card = key && st.postcards.has(key) ? key : null;
+  st.cardsVersion++;
+  st.version++;
+}
+
+/** The peers a postcard crossed, author to destination (ids as the node names them). */
+export function pathOf(rec) {
+  return Array.isArray(rec?.path) ? rec.path.filter((x) => typeof x === 'string') : [];
 }
 
 /** Drops flights that have landed. */
