@@ -16,13 +16,21 @@
 //!   [`RETRY`] and whenever a link comes up or heals. A postcard handed to a link that turns
 //!   suspected is taken back (its frame cancelled) and routed again. Every hop drops it at its
 //!   expiry (`expires_ms`), counted.
+//! - **Crashes.** A custodian that restarts routes again what it persisted. A copy that comes
+//!   back to a peer that handed it on is refused, not dropped (the peer it went to may have
+//!   lost it), so its sender keeps it. The author keeps its own postcards stored until their
+//!   receipt or expiry (a restarted author orders the next after them), and a routed stream's
+//!   seqs follow the clock, so a restarted peer never reuses one while an old copy travels.
 //! - **Receipts.** The destination delivers it to its application once (duplicates, after a
 //!   custodian's crash or a reroute, are counted and dropped) and in order per author (a
 //!   postcard names its author's previous one to the same destination; one whose
 //!   predecessor has not come waits at most [`HOLD_MAX`]), and answers with a signed receipt,
 //!   routed back to the author's coordinate the same way. A receipt passing a custodian that
-//!   still holds the postcard clears it. The author reports its postcards in custody here,
+//!   still holds the postcard clears it (only a receipt signed by the postcard's destination). The author reports its postcards in custody here,
 //!   forwarded (the first hop took it), delivered (the receipt came back) or expired.
+//! - **Baselines.** `Config::postcard_router` swaps the router for one the field uses
+//!   (direct, epidemic, binary spray-and-wait), so that the simulator measures them on the
+//!   same overlay, faults and seed (`PostcardRouter`).
 //! - **Bounds.** Custody is bounded in count (`Config::max_custody`), bytes
 //!   (`Config::max_custody_bytes`) and per author (`Config::max_custody_per_author`); events
 //!   remembered as forwarded or delivered (for deduplication) at most [`MAX_SEEN`], postcards
