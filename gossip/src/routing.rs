@@ -12,6 +12,8 @@
 //! - **link state** when the destination is in the graph: the shortest path by measured RTT
 //!   (Dijkstra from this peer over its own live links and the links others published), and
 //!   its first hop;
+//! - **held** when it is in the graph but cut off from this peer (a partition): the custodian
+//!   keeps it until a way opens (walking it toward the other side would cost a hop per peer);
 //! - **greedy with lookahead** when it is not (a far destination under fisheye): the known
 //!   node n minimising (path delay to n) + (predicted delay from n to the destination's
 //!   coordinate), provided n is predicted nearer the destination than this peer, and the first
@@ -22,7 +24,7 @@
 //! (not suspected, not said bye to); a route through others' links trusts what they published.
 //!
 //! A peer's own link state is published when its set of links changed and has stayed the same
-//! for [`LINK_STATE_SETTLE`] (at most every `Config::link_state_min_interval`; its RTTs are
+//! for [`LINK_STATE_SETTLE`] ([`LINK_STATE_SETTLE_LOSS`] when links were only lost; at most every `Config::link_state_min_interval`; its RTTs are
 //! those of that moment), and at the latest every `newspaper_max_interval`. RTTs that drift
 //! alone are not news: a route needs to know which links exist and roughly how long they are.
 
@@ -41,6 +43,11 @@ use crate::time::Time;
 /// A set of links must stay the same this long before it is published (a join reshapes a
 /// peer's links several times in its first seconds).
 const LINK_STATE_SETTLE: Duration = Duration::from_secs(10);
+
+/// The same when links were only lost (suspected, gone): sooner, because until the peers
+/// around hear it they route through links that no longer carry (a cut: each hands the
+/// postcard on to the next peer that still lists a link across).
+const LINK_STATE_SETTLE_LOSS: Duration = Duration::from_secs(2);
 /// What one more hop costs on top of its link's one-way delay (a relay's queueing and
 /// processing), in microseconds: among paths of about the same delay the one with fewer hops
 /// wins.
@@ -120,8 +127,10 @@ impl Routing {
             None => !links.is_empty(),
             Some((at, old)) => {
                 let age = now.saturating_since(*at);
+                let only_lost = links.keys().all(|p| old.contains_key(p));
+                let settle = if only_lost { LINK_STATE_SETTLE_LOSS } else { LINK_STATE_SETTLE };
                 let set_changed = old.keys().ne(links.keys())
-                    && now.saturating_since(stable_since) >= LINK_STATE_SETTLE
+                    && now.saturating_since(stable_since) >= settle
                     && age >= min;
                 set_changed || age >= core.config.newspaper_max_interval
             }
@@ -158,7 +167,13 @@ impl Routing {
         if let Some(first) = tree.first_hop(dest) {
             return graph.neighbour(first).map_or(Hop::Hold, Hop::LinkState);
         }
-        // Not in the graph (or cut off from it): steer toward its coordinate.
+        if graph.edges.contains_key(&dest) {
+            // In the graph but cut off from this peer (a partition): kept here until a way
+            // opens. Steering toward its coordinate would only walk it, hop by hop, to the
+            // peer of this side nearest the other (on convoy: 5 hops instead of 1).
+            return Hop::Hold;
+        }
+        // Not in the graph (far, beyond this peer's fisheye): steer toward its coordinate.
         let target = published_coordinate(&core.store, *to).or(hint).filter(settled);
         let Some(target) = target else { return Hop::Hold };
         let me = core.coords.app_coordinate();
@@ -227,18 +242,27 @@ impl Graph {
             neighbours.insert(node, *peer);
         }
         let mut coordinates = BTreeMap::new();
+        let mut published: BTreeMap<Node, &pb::LinkState> = BTreeMap::new();
         for ev in core.store.latest_events() {
             let author = ev.author();
             if let Some(c) = coordinate_of(core, ev) {
                 coordinates.insert(author.prefix(), c);
             }
-            let Body::LinkState(ls) = ev.body() else { continue };
-            let from = author.prefix();
+            if let Body::LinkState(ls) = ev.body() {
+                published.insert(author.prefix(), ls);
+            }
+        }
+        // A link counts when both ends list it (OSPF's two-way check), or when the other end
+        // published nothing: across a cut each side's newer link state drops the links
+        // across, but the other side's older one, which cannot cross, still lists them.
+        let listed =
+            |by: Node, peer: Node| published.get(&by).is_none_or(|ls| ls.peers.contains(&peer));
+        for (&from, ls) in &published {
             if from == me || trail.contains(&from) {
                 continue;
             }
             for (&to, &rtt) in ls.peers.iter().zip(&ls.rtt_100us) {
-                if to == me || trail.contains(&to) {
+                if to == me || trail.contains(&to) || !listed(to, from) {
                     continue;
                 }
                 let one_way = u64::from(rtt) * 50 + HOP_COST_US;

@@ -763,5 +763,10 @@ fn postcards_survive_cuts_and_custodians_killed_mid_outage() {
         assert_eq!(p.expired, 0, "{ctx}");
         assert!(p.receipt_ratio > 0.97, "{ctx}");
         assert!(p.sent_during_cut > 100, "{ctx}");
+        if name == "vecino" {
+            // Held where the cut finds it, not walked through the convoy on the far side's
+            // stale link state (5 hops a postcard before the two-way check).
+            assert!(p.hops_mean < 2.0, "{ctx}");
+        }
     }
 }
