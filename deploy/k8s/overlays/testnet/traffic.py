@@ -125,10 +125,11 @@ def converge(peers, timeout):
 
 
 def quantile(v, q):
+    """Nearest rank, in s rounded to the millisecond; None when empty."""
     if not v:
         return None
     v = sorted(v)
-    return v[min(len(v) - 1, int(q * len(v)))]
+    return round(v[min(len(v) - 1, int(q * len(v)))], 3)
 
 
 def main():
@@ -233,7 +234,7 @@ def main():
         "delivery_ratio": ratio,
         "latency_p50_s": quantile(lat, 0.5),
         "latency_p99_s": quantile(lat, 0.99),
-        "latency_max_s": max(lat) if lat else None,
+        "latency_max_s": round(max(lat), 3) if lat else None,
         # The slowest delivery of the posts sent in each bucket: under a flapping link it is
         # the outage plus the catch-up after the heal.
         "latency_max_by_bucket_s": [
