@@ -216,10 +216,10 @@ impl Netns {
         format!("vt{}-{i}", self.run)
     }
 
-    fn add_ns(&mut self, name: String) -> Result<(), NetnsError> {
-        run_cmd("ip", &["netns", "add", &name], None)?;
-        self.made.push(name.clone());
-        run_cmd("ip", &["-n", &name, "link", "set", "lo", "up"], None)
+    fn add_ns(&mut self, name: &str) -> Result<(), NetnsError> {
+        run_cmd("ip", &["netns", "add", name], None)?;
+        self.made.push(name.to_string());
+        run_cmd("ip", &["-n", name, "link", "set", "lo", "up"], None)
     }
 
     fn tbf_args(&self) -> Option<Vec<String>> {
@@ -237,12 +237,12 @@ impl Netns {
 
     fn build(&mut self) -> Result<(), NetnsError> {
         let sw = self.switch();
-        self.add_ns(sw.clone())?;
+        self.add_ns(&sw)?;
         run_cmd("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"], None)?;
         run_cmd("ip", &["-n", &sw, "link", "set", "br0", "up"], None)?;
         for i in 0..self.n {
             let ns = self.ns(i);
-            self.add_ns(ns.clone())?;
+            self.add_ns(&ns)?;
             let port = format!("p{i}");
             run_cmd(
                 "ip",
