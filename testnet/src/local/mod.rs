@@ -67,6 +67,9 @@ pub(crate) struct CommonArgs {
     /// nft on real kernel links (veth pairs to a bridge); delay stays in the shim
     #[arg(long)]
     netns: bool,
+    /// With --netns: a tbf per pair of peers each way (as the shim's rate), not one per peer
+    #[arg(long, requires = "netns")]
+    tbf_per_pair: bool,
     /// Directory for report.json and report.html (created)
     #[arg(long, value_name = "DIR", default_value = "testnet-report")]
     report: PathBuf,
@@ -276,7 +279,11 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
     let interrupt = cluster::interrupt_flag();
     let bin = vecino_bin(c.vecino.as_deref())?;
     // Declared before the cluster, so dropped after it: the peers stop, then their namespaces go.
-    let mut net = if c.netns { Some(Netns::create(n, plan.rate_kbps, c.loss)?) } else { None };
+    let mut net = if c.netns {
+        Some(Netns::create(n, plan.rate_kbps, c.loss, c.tbf_per_pair)?)
+    } else {
+        None
+    };
     let spec = Spec {
         bin,
         dir: data.clone(),

@@ -15,6 +15,9 @@
 //!   firewall (br_netfilter, Docker's or podman's FORWARD rules) never sees it.
 //! * Link rate: `tc tbf` on both ends of each peer's veth, so each peer has a link of the given
 //!   rate each way (as a radio or an access line; not per pair of peers, as the shim's rate is).
+//!   With `--tbf-per-pair`, as the shim: on each peer's `eth0` an htb with one class per other
+//!   peer (matched by destination address), each class a tbf of the rate, and none on the
+//!   switch side, so every pair of peers has its own link of the rate each way.
 //! * Loss: an nft rule dropping that share of the packets arriving on `eth0` (`numgen random`).
 //! * Cuts (partitions, flapping links): an nft set of peer addresses whose packets `eth0`
 //!   drops on arrival, in both namespaces of a cut pair: the sender sees silence, as through a
@@ -70,6 +73,8 @@ pub(crate) struct Netns {
     made: Vec<String>,
     /// The tbf settings, for the report.
     pub(crate) tbf: Option<Tbf>,
+    /// One tbf per pair of peers (each way) instead of one per peer.
+    pub(crate) per_pair: bool,
     pub(crate) loss: f64,
 }
 
@@ -176,7 +181,12 @@ fn delete_stale() {
 
 impl Netns {
     /// Makes the switch and `n` peer namespaces with their links, rate and loss.
-    pub(crate) fn create(n: usize, rate_kbps: u64, loss: f64) -> Result<Self, NetnsError> {
+    pub(crate) fn create(
+        n: usize,
+        rate_kbps: u64,
+        loss: f64,
+        per_pair: bool,
+    ) -> Result<Self, NetnsError> {
         if n > MAX_PEERS {
             return Err(NetnsError::TooMany(n));
         }
@@ -202,6 +212,7 @@ impl Netns {
             cuts: BTreeSet::new(),
             made: Vec::new(),
             tbf: (rate_kbps > 0).then(|| Tbf::for_rate(rate_kbps)),
+            per_pair,
             loss,
         };
         net.build()?;
@@ -265,7 +276,9 @@ impl Netns {
             run_cmd("ip", &["link", "set", &host_end, "up"], None)?;
             run_cmd("ip", &["-n", &ns, "addr", "add", &format!("{p}/30"), "dev", "ctl"], None)?;
             run_cmd("ip", &["-n", &ns, "link", "set", "ctl", "up"], None)?;
-            if let Some(tbf) = self.tbf_args() {
+            if let Some(tbf) = self.tbf_args().filter(|_| self.per_pair) {
+                self.per_pair_qdiscs(&ns, &tbf, i)?;
+            } else if let Some(tbf) = self.tbf_args() {
                 for (space, dev) in [(ns.as_str(), "eth0"), (sw.as_str(), port.as_str())] {
                     let mut args = vec!["-n", space, "qdisc", "replace", "dev", dev, "root", "tbf"];
                     args.extend(tbf.iter().map(String::as_str));
@@ -273,6 +286,41 @@ impl Netns {
                 }
             }
             run_cmd("ip", &["netns", "exec", &ns, "nft", "-f", "-"], Some(&self.ruleset()))?;
+        }
+        Ok(())
+    }
+
+    /// `--tbf-per-pair`: on peer `i`'s eth0, an htb whose class 1:(j+1) (packets to peer j,
+    /// matched by address) holds a tbf of the rate; anything else (ARP) goes to an unshaped
+    /// default class.
+    fn per_pair_qdiscs(&self, ns: &str, tbf: &[String], i: usize) -> Result<(), NetnsError> {
+        let dev = ["-n", ns];
+        let on = |rest: &[&str]| -> Result<(), NetnsError> {
+            let mut args: Vec<&str> = dev.to_vec();
+            args.extend_from_slice(rest);
+            run_cmd("tc", &args, None)
+        };
+        on(&["qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "htb", "default", "ffff"])?;
+        on(&[
+            "class", "add", "dev", "eth0", "parent", "1:", "classid", "1:ffff", "htb", "rate",
+            "10gbit",
+        ])?;
+        for j in (0..self.n).filter(|&j| j != i) {
+            let class = format!("1:{:x}", j + 1);
+            let handle = format!("{:x}:", j + 16);
+            let dst = format!("{}/32", data_ip(j));
+            on(&[
+                "class", "add", "dev", "eth0", "parent", "1:", "classid", &class, "htb", "rate",
+                "10gbit",
+            ])?;
+            let mut q =
+                vec!["qdisc", "add", "dev", "eth0", "parent", &class, "handle", &handle, "tbf"];
+            q.extend(tbf.iter().map(String::as_str));
+            on(&q)?;
+            on(&[
+                "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip", "prio", "1",
+                "u32", "match", "ip", "dst", &dst, "flowid", &class,
+            ])?;
         }
         Ok(())
     }
@@ -380,7 +428,9 @@ impl Netns {
         s
     }
 
-    /// Bytes and packets sent and dropped by every tbf, from `tc -s -j qdisc` (for the report).
+    /// Bytes and packets sent and dropped by every tbf, from `tc -s -j qdisc` (for the report):
+    /// per peer and end of its link, the tbfs' sums (one per peer, or one per other peer with
+    /// `--tbf-per-pair`).
     pub(crate) fn qdisc_json(&self) -> serde_json::Value {
         let sw = self.switch();
         let q = |space: &str, dev: &str| {
@@ -388,19 +438,20 @@ impl Netns {
                 "ip",
                 &["netns", "exec", space, "tc", "-s", "-j", "qdisc", "show", "dev", dev],
             );
-            serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
-                .map(|v| {
-                    serde_json::json!({
-                        "kind": v["kind"],
-                        "bytes": v["bytes"],
-                        "packets": v["packets"],
-                        "drops": v["drops"],
-                        "overlimits": v["overlimits"],
-                    })
-                })
-                .unwrap_or(serde_json::Value::Null)
+            let all: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_default();
+            let tbfs: Vec<&serde_json::Value> = all.iter().filter(|v| v["kind"] == "tbf").collect();
+            if tbfs.is_empty() {
+                return serde_json::Value::Null;
+            }
+            let sum = |k: &str| tbfs.iter().filter_map(|v| v[k].as_u64()).sum::<u64>();
+            serde_json::json!({
+                "kind": "tbf",
+                "qdiscs": tbfs.len(),
+                "bytes": sum("bytes"),
+                "packets": sum("packets"),
+                "drops": sum("drops"),
+                "overlimits": sum("overlimits"),
+            })
         };
         let peers: Vec<serde_json::Value> = (0..self.n)
             .map(|i| {
@@ -413,7 +464,13 @@ impl Netns {
             })
             .collect();
         let prefix = format!("vt{}-", self.run);
-        serde_json::json!({ "namespaces": prefix, "tbf": self.tbf, "loss": self.loss, "peers": peers })
+        serde_json::json!({
+            "namespaces": prefix,
+            "tbf": self.tbf,
+            "tbf_per_pair": self.per_pair,
+            "loss": self.loss,
+            "peers": peers,
+        })
     }
 }
 
@@ -465,6 +522,7 @@ mod tests {
             cuts: BTreeSet::new(),
             made: Vec::new(),
             tbf: Some(Tbf::for_rate(256)),
+            per_pair: false,
             loss,
         }
     }

@@ -341,9 +341,10 @@ fn summary(r: &Report<'_>) -> String {
         }
         let rate =
             net["tbf"]["rate_kbps"].as_u64().map_or("none".into(), |k| format!("{k} kbit/s"));
+        let per = if net["tbf_per_pair"] == true { "pair of peers" } else { "peer" };
         let _ = writeln!(
             s,
-            "netns links: tbf {rate} each way per peer, loss {}; all qdiscs: {:.0} kB in {packets:.0} packets, {drops:.0} dropped, {overlimits:.0} overlimits (tc-qdisc.txt)",
+            "netns links: tbf {rate} each way per {per}, loss {}; all tbfs: {:.0} kB in {packets:.0} packets, {drops:.0} dropped, {overlimits:.0} overlimits (tc-qdisc.txt)",
             net["loss"],
             bytes / 1e3
         );
