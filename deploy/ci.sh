@@ -26,10 +26,15 @@ steps=("$@")
 
 say() { printf '[deploy-ci %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
-apt_install() { # packages, installed only where their command is missing: command=package ...
-    local missing=() pair
+apt_install() { # packages, installed only where what they bring is missing: (command|/path)=package ...
+    local missing=() pair what
     for pair in "$@"; do
-        command -v "${pair%%=*}" >/dev/null 2>&1 || missing+=("${pair#*=}")
+        what=${pair%%=*}
+        if [ "${what#/}" != "$what" ]; then
+            [ -e "$what" ] || missing+=("${pair#*=}")
+        else
+            command -v "$what" >/dev/null 2>&1 || missing+=("${pair#*=}")
+        fi
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     [ "$(id -u)" -eq 0 ] || { echo "need root to apt-get install ${missing[*]}" >&2; exit 1; }
@@ -71,7 +76,10 @@ manifests() {
 }
 
 image() {
-    apt_install podman=podman buildah=buildah runc=runc curl=curl jq=jq strip=binutils
+    # netavark (networks), aardvark-dns (container names in DNS) and iptables (published ports)
+    # are only recommended by Debian's podman: named here.
+    apt_install podman=podman buildah=buildah runc=runc /usr/lib/podman/netavark=netavark \
+        /usr/lib/podman/aardvark-dns=aardvark-dns iptables=iptables curl=curl jq=jq strip=binutils
     # The container engine's settings for this run: runc with cgroupfs (no systemd here),
     # no default ulimits (the sandbox refuses raising them), vfs storage under target/.
     local conf="$target/container"
