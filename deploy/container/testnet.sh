@@ -5,7 +5,8 @@
 #   1. the first container answers /healthz within 2 s of `podman run` (time to ready);
 #   2. the other four, bootstrapped through the first one's DNS name (/dns4/<name>/tcp/7301,
 #      resolved by podman's network DNS), and the first all list all five as alive within
-#      10 s of the last start;
+#      10 s of the last start, each known by the DNS name it advertises (as the Kubernetes
+#      manifests do: /dns4/<pod>.vecino/...);
 #   3. a post made at one peer is at all five within 10 s;
 #   4. a stopped and restarted container keeps its identity and catches up a post made while
 #      it was down; the image's health check passes;
@@ -91,7 +92,8 @@ start() {
     local args=(run -d --name "$name" --hostname "$name" --network "$network"
         --read-only -v "$volume:/data" -p 127.0.0.1::7300
         --health-interval disable --stop-timeout 10
-        -e VECINO_NAME="$name" -e VECINO_LOG=warn)
+        -e VECINO_NAME="$name" -e VECINO_LOG=warn
+        -e VECINO_ADVERTISE="/dns4/$name/tcp/7301,/dns4/$name/udp/7301/quic-v1")
     [ -n "$boot" ] && args+=(-e VECINO_BOOTSTRAP="$boot")
     podman "${args[@]}" "$image" >/dev/null
     api[$name]=$(podman port "$name" 7300/tcp | head -n 1)
@@ -179,6 +181,10 @@ for c in "${names[@]:1}"; do start "$c" "$net" "$c-data" "$boot"; done
 for c in "${names[@]:1}"; do ready "$c" 10; done
 t_conv=$(converge 10 "${names[@]}")
 figure "all 5 list all 5 as alive: $t_conv s after the last container answered /healthz"
+for c in "${names[@]}"; do
+    named=$(get "$c" /v1/members | jq '[.[] | select(any(.addrs[]?; startswith("/dns4/")))] | length')
+    [ "$named" = "$n" ] || fail "$c knows $named of $n peers by an advertised /dns4 name"
+done
 
 # --- 3. a post reaches all five -----------------------------------------------------------
 post "${names[3]}" "p1-$run"
