@@ -14,6 +14,7 @@
 //! children running; `pkill -g` on their group ids cleans up.)
 
 use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -113,6 +114,21 @@ pub struct Spec {
     pub extra: Vec<String>,
     /// Log filter of the peers (their stderr goes to `p<i>.log`).
     pub log: String,
+    /// Where each peer runs (`hosts[i]` for peer `i`); empty: every peer on 127.0.0.1.
+    pub hosts: Vec<Host>,
+}
+
+/// Where one peer runs when not on this host's loopback: `vecino-testnet local --netns` puts
+/// each in a network namespace of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Words run before the binary, e.g. `ip netns exec <namespace>` (it execs the binary, so
+    /// the child's pid is the peer's).
+    pub wrap: Vec<String>,
+    /// The address its QUIC and TCP transports listen on (ephemeral ports).
+    pub listen_ip: IpAddr,
+    /// The address its API listens on (ephemeral port); it must be reachable from here.
+    pub api_ip: IpAddr,
 }
 
 /// One peer of the cluster.
@@ -288,11 +304,24 @@ impl Cluster {
             .append(true)
             .open(&log_path)
             .map_err(|source| ClusterError::Io { path: log_path.clone(), source })?;
-        let mut cmd = Command::new(&self.spec.bin);
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let (listen_ip, api_ip) =
+            self.spec.hosts.get(i).map_or((loopback, loopback), |h| (h.listen_ip, h.api_ip));
+        let mut cmd = match self.spec.hosts.get(i).and_then(|h| h.wrap.split_first()) {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&self.spec.bin);
+                c
+            }
+            None => Command::new(&self.spec.bin),
+        };
+        let proto = if listen_ip.is_ipv4() { "ip4" } else { "ip6" };
+        let listen = format!("/{proto}/{listen_ip}/tcp/0,/{proto}/{listen_ip}/udp/0/quic-v1");
+        let api = std::net::SocketAddr::new(api_ip, 0).to_string();
         cmd.args(["run", "--data-dir"])
             .arg(&m.dir)
-            .args(["--listen", "/ip4/127.0.0.1/tcp/0,/ip4/127.0.0.1/udp/0/quic-v1"])
-            .args(["--api", "127.0.0.1:0", "--mdns", "false", "--name", &m.name])
+            .args(["--listen", &listen])
+            .args(["--api", &api, "--mdns", "false", "--name", &m.name])
             .args(["--log", &self.spec.log, "--emulate-links"])
             .arg(self.links_file())
             .args(&self.spec.extra)

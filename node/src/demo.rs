@@ -74,6 +74,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         n,
         extra: Vec::new(),
         log: "warn".into(),
+        hosts: Vec::new(),
     };
     println!(
         "vecino demo: starting {n} peers on 127.0.0.1 ({} topology, seed {}) in {}",

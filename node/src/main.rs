@@ -2,7 +2,7 @@
 //!
 //! `vecino run` starts the peer (see `vecino run --help` for every setting; each is also a
 //! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`, `rtt`,
-//! `post`, `tail`, `status` and `links` are clients of the running peer's local API; `keygen`
+//! `post`, `tail`, `status`, `health` and `links` are clients of the running peer's local API; `keygen`
 //! and `id` manage the peer's key.
 
 use std::path::{Path, PathBuf};
@@ -123,6 +123,12 @@ enum Command {
     },
     /// This node's status.
     Status {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Exit 0 if the node answers `GET /healthz` (a container health check: the image has no
+    /// shell and no HTTP client), else print why and exit 1.
+    Health {
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -517,6 +523,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Members { c } => members(&c)?,
         Command::Links { c } => links(&c)?,
         Command::Status { c } => status(&c)?,
+        Command::Health { c } => {
+            let v = c.client().get("/healthz")?;
+            println!("{}", cell(&v).trim());
+        }
         Command::Rtt { a, b, c } => {
             let mut path = format!("/v1/rtt?a={}", urlencode(&a));
             if let Some(b) = &b {

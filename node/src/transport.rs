@@ -20,6 +20,11 @@
 //! `vecino_transport_unsent_bytes` (now and peak). Counting in `Drop` means no path can forget
 //! to report.
 //!
+//! Addresses may name hosts by DNS (`/dns4/vecino-0.vecino.ns.svc.cluster.local/tcp/7301`, the
+//! stable names a Kubernetes headless Service gives): they are resolved when dialled, through
+//! the system's resolver configuration (`/etc/resolv.conf`). A host without one still starts,
+//! resolving through `/etc/hosts` only.
+//!
 //! Timeouts ride out fades: QUIC's idle timeout and the swarm's idle-connection timeout are
 //! `idle_timeout_secs` (default 120 s, longer than the engine's 60 s suspect timeout), with QUIC
 //! keep-alives every 5 s, so a short fade makes the link *suspected* in the engine while the
@@ -76,11 +81,27 @@ mod behaviour {
     }
 }
 
-/// Builds the swarm: QUIC, and TCP with noise and yamux.
+/// The resolver of `/dns*` addresses: the system's, else one with no name server (it still
+/// reads `/etc/hosts`), so that a host without DNS, or a container without a network, starts.
+fn dns_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
+    match hickory_resolver::system_conf::read_system_conf() {
+        Ok(conf) => conf,
+        Err(e) => {
+            tracing::warn!(
+                "no usable /etc/resolv.conf ({e}): /dns addresses resolve through /etc/hosts only"
+            );
+            let none = libp2p::dns::ResolverConfig::from_parts(None, Vec::new(), Vec::new());
+            (none, libp2p::dns::ResolverOpts::default())
+        }
+    }
+}
+
+/// Builds the swarm: QUIC, and TCP with noise and yamux, both dialling `/dns*` addresses.
 pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behaviour>> {
     let idle = cfg.idle_timeout;
     let idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
     let mdns_on = cfg.mdns;
+    let (dns_cfg, dns_opts) = dns_config();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
@@ -89,6 +110,7 @@ pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behav
             q.keep_alive_interval = Duration::from_secs(5);
             q
         })
+        .with_dns_config(dns_cfg, dns_opts)
         .with_behaviour(|key| {
             let identify = identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_VERSION.into(), key.public())

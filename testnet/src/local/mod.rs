@@ -4,10 +4,16 @@
 //! at a steady rate through the API, and a report (report.json + report.html with inline SVG
 //! charts) from every peer's API, `/metrics` and `/proc`.
 //!
+//! With `--netns` (root), each peer runs in a network namespace of its own behind real kernel
+//! links: rate by `tc tbf`, loss and cuts by nft, delay still in the shim ([`netns`]); the
+//! report is the same, with every qdisc's counters beside it (`tc-qdisc.txt`, and `netns` in report.json).
+//!
 //! The peers are started and stopped by [`vecino::cluster`]: every child is stopped when the
-//! run ends, fails, panics or is interrupted (Ctrl-C or SIGTERM). Every wait is bounded.
+//! run ends, fails, panics or is interrupted (Ctrl-C or SIGTERM), and the namespaces are
+//! deleted after them. Every wait is bounded.
 
 pub(crate) mod faults;
+mod netns;
 mod record;
 mod report;
 
@@ -26,6 +32,7 @@ use vecino::cluster::{self, Cluster, Spec, parse_duration};
 use vecino_coords::topology::{RttMatrix, Topology};
 
 use faults::{Action, FaultFile, Schedule};
+use netns::Netns;
 use record::{Counters, Sample, Shared};
 
 /// Flags shared by `local` and `soak`.
@@ -50,12 +57,20 @@ pub(crate) struct CommonArgs {
     /// Bytes of text per post
     #[arg(long, value_name = "BYTES", default_value_t = 200)]
     post_bytes: usize,
-    /// Link-shim rate of every link in kbit/s, 0 = unlimited [default: 0 for local, 256 for soak]
+    /// Rate of every link in kbit/s, 0 = unlimited [default: 0 for local, 256 for soak]; per
+    /// pair of peers in the shim, per peer each way with --netns
     #[arg(long, value_name = "KBPS")]
     rate_kbps: Option<u64>,
-    /// Link-shim loss probability of every link (0 to 1)
+    /// Loss probability of every link (0 to 1): per frame in the shim, per packet with --netns
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Each peer in a network namespace of its own (root): rate by `tc tbf`, loss and cuts by
+    /// nft on real kernel links (veth pairs to a bridge); delay stays in the shim
+    #[arg(long)]
+    netns: bool,
+    /// With --netns: a tbf per pair of peers each way (as the shim's rate), not one per peer
+    #[arg(long, requires = "netns")]
+    tbf_per_pair: bool,
     /// Directory for report.json and report.html (created)
     #[arg(long, value_name = "DIR", default_value = "testnet-report")]
     report: PathBuf,
@@ -150,6 +165,8 @@ pub(crate) struct Observed {
     pub(crate) traffic_end: f64,
     pub(crate) settled: bool,
     pub(crate) interrupted: bool,
+    /// `--netns`: the layout and every qdisc's counters at the end.
+    pub(crate) netns: Option<serde_json::Value>,
 }
 
 /// Runs `local`.
@@ -279,18 +296,28 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
             .with_context(|| format!("cannot clear {}", data.display()))?;
     }
     let interrupt = cluster::interrupt_flag();
+    let bin = vecino_bin(c.vecino.as_deref())?;
+    // Declared before the cluster, so dropped after it: the peers stop, then their namespaces go.
+    let mut net = if c.netns {
+        Some(Netns::create(n, plan.rate_kbps, c.loss, c.tbf_per_pair)?)
+    } else {
+        None
+    };
     let spec = Spec {
-        bin: vecino_bin(c.vecino.as_deref())?,
+        bin,
         dir: data.clone(),
         matrix: Some(m.clone()),
-        rate_kbps: plan.rate_kbps,
-        loss: c.loss,
+        // With --netns the kernel applies rate and loss; the shim only the delay.
+        rate_kbps: if net.is_some() { 0 } else { plan.rate_kbps },
+        loss: if net.is_some() { 0.0 } else { c.loss },
         n,
         extra: c.node_arg.clone(),
         log: "warn".into(),
+        hosts: net.as_ref().map(Netns::hosts).unwrap_or_default(),
     };
     println!(
-        "vecino-testnet: {n} peers, latencies {matrix_name}, rate {} kbit/s, loss {}, posts {}/s, {} s, {} fault actions",
+        "vecino-testnet: {n} peers {}, latencies {matrix_name}, rate {} kbit/s, loss {}, posts {}/s, {} s, {} fault actions",
+        if net.is_some() { "in network namespaces (tbf, nft)" } else { "through the link shim" },
         plan.rate_kbps,
         c.loss,
         c.posts,
@@ -303,9 +330,16 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
     let mut cl = Cluster::start(spec, Some(interrupt.clone()))?;
     spin.finish_and_clear();
     println!("{n} peers up in {:.1} s", started.elapsed().as_secs_f64());
-    let observed = drive(&mut cl, c, plan, &m, &interrupt)?;
+    let mut observed = drive(&mut cl, net.as_mut(), c, plan, &m, &interrupt)?;
     cl.stop_all();
     drop(cl);
+    if let Some(net) = &net {
+        let path = c.report.join("tc-qdisc.txt");
+        std::fs::write(&path, net.qdisc_counters())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        observed.netns = Some(net.qdisc_json());
+    }
+    drop(net);
     let out = report::write(&c.report, c, plan, (&matrix_name, &m), &observed)?;
     if !c.keep {
         let _ = std::fs::remove_dir_all(&data);
@@ -346,7 +380,7 @@ fn converge(cl: &mut Cluster, n: usize, timeout: Duration, stop: &AtomicBool) ->
     result
 }
 
-/// Cuts in force: `(a, b)` = peer a's shim drops peer b.
+/// Cuts in force: `(a, b)` = peer a's shim (or namespace) drops peer b.
 type Cuts = BTreeSet<(usize, usize)>;
 
 fn shim(cl: &Cluster, at: usize, peers: &[usize], path: &str) {
@@ -354,11 +388,27 @@ fn shim(cl: &Cluster, at: usize, peers: &[usize], path: &str) {
     let _ = cl.members[at].client().post(path, &json!({ "peers": ids }));
 }
 
-fn cut(cl: &Cluster, cuts: &mut Cuts, a: &[usize], b: &[usize], restore: bool) {
-    let path = if restore { "/v1/shim/restore" } else { "/v1/shim/cut" };
+fn cut(
+    cl: &Cluster,
+    net: Option<&mut Netns>,
+    cuts: &mut Cuts,
+    a: &[usize],
+    b: &[usize],
+    restore: bool,
+) -> anyhow::Result<()> {
+    match net {
+        Some(net) => net.cut(a, b, restore)?,
+        None => {
+            let path = if restore { "/v1/shim/restore" } else { "/v1/shim/cut" };
+            for (x, y) in [(a, b), (b, a)] {
+                for &i in x {
+                    shim(cl, i, y, path);
+                }
+            }
+        }
+    }
     for (x, y) in [(a, b), (b, a)] {
         for &i in x {
-            shim(cl, i, y, path);
             for &j in y {
                 if restore {
                     cuts.remove(&(i, j));
@@ -368,10 +418,12 @@ fn cut(cl: &Cluster, cuts: &mut Cuts, a: &[usize], b: &[usize], restore: bool) {
             }
         }
     }
+    Ok(())
 }
 
 fn drive(
     cl: &mut Cluster,
+    mut net: Option<&mut Netns>,
     c: &CommonArgs,
     plan: &Plan,
     m: &RttMatrix,
@@ -413,7 +465,8 @@ fn drive(
             break;
         }
         while next < plan.schedule.len() && plan.schedule[next].0 <= t {
-            apply(cl, &shared, &mut cuts, &mut heals, &plan.schedule[next].1, t, &b);
+            let action = &plan.schedule[next].1;
+            apply(cl, net.as_deref_mut(), &shared, &mut cuts, &mut heals, action, t, &b)?;
             next += 1;
         }
         // Posts due (at most 100 per pass, so faults and samples keep their time).
@@ -465,15 +518,21 @@ fn drive(
     let traffic_end = shared.now();
     // End of the schedule: lift every cut, restart every peer that is down.
     if !cuts.is_empty() {
-        for i in 0..n {
-            let _ = cl.members[i].client().post("/v1/shim/restore", &json!({}));
+        match net.as_deref_mut() {
+            Some(net) => net.restore_all()?,
+            None => {
+                for i in 0..n {
+                    let _ = cl.members[i].client().post("/v1/shim/restore", &json!({}));
+                }
+            }
         }
         cuts.clear();
         heals.push(shared.now());
     }
+    let in_netns = net.is_some();
     for i in 0..n {
         if !cl.members[i].is_running() {
-            restart(cl, &shared, &cuts, i)?;
+            restart(cl, &shared, &cuts, i, in_netns)?;
         }
     }
     // Settle: every post at every peer, bounded.
@@ -513,6 +572,7 @@ fn drive(
         traffic_end,
         settled,
         interrupted,
+        netns: None,
     })
 }
 
@@ -532,12 +592,22 @@ pub(crate) fn delivered(sent: &[Sent], seen: &[Vec<f64>], n: usize) -> (usize, u
     (got, want)
 }
 
-fn restart(cl: &mut Cluster, shared: &Shared, cuts: &Cuts, i: usize) -> anyhow::Result<()> {
+fn restart(
+    cl: &mut Cluster,
+    shared: &Shared,
+    cuts: &Cuts,
+    i: usize,
+    in_netns: bool,
+) -> anyhow::Result<()> {
     cl.restart(i)?;
     if let Ok(mut apis) = shared.apis.write() {
         apis[i] = cl.members[i].api.clone();
     }
-    // Its own cuts were lost with the process: apply them again.
+    if in_netns {
+        // The cuts are in its namespace, which outlives the process.
+        return Ok(());
+    }
+    // Its own shim cuts were lost with the process: apply them again.
     let mine: Vec<usize> = cuts.iter().filter(|(a, _)| *a == i).map(|(_, b)| *b).collect();
     if !mine.is_empty() {
         shim(cl, i, &mine, "/v1/shim/cut");
@@ -545,30 +615,34 @@ fn restart(cl: &mut Cluster, shared: &Shared, cuts: &Cuts, i: usize) -> anyhow::
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn apply(
     cl: &mut Cluster,
+    net: Option<&mut Netns>,
     shared: &Shared,
     cuts: &mut Cuts,
     heals: &mut Vec<f64>,
     action: &Action,
     t: f64,
     b: &ProgressBar,
-) {
+) -> anyhow::Result<()> {
+    let in_netns = net.is_some();
     match action {
-        Action::Cut(a, x) => cut(cl, cuts, a, x, false),
+        Action::Cut(a, x) => cut(cl, net, cuts, a, x, false)?,
         Action::Restore(a, x) => {
-            cut(cl, cuts, a, x, true);
+            cut(cl, net, cuts, a, x, true)?;
             heals.push(t);
         }
         Action::Kill(i) => {
             cl.kill9(*i);
             b.println(format!("[{t:>6.1} s] kill -9 {}", cl.members[*i].name));
         }
-        Action::Restart(i) => match restart(cl, shared, cuts, *i) {
+        Action::Restart(i) => match restart(cl, shared, cuts, *i, in_netns) {
             Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[*i].name)),
             Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
         },
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ struct MatrixFill {
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     command: &'a str,
+    /// `shim` (rate, loss and cuts in each node's link shim) or `netns` (in the kernel).
+    links: &'static str,
     nodes: usize,
     matrix: &'a str,
     /// Only for a matrix with missing pairs among the peers: how they were filled.
@@ -87,6 +89,9 @@ struct Report<'a> {
     delivery_over_time: Vec<(f64, f64)>,
     coord_err_over_time: Vec<(f64, f64)>,
     samples: &'a [super::record::Sample],
+    /// `--netns`: the tbf settings and every qdisc's counters at the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    netns: Option<&'a serde_json::Value>,
 }
 
 /// The nearest-rank `q`-quantile ([`crate::coords::metrics::quantile`]); `None` when `v` is empty.
@@ -266,6 +271,7 @@ pub(super) fn write(
         o.samples.iter().filter_map(|s| Some((s.t, s.coord_median_rel_err?))).collect();
     let report = Report {
         command: &plan.command,
+        links: if o.netns.is_some() { "netns" } else { "shim" },
         nodes: o.n,
         matrix,
         matrix_fill: m.fill().map(|f| MatrixFill {
@@ -297,6 +303,7 @@ pub(super) fn write(
         delivery_over_time: delivery_over_time(o),
         coord_err_over_time: coord_series,
         samples: &o.samples,
+        netns: o.netns.as_ref(),
     };
     let json = serde_json::to_string_pretty(&report)?;
     let path = dir.join("report.json");
@@ -348,6 +355,27 @@ fn summary(r: &Report<'_>) -> String {
         mid(&sent) / 1e3,
         max(&sent) / 1e3
     );
+    if let Some(net) = r.netns {
+        // Sum over every tbf (both ends of every peer's link).
+        let (mut bytes, mut packets, mut drops, mut overlimits) = (0.0, 0.0, 0.0, 0.0);
+        for p in net["peers"].as_array().into_iter().flatten() {
+            for end in [&p["from_peer"], &p["to_peer"]] {
+                bytes += end["bytes"].as_f64().unwrap_or(0.0);
+                packets += end["packets"].as_f64().unwrap_or(0.0);
+                drops += end["drops"].as_f64().unwrap_or(0.0);
+                overlimits += end["overlimits"].as_f64().unwrap_or(0.0);
+            }
+        }
+        let rate =
+            net["tbf"]["rate_kbps"].as_u64().map_or("none".into(), |k| format!("{k} kbit/s"));
+        let per = if net["tbf_per_pair"] == true { "pair of peers" } else { "peer" };
+        let _ = writeln!(
+            s,
+            "netns links: tbf {rate} each way per {per}, loss {}; all tbfs: {:.0} kB in {packets:.0} packets, {drops:.0} dropped, {overlimits:.0} overlimits (tc-qdisc.txt)",
+            net["loss"],
+            bytes / 1e3
+        );
+    }
     if !r.intervals.is_empty() {
         let rows: Vec<Vec<String>> = r
             .intervals
