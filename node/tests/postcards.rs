@@ -54,8 +54,6 @@ fn a_postcard_to_a_cut_off_peer_survives_its_custodians_crash_and_arrives_after_
     // way one custodian holds it; which one depends on timing, so the test kills that one.
     let custody = |p: &Peer| p.metric("vecino_postcards_custody", "");
     wait_until("one custodian holds the postcard", || custody(&a) + custody(&b) == 1.0);
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    wait_until("one custodian holds the postcard, settled", || custody(&a) + custody(&b) == 1.0);
     let relay = custody(&b) == 1.0;
     if relay {
         wait_until("a told it was forwarded", || {
@@ -66,9 +64,9 @@ fn a_postcard_to_a_cut_off_peer_survives_its_custodians_crash_and_arrives_after_
     let (held, other) = if relay { (&mut b, &a) } else { (&mut a, &b) };
     held.kill9();
     held.restart(std::slice::from_ref(&other.addr));
-    wait_until("the custodian holds it again after its restart", || {
-        held.metric("vecino_postcards_custody", "") >= 1.0
-    });
+    // Held again: by the restarted custodian (from its store), or by b if a, restarted,
+    // had handed it on just before its crash and routes its stored copy again.
+    wait_until("held again after the restart", || custody(&a) + custody(&b) >= 1.0);
     c.client().post("/v1/shim/restore", &json!({})).unwrap();
     wait_until("the postcard delivered and its receipt back", || {
         let inbox = cards(&c, "inbox");

@@ -4,6 +4,7 @@
 //! deterministic simulator, `local` and `soak` run real `vecino` processes on this machine.
 
 mod coords;
+mod fill;
 mod local;
 mod sim;
 mod svg;

@@ -347,24 +347,8 @@ impl Postcards {
         // Greedy, or again after a hop refused it or lost it: a detour.
         let detour = matches!(hop, Hop::Greedy(_)) || c.sends > 0;
         let detours = Some(c.detours + u32::from(detour));
-        let envelopes = vec![c.ev.envelope().clone()];
-        let class = Priority::Postcard;
-        let kind = Kind::Events(pb::Events {
-            envelopes,
-            sync: false,
-            hops: None,
-            trail,
-            detours,
-            copies: None,
-        });
-        let meta = Meta {
-            reliable: true,
-            supersedes: None,
-            carries: vec![*key],
-            push: false,
-            custody: Some(*key),
-        };
-        core.stats.postcard_sends += 1;
+        let envelope = c.ev.envelope().clone();
+        send_routed(core, peer, key, envelope, (trail, detours, None), Some(*key));
         if matches!(hop, Hop::Greedy(_)) {
             core.stats.postcard_greedy_hops += 1;
         }
@@ -372,7 +356,6 @@ impl Postcards {
             c.state = State::Sent { peer, at: core.now };
             c.sends += 1;
         }
-        core.send_with(peer, kind, class, meta);
     }
 
     /// Under a replicating router (a baseline): hands a copy of the event of `key` to each
@@ -407,23 +390,7 @@ impl Postcards {
             };
             c.given(peer);
             c.sends += 1;
-            let kind = Kind::Events(pb::Events {
-                envelopes: vec![ev.clone()],
-                sync: false,
-                hops: None,
-                trail: trail.clone(),
-                detours: None,
-                copies,
-            });
-            let meta = Meta {
-                reliable: true,
-                supersedes: None,
-                carries: vec![*key],
-                push: false,
-                custody: None,
-            };
-            core.stats.postcard_sends += 1;
-            core.send_with(peer, kind, Priority::Postcard, meta);
+            send_routed(core, peer, key, ev.clone(), (trail.clone(), None, copies), None);
         }
         if let Some(c) = self.custody.get_mut(key) {
             // Nothing changes until a link comes up (`on_link_up` makes it due) or it expires.
@@ -838,6 +805,25 @@ impl Postcards {
             self.custody.insert(key, c);
         }
     }
+}
+
+/// Sends the routed event of `key` (its `envelope`) to `peer`, alone in a reliable frame
+/// that carries its way (trail, detours, copies); `custody`: the acknowledgement hands it
+/// over (vecino's router), or only a copy went (the replicating baselines).
+fn send_routed<R: Rng>(
+    core: &mut Core<R>,
+    peer: AuthorKey,
+    key: &EventKey,
+    envelope: Bytes,
+    (trail, detours, copies): (Vec<u64>, Option<u32>, Option<u32>),
+    custody: Option<EventKey>,
+) {
+    let envelopes = vec![envelope];
+    let kind =
+        Kind::Events(pb::Events { envelopes, sync: false, hops: None, trail, detours, copies });
+    let meta = Meta { reliable: true, supersedes: None, carries: vec![*key], push: false, custody };
+    core.stats.postcard_sends += 1;
+    core.send_with(peer, kind, Priority::Postcard, meta);
 }
 
 /// Tells the host to forget this peer's own postcard of `seq` (its receipt came, or it

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde::Serialize;
-use vecino_coords::topology::{Fill, RttMatrix};
+use vecino_coords::topology::RttMatrix;
+
+use crate::fill::MatrixFill;
 
 use super::{CommonArgs, Observed, Plan, delivered};
 use crate::svg::{escape as esc, line_chart, short};
@@ -38,22 +40,6 @@ struct Interval {
     latency_p50_s: Option<f64>,
     goodput_kbps_per_peer: f64,
     non_converged_peers: usize,
-}
-
-/// The missing pairs among the peers, filled for the link shim (and never scored: the
-/// coordinate error skips them).
-#[derive(Debug, Serialize)]
-struct MatrixFill {
-    /// Unordered pairs of peers without a measurement.
-    pairs_missing: usize,
-    /// Unordered pairs of peers.
-    pairs: usize,
-    /// How they were filled.
-    method: &'static str,
-    /// Filled by a two-hop path through a host measured to both.
-    two_hop: usize,
-    /// Filled by longer paths, in further rounds.
-    longer: usize,
 }
 
 /// `report.json`.
@@ -274,13 +260,7 @@ pub(super) fn write(
         links: if o.netns.is_some() { "netns" } else { "shim" },
         nodes: o.n,
         matrix,
-        matrix_fill: m.fill().map(|f| MatrixFill {
-            pairs_missing: f.missing,
-            pairs: m.pairs(),
-            method: Fill::METHOD_NAME,
-            two_hop: f.two_hop,
-            longer: f.longer,
-        }),
+        matrix_fill: MatrixFill::of(m),
         seed: c.seed,
         rate_kbps: plan.rate_kbps,
         loss: c.loss,

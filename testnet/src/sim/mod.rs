@@ -19,6 +19,8 @@ use vecino_gossip::sim::{self, Report};
 
 use file::ScenarioFile;
 
+use crate::fill::MatrixFill;
+
 /// Arguments of `vecino-testnet sim`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct SimArgs {
@@ -103,36 +105,6 @@ struct Output<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     matrix_fill: Option<MatrixFill>,
     disseminators: BTreeMap<String, Report>,
-}
-
-/// The missing pairs of a scenario's matrix, filled to give every simulated link a delay
-/// (and never scored: stretch skips them).
-#[derive(Debug, Serialize)]
-struct MatrixFill {
-    /// Unordered pairs of the matrix without a measurement.
-    pairs_missing: usize,
-    /// Unordered pairs of the matrix.
-    pairs: usize,
-    /// How they were filled.
-    method: &'static str,
-    /// Filled by a two-hop path through a host measured to both.
-    two_hop: usize,
-    /// Filled by longer paths, in further rounds.
-    longer: usize,
-}
-
-impl MatrixFill {
-    fn of(sc: &vecino_gossip::sim::Scenario) -> Option<Self> {
-        let sim::Latency::Matrix(m) = &sc.latency else { return None };
-        let f = m.fill()?;
-        Some(Self {
-            pairs_missing: f.missing,
-            pairs: m.pairs(),
-            method: vecino_coords::topology::Fill::METHOD_NAME,
-            two_hop: f.two_hop,
-            longer: f.longer,
-        })
-    }
 }
 
 pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
@@ -273,7 +245,10 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             simulated_s: (scenario.duration + scenario.drain).as_secs_f64(),
             wall_s: wall,
             config: &file,
-            matrix_fill: MatrixFill::of(&scenario),
+            matrix_fill: match &scenario.latency {
+                sim::Latency::Matrix(m) => MatrixFill::of(m),
+                _ => None,
+            },
             disseminators: reports.into_iter().map(|r| (r.disseminator.clone(), r)).collect(),
         };
         std::fs::write(path, serde_json::to_string_pretty(&out)?)
