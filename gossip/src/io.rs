@@ -141,6 +141,9 @@ pub(crate) enum TimerKind {
     Tick,
     /// Frames wait for the pacing buckets to refill: send what they allow then.
     Pace,
+    /// A routed frame to this neighbour may be due for retransmission (see
+    /// `Link::routed_rto`).
+    Routed(AuthorKey),
     /// Timers keyed by peer (the simulator's baselines use them; the engine sets none).
     #[allow(dead_code)]
     Peer(AuthorKey, u8),

@@ -50,8 +50,15 @@ impl<R: Rng> Engine<R> {
             self.on_heal(from, was);
         }
         let Some(kind) = frame.kind else { return };
+        // A reliable routed frame (it carries a trail) is acknowledged at once, even again:
+        // its sender holds custody until then, on a timer of about one RTT.
+        let ack_now =
+            frame.link_seq != 0 && matches!(&kind, Kind::Events(e) if !e.trail.is_empty());
         if !fresh {
             self.core.stats.frames_again += 1;
+            if ack_now {
+                self.ack_now(from);
+            }
             return; // a retransmission of something already processed
         }
         let core = &mut self.core;
@@ -78,6 +85,9 @@ impl<R: Rng> Engine<R> {
             Kind::Prune(p) => self.plumtree.on_prune(core, from, &p),
             Kind::Bye(b) => self.overlay.on_bye(core, fisheye, from, b.reason),
             Kind::FraudProof(_) => {} // verified and gossiped by a later version
+        }
+        if ack_now {
+            self.ack_now(from);
         }
     }
 

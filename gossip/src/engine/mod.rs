@@ -438,17 +438,39 @@ impl<R: Rng> Engine<R> {
         self.postcards.tick(&mut self.core, &self.routing);
     }
 
+    /// Acknowledges at once what `peer` sent (a routed frame: its sender keeps custody and
+    /// times its retransmission by the RTT until this arrives).
+    pub(super) fn ack_now(&mut self, peer: AuthorKey) {
+        let core = &mut self.core;
+        let Some(link) = core.links.get_mut(&peer) else { return };
+        let (cumulative, runs) = link.ack();
+        let refused = self.postcards.refusals_for(core.now, &peer);
+        let ack = pb::Ack { cumulative, runs, refused };
+        core.send(peer, Kind::Ack(ack), Priority::Control, false);
+    }
+
+    /// A routed frame to `peer` may be overdue: retransmit those that are.
+    fn on_routed_timer(&mut self, peer: AuthorKey) {
+        let core = &mut self.core;
+        let Some(link) = core.links.get_mut(&peer) else { return };
+        let rto = crate::links::routed_rto(link, &core.config);
+        let n = link.retransmit_routed_due(core.now, rto);
+        if n > 0 {
+            core.stats.retransmits += n as u64;
+            core.pump();
+        }
+    }
+
     fn tick_link(&mut self, peer: AuthorKey, now: Time) {
         let core = &mut self.core;
         let heartbeat = core.heartbeat();
         let cfg = &core.config;
-        let cfg_tick = cfg.tick;
         // A stretched heartbeat stretches the silence that makes a link suspected with it.
         let suspect_floor = cfg
             .suspect_after
             .max(heartbeat.mul_f64(cfg.suspect_after.div_duration_f64(cfg.heartbeat).max(1.0)));
         let timeout = cfg.suspect_timeout;
-        let (rto_min, ack_delay) = (cfg.rto_min, cfg.ack_delay);
+        let ack_delay = cfg.ack_delay;
         let Some(link) = core.links.get_mut(&peer) else { return };
         let change = link.rcm_tick(now, suspect_floor, timeout);
         if link.status() == LinkStatus::Disconnected && !link.transport_up() {
@@ -463,7 +485,7 @@ impl<R: Rng> Engine<R> {
         }
         // Retransmissions. The neighbour delays its acknowledgements by up to ack_delay (and
         // its tick).
-        let rto = link.rto(rto_min) + ack_delay + cfg_tick;
+        let rto = crate::links::rto(link, cfg);
         core.stats.retransmits += link.retransmit_due(now, rto) as u64;
         // Heartbeat (also the RTT probe). Idle connected links are probed every heartbeat; a
         // silent link twice as often, so that its return is noticed quickly. On an idle
@@ -538,6 +560,7 @@ impl<R: Rng> Protocol for Engine<R> {
                     self.core.pump();
                 }
             }
+            Input::Timer(Timer(TimerKind::Routed(peer))) => self.on_routed_timer(peer),
             // Keyed timers are the baselines' (the simulator's); the engine sets none.
             Input::Timer(Timer(TimerKind::Peer(..))) => {}
             Input::Sent { bytes } => {

@@ -40,6 +40,9 @@ const MAX_ACK_SET: usize = 1024;
 const MAX_ACK_RANGES: usize = 64;
 /// Retransmission timeout before any acknowledgement was timed.
 const INITIAL_RTO: Duration = Duration::from_secs(1);
+/// Added to a routed frame's retransmission timeout (see [`Link::routed_rto`]): the
+/// neighbour's processing and the host's queue.
+const ROUTED_RTO_SLACK: Duration = Duration::from_millis(10);
 /// Longest retransmission timeout after backoff.
 const MAX_RTO: Duration = Duration::from_secs(60);
 
@@ -129,6 +132,10 @@ pub(crate) struct Link {
     /// which includes queueing on the path, unlike the ping RTT.
     srtt: Option<Duration>,
     rttvar: Duration,
+    /// The same for routed frames alone, which the neighbour acknowledges at once (no
+    /// delayed acknowledgement): the base of their retransmission timeout.
+    routed_srtt: Option<Duration>,
+    routed_rttvar: Duration,
     /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by `unacked`: an entry goes with its
     /// frame; kept for every stream ever sent, it was the largest map of a 1 000-peer run).
@@ -188,6 +195,8 @@ impl Link {
             sync: LinkSync::new(now),
             srtt: None,
             rttvar: Duration::ZERO,
+            routed_srtt: None,
+            routed_rttvar: Duration::ZERO,
             superseding: BTreeMap::new(),
             next_seq: 1,
             next_id: 1,
@@ -622,7 +631,11 @@ impl Link {
             if u.tries == 0
                 && let Some(at) = u.sent_at
             {
-                self.time_ack(now.saturating_since(at));
+                let sample = now.saturating_since(at);
+                self.time_ack(sample);
+                if u.class == Priority::Postcard {
+                    self.time_routed_ack(sample);
+                }
             }
         }
         Acked { well_formed: ranges.is_some(), custody }
@@ -640,6 +653,69 @@ impl Link {
                 self.srtt = Some((srtt * 7 + sample) / 8);
             }
         }
+    }
+
+    fn time_routed_ack(&mut self, sample: Duration) {
+        match self.routed_srtt {
+            None => {
+                self.routed_srtt = Some(sample);
+                self.routed_rttvar = sample / 2;
+            }
+            Some(srtt) => {
+                let diff = srtt.abs_diff(sample);
+                self.routed_rttvar = (self.routed_rttvar * 3 + diff) / 4;
+                self.routed_srtt = Some((srtt * 7 + sample) / 8);
+            }
+        }
+    }
+
+    /// Retransmission timeout of a routed frame before backoff. The neighbour acknowledges
+    /// routed frames at once, so their timeout follows the link's RTT rather than
+    /// `rto_min` plus the delayed acknowledgement (≥ 600 ms, which on a 1 %-loss path of
+    /// four 20-ms hops made one postcard in twenty arrive ten times later than its path):
+    /// 1.5 × the larger of the ping RTT and the routed frames' smoothed acknowledgement time,
+    /// plus 4 × the latter's variation and [`ROUTED_RTO_SLACK`]; never above `rto` (the
+    /// timeout of every other frame), and that alone before the link's RTT is known.
+    pub(crate) fn routed_rto(&self, rto: Duration) -> Duration {
+        let base = match (self.rtt(), self.routed_srtt) {
+            (Some(a), Some(b)) => a.max(b),
+            (a, b) => match a.or(b) {
+                Some(x) => x,
+                None => return rto,
+            },
+        };
+        (base * 3 / 2 + self.routed_rttvar * 4 + ROUTED_RTO_SLACK).min(rto)
+    }
+
+    /// When the first routed frame in flight is due for retransmission, with timeout `rto`
+    /// (see [`Link::routed_rto`]) doubled per retransmission.
+    pub(crate) fn routed_deadline(&self, rto: Duration) -> Option<Time> {
+        self.unacked
+            .values()
+            .filter(|u| u.class == Priority::Postcard)
+            .filter_map(|u| Some(u.sent_at? + crate::time::backoff(rto, u.tries, MAX_RTO)))
+            .min()
+    }
+
+    /// Re-queues the routed frames whose acknowledgement is overdue with timeout `rto` (only
+    /// while connected), as [`Link::retransmit_due`] does for every frame on the tick.
+    pub(crate) fn retransmit_routed_due(&mut self, now: Time, rto: Duration) -> usize {
+        if self.status != LinkStatus::Connected {
+            return 0;
+        }
+        let mut n = 0;
+        for u in self.unacked.values_mut().filter(|u| u.class == Priority::Postcard) {
+            let timeout = crate::time::backoff(rto, u.tries, MAX_RTO);
+            if u.sent_at.is_some_and(|at| now.saturating_since(at) >= timeout) {
+                u.sent_at = None;
+                u.tries += 1;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.requeue_unsent();
+        }
+        n
     }
 
     /// Smoothed send-to-acknowledgement time (queueing included), if timed yet.
@@ -1125,5 +1201,44 @@ mod tests {
         assert!(l.peer_has(id(1, 2)), "cancelled");
         let acked = l.acked(Time(2), 2, &[]);
         assert_eq!(acked, Acked { well_formed: true, custody: vec![id(1, 1)] });
+    }
+
+    /// A routed frame's timeout follows the link's RTT (and its own acknowledgements, which
+    /// come at once), not the delayed-acknowledgement timeout of the rest; it doubles per
+    /// retransmission, only routed frames are retransmitted on it, and never above `rto`.
+    #[test]
+    fn routed_frames_are_retransmitted_on_an_rtt_timeout() {
+        let ms = Duration::from_millis;
+        let rto = ms(700);
+        let mut l = Link::new(Time(0), None, TreeEdges::all_eager());
+        assert_eq!(l.routed_rto(rto), rto, "no RTT known yet");
+        for _ in 0..3 {
+            l.probe.record_rtt(ms(40));
+        }
+        assert_eq!(l.routed_rto(rto), ms(70), "1.5 x 40 ms + 10 ms");
+        assert_eq!(l.routed_rto(ms(50)), ms(50), "never above the other frames' timeout");
+        l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
+        l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
+        let mut out = Vec::new();
+        l.drain(Time(0), &mut out);
+        assert_eq!(l.routed_deadline(ms(70)), Some(Time(70_000)));
+        assert_eq!(l.retransmit_routed_due(Time(69_000), ms(70)), 0);
+        assert_eq!(l.retransmit_routed_due(Time(70_000), ms(70)), 1, "the routed frame only");
+        out.clear();
+        l.drain(Time(80_000), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1, Priority::Postcard);
+        assert_eq!(l.routed_deadline(ms(70)), Some(Time(80_000 + 140_000)), "backed off");
+        let _ = l.acked(Time(100_000), 2, &[]);
+        assert_eq!(l.routed_deadline(ms(70)), None, "acknowledged");
+        // A first-sent routed frame's acknowledgement times the routed RTT: 60 ms here.
+        l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
+        l.drain(Time(200_000), &mut out);
+        let _ = l.acked(Time(260_000), 3, &[]);
+        assert_eq!(
+            l.routed_rto(rto),
+            ms(90) + ms(30) * 4 + ms(10) - ms(0),
+            "1.5 x 60 + 4 x 30 + 10"
+        );
     }
 }

@@ -245,6 +245,15 @@ impl Links {
                         take(&mut self.host_unsent, &mut self.host_heard, &mut self.uplink, len);
                         out.push(Output::Send { to: **peer, frame, class });
                         sent = true;
+                        // A routed frame is retransmitted on its own timer, not the tick's.
+                        if class == Priority::Postcard
+                            && let Some(at) = link.routed_deadline(routed_rto(link, config))
+                        {
+                            out.push(Output::Schedule {
+                                at,
+                                timer: Timer(TimerKind::Routed(**peer)),
+                            });
+                        }
                     }
                 }
                 if !sent {
@@ -324,6 +333,18 @@ impl Links {
         rate.map_or(MAX_FRAME_EVENT_BYTES, |r| usize::try_from(r / 80).unwrap_or(usize::MAX))
             .clamp(MIN_FRAME_EVENT_BYTES, MAX_FRAME_EVENT_BYTES)
     }
+}
+
+/// Retransmission timeout of `link`'s frames before backoff: its smoothed acknowledgement
+/// time, plus the delayed acknowledgement the neighbour may add and a tick of the
+/// neighbour's timers.
+pub(crate) fn rto(link: &Link, config: &Config) -> Duration {
+    link.rto(config.rto_min) + config.ack_delay + config.tick
+}
+
+/// The same for `link`'s routed frames (see [`Link::routed_rto`]).
+pub(crate) fn routed_rto(link: &Link, config: &Config) -> Duration {
+    link.routed_rto(rto(link, config))
 }
 
 /// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
