@@ -1,5 +1,6 @@
 //! `vecino-testnet local` on real processes: 4 peers, a short partition of the halves, every
-//! post at every peer after the heal, a report with its figures, and no process left behind —
+//! post at every peer and every postcard once at its destination (its receipt back) after the
+//! heal, a report with its figures, and no process left behind —
 //! also when interrupted with SIGINT.
 
 use std::io::{BufRead, BufReader};
@@ -52,7 +53,8 @@ fn four_peers_through_a_partition_deliver_everything() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
     let faults = repo_file("faults/quick.toml");
-    let out = local(&report, &["--duration", "24s", "--faults", &faults]).output().unwrap();
+    let args = ["--duration", "24s", "--faults", &faults, "--postcards", "1"];
+    let out = local(&report, &args).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let r: Value =
@@ -63,6 +65,18 @@ fn four_peers_through_a_partition_deliver_everything() {
     assert!(sent >= 40, "2 posts/s for 24 s: {sent}");
     assert_eq!(r["delivery_ratio"], 1.0, "{stdout}");
     assert_eq!(r["deliveries"].as_u64(), Some(sent * 3));
+    // Postcards: every one stored once in its destination's inbox, every receipt back, also
+    // those sent across the cut.
+    let cards = &r["postcards"];
+    let sent = cards["sent"].as_u64().unwrap();
+    assert!(sent >= 20, "1 postcard/s for 24 s: {cards}");
+    assert_eq!(
+        (cards["delivered"].as_u64(), cards["receipts"].as_u64()),
+        (Some(sent), Some(sent)),
+        "{stdout}"
+    );
+    assert_eq!(cards["duplicates"], 0, "{cards}");
+    assert!(cards["sent_during_cut"].as_u64().unwrap() > 0, "{cards}");
     let heals = r["converge_after_heal_s"].as_array().unwrap();
     assert_eq!(heals.len(), 1, "one partition, one heal");
     assert!(heals[0].as_f64().is_some_and(|s| s < 30.0), "{heals:?}");

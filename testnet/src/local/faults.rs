@@ -20,8 +20,8 @@
 //! up = 10.0
 //!
 //! [[kill]]                      # kill -9 one peer, restart it on its data `down` s later
-//! node = "50%"                  # an index or a share of --nodes
-//! at = 40.0
+//! node = "50%"                  # an index, a share of --nodes, or "custodian": the peer
+//! at = 40.0                     # holding the most postcards in custody at that moment
 //! down = 10.0
 //! ```
 //!
@@ -110,6 +110,11 @@ pub(crate) enum Action {
     Kill(usize),
     /// Start it again.
     Restart(usize),
+    /// `kill -9` the peer holding the most postcards in custody at that moment (the
+    /// schedule's `n`th such kill).
+    KillCustodian(usize),
+    /// Start again the peer the `n`th custodian kill chose.
+    RestartCustodian(usize),
 }
 
 /// Actions at seconds after the start of traffic, in time order.
@@ -121,7 +126,7 @@ pub(crate) fn intervals(s: &Schedule) -> Vec<(f64, f64)> {
     let mut out = Vec::new();
     for (t, a) in s {
         match a {
-            Action::Cut(..) | Action::Kill(_) => open.push((*t, a)),
+            Action::Cut(..) | Action::Kill(_) | Action::KillCustodian(_) => open.push((*t, a)),
             Action::Restore(x, y) => {
                 if let Some(k) =
                     open.iter().position(|(_, o)| **o == Action::Cut(x.clone(), y.clone()))
@@ -131,6 +136,11 @@ pub(crate) fn intervals(s: &Schedule) -> Vec<(f64, f64)> {
             }
             Action::Restart(i) => {
                 if let Some(k) = open.iter().position(|(_, o)| **o == Action::Kill(*i)) {
+                    out.push((open.remove(k).0, *t));
+                }
+            }
+            Action::RestartCustodian(j) => {
+                if let Some(k) = open.iter().position(|(_, o)| **o == Action::KillCustodian(*j)) {
                     out.push((open.remove(k).0, *t));
                 }
             }
@@ -208,7 +218,14 @@ impl FaultFile {
                 t += down + up;
             }
         }
-        for k in &self.kill {
+        for (j, k) in self.kill.iter().enumerate() {
+            let at = time("kill.at", k.at)?;
+            let back = at + time("kill.down", k.down)?;
+            if matches!(&k.node, NodeRef::Share(s) if s.trim() == "custodian") {
+                out.push((at, Action::KillCustodian(j)));
+                out.push((back, Action::RestartCustodian(j)));
+                continue;
+            }
             let i = match &k.node {
                 NodeRef::Index(i) => *i,
                 NodeRef::Share(s) => share(s, n).map_err(|m| inv(format!("kill.node: {m}")))?,
@@ -216,9 +233,8 @@ impl FaultFile {
             if i >= n {
                 return Err(inv(format!("kill.node {i} is not below --nodes {n}")));
             }
-            let at = time("kill.at", k.at)?;
             out.push((at, Action::Kill(i)));
-            out.push((at + time("kill.down", k.down)?, Action::Restart(i)));
+            out.push((back, Action::Restart(i)));
         }
         out.sort_by(|x, y| x.0.total_cmp(&y.0));
         out.retain(|(t, _)| *t <= end);
@@ -280,6 +296,11 @@ mod tests {
         assert_eq!(cuts, 4);
         assert_eq!(intervals(&s).len(), 5);
         assert!(f.compile(2, 100.0).is_err(), "b names nodes 2 and 3");
+        let f: FaultFile =
+            toml::from_str("[[kill]]\nnode = \"custodian\"\nat = 3.0\ndown = 2.0\n").unwrap();
+        let s = f.compile(4, 100.0).unwrap();
+        assert_eq!(s, vec![(3.0, Action::KillCustodian(0)), (5.0, Action::RestartCustodian(0))]);
+        assert_eq!(intervals(&s), vec![(3.0, 5.0)]);
         let bad: Result<FaultFile, _> = toml::from_str("[[partition]]\nat = 1.0\nfor = 2.0\n");
         assert!(bad.is_err());
     }

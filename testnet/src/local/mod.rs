@@ -12,6 +12,7 @@
 //! run ends, fails, panics or is interrupted (Ctrl-C or SIGTERM), and the namespaces are
 //! deleted after them. Every wait is bounded.
 
+mod cards;
 pub(crate) mod faults;
 mod netns;
 mod record;
@@ -57,6 +58,14 @@ pub(crate) struct CommonArgs {
     /// Bytes of text per post
     #[arg(long, value_name = "BYTES", default_value_t = 200)]
     post_bytes: usize,
+    /// Postcards per second over the whole network, each from a random running peer to
+    /// another random peer (0 to 100): delivered exactly once? receipts back? (the report's
+    /// postcards line)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0)]
+    postcards: f64,
+    /// Bytes of text per postcard
+    #[arg(long, value_name = "BYTES", default_value_t = 200)]
+    postcard_bytes: usize,
     /// Rate of every link in kbit/s, 0 = unlimited [default: 0 for local, 256 for soak]; per
     /// pair of peers in the shim, per peer each way with --netns
     #[arg(long, value_name = "KBPS")]
@@ -167,6 +176,10 @@ pub(crate) struct Observed {
     pub(crate) interrupted: bool,
     /// `--netns`: the layout and every qdisc's counters at the end.
     pub(crate) netns: Option<serde_json::Value>,
+    /// The postcards sent (`--postcards`), by number.
+    pub(crate) cards: Vec<cards::Card>,
+    /// Custodian kills: (time, peer, postcards it held).
+    pub(crate) custodian_kills: Vec<(f64, usize, u64)>,
 }
 
 /// Runs `local`.
@@ -277,6 +290,13 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
     if !(0.0..=100.0).contains(&c.posts) {
         bail!("--posts must be between 0 and 100 per second");
     }
+    if !(0.0..=100.0).contains(&c.postcards) {
+        bail!("--postcards must be between 0 and 100 per second");
+    }
+    let max_card = vecino_proto::limits::MAX_POSTCARD_BODY_BYTES;
+    if c.postcard_bytes > max_card {
+        bail!("--postcard-bytes must be at most {max_card}");
+    }
     if !(0.0..=1.0).contains(&c.loss) {
         bail!("--loss must be between 0 and 1");
     }
@@ -316,11 +336,12 @@ fn run(c: &CommonArgs, plan: &Plan) -> anyhow::Result<()> {
         hosts: net.as_ref().map(Netns::hosts).unwrap_or_default(),
     };
     println!(
-        "vecino-testnet: {n} peers {}, latencies {matrix_name}, rate {} kbit/s, loss {}, posts {}/s, {} s, {} fault actions",
+        "vecino-testnet: {n} peers {}, latencies {matrix_name}, rate {} kbit/s, loss {}, posts {}/s, postcards {}/s, {} s, {} fault actions",
         if net.is_some() { "in network namespaces (tbf, nft)" } else { "through the link shim" },
         plan.rate_kbps,
         c.loss,
         c.posts,
+        c.postcards,
         plan.duration.as_secs(),
         plan.schedule.len()
     );
@@ -452,6 +473,13 @@ fn drive(
     let mut next_post = gap.min(end);
     let mut next_sample = c.sample_every.as_secs_f64();
     let filler = "x".repeat(c.post_bytes.saturating_sub(12));
+    let card_gap = if c.postcards > 0.0 { 1.0 / c.postcards } else { f64::INFINITY };
+    let mut next_card = card_gap.min(end);
+    let card_filler = "x".repeat(c.postcard_bytes.saturating_sub(12));
+    // Postcards sent across a cut in force, waiting for its heal (bounded by the run's).
+    let mut across_cut: Vec<usize> = Vec::new();
+    let mut custodians: std::collections::BTreeMap<usize, usize> = Default::default();
+    let mut custodian_kills = Vec::new();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let b = bar(end.ceil() as u64, "{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}");
     let mut interrupted = false;
@@ -466,8 +494,49 @@ fn drive(
         }
         while next < plan.schedule.len() && plan.schedule[next].0 <= t {
             let action = &plan.schedule[next].1;
-            apply(cl, net.as_deref_mut(), &shared, &mut cuts, &mut heals, action, t, &b)?;
+            let mut custody = Custody { chosen: &mut custodians, kills: &mut custodian_kills };
+            apply(
+                cl,
+                net.as_deref_mut(),
+                &shared,
+                &mut cuts,
+                &mut heals,
+                action,
+                t,
+                &b,
+                &mut custody,
+            )?;
             next += 1;
+            if matches!(action, Action::Restore(..)) {
+                healed(&shared, &mut across_cut, &cuts, t);
+            }
+        }
+        // Postcards due (at most 100 per pass).
+        for _ in 0..100 {
+            if next_card > t {
+                break;
+            }
+            next_card += card_gap;
+            let running: Vec<usize> = (0..n).filter(|&i| cl.members[i].is_running()).collect();
+            if running.is_empty() {
+                break;
+            }
+            let author = running[rng.random_range(0..running.len())];
+            let dest = (author + rng.random_range(1..n)) % n;
+            let Ok(mut all) = shared.cards.lock() else { break };
+            let k = all.len();
+            all.push(cards::Card::new(author, dest, f64::NAN));
+            drop(all);
+            let text = format!("{k} c{author} {card_filler}");
+            let body = json!({"to": cl.members[dest].peer_id, "text": text});
+            let now = shared.now();
+            let ok = cl.members[author].client().post("/v1/postcards", &body).is_ok();
+            if let Ok(mut all) = shared.cards.lock() {
+                all[k].t = if ok { now } else { f64::NAN };
+            }
+            if ok && cuts.contains(&(author, dest)) {
+                across_cut.push(k);
+            }
         }
         // Posts due (at most 100 per pass, so faults and samples keep their time).
         for _ in 0..100 {
@@ -505,8 +574,15 @@ fn drive(
         let (got, want) = delivered(&sent, &seen, n);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         b.set_position(t as u64);
+        let cards_line = shared.cards.lock().map_or(String::new(), |all| {
+            if all.is_empty() {
+                return String::new();
+            }
+            let at = all.iter().filter(|c| c.delivered.is_finite()).count();
+            format!(" postcards {} at {}", all.len(), at)
+        });
         b.set_message(format!(
-            "posts {} delivered {:.1} % cuts {} down {}",
+            "posts {} delivered {:.1} %{cards_line} cuts {} down {}",
             sent.len(),
             100.0 * got as f64 / want.max(1) as f64,
             cuts.len(),
@@ -528,6 +604,7 @@ fn drive(
         }
         cuts.clear();
         heals.push(shared.now());
+        healed(&shared, &mut across_cut, &cuts, shared.now());
     }
     let in_netns = net.is_some();
     for i in 0..n {
@@ -541,8 +618,15 @@ fn drive(
     let mut settled = false;
     while !interrupted && t.elapsed() < c.settle {
         let (got, want) = delivered(&sent, &shared.snapshot(), n);
-        s.set_message(format!("{got} of {want} deliveries"));
-        if got == want {
+        let (cards_got, cards_want) = shared.cards.lock().map_or((0, 0), |all| {
+            let sent = all.iter().filter(|c| c.t.is_finite());
+            let done = sent.clone().filter(|c| c.delivered.is_finite() && c.receipt.is_finite());
+            (done.count(), sent.count())
+        });
+        s.set_message(format!(
+            "{got} of {want} deliveries, {cards_got} of {cards_want} postcards with receipts"
+        ));
+        if got == want && cards_got == cards_want {
             settled = true;
             break;
         }
@@ -552,8 +636,12 @@ fn drive(
     }
     s.finish_and_clear();
     // The authoritative count: every peer's stored posts.
+    let any_cards = shared.cards.lock().is_ok_and(|all| !all.is_empty());
     for (i, mem) in cl.members.iter().enumerate() {
         record::catch_up(&shared, i, &mem.client(), 0);
+        if any_cards {
+            cards::count(&shared, i, &mem.client());
+        }
     }
     samples.push(record::sample(cl, &mut counters, shared.now(), Some(m)));
     shared.stop.store(true, Ordering::Relaxed);
@@ -573,7 +661,46 @@ fn drive(
         settled,
         interrupted,
         netns: None,
+        cards: shared.cards.lock().map(|c| c.clone()).unwrap_or_default(),
+        custodian_kills,
     })
+}
+
+/// A cut was lifted at `t`: the postcards sent across it are now between connected peers.
+fn healed(shared: &Shared, across_cut: &mut Vec<usize>, cuts: &Cuts, t: f64) {
+    let Ok(mut all) = shared.cards.lock() else { return };
+    across_cut.retain(|&k| {
+        let c = &mut all[k];
+        if cuts.contains(&(c.author, c.dest)) {
+            return true;
+        }
+        c.heal = Some(t);
+        false
+    });
+}
+
+/// The custodian kills of a run: which peer each chose, and what it held.
+struct Custody<'a> {
+    chosen: &'a mut std::collections::BTreeMap<usize, usize>,
+    kills: &'a mut Vec<(f64, usize, u64)>,
+}
+
+/// The running peer holding the most postcards (and receipts) in custody, by its
+/// `vecino_postcards_custody` gauge, and how many (the lowest index on a tie).
+fn custodian(cl: &mut Cluster) -> Option<(usize, u64)> {
+    let mut best: Option<(usize, u64)> = None;
+    for (i, m) in cl.members.iter_mut().enumerate() {
+        if !m.is_running() {
+            continue;
+        }
+        let Ok(text) = m.client().get_text("/metrics") else { continue };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let held = record::metric(&text, "vecino_postcards_custody") as u64;
+        if best.is_none_or(|(_, h)| held > h) {
+            best = Some((i, held));
+        }
+    }
+    best
 }
 
 /// (deliveries made, deliveries expected) to peers other than the author.
@@ -625,9 +752,29 @@ fn apply(
     action: &Action,
     t: f64,
     b: &ProgressBar,
+    custody: &mut Custody<'_>,
 ) -> anyhow::Result<()> {
     let in_netns = net.is_some();
     match action {
+        Action::KillCustodian(j) => match custodian(cl) {
+            Some((i, held)) => {
+                cl.kill9(i);
+                custody.chosen.insert(*j, i);
+                custody.kills.push((t, i, held));
+                b.println(format!(
+                    "[{t:>6.1} s] kill -9 {} (custodian of {held} postcards)",
+                    cl.members[i].name
+                ));
+            }
+            None => b.println(format!("[{t:>6.1} s] no running peer to kill as a custodian")),
+        },
+        Action::RestartCustodian(j) => {
+            let Some(&i) = custody.chosen.get(j) else { return Ok(()) };
+            match restart(cl, shared, cuts, i, in_netns) {
+                Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[i].name)),
+                Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
+            }
+        }
         Action::Cut(a, x) => cut(cl, net, cuts, a, x, false)?,
         Action::Restore(a, x) => {
             cut(cl, net, cuts, a, x, true)?;

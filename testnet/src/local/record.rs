@@ -1,5 +1,6 @@
 //! What a real-process run observes: when each post first shows up at each peer (one event
 //! stream follower per peer, catching up through `GET /v1/posts` after every reconnect or lag),
+//! when each postcard reaches its destination and its receipt its author (`cards`),
 //! and periodic samples of every peer's links, traffic counters, coordinate, CPU and memory.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,8 @@ pub(crate) struct Shared {
     pub(crate) apis: RwLock<Vec<String>>,
     /// `seen[post][peer]`: first time (s after t0) the post was seen at the peer, NaN if not.
     pub(crate) seen: Mutex<Vec<Vec<f64>>>,
+    /// The run's postcards, by number (`--postcards`).
+    pub(crate) cards: Mutex<Vec<super::cards::Card>>,
     /// The run's time origin.
     pub(crate) t0: Instant,
     /// Set at the end: followers stop at their next event.
@@ -32,6 +35,7 @@ impl Shared {
         Arc::new(Shared {
             apis: RwLock::new(apis),
             seen: Mutex::new(Vec::new()),
+            cards: Mutex::new(Vec::new()),
             t0: Instant::now(),
             stop: AtomicBool::new(false),
         })
@@ -102,7 +106,15 @@ pub(crate) fn follow(shared: Arc<Shared>, i: usize) {
             let c = Client::new(&shared.api(i));
             let _ = c.follow(|event, data| {
                 match event {
-                    "ready" | "lagged" => cursor = catch_up(&shared, i, &c, cursor),
+                    "ready" | "lagged" => {
+                        cursor = catch_up(&shared, i, &c, cursor);
+                        if shared.cards.lock().is_ok_and(|c| !c.is_empty()) {
+                            super::cards::catch_up(&shared, i, &c);
+                        }
+                    }
+                    "postcard" | "postcard_status" => {
+                        super::cards::note(&shared, i, data, shared.now());
+                    }
                     "post" if data["topic"] == TOPIC => {
                         shared.record(i, data["text"].as_str().unwrap_or(""), shared.now());
                         cursor = cursor.max(data["cursor"].as_u64().unwrap_or(0));

@@ -78,6 +78,12 @@ struct Report<'a> {
     /// `--netns`: the tbf settings and every qdisc's counters at the end.
     #[serde(skip_serializing_if = "Option::is_none")]
     netns: Option<&'a serde_json::Value>,
+    /// `--postcards`: delivered exactly once, receipts, latencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    postcards: Option<super::cards::CardReport>,
+    /// Kills of the peer holding the most postcards: (s, peer index, postcards it held).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    custodian_kills: &'a [(f64, usize, u64)],
 }
 
 /// The nearest-rank `q`-quantile ([`crate::coords::metrics::quantile`]); `None` when `v` is empty.
@@ -284,6 +290,8 @@ pub(super) fn write(
         coord_err_over_time: coord_series,
         samples: &o.samples,
         netns: o.netns.as_ref(),
+        postcards: super::cards::report(&o.cards),
+        custodian_kills: &o.custodian_kills,
     };
     let json = serde_json::to_string_pretty(&report)?;
     let path = dir.join("report.json");
@@ -317,6 +325,12 @@ fn summary(r: &Report<'_>) -> String {
         fmt_opt(r.latency_p50_s, 3),
         fmt_opt(r.latency_p99_s, 3)
     );
+    if let Some(p) = &r.postcards {
+        s.push_str(&super::cards::summary(p));
+    }
+    for (t, i, held) in r.custodian_kills {
+        let _ = writeln!(s, "custodian killed at {t:.1} s: peer {i}, holding {held} postcards");
+    }
     let heals: Vec<String> = r.converge_after_heal_s.iter().map(|v| fmt_opt(*v, 1)).collect();
     let _ = writeln!(
         s,
