@@ -84,6 +84,11 @@ pub struct EngineStats {
     pub postcard_sends: u64,
     /// Of those, hops chosen greedily (the destination beyond the link state known here).
     pub postcard_greedy_hops: u64,
+    /// Routing decisions that kept a routed event here (no neighbour makes progress: a cut,
+    /// or link state that does not show a way yet), each retried a second later.
+    pub postcard_holds: u64,
+    /// Routed frames retransmitted on their own RTT timer (see `Link::routed_rto`).
+    pub routed_retransmits: u64,
     /// Routed events that arrived again (after a reroute, a loop, a custodian's restart).
     pub postcard_duplicates: u64,
     /// Postcards delivered to this peer's application.

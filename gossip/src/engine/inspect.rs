@@ -171,6 +171,8 @@ impl<R: Rng> Engine<R> {
             ("fisheye_active", u64::from(f.active)),
             ("postcard_sends", s.postcard_sends),
             ("postcard_greedy_hops", s.postcard_greedy_hops),
+            ("postcard_holds", s.postcard_holds),
+            ("routed_retransmits", s.routed_retransmits),
             ("postcard_duplicates", s.postcard_duplicates),
             ("postcards_delivered", s.postcards_delivered),
             ("receipts", s.receipts),

@@ -457,6 +457,7 @@ impl<R: Rng> Engine<R> {
         let n = link.retransmit_routed_due(core.now, rto);
         if n > 0 {
             core.stats.retransmits += n as u64;
+            core.stats.routed_retransmits += n as u64;
             core.pump();
         }
     }

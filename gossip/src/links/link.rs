@@ -133,9 +133,8 @@ pub(crate) struct Link {
     srtt: Option<Duration>,
     rttvar: Duration,
     /// The same for routed frames alone, which the neighbour acknowledges at once (no
-    /// delayed acknowledgement): the base of their retransmission timeout.
+    /// delayed acknowledgement): with the ping RTT, the base of their retransmission timeout.
     routed_srtt: Option<Duration>,
-    routed_rttvar: Duration,
     /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by `unacked`: an entry goes with its
     /// frame; kept for every stream ever sent, it was the largest map of a 1 000-peer run).
@@ -196,7 +195,6 @@ impl Link {
             srtt: None,
             rttvar: Duration::ZERO,
             routed_srtt: None,
-            routed_rttvar: Duration::ZERO,
             superseding: BTreeMap::new(),
             next_seq: 1,
             next_id: 1,
@@ -656,26 +654,20 @@ impl Link {
     }
 
     fn time_routed_ack(&mut self, sample: Duration) {
-        match self.routed_srtt {
-            None => {
-                self.routed_srtt = Some(sample);
-                self.routed_rttvar = sample / 2;
-            }
-            Some(srtt) => {
-                let diff = srtt.abs_diff(sample);
-                self.routed_rttvar = (self.routed_rttvar * 3 + diff) / 4;
-                self.routed_srtt = Some((srtt * 7 + sample) / 8);
-            }
-        }
+        self.routed_srtt = Some(self.routed_srtt.map_or(sample, |s| (s * 7 + sample) / 8));
     }
 
     /// Retransmission timeout of a routed frame before backoff. The neighbour acknowledges
     /// routed frames at once, so their timeout follows the link's RTT rather than
     /// `rto_min` plus the delayed acknowledgement (≥ 600 ms, which on a 1 %-loss path of
     /// four 20-ms hops made one postcard in twenty arrive ten times later than its path):
-    /// 1.5 × the larger of the ping RTT and the routed frames' smoothed acknowledgement time,
-    /// plus 4 × the latter's variation and [`ROUTED_RTO_SLACK`]; never above `rto` (the
-    /// timeout of every other frame), and that alone before the link's RTT is known.
+    /// 1.5 × the larger of the ping RTT (the median of the last pings) and the routed frames'
+    /// smoothed acknowledgement time, plus [`ROUTED_RTO_SLACK`]; never above `rto` (the
+    /// timeout of every other frame), and that alone before the link's RTT is known. No
+    /// variance term: a link carries a routed frame now and then (on planet, one per link
+    /// every few minutes), too rarely for one to settle, and a variance still at its first
+    /// sample's half made the timeout 3.5 RTTs. A spurious retransmission costs one small
+    /// frame, acknowledged again.
     pub(crate) fn routed_rto(&self, rto: Duration) -> Duration {
         let base = match (self.rtt(), self.routed_srtt) {
             (Some(a), Some(b)) => a.max(b),
@@ -684,7 +676,7 @@ impl Link {
                 None => return rto,
             },
         };
-        (base * 3 / 2 + self.routed_rttvar * 4 + ROUTED_RTO_SLACK).min(rto)
+        (base * 3 / 2 + ROUTED_RTO_SLACK).min(rto)
     }
 
     /// When the first routed frame in flight is due for retransmission, with timeout `rto`
@@ -1235,10 +1227,6 @@ mod tests {
         l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
         l.drain(Time(200_000), &mut out);
         let _ = l.acked(Time(260_000), 3, &[]);
-        assert_eq!(
-            l.routed_rto(rto),
-            ms(90) + ms(30) * 4 + ms(10) - ms(0),
-            "1.5 x 60 + 4 x 30 + 10"
-        );
+        assert_eq!(l.routed_rto(rto), ms(100), "1.5 x 60 + 10");
     }
 }

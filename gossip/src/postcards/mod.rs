@@ -337,6 +337,7 @@ impl Postcards {
             }
         };
         let Some(peer) = hop.neighbour() else {
+            core.stats.postcard_holds += 1;
             if let Some(c) = self.custody.get_mut(key) {
                 c.state = State::Held { retry: core.now + RETRY };
             }

@@ -116,6 +116,30 @@ pub struct PostcardReport {
     pub receipt_stretch_p50: Option<f64>,
     /// See `receipt_stretch_p50`.
     pub receipt_stretch_p99: Option<f64>,
+    /// The five far postcards of largest stretch (what the tail is made of).
+    #[serde(default)]
+    pub slowest_far: Vec<SlowPostcard>,
+}
+
+/// One delivered postcard, for the report's tail.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SlowPostcard {
+    /// Author and destination (peer indexes).
+    pub author: u32,
+    /// See `author`.
+    pub dest: u32,
+    /// Sent at (s of the run).
+    pub sent_s: f64,
+    /// Direct one-way delay and the oracle's, ms.
+    pub direct_ms: f64,
+    /// See `direct_ms` (`None`: no path on the overlay when sent).
+    pub oracle_ms: Option<f64>,
+    /// Its latency, ms.
+    pub latency_ms: f64,
+    /// Hops and detours of its path.
+    pub hops: u32,
+    /// See `hops`.
+    pub detours: u32,
 }
 
 /// (p50, p90, p99, max) of samples, sorted in place.
@@ -267,6 +291,26 @@ impl PostcardMetrics {
         };
         let mut after_heal = after(|p| p.delivered_us);
         let mut receipt_after_heal = after(|p| p.receipt_us);
+        let mut slowest: Vec<(f64, SlowPostcard)> = done
+            .iter()
+            .filter_map(|p| {
+                let direct = p.direct_us.filter(|d| *d > 0 && *d * 2 >= FAR_RTT_US)?;
+                let latency = p.delivered_us? - p.sent_us;
+                let slow = SlowPostcard {
+                    author: p.author,
+                    dest: p.dest,
+                    sent_s: p.sent_us as f64 / 1e6,
+                    direct_ms: direct as f64 / 1e3,
+                    oracle_ms: p.oracle_us.map(|o| o as f64 / 1e3),
+                    latency_ms: latency as f64 / 1e3,
+                    hops: p.hops,
+                    detours: p.detours,
+                };
+                Some((latency as f64 / direct as f64, slow))
+            })
+            .collect();
+        slowest.sort_by(|a, b| b.0.total_cmp(&a.0));
+        slowest.truncate(5);
         let hop_p = p3(&mut hops);
         let lat = p3(&mut latency);
         let rec = p3(&mut receipt);
@@ -300,6 +344,7 @@ impl PostcardMetrics {
             receipt_after_heal_s: p4(&mut receipt_after_heal),
             receipt_stretch_p50: rec.map(|p| p[0]),
             receipt_stretch_p99: rec.map(|p| p[2]),
+            slowest_far: slowest.into_iter().map(|(_, s)| s).collect(),
         })
     }
 }

@@ -77,6 +77,14 @@ fn postcard_rows(row: &mut AddRow<'_>) {
     row("postcard stretch p50/p90/p99", &|r| pc(r, |p| p3(p.stretch)));
     row("  far pairs (RTT >= 20 ms)", &|r| pc(r, |p| p3(p.stretch_far)));
     row("  oracle, far pairs", &|r| pc(r, |p| p3(p.oracle_stretch_far)));
+    row("  slowest far: latency / direct / oracle ms, hops", &|r| {
+        pc(r, |p| {
+            p.slowest_far.first().map_or("-".into(), |s| {
+                let oracle = s.oracle_ms.map_or("-".into(), |o| format!("{o:.0}"));
+                format!("{:.0} / {:.0} / {oracle}, {}", s.latency_ms, s.direct_ms, s.hops)
+            })
+        })
+    });
     row("postcard latency p50 / p99 (s)", &|r| {
         pc(r, |p| format!("{} / {}", opt(p.latency_p50_s, 3), opt(p.latency_p99_s, 3)))
     });
