@@ -452,9 +452,10 @@ impl<R: Rng> Engine<R> {
     /// A routed frame to `peer` may be overdue: retransmit those that are.
     fn on_routed_timer(&mut self, peer: AuthorKey) {
         let core = &mut self.core;
+        let uplink_bps = core.links.uplink_bps();
         let Some(link) = core.links.get_mut(&peer) else { return };
-        let rto = crate::links::routed_rto(link, &core.config);
-        let n = link.retransmit_routed_due(core.now, rto);
+        let timeout = crate::links::routed_timeout(link, &core.config, uplink_bps);
+        let n = link.retransmit_routed_due(core.now, &timeout);
         if n > 0 {
             core.stats.retransmits += n as u64;
             core.stats.routed_retransmits += n as u64;

@@ -46,6 +46,27 @@ const ROUTED_RTO_SLACK: Duration = Duration::from_millis(10);
 /// Longest retransmission timeout after backoff.
 const MAX_RTO: Duration = Duration::from_secs(60);
 
+/// How long a routed frame waits for its acknowledgement: `base` ([`Link::routed_rto`]) plus
+/// twice its serialisation at `rate_bps` (its own, and a frame of the neighbour's ahead of
+/// the acknowledgement: on RCM's 56 kbit/s lines a 540-B postcard takes 77 ms to leave, and
+/// a timeout of the RTT alone retransmitted one postcard in five), at most `cap`, doubled
+/// per retransmission.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RoutedTimeout {
+    pub(crate) base: Duration,
+    pub(crate) rate_bps: Option<u64>,
+    pub(crate) cap: Duration,
+}
+
+impl RoutedTimeout {
+    fn of(&self, len: usize, tries: u32) -> Duration {
+        let serialise = self.rate_bps.filter(|r| *r > 0).map_or(Duration::ZERO, |r| {
+            Duration::from_micros((len as u64).saturating_mul(8_000_000) / r)
+        });
+        crate::time::backoff((self.base + serialise * 2).min(self.cap), tries, MAX_RTO)
+    }
+}
+
 /// What the engine says about a frame it queues.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Meta {
@@ -679,26 +700,26 @@ impl Link {
         (base * 3 / 2 + ROUTED_RTO_SLACK).min(rto)
     }
 
-    /// When the first routed frame in flight is due for retransmission, with timeout `rto`
-    /// (see [`Link::routed_rto`]) doubled per retransmission.
-    pub(crate) fn routed_deadline(&self, rto: Duration) -> Option<Time> {
+    /// When the first routed frame in flight is due for retransmission (see
+    /// [`RoutedTimeout`]).
+    pub(crate) fn routed_deadline(&self, timeout: &RoutedTimeout) -> Option<Time> {
         self.unacked
             .values()
             .filter(|u| u.class == Priority::Postcard)
-            .filter_map(|u| Some(u.sent_at? + crate::time::backoff(rto, u.tries, MAX_RTO)))
+            .filter_map(|u| Some(u.sent_at? + timeout.of(u.body.len(), u.tries)))
             .min()
     }
 
-    /// Re-queues the routed frames whose acknowledgement is overdue with timeout `rto` (only
-    /// while connected), as [`Link::retransmit_due`] does for every frame on the tick.
-    pub(crate) fn retransmit_routed_due(&mut self, now: Time, rto: Duration) -> usize {
+    /// Re-queues the routed frames whose acknowledgement is overdue (only while connected),
+    /// as [`Link::retransmit_due`] does for every frame on the tick.
+    pub(crate) fn retransmit_routed_due(&mut self, now: Time, timeout: &RoutedTimeout) -> usize {
         if self.status != LinkStatus::Connected {
             return 0;
         }
         let mut n = 0;
         for u in self.unacked.values_mut().filter(|u| u.class == Priority::Postcard) {
-            let timeout = crate::time::backoff(rto, u.tries, MAX_RTO);
-            if u.sent_at.is_some_and(|at| now.saturating_since(at) >= timeout) {
+            let due = timeout.of(u.body.len(), u.tries);
+            if u.sent_at.is_some_and(|at| now.saturating_since(at) >= due) {
                 u.sent_at = None;
                 u.tries += 1;
                 n += 1;
@@ -1209,20 +1230,24 @@ mod tests {
         }
         assert_eq!(l.routed_rto(rto), ms(70), "1.5 x 40 ms + 10 ms");
         assert_eq!(l.routed_rto(ms(50)), ms(50), "never above the other frames' timeout");
+        // A frame's own serialisation counts twice (100 B at 8 kbit/s: 100 ms), up to the cap.
+        let slow = RoutedTimeout { base: ms(70), rate_bps: Some(8_000), cap: rto };
+        assert_eq!((slow.of(100, 0), slow.of(100, 1), slow.of(1_000, 0)), (ms(270), ms(540), rto));
+        let t = RoutedTimeout { base: ms(70), rate_bps: None, cap: rto };
         l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
         let mut out = Vec::new();
         l.drain(Time(0), &mut out);
-        assert_eq!(l.routed_deadline(ms(70)), Some(Time(70_000)));
-        assert_eq!(l.retransmit_routed_due(Time(69_000), ms(70)), 0);
-        assert_eq!(l.retransmit_routed_due(Time(70_000), ms(70)), 1, "the routed frame only");
+        assert_eq!(l.routed_deadline(&t), Some(Time(70_000)));
+        assert_eq!(l.retransmit_routed_due(Time(69_000), &t), 0);
+        assert_eq!(l.retransmit_routed_due(Time(70_000), &t), 1, "the routed frame only");
         out.clear();
         l.drain(Time(80_000), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].1, Priority::Postcard);
-        assert_eq!(l.routed_deadline(ms(70)), Some(Time(80_000 + 140_000)), "backed off");
+        assert_eq!(l.routed_deadline(&t), Some(Time(80_000 + 140_000)), "backed off");
         let _ = l.acked(Time(100_000), 2, &[]);
-        assert_eq!(l.routed_deadline(ms(70)), None, "acknowledged");
+        assert_eq!(l.routed_deadline(&t), None, "acknowledged");
         // A first-sent routed frame's acknowledgement times the routed RTT: 60 ms here.
         l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
         l.drain(Time(200_000), &mut out);

@@ -27,7 +27,7 @@ use crate::io::{Output, Priority, Timer, TimerKind};
 use crate::time::Time;
 
 use self::broadcasts::Broadcasts;
-use self::link::{Link, Meta};
+use self::link::{Link, Meta, RoutedTimeout};
 use self::pacer::Pacer;
 
 /// With host back-pressure, how long the host may go without reporting a sent frame while
@@ -209,6 +209,7 @@ impl Links {
         }
         // Links in round-robin order, starting one further each time (borrowed once: the
         // pump runs after every send).
+        let uplink_bps = self.uplink.rate_bps();
         let mut links: Vec<(&AuthorKey, &mut Link)> = self.map.iter_mut().collect();
         links.rotate_left(self.round_robin % n.max(1));
         // Room in the host's queue (with back-pressure) or the uplink's bucket, and a frame
@@ -247,7 +248,8 @@ impl Links {
                         sent = true;
                         // A routed frame is retransmitted on its own timer, not the tick's.
                         if class == Priority::Postcard
-                            && let Some(at) = link.routed_deadline(routed_rto(link, config))
+                            && let Some(at) =
+                                link.routed_deadline(&routed_timeout(link, config, uplink_bps))
                         {
                             out.push(Output::Schedule {
                                 at,
@@ -319,6 +321,11 @@ impl Links {
         out.push(Output::Schedule { at, timer: Timer(TimerKind::Pace) });
     }
 
+    /// The node's uplink rate, if paced.
+    pub(crate) fn uplink_bps(&self) -> Option<u64> {
+        self.uplink.rate_bps()
+    }
+
     /// Bytes of events one frame to `to` carries at most: 100 ms of the slower of the node's
     /// egress and the link's rate, within [`MIN_FRAME_EVENT_BYTES`,
     /// `MAX_FRAME_EVENT_BYTES`]. A frame leaves whole, and while it does nothing else (no
@@ -342,9 +349,19 @@ pub(crate) fn rto(link: &Link, config: &Config) -> Duration {
     link.rto(config.rto_min) + config.ack_delay + config.tick
 }
 
-/// The same for `link`'s routed frames (see [`Link::routed_rto`]).
-pub(crate) fn routed_rto(link: &Link, config: &Config) -> Duration {
-    link.routed_rto(rto(link, config))
+/// The timeout of `link`'s routed frames (see [`RoutedTimeout`]), on a node whose uplink
+/// is paced at `uplink_bps`.
+pub(crate) fn routed_timeout(
+    link: &Link,
+    config: &Config,
+    uplink_bps: Option<u64>,
+) -> RoutedTimeout {
+    let cap = rto(link, config);
+    let rate_bps = match (uplink_bps, link.rate_bps()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    RoutedTimeout { base: link.routed_rto(cap), rate_bps, cap }
 }
 
 /// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
