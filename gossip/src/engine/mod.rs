@@ -449,13 +449,21 @@ impl<R: Rng> Engine<R> {
         core.send(peer, Kind::Ack(ack), Priority::Control, false);
     }
 
-    /// A routed frame to `peer` may be overdue: retransmit those that are.
+    /// A routed frame to `peer` may be overdue: retransmit those that are, and wake up again
+    /// for the next one still in flight (the timeout is computed anew, from an RTT that may
+    /// have moved since the timer was set: a frame not due yet must not be left to the tick's
+    /// far longer timeout).
     fn on_routed_timer(&mut self, peer: AuthorKey) {
         let core = &mut self.core;
+        let now = core.now;
         let uplink_bps = core.links.uplink_bps();
         let Some(link) = core.links.get_mut(&peer) else { return };
         let timeout = crate::links::routed_timeout(link, &core.config, uplink_bps);
-        let n = link.retransmit_routed_due(core.now, &timeout);
+        let n = link.retransmit_routed_due(now, &timeout);
+        let next = link.routed_deadline(&timeout).filter(|at| *at > now && link.connected());
+        if let Some(at) = next {
+            core.emit(Output::Schedule { at, timer: Timer(TimerKind::Routed(peer)) });
+        }
         if n > 0 {
             core.stats.retransmits += n as u64;
             core.stats.routed_retransmits += n as u64;
