@@ -46,11 +46,11 @@ const ROUTED_RTO_SLACK: Duration = Duration::from_millis(10);
 /// Longest retransmission timeout after backoff.
 const MAX_RTO: Duration = Duration::from_secs(60);
 
-/// How long a routed frame waits for its acknowledgement: `base` ([`Link::routed_rto`]) plus
-/// twice its serialisation at `rate_bps` (its own, and a frame of the neighbour's ahead of
-/// the acknowledgement: on RCM's 56 kbit/s lines a 540-B postcard takes 77 ms to leave, and
-/// a timeout of the RTT alone retransmitted one postcard in five), at most `cap`, doubled
-/// per retransmission.
+/// How long a routed frame waits for its acknowledgement: `base` ([`Link::routed_rto`]) plus,
+/// at `rate_bps`, twice its own serialisation and that of a pacer's smallest burst (what the
+/// neighbour may have handed its line ahead of the acknowledgement: on RCM's 56 kbit/s lines
+/// a 540-B postcard takes 77 ms to leave and a burst 290 ms, and a timeout of the RTT alone
+/// retransmitted one postcard in four), at most `cap`, doubled per retransmission.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RoutedTimeout {
     pub(crate) base: Duration,
@@ -60,10 +60,13 @@ pub(crate) struct RoutedTimeout {
 
 impl RoutedTimeout {
     fn of(&self, len: usize, tries: u32) -> Duration {
-        let serialise = self.rate_bps.filter(|r| *r > 0).map_or(Duration::ZERO, |r| {
-            Duration::from_micros((len as u64).saturating_mul(8_000_000) / r)
-        });
-        crate::time::backoff((self.base + serialise * 2).min(self.cap), tries, MAX_RTO)
+        let burst = crate::links::pacer::MIN_BURST_BYTES as u64;
+        let bytes = (len as u64).saturating_mul(2).saturating_add(burst);
+        let serialise = self
+            .rate_bps
+            .filter(|r| *r > 0)
+            .map_or(Duration::ZERO, |r| Duration::from_micros(bytes.saturating_mul(8_000_000) / r));
+        crate::time::backoff((self.base + serialise).min(self.cap), tries, MAX_RTO)
     }
 }
 
@@ -153,9 +156,6 @@ pub(crate) struct Link {
     /// which includes queueing on the path, unlike the ping RTT.
     srtt: Option<Duration>,
     rttvar: Duration,
-    /// The same for routed frames alone, which the neighbour acknowledges at once (no
-    /// delayed acknowledgement): with the ping RTT, the base of their retransmission timeout.
-    routed_srtt: Option<Duration>,
     /// Local id of the queued frame holding each (author, stream)'s latest-value event, so a
     /// newer one replaces it in the queue (bounded by `unacked`: an entry goes with its
     /// frame; kept for every stream ever sent, it was the largest map of a 1 000-peer run).
@@ -215,7 +215,6 @@ impl Link {
             sync: LinkSync::new(now),
             srtt: None,
             rttvar: Duration::ZERO,
-            routed_srtt: None,
             superseding: BTreeMap::new(),
             next_seq: 1,
             next_id: 1,
@@ -650,11 +649,7 @@ impl Link {
             if u.tries == 0
                 && let Some(at) = u.sent_at
             {
-                let sample = now.saturating_since(at);
-                self.time_ack(sample);
-                if u.class == Priority::Postcard {
-                    self.time_routed_ack(sample);
-                }
+                self.time_ack(now.saturating_since(at));
             }
         }
         Acked { well_formed: ranges.is_some(), custody }
@@ -674,30 +669,21 @@ impl Link {
         }
     }
 
-    fn time_routed_ack(&mut self, sample: Duration) {
-        self.routed_srtt = Some(self.routed_srtt.map_or(sample, |s| (s * 7 + sample) / 8));
-    }
-
     /// Retransmission timeout of a routed frame before backoff. The neighbour acknowledges
     /// routed frames at once, so their timeout follows the link's RTT rather than
     /// `rto_min` plus the delayed acknowledgement (≥ 600 ms, which on a 1 %-loss path of
     /// four 20-ms hops made one postcard in twenty arrive ten times later than its path):
-    /// 1.5 × the larger of the ping RTT (the median of the last pings) and the routed frames'
-    /// smoothed acknowledgement time, plus [`ROUTED_RTO_SLACK`]; never above `rto` (the
-    /// timeout of every other frame), and that alone before the link's RTT is known. No
-    /// variance term: a link carries a routed frame now and then (on planet, one per link
-    /// every few minutes), too rarely for one to settle, and a variance still at its first
-    /// sample's half made the timeout 3.5 RTTs. A spurious retransmission costs one small
-    /// frame, acknowledged again.
+    /// 1.5 × the ping RTT (the median of the last pings) plus [`ROUTED_RTO_SLACK`]; never
+    /// above `rto` (the timeout of every other frame), and that alone before the link's RTT
+    /// is known. Not timed by routed frames' own acknowledgements: a link carries one now and
+    /// then (on planet, one per link every few minutes), and one whose acknowledgement was
+    /// lost is timed by the next, delayed one — a sample of 300 ms that stayed, and left the
+    /// next loss to the ≥ 600-ms timeout. A spurious retransmission costs one small frame.
     pub(crate) fn routed_rto(&self, rto: Duration) -> Duration {
-        let base = match (self.rtt(), self.routed_srtt) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => match a.or(b) {
-                Some(x) => x,
-                None => return rto,
-            },
-        };
-        (base * 3 / 2 + ROUTED_RTO_SLACK).min(rto)
+        match self.rtt() {
+            Some(rtt) => (rtt * 3 / 2 + ROUTED_RTO_SLACK).min(rto),
+            None => rto,
+        }
     }
 
     /// When the first routed frame in flight is due for retransmission (see
@@ -1230,9 +1216,11 @@ mod tests {
         }
         assert_eq!(l.routed_rto(rto), ms(70), "1.5 x 40 ms + 10 ms");
         assert_eq!(l.routed_rto(ms(50)), ms(50), "never above the other frames' timeout");
-        // A frame's own serialisation counts twice (100 B at 8 kbit/s: 100 ms), up to the cap.
-        let slow = RoutedTimeout { base: ms(70), rate_bps: Some(8_000), cap: rto };
-        assert_eq!((slow.of(100, 0), slow.of(100, 1), slow.of(1_000, 0)), (ms(270), ms(540), rto));
+        // A frame's own serialisation counts twice, and a burst's once (100 B and 2 048 B
+        // at 80 kbit/s: 10 and 204.8 ms), up to the cap.
+        let slow = RoutedTimeout { base: ms(70), rate_bps: Some(80_000), cap: rto };
+        let want = ms(70) + ms(20) + Duration::from_micros(204_800);
+        assert_eq!((slow.of(100, 0), slow.of(100, 1), slow.of(10_000, 0)), (want, want * 2, rto));
         let t = RoutedTimeout { base: ms(70), rate_bps: None, cap: rto };
         l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
         l.push(f(10), Priority::Post, 1 << 20, Meta::RELIABLE);
@@ -1248,10 +1236,10 @@ mod tests {
         assert_eq!(l.routed_deadline(&t), Some(Time(80_000 + 140_000)), "backed off");
         let _ = l.acked(Time(100_000), 2, &[]);
         assert_eq!(l.routed_deadline(&t), None, "acknowledged");
-        // A first-sent routed frame's acknowledgement times the routed RTT: 60 ms here.
+        // Its acknowledgement does not move the timeout (the pings' RTT does).
         l.push(f(10), Priority::Postcard, 1 << 20, Meta::RELIABLE);
         l.drain(Time(200_000), &mut out);
-        let _ = l.acked(Time(260_000), 3, &[]);
-        assert_eq!(l.routed_rto(rto), ms(100), "1.5 x 60 + 10");
+        let _ = l.acked(Time(560_000), 3, &[]);
+        assert_eq!(l.routed_rto(rto), ms(70));
     }
 }

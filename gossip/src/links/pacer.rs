@@ -14,7 +14,7 @@ use crate::time::Time;
 /// burst of membership waits 200 ms at every hop.
 const BURST_US: i128 = 20_000;
 /// Smallest burst, bytes (so a slow link still sends a full frame at once).
-const MIN_BURST_BYTES: i128 = 2_048;
+pub(crate) const MIN_BURST_BYTES: i128 = 2_048;
 /// A pacer's unit of balance: a byte is this many (bits × µs), so that `rate_bps` adds
 /// exactly one unit per bit/s per µs and the balance is kept in integers.
 const UNITS_PER_BYTE: i128 = 8_000_000;
