@@ -699,22 +699,10 @@ impl Link {
     /// Re-queues the routed frames whose acknowledgement is overdue (only while connected),
     /// as [`Link::retransmit_due`] does for every frame on the tick.
     pub(crate) fn retransmit_routed_due(&mut self, now: Time, timeout: &RoutedTimeout) -> usize {
-        if self.status != LinkStatus::Connected {
-            return 0;
-        }
-        let mut n = 0;
-        for u in self.unacked.values_mut().filter(|u| u.class == Priority::Postcard) {
-            let due = timeout.of(u.body.len(), u.tries);
-            if u.sent_at.is_some_and(|at| now.saturating_since(at) >= due) {
-                u.sent_at = None;
-                u.tries += 1;
-                n += 1;
-            }
-        }
-        if n > 0 {
-            self.requeue_unsent();
-        }
-        n
+        let routed = |u: &Unacked| {
+            (u.class == Priority::Postcard).then(|| timeout.of(u.body.len(), u.tries))
+        };
+        self.requeue_overdue(now, routed).0
     }
 
     /// Smoothed send-to-acknowledgement time (queueing included), if timed yet.
@@ -730,34 +718,48 @@ impl Link {
     /// Re-queues frames whose acknowledgement is overdue (only while connected); each
     /// retransmission of a frame doubles its timeout.
     pub(crate) fn retransmit_due(&mut self, now: Time, rto: Duration) -> usize {
-        if self.status != LinkStatus::Connected {
-            return 0;
-        }
         // Every frame's timeout is at least min(rto, MAX_RTO): none is due before then.
         match self.sent_floor {
             None => return 0,
             Some(floor) if now.saturating_since(floor) < rto.min(MAX_RTO) => return 0,
             Some(_) => {}
         }
+        if self.status != LinkStatus::Connected {
+            return 0;
+        }
+        let every = |u: &Unacked| Some(crate::time::backoff(rto, u.tries, MAX_RTO));
+        let (n, floor) = self.requeue_overdue(now, every);
+        self.sent_floor = floor;
+        n
+    }
+
+    /// While connected: marks the frames in flight whose `timeout` (backoff included; `None`:
+    /// not this frame) has passed at `now` and re-queues them. Returns how many, and when the
+    /// earliest of the others `timeout` covers left.
+    fn requeue_overdue(
+        &mut self,
+        now: Time,
+        timeout: impl Fn(&Unacked) -> Option<Duration>,
+    ) -> (usize, Option<Time>) {
+        if self.status != LinkStatus::Connected {
+            return (0, None);
+        }
         let mut n = 0;
         let mut floor = None;
         for u in self.unacked.values_mut() {
-            let timeout = crate::time::backoff(rto, u.tries, MAX_RTO);
-            if let Some(at) = u.sent_at {
-                if now.saturating_since(at) >= timeout {
-                    u.sent_at = None;
-                    u.tries += 1;
-                    n += 1;
-                } else {
-                    floor = Some(floor.map_or(at, |f: Time| f.min(at)));
-                }
+            let (Some(at), Some(timeout)) = (u.sent_at, timeout(u)) else { continue };
+            if now.saturating_since(at) >= timeout {
+                u.sent_at = None;
+                u.tries += 1;
+                n += 1;
+            } else {
+                floor = Some(floor.map_or(at, |f: Time| f.min(at)));
             }
         }
-        self.sent_floor = floor;
         if n > 0 {
             self.requeue_unsent();
         }
-        n
+        (n, floor)
     }
 
     /// Puts every unacked frame that is neither queued nor in flight back in its queue.

@@ -333,11 +333,8 @@ impl Links {
     /// a radio silences the node for 3 s, longer than the neighbours' suspicion delay.
     pub(crate) fn frame_event_bytes(&self, to: &AuthorKey) -> usize {
         let link = self.map.get(to).and_then(Link::rate_bps);
-        let rate = match (self.uplink.rate_bps(), link) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        rate.map_or(MAX_FRAME_EVENT_BYTES, |r| usize::try_from(r / 80).unwrap_or(usize::MAX))
+        slower(self.uplink.rate_bps(), link)
+            .map_or(MAX_FRAME_EVENT_BYTES, |r| usize::try_from(r / 80).unwrap_or(usize::MAX))
             .clamp(MIN_FRAME_EVENT_BYTES, MAX_FRAME_EVENT_BYTES)
     }
 }
@@ -357,11 +354,15 @@ pub(crate) fn routed_timeout(
     uplink_bps: Option<u64>,
 ) -> RoutedTimeout {
     let cap = rto(link, config);
-    let rate_bps = match (uplink_bps, link.rate_bps()) {
+    RoutedTimeout { base: link.routed_rto(cap), rate_bps: slower(uplink_bps, link.rate_bps()), cap }
+}
+
+/// The slower of two rates (either unpaced: the other).
+fn slower(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    };
-    RoutedTimeout { base: link.routed_rto(cap), rate_bps, cap }
+    }
 }
 
 /// A frame of `kind` without link seq or floor, encoded (a link puts them in front of a
