@@ -469,12 +469,10 @@ fn drive(
     let mut cuts = Cuts::new();
     let mut next = 0usize;
     let end = plan.duration.as_secs_f64();
-    let gap = if c.posts > 0.0 { 1.0 / c.posts } else { f64::INFINITY };
-    let mut next_post = gap.min(end);
+    let mut posts = Arrivals::new(c.posts, end);
     let mut next_sample = c.sample_every.as_secs_f64();
     let filler = "x".repeat(c.post_bytes.saturating_sub(12));
-    let card_gap = if c.postcards > 0.0 { 1.0 / c.postcards } else { f64::INFINITY };
-    let mut next_card = card_gap.min(end);
+    let mut postcards = Arrivals::new(c.postcards, end);
     let card_filler = "x".repeat(c.postcard_bytes.saturating_sub(12));
     // Postcards sent across a cut in force, waiting for its heal (bounded by the run's).
     let mut across_cut: Vec<usize> = Vec::new();
@@ -513,15 +511,7 @@ fn drive(
         }
         // Postcards due (at most 100 per pass).
         for _ in 0..100 {
-            if next_card > t {
-                break;
-            }
-            next_card += card_gap;
-            let running: Vec<usize> = (0..n).filter(|&i| cl.members[i].is_running()).collect();
-            if running.is_empty() {
-                break;
-            }
-            let author = running[rng.random_range(0..running.len())];
+            let Some(author) = postcards.due(t, cl, &mut rng) else { break };
             let dest = (author + rng.random_range(1..n)) % n;
             let Ok(mut all) = shared.cards.lock() else { break };
             let k = all.len();
@@ -540,15 +530,7 @@ fn drive(
         }
         // Posts due (at most 100 per pass, so faults and samples keep their time).
         for _ in 0..100 {
-            if next_post > t {
-                break;
-            }
-            next_post += gap;
-            let running: Vec<usize> = (0..n).filter(|&i| cl.members[i].is_running()).collect();
-            if running.is_empty() {
-                break;
-            }
-            let author = running[rng.random_range(0..running.len())];
+            let Some(author) = posts.due(t, cl, &mut rng) else { break };
             let k = sent.len();
             shared.expect(k, n);
             let text = format!("{k} p{author} {filler}");
@@ -664,6 +646,31 @@ fn drive(
         cards: shared.cards.lock().map(|c| c.clone()).unwrap_or_default(),
         custodian_kills,
     })
+}
+
+/// Steady arrivals at `rate` per second over the traffic phase, each from a random running
+/// peer (posts, postcards).
+struct Arrivals {
+    gap: f64,
+    next: f64,
+}
+
+impl Arrivals {
+    fn new(rate: f64, end: f64) -> Self {
+        let gap = if rate > 0.0 { 1.0 / rate } else { f64::INFINITY };
+        Arrivals { gap, next: gap.min(end) }
+    }
+
+    /// The author of the next arrival due by `t`, if one is (and a peer runs).
+    fn due(&mut self, t: f64, cl: &mut Cluster, rng: &mut ChaCha8Rng) -> Option<usize> {
+        if self.next > t {
+            return None;
+        }
+        self.next += self.gap;
+        let running: Vec<usize> =
+            (0..cl.members.len()).filter(|&i| cl.members[i].is_running()).collect();
+        (!running.is_empty()).then(|| running[rng.random_range(0..running.len())])
+    }
 }
 
 /// A cut was lifted at `t`: the postcards sent across it are now between connected peers.
