@@ -438,8 +438,9 @@ impl<R: Rng> Engine<R> {
         self.postcards.tick(&mut self.core, &self.routing);
     }
 
-    /// Acknowledges at once what `peer` sent (a routed frame: its sender keeps custody and
-    /// times its retransmission by the RTT until this arrives).
+    /// Acknowledges what `peer` sent, now (when due on the tick, and at once for a routed
+    /// frame: its sender keeps custody and times its retransmission by the RTT until this
+    /// arrives).
     pub(super) fn ack_now(&mut self, peer: AuthorKey) {
         let core = &mut self.core;
         let Some(link) = core.links.get_mut(&peer) else { return };
@@ -508,18 +509,17 @@ impl<R: Rng> Engine<R> {
         };
         let due_ping = now.saturating_since(link.last_sent()) >= interval
             || now.saturating_since(link.probe.last_ping()) >= heartbeat * 4;
-        let ack = link.ack_due(now, ACK_BATCH, ack_delay).then(|| link.ack());
+        let ack_due = link.ack_due(now, ACK_BATCH, ack_delay);
         let ihave = link.tree.take_announcements();
         let digest_due = link.sync.digest_due(now) && link.connected();
         if let Some(status) = change {
             core.emit(Output::Deliver(AppEvent::Link { peer, status }));
             self.postcards.on_link_down(core, &peer);
         }
-        if let Some((cumulative, runs)) = ack {
-            let refused = self.postcards.refusals_for(now, &peer);
-            let ack = pb::Ack { cumulative, runs, refused };
-            core.send(peer, Kind::Ack(ack), Priority::Control, false);
+        if ack_due {
+            self.ack_now(peer);
         }
+        let core = &mut self.core;
         Plumtree::flush_announcements(core, peer, ihave);
         if digest_due {
             self.sync.digest_due(core, &self.membership.fisheye, peer);
