@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, tcp, yamux};
+use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -63,17 +63,24 @@ pub const INBOUND_QUEUE: usize = 1024;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
 
+/// How often this node pings a connection with the libp2p ping protocol itself: seldom, since
+/// the engine's own heartbeats already measure every link; it is served for other tools.
+pub const LIBP2P_PING_EVERY: Duration = Duration::from_secs(3600);
+
 /// The thin Behaviour (in a module of its own: the derive generates an undocumented event enum).
 mod behaviour {
     #![allow(missing_docs, missing_debug_implementations)]
     use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
-    use libp2p::{identify, mdns};
+    use libp2p::{identify, mdns, ping};
 
     /// Address discovery and a byte pipe.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
         /// Learns peers' listen addresses.
         pub identify: identify::Behaviour,
+        /// Answers `/ipfs/ping/1.0.0`, so standard libp2p tools can check a vecino peer; its own
+        /// pings are rare ([`super::LIBP2P_PING_EVERY`]): the engine measures RTTs itself.
+        pub ping: ping::Behaviour,
         /// Finds peers on the local network (off with `--mdns false`).
         pub mdns: Toggle<mdns::tokio::Behaviour>,
         /// The frame streams.
@@ -130,7 +137,8 @@ pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behav
             } else {
                 None
             };
-            Behaviour { identify, mdns: mdns.into(), stream: libp2p_stream::Behaviour::new() }
+            let ping = ping::Behaviour::new(ping::Config::new().with_interval(LIBP2P_PING_EVERY));
+            Behaviour { identify, ping, mdns: mdns.into(), stream: libp2p_stream::Behaviour::new() }
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

@@ -204,6 +204,11 @@ impl Dialer {
         self.remember(peer, vec![addr]);
     }
 
+    /// True for a peer given with `--bootstrap`.
+    pub(super) fn is_bootstrap(&self, peer: &PeerId) -> bool {
+        self.bootstrap.contains(peer)
+    }
+
     /// Adds addresses to the book, newest first, keeping [`MAX_ADDRS`].
     pub(super) fn remember(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
         let known = &mut self.known(peer).addrs;

@@ -35,6 +35,7 @@ pub(super) async fn listen(
     addrs: &[Multiaddr],
 ) -> anyhow::Result<Vec<Multiaddr>> {
     for addr in addrs {
+        exclusive_tcp(addr)?;
         swarm.listen_on(addr.clone()).with_context(|| format!("cannot listen on {addr}"))?;
     }
     let mut listen = Vec::new();
@@ -57,6 +58,40 @@ pub(super) async fn listen(
         }
     }
     Ok(listen)
+}
+
+/// Fails when a TCP listen address's port is already bound by another process.
+///
+/// libp2p's TCP transport sets `SO_REUSEPORT` on its listeners, so a second node (of the same
+/// user) could bind a running one's port without an error and take a share of its inbound
+/// connections. A plain bind, without `SO_REUSEPORT`, fails on a port anyone listens on:
+/// tried and released just before libp2p binds.
+fn exclusive_tcp(addr: &Multiaddr) -> anyhow::Result<()> {
+    let mut ip = None;
+    let mut port = None;
+    for p in addr {
+        match p {
+            MaProto::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            MaProto::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            MaProto::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else { return Ok(()) };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind((ip, port)) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "cannot listen on {addr}: TCP port {port} is already in use on {ip} (another vecino \
+             on this host? give this one another port with --listen)"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
 }
 
 /// The addresses to advertise: the configured ones, else the bound ones, routable first.
@@ -109,7 +144,15 @@ impl Node {
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+                // A bootstrap peer is dialled by the node alone (by address when given without
+                // a peer id): an operator wants to know that it cannot be reached, and at most
+                // once per redial backoff is what these come at.
+                if peer_id.is_none_or(|p| self.dialer.is_bootstrap(&p)) {
+                    tracing::warn!(peer = ?peer_id, "cannot reach a bootstrap peer: {error}");
+                    metrics::counter!("vecino_transport_bootstrap_unreachable_total").increment(1);
+                } else {
+                    tracing::debug!(peer = ?peer_id, "dial failed: {error}");
+                }
             }
             SwarmEvent::NewListenAddr { address, .. } if !self.listen.contains(&address) => {
                 tracing::info!(%address, "listening");
