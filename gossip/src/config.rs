@@ -197,6 +197,14 @@ pub struct Config {
     pub postcard_router: PostcardRouter,
     /// Most log events (posts) kept per author; older ones are forgotten first.
     pub max_log_per_author: usize,
+    /// Bytes of one author's posts held at most (in memory and on disk): past it, its oldest
+    /// delivered ones are forgotten; a post that cannot fit is refused (`author_share`).
+    pub max_log_bytes_per_author: usize,
+    /// Bytes of all posts held at most: past it, the oldest delivered posts of whoever holds
+    /// most are forgotten.
+    pub max_log_bytes: usize,
+    /// Delivered posts older than this (by their HLC) are forgotten.
+    pub log_retention: Duration,
     /// Events sent per `Events` frame at most.
     pub max_events_per_frame: usize,
     /// This peer's listen addresses, advertised in hey-there.
@@ -216,6 +224,15 @@ impl Config {
     #[must_use]
     pub fn shares_post_tree(&self) -> bool {
         self.per_author_trees && self.fisheye_members > 0
+    }
+
+    /// The store's budgets for posts.
+    pub(crate) fn log_budget(&self) -> crate::store::LogBudget {
+        crate::store::LogBudget {
+            per_author: self.max_log_bytes_per_author,
+            total: self.max_log_bytes,
+            retention_ms: u64::try_from(self.log_retention.as_millis()).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -265,6 +282,9 @@ impl Default for Config {
             link_state_min_interval: Duration::from_secs(30),
             postcard_router: PostcardRouter::Proximity,
             max_log_per_author: 100_000,
+            max_log_bytes_per_author: 4 << 20,
+            max_log_bytes: 64 << 20,
+            log_retention: Duration::from_secs(7 * 86_400),
             max_events_per_frame: 64,
             addrs: Vec::new(),
             name: String::new(),

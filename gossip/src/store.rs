@@ -52,6 +52,9 @@ pub(crate) enum Insert {
     Stale,
     /// Same (author, stream, seq) as a held event with different bytes.
     Equivocation(Box<VerifiedEvent>),
+    /// A log event its author's share has no room for: what the author holds is all
+    /// undelivered (see [`LogBudget`]).
+    OverShare,
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +62,63 @@ struct Log {
     events: BTreeMap<u64, VerifiedEvent>,
     /// Every seq in 1..=contiguous was held (some may since be forgotten).
     contiguous: u64,
+}
+
+/// What the log streams (posts) may hold: a share per author, a total, and an age. Past the
+/// share or the total, the oldest *delivered* events go first (of the author over its share;
+/// for the total, of the author holding most): a peer that posts without pause only churns its
+/// own history, never anyone else's. What was forgotten stays forgotten (a copy offered again
+/// is stale), so every peer's heads still converge. Custody streams (postcards) have budgets
+/// of their own (`crate::postcards`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogBudget {
+    /// Bytes of one author's log events held at most.
+    pub(crate) per_author: usize,
+    /// Bytes of all log events held at most.
+    pub(crate) total: usize,
+    /// A delivered event whose HLC is older than this (ms) is forgotten on the next sweep.
+    pub(crate) retention_ms: u64,
+}
+
+impl LogBudget {
+    /// No limits (tests).
+    #[cfg(test)]
+    pub(crate) const UNLIMITED: LogBudget =
+        LogBudget { per_author: usize::MAX, total: usize::MAX, retention_ms: u64::MAX };
+}
+
+/// Bytes a held log event is counted for: its envelope, and about what holding it costs
+/// besides (the decoded event, the map entry).
+pub(crate) fn held_bytes(ev: &VerifiedEvent) -> usize {
+    ev.envelope().len() + EVENT_OVERHEAD
+}
+
+/// The bookkeeping per held event, in bytes (measured order of magnitude, not exact).
+const EVENT_OVERHEAD: usize = 256;
+
+/// Why a log event was forgotten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Forgot {
+    /// Its author's share was full.
+    AuthorShare,
+    /// The store's total was full.
+    Total,
+    /// Older than the retention.
+    Age,
+    /// Past the count per author (`max_log_per_author`).
+    Count,
+}
+
+impl Forgot {
+    /// The label it is counted under.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Forgot::AuthorShare => "author_share",
+            Forgot::Total => "total",
+            Forgot::Age => "age",
+            Forgot::Count => "count",
+        }
+    }
 }
 
 /// The event store of one peer.
@@ -75,6 +135,17 @@ pub(crate) struct Store {
     /// Bound: distinct authors.
     max_authors: usize,
     authors: BTreeMap<AuthorKey, usize>,
+    budget: LogBudget,
+    /// Bytes of log events held per author (an entry per author holding any: at most
+    /// `max_authors`).
+    log_bytes: BTreeMap<AuthorKey, usize>,
+    /// Bytes of log events held in all.
+    log_bytes_total: usize,
+    /// Log events forgotten since last drained, for the host to delete (drained after every
+    /// insert and sweep: at most what one insert or sweep forgets).
+    forgotten: Vec<(EventKey, Forgot)>,
+    /// Seqs given up behind gaps, since last drained (see `insert`).
+    skipped: u64,
 }
 
 /// FNV-1a over a head; stable across runs and platforms (unlike std's hasher).
@@ -89,7 +160,7 @@ fn head_hash(key: &StreamKey, head: u64) -> u64 {
 }
 
 impl Store {
-    pub(crate) fn new(max_log: usize, max_authors: usize) -> Self {
+    pub(crate) fn new(max_log: usize, max_authors: usize, budget: LogBudget) -> Self {
         Self {
             latest: BTreeMap::new(),
             logs: BTreeMap::new(),
@@ -98,7 +169,126 @@ impl Store {
             max_log,
             max_authors,
             authors: BTreeMap::new(),
+            budget,
+            log_bytes: BTreeMap::new(),
+            log_bytes_total: 0,
+            forgotten: Vec::new(),
+            skipped: 0,
         }
+    }
+
+    /// Counts `n` bytes of `author`'s held (`add`) or let go of, in the log byte budgets.
+    fn account(&mut self, author: AuthorKey, n: usize, add: bool) {
+        let held = self.log_bytes.entry(author).or_default();
+        if add {
+            *held += n;
+            self.log_bytes_total += n;
+        } else {
+            *held = held.saturating_sub(n);
+            self.log_bytes_total = self.log_bytes_total.saturating_sub(n);
+            if *held == 0 {
+                self.log_bytes.remove(&author);
+            }
+        }
+    }
+
+    /// Forgets the oldest delivered log event of `author` (of the stream whose oldest is
+    /// oldest); false when it holds none delivered.
+    fn forget_oldest_of(&mut self, author: AuthorKey, why: Forgot) -> bool {
+        let oldest = self
+            .logs
+            .range((author, Stream::Unspecified)..)
+            .take_while(|(k, _)| k.0 == author)
+            .filter(|(k, _)| streams::of(k.1).keep == streams::Keep::Log)
+            .filter_map(|(k, l)| {
+                let (seq, ev) = l.events.first_key_value()?;
+                (*seq <= l.contiguous).then(|| (ev.hlc(), *k, *seq))
+            })
+            .min();
+        let Some((_, key, seq)) = oldest else { return false };
+        if let Some(ev) = self.logs.get_mut(&key).and_then(|l| l.events.remove(&seq)) {
+            self.account(ev.author(), held_bytes(&ev), false);
+            self.forgotten.push(((key, seq), why));
+        }
+        true
+    }
+
+    /// Keeps the log byte budgets after `author` added to its share: its own oldest go first,
+    /// then, while the total is over, the oldest of whoever holds most. Called once what an
+    /// insert made deliverable is delivered (only delivered events are forgotten).
+    pub(crate) fn enforce_budget(&mut self, author: AuthorKey) {
+        while self.log_bytes.get(&author).copied().unwrap_or(0) > self.budget.per_author {
+            if !self.forget_oldest_of(author, Forgot::AuthorShare) {
+                break;
+            }
+        }
+        while self.log_bytes_total > self.budget.total {
+            let heaviest = self.log_bytes.iter().max_by_key(|(a, n)| (**n, **a)).map(|(a, _)| *a);
+            let Some(heaviest) = heaviest else { break };
+            if !self.forget_oldest_of(heaviest, Forgot::Total) {
+                break;
+            }
+        }
+    }
+
+    /// True when a new log event of `bytes` from `author` would not fit in its share even
+    /// once every delivered event of the author is forgotten: all it holds is undelivered
+    /// (waiting behind a gap), which cannot be forgotten without losing delivery. Refused,
+    /// unless it fills the gap.
+    fn over_share(&self, author: AuthorKey, bytes: usize) -> bool {
+        let held = self.log_bytes.get(&author).copied().unwrap_or(0);
+        if held + bytes <= self.budget.per_author {
+            return false;
+        }
+        let undelivered: usize = self
+            .logs
+            .range((author, Stream::Unspecified)..)
+            .take_while(|(k, _)| k.0 == author)
+            .filter(|(k, _)| streams::of(k.1).keep == streams::Keep::Log)
+            .map(|(_, l)| l.events.range(l.contiguous + 1..).map(|(_, e)| held_bytes(e)).sum::<usize>())
+            .sum();
+        undelivered + bytes > self.budget.per_author
+    }
+
+    /// Forgets every delivered log event older than the retention at `now_ms`.
+    pub(crate) fn expire(&mut self, now_ms: u64) {
+        let cutoff = now_ms.saturating_sub(self.budget.retention_ms);
+        if cutoff == 0 {
+            return;
+        }
+        let mut gone = Vec::new();
+        for (key, log) in &mut self.logs {
+            if streams::of(key.1).keep != streams::Keep::Log {
+                continue;
+            }
+            while let Some(entry) = log.events.first_entry() {
+                if *entry.key() > log.contiguous || entry.get().hlc().ms >= cutoff {
+                    break;
+                }
+                let seq = *entry.key();
+                gone.push(((*key, seq), entry.remove()));
+            }
+        }
+        for (k, ev) in gone {
+            self.account(ev.author(), held_bytes(&ev), false);
+            self.forgotten.push((k, Forgot::Age));
+        }
+    }
+
+    /// The log events forgotten since last asked, and why.
+    pub(crate) fn take_forgotten(&mut self) -> Vec<(EventKey, Forgot)> {
+        std::mem::take(&mut self.forgotten)
+    }
+
+    /// Seqs given up behind gaps since last asked.
+    pub(crate) fn take_skipped(&mut self) -> u64 {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// Bytes of log events held: of `author`, and in all.
+    #[cfg(test)]
+    pub(crate) fn log_bytes(&self, author: &AuthorKey) -> (usize, usize) {
+        (self.log_bytes.get(author).copied().unwrap_or(0), self.log_bytes_total)
     }
 
     fn set_head(&mut self, key: &StreamKey, old: u64, new: u64) {
@@ -169,18 +359,51 @@ impl Store {
                 if seq <= log.contiguous {
                     return Insert::Stale; // held once, since forgotten
                 }
+                let log_stream = streams::of(key.1).keep == streams::Keep::Log;
+                // The next seq is always let in: it makes what waits behind it deliverable,
+                // and so forgettable.
+                let fills_gap = seq == log.contiguous + 1;
+                let before = log.contiguous;
+                if log_stream && !fills_gap && self.over_share(key.0, held_bytes(&ev)) {
+                    // The author's share is all posts waiting behind a gap. Its first posts
+                    // may be forgotten everywhere (a flood past every peer's budget): waiting
+                    // for them would stall the author for good. The gap is given up, counted,
+                    // and what follows it delivered; if even then there is no room, refused.
+                    let log = self.logs.entry(key).or_default();
+                    let Some(&first) = log.events.range(log.contiguous + 1..).next().map(|e| e.0)
+                    else {
+                        return Insert::OverShare;
+                    };
+                    self.skipped += first - 1 - log.contiguous;
+                    log.contiguous = first - 1;
+                }
+                let counted = log_stream.then(|| held_bytes(&ev));
+                let log = self.logs.entry(key).or_default();
                 log.events.insert(seq, ev);
                 let old = log.contiguous;
                 while log.events.contains_key(&(log.contiguous + 1)) {
                     log.contiguous += 1;
                 }
                 let new = log.contiguous;
+                let mut dropped = Vec::new();
                 while log.events.len() > max_log {
-                    log.events.pop_first();
+                    if let Some((s, e)) = log.events.pop_first() {
+                        dropped.push((s, e));
+                    }
                 }
+                // From the gap given up, if any: the seqs skipped are not delivered.
                 let delivered = (new > old).then(|| old + 1..=new);
-                if new > old {
-                    self.set_head(&key, old, new);
+                if new > before {
+                    self.set_head(&key, before, new);
+                }
+                if let Some(n) = counted {
+                    self.account(key.0, n, true);
+                }
+                for (s, e) in dropped {
+                    if log_stream {
+                        self.account(key.0, held_bytes(&e), false);
+                    }
+                    self.forgotten.push(((key, s), Forgot::Count));
                 }
                 Insert::New { superseded: None, delivered }
             }
@@ -368,7 +591,7 @@ mod tests {
     #[test]
     fn log_delivers_contiguously_and_detects_equivocation() {
         let a = Identity::from_seed([1; 32]);
-        let mut s = Store::new(100, 100);
+        let mut s = Store::new(100, 100, LogBudget::UNLIMITED);
         assert!(matches!(s.insert(post(&a, 2, "b")), Insert::New { delivered: None, .. }));
         match s.insert(post(&a, 1, "a")) {
             Insert::New { delivered: Some(r), .. } => assert_eq!(r, 1..=2),
@@ -383,8 +606,8 @@ mod tests {
     fn latest_value_supersedes_and_digest_tracks_heads() {
         let a = Identity::from_seed([1; 32]);
         let b = Identity::from_seed([2; 32]);
-        let mut s1 = Store::new(100, 100);
-        let mut s2 = Store::new(100, 100);
+        let mut s1 = Store::new(100, 100, LogBudget::UNLIMITED);
+        let mut s2 = Store::new(100, 100, LogBudget::UNLIMITED);
         s1.insert(paper(&a, 1));
         assert!(matches!(s1.insert(paper(&a, 3)), Insert::New { superseded: Some(1), .. }));
         assert!(matches!(s1.insert(paper(&a, 2)), Insert::Stale));
@@ -403,7 +626,7 @@ mod tests {
 
     #[test]
     fn bounds_hold() {
-        let mut s = Store::new(3, 2);
+        let mut s = Store::new(3, 2, LogBudget::UNLIMITED);
         let a = Identity::from_seed([1; 32]);
         for seq in 1..=10 {
             s.insert(post(&a, seq, "x"));
@@ -416,5 +639,101 @@ mod tests {
             matches!(s.insert(paper(&Identity::from_seed([3; 32]), 1)), Insert::Stale),
             "third author refused"
         );
+    }
+
+    fn forgotten_seqs(s: &mut Store) -> Vec<(u64, Forgot)> {
+        s.take_forgotten().into_iter().map(|((_, seq), why)| (seq, why)).collect()
+    }
+
+    #[test]
+    fn an_author_past_its_share_forgets_its_own_oldest_and_no_one_elses() {
+        let a = Identity::from_seed([1; 32]);
+        let b = Identity::from_seed([2; 32]);
+        let one = held_bytes(&post(&a, 1, &"x".repeat(1000)));
+        let budget = LogBudget { per_author: 3 * one, total: usize::MAX, retention_ms: u64::MAX };
+        let mut s = Store::new(100, 100, budget);
+        s.insert(post(&b, 1, &"y".repeat(1000)));
+        for seq in 1..=10 {
+            assert!(matches!(s.insert(post(&a, seq, &"x".repeat(1000))), Insert::New { .. }));
+            s.enforce_budget(a.public());
+        }
+        assert_eq!(s.log_bytes(&a.public()).0, 3 * one, "a keeps its newest three");
+        assert_eq!(s.log_bytes(&b.public()).0, one, "b untouched");
+        let forgot = forgotten_seqs(&mut s);
+        assert_eq!(forgot, (1..=7).map(|q| (q, Forgot::AuthorShare)).collect::<Vec<_>>());
+        // Heads still advance (what peers compare), and a forgotten post offered again is stale.
+        assert_eq!(s.head(&(a.public(), Stream::Post)), 10);
+        assert!(matches!(s.insert(post(&a, 2, &"x".repeat(1000))), Insert::Stale));
+        assert!(s.get(&(a.public(), Stream::Post), 8).is_some());
+    }
+
+    #[test]
+    fn past_the_total_whoever_holds_most_forgets_first() {
+        let a = Identity::from_seed([1; 32]);
+        let b = Identity::from_seed([2; 32]);
+        let one = held_bytes(&post(&a, 1, &"x".repeat(1000)));
+        let budget = LogBudget { per_author: usize::MAX, total: 5 * one, retention_ms: u64::MAX };
+        let mut s = Store::new(100, 100, budget);
+        s.insert(post(&b, 1, &"y".repeat(1000)));
+        s.enforce_budget(b.public());
+        for seq in 1..=6 {
+            s.insert(post(&a, seq, &"x".repeat(1000)));
+            s.enforce_budget(a.public());
+        }
+        assert_eq!(s.log_bytes(&b.public()), (one, 5 * one), "b's one post kept");
+        assert_eq!(forgotten_seqs(&mut s), vec![(1, Forgot::Total), (2, Forgot::Total)]);
+    }
+
+    #[test]
+    fn undelivered_posts_are_never_forgotten_and_past_the_share_new_ones_are_refused() {
+        let a = Identity::from_seed([1; 32]);
+        let one = held_bytes(&post(&a, 1, &"x".repeat(1000)));
+        let budget = LogBudget { per_author: 2 * one, total: usize::MAX, retention_ms: u64::MAX };
+        let mut s = Store::new(100, 100, budget);
+        // Seq 1 missing: 2 and 3 wait undelivered and fill the share.
+        assert!(matches!(s.insert(post(&a, 2, &"x".repeat(1000))), Insert::New { .. }));
+        assert!(matches!(s.insert(post(&a, 3, &"x".repeat(1000))), Insert::New { .. }));
+        s.enforce_budget(a.public());
+        assert!(forgotten_seqs(&mut s).is_empty(), "undelivered posts are never forgotten");
+        // The gap filler is always let in: 1..=3 deliverable; the oldest delivered then go.
+        let mut s2 = Store::new(100, 100, budget);
+        s2.insert(post(&a, 2, &"x".repeat(1000)));
+        s2.insert(post(&a, 3, &"x".repeat(1000)));
+        match s2.insert(post(&a, 1, &"x".repeat(1000))) {
+            Insert::New { delivered: Some(r), .. } => assert_eq!(r, 1..=3),
+            other => panic!("{other:?}"),
+        }
+        s2.enforce_budget(a.public());
+        assert_eq!(forgotten_seqs(&mut s2), vec![(1, Forgot::AuthorShare)]);
+        // Without it, a post that finds no room gives the gap up: 2..=4 delivered, 1 skipped,
+        // and the head (what peers compare) moves on.
+        match s.insert(post(&a, 4, &"x".repeat(1000))) {
+            Insert::New { delivered: Some(r), .. } => assert_eq!(r, 2..=4),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.take_skipped(), 1);
+        assert_eq!(s.head(&(a.public(), Stream::Post)), 4);
+        let mut fresh = Store::new(100, 100, LogBudget::UNLIMITED);
+        for seq in 1..=4 {
+            fresh.insert(post(&a, seq, &"x".repeat(1000)));
+        }
+        assert_eq!(s.digest(), fresh.digest(), "heads as if nothing had been missing");
+    }
+
+    #[test]
+    fn delivered_posts_past_the_retention_are_forgotten() {
+        let a = Identity::from_seed([1; 32]);
+        let budget = LogBudget { per_author: usize::MAX, total: usize::MAX, retention_ms: 1_000 };
+        let mut s = Store::new(100, 100, budget);
+        // HLC ms = seq * 1: posts 1..=3 and 5 (4 missing: 5 undelivered).
+        for seq in [1, 2, 3, 5] {
+            s.insert(post(&a, seq, "x"));
+        }
+        s.expire(1_002);
+        assert_eq!(forgotten_seqs(&mut s), vec![(1, Forgot::Age)]);
+        s.expire(10_000);
+        assert_eq!(forgotten_seqs(&mut s), vec![(2, Forgot::Age), (3, Forgot::Age)]);
+        assert!(s.get(&(a.public(), Stream::Post), 5).is_some(), "undelivered kept");
+        assert_eq!(s.log_bytes(&a.public()).0, held_bytes(&post(&a, 5, "x")));
     }
 }

@@ -4,6 +4,7 @@
 //! cargo build --release -p vecino --examples
 //! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args "FLAGS"]
 //! target/release/examples/figures ingest [--events 200000]
+//! target/release/examples/figures flood  [--secs 60] [--bytes 49152] [--nul] [--baseline-secs 15]
 //! ```
 //!
 //! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
@@ -16,6 +17,12 @@
 //! `ingest`: one peer and a load generator (a raw libp2p peer in this process) sending signed
 //! posts from 16 authors in frames of 64 on one acknowledged stream; the rate is events whose
 //! frames the peer acknowledged (acknowledgement follows the durable commit) per second.
+//!
+//! `flood`: one peer posts as fast as its API takes posts (four posting threads, `--bytes` of
+//! `x` each, or of NUL with `--nul`: six times the bytes once JSON-escaped) for `--secs`;
+//! a second peer receives them. Prints the receiver's peak RSS, its store file, the posts it
+//! holds and what its budgets forgot, with the default budgets and then, as the baseline of
+//! the same run, with budgets out of reach (`--baseline-secs`, 0 to skip).
 //! Every loop here is bounded in count and time and stops by itself.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
@@ -372,8 +379,9 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("mesh") => mesh(&args),
         Some("ingest") => ingest(&args),
+        Some("flood") => flood(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15]"
         ),
     }
 }
@@ -390,4 +398,91 @@ fn queued_by_kind(p: &Peer) -> Vec<(String, f64)> {
             Some((kind.to_string(), value))
         })
         .collect()
+}
+
+/// `flood` (see the module docs).
+fn flood(args: &[String]) {
+    let secs = arg(args, "--secs", 60u64);
+    let bytes = arg(args, "--bytes", 48 * 1024usize);
+    let nul = args.iter().any(|a| a == "--nul");
+    let baseline_secs = arg(args, "--baseline-secs", 15u64);
+    let fill = if nul { "NUL" } else { "x" };
+    println!("flood: one author posting {bytes}-byte posts of {fill} at full rate");
+    println!(
+        "| run | secs | posts accepted | received | receiver peak RSS MiB | receiver store MiB | posts held (API) | forgotten (author_share / total / gap given up) | receiver up |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    flood_run("budgets (defaults)", secs, bytes, nul, &[]);
+    if baseline_secs > 0 {
+        let off = ["--posts-share-mib", "1000000", "--posts-total-mib", "1000000"];
+        flood_run("baseline: budgets off", baseline_secs, bytes, nul, &off);
+    }
+}
+
+fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Peer::start("author", &tmp.path().join("author"), &[], extra);
+    let b = Peer::start("receiver", &tmp.path().join("receiver"), std::slice::from_ref(&a.addr), extra);
+    common::wait_converged(&[&a, &b]);
+    let text: String = if nul { "\0".repeat(bytes) } else { "x".repeat(bytes) };
+    let b_pid = b.pid().expect("receiver running");
+    let end = Instant::now() + Duration::from_secs(secs);
+    let accepted = std::sync::atomic::AtomicU64::new(0);
+    let mut peak_kib = 0;
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let c = a.client();
+                let body = serde_json::json!({"topic": "flood", "text": text});
+                while Instant::now() < end {
+                    if c.post("/v1/posts", &body).is_ok_and(|v| v.get("id").is_some()) {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        while Instant::now() < end {
+            peak_kib = peak_kib.max(rss_kib(b_pid).1);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    // Let the receiver catch up (bounded), then read it.
+    let accepted = accepted.into_inner();
+    let received = |p: &Peer| {
+        let m = p.client().get_text("/metrics").unwrap_or_default();
+        common::metric_in(&m, "vecino_gossip_posts_delivered_total", "")
+    };
+    let settle = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < settle && received(&b) < accepted as f64 {
+        peak_kib = peak_kib.max(rss_kib(b_pid).1);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    peak_kib = peak_kib.max(rss_kib(b_pid).1);
+    let m = b.client().get_text("/metrics").unwrap_or_default();
+    let forgot = |why: &str| {
+        common::metric_in(&m, "vecino_gossip_posts_forgotten_total", &format!("reason=\"{why}\""))
+    };
+    let mut held = 0;
+    let mut since = 0u64;
+    for _ in 0..10_000 {
+        let page = b.get(&format!("/v1/posts?since={since}&limit=100"));
+        let n = page["posts"].as_array().map_or(0, Vec::len);
+        if n == 0 {
+            break;
+        }
+        held += n;
+        since = page["next"].as_u64().unwrap_or(u64::MAX);
+    }
+    let store = std::fs::metadata(b.dir.join("vecino.redb")).map_or(0, |m| m.len());
+    let up = b.client().get("/v1/status").is_ok();
+    println!(
+        "| {label} | {secs} | {accepted} | {} | {:.0} | {:.1} | {held} | {:.0} / {:.0} / {:.0} | {} |",
+        received(&b),
+        peak_kib as f64 / 1024.0,
+        store as f64 / f64::from(1 << 20),
+        forgot("author_share"),
+        forgot("total"),
+        forgot("gap_given_up"),
+        if up { "yes" } else { "NO" },
+    );
 }

@@ -157,6 +157,18 @@ settings! {
     /// Default lifetime of a postcard sent from here, seconds [default: 600]
     #[arg(long, env = "VECINO_POSTCARD_LIFETIME_SECS", value_name = "SECS")]
     postcard_lifetime_secs: u64,
+    /// One author's share of the posts held (in memory and in the store), MiB: past it, its
+    /// oldest posts are forgotten, so one peer posting without pause only churns its own
+    /// [default: 4]
+    #[arg(long, env = "VECINO_POSTS_SHARE_MIB", value_name = "MIB")]
+    posts_share_mib: u64,
+    /// All posts held, MiB (the event log, and the API's table of delivered posts each):
+    /// past it, the oldest posts of whoever holds most are forgotten [default: 64]
+    #[arg(long, env = "VECINO_POSTS_TOTAL_MIB", value_name = "MIB")]
+    posts_total_mib: u64,
+    /// Posts older than this are forgotten, hours [default: 168]
+    #[arg(long, env = "VECINO_POSTS_RETENTION_HOURS", value_name = "HOURS")]
+    posts_retention_hours: u64,
 }
 
 /// Log output format.
@@ -344,6 +356,22 @@ impl Config {
         if let Some(v) = s.ihave_fanout {
             gossip.ihave_fanout = v;
         }
+        let mib = |key, v: u64| -> Result<usize, ConfigError> {
+            let v = positive(key, v)?;
+            usize::try_from(v.saturating_mul(1 << 20)).map_err(|_| invalid(key, "too large"))
+        };
+        if let Some(v) = s.posts_share_mib {
+            gossip.max_log_bytes_per_author = mib("posts_share_mib", v)?;
+        }
+        if let Some(v) = s.posts_total_mib {
+            gossip.max_log_bytes = mib("posts_total_mib", v)?;
+        }
+        if gossip.max_log_bytes_per_author > gossip.max_log_bytes {
+            return Err(invalid("posts_share_mib", "larger than posts_total_mib"));
+        }
+        if let Some(v) = s.posts_retention_hours {
+            gossip.log_retention = secs(positive("posts_retention_hours", v)?.saturating_mul(3600));
+        }
         if gossip.fisheye_from_start && gossip.fisheye_members == 0 {
             return Err(invalid("fisheye_from_start", "needs fisheye_members > 0"));
         }
@@ -425,6 +453,9 @@ impl Config {
             posts_kept: Some(self.posts_kept),
             postcards_kept: Some(self.postcards_kept),
             postcard_lifetime_secs: Some(g.postcard_lifetime.as_secs()),
+            posts_share_mib: Some((g.max_log_bytes_per_author >> 20) as u64),
+            posts_total_mib: Some((g.max_log_bytes >> 20) as u64),
+            posts_retention_hours: Some(g.log_retention.as_secs() / 3600),
         };
         toml::to_string(&s).unwrap_or_else(|e| format!("# cannot print the config: {e}\n"))
     }

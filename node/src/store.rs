@@ -48,6 +48,13 @@ const FORMAT: &[u8] = b"vecino-node-store";
 pub const SCHEMA_VERSION: u32 = 1;
 
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// Where each delivered post sits in `POSTS`, by `post_index_key`: so that a post the engine
+/// forgets leaves the API's table too.
+const POST_CURSORS: TableDefinition<'_, &str, u64> = TableDefinition::new("post_cursors");
+/// redb's page cache (its default, 1 GiB, let a node's memory grow with its history).
+const CACHE_BYTES: usize = 16 << 20;
+/// The `META` key of the bytes the `POSTS` table holds (big-endian u64).
+const POSTS_BYTES: &str = "posts_bytes";
 const EVENTS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("events");
 const POSTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("posts");
 const PEERS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("peers");
@@ -159,6 +166,8 @@ pub struct Writes<'a> {
 pub struct Kept {
     /// Posts.
     pub posts: u64,
+    /// Bytes of posts (as stored).
+    pub posts_bytes: u64,
     /// Postcard records.
     pub postcards: u64,
 }
@@ -179,6 +188,11 @@ pub struct Loaded {
     pub rejected: usize,
 }
 
+/// The `POST_CURSORS` key of post `seq` of the author whose key is `author` (hex).
+fn post_index_key(author: &str, seq: u64) -> String {
+    format!("{author}/{seq:020}")
+}
+
 fn event_key(author: &AuthorKey, stream: pb::Stream, seq: u64) -> [u8; 44] {
     let mut k = [0u8; 44];
     k[..32].copy_from_slice(author.as_bytes());
@@ -191,7 +205,9 @@ impl Store {
     /// Opens the store at `path`, creating it if there is no file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let exists = path.exists();
-        let db = if exists { Database::open(path) } else { Database::create(path) };
+        let mut builder = Database::builder();
+        builder.set_cache_size(CACHE_BYTES);
+        let db = if exists { builder.open(path) } else { builder.create(path) };
         let db = db.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_owned()),
             redb::DatabaseError::Storage(redb::StorageError::Io(io))
@@ -286,8 +302,58 @@ impl Store {
         kept: Kept,
     ) -> Result<(), StoreError> {
         let (posts, posts_kept) = (writes.posts, kept.posts);
+        let deletes_posts = ops
+            .iter()
+            .any(|op| matches!(op, StoreOp::Delete { stream: pb::Stream::Post, .. }));
         let tx = self.db.begin_write()?;
         {
+            if !posts.is_empty() || deletes_posts {
+                // Delivered posts first, so that a post forgotten in the same batch as its
+                // delivery goes from the API's table too.
+                let mut table = tx.open_table(POSTS)?;
+                let mut index = tx.open_table(POST_CURSORS)?;
+                let mut meta = tx.open_table(META)?;
+                let mut bytes = meta
+                    .get(POSTS_BYTES)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                    .map_or(0, u64::from_be_bytes);
+                for p in posts {
+                    let json = serde_json::to_vec(p).unwrap_or_default();
+                    bytes += json.len() as u64;
+                    table.insert(p.cursor, json.as_slice())?;
+                    index.insert(post_index_key(&p.author, p.seq).as_str(), p.cursor)?;
+                }
+                // A post the engine forgot (its retention, its author's share) leaves the
+                // API's table with it.
+                for op in ops {
+                    if let StoreOp::Delete { author, stream: pb::Stream::Post, seq } = op {
+                        let k = post_index_key(&author.to_string(), *seq);
+                        let cursor = index.remove(k.as_str())?.map(|c| c.value());
+                        if let Some(c) = cursor
+                            && let Some(v) = table.remove(c)?
+                        {
+                            bytes = bytes.saturating_sub(v.value().len() as u64);
+                        }
+                    }
+                }
+                // Then within the count and the byte budget: oldest first.
+                let first_kept = posts.last().map_or(0, |p| p.cursor).saturating_sub(posts_kept);
+                loop {
+                    let over = match table.first()? {
+                        Some((c, _)) => c.value() <= first_kept || bytes > kept.posts_bytes,
+                        None => false,
+                    };
+                    if !over {
+                        break;
+                    }
+                    let Some((_, v)) = table.pop_first()? else { break };
+                    bytes = bytes.saturating_sub(v.value().len() as u64);
+                    if let Ok(p) = serde_json::from_slice::<PostRecord>(v.value()) {
+                        index.remove(post_index_key(&p.author, p.seq).as_str())?;
+                    }
+                }
+                meta.insert(POSTS_BYTES, bytes.to_be_bytes().as_slice())?;
+            }
             let mut events = tx.open_table(EVENTS)?;
             for op in ops {
                 match op {
@@ -298,18 +364,6 @@ impl Store {
                     StoreOp::Delete { author, stream, seq } => {
                         events.remove(event_key(author, *stream, *seq).as_slice())?;
                     }
-                }
-            }
-            if !posts.is_empty() {
-                let mut table = tx.open_table(POSTS)?;
-                for p in posts {
-                    let json = serde_json::to_vec(p).unwrap_or_default();
-                    table.insert(p.cursor, json.as_slice())?;
-                }
-                let last = posts.last().map_or(0, |p| p.cursor);
-                if last > posts_kept {
-                    let cutoff = last - posts_kept;
-                    table.retain_in(..=cutoff, |_, _| false)?;
                 }
             }
             if !writes.postcards.is_empty() {
@@ -495,7 +549,7 @@ fn decode_coordinate(bytes: &[u8]) -> Option<Coordinate> {
 /// and acknowledging an event that is not on disk would be worse.
 impl Persist for Store {
     fn apply(&mut self, op: &StoreOp) {
-        let kept = Kept { posts: u64::MAX, postcards: u64::MAX };
+        let kept = Kept { posts: u64::MAX, posts_bytes: u64::MAX, postcards: u64::MAX };
         if let Err(e) = self.commit(std::slice::from_ref(op), &Writes::default(), kept) {
             panic!("store write failed: {e}");
         }
@@ -555,7 +609,7 @@ mod tests {
             updated_ms: 0,
             path: Vec::new(),
         };
-        let kept = Kept { posts: 100, postcards: 4 };
+        let kept = Kept { posts: 100, posts_bytes: u64::MAX, postcards: 4 };
         {
             let s = Store::open(&path).unwrap();
             let first: Vec<PostcardRecord> = (1..=5)
@@ -594,12 +648,49 @@ mod tests {
         let batch: Vec<PostRecord> =
             (1..=10).map(|i| rec(i, if i % 2 == 0 { "even" } else { "odd" })).collect();
         let writes = Writes { posts: &batch, postcards: &[] };
-        s.commit(&[], &writes, Kept { posts: 6, postcards: 6 }).unwrap();
+        s.commit(&[], &writes, Kept { posts: 6, posts_bytes: u64::MAX, postcards: 6 }).unwrap();
         assert_eq!(s.last_post_cursor().unwrap(), 10);
         let all = s.posts(None, 0, 100).unwrap();
         assert_eq!(all.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9, 10]);
         let even = s.posts(Some("even"), 6, 100).unwrap();
         assert_eq!(even.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![8, 10]);
+
+        // A byte budget of about three posts keeps the newest three, and stays kept across
+        // commits (the count is in the store).
+        let one = serde_json::to_vec(&rec(11, "odd")).unwrap().len() as u64;
+        let kept = Kept { posts: 100, posts_bytes: 3 * one, postcards: 6 };
+        for i in 11..=14 {
+            s.commit(&[], &Writes { posts: &[rec(i, "odd")], postcards: &[] }, kept).unwrap();
+        }
+        let all = s.posts(None, 0, 100).unwrap();
+        assert_eq!(all.iter().map(|p| p.cursor).collect::<Vec<_>>(), vec![12, 13, 14]);
+    }
+
+    #[test]
+    fn a_post_the_engine_forgets_leaves_the_api_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let a = Identity::from_seed([3; 32]).public();
+        let rec = |seq: u64| PostRecord {
+            cursor: seq,
+            id: String::new(),
+            author: a.to_string(),
+            peer_id: String::new(),
+            seq,
+            hlc_ms: 0,
+            topic: "t".into(),
+            text: "x".repeat(100),
+            own: false,
+        };
+        let kept = Kept { posts: 100, posts_bytes: u64::MAX, postcards: 6 };
+        let batch: Vec<PostRecord> = (1..=3).map(rec).collect();
+        s.commit(&[], &Writes { posts: &batch, postcards: &[] }, kept).unwrap();
+        // Forgotten in a later batch, and in the batch of its own delivery.
+        let forget = |seq| StoreOp::Delete { author: a, stream: pb::Stream::Post, seq };
+        s.commit(&[forget(1)], &Writes { posts: &[], postcards: &[] }, kept).unwrap();
+        s.commit(&[forget(4)], &Writes { posts: &[rec(4)], postcards: &[] }, kept).unwrap();
+        let all = s.posts(None, 0, 100).unwrap();
+        assert_eq!(all.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![2, 3]);
     }
 
     #[test]

@@ -27,6 +27,11 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ("vecino_gossip_events_new_total", "counter", "new events accepted (own included)"),
     ("vecino_gossip_events_duplicate_total", "counter", "events received again"),
     ("vecino_gossip_posts_delivered_total", "counter", "posts delivered to the application"),
+    (
+        "vecino_gossip_posts_forgotten_total",
+        "counter",
+        "posts forgotten to keep the store's budgets, by why (author_share, total, age, count)",
+    ),
     ("vecino_gossip_grafts_total", "counter", "Plumtree grafts sent"),
     ("vecino_gossip_prunes_total", "counter", "Plumtree prunes sent"),
     ("vecino_gossip_retransmits_total", "counter", "frames retransmitted"),
@@ -147,6 +152,7 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
 /// Series with labels (initialised per label value, not bare).
 const LABELLED: &[&str] = &[
     "vecino_gossip_rejected_total",
+    "vecino_gossip_posts_forgotten_total",
     "vecino_members",
     "vecino_links",
     "vecino_transport_rejected_total",
@@ -187,6 +193,9 @@ pub fn record_engine(s: &vecino_gossip::EngineStats) {
         .absolute(s.postcards_refused_downstream);
     for (reason, n) in &s.rejected {
         counter!("vecino_gossip_rejected_total", "reason" => *reason).absolute(*n);
+    }
+    for (why, n) in &s.log_forgotten {
+        counter!("vecino_gossip_posts_forgotten_total", "reason" => *why).absolute(*n);
     }
     for (kind, (frames, bytes)) in &s.queued {
         counter!("vecino_gossip_frames_queued_total", "kind" => *kind).absolute(*frames);

@@ -16,10 +16,10 @@ use vecino_proto::pb::{self, Stream, event::Body, frame::Kind};
 use vecino_proto::{AuthorKey, Bytes, Hlc, Identity, VerifiedEvent, Verifier};
 
 use crate::config::Config;
-use crate::io::{Output, Priority, Timer, TimerKind};
+use crate::io::{Output, Priority, StoreOp, Timer, TimerKind};
 use crate::links::Links;
 use crate::links::link::Meta;
-use crate::store::{Store, StreamKey, event_key};
+use crate::store::{Insert, Store, StreamKey, event_key};
 use crate::streams::{self, Keep};
 use crate::time::Time;
 
@@ -40,6 +40,10 @@ pub struct EngineStats {
     pub frames_in: u64,
     /// Frames and events rejected, by reason label.
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Log events (posts) forgotten to keep the store's budgets, by why: `author_share`,
+    /// `total`, `age`, `count`; and `gap_given_up`: seqs never received, skipped so that an
+    /// author whose share is full of posts waiting behind them is delivered again.
+    pub log_forgotten: BTreeMap<&'static str, u64>,
     /// New events accepted.
     pub events_new: u64,
     /// Events received again.
@@ -133,7 +137,7 @@ impl<R> Core<R> {
     pub(crate) fn new(identity: Identity, config: Config, rng: R, now: Time) -> Self {
         Self {
             coords: Client::new(config.coords),
-            store: Store::new(config.max_log_per_author, config.max_members),
+            store: Store::new(config.max_log_per_author, config.max_members, config.log_budget()),
             links: Links::new(config.uplink_bps, now),
             me: identity.public(),
             identity,
@@ -158,7 +162,26 @@ impl<R> Core<R> {
             *seq = (*seq).max(ev.seq());
         }
         self.hlc.observe(ev.hlc(), 0);
-        let _ = self.store.insert(ev);
+        let author = ev.author();
+        if let Insert::New { .. } = self.store.insert(ev) {
+            // A store written under larger budgets is brought within these (deletes go out
+            // with the outputs of `new`).
+            self.store.enforce_budget(author);
+            self.forget_evicted();
+        }
+    }
+
+    /// Tells the host to delete the log events the store forgot (budgets, retention), and
+    /// counts them by why.
+    pub(crate) fn forget_evicted(&mut self) {
+        let skipped = self.store.take_skipped();
+        if skipped > 0 {
+            *self.stats.log_forgotten.entry("gap_given_up").or_default() += skipped;
+        }
+        for ((key, seq), why) in self.store.take_forgotten() {
+            *self.stats.log_forgotten.entry(why.label()).or_default() += 1;
+            self.emit(Output::Persist(StoreOp::Delete { author: key.0, stream: key.1, seq }));
+        }
     }
 
     /// Simulator only: shares signature checks with the other peers of a simulation.

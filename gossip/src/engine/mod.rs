@@ -98,6 +98,8 @@ const ACK_BATCH: u32 = 8;
 const MAX_GAP_NOTED: usize = 256;
 /// How often the overlay and the newspaper are looked after.
 const MAINTENANCE: Duration = Duration::from_secs(1);
+/// How often posts past the retention are looked for.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 
 /// One peer's protocol engine. See the module docs and [`crate::io`] for how to drive it.
 #[derive(Debug)]
@@ -112,6 +114,8 @@ pub struct Engine<R> {
     postcards: Postcards,
     /// When the overlay and the newspaper are next looked after.
     next_maintenance: Time,
+    /// When posts past the retention are next looked for.
+    next_expiry: Time,
 }
 
 /// How an event reached this peer.
@@ -167,6 +171,7 @@ impl<R: Rng> Engine<R> {
             routing: Routing::default(),
             postcards,
             next_maintenance: now,
+            next_expiry: now + EXPIRY_EVERY,
         };
         // Our own presence and status are valid events: a failure is counted, never fatal.
         let _ = engine.publish(Membership::hey_there(&engine.core));
@@ -261,6 +266,10 @@ impl<R: Rng> Engine<R> {
                 }
                 let broadcast = matches!(via, Via::Broadcast { .. });
                 self.plumtree.forward(core, fisheye, from, ev, hops, broadcast);
+                if policy.keep == Keep::Log {
+                    core.store.enforce_budget(key.0);
+                    core.forget_evicted();
+                }
             }
             Insert::Duplicate => {
                 core.stats.events_duplicate += 1;
@@ -277,6 +286,7 @@ impl<R: Rng> Engine<R> {
                 }
             }
             Insert::Stale => {}
+            Insert::OverShare => core.reject("author_share"),
             Insert::Equivocation(other) => {
                 core.stats.equivocations += 1;
                 if let Some(proof) = FraudProof::from_pair(ev, &other) {
@@ -436,6 +446,12 @@ impl<R: Rng> Engine<R> {
             }
         }
         self.postcards.tick(&mut self.core, &self.routing);
+        if now >= self.next_expiry {
+            self.next_expiry = now + EXPIRY_EVERY;
+            let core = &mut self.core;
+            core.store.expire(core.now.as_millis());
+            core.forget_evicted();
+        }
     }
 
     /// Acknowledges what `peer` sent, now (when due on the tick, and at once for a routed
