@@ -52,9 +52,6 @@ pub(crate) enum Insert {
     Stale,
     /// Same (author, stream, seq) as a held event with different bytes.
     Equivocation(Box<VerifiedEvent>),
-    /// A log event its author's share has no room for: what the author holds is all
-    /// undelivered (see [`LogBudget`]).
-    OverShare,
 }
 
 #[derive(Debug, Default)]
@@ -138,14 +135,23 @@ pub(crate) struct Store {
     budget: LogBudget,
     /// Bytes of log events held per author (an entry per author holding any: at most
     /// `max_authors`).
-    log_bytes: BTreeMap<AuthorKey, usize>,
+    shares: BTreeMap<AuthorKey, Share>,
     /// Bytes of log events held in all.
     log_bytes_total: usize,
     /// Log events forgotten since last drained, for the host to delete (drained after every
     /// insert and sweep: at most what one insert or sweep forgets).
     forgotten: Vec<(EventKey, Forgot)>,
-    /// Seqs given up behind gaps, since last drained (see `insert`).
+    /// Seqs given up behind gaps, since last drained (see [`Store::enforce_budget`]).
     skipped: u64,
+}
+
+/// What one author's log events take of the budgets.
+#[derive(Debug, Clone, Copy, Default)]
+struct Share {
+    /// Bytes held.
+    held: usize,
+    /// Of those, bytes waiting behind a gap (undelivered).
+    waiting: usize,
 }
 
 /// FNV-1a over a head; stable across runs and platforms (unlike std's hasher).
@@ -170,26 +176,48 @@ impl Store {
             max_authors,
             authors: BTreeMap::new(),
             budget,
-            log_bytes: BTreeMap::new(),
+            shares: BTreeMap::new(),
             log_bytes_total: 0,
             forgotten: Vec::new(),
             skipped: 0,
         }
     }
 
-    /// Counts `n` bytes of `author`'s held (`add`) or let go of, in the log byte budgets.
-    fn account(&mut self, author: AuthorKey, n: usize, add: bool) {
-        let held = self.log_bytes.entry(author).or_default();
+    /// Counts `n` bytes of `author`'s held (`add`) or let go of, in the log byte budgets;
+    /// `waiting` when they are undelivered.
+    fn account(&mut self, author: AuthorKey, n: usize, add: bool, waiting: bool) {
+        let share = self.shares.entry(author).or_default();
         if add {
-            *held += n;
+            share.held += n;
+            share.waiting += if waiting { n } else { 0 };
             self.log_bytes_total += n;
         } else {
-            *held = held.saturating_sub(n);
+            share.held = share.held.saturating_sub(n);
+            share.waiting = share.waiting.saturating_sub(if waiting { n } else { 0 });
             self.log_bytes_total = self.log_bytes_total.saturating_sub(n);
-            if *held == 0 {
-                self.log_bytes.remove(&author);
+            if share.held == 0 {
+                self.shares.remove(&author);
             }
         }
+    }
+
+    /// Advances the contiguous head of a log over what it holds; moves the bytes it passes
+    /// from waiting to delivered; returns the (old, new) head.
+    fn advance(&mut self, key: StreamKey) -> (u64, u64) {
+        let log_stream = streams::of(key.1).keep == streams::Keep::Log;
+        let Some(log) = self.logs.get_mut(&key) else { return (0, 0) };
+        let old = log.contiguous;
+        let mut passed = 0;
+        while let Some(ev) = log.events.get(&(log.contiguous + 1)) {
+            passed += held_bytes(ev);
+            log.contiguous += 1;
+        }
+        let new = log.contiguous;
+        if log_stream && passed > 0 {
+            let share = self.shares.entry(key.0).or_default();
+            share.waiting = share.waiting.saturating_sub(passed);
+        }
+        (old, new)
     }
 
     /// Forgets the oldest delivered log event of `author` (of the stream whose oldest is
@@ -207,47 +235,71 @@ impl Store {
             .min();
         let Some((_, key, seq)) = oldest else { return false };
         if let Some(ev) = self.logs.get_mut(&key).and_then(|l| l.events.remove(&seq)) {
-            self.account(ev.author(), held_bytes(&ev), false);
+            self.account(author, held_bytes(&ev), false, false);
             self.forgotten.push(((key, seq), why));
         }
         true
     }
 
-    /// Keeps the log byte budgets after `author` added to its share: its own oldest go first,
-    /// then, while the total is over, the oldest of whoever holds most. Called once what an
-    /// insert made deliverable is delivered (only delivered events are forgotten).
-    pub(crate) fn enforce_budget(&mut self, author: AuthorKey) {
-        while self.log_bytes.get(&author).copied().unwrap_or(0) > self.budget.per_author {
-            if !self.forget_oldest_of(author, Forgot::AuthorShare) {
+    /// Gives up the first gap of `author`'s log that has posts waiting behind it: they become
+    /// deliverable (returned, to be delivered), the seqs never received are counted skipped,
+    /// and the head moves on as if they had come.
+    fn give_up_gap(&mut self, author: AuthorKey) -> Option<(StreamKey, RangeInclusive<u64>)> {
+        let (key, first) = self
+            .logs
+            .range_mut((author, Stream::Unspecified)..)
+            .take_while(|(k, _)| k.0 == author)
+            .filter(|(k, _)| streams::of(k.1).keep == streams::Keep::Log)
+            .find_map(|(k, l)| {
+                let first = *l.events.range(l.contiguous + 1..).next()?.0;
+                Some((*k, first))
+            })?;
+        let log = self.logs.get_mut(&key)?;
+        let before = log.contiguous;
+        self.skipped += first - 1 - before;
+        log.contiguous = first - 1;
+        let (_, new) = self.advance(key);
+        self.set_head(&key, before, new);
+        Some((key, first..=new))
+    }
+
+    /// Keeps the log byte budgets after `author` added to its share, and returns what became
+    /// deliverable doing so (to be delivered). While the author is over its share: if more
+    /// than half of it waits behind a gap, the gap is given up (when the author's first posts
+    /// are forgotten everywhere, a flood past every peer's budget, waiting would stall it for
+    /// good); else its oldest delivered post goes. Then, while the total is over, the oldest
+    /// delivered post of whoever holds most. With `give_up` false (a restart) gaps are kept.
+    pub(crate) fn enforce_budget(
+        &mut self,
+        author: AuthorKey,
+        give_up: bool,
+    ) -> Vec<(StreamKey, RangeInclusive<u64>)> {
+        let mut deliverable = Vec::new();
+        let half = self.budget.per_author / 2;
+        loop {
+            let share = self.shares.get(&author).copied().unwrap_or_default();
+            if share.held <= self.budget.per_author {
                 break;
+            }
+            let gap_first = give_up && share.waiting > half;
+            if gap_first && let Some(d) = self.give_up_gap(author) {
+                deliverable.push(d);
+            } else if !self.forget_oldest_of(author, Forgot::AuthorShare) {
+                match if give_up { self.give_up_gap(author) } else { None } {
+                    Some(d) => deliverable.push(d),
+                    None => break,
+                }
             }
         }
         while self.log_bytes_total > self.budget.total {
-            let heaviest = self.log_bytes.iter().max_by_key(|(a, n)| (**n, **a)).map(|(a, _)| *a);
+            let heaviest =
+                self.shares.iter().max_by_key(|(a, s)| (s.held, **a)).map(|(a, _)| *a);
             let Some(heaviest) = heaviest else { break };
             if !self.forget_oldest_of(heaviest, Forgot::Total) {
                 break;
             }
         }
-    }
-
-    /// True when a new log event of `bytes` from `author` would not fit in its share even
-    /// once every delivered event of the author is forgotten: all it holds is undelivered
-    /// (waiting behind a gap), which cannot be forgotten without losing delivery. Refused,
-    /// unless it fills the gap.
-    fn over_share(&self, author: AuthorKey, bytes: usize) -> bool {
-        let held = self.log_bytes.get(&author).copied().unwrap_or(0);
-        if held + bytes <= self.budget.per_author {
-            return false;
-        }
-        let undelivered: usize = self
-            .logs
-            .range((author, Stream::Unspecified)..)
-            .take_while(|(k, _)| k.0 == author)
-            .filter(|(k, _)| streams::of(k.1).keep == streams::Keep::Log)
-            .map(|(_, l)| l.events.range(l.contiguous + 1..).map(|(_, e)| held_bytes(e)).sum::<usize>())
-            .sum();
-        undelivered + bytes > self.budget.per_author
+        deliverable
     }
 
     /// Forgets every delivered log event older than the retention at `now_ms`.
@@ -270,7 +322,7 @@ impl Store {
             }
         }
         for (k, ev) in gone {
-            self.account(ev.author(), held_bytes(&ev), false);
+            self.account(ev.author(), held_bytes(&ev), false, false);
             self.forgotten.push((k, Forgot::Age));
         }
     }
@@ -288,7 +340,7 @@ impl Store {
     /// Bytes of log events held: of `author`, and in all.
     #[cfg(test)]
     pub(crate) fn log_bytes(&self, author: &AuthorKey) -> (usize, usize) {
-        (self.log_bytes.get(author).copied().unwrap_or(0), self.log_bytes_total)
+        (self.shares.get(author).map_or(0, |s| s.held), self.log_bytes_total)
     }
 
     fn set_head(&mut self, key: &StreamKey, old: u64, new: u64) {
@@ -360,48 +412,27 @@ impl Store {
                     return Insert::Stale; // held once, since forgotten
                 }
                 let log_stream = streams::of(key.1).keep == streams::Keep::Log;
-                // The next seq is always let in: it makes what waits behind it deliverable,
-                // and so forgettable.
-                let fills_gap = seq == log.contiguous + 1;
-                let before = log.contiguous;
-                if log_stream && !fills_gap && self.over_share(key.0, held_bytes(&ev)) {
-                    // The author's share is all posts waiting behind a gap. Its first posts
-                    // may be forgotten everywhere (a flood past every peer's budget): waiting
-                    // for them would stall the author for good. The gap is given up, counted,
-                    // and what follows it delivered; if even then there is no room, refused.
-                    let log = self.logs.entry(key).or_default();
-                    let Some(&first) = log.events.range(log.contiguous + 1..).next().map(|e| e.0)
-                    else {
-                        return Insert::OverShare;
-                    };
-                    self.skipped += first - 1 - log.contiguous;
-                    log.contiguous = first - 1;
-                }
-                let counted = log_stream.then(|| held_bytes(&ev));
-                let log = self.logs.entry(key).or_default();
+                let n = held_bytes(&ev);
                 log.events.insert(seq, ev);
-                let old = log.contiguous;
-                while log.events.contains_key(&(log.contiguous + 1)) {
-                    log.contiguous += 1;
+                if log_stream {
+                    self.account(key.0, n, true, true);
                 }
-                let new = log.contiguous;
+                let (old, new) = self.advance(key);
                 let mut dropped = Vec::new();
-                while log.events.len() > max_log {
-                    if let Some((s, e)) = log.events.pop_first() {
-                        dropped.push((s, e));
+                if let Some(log) = self.logs.get_mut(&key) {
+                    while log.events.len() > max_log {
+                        if let Some((s, e)) = log.events.pop_first() {
+                            dropped.push((s, s > log.contiguous, e));
+                        }
                     }
                 }
-                // From the gap given up, if any: the seqs skipped are not delivered.
                 let delivered = (new > old).then(|| old + 1..=new);
-                if new > before {
-                    self.set_head(&key, before, new);
+                if new > old {
+                    self.set_head(&key, old, new);
                 }
-                if let Some(n) = counted {
-                    self.account(key.0, n, true);
-                }
-                for (s, e) in dropped {
+                for (s, waiting, e) in dropped {
                     if log_stream {
-                        self.account(key.0, held_bytes(&e), false);
+                        self.account(key.0, held_bytes(&e), false, waiting);
                     }
                     self.forgotten.push(((key, s), Forgot::Count));
                 }
@@ -655,7 +686,7 @@ mod tests {
         s.insert(post(&b, 1, &"y".repeat(1000)));
         for seq in 1..=10 {
             assert!(matches!(s.insert(post(&a, seq, &"x".repeat(1000))), Insert::New { .. }));
-            s.enforce_budget(a.public());
+            s.enforce_budget(a.public(), true);
         }
         assert_eq!(s.log_bytes(&a.public()).0, 3 * one, "a keeps its newest three");
         assert_eq!(s.log_bytes(&b.public()).0, one, "b untouched");
@@ -675,49 +706,63 @@ mod tests {
         let budget = LogBudget { per_author: usize::MAX, total: 5 * one, retention_ms: u64::MAX };
         let mut s = Store::new(100, 100, budget);
         s.insert(post(&b, 1, &"y".repeat(1000)));
-        s.enforce_budget(b.public());
+        s.enforce_budget(b.public(), true);
         for seq in 1..=6 {
             s.insert(post(&a, seq, &"x".repeat(1000)));
-            s.enforce_budget(a.public());
+            s.enforce_budget(a.public(), true);
         }
         assert_eq!(s.log_bytes(&b.public()), (one, 5 * one), "b's one post kept");
         assert_eq!(forgotten_seqs(&mut s), vec![(1, Forgot::Total), (2, Forgot::Total)]);
     }
 
     #[test]
-    fn undelivered_posts_are_never_forgotten_and_past_the_share_new_ones_are_refused() {
+    fn posts_waiting_behind_a_gap_are_never_forgotten_and_past_the_share_the_gap_is_given_up() {
         let a = Identity::from_seed([1; 32]);
-        let one = held_bytes(&post(&a, 1, &"x".repeat(1000)));
-        let budget = LogBudget { per_author: 2 * one, total: usize::MAX, retention_ms: u64::MAX };
+        let p = |seq| post(&a, seq, &"x".repeat(1000));
+        let one = held_bytes(&p(1));
+        let budget = LogBudget { per_author: 4 * one, total: usize::MAX, retention_ms: u64::MAX };
+        let key = (a.public(), Stream::Post);
+        // 1..=3 delivered; 4 missing; 5 and 6 wait behind it: over the share, but no more
+        // than half of it waiting, so the oldest delivered goes.
         let mut s = Store::new(100, 100, budget);
-        // Seq 1 missing: 2 and 3 wait undelivered and fill the share.
-        assert!(matches!(s.insert(post(&a, 2, &"x".repeat(1000))), Insert::New { .. }));
-        assert!(matches!(s.insert(post(&a, 3, &"x".repeat(1000))), Insert::New { .. }));
-        s.enforce_budget(a.public());
-        assert!(forgotten_seqs(&mut s).is_empty(), "undelivered posts are never forgotten");
-        // The gap filler is always let in: 1..=3 deliverable; the oldest delivered then go.
-        let mut s2 = Store::new(100, 100, budget);
-        s2.insert(post(&a, 2, &"x".repeat(1000)));
-        s2.insert(post(&a, 3, &"x".repeat(1000)));
-        match s2.insert(post(&a, 1, &"x".repeat(1000))) {
-            Insert::New { delivered: Some(r), .. } => assert_eq!(r, 1..=3),
+        for seq in [1, 2, 3, 5, 6] {
+            s.insert(p(seq));
+            assert!(s.enforce_budget(a.public(), true).is_empty());
+        }
+        assert_eq!(forgotten_seqs(&mut s), vec![(1, Forgot::AuthorShare)]);
+        assert_eq!(s.head(&key), 3);
+        // The gap filler is always let in, and makes what waits deliverable.
+        let mut filled = Store::new(100, 100, budget);
+        for seq in [1, 2, 3, 5, 6] {
+            filled.insert(p(seq));
+            filled.enforce_budget(a.public(), true);
+        }
+        match filled.insert(p(4)) {
+            Insert::New { delivered: Some(r), .. } => assert_eq!(r, 4..=6),
             other => panic!("{other:?}"),
         }
-        s2.enforce_budget(a.public());
-        assert_eq!(forgotten_seqs(&mut s2), vec![(1, Forgot::AuthorShare)]);
-        // Without it, a post that finds no room gives the gap up: 2..=4 delivered, 1 skipped,
-        // and the head (what peers compare) moves on.
-        match s.insert(post(&a, 4, &"x".repeat(1000))) {
-            Insert::New { delivered: Some(r), .. } => assert_eq!(r, 2..=4),
-            other => panic!("{other:?}"),
-        }
+        // Without it: 7 puts more than half of the share behind the gap, so the gap is given
+        // up: 5..=7 deliverable, 4 skipped, the head moves on as if 4 had come; then the
+        // oldest delivered goes.
+        s.insert(p(7));
+        assert_eq!(s.enforce_budget(a.public(), true), vec![(key, 5..=7)]);
         assert_eq!(s.take_skipped(), 1);
-        assert_eq!(s.head(&(a.public(), Stream::Post)), 4);
-        let mut fresh = Store::new(100, 100, LogBudget::UNLIMITED);
-        for seq in 1..=4 {
-            fresh.insert(post(&a, seq, &"x".repeat(1000)));
+        assert_eq!(s.head(&key), 7);
+        assert_eq!(forgotten_seqs(&mut s), vec![(2, Forgot::AuthorShare)]);
+        let mut whole = Store::new(100, 100, LogBudget::UNLIMITED);
+        for seq in 1..=7 {
+            whole.insert(p(seq));
         }
-        assert_eq!(s.digest(), fresh.digest(), "heads as if nothing had been missing");
+        assert_eq!(s.digest(), whole.digest(), "heads as if nothing had been missing");
+        assert_eq!(s.log_bytes(&a.public()).0, 4 * one);
+        // On a restart nothing is given up: waiting posts stay, delivered ones go.
+        let mut restarted = Store::new(100, 100, budget);
+        for seq in [1, 2, 5, 6, 7, 8] {
+            restarted.insert(p(seq));
+        }
+        assert!(restarted.enforce_budget(a.public(), false).is_empty());
+        assert_eq!(restarted.head(&key), 2);
+        assert_eq!(forgotten_seqs(&mut restarted), vec![(1, Forgot::AuthorShare), (2, Forgot::AuthorShare)]);
     }
 
     #[test]

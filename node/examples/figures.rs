@@ -475,6 +475,17 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     }
     let store = std::fs::metadata(b.dir.join("vecino.redb")).map_or(0, |m| m.len());
     let up = b.client().get("/v1/status").is_ok();
+    if std::env::var_os("FLOOD_DEBUG").is_some() {
+        eprintln!("receiver links: {}", b.get("/v1/links"));
+        eprintln!("author links: {}", a.get("/v1/links"));
+        for l in m.lines().filter(|l| l.contains("rejected") || l.contains("forgotten") || l.contains("dropped")) {
+            eprintln!("receiver {l}");
+        }
+        let am = a.client().get_text("/metrics").unwrap_or_default();
+        for l in am.lines().filter(|l| l.contains("rejected") || l.contains("forgotten") || l.contains("dropped")|| l.contains("queued")) {
+            eprintln!("author {l}");
+        }
+    }
     println!(
         "| {label} | {secs} | {accepted} | {} | {:.0} | {:.1} | {held} | {:.0} / {:.0} / {:.0} | {} |",
         received(&b),

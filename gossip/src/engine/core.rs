@@ -166,7 +166,8 @@ impl<R> Core<R> {
         if let Insert::New { .. } = self.store.insert(ev) {
             // A store written under larger budgets is brought within these (deletes go out
             // with the outputs of `new`).
-            self.store.enforce_budget(author);
+            let kept_waiting = self.store.enforce_budget(author, false);
+            debug_assert!(kept_waiting.is_empty(), "no gap is given up on a restart");
             self.forget_evicted();
         }
     }

@@ -267,7 +267,9 @@ impl<R: Rng> Engine<R> {
                 let broadcast = matches!(via, Via::Broadcast { .. });
                 self.plumtree.forward(core, fisheye, from, ev, hops, broadcast);
                 if policy.keep == Keep::Log {
-                    core.store.enforce_budget(key.0);
+                    for (key, range) in core.store.enforce_budget(key.0, true) {
+                        deliver_posts(core, key, range);
+                    }
                     core.forget_evicted();
                 }
             }
@@ -286,7 +288,6 @@ impl<R: Rng> Engine<R> {
                 }
             }
             Insert::Stale => {}
-            Insert::OverShare => core.reject("author_share"),
             Insert::Equivocation(other) => {
                 core.stats.equivocations += 1;
                 if let Some(proof) = FraudProof::from_pair(ev, &other) {
@@ -548,8 +549,10 @@ impl<R: Rng> Engine<R> {
 
 /// Delivers the posts of `key` in `range` (which just became contiguous) to the application.
 fn deliver_posts<R>(core: &mut Core<R>, key: StreamKey, range: std::ops::RangeInclusive<u64>) {
-    for seq in range {
-        let Some(ev) = core.store.get(&key, seq) else { continue };
+    // The events held in the range (a gap given up leaves seqs that never came).
+    for ev in core.store.range(&key, range) {
+        let seq = ev.seq();
+        let ev = &ev;
         if let Body::Post(p) = ev.body() {
             let post = DeliveredPost {
                 id: ev.id(),
