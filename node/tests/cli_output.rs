@@ -53,7 +53,8 @@ fn first_tail_line(args: &[&str], home: &Path) -> String {
 
 const EVIL_NAME: &str = "\u{1b}[31mevil\u{202e}gnp.exe";
 const EVIL_TOPIC: &str = "t\u{1b}[2J\u{9b}";
-const EVIL_TEXT: &str = "hi\u{0}\u{7}\u{1b}]0;owned\u{7} \u{2066}x\u{2069}\n[ops] forged line ñ 東京";
+const EVIL_TEXT: &str =
+    "hi\u{0}\u{7}\u{1b}]0;owned\u{7} \u{2066}x\u{2069}\n[ops] forged line ñ 東京";
 
 #[test]
 fn what_peers_sent_is_escaped_in_every_human_readable_output() {
@@ -174,9 +175,13 @@ fn fake_node(status: u16) -> (String, Arc<Mutex<Vec<Seen>>>) {
                         json!({"cursor": 1, "topic": "news", "text": "from the stream", "peer_id": "p"})
                     ),
                 ),
-                (200, "/v1/posts") => ("application/json", json!({"posts": [], "next": 0}).to_string()),
+                (200, "/v1/posts") => {
+                    ("application/json", json!({"posts": [], "next": 0}).to_string())
+                }
                 (200, _) => ("application/json", json!({"name": "fake"}).to_string()),
-                (s, _) => ("application/json", json!({"error": format!("refused with {s}")}).to_string()),
+                (s, _) => {
+                    ("application/json", json!({"error": format!("refused with {s}")}).to_string())
+                }
             };
             let _ = write!(
                 stream,
@@ -284,4 +289,24 @@ fn a_refusal_says_what_to_do_and_never_shows_the_token() {
     let help = vecino(&["status", "--help"], h).env("VECINO_API_TOKEN", "s3cret-token").output();
     let help = text(&help.unwrap().stdout);
     assert!(help.contains("VECINO_API_TOKEN") && !help.contains("s3cret"), "{help}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_demo_stops_quietly_when_nobody_reads_it() {
+    let home = tempfile::tempdir().unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    // Without the stop it would run its peers for the whole --duration, unseen.
+    let out =
+        vecino(&["demo", "--peers", "2", "--post-every", "0", "--duration", "600s"], home.path())
+            .env("TMPDIR", home.path())
+            .stdout(writer)
+            .output()
+            .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    let left: Vec<_> =
+        std::fs::read_dir(home.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().starts_with("vecino-demo-")), "{left:?}");
 }
