@@ -136,9 +136,9 @@ pub fn find_token(
         return (None, TokenSource::None { file: Some(file), why });
     }
     match std::fs::read_to_string(&file) {
-        Ok(text) => match Token::new(&text) {
-            Some(t) => (Some(t), TokenSource::File(file)),
-            None => (None, TokenSource::None { file: Some(file), why: Some("it is empty".into()) }),
+        Ok(text) => match text.parse::<Token>() {
+            Ok(t) => (Some(t), TokenSource::File(file)),
+            Err(why) => (None, TokenSource::None { file: Some(file), why: Some(why) }),
         },
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             (None, TokenSource::None { file: Some(file), why: None })
