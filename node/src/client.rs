@@ -169,6 +169,18 @@ impl Client {
         self
     }
 
+    /// A client of the node whose data directory is `dir`, at `addr`, sending the token that
+    /// node keeps there (`api.token`) if there is one: for harnesses that start nodes (tests,
+    /// `vecino demo`, `vecino-testnet local`).
+    pub fn for_data_dir(addr: &str, dir: &Path) -> Self {
+        let file = dir.join(API_TOKEN_FILE);
+        match std::fs::read_to_string(&file).ok().and_then(|t| t.parse::<Token>().ok()) {
+            Some(t) => Client::new(addr).with_token(Some(t), TokenSource::File(file)),
+            None => Client::new(addr)
+                .with_token(None, TokenSource::None { file: Some(file), why: None }),
+        }
+    }
+
     /// The client an operator's command uses: the address from [`api_address`], the token from
     /// [`find_token`].
     pub fn for_operator(api: Option<&str>, data_dir: Option<&Path>, token: Option<Token>) -> Self {
@@ -486,6 +498,16 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         assert!("".parse::<Token>().is_err());
         assert!("a b".parse::<Token>().is_err());
+    }
+
+    #[test]
+    fn a_harness_client_sends_the_token_its_node_keeps() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Client::for_data_dir("127.0.0.1:1", dir.path());
+        assert_eq!(c.token, None);
+        std::fs::write(dir.path().join(API_TOKEN_FILE), "t0k\n").unwrap();
+        let c = Client::for_data_dir("127.0.0.1:1", dir.path());
+        assert_eq!(c.token, Token::new("t0k"));
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl Peer {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.api)
+        Client::for_data_dir(&self.api, &self.dir)
     }
 
     pub fn get(&self, path: &str) -> Value {
