@@ -153,9 +153,10 @@ pub struct Member {
 }
 
 impl Member {
-    /// A client of this peer's API.
+    /// A client of this peer's API (with the token the peer keeps in its data directory, if
+    /// its API requires one).
     pub fn client(&self) -> Client {
-        Client::new(&self.api)
+        Client::for_data_dir(&self.api, &self.dir)
     }
 
     /// The process id while running.

@@ -18,6 +18,17 @@ use vecino_coords::topology::Topology;
 
 use crate::cluster::{self, Cluster, ClusterError, Spec};
 
+/// Prints a line; once nobody reads the demo's output (`vecino demo | head -3`) it stops, as on
+/// Ctrl-C, instead of running its peers unseen (or panicking).
+macro_rules! say {
+    ($stop:expr) => { say!($stop, "") };
+    ($stop:expr, $($t:tt)*) => {
+        if crate::client::print_out(format_args!("{}\n", format_args!($($t)*))).is_err() {
+            $stop.store(true, Ordering::Relaxed);
+        }
+    };
+}
+
 /// `vecino demo`'s flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -76,7 +87,8 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         log: "warn".into(),
         hosts: Vec::new(),
     };
-    println!(
+    say!(
+        interrupt,
         "vecino demo: starting {n} peers on 127.0.0.1 ({} topology, seed {}) in {}",
         topology.name(),
         args.seed,
@@ -87,15 +99,15 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         Err(ClusterError::Interrupted) => return Ok(()),
         other => other?,
     };
-    println!("all {n} peers running after {:.1} s", started.elapsed().as_secs_f64());
-    println!();
-    println!("  radar: http://{}/", cl.members[0].api);
-    println!();
-    println!("(Ctrl-C stops every peer)");
+    say!(interrupt, "all {n} peers running after {:.1} s", started.elapsed().as_secs_f64());
+    say!(interrupt);
+    say!(interrupt, "  radar: http://{}/", cl.members[0].api);
+    say!(interrupt);
+    say!(interrupt, "(Ctrl-C stops every peer)");
     drive(&mut cl, args, &interrupt, &mut rng, started);
-    println!("stopping {n} peers…");
+    say!(interrupt, "stopping {n} peers…");
     cl.stop_all();
-    println!("stopped");
+    say!(interrupt, "stopped");
     Ok(())
 }
 
@@ -125,7 +137,8 @@ fn drive(
             let knows: Vec<usize> = cl.members.iter().map(|m| alive_members(&m.client())).collect();
             let all = knows.iter().filter(|&&k| k == n).count();
             if !converged && all != last_seen {
-                println!(
+                say!(
+                    interrupt,
                     "[{:>5.1} s] {all} of {n} peers know all {n} (fewest known: {})",
                     started.elapsed().as_secs_f64(),
                     knows.iter().min().copied().unwrap_or(0)
@@ -133,7 +146,11 @@ fn drive(
                 last_seen = all;
                 if all == n {
                     converged = true;
-                    println!("the peers found each other; posting every {:?}", args.post_every);
+                    say!(
+                        interrupt,
+                        "the peers found each other; posting every {:?}",
+                        args.post_every
+                    );
                 }
             }
         }
@@ -143,7 +160,8 @@ fn drive(
             posts += 1;
             let body = json!({"topic": "demo", "text": format!("hola from p{i} (#{posts})")});
             if let Err(e) = cl.members[i].client().post("/v1/posts", &body) {
-                eprintln!("p{i}: post failed: {e:#}");
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "p{i}: post failed: {e:#}");
             }
             if posts.is_multiple_of(20) {
                 let held = cl.members[0]
@@ -151,7 +169,8 @@ fn drive(
                     .get("/v1/status")
                     .ok()
                     .and_then(|v| v["stats"]["posts_delivered"].as_u64());
-                println!(
+                say!(
+                    interrupt,
                     "[{:>5.1} s] {posts} posts sent; p0 has delivered {}",
                     started.elapsed().as_secs_f64(),
                     held.map_or("?".into(), |h| h.to_string())
@@ -180,7 +199,7 @@ struct DirGuard {
 impl Drop for DirGuard {
     fn drop(&mut self) {
         if self.keep {
-            println!("data kept in {}", self.dir.display());
+            let _ = crate::client::print_out(format_args!("data kept in {}\n", self.dir.display()));
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

@@ -22,7 +22,9 @@ pub enum KeyFileError {
     )]
     Exists(PathBuf),
     /// `load` found nothing.
-    #[error("no key file at {0}; create one with `vecino keygen`")]
+    #[error(
+        "no key file at {0}; `vecino init` creates a new identity (`vecino keygen` a key alone)"
+    )]
     NotFound(PathBuf),
     /// Group or others may read the key.
     #[error("{path} is readable by others (mode {mode:04o}); run `chmod 600 {path}`")]
@@ -32,26 +34,38 @@ pub enum KeyFileError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The key file is there but empty (a half-done copy, `touch`).
+    #[error(
+        "key file {0} is empty: put the peer's key there, or remove it and run `vecino init` for a new identity"
+    )]
+    Empty(PathBuf),
+    /// The key path names a directory.
+    #[error(
+        "key path {0} is a directory, not a key file (a data directory keeps its key in `{KEY_FILE_NAME}`)"
+    )]
+    IsDir(PathBuf),
     /// The file is not a key.
-    #[error("{path} is not a usable key: {source}")]
+    // The cause is part of the message and deliberately not a `source()`: error printers that
+    // walk the chain would print it twice.
+    #[error("{path} is not a usable key: {error}")]
     Parse {
         /// The key file.
         path: PathBuf,
         /// What is wrong with it.
-        source: IdentityError,
+        error: IdentityError,
     },
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path involved.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io { path: path.to_owned(), source }
+    move |error| KeyFileError::Io { path: path.to_owned(), error }
 }
 
 /// The default data directory: `$XDG_DATA_HOME/vecino` (`~/.local/share/vecino` on Linux).
@@ -82,7 +96,7 @@ pub fn write_new(path: &Path, identity: &Identity) -> Result<(), KeyFileError> {
     }
     let pem = identity
         .to_pkcs8_pem()
-        .map_err(|source| KeyFileError::Parse { path: path.to_owned(), source })?;
+        .map_err(|error| KeyFileError::Parse { path: path.to_owned(), error })?;
     let mut file = match open_new_private(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -103,20 +117,23 @@ pub fn load(path: &Path) -> Result<Identity, KeyFileError> {
         }
         Err(e) => return Err(io_err(path)(e)),
     };
+    if meta.is_dir() {
+        return Err(KeyFileError::IsDir(path.to_owned()));
+    }
     check_private(path, &meta)?;
+    if meta.len() == 0 {
+        return Err(KeyFileError::Empty(path.to_owned()));
+    }
     // A PEM key is ~120 bytes; anything far larger is not a key and is not read whole.
     if meta.len() > 16 * 1024 {
         return Err(KeyFileError::Parse {
             path: path.to_owned(),
-            source: IdentityError::Pem(format!(
-                "file is {} bytes, too large for a key",
-                meta.len()
-            )),
+            error: IdentityError::Pem(format!("file is {} bytes, too large for a key", meta.len())),
         });
     }
     let pem = fs::read_to_string(path).map_err(io_err(path))?;
     Identity::from_pkcs8_pem(&pem)
-        .map_err(|source| KeyFileError::Parse { path: path.to_owned(), source })
+        .map_err(|error| KeyFileError::Parse { path: path.to_owned(), error })
 }
 
 /// Loads the key at `path`, or creates it if there is none (what `vecino run` does on first start).
@@ -212,5 +229,27 @@ mod tests {
         fs::set_permissions(&junk, fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(load(&junk), Err(KeyFileError::Parse { .. })));
         assert!(matches!(load(&dir.path().join("none")), Err(KeyFileError::NotFound(_))));
+    }
+
+    #[test]
+    fn empty_files_and_directories_are_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        drop(open_new_private(&empty).unwrap());
+        let e = load(&empty).unwrap_err();
+        assert!(matches!(e, KeyFileError::Empty(_)), "{e}");
+        assert!(e.to_string().starts_with(&format!("key file {} is empty", empty.display())));
+        // Loading never creates over an empty file either.
+        assert!(matches!(load_or_create(&empty), Err(KeyFileError::Empty(_))));
+        let e = load(dir.path()).unwrap_err();
+        assert!(matches!(e, KeyFileError::IsDir(_)), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("key path {} is a directory", dir.path().display()))
+        );
+        assert!(matches!(load_or_create(dir.path()), Err(KeyFileError::IsDir(_))));
+        // The OS error is in the message once and is not also a source (printed twice by `{:#}`).
+        let e = KeyFileError::Io { path: "/x".into(), error: io::Error::other("boom") };
+        assert!(std::error::Error::source(&e).is_none());
+        assert_eq!(e.to_string(), "/x: boom");
     }
 }

@@ -2,8 +2,14 @@
 //!
 //! `vecino run` starts the peer (see `vecino run --help` for every setting; each is also a
 //! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`, `rtt`,
-//! `post`, `tail`, `status`, `health` and `links` are clients of the running peer's local API; `keygen`
-//! and `id` manage the peer's key.
+//! `post`, `tail`, `status`, `health` and `links` are clients of the running peer's local API; `init`,
+//! `keygen` and `id` manage the peer's identity.
+//!
+//! Output rules, for every command: text that came from the network is printed through
+//! [`client::clean`] (human-readable) or [`client::json_text`] (`--json`), so control and
+//! bidirectional-override characters show as escapes; a closed standard output (`vecino status |
+//! head -1`) ends the command quietly with exit status 0; an error is one line, `error: ` and its
+//! causes, each said once.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,11 +18,22 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
-use vecino::client::{self, Client, cell, table};
+use vecino::client::{self, Client, StdoutClosed, Token, cell, clean, table};
 use vecino::config::{API_ADDR_FILE, Config, Settings};
 use vecino::node::Node;
 use vecino::{api, keyfile, peer, telemetry};
 use vecino_proto::Identity;
+
+/// `print!` to standard output, returning early with [`StdoutClosed`] when the reader is gone.
+macro_rules! out {
+    ($($t:tt)*) => { client::print_out(format_args!($($t)*))? };
+}
+
+/// `println!` to standard output, returning early with [`StdoutClosed`] when the reader is gone.
+macro_rules! outln {
+    () => { client::print_out(format_args!("\n"))? };
+    ($($t:tt)*) => { client::print_out(format_args!("{}\n", format_args!($($t)*)))? };
+}
 
 /// vecino: a peer-to-peer overlay node (one per host).
 #[derive(Debug, Parser)]
@@ -31,9 +48,19 @@ struct ClientArgs {
     /// The node's API address [default: from <data-dir>/api.addr, else 127.0.0.1:7300]
     #[arg(long, env = "VECINO_API", value_name = "ADDR", global = true)]
     api: Option<String>,
-    /// The node's data directory, to find its API address
+    /// The node's data directory, to find its API address and token
     #[arg(long, env = "VECINO_DATA_DIR", value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
+    /// API token, sent as `Authorization: Bearer` [default: <data-dir>/api.token if there is
+    /// one and --api is that node's; else none]
+    #[arg(
+        long,
+        env = "VECINO_API_TOKEN",
+        value_name = "TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    token: Option<Token>,
     /// Print JSON
     #[arg(long, global = true)]
     json: bool,
@@ -41,13 +68,18 @@ struct ClientArgs {
 
 impl ClientArgs {
     fn client(&self) -> Client {
-        Client::new(&client::api_address(self.api.as_deref(), self.data_dir.as_deref()))
+        Client::for_operator(self.api.as_deref(), self.data_dir.as_deref(), self.token.clone())
     }
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the peer (until SIGTERM or Ctrl-C, which say chau to the neighbours and flush).
+    ///
+    /// A data directory given with --data-dir, VECINO_DATA_DIR or the config file must exist
+    /// (a typo must not make a new peer): `vecino init` or `--init` creates a new identity. The
+    /// default one ($XDG_DATA_HOME/vecino) is created on first run, and an existing empty
+    /// directory gets a new key.
     Run {
         /// Config file (TOML); flags and VECINO_* variables override it
         #[arg(long, short, env = "VECINO_CONFIG", value_name = "FILE")]
@@ -55,8 +87,28 @@ enum Command {
         /// Check the settings, print them resolved, and exit
         #[arg(long)]
         check_config: bool,
+        /// Create the data directory (0700) and a new identity if they are missing, as `vecino
+        /// init` does; an existing identity is used as it is
+        #[arg(long)]
+        init: bool,
         #[command(flatten)]
         settings: Box<Settings>,
+    },
+    /// Create a new peer: the data directory (mode 0700) and its key; print the peer id and the
+    /// paths. Refuses if the key already exists.
+    Init {
+        /// Config file (TOML) whose data_dir and key to use; flags and VECINO_* override it
+        #[arg(long, short, env = "VECINO_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Data directory [default: $XDG_DATA_HOME/vecino]
+        #[arg(long, env = "VECINO_DATA_DIR", value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The key file [default: <data-dir>/identity.pem]
+        #[arg(long, env = "VECINO_KEY", value_name = "PATH")]
+        key: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List the peers this node knows (like `serf members`).
     Members {
@@ -166,7 +218,7 @@ fn key_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn show(identity: &Identity, path: &Path, json: bool, created: bool) {
+fn show(identity: &Identity, path: &Path, json: bool, created: bool) -> anyhow::Result<()> {
     let peer_id = peer::peer_id(identity);
     if json {
         let v = json!({
@@ -175,42 +227,159 @@ fn show(identity: &Identity, path: &Path, json: bool, created: bool) {
             "key_type": "ed25519",
             "key_file": path.display().to_string(),
         });
-        println!("{v}");
-        return;
+        outln!("{}", client::json_text(&v, false));
+        return Ok(());
     }
+    let path = path.display().to_string();
     if created {
-        println!("created {}", path.display());
+        outln!("created {}", clean(&path));
     }
-    println!("peer id:    {peer_id}");
-    println!("public key: {} (ed25519)", identity.public());
-    println!("key file:   {}", path.display());
+    outln!("peer id:    {peer_id}");
+    outln!("public key: {} (ed25519)", identity.public());
+    outln!("key file:   {}", clean(&path));
+    Ok(())
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+fn print_json(v: &Value) -> anyhow::Result<()> {
+    outln!("{}", client::json_text(v, true));
+    Ok(())
 }
 
+/// A peer id, shortened to its tail (and [`clean`]ed: it came from the API).
 fn short(pid: &str) -> String {
-    if pid.len() > 16 { format!("…{}", &pid[pid.len() - 12..]) } else { pid.to_string() }
+    let pid = clean(pid);
+    match pid.char_indices().rev().nth(11) {
+        Some((i, _)) if pid.chars().count() > 16 => format!("…{}", &pid[i..]),
+        _ => pid.into_owned(),
+    }
 }
 
-fn run_node(config: Option<&Path>, check: bool, settings: Settings) -> anyhow::Result<()> {
+/// Why `vecino run` or `vecino init` will not use or make a data directory or key.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    /// An explicitly given data directory is missing (a typo must not make a new peer).
+    #[error(
+        "no data directory at {0}; `vecino init --data-dir {0}` creates a new identity there, or `vecino run --init`"
+    )]
+    NoDataDir(PathBuf),
+    /// The key's directory is missing.
+    #[error(
+        "no directory {dir} for the key file {key}; `vecino init --key {key}` creates a new identity there, or `vecino run --init`"
+    )]
+    NoKeyDir { dir: PathBuf, key: PathBuf },
+    /// The data directory is a file.
+    #[error("data directory {0} is not a directory")]
+    NotADir(PathBuf),
+    /// `vecino init` found a key.
+    #[error(
+        "{key} already holds peer {peer}: `vecino init` only makes new identities (`vecino run` runs this one; move the key away first for a new one)"
+    )]
+    Exists { key: PathBuf, peer: String },
+    /// The key path exists but is no key (`vecino init`).
+    #[error("{0} exists and is not a key file; `vecino init` will not replace it")]
+    NotAKey(PathBuf),
+    /// Creating or looking at the data directory failed.
+    #[error("data directory {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+}
+
+/// Checks (and with `create`, makes) the data directory and the key's directory: an explicitly
+/// given data directory must exist unless `init`; the default one is created on first run.
+fn prepare_dirs(cfg: &Config, init: bool, create: bool) -> Result<(), SetupError> {
+    let is_default = keyfile::default_data_dir().as_deref() == Some(cfg.data_dir.as_path());
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |error| SetupError::Io { path, error }
+    };
+    match std::fs::metadata(&cfg.data_dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(SetupError::NotADir(cfg.data_dir.clone())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !init && !is_default {
+                return Err(SetupError::NoDataDir(cfg.data_dir.clone()));
+            }
+            if create {
+                create_private_dir(&cfg.data_dir).map_err(io(&cfg.data_dir))?;
+            }
+        }
+        Err(e) => return Err(io(&cfg.data_dir)(e)),
+    }
+    if !init && std::fs::symlink_metadata(&cfg.key).is_err() {
+        let dir = cfg.key.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = dir
+            && dir != cfg.data_dir
+            && !dir.is_dir()
+        {
+            return Err(SetupError::NoKeyDir { dir: dir.to_owned(), key: cfg.key.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// `vecino init`: a new data directory and key; refuses an existing key.
+fn init(
+    config: Option<&Path>,
+    data_dir: Option<PathBuf>,
+    key: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = Config::load(config, Settings { data_dir, key, ..Settings::default() })?;
+    match keyfile::load(&cfg.key) {
+        Err(keyfile::KeyFileError::NotFound(_)) => {}
+        Ok(id) => {
+            let peer = peer::peer_id(&id).to_string();
+            return Err(SetupError::Exists { key: cfg.key.clone(), peer }.into());
+        }
+        Err(_) if cfg.key.exists() => return Err(SetupError::NotAKey(cfg.key.clone()).into()),
+        Err(e) => return Err(e.into()),
+    }
+    prepare_dirs(&cfg, true, true)?;
+    let identity = keyfile::create(&cfg.key)?;
+    let peer_id = peer::peer_id(&identity);
+    if json {
+        let v = json!({
+            "peer_id": peer_id.to_base58(),
+            "public_key": identity.public().to_string(),
+            "key_type": "ed25519",
+            "key_file": cfg.key.display().to_string(),
+            "data_dir": cfg.data_dir.display().to_string(),
+        });
+        outln!("{}", client::json_text(&v, false));
+        return Ok(());
+    }
+    outln!("created a new peer");
+    outln!("peer id:    {peer_id}");
+    outln!("public key: {} (ed25519)", identity.public());
+    outln!("key file:   {}", clean(&cfg.key.display().to_string()));
+    outln!("data dir:   {}", clean(&cfg.data_dir.display().to_string()));
+    Ok(())
+}
+
+fn run_node(
+    config: Option<&Path>,
+    check: bool,
+    init: bool,
+    settings: Settings,
+) -> anyhow::Result<()> {
     let cfg = Config::load(config, settings)?;
     if check {
+        prepare_dirs(&cfg, init, false)?;
         if cfg.key.exists() {
             let id = keyfile::load(&cfg.key)?;
             if let Some(f) = &cfg.emulate_links {
                 vecino::shim::Shim::load(f, &peer::peer_id(&id))?;
             }
         }
-        print!("{}", cfg.to_toml());
-        eprintln!("config ok");
+        out!("{}", cfg.to_toml());
+        {
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "config ok");
+        }
         return Ok(());
     }
+    prepare_dirs(&cfg, init, true)?;
     telemetry::init_logs(&cfg.log, cfg.log_format);
     let metrics = telemetry::init_metrics()?;
-    create_private_dir(&cfg.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", cfg.data_dir.display()))?;
     let (identity, created) = keyfile::load_or_create(&cfg.key)?;
     if created {
         tracing::info!(key = %cfg.key.display(), "created a new peer key");
@@ -230,7 +399,12 @@ fn run_node(config: Option<&Path>, check: bool, settings: Settings) -> anyhow::R
             .and_then(|()| std::fs::rename(&tmp, &addr_file))
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
         tracing::info!(peer = %node.peer_id(), api = %format!("http://{api_addr}"), "vecino is up");
-        println!("vecino {} api http://{api_addr}", node.peer_id());
+        // Nobody reading the node's standard output is no reason to stop it.
+        if client::print_out(format_args!("vecino {} api http://{api_addr}\n", node.peer_id()))
+            .is_err()
+        {
+            tracing::debug!("standard output is closed");
+        }
         if let Err(e) = vecino::systemd::notify("READY=1") {
             tracing::warn!("cannot tell systemd we are ready: {e}");
         }
@@ -286,7 +460,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 fn members(c: &ClientArgs) -> anyhow::Result<()> {
     let v = c.client().get("/v1/members")?;
     if c.json {
-        print_json(&v);
+        print_json(&v)?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = v
@@ -307,14 +481,14 @@ fn members(c: &ClientArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "PEER", "ADDRESS", "STATUS", "LINK", "RTT_MS", "EST_MS"], &rows));
+    out!("{}", table(&["NAME", "PEER", "ADDRESS", "STATUS", "LINK", "RTT_MS", "EST_MS"], &rows));
     Ok(())
 }
 
 fn links(c: &ClientArgs) -> anyhow::Result<()> {
     let v = c.client().get("/v1/links")?;
     if c.json {
-        print_json(&v);
+        print_json(&v)?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = v
@@ -333,36 +507,36 @@ fn links(c: &ClientArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "PEER", "STATUS", "SINCE", "RTT_MS", "TREE", "QUEUED_B"], &rows));
+    out!("{}", table(&["NAME", "PEER", "STATUS", "SINCE", "RTT_MS", "TREE", "QUEUED_B"], &rows));
     Ok(())
 }
 
 fn status(c: &ClientArgs) -> anyhow::Result<()> {
     let v = c.client().get("/v1/status")?;
     if c.json {
-        print_json(&v);
+        print_json(&v)?;
         return Ok(());
     }
-    println!("peer id:   {}", cell(&v["peer_id"]));
-    println!("name:      {}", cell(&v["name"]));
-    println!("version:   {}   uptime {}s", cell(&v["version"]), cell(&v["uptime_s"]));
-    println!("api:       http://{}", cell(&v["api"]));
+    outln!("peer id:   {}", cell(&v["peer_id"]));
+    outln!("name:      {}", cell(&v["name"]));
+    outln!("version:   {}   uptime {}s", cell(&v["version"]), cell(&v["uptime_s"]));
+    outln!("api:       http://{}", cell(&v["api"]));
     for a in v["advertise"].as_array().into_iter().flatten() {
-        println!("address:   {}", cell(a));
+        outln!("address:   {}", cell(a));
     }
-    println!(
+    outln!(
         "members:   {} alive, {} left",
         cell(&v["members"]["alive"]),
         cell(&v["members"]["left"])
     );
     let l = &v["links"];
-    println!(
+    outln!(
         "links:     {} connected, {} suspected, {} disconnected",
         cell(&l["connected"]),
         cell(&l["suspected"]),
         cell(&l["disconnected"])
     );
-    println!("coord err: {}", cell(&v["coordinate"]["error"]));
+    outln!("coord err: {}", cell(&v["coordinate"]["error"]));
     Ok(())
 }
 
@@ -380,11 +554,16 @@ fn postcard(
     }
     let v = client.post("/v1/postcards", &body)?;
     let id = v["id"].as_str().unwrap_or_default().to_string();
+    let shown_id = clean(&id).into_owned();
     let Some(wait) = wait else {
         if c.json {
-            print_json(&v);
+            print_json(&v)?;
         } else {
-            println!("postcard {id} to {}: {}", short(&cell(&v["peer_id"])), cell(&v["status"]));
+            outln!(
+                "postcard {shown_id} to {}: {}",
+                short(&cell(&v["peer_id"])),
+                cell(&v["status"])
+            );
         }
         return Ok(());
     };
@@ -405,7 +584,7 @@ fn postcard(
         std::thread::sleep(Duration::from_millis(200));
     }
     if c.json {
-        print_json(&last);
+        print_json(&last)?;
         return Ok(());
     }
     let status = cell(&last["status"]);
@@ -416,8 +595,8 @@ fn postcard(
         .map(|p| short(p.as_str().unwrap_or("")))
         .collect();
     match status.as_str() {
-        "delivered" => println!("postcard {id} delivered via {}", path.join(" > ")),
-        other => println!("postcard {id}: {other} (no receipt within {wait} s)"),
+        "delivered" => outln!("postcard {shown_id} delivered via {}", path.join(" > ")),
+        other => outln!("postcard {shown_id}: {other} (no receipt within {wait} s)"),
     }
     Ok(())
 }
@@ -441,7 +620,7 @@ fn postcards(c: &ClientArgs, mailbox: Option<&str>, n: usize) -> anyhow::Result<
         }
     }
     if c.json {
-        print_json(&Value::Array(all));
+        print_json(&Value::Array(all))?;
         return Ok(());
     }
     let rows: Vec<Vec<String>> = all
@@ -457,23 +636,24 @@ fn postcards(c: &ClientArgs, mailbox: Option<&str>, n: usize) -> anyhow::Result<
             ]
         })
         .collect();
-    print!("{}", table(&["BOX", "PEER", "STATUS", "HOPS", "TEXT"], &rows));
+    out!("{}", table(&["BOX", "PEER", "STATUS", "HOPS", "TEXT"], &rows));
     Ok(())
 }
 
 fn tail(c: &ClientArgs, topic: Option<&str>, n: usize) -> anyhow::Result<()> {
     let client = c.client();
-    let print = |p: &Value| {
+    let print = |p: &Value| -> anyhow::Result<()> {
         if c.json {
-            println!("{p}");
+            outln!("{}", client::json_text(p, false));
         } else {
-            println!(
+            outln!(
                 "[{}] {}: {}",
                 cell(&p["topic"]),
                 short(p["peer_id"].as_str().unwrap_or("")),
                 cell(&p["text"])
             );
         }
+        Ok(())
     };
     // The newest n stored posts first, then the live stream.
     let q = topic.map(|t| format!("&topic={}", urlencode(t))).unwrap_or_default();
@@ -492,16 +672,22 @@ fn tail(c: &ClientArgs, topic: Option<&str>, n: usize) -> anyhow::Result<()> {
             break;
         }
     }
-    stored.iter().for_each(print);
+    for p in &stored {
+        print(p)?;
+    }
+    let mut failed = None;
     client.follow(|event, data| {
         if event == "post"
             && topic.is_none_or(|t| data["topic"].as_str() == Some(t))
             && data["cursor"].as_u64().unwrap_or(0) > since
+            && let Err(e) = print(data)
         {
-            print(data);
+            failed = Some(e);
+            return false;
         }
         true
-    })
+    })?;
+    failed.map_or(Ok(()), Err)
 }
 
 fn urlencode(s: &str) -> String {
@@ -517,15 +703,18 @@ fn urlencode(s: &str) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, check_config, settings } => {
-            run_node(config.as_deref(), check_config, *settings)?;
+        Command::Run { config, check_config, init, settings } => {
+            run_node(config.as_deref(), check_config, init, *settings)?;
+        }
+        Command::Init { config, data_dir, key, json } => {
+            init(config.as_deref(), data_dir, key, json)?
         }
         Command::Members { c } => members(&c)?,
         Command::Links { c } => links(&c)?,
         Command::Status { c } => status(&c)?,
         Command::Health { c } => {
             let v = c.client().get("/healthz")?;
-            println!("{}", cell(&v).trim());
+            outln!("{}", cell(&v).trim());
         }
         Command::Rtt { a, b, c } => {
             let mut path = format!("/v1/rtt?a={}", urlencode(&a));
@@ -534,26 +723,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let v = c.client().get(&path)?;
             if c.json {
-                print_json(&v);
+                print_json(&v)?;
             } else {
                 let est = v["estimated_ms"].as_f64().unwrap_or(f64::NAN);
-                print!(
+                out!(
                     "estimated {} <-> {} rtt: {est:.3} ms",
                     short(&cell(&v["a"])),
                     short(&cell(&v["b"]))
                 );
                 match v["measured_ms"].as_f64() {
-                    Some(m) => println!(" (measured {m:.3} ms)"),
-                    None => println!(),
+                    Some(m) => outln!(" (measured {m:.3} ms)"),
+                    None => outln!(),
                 }
             }
         }
         Command::Post { topic, text, c } => {
             let v = c.client().post("/v1/posts", &json!({"topic": topic, "text": text}))?;
             if c.json {
-                print_json(&v);
+                print_json(&v)?;
             } else {
-                println!("posted {} seq {}", cell(&v["id"]), cell(&v["seq"]));
+                outln!("posted {} seq {}", cell(&v["id"]), cell(&v["seq"]));
             }
         }
         Command::Postcard { peer, text, lifetime, wait, c } => {
@@ -573,13 +762,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen { out, json } => {
             let path = key_path(out)?;
             let identity = keyfile::create(&path)?;
-            show(&identity, &path, json, true);
+            show(&identity, &path, json, true)?;
         }
         Command::Demo(args) => vecino::demo::run(&args)?,
         Command::Id { key, json } => {
             let path = key_path(key)?;
             let identity = keyfile::load(&path)?;
-            show(&identity, &path, json, false);
+            show(&identity, &path, json, false)?;
         }
     }
     Ok(())
@@ -588,9 +777,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`): it had what it wanted.
+        Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `: `-separated, each said once (many errors repeat their cause's
+/// text in their own, which `{:#}` would then print twice), made safe for a terminal.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if said.is_empty() || text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    client::clean_lines(&text).into_owned()
 }

@@ -65,10 +65,16 @@ impl Peer {
             .env_remove("VECINO_CONFIG")
             .env_remove("VECINO_API")
             .env_remove("VECINO_KEY")
+            .env_remove("VECINO_API_TOKEN")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if !bootstrap.is_empty() {
             cmd.args(["--bootstrap", &bootstrap.join(",")]);
+        }
+        // A new peer on its first start (the data directory does not exist yet); a restart
+        // runs the identity already there, as an operator's would.
+        if self.child.is_none() && self.peer_id.is_empty() {
+            cmd.arg("--init");
         }
         let mut child = cmd.spawn().expect("start vecino");
         let stdout = child.stdout.take().expect("stdout");
@@ -105,7 +111,7 @@ impl Peer {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.api)
+        Client::for_data_dir(&self.api, &self.dir)
     }
 
     pub fn get(&self, path: &str) -> Value {

@@ -233,7 +233,7 @@ mod tests {
     /// counted, refused postcards kept apart, and after-heal times measured from the heal.
     #[test]
     fn figures_follow_what_the_peers_stored() {
-        let shared = Shared::new(vec![String::new(); 3]);
+        let shared = Shared::new(vec![String::new(); 3], Vec::new());
         {
             let mut cards = shared.cards.lock().unwrap();
             cards.push(Card::new(0, 1, 1.0));

@@ -456,7 +456,10 @@ fn drive(
         Some(s) => println!("every peer lists all {n} as alive after {s:.1} s"),
         None => println!("not converged after {:?}: going on anyway", c.converge_timeout),
     }
-    let shared = Shared::new(cl.members.iter().map(|m| m.api.clone()).collect());
+    let shared = Shared::new(
+        cl.members.iter().map(|m| m.api.clone()).collect(),
+        cl.members.iter().map(|m| m.dir.clone()).collect(),
+    );
     for i in 0..n {
         record::follow(shared.clone(), i);
     }

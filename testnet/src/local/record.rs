@@ -3,6 +3,7 @@
 //! when each postcard reaches its destination and its receipt its author (`cards`),
 //! and periodic samples of every peer's links, traffic counters, coordinate, CPU and memory.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -20,6 +21,8 @@ pub(crate) const TOPIC: &str = "testnet";
 pub(crate) struct Shared {
     /// Current API address of each peer (changes on restart).
     pub(crate) apis: RwLock<Vec<String>>,
+    /// Each peer's data directory (where it keeps its API token, if it requires one).
+    pub(crate) dirs: Vec<PathBuf>,
     /// `seen[post][peer]`: first time (s after t0) the post was seen at the peer, NaN if not.
     pub(crate) seen: Mutex<Vec<Vec<f64>>>,
     /// The run's postcards, by number (`--postcards`).
@@ -31,9 +34,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(apis: Vec<String>) -> Arc<Self> {
+    pub(crate) fn new(apis: Vec<String>, dirs: Vec<PathBuf>) -> Arc<Self> {
         Arc::new(Shared {
             apis: RwLock::new(apis),
+            dirs,
             seen: Mutex::new(Vec::new()),
             cards: Mutex::new(Vec::new()),
             t0: Instant::now(),
@@ -103,7 +107,10 @@ pub(crate) fn follow(shared: Arc<Shared>, i: usize) {
     std::thread::spawn(move || {
         let mut cursor = 0u64;
         while !shared.stop.load(Ordering::Relaxed) {
-            let c = Client::new(&shared.api(i));
+            let c = match shared.dirs.get(i) {
+                Some(dir) => Client::for_data_dir(&shared.api(i), dir),
+                None => Client::new(&shared.api(i)),
+            };
             let _ = c.follow(|event, data| {
                 match event {
                     "ready" | "lagged" => {
