@@ -624,20 +624,18 @@ pub(crate) async fn gate(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// The event stream's place, or its refusal (503 with `Retry-After`).
-pub(crate) fn subscribe(access: &Arc<Access>) -> Result<Subscription, Response> {
-    access.subscribe().ok_or_else(|| {
-        let mut r = refuse(
-            Reason::TooManySubscribers,
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "too many event-stream subscribers (api_max_subscribers = {})",
-                access.max_subscribers
-            ),
-        );
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(SUBSCRIBER_RETRY_SECS));
-        r
-    })
+/// The refusal of an event stream over the cap (503 with `Retry-After`).
+pub(crate) fn too_many_subscribers(access: &Access) -> Response {
+    let mut r = refuse(
+        Reason::TooManySubscribers,
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "too many event-stream subscribers (api_max_subscribers = {})",
+            access.max_subscribers
+        ),
+    );
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(SUBSCRIBER_RETRY_SECS));
+    r
 }
 
 /// Makes every error a JSON body `{"error": …}`: the extractors' rejections (query strings,

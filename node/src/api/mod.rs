@@ -375,9 +375,9 @@ async fn list_postcards(
 }
 
 async fn events(State(s): State<Shared>, ConnectInfo(conn): ConnectInfo<Conn>) -> Response {
-    match access::subscribe(conn.access()) {
-        Ok(place) => subscribed(&s, place).into_response(),
-        Err(r) => r,
+    match conn.access().subscribe() {
+        Some(place) => subscribed(&s, place).into_response(),
+        None => access::too_many_subscribers(conn.access()),
     }
 }
 
