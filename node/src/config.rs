@@ -632,4 +632,44 @@ mod tests {
         let c = Config::resolve(good).unwrap();
         assert!(c.gossip.fisheye_from_start && c.gossip.fisheye_members == 128);
     }
+
+    #[test]
+    fn api_settings_are_checked_and_tokens_never_printed() {
+        let c = Config::resolve(base()).unwrap();
+        assert_eq!((c.api_max_subscribers, c.api_max_connections), (64, 256));
+        assert_eq!(c.api_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.api_idle_timeout, Duration::from_secs(60));
+        assert!(c.api_token.is_none() && c.api_names.is_empty());
+
+        let token = "0123456789abcdef0123";
+        let given = Settings {
+            api_token: Some(token.into()),
+            api_names: Some(vec!["Vecino.Example".into(), " radar.lan:8443 ".into()]),
+            ..base()
+        };
+        let c = Config::resolve(given).unwrap();
+        assert_eq!(c.api_token.as_ref().map(crate::api::Secret::expose), Some(token));
+        assert_eq!(c.api_names, ["vecino.example", "radar.lan:8443"]);
+        assert!(!c.to_toml().contains(token), "--check-config does not print tokens");
+        assert!(!format!("{c:?}").contains(token));
+
+        let bad = |s: Settings, key: &str| {
+            let e = Config::resolve(s).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        };
+        bad(Settings { api_token: Some("short".into()), ..base() }, "`api_token`");
+        bad(Settings { api_read_token: Some("with space 0123456789".into()), ..base() }, "read");
+        let same = Settings {
+            api_token: Some(token.into()),
+            api_read_token: Some(token.into()),
+            ..base()
+        };
+        bad(same, "`api_read_token`");
+        bad(Settings { api_names: Some(vec!["a/b".into()]), ..base() }, "`api_names`");
+        bad(Settings { api_names: Some(vec!["x:99999".into()]), ..base() }, "`api_names`");
+        bad(Settings { api_max_subscribers: Some(0), ..base() }, "`api_max_subscribers`");
+        let over = Settings { api_max_subscribers: Some(300), ..base() };
+        bad(over, "`api_max_connections`");
+        bad(Settings { api_header_timeout_secs: Some(0), ..base() }, "api_header_timeout_secs");
+    }
 }
