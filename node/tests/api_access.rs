@@ -331,3 +331,120 @@ fn slow_connections_are_capped_and_timed_out() {
     std::thread::sleep(Duration::from_secs(6));
     assert!(!closed_within(&mut stream, Duration::from_millis(50)), "a read stream was closed");
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// The figures of docs/BENCHMARKS.md's Security section (not a check: run by hand with
+/// `cargo test -p vecino --test api_access -- --ignored --nocapture`). Default settings, a
+/// debug build, everything on 127.0.0.1; bounded: 5 000 event-stream clients, then 2 000
+/// slowloris connections for 65 s (a dropped one reconnects), `GET /v1/status` timed once a
+/// second meanwhile.
+#[test]
+#[ignore = "measurement, about 90 s"]
+fn measure_event_stream_flood_and_slowloris() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ApiNode::start(dir.path(), "127.0.0.1:0", &[]);
+    let pid = node.child.id();
+    let base_fds = open_fds(pid);
+    let rss0 = rss_kib(pid);
+
+    // 5 000 event-stream clients, each kept open when accepted.
+    let (mut ok, mut refused, mut other) = (0, 0, 0);
+    let mut held = Vec::new();
+    for _ in 0..5000 {
+        let (r, s) = open_stream(&node.api, "/v1/events", &[]);
+        match r.status {
+            200 => {
+                ok += 1;
+                held.push(s);
+            }
+            503 => refused += 1,
+            _ => other += 1,
+        }
+    }
+    let (start, status) = (Instant::now(), node.get("/v1/status", None).status);
+    println!(
+        "sse: 5000 clients: {ok} accepted, {refused} refused (503), {other} other; node fds +{}; \
+         RSS {} -> {} KiB; GET /v1/status {status} in {:?}",
+        open_fds(pid).saturating_sub(base_fds),
+        rss0,
+        rss_kib(pid),
+        start.elapsed()
+    );
+    drop(held);
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Slowloris: 2 000 connections, one header byte every 5 s each, for 65 s.
+    let open_slow = || {
+        let s = std::net::TcpStream::connect(&node.api).ok()?;
+        s.set_nonblocking(true).ok()?;
+        let mut s = s;
+        s.write_all(b"GET /v1/status HTTP/1.1\r\n").ok()?;
+        Some(s)
+    };
+    let mut slow: Vec<Option<std::net::TcpStream>> = (0..2000).map(|_| open_slow()).collect();
+    let (mut reconnects, mut latencies, mut failures, mut max_fds) = (0u64, Vec::new(), 0, 0);
+    let t0 = Instant::now();
+    for round in 0..65u64 {
+        for (i, s) in slow.iter_mut().enumerate() {
+            if (i as u64) % 5 != round % 5 {
+                continue;
+            }
+            let alive = s.as_mut().is_some_and(|s| match s.write(b"X") {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+            });
+            if !alive {
+                reconnects += 1;
+                *s = open_slow();
+            }
+        }
+        let t = Instant::now();
+        let r = request(&node.api, "GET", "/v1/status", &[], None);
+        if r.status == 200 {
+            latencies.push(t.elapsed());
+        } else {
+            failures += 1;
+        }
+        max_fds = max_fds.max(open_fds(pid).saturating_sub(base_fds));
+        let next = t0 + Duration::from_secs(round + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    latencies.sort();
+    println!(
+        "slowloris: 2000 connections x 65 s: node held at most {max_fds} sockets (cap 256); \
+         {reconnects} reconnects after the node closed one; GET /v1/status: {} answered, {failures} \
+         failed, p50 {:?}, p99 {:?}, max {:?}; RSS {} KiB",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or_default(),
+        rss_kib(pid)
+    );
+    println!(
+        "rejected: evicted {}, header_timeout {}, too_many_subscribers {}, too_many_connections {}",
+        rejected(&node, None, "evicted"),
+        rejected(&node, None, "header_timeout"),
+        rejected(&node, None, "too_many_subscribers"),
+        rejected(&node, None, "too_many_connections"),
+    );
+}

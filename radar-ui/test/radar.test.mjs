@@ -296,7 +296,7 @@ test('phone width', async () => {
   }
 });
 
-test('a node whose API needs a token: the page says so without one, and works with ?token=', async () => {
+test('a node whose API needs a token: the page is refused without one, and works with ?token=', async () => {
   const eva = JSON.parse(process.env.RADAR_TOKEN_NODE || 'null');
   assert.ok(eva, 'run.sh describes the token node in RADAR_TOKEN_NODE');
   const evaBase = `http://${eva.api}`;
