@@ -430,6 +430,16 @@ fn measure_event_stream_flood_and_slowloris() {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     latencies.sort();
+    let still_open = slow
+        .iter_mut()
+        .filter_map(Option::as_mut)
+        .map(|s| {
+            s.set_nonblocking(false).unwrap();
+            closed_within(s, Duration::from_millis(5))
+        })
+        .filter(|closed| !closed)
+        .count();
+    println!("slowloris: at the end, {still_open} of the 2000 still open (client side)");
     println!(
         "slowloris: 2000 connections x 65 s: node held at most {max_fds} sockets (cap 256); \
          {reconnects} reconnects after the node closed one; GET /v1/status: {} answered, {failures} \
@@ -440,11 +450,12 @@ fn measure_event_stream_flood_and_slowloris() {
         latencies.last().copied().unwrap_or_default(),
         rss_kib(pid)
     );
+    let count = |reason| rejected(&node, None, reason) + 0.0;
     println!(
         "rejected: evicted {}, header_timeout {}, too_many_subscribers {}, too_many_connections {}",
-        rejected(&node, None, "evicted"),
-        rejected(&node, None, "header_timeout"),
-        rejected(&node, None, "too_many_subscribers"),
-        rejected(&node, None, "too_many_connections"),
+        count("evicted"),
+        count("header_timeout"),
+        count("too_many_subscribers"),
+        count("too_many_connections"),
     );
 }
