@@ -52,7 +52,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const EVICTION_WAIT: Duration = Duration::from_secs(1);
 /// The answer to a connection over the cap when none can be closed for it.
 const FULL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-retry-after: 5\r\nconnection: close\r\ncontent-length: 37\r\n\r\n{\"error\":\"too many API connections\"}";
+retry-after: 5\r\nconnection: close\r\ncontent-length: 36\r\n\r\n{\"error\":\"too many API connections\"}";
 
 /// The API's timeouts and cap.
 #[derive(Debug, Clone, Copy)]
@@ -514,4 +514,75 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
         ),
     };
     response.map(|inner| Body::new(Tracked { inner, _answering: answering }))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener as _;
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+    use crate::config::Settings;
+
+    async fn listener(max: usize) -> (ApiListener, SocketAddr) {
+        let cfg = Config::resolve(Settings {
+            data_dir: Some("/tmp/vecino-conn-test".into()),
+            ..Settings::default()
+        })
+        .unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let access = Arc::new(Access::with_tokens(&cfg, addr.port(), None));
+        let limits = Limits {
+            max_connections: max,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        };
+        (ApiListener::new(tcp, access, limits), addr)
+    }
+
+    #[test]
+    fn the_full_answer_is_well_formed() {
+        let text = std::str::from_utf8(FULL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let len = head.lines().find_map(|l| l.strip_prefix("content-length: ")).unwrap();
+        assert_eq!(len.parse::<usize>().unwrap(), body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert!(v["error"].is_string());
+    }
+
+    #[tokio::test]
+    async fn at_the_cap_an_idle_connection_makes_room_and_a_busy_one_does_not() {
+        let (mut l, addr) = listener(1).await;
+        let _c1 = TcpStream::connect(addr).await.unwrap();
+        let (io1, _) = l.accept().await;
+        assert_eq!(l.connections(), 1);
+
+        // The only connection is answering a request: a new one is answered 503 and closed.
+        let busy = Answering::new(Conn(io1.state.clone(), io1.conns.clone()));
+        let mut c2 = TcpStream::connect(addr).await.unwrap();
+        let wait = Duration::from_millis(1500);
+        assert!(tokio::time::timeout(wait, l.accept()).await.is_err(), "c2 was not admitted");
+        let mut got = Vec::new();
+        tokio::time::timeout(wait, c2.read_to_end(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, FULL);
+        assert!(!io1.state.evict.load(Ordering::Acquire), "a busy connection is never closed");
+
+        // Once it is idle, the next connection closes it and takes its place.
+        drop(busy);
+        let _c3 = TcpStream::connect(addr).await.unwrap();
+        let state1 = io1.state.clone();
+        let closer = async move {
+            while !state1.evict.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            drop(io1); // as hyper does once its read fails
+        };
+        let (accepted, ()) = tokio::join!(tokio::time::timeout(wait, l.accept()), closer);
+        let (io3, _) = accepted.expect("c3 admitted once c1 made room");
+        assert_eq!(l.connections(), 1);
+        drop(io3);
+        assert_eq!(l.connections(), 0);
+    }
 }
