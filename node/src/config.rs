@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyfile;
 
-/// Default API address (loopback only: the API has no authentication).
+/// Default API address (loopback: open without a token unless one is set; see `api::access`).
 pub const DEFAULT_API: &str = "127.0.0.1:7300";
 /// Default libp2p port, for both QUIC (UDP) and TCP.
 pub const DEFAULT_P2P_PORT: u16 = 7301;
@@ -75,6 +75,33 @@ settings! {
     /// HTTP API address; port 0 picks a free one [default: 127.0.0.1:7300]
     #[arg(long, env = "VECINO_API", value_name = "ADDR")]
     api: SocketAddr,
+    /// API token with full access (posts, postcards, shim and every read); when given, every
+    /// request but /healthz needs it, loopback too [default: none on loopback, else
+    /// <data-dir>/api.token, created on first start]
+    #[arg(long, env = "VECINO_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: String,
+    /// API token with read access only (GET, the event stream, the radar, metrics)
+    /// [default: none on loopback, else <data-dir>/api-read.token, created on first start]
+    #[arg(long, env = "VECINO_API_READ_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_read_token: String,
+    /// Host names the API is served under besides its address and localhost (a reverse
+    /// proxy's name), comma-separated, `name` or `name:port`; other Host headers get 421
+    #[arg(long, env = "VECINO_API_NAMES", value_delimiter = ',', value_name = "HOST[:PORT]")]
+    api_names: Vec<String>,
+    /// Event-stream (/v1/events) subscribers at most; more get 503 [default: 64]
+    #[arg(long, env = "VECINO_API_MAX_SUBSCRIBERS", value_name = "N")]
+    api_max_subscribers: u64,
+    /// API connections open at most; past it the oldest idle one is closed [default: 256]
+    #[arg(long, env = "VECINO_API_MAX_CONNECTIONS", value_name = "N")]
+    api_max_connections: u64,
+    /// A request's headers must arrive within this many seconds of its first byte (or of the
+    /// connection's start) [default: 10]
+    #[arg(long, env = "VECINO_API_HEADER_TIMEOUT_SECS", value_name = "SECS")]
+    api_header_timeout_secs: u64,
+    /// Close an API connection idle this long between requests, or whose reader takes no
+    /// bytes for this long [default: 60]
+    #[arg(long, env = "VECINO_API_IDLE_TIMEOUT_SECS", value_name = "SECS")]
+    api_idle_timeout_secs: u64,
     /// Log filter (tracing EnvFilter syntax) [default: info]
     #[arg(long, env = "VECINO_LOG", value_name = "FILTER")]
     log: String,
@@ -230,6 +257,21 @@ pub struct Config {
     pub mdns: bool,
     /// API address.
     pub api: SocketAddr,
+    /// API token with full access (`None`: from the data directory's file, or open on
+    /// loopback; see [`crate::api::access`]).
+    pub api_token: Option<crate::api::Secret>,
+    /// API token with read access only.
+    pub api_read_token: Option<crate::api::Secret>,
+    /// Extra names the API is served under (`Host` header check).
+    pub api_names: Vec<String>,
+    /// Event-stream subscribers at most.
+    pub api_max_subscribers: usize,
+    /// API connections at most.
+    pub api_max_connections: usize,
+    /// Time to receive a request's headers.
+    pub api_header_timeout: Duration,
+    /// Idle time before an API connection is closed.
+    pub api_idle_timeout: Duration,
     /// Log filter.
     pub log: String,
     /// Log format.
@@ -293,6 +335,42 @@ impl Config {
         }
         let bootstrap = addrs("bootstrap", &s.bootstrap.unwrap_or_default())?;
         let api = s.api.unwrap_or_else(|| DEFAULT_API.parse().expect("valid"));
+        let api_token = s.api_token.map(|t| secret("api_token", &t)).transpose()?;
+        let api_read_token = s.api_read_token.map(|t| secret("api_read_token", &t)).transpose()?;
+        if api_token.is_some() && api_token == api_read_token {
+            return Err(invalid("api_read_token", "must differ from api_token"));
+        }
+        let api_names = s.api_names.unwrap_or_default();
+        let api_names: Vec<String> = api_names
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                crate::api::access::HostName::parse(n)
+                    .map(|_| n.to_ascii_lowercase())
+                    .ok_or_else(|| invalid("api_names", &format!("`{n}` is not a host[:port]")))
+            })
+            .collect::<Result<_, _>>()?;
+        // A bound: the list is compared against every request's Host.
+        if api_names.len() > 32 {
+            return Err(invalid("api_names", "at most 32 names"));
+        }
+        let api_max_subscribers = count("api_max_subscribers", s.api_max_subscribers, 64)?;
+        let api_max_connections = count("api_max_connections", s.api_max_connections, 256)?;
+        if api_max_connections <= api_max_subscribers {
+            return Err(invalid(
+                "api_max_connections",
+                "must exceed api_max_subscribers (event streams hold a connection each)",
+            ));
+        }
+        let api_header_timeout = Duration::from_secs(positive(
+            "api_header_timeout_secs",
+            s.api_header_timeout_secs.unwrap_or(10),
+        )?);
+        let api_idle_timeout = Duration::from_secs(positive(
+            "api_idle_timeout_secs",
+            s.api_idle_timeout_secs.unwrap_or(60),
+        )?);
         let log = s.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log)
             .map_err(|e| invalid("log", &format!("bad filter: {e}")))?;
@@ -400,6 +478,13 @@ impl Config {
             bootstrap,
             mdns: s.mdns.unwrap_or(true),
             api,
+            api_token,
+            api_read_token,
+            api_names,
+            api_max_subscribers,
+            api_max_connections,
+            api_header_timeout,
+            api_idle_timeout,
             log,
             log_format: s.log_format.unwrap_or_default(),
             emulate_links: s.emulate_links,
@@ -429,6 +514,14 @@ impl Config {
             bootstrap: Some(self.bootstrap.iter().map(ToString::to_string).collect()),
             mdns: Some(self.mdns),
             api: Some(self.api),
+            // Secrets are not printed: a printed config is pasted into issues and chats.
+            api_token: None,
+            api_read_token: None,
+            api_names: Some(self.api_names.clone()),
+            api_max_subscribers: Some(self.api_max_subscribers as u64),
+            api_max_connections: Some(self.api_max_connections as u64),
+            api_header_timeout_secs: Some(self.api_header_timeout.as_secs()),
+            api_idle_timeout_secs: Some(self.api_idle_timeout.as_secs()),
             log: Some(self.log.clone()),
             log_format: Some(self.log_format),
             emulate_links: self.emulate_links.clone(),
@@ -479,6 +572,21 @@ fn invalid(key: &'static str, message: &str) -> ConfigError {
 
 fn positive(key: &'static str, v: u64) -> Result<u64, ConfigError> {
     if v == 0 { Err(invalid(key, "must be greater than 0")) } else { Ok(v) }
+}
+
+/// An API token as given (see [`crate::api::Secret::parse`]).
+fn secret(key: &'static str, t: &str) -> Result<crate::api::Secret, ConfigError> {
+    crate::api::Secret::parse(t).map_err(|m| invalid(key, m))
+}
+
+/// A positive count, `default` when not given.
+fn count(key: &'static str, v: Option<u64>, default: u64) -> Result<usize, ConfigError> {
+    let v = positive(key, v.unwrap_or(default))?;
+    // A bound on what the caps may be set to: each unit holds memory or a file descriptor.
+    if v > 65_536 {
+        return Err(invalid(key, "at most 65536"));
+    }
+    Ok(usize::try_from(v).unwrap_or(65_536))
 }
 
 fn addrs(key: &'static str, given: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -554,5 +662,45 @@ mod tests {
             Settings { fisheye_from_start: Some(true), fisheye_members: Some(128), ..base() };
         let c = Config::resolve(good).unwrap();
         assert!(c.gossip.fisheye_from_start && c.gossip.fisheye_members == 128);
+    }
+
+    #[test]
+    fn api_settings_are_checked_and_tokens_never_printed() {
+        let c = Config::resolve(base()).unwrap();
+        assert_eq!((c.api_max_subscribers, c.api_max_connections), (64, 256));
+        assert_eq!(c.api_header_timeout, Duration::from_secs(10));
+        assert_eq!(c.api_idle_timeout, Duration::from_secs(60));
+        assert!(c.api_token.is_none() && c.api_names.is_empty());
+
+        let token = "0123456789abcdef0123";
+        let given = Settings {
+            api_token: Some(token.into()),
+            api_names: Some(vec!["Vecino.Example".into(), " radar.lan:8443 ".into()]),
+            ..base()
+        };
+        let c = Config::resolve(given).unwrap();
+        assert_eq!(c.api_token.as_ref().map(crate::api::Secret::expose), Some(token));
+        assert_eq!(c.api_names, ["vecino.example", "radar.lan:8443"]);
+        assert!(!c.to_toml().contains(token), "--check-config does not print tokens");
+        assert!(!format!("{c:?}").contains(token));
+
+        let bad = |s: Settings, key: &str| {
+            let e = Config::resolve(s).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        };
+        bad(Settings { api_token: Some("short".into()), ..base() }, "`api_token`");
+        bad(Settings { api_read_token: Some("with space 0123456789".into()), ..base() }, "read");
+        let same = Settings {
+            api_token: Some(token.into()),
+            api_read_token: Some(token.into()),
+            ..base()
+        };
+        bad(same, "`api_read_token`");
+        bad(Settings { api_names: Some(vec!["a/b".into()]), ..base() }, "`api_names`");
+        bad(Settings { api_names: Some(vec!["x:99999".into()]), ..base() }, "`api_names`");
+        bad(Settings { api_max_subscribers: Some(0), ..base() }, "`api_max_subscribers`");
+        let over = Settings { api_max_subscribers: Some(300), ..base() };
+        bad(over, "`api_max_connections`");
+        bad(Settings { api_header_timeout_secs: Some(0), ..base() }, "api_header_timeout_secs");
     }
 }

@@ -296,6 +296,45 @@ test('phone width', async () => {
   }
 });
 
+test('a node whose API needs a token: the page is refused without one, and works with ?token=', async () => {
+  const eva = JSON.parse(process.env.RADAR_TOKEN_NODE || 'null');
+  assert.ok(eva, 'run.sh describes the token node in RADAR_TOKEN_NODE');
+  const evaBase = `http://${eva.api}`;
+  assert.equal((await fetch(`${evaBase}/v1/radar`)).status, 401);
+  const tab = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  tab.on('pageerror', (e) => console.error('page error (eva):', e.message));
+  try {
+    // No token: the page itself is refused (401, JSON).
+    const bare = await tab.goto(`${evaBase}/`, { timeout: 30_000 });
+    assert.equal(bare.status(), 401);
+    // With ?token=: the page, then its snapshot, overlay and event stream on the cookie.
+    const res = await tab.goto(`${evaBase}/?token=${eva.read}`, { timeout: 30_000 });
+    assert.equal(res.status(), 200);
+    await tab.waitForSelector('body[data-ready="1"]', { timeout: 30_000 });
+    await tab.waitForFunction(() => document.querySelectorAll('svg circle.peer.self').length === 1, null,
+      { timeout: 30_000, polling: 200 });
+    assert.equal(new URL(tab.url()).searchParams.has('token'), false, 'the token left the address bar');
+    const cookies = await tab.context().cookies(evaBase);
+    const jar = cookies.find((c) => c.name.startsWith('vecino_token_'));
+    assert.ok(jar && jar.httpOnly && jar.sameSite === 'Strict', JSON.stringify(cookies));
+    assert.equal(await tab.evaluate(() => document.cookie), '', 'the page script cannot read it');
+    const statuses = await tab.evaluate(async () => Promise.all(
+      ['/v1/radar', '/v1/overlay', '/v1/status'].map(async (p) => (await fetch(p)).status)));
+    assert.deepEqual(statuses, [200, 200, 200]);
+    await tab.waitForFunction(() => document.getElementById('banner').hidden, null, { timeout: 15_000 });
+    // The read token cannot send a postcard: a write is refused with a reason.
+    const write = await tab.evaluate(async () => {
+      const r = await fetch('/v1/postcards', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ to: 'nobody', text: 'x' }) });
+      return [r.status, (await r.json()).error];
+    });
+    assert.equal(write[0], 403, String(write[1]));
+    await tab.screenshot({ path: `${shots}/radar-token.png` });
+  } finally {
+    await tab.close();
+  }
+});
+
 test('frames per second with 500 simulated peers', async () => {
   const demo = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   try {

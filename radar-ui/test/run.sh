@@ -75,12 +75,13 @@ done
 } >"$work/links.toml"
 
 declare -A api
-start() { # name [bootstrap]
+start() { # name [bootstrap [more flags…]]
     local n=$1 boot=${2:-}
     local args=(run --data-dir "$work/$n" --listen /ip4/127.0.0.1/tcp/0 --api 127.0.0.1:0
         --mdns false --name "$n" --log warn --emulate-links "$work/links.toml"
         --suspect-timeout-secs 6 --redial-max-secs 2)
     [ -n "$boot" ] && args+=(--bootstrap "$boot")
+    [ $# -gt 2 ] && args+=("${@:3}")
     "$bin" "${args[@]}" >"$work/$n.out" 2>"$work/$n.err" &
     pids+=($!)
     for _ in $(seq 1 300); do # 30 s
@@ -98,6 +99,14 @@ boot=$(curl -fsS --max-time 5 "http://${api[ana]}/v1/status" | jq -r '[.advertis
 boot="$boot/p2p/${id[ana]}"
 for n in beto cata dani; do start "$n" "$boot"; done
 say "peers up: ana=${api[ana]} beto=${api[beto]} cata=${api[cata]} dani=${api[dani]}"
+# A fifth peer, on its own (the map test counts four), whose API needs a token (set explicitly,
+# so on loopback too): the page must work with ?token= and say what is missing without it.
+mkdir -p "$work/eva"
+write_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+read_token=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+start eva "" --api-token "$write_token" --api-read-token "$read_token"
+export RADAR_TOKEN_NODE="{\"api\":\"${api[eva]}\",\"read\":\"$read_token\"}"
+say "eva (token required) up: ${api[eva]}"
 
 nodes='['
 for n in "${names[@]}"; do nodes+="{\"name\":\"$n\",\"api\":\"${api[$n]}\",\"peer_id\":\"${id[$n]}\"},"; done

@@ -170,7 +170,7 @@ impl Node {
         cfg: Config,
         identity: Identity,
         metrics: PrometheusHandle,
-    ) -> anyhow::Result<(Node, Shared, tokio::net::TcpListener)> {
+    ) -> anyhow::Result<(Node, Shared, crate::api::ApiListener)> {
         let clock = Clock::start();
         let store = Store::open(&cfg.store_path())?;
         let loaded = store.load_events()?;
@@ -208,13 +208,12 @@ impl Node {
         }
         tracing::info!(peer = %me, stored, coordinate_resumed = saved.is_some(), "engine started");
 
-        let api = tokio::net::TcpListener::bind(cfg.api)
+        // The API's listener: its tokens (created in the data directory when needed), Host
+        // rule, connection cap and timeouts (see `api::access` and `api::conn`).
+        let api = crate::api::ApiListener::bind(&cfg)
             .await
-            .with_context(|| format!("cannot bind the API on {}", cfg.api))?;
+            .with_context(|| format!("cannot start the API on {}", cfg.api))?;
         let api_addr = api.local_addr()?;
-        if !api_addr.ip().is_loopback() {
-            tracing::warn!(%api_addr, "the API has no authentication and is not on loopback");
-        }
 
         let (inbound_tx, inbound) = mpsc::channel(transport::INBOUND_QUEUE);
         tokio::spawn(transport::accept_loop(incoming, inbound_tx, shim.clone()));

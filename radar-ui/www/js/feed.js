@@ -27,6 +27,10 @@ export function startLive(st, onChange) {
       if (res.ok) {
         applySnapshot(st, await res.json(), performance.now());
         onChange();
+      } else if (res.status === 401) {
+        // The node's API needs a token and this page has none (or a wrong one).
+        st.stream = 'unauthorized';
+        onChange();
       }
     } catch {
       // The node may be restarting; the stream's reconnect will bring us back.
@@ -89,7 +93,9 @@ export function startLive(st, onChange) {
     });
   }
   es.onerror = () => {
-    // EventSource reconnects by itself; its next `ready` takes a fresh snapshot.
+    // EventSource reconnects by itself; its next `ready` takes a fresh snapshot. A refusal
+    // (401: no token) ends it for good: say so once the snapshot has told why.
+    if (es.readyState === EventSource.CLOSED) refresh();
     st.stream = 'lost';
     onChange();
   };

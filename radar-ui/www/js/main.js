@@ -24,6 +24,14 @@ const MAX_DEMO = 20000;
 const HIT_PX = 16;
 
 const params = new URLSearchParams(location.search);
+// `?token=` (a node whose API needs a token): the node answered this page with an HttpOnly
+// cookie that carries the token on the page's later requests, so it comes out of the address
+// bar, where it would be bookmarked, shared or kept in the history.
+if (params.has('token')) {
+  const url = new URL(location.href);
+  url.searchParams.delete('token');
+  history.replaceState(null, '', url);
+}
 const st = createState();
 const layout = new Layout();
 const meter = new FpsMeter();

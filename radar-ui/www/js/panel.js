@@ -43,7 +43,11 @@ export function renderBanner(st) {
   const n = linkCounts(st);
   let text = '';
   let cls = '';
-  if (st.stream === 'lost') {
+  if (st.stream === 'unauthorized') {
+    text = 'This node’s API needs a token: open the page as /?token=… (the token is in '
+      + 'api-read.token in the node’s data directory)';
+    cls = 'partitioned';
+  } else if (st.stream === 'lost') {
     text = 'Lost the node’s event stream — reconnecting…';
     cls = 'partitioned';
   } else if (n.connected === 0 && n.suspected + n.disconnected > 0) {

@@ -28,7 +28,7 @@ export function createState() {
     cardsVersion: 0, // bumped on every postcard change (the panel redraws on it)
     flights: [], // { from, own, t0 }
     seen: new Map(), // peer id → when this page last saw it update (ms, page clock)
-    stream: 'connecting', // connecting | open | lost
+    stream: 'connecting', // connecting | open | lost | unauthorized
     selected: null,
     version: 0, // bumped on every change that needs a new layout
   };

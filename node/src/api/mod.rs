@@ -1,4 +1,4 @@
-//! The operator API: JSON over HTTP on 127.0.0.1 (axum), a live event stream (SSE) and
+//! The operator API: JSON over HTTP (axum; on 127.0.0.1 by default), a live event stream (SSE) and
 //! Prometheus `/metrics`.
 //!
 //! | route | answer |
@@ -22,11 +22,26 @@
 //! Handlers never touch the engine: they send a request to the node's loop through a bounded
 //! queue and await its answer (503 when the queue is full or the node stopped). Posts are read
 //! from the store directly.
+//!
+//! Access (see [`access`] and [`conn`]): on loopback with no token set the API is open; else
+//! every route but `/healthz` needs a token (`Authorization: Bearer`, or `?token=` on a
+//! browser page), the *read* one for `GET` only. The `Host` must name the API (421 else). At
+//! most `api_max_subscribers` event streams (503) and `api_max_connections` connections, with
+//! header-read, idle and stalled-reader timeouts. Every error is a JSON body `{"error": …}`
+//! (404 and 405 included), and every refusal counts in `vecino_api_rejected_total{reason}`.
+//!
+//! | module | what |
+//! |---|---|
+//! | `mod.rs` | the routes and their handlers |
+//! | `access.rs` | tokens, scopes, the `Host` check, the refusals, errors as JSON |
+//! | `conn.rs` | the listener: the connection cap and the timeouts |
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +55,12 @@ use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::node::Shared;
+
+pub mod access;
+pub mod conn;
+
+pub use access::{Access, Secret};
+pub use conn::{ApiListener, Conn};
 
 /// A request to the node's loop.
 #[derive(Debug)]
@@ -103,8 +124,15 @@ impl ApiEvent {
     }
 }
 
-/// The API's routes.
-pub fn router(shared: Shared) -> Router {
+/// The API's routes, with the access rules and the connection tracking, to serve with
+/// `axum::serve` on an [`ApiListener`] (the rules come with each connection).
+pub fn router(shared: Shared) -> IntoMakeServiceWithConnectInfo<Router, Conn> {
+    routes(shared).into_make_service_with_connect_info::<Conn>()
+}
+
+/// The routes, behind the gate (outermost first: connection tracking, errors as JSON, the
+/// access gate).
+pub fn routes(shared: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -121,7 +149,26 @@ pub fn router(shared: Shared) -> Router {
         .route("/v1/shim/restore", post(shim_restore))
         .route("/metrics", get(metrics))
         .merge(crate::radar::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(access::gate))
+        .layer(axum::middleware::from_fn(access::json_errors))
+        .layer(axum::middleware::from_fn(conn::track))
         .with_state(shared)
+}
+
+async fn not_found(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    error(StatusCode::NOT_FOUND, format!("no route {method} {}", uri.path()))
+}
+
+/// A query string's rejection as a JSON error.
+fn bad_query(e: &QueryRejection) -> Response {
+    error(e.status(), e.body_text())
+}
+
+/// A JSON body's rejection as a JSON error, with its status (413 over the body limit, 415
+/// without `content-type: application/json`, 400 or 422 for bad JSON).
+fn bad_body(e: &JsonRejection) -> Response {
+    error(e.status(), e.body_text())
 }
 
 pub(crate) fn error(code: StatusCode, message: impl Into<String>) -> Response {
@@ -175,7 +222,11 @@ struct RttQuery {
     b: Option<String>,
 }
 
-async fn rtt(State(s): State<Shared>, Query(q): Query<RttQuery>) -> Response {
+async fn rtt(State(s): State<Shared>, q: Result<Query<RttQuery>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let b = q.b.filter(|b| !b.is_empty());
     match ask(&s, |reply| Request::Rtt { a: q.a, b, reply }).await {
         Ok(Ok(v)) => Json(v).into_response(),
@@ -193,11 +244,11 @@ struct NewPost {
 
 async fn create_post(
     State(s): State<Shared>,
-    body: Result<Json<NewPost>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewPost>, JsonRejection>,
 ) -> Response {
     let Json(p) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return bad_body(&e),
     };
     if p.topic.is_empty() || p.topic.len() > vecino_proto::limits::MAX_TOPIC_BYTES {
         return error(StatusCode::BAD_REQUEST, "topic must be 1 to 128 bytes");
@@ -220,7 +271,14 @@ struct PostsQuery {
     limit: Option<usize>,
 }
 
-async fn list_posts(State(s): State<Shared>, Query(q): Query<PostsQuery>) -> Response {
+async fn list_posts(
+    State(s): State<Shared>,
+    q: Result<Query<PostsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let store = s.store.clone();
     let topic = q.topic.filter(|t| !t.is_empty());
@@ -246,11 +304,11 @@ struct NewPostcard {
 
 async fn create_postcard(
     State(s): State<Shared>,
-    body: Result<Json<NewPostcard>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<NewPostcard>, JsonRejection>,
 ) -> Response {
     let Json(p) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return bad_body(&e),
     };
     if p.to.trim().is_empty() {
         return error(StatusCode::BAD_REQUEST, "to: a peer id, key or name");
@@ -283,7 +341,14 @@ struct PostcardsQuery {
     limit: Option<usize>,
 }
 
-async fn list_postcards(State(s): State<Shared>, Query(q): Query<PostcardsQuery>) -> Response {
+async fn list_postcards(
+    State(s): State<Shared>,
+    q: Result<Query<PostcardsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
     let mailbox = match q.mailbox.as_deref() {
         None | Some("") => None,
         Some(b @ ("inbox" | "sent")) => Some(b.to_string()),
@@ -309,7 +374,18 @@ async fn list_postcards(State(s): State<Shared>, Query(q): Query<PostcardsQuery>
     }
 }
 
-async fn events(State(s): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(State(s): State<Shared>, ConnectInfo(conn): ConnectInfo<Conn>) -> Response {
+    match conn.access().subscribe() {
+        Some(place) => subscribed(&s, place).into_response(),
+        None => access::too_many_subscribers(conn.access()),
+    }
+}
+
+/// The event stream, holding its place among the subscribers while it lasts.
+fn subscribed(
+    s: &Shared,
+    place: access::Subscription,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>> + use<>> {
     use tokio_stream::StreamExt as _;
     // A first `ready` event tells the client it is subscribed: nothing after it is missed.
     let ready = Event::default().event("ready").data("{}");
@@ -320,7 +396,10 @@ async fn events(State(s): State<Shared>) -> Sse<impl Stream<Item = Result<Event,
             Some(Ok(Event::default().event("lagged").data(json!({"skipped": n}).to_string())))
         }
     });
-    let stream = tokio_stream::once(Ok(ready)).chain(live);
+    let stream = tokio_stream::once(Ok(ready)).chain(live).map(move |ev| {
+        let _held = &place;
+        ev
+    });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -352,8 +431,15 @@ async fn shim_state(State(s): State<Shared>) -> Response {
     }
 }
 
-async fn shim_cut(State(s): State<Shared>, Json(p): Json<ShimPeers>) -> Response {
+async fn shim_cut(
+    State(s): State<Shared>,
+    body: Result<Json<ShimPeers>, JsonRejection>,
+) -> Response {
     let Some(shim) = &s.shim else { return no_shim() };
+    let p = match body {
+        Ok(Json(p)) => p,
+        Err(e) => return bad_body(&e),
+    };
     match parse_peers(&p) {
         Ok(peers) => {
             shim.cut(&peers);
@@ -364,9 +450,15 @@ async fn shim_cut(State(s): State<Shared>, Json(p): Json<ShimPeers>) -> Response
     }
 }
 
-async fn shim_restore(State(s): State<Shared>, body: Option<Json<ShimPeers>>) -> Response {
+async fn shim_restore(
+    State(s): State<Shared>,
+    body: Result<Option<Json<ShimPeers>>, JsonRejection>,
+) -> Response {
     let Some(shim) = &s.shim else { return no_shim() };
-    let p = body.map(|Json(p)| p).unwrap_or_default();
+    let p = match body {
+        Ok(b) => b.map(|Json(p)| p).unwrap_or_default(),
+        Err(e) => return bad_body(&e),
+    };
     match parse_peers(&p) {
         Ok(peers) => {
             shim.restore(if peers.is_empty() { None } else { Some(&peers) });
