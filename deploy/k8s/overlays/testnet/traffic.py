@@ -6,11 +6,16 @@ stream (GET /v1/events, `post` events) from before the first post, and read agai
 GET /v1/posts at the end (the authoritative count). Prints one JSON report on stdout and
 exits 1 when delivery is below --min-delivery, or when the peers do not converge in time.
 
-    python3 traffic.py --peers vecino-0.vecino:7300,vecino-1.vecino:7300 --duration 600
+    VECINO_API_TOKEN=... python3 traffic.py --peers vecino-0.vecino:7300,vecino-1.vecino:7300 --duration 600
+
+The peers' API needs a token (every request but /healthz): the write token (it posts), from
+VECINO_API_TOKEN (or --token-file), sent as `Authorization: Bearer`; all peers share it (the
+Secret vecino-api-token). The host:port given must be a name the peers answer under (their
+address, or a name in their api_names), else they answer 421.
 
 Environment (the Job's): PEERS, or SERVICE and REPLICAS (the StatefulSet's peers
-<service>-<i>.<service>:7300), POSTS_PER_S, DURATION_S, SETTLE_S, CONVERGE_S,
-MIN_DELIVERY, POST_BYTES, TOPIC, BUCKET_S.
+<service>-<i>.<service>:7300), VECINO_API_TOKEN, POSTS_PER_S, DURATION_S, SETTLE_S,
+CONVERGE_S, MIN_DELIVERY, POST_BYTES, TOPIC, BUCKET_S.
 """
 
 import argparse
@@ -24,20 +29,24 @@ import urllib.error
 import urllib.request
 
 TIMEOUT_S = 5
+# Authorization headers of every request (set in main from the token).
+AUTH = {}
+
+
+def request(peer, path, **kw):
+    headers = {**AUTH, **kw.pop("headers", {})}
+    return urllib.request.Request(f"http://{peer}{path}", headers=headers, **kw)
 
 
 def get(peer, path):
-    with urllib.request.urlopen(f"http://{peer}{path}", timeout=TIMEOUT_S) as r:
+    with urllib.request.urlopen(request(peer, path), timeout=TIMEOUT_S) as r:
         return json.loads(r.read().decode())
 
 
 def post(peer, topic, text):
     body = json.dumps({"topic": topic, "text": text}).encode()
-    req = urllib.request.Request(
-        f"http://{peer}/v1/posts",
-        data=body,
-        method="POST",
-        headers={"content-type": "application/json"},
+    req = request(
+        peer, "/v1/posts", data=body, method="POST", headers={"content-type": "application/json"}
     )
     with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
         return json.loads(r.read().decode())
@@ -77,7 +86,7 @@ def follow(rec, peer, topic):
     """Reads `post` events of the topic until rec.stop; reconnects after errors."""
     while not rec.stop.is_set():
         try:
-            with urllib.request.urlopen(f"http://{peer}/v1/events", timeout=30) as r:
+            with urllib.request.urlopen(request(peer, "/v1/events"), timeout=30) as r:
                 event = None
                 for raw in r:
                     if rec.stop.is_set():
@@ -106,6 +115,25 @@ def stored(peer, topic):
         if len(posts) < 10000:
             break
     return out
+
+
+def check_access(peer, timeout=300):
+    """None once the peer serves an authorised read; the refusal when it answers 401, 403 or 421
+    (a wrong token or name does not heal by waiting); None as well when it does not answer in
+    time (the convergence wait reports that)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        try:
+            get(peer, "/v1/status")
+            return None
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403, 421):
+                body = e.read().decode(errors="replace").strip()
+                return f"{peer} refused the request: HTTP {e.code} {body}"
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    return None
 
 
 def converge(peers, timeout):
@@ -145,7 +173,19 @@ def main():
     ap.add_argument("--topic", default=env("TOPIC", "traffic"))
     ap.add_argument("--bucket", type=float, default=float(env("BUCKET_S", "60")))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--token-file", help="a file holding the API's write token (else VECINO_API_TOKEN)"
+    )
     a = ap.parse_args()
+    token = env("VECINO_API_TOKEN", "")
+    if a.token_file:
+        with open(a.token_file) as f:
+            token = f.readline()
+    token = token.strip()
+    if token:
+        AUTH["authorization"] = f"Bearer {token}"
+    else:
+        log("no API token (VECINO_API_TOKEN, --token-file): peers that require one answer 401")
     peers = [p.strip() for p in a.peers.split(",") if p.strip()]
     if not peers and env("SERVICE") and env("REPLICAS"):
         svc = env("SERVICE")
@@ -155,6 +195,11 @@ def main():
     if not (0 < a.posts_per_s <= 100):
         ap.error("--posts-per-s must be in (0, 100]")
 
+    access = check_access(peers[0])
+    if access:
+        log(access)
+        print(json.dumps({"converged": False, "peers": peers, "error": access}))
+        return 1
     log(f"{len(peers)} peers; waiting up to {a.converge:.0f} s for all to list all as alive")
     conv = converge(peers, a.converge)
     if conv is None:
