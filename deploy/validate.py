@@ -13,13 +13,22 @@
 * Pod templates: what the "restricted" Pod Security Standard asks (non-root, no privilege
   escalation, all capabilities dropped, RuntimeDefault seccomp), plus a read-only root,
   requests and limits, and (for the peers) readiness and liveness probes on /healthz.
+* The API's access control: the peers take VECINO_API_TOKEN and VECINO_API_READ_TOKEN from a
+  Secret of the same rendering that has those keys, the traffic Job sends the peers' write
+  token, and VECINO_API_NAMES holds the pods' stable names (<pod>.<service>) that the Job
+  dials. With VECINO_BIN (a `vecino` binary; deploy/ci.sh sets it) the peers' settings as
+  pod 0 gets them (its env expanded, the ConfigMap's vecino.toml) must pass
+  `vecino run --check-config` with random tokens, and fail on the Secret's placeholders.
 
     python3 deploy/validate.py            # needs kubectl (kustomize), kubernetes-validate
 """
 
+import base64
 import json
+import os
 import pathlib
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -190,6 +199,104 @@ def check_pod(where, spec, peer):
                     find(w, f"{probe} is not an HTTP GET of /healthz")
 
 
+def expand(value, env):
+    """Kubernetes' $(VAR) references to variables defined before (others stay as written)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
+def check_api_access(where, docs):
+    peers = [d for d in docs if d.get("kind") == "StatefulSet" and d["metadata"]["name"] == "vecino"]
+    if not peers:
+        return
+    sts = peers[0]
+    ns = sts["metadata"].get("namespace", "default")
+    container = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "vecino")
+    env = {e["name"]: e for e in container.get("env", [])}
+    secrets_ = {
+        d["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (d.get("data") or {}).items()}
+        for d in docs
+        if d.get("kind") == "Secret"
+    }
+
+    def from_secret(w, e, name):
+        ref = ((e.get(name) or {}).get("valueFrom") or {}).get("secretKeyRef")
+        if not ref:
+            find(w, f"{name} does not come from a Secret")
+            return None
+        if ref.get("optional"):
+            find(w, f"{name}: its Secret is optional (the peers would each make their own token)")
+        if ref["name"] not in secrets_ or ref["key"] not in secrets_[ref["name"]]:
+            find(w, f"{name}: no Secret {ref['name']} with key {ref['key']} in this rendering")
+            return None
+        return ref["name"], ref["key"]
+
+    w = f"{where} StatefulSet/vecino"
+    write = from_secret(w, env, "VECINO_API_TOKEN")
+    read = from_secret(w, env, "VECINO_API_READ_TOKEN")
+    if write and write == read:
+        find(w, "the write and read tokens are the same Secret key")
+    service = sts["spec"]["serviceName"]
+    names = (env.get("VECINO_API_NAMES") or {}).get("value", "").split(",")
+    if f"$(POD_NAME).{service}" not in names:
+        find(w, f"VECINO_API_NAMES lacks $(POD_NAME).{service}, the name the traffic Job dials")
+    for job in (d for d in docs if d.get("kind") == "Job"):
+        jw = f"{where} Job/{job['metadata']['name']}"
+        for c in job["spec"]["template"]["spec"]["containers"]:
+            jenv = {e["name"]: e for e in c.get("env", [])}
+            if from_secret(jw, jenv, "VECINO_API_TOKEN") != write:
+                find(jw, "VECINO_API_TOKEN is not the peers' write token")
+            if "SERVICE" in jenv and jenv["SERVICE"].get("value") != service:
+                find(jw, f"SERVICE is not {service}")
+
+    binary = os.environ.get("VECINO_BIN")
+    if not (binary and write and read):
+        return
+    # The settings of pod 0, as the kubelet would expand them.
+    pod = {"POD_NAME": f"{sts['metadata']['name']}-0", "POD_IP": "10.0.0.5", "POD_NAMESPACE": ns}
+    run_env = {"PATH": os.environ.get("PATH", "")}
+    for e in container.get("env", []):
+        src = e.get("valueFrom") or {}
+        if "fieldRef" in src:
+            field = src["fieldRef"]["fieldPath"]
+            value = {"metadata.name": pod["POD_NAME"], "status.podIP": pod["POD_IP"],
+                     "metadata.namespace": pod["POD_NAMESPACE"]}.get(field)
+            if value is None:
+                find(w, f"{e['name']}: fieldRef {field} not known to this check")
+                continue
+        elif "secretKeyRef" in src:
+            ref = src["secretKeyRef"]
+            value = secrets_[ref["name"]][ref["key"]]
+        else:
+            value = expand(e.get("value", ""), run_env)
+        run_env[e["name"]] = value
+    toml = next(
+        (d["data"]["vecino.toml"] for d in docs if d.get("kind") == "ConfigMap" and "vecino.toml" in (d.get("data") or {})),
+        None,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        conf = pathlib.Path(tmp, "vecino.toml")
+        conf.write_text(toml or "")
+        run_env["VECINO_DATA_DIR"] = tmp
+        cmd = [binary, "run", "--config", str(conf), "--check-config"]
+        # As rendered: placeholders, unless someone committed real tokens.
+        as_given = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=60)
+        placeholder = any(" " in secrets_[r[0]][r[1]] for r in (write, read))
+        if placeholder and (as_given.returncode == 0 or "invalid setting `api_" not in as_given.stderr):
+            find(w, f"the Secret's placeholder tokens are not refused by vecino: {as_given.stderr.strip()}")
+        if not placeholder:
+            find(w, "the Secret holds real tokens: keep them out of the repository (placeholders)")
+        run_env["VECINO_API_TOKEN"] = secrets.token_hex(32)
+        run_env["VECINO_API_READ_TOKEN"] = secrets.token_hex(32)
+        ok = subprocess.run(cmd, env=run_env, capture_output=True, text=True, timeout=60)
+        if ok.returncode != 0:
+            find(w, f"pod 0's settings fail vecino run --check-config: {ok.stderr.strip()}")
+            return
+        want = f'"{pod["POD_NAME"]}.{service}"'
+        line = next((l for l in ok.stdout.splitlines() if l.startswith("api_names = ")), "")
+        if want not in line:
+            find(w, f"pod 0's resolved api_names lack {want}: {line}")
+
+
 def main():
     schema = json.loads(SCHEMA.read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -218,6 +325,7 @@ def main():
             peer = d.get("kind") == "StatefulSet" and d["metadata"]["name"] == "vecino"
             for spec in pod_templates(d):
                 check_pod(f"{where} {d['kind']}/{d['metadata']['name']}", spec, peer)
+        check_api_access(where, native)
         status = "ok" if len(findings) == before else "FAILED"
         print(
             f"{where}: {len(docs)} objects; kubernetes-validate --strict passed {passed} of "
