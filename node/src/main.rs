@@ -395,7 +395,18 @@ fn run_node(
         let api_addr = listener.local_addr()?;
         let addr_file = data_dir.join(API_ADDR_FILE);
         let tmp = data_dir.join(format!("{API_ADDR_FILE}.tmp"));
-        std::fs::write(&tmp, format!("{api_addr}\n"))
+        // A client on this host reaches an API bound to every address (0.0.0.0, ::) over
+        // loopback, under a name the Host check accepts.
+        let reach = match api_addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, api_addr.port()))
+            }
+            std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, api_addr.port()))
+            }
+            _ => api_addr,
+        };
+        std::fs::write(&tmp, format!("{reach}\n"))
             .and_then(|()| std::fs::rename(&tmp, &addr_file))
             .with_context(|| format!("cannot write {}", addr_file.display()))?;
         tracing::info!(peer = %node.peer_id(), api = %format!("http://{api_addr}"), "vecino is up");

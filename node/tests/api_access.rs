@@ -139,6 +139,15 @@ fn a_non_loopback_bind_creates_and_requires_token_files() {
     assert_eq!(node.get("/v1/status", Some(&read)).status, 200);
     assert_eq!(node.post("/v1/posts", Some(&read), r#"{"topic":"t","text":"r"}"#).status, 403);
     assert_eq!(node.post("/v1/posts", Some(&write), r#"{"topic":"t","text":"w"}"#).status, 201);
+    // The CLI on this host finds the node through api.addr (loopback, not 0.0.0.0, which the
+    // Host check would refuse) and its token in the data dir.
+    let addr = std::fs::read_to_string(dir.path().join("api.addr")).unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "api.addr names loopback: {addr}");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_vecino"))
+        .args(["status", "--data-dir", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     drop(node);
 
     let again = ApiNode::start(dir.path(), "0.0.0.0:0", &[]);
