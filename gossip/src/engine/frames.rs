@@ -31,7 +31,7 @@ impl<R: Rng> Engine<R> {
                 core.reject("after_bye");
                 return;
             }
-            if core.links.len() >= core.config.max_links {
+            if !self.overlay.make_room(core, &self.membership.fisheye) {
                 core.reject("too_many_links");
                 self.overlay.refuse(core, from);
                 return;
@@ -40,6 +40,8 @@ impl<R: Rng> Engine<R> {
         }
         let now = core.now;
         let Some(link) = core.links.get_mut(&from) else { return };
+        // It decoded: the neighbour speaks the protocol.
+        link.prove();
         let healed = link.heard(now);
         let restarted = link.advance_floor(frame.link_floor);
         let fresh = frame.link_seq == 0 || link.received_seq(frame.link_seq, now);

@@ -79,7 +79,7 @@ use crate::io::{
 };
 use crate::medium::Medium;
 use crate::membership::Membership;
-use crate::overlay::Overlay;
+use crate::overlay::{Overlay, STRANGER_GRACE};
 use crate::postcards::{Postcards, Way};
 use crate::published::published_coordinate;
 use crate::routing::Routing;
@@ -336,6 +336,8 @@ impl<R: Rng> Engine<R> {
     // ----- the link lifecycle -----
 
     fn on_link_up(&mut self, peer: AuthorKey, info: &LinkInfo) {
+        // A link this peer dialled is to a member it chose: a neighbour from the start.
+        let dialled = self.overlay.is_dialing(&peer);
         self.overlay.link_up(&peer);
         let core = &mut self.core;
         if peer == core.me {
@@ -358,7 +360,13 @@ impl<R: Rng> Engine<R> {
             }
             return;
         }
-        if core.links.len() >= core.config.max_links {
+        if self.overlay.stranger(now, &peer) && !dialled {
+            // A stranger let go lately: not let in again yet.
+            core.reject("stranger_again");
+            core.emit(Output::Disconnect { peer });
+            return;
+        }
+        if !self.overlay.make_room(core, &self.membership.fisheye) {
             core.reject("too_many_links");
             self.overlay.refuse(core, peer);
             return;
@@ -366,6 +374,9 @@ impl<R: Rng> Engine<R> {
         self.overlay.add_link(core, &self.membership.fisheye, peer, info.rate_bps);
         if let Some(l) = core.links.get_mut(&peer) {
             l.set_on_medium(on_medium);
+            if dialled {
+                l.prove();
+            }
         }
         core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Connected }));
         // A new neighbour: exchange what each holds, and learn its RTT.
@@ -500,6 +511,10 @@ impl<R: Rng> Engine<R> {
         let timeout = cfg.suspect_timeout;
         let ack_delay = cfg.ack_delay;
         let Some(link) = core.links.get_mut(&peer) else { return };
+        if !link.proven() && now.saturating_since(link.opened()) >= STRANGER_GRACE {
+            self.overlay.drop_stranger(core, &self.membership.fisheye, peer);
+            return;
+        }
         let change = link.rcm_tick(now, suspect_floor, timeout);
         if link.status() == LinkStatus::Disconnected && !link.transport_up() {
             // Nothing left to weather: forget the link; the overlay may dial the peer again.

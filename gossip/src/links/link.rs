@@ -197,6 +197,12 @@ pub(crate) struct Link {
     pacer: Pacer,
     /// Frames dropped because the link's buffer bound was reached.
     dropped: u64,
+    /// The neighbour has shown it speaks the protocol: this peer dialled it (a member it
+    /// chose), or a frame from it decoded. A link that is not is a stranger's, and holds its
+    /// slot only briefly (see `crate::overlay`).
+    proven: bool,
+    /// When the link was made.
+    opened: Time,
 }
 
 impl Link {
@@ -234,7 +240,24 @@ impl Link {
             queues: Default::default(),
             pacer: Pacer::new(rate_bps, now),
             dropped: 0,
+            proven: false,
+            opened: now,
         }
+    }
+
+    /// Whether the neighbour has shown it speaks the protocol (see the field).
+    pub(crate) fn proven(&self) -> bool {
+        self.proven
+    }
+
+    /// The neighbour has shown it speaks the protocol.
+    pub(crate) fn prove(&mut self) {
+        self.proven = true;
+    }
+
+    /// When the link was made.
+    pub(crate) fn opened(&self) -> Time {
+        self.opened
     }
 
     /// RCM status.

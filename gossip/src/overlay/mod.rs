@@ -59,6 +59,11 @@ const MAX_DIALS: usize = 16;
 const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connected link younger than this is not trimmed.
 const TRIM_MIN_AGE: Duration = Duration::from_secs(60);
+/// A link that has carried no valid frame (and was not dialled by this peer) this long after
+/// it was made is a stranger's: dropped, and the peer held off for [`STRANGER_QUIET`].
+pub(crate) const STRANGER_GRACE: Duration = Duration::from_secs(10);
+/// A stranger's link dropped is not taken again, nor dialled, for this long.
+const STRANGER_QUIET: Duration = Duration::from_secs(60);
 
 /// A peer not to be dialled before `at`, and how many closures in a row brought it there.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +79,9 @@ pub(crate) struct Overlay {
     dialing: BTreeMap<AuthorKey, Time>,
     /// Redial backoff per peer (at most [`MAX_REDIAL`]).
     redial: BTreeMap<AuthorKey, Redial>,
+    /// Strangers let go, until when they stay out (at most [`MAX_REDIAL`]; expired ones are
+    /// swept as new ones come).
+    strangers: BTreeMap<AuthorKey, Time>,
     /// This peer is leaving (said chau): no more dials.
     leaving: bool,
     /// Proximity swaps.
@@ -141,6 +149,56 @@ impl Overlay {
     ) {
         let edges = Plumtree::new_link_edges(core, fisheye.active());
         core.links.insert(peer, Link::new(core.now, rate_bps, edges));
+    }
+
+    /// Room for one more link. A link is earned, not taken: when the table is full, the
+    /// oldest stranger's link (one that has not shown it speaks the protocol) is let go to
+    /// make room, so any number of keys that connect and say nothing (or garbage) cannot shut
+    /// out a newcomer, and never displace a neighbour that has been useful. Strangers also
+    /// hold at most a quarter of the table: past it, the oldest of them goes. False when no
+    /// room can be made.
+    pub(crate) fn make_room<R>(&mut self, core: &mut Core<R>, fisheye: &Fisheye) -> bool {
+        let max = core.config.max_links;
+        let strangers = core.links.iter().filter(|(_, l)| !l.proven()).count();
+        if core.links.len() < max && strangers < (max / 4).max(1) {
+            return true;
+        }
+        let oldest = core
+            .links
+            .iter()
+            .filter(|(_, l)| !l.proven())
+            .min_by_key(|(p, l)| (l.opened(), **p))
+            .map(|(p, _)| *p);
+        if let Some(peer) = oldest {
+            self.drop_stranger(core, fisheye, peer);
+        }
+        core.links.len() < max
+    }
+
+    /// Lets a stranger's link go (see [`Overlay::make_room`], [`STRANGER_GRACE`]): closed
+    /// without a word (it does not speak the protocol, or not yet), held off for
+    /// [`STRANGER_QUIET`], so it is neither dialled back nor let in again soon.
+    pub(crate) fn drop_stranger<R>(&mut self, core: &mut Core<R>, fisheye: &Fisheye, peer: AuthorKey) {
+        if self.drop_link(core, fisheye, &peer) {
+            core.reject("stranger");
+            self.declined(core.now, peer, STRANGER_QUIET);
+            let until = core.now + STRANGER_QUIET;
+            self.strangers.retain(|_, t| *t > core.now);
+            if self.strangers.len() < MAX_REDIAL {
+                self.strangers.insert(peer, until);
+            }
+            core.emit(Output::Disconnect { peer });
+        }
+    }
+
+    /// Whether `peer` is a stranger let go lately (not to be let in again yet).
+    pub(crate) fn stranger(&self, now: Time, peer: &AuthorKey) -> bool {
+        self.strangers.get(peer).is_some_and(|t| *t > now)
+    }
+
+    /// Whether a dial to `peer` is in flight.
+    pub(crate) fn is_dialing(&self, peer: &AuthorKey) -> bool {
+        self.dialing.contains_key(peer)
     }
 
     /// Forgets a link dropped on purpose (a bye, either way); whether there was one. Its
@@ -286,10 +344,14 @@ impl Overlay {
         for peer in due {
             self.dial(core, fisheye, peer);
         }
+        // Strangers' links are not neighbours yet: they neither count toward the view nor
+        // make room for themselves by trimming a neighbour.
         let usable = core
             .links
             .iter()
-            .filter(|(p, l)| l.status() != LinkStatus::Disconnected && !core.links.leaving(p))
+            .filter(|(p, l)| {
+                l.proven() && l.status() != LinkStatus::Disconnected && !core.links.leaving(p)
+            })
             .count();
         let view = core.config.active_view;
         if usable > 2 * view {
