@@ -27,11 +27,6 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ("vecino_gossip_events_new_total", "counter", "new events accepted (own included)"),
     ("vecino_gossip_events_duplicate_total", "counter", "events received again"),
     ("vecino_gossip_posts_delivered_total", "counter", "posts delivered to the application"),
-    (
-        "vecino_gossip_posts_forgotten_total",
-        "counter",
-        "posts forgotten to keep the store's budgets, by why (author_share, total, age, count)",
-    ),
     ("vecino_gossip_grafts_total", "counter", "Plumtree grafts sent"),
     ("vecino_gossip_prunes_total", "counter", "Plumtree prunes sent"),
     ("vecino_gossip_retransmits_total", "counter", "frames retransmitted"),
@@ -106,6 +101,31 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "the most bytes the writers held at once since the start (bounded by --host-queue-bytes)",
     ),
     ("vecino_transport_dials_total", "counter", "outbound dials started"),
+    (
+        "vecino_api_rejected_total",
+        "counter",
+        "API requests and connections refused, by reason (unauthorized, forbidden, misdirected, too_many_subscribers, too_many_connections, …)",
+    ),
+    (
+        "vecino_transport_dials_refused_total",
+        "counter",
+        "dials not made: past the dial budget for peers other than the bootstrap ones",
+    ),
+    (
+        "vecino_transport_addrs_refused_total",
+        "counter",
+        "announced addresses not dialled, by reason (implausible: not where the peer connects from; scope: loopback or private where this node is not)",
+    ),
+    (
+        "vecino_transport_bootstrap_unreachable_total",
+        "counter",
+        "dials to a bootstrap peer that failed",
+    ),
+    (
+        "vecino_gossip_posts_forgotten_total",
+        "counter",
+        "posts forgotten to keep the store's budgets, by why (author_share, total, age, count, gap_given_up)",
+    ),
     ("vecino_store_commits_total", "counter", "durable store transactions"),
     (
         "vecino_store_commit_seconds",
@@ -146,11 +166,20 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!("vecino_transport_dropped_total", "reason" => *reason).increment(0);
     }
     metrics::counter!("vecino_gossip_rejected_total", "reason" => "bad_signature").increment(0);
+    for why in ["author_share", "total", "age", "gap_given_up"] {
+        metrics::counter!("vecino_gossip_posts_forgotten_total", "reason" => why).increment(0);
+    }
+    for why in ["implausible", "scope"] {
+        metrics::counter!("vecino_transport_addrs_refused_total", "reason" => why).increment(0);
+    }
+    metrics::counter!("vecino_api_rejected_total", "reason" => "unauthorized").increment(0);
     Ok(handle)
 }
 
 /// Series with labels (initialised per label value, not bare).
 const LABELLED: &[&str] = &[
+    "vecino_api_rejected_total",
+    "vecino_transport_addrs_refused_total",
     "vecino_gossip_rejected_total",
     "vecino_gossip_posts_forgotten_total",
     "vecino_members",
@@ -159,7 +188,8 @@ const LABELLED: &[&str] = &[
     "vecino_transport_dropped_total",
 ];
 /// Reasons of `vecino_transport_rejected_total`.
-pub const TRANSPORT_REJECTED: &[&str] = &["oversized", "unknown_key_type"];
+pub const TRANSPORT_REJECTED: &[&str] =
+    &["oversized", "unknown_key_type", "connection_limit", "misbehaving"];
 /// Reasons of `vecino_transport_dropped_total`.
 pub const TRANSPORT_DROPPED: &[&str] = &[
     "not_connected",

@@ -63,6 +63,23 @@ pub const INBOUND_QUEUE: usize = 1024;
 
 pub use behaviour::{Behaviour, BehaviourEvent};
 
+/// Connections one peer may hold to this node at once: TCP and QUIC, each way.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
+/// Handshakes under way at once, each way.
+pub const MAX_PENDING_CONNECTIONS: u32 = 64;
+
+/// The caps on connections: per peer, pending, and established in all (four per link slot,
+/// plus room for newcomers and strangers on their way out). Past a cap libp2p refuses the
+/// connection before any engine work.
+pub fn connection_limits(max_links: usize) -> libp2p::connection_limits::ConnectionLimits {
+    let total = u32::try_from(max_links.saturating_mul(4).saturating_add(64)).unwrap_or(u32::MAX);
+    libp2p::connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
+        .with_max_pending_outgoing(Some(MAX_PENDING_CONNECTIONS))
+        .with_max_established(Some(total))
+}
+
 /// How often this node pings a connection with the libp2p ping protocol itself: seldom, since
 /// the engine's own heartbeats already measure every link; it is served for other tools.
 pub const LIBP2P_PING_EVERY: Duration = Duration::from_secs(3600);
@@ -71,11 +88,14 @@ pub const LIBP2P_PING_EVERY: Duration = Duration::from_secs(3600);
 mod behaviour {
     #![allow(missing_docs, missing_debug_implementations)]
     use libp2p::swarm::{NetworkBehaviour, behaviour::toggle::Toggle};
-    use libp2p::{identify, mdns, ping};
+    use libp2p::{connection_limits, identify, mdns, ping};
 
     /// Address discovery and a byte pipe.
     #[derive(NetworkBehaviour)]
     pub struct Behaviour {
+        /// Connections per peer and in all, pending and established (see
+        /// [`super::connection_limits`]).
+        pub limits: connection_limits::Behaviour,
         /// Learns peers' listen addresses.
         pub identify: identify::Behaviour,
         /// Answers `/ipfs/ping/1.0.0`, so standard libp2p tools can check a vecino peer; its own
@@ -108,6 +128,7 @@ pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behav
     let idle = cfg.idle_timeout;
     let idle_ms = u32::try_from(idle.as_millis()).unwrap_or(u32::MAX);
     let mdns_on = cfg.mdns;
+    let max_links = cfg.gossip.max_links;
     let (dns_cfg, dns_opts) = dns_config();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -138,7 +159,14 @@ pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behav
                 None
             };
             let ping = ping::Behaviour::new(ping::Config::new().with_interval(LIBP2P_PING_EVERY));
-            Behaviour { identify, ping, mdns: mdns.into(), stream: libp2p_stream::Behaviour::new() }
+            let limits = libp2p::connection_limits::Behaviour::new(connection_limits(max_links));
+            Behaviour {
+                limits,
+                identify,
+                ping,
+                mdns: mdns.into(),
+                stream: libp2p_stream::Behaviour::new(),
+            }
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
         .build();

@@ -296,7 +296,22 @@ impl Node {
                 if pid == self.peer_id() || self.conns.contains_key(&pid) {
                     return;
                 }
-                let addrs = self.dialer.addrs(&pid);
+                let mut addrs = self.dialer.addrs(&pid);
+                if !self.dialer.is_bootstrap(&pid) {
+                    // Addresses another peer announced: only where this node could be, a few
+                    // per dial, and dials within the budget (see `reach.rs`).
+                    let before = addrs.len();
+                    addrs.retain(|a| super::reach::in_scope(a, &self.listen));
+                    if addrs.len() < before {
+                        metrics::counter!("vecino_transport_addrs_refused_total", "reason" => "scope")
+                            .increment((before - addrs.len()) as u64);
+                    }
+                    addrs.truncate(super::reach::ADDRS_PER_DIAL);
+                    if !addrs.is_empty() && !self.dial_budget.take(Instant::now()) {
+                        metrics::counter!("vecino_transport_dials_refused_total").increment(1);
+                        return;
+                    }
+                }
                 if addrs.is_empty() {
                     return;
                 }

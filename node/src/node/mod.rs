@@ -34,6 +34,7 @@
 mod commit;
 mod dialer;
 mod mail;
+mod reach;
 mod swarm;
 mod views;
 
@@ -128,6 +129,8 @@ pub struct Node {
     conns: HashMap<PeerId, PeerConn>,
     /// The peer book and the bootstrap peers.
     dialer: Dialer,
+    /// Dials to peers other than the bootstrap ones (see `reach.rs`).
+    dial_budget: reach::DialBudget,
     inbound: mpsc::Receiver<Inbound>,
     requests: mpsc::Receiver<Request>,
     events: broadcast::Sender<ApiEvent>,
@@ -244,6 +247,7 @@ impl Node {
             timers: BTreeSet::new(),
             conns: HashMap::new(),
             dialer,
+            dial_budget: reach::DialBudget::new(Instant::now()),
             inbound,
             requests,
             events,

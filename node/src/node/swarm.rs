@@ -25,6 +25,9 @@ use crate::transport::{Behaviour, BehaviourEvent, QueueError, Writer};
 #[derive(Debug)]
 pub(super) struct PeerConn {
     pub(super) connections: u32,
+    /// The IPs its connections came from or went to (at most one per connection: libp2p
+    /// caps those at `transport::MAX_CONNECTIONS_PER_PEER`).
+    pub(super) observed: Vec<std::net::IpAddr>,
     pub(super) writer: Option<Writer>,
 }
 
@@ -120,9 +123,18 @@ impl Node {
                     ConnectedPoint::Listener { .. } => None,
                 };
                 self.dialer.connected(peer_id, dialed);
-                let conn =
-                    self.conns.entry(peer_id).or_insert(PeerConn { connections: 0, writer: None });
+                let conn = self.conns.entry(peer_id).or_insert(PeerConn {
+                    connections: 0,
+                    observed: Vec::new(),
+                    writer: None,
+                });
                 conn.connections += 1;
+                if let Some(ip) = super::reach::ip_of(endpoint.get_remote_address())
+                    && !conn.observed.contains(&ip)
+                    && conn.observed.len() < crate::transport::MAX_CONNECTIONS_PER_PEER as usize
+                {
+                    conn.observed.push(ip);
+                }
                 if num_established.get() == 1 || conn.connections == 1 {
                     tracing::debug!(peer = %peer_id, "connected");
                     conn.writer =
@@ -154,6 +166,13 @@ impl Node {
                     tracing::debug!(peer = ?peer_id, "dial failed: {error}");
                 }
             }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { .. },
+                ..
+            } => {
+                metrics::counter!("vecino_transport_rejected_total", "reason" => "connection_limit")
+                    .increment(1);
+            }
             SwarmEvent::NewListenAddr { address, .. } if !self.listen.contains(&address) => {
                 tracing::info!(%address, "listening");
                 self.listen.push(address);
@@ -161,13 +180,23 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Identify(
                 libp2p::identify::Event::Received { peer_id, info, .. },
             )) => {
-                let addrs: Vec<Multiaddr> = info
+                // Unsigned, so kept only on the IP the peer's connection came from: a
+                // stranger cannot point this node's dials at a third party.
+                let observed = self.conns.get(&peer_id).map(|c| c.observed.clone());
+                let observed = observed.unwrap_or_default();
+                let (plausible, implausible): (Vec<Multiaddr>, Vec<Multiaddr>) = info
                     .listen_addrs
                     .iter()
                     .take(vecino_proto::limits::MAX_ADDRS)
                     .map(|a| strip_p2p(a).0)
-                    .collect();
-                self.dialer.remember(peer_id, addrs);
+                    .partition(|a| {
+                        super::reach::ip_of(a).is_some_and(|ip| observed.contains(&ip))
+                    });
+                if !implausible.is_empty() {
+                    metrics::counter!("vecino_transport_addrs_refused_total", "reason" => "implausible")
+                        .increment(implausible.len() as u64);
+                }
+                self.dialer.remember(peer_id, plausible);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(libp2p::mdns::Event::Discovered(found))) => {
                 let mut peers = BTreeSet::new();

@@ -498,7 +498,7 @@ mod tests {
         let (mut a, mut b) = (engine(1, "a"), engine(2, "b"));
         let now = link(&mut a, &mut b);
         let pb = pid_of(&b);
-        let conns = HashMap::from([(pb, PeerConn { connections: 1, writer: None })]);
+        let conns = HashMap::from([(pb, PeerConn { connections: 1, observed: Vec::new(), writer: None })]);
         let f = facts(&a, "a", &conns, now);
 
         let m = members(&a, &f);
