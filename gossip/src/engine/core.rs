@@ -109,6 +109,29 @@ pub struct EngineStats {
     pub queued: BTreeMap<&'static str, (u64, u64)>,
 }
 
+/// Points of misbehaviour past which a peer's link is dropped: a hundred invalid frames or
+/// events in a burst (or a steadier stream of them, less the decay).
+pub(crate) const MISBEHAVIOUR_LIMIT: f64 = 100.0;
+/// Misbehaviour points halve in this long.
+const SCORE_HALF_LIFE: Duration = Duration::from_secs(10);
+/// Peers scored at most.
+const MAX_SCORED: usize = 1_024;
+
+/// A peer's misbehaviour points, as of `at`.
+#[derive(Debug, Clone, Copy)]
+struct Score {
+    points: f64,
+    at: Time,
+}
+
+impl Score {
+    /// The points decayed to `now`.
+    fn at(&self, now: Time) -> f64 {
+        let halves = now.saturating_since(self.at).div_duration_f64(SCORE_HALF_LIFE);
+        self.points * 0.5f64.powf(halves)
+    }
+}
+
 /// The shared resources of one peer's engine.
 #[derive(Debug)]
 pub(crate) struct Core<R> {
@@ -128,6 +151,9 @@ pub(crate) struct Core<R> {
     pub(crate) started: Time,
     out: Vec<Output>,
     pub(crate) stats: EngineStats,
+    /// Misbehaviour scores of the peers that sent this one invalid frames or events (see
+    /// [`Core::misbehaved`]; at most [`MAX_SCORED`] peers).
+    scores: BTreeMap<AuthorKey, Score>,
     /// Simulator only: signature checks shared by all simulated peers.
     #[cfg(feature = "sim")]
     sim_verified: Option<crate::sim::VerifyCache>,
@@ -150,6 +176,7 @@ impl<R> Core<R> {
             started: now,
             out: Vec::new(),
             stats: EngineStats::default(),
+            scores: BTreeMap::new(),
             #[cfg(feature = "sim")]
             sim_verified: None,
         }
@@ -214,6 +241,39 @@ impl<R> Core<R> {
     /// Counts an input rejected for `reason`.
     pub(crate) fn reject(&mut self, reason: &'static str) {
         *self.stats.rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Counts a frame or event from `from` rejected for `reason`, against `from` when an
+    /// honest peer would never send it (garbage, a bad signature: an honest neighbour verifies
+    /// what it passes on; not a clock ahead or a stream unknown to this version). True when
+    /// `from` is now past [`MISBEHAVIOUR_LIMIT`]: the link is to be dropped (gossipsub's
+    /// graylist is the model). Scores halve every [`SCORE_HALF_LIFE`].
+    pub(crate) fn misbehaved(&mut self, from: AuthorKey, reason: vecino_proto::Reason) -> bool {
+        use vecino_proto::Reason;
+        self.reject(reason.as_str());
+        if matches!(reason, Reason::Clock | Reason::UnknownStream) {
+            return false;
+        }
+        let now = self.now;
+        if !self.scores.contains_key(&from) && self.scores.len() >= MAX_SCORED {
+            // Room: the lowest score goes (decayed to now).
+            let lowest = self
+                .scores
+                .iter()
+                .min_by(|a, b| a.1.at(now).total_cmp(&b.1.at(now)))
+                .map(|(k, _)| *k);
+            if let Some(k) = lowest {
+                self.scores.remove(&k);
+            }
+        }
+        let score = self.scores.entry(from).or_insert(Score { points: 0.0, at: now });
+        score.points = score.at(now) + 1.0;
+        score.at = now;
+        if score.points >= MISBEHAVIOUR_LIMIT {
+            self.scores.remove(&from);
+            return true;
+        }
+        false
     }
 
     pub(crate) fn schedule_tick(&mut self) {
@@ -453,5 +513,35 @@ pub(crate) mod testing {
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::core::testing::key;
+    use vecino_proto::Reason;
+
+    #[test]
+    fn a_peer_is_dropped_after_a_hundred_invalid_inputs_and_its_score_decays() {
+        let mut core = Core::for_test(1, Config::default());
+        let (bad, slow) = (key(1), key(2));
+        for _ in 0..99 {
+            assert!(!core.misbehaved(bad, Reason::BadSignature));
+        }
+        assert!(core.misbehaved(bad, Reason::Malformed), "the hundredth");
+        // Clocks ahead and streams unknown to this version are not held against anyone.
+        for _ in 0..500 {
+            assert!(!core.misbehaved(slow, Reason::Clock));
+            assert!(!core.misbehaved(slow, Reason::UnknownStream));
+        }
+        // Sixty invalid inputs, then a half-life: thirty left, so seventy more are needed.
+        for _ in 0..60 {
+            assert!(!core.misbehaved(slow, Reason::Truncated));
+        }
+        core.advance(SCORE_HALF_LIFE);
+        let n = (1..=100).find(|_| core.misbehaved(slow, Reason::Truncated)).unwrap();
+        assert_eq!(n, 70);
+        assert_eq!(core.stats.rejected["truncated"], 130);
     }
 }

@@ -20,7 +20,7 @@ impl<R: Rng> Engine<R> {
         let frame = match decode_frame(bytes) {
             Ok(f) => f,
             Err(e) => {
-                core.reject(e.reason().as_str());
+                self.penalise(from, e.reason());
                 return;
             }
         };
@@ -93,6 +93,14 @@ impl<R: Rng> Engine<R> {
         }
     }
 
+    /// Counts what `from` sent against it (see [`Core::misbehaved`]); past the limit, its
+    /// link goes and it is held off.
+    fn penalise(&mut self, from: AuthorKey, reason: vecino_proto::Reason) {
+        if self.core.misbehaved(from, reason) {
+            self.overlay.drop_misbehaving(&mut self.core, &self.membership.fisheye, from);
+        }
+    }
+
     /// Events pushed or pulled by `from`: verified as a batch, each taken in.
     fn on_events(&mut self, from: AuthorKey, evs: pb::Events) {
         for r in self.core.verify(evs.envelopes) {
@@ -106,7 +114,7 @@ impl<R: Rng> Engine<R> {
                     let way = Way::of(&evs.trail, evs.detours, evs.copies);
                     self.accept(Some(from), &ev, via, evs.hops, way);
                 }
-                Err(e) => self.core.reject(e.reason().as_str()),
+                Err(e) => self.penalise(from, e.reason()),
             }
         }
     }
@@ -150,7 +158,7 @@ impl<R: Rng> Engine<R> {
         let frame = match decode_frame(bytes) {
             Ok(f) => f,
             Err(e) => {
-                core.reject(e.reason().as_str());
+                self.penalise(from, e.reason());
                 return;
             }
         };
@@ -171,7 +179,7 @@ impl<R: Rng> Engine<R> {
                     let way = Way::of(&evs.trail, evs.detours, evs.copies);
                     self.accept(Some(from), &ev, via, evs.hops, way);
                 }
-                Err(e) => self.core.reject(e.reason().as_str()),
+                Err(e) => self.penalise(from, e.reason()),
             }
         }
     }

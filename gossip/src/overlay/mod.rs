@@ -64,6 +64,8 @@ const TRIM_MIN_AGE: Duration = Duration::from_secs(60);
 pub(crate) const STRANGER_GRACE: Duration = Duration::from_secs(10);
 /// A stranger's link dropped is not taken again, nor dialled, for this long.
 const STRANGER_QUIET: Duration = Duration::from_secs(60);
+/// The longest a misbehaving peer is kept out.
+const MISBEHAVING_QUIET_MAX: Duration = Duration::from_secs(3600);
 
 /// A peer not to be dialled before `at`, and how many closures in a row brought it there.
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +84,8 @@ pub(crate) struct Overlay {
     /// Strangers let go, until when they stay out (at most [`MAX_REDIAL`]; expired ones are
     /// swept as new ones come).
     strangers: BTreeMap<AuthorKey, Time>,
+    /// Peers dropped for misbehaving, and how often (at most [`MAX_REDIAL`]).
+    misbehaving: BTreeMap<AuthorKey, u32>,
     /// This peer is leaving (said chau): no more dials.
     leaving: bool,
     /// Proximity swaps.
@@ -189,6 +193,30 @@ impl Overlay {
             }
             core.emit(Output::Disconnect { peer });
         }
+    }
+
+    /// Drops the link of a peer past the misbehaviour limit (invalid frames, bad signatures:
+    /// see `Core::misbehaved`) and keeps it out, for [`STRANGER_QUIET`] the first time and
+    /// twice as long each time after, up to [`MISBEHAVING_QUIET_MAX`].
+    pub(crate) fn drop_misbehaving<R>(
+        &mut self,
+        core: &mut Core<R>,
+        fisheye: &Fisheye,
+        peer: AuthorKey,
+    ) {
+        core.reject("misbehaving");
+        let times = self.misbehaving.get(&peer).copied().unwrap_or(0);
+        if self.misbehaving.len() < MAX_REDIAL || self.misbehaving.contains_key(&peer) {
+            self.misbehaving.insert(peer, times.saturating_add(1));
+        }
+        let quiet = STRANGER_QUIET.saturating_mul(1 << times.min(6)).min(MISBEHAVING_QUIET_MAX);
+        self.drop_link(core, fisheye, &peer);
+        self.declined(core.now, peer, quiet);
+        self.strangers.retain(|_, t| *t > core.now);
+        if self.strangers.len() < MAX_REDIAL || self.strangers.contains_key(&peer) {
+            self.strangers.insert(peer, core.now + quiet);
+        }
+        core.emit(Output::Disconnect { peer });
     }
 
     /// Whether `peer` is a stranger let go lately (not to be let in again yet).
