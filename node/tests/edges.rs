@@ -99,3 +99,61 @@ fn the_libp2p_ping_protocol_is_served() {
     });
     assert!(rtt < common::TIMEOUT, "a ping round trip: {rtt:?}");
 }
+
+/// Peer ids of `p`'s links that are not among `honest`, and whether `peer` is a connected link.
+fn links_of(p: &Peer, honest: &[&str]) -> (usize, usize, Vec<(String, String)>) {
+    let links = p.get("/v1/links");
+    let links = links.as_array().cloned().unwrap_or_default();
+    let strangers = links
+        .iter()
+        .filter(|l| !honest.contains(&l["peer_id"].as_str().unwrap_or("")))
+        .count();
+    let named = links
+        .iter()
+        .map(|l| {
+            (l["peer_id"].as_str().unwrap_or("").to_string(), l["status"].as_str().unwrap_or("").to_string())
+        })
+        .collect();
+    (links.len(), strangers, named)
+}
+
+/// The probe's eclipse (issue 29, finding 1d): a burst of fresh keys that connect and say
+/// nothing used to fill the link table for a minute, trim an honest neighbour (then kept away
+/// for ten) and shut a newcomer out. Now strangers hold at most a quarter of the table, the
+/// neighbour stays connected, and a newcomer joins through the node while they still hold on.
+#[test]
+fn strangers_cannot_crowd_out_a_neighbour_or_a_newcomer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &[]);
+    let b = Peer::start("b", &tmp.path().join("b"), std::slice::from_ref(&a.addr), &[]);
+    common::wait_converged(&[&a, &b]);
+    let target: Multiaddr = a.addr.parse().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hold = Duration::from_secs(25);
+    let attack = rt.spawn(common::attack::strangers(target, 60, 200.0, hold));
+    std::thread::sleep(Duration::from_secs(1));
+    let f = Peer::start("f", &tmp.path().join("f"), std::slice::from_ref(&a.addr), &[]);
+    let started = std::time::Instant::now();
+    let mut joined = None;
+    let mut most_strangers = 0;
+    while started.elapsed() < hold - Duration::from_secs(3) {
+        let honest = [a.peer_id.as_str(), b.peer_id.as_str(), f.peer_id.as_str()];
+        let (_, strangers, named) = links_of(&a, &honest);
+        most_strangers = most_strangers.max(strangers);
+        let b_link = named.iter().find(|(p, _)| *p == b.peer_id).map(|(_, s)| s.clone());
+        assert_eq!(b_link.as_deref(), Some("connected"), "a's link to its neighbour b: {named:?}");
+        let f_members = f.get("/v1/members").as_array().map_or(0, Vec::len);
+        if joined.is_none() && f_members >= 3 && f.link(&a.peer_id).as_deref() == Some("connected") {
+            joined = Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let stats = rt.block_on(attack).unwrap();
+    let connected = stats.connected.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(connected >= 30, "the attack got through to the node: {connected} keys connected");
+    assert!(joined.is_some(), "the newcomer joined through the node while strangers held on");
+    // max_links 48: strangers at most a quarter (12), plus one let in to make room.
+    assert!(most_strangers <= 13, "strangers held {most_strangers} of a's links");
+    let m = a.client().get_text("/metrics").unwrap();
+    assert!(common::metric_in(&m, "vecino_gossip_rejected_total", "reason=\"stranger\"") > 0.0);
+}

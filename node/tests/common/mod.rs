@@ -2,6 +2,9 @@
 //! and waiting on conditions (with a timeout) instead of sleeping.
 #![allow(dead_code, unreachable_pub)]
 
+#[allow(dead_code)]
+pub mod attack;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

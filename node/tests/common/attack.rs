@@ -1,0 +1,64 @@
+//! Attackers for tests and figures: many fresh libp2p keys that connect to a node and then
+//! say nothing, or send it frames no honest peer sends. Every loop is bounded in count and
+//! time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::Multiaddr;
+use libp2p::swarm::SwarmEvent;
+use rand::RngExt;
+use vecino_proto::Identity;
+
+/// How a strangers' attack went.
+#[derive(Debug, Default)]
+pub struct Strangers {
+    /// Keys that got a connection.
+    pub connected: AtomicUsize,
+    /// Keys whose connection the node closed.
+    pub closed: AtomicUsize,
+}
+
+/// `n` fresh keys connect to `target` at `per_sec` a second, each holding its connection
+/// (silent: no stream opened) for `hold`. Returns once the last one has let go.
+pub async fn strangers(target: Multiaddr, n: usize, per_sec: f64, hold: Duration) -> Arc<Strangers> {
+    let stats = Arc::new(Strangers::default());
+    let mut tasks = Vec::with_capacity(n);
+    let gap = Duration::from_secs_f64(1.0 / per_sec.max(0.001));
+    for _ in 0..n {
+        let seed: [u8; 32] = rand::rng().random();
+        let me = Identity::from_seed(seed);
+        let target = target.clone();
+        let stats = stats.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut swarm = super::raw_swarm(&me);
+            if swarm.dial(target).is_err() {
+                return;
+            }
+            let until = tokio::time::sleep(hold);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    () = &mut until => break,
+                    ev = swarm.select_next_some() => match ev {
+                        SwarmEvent::ConnectionEstablished { .. } => {
+                            stats.connected.fetch_add(1, Ordering::Relaxed);
+                        }
+                        SwarmEvent::ConnectionClosed { .. } => {
+                            stats.closed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }));
+        tokio::time::sleep(gap).await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    stats
+}
