@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
@@ -92,6 +92,9 @@ pub enum StoreError {
     /// A read or write failed.
     #[error("store: {0}")]
     Db(#[from] redb::Error),
+    /// The database is being opened again after a failed write (see [`Store::reopen`]).
+    #[error("the store is being reopened after a failed write; try again")]
+    Reopening,
 }
 
 macro_rules! db_err {
@@ -173,9 +176,13 @@ pub struct Kept {
 }
 
 /// The node's store. Cheap to clone (the database is shared); reads may run on any task.
+///
+/// After a write fails (a full disk), redb refuses every later operation until the database is
+/// opened again: [`Store::reopen`] does that in place, for every clone, so reads go on being
+/// served while writes wait for space.
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<RwLock<Option<Arc<Database>>>>,
     path: PathBuf,
 }
 
@@ -201,32 +208,76 @@ fn event_key(author: &AuthorKey, stream: pb::Stream, seq: u64) -> [u8; 44] {
     k
 }
 
+/// Opens (or creates) the redb file at `path`, with the errors told apart.
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let exists = path.exists();
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    let db = if exists { builder.open(path) } else { builder.create(path) };
+    let db = db.map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_owned()),
+        redb::DatabaseError::Storage(redb::StorageError::Io(io))
+            if !matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            StoreError::Db(redb::Error::Io(io))
+        }
+        other => StoreError::Corrupt { path: path.to_owned(), detail: other.to_string() },
+    })?;
+    Ok(db)
+}
+
 impl Store {
+    /// The database, unless it is being reopened.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let slot = self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.clone().ok_or(StoreError::Reopening)
+    }
+
+    /// Opens the database again, in place for every clone of this store: after a failed write
+    /// redb refuses everything until then. Waits (up to a second) for reads under way to end;
+    /// on failure the old handle is kept and the error returned (try again later).
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut old = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        for _ in 0..100 {
+            let Some(shared) = old.take() else { break };
+            match Arc::try_unwrap(shared) {
+                Ok(db) => {
+                    drop(db);
+                    break;
+                }
+                Err(shared) => {
+                    old = Some(shared);
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+        let reopened = if old.is_some() { Err(StoreError::Reopening) } else { open_db(&self.path) };
+        let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match reopened {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                Ok(())
+            }
+            Err(e) => {
+                *slot = old;
+                Err(e)
+            }
+        }
+    }
+
     /// Opens the store at `path`, creating it if there is no file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let exists = path.exists();
-        let mut builder = Database::builder();
-        builder.set_cache_size(CACHE_BYTES);
-        let db = if exists { builder.open(path) } else { builder.create(path) };
-        let db = db.map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.to_owned()),
-            redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                if !matches!(
-                    io.kind(),
-                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof
-                ) =>
-            {
-                StoreError::Db(redb::Error::Io(io))
-            }
-            other => StoreError::Corrupt { path: path.to_owned(), detail: other.to_string() },
-        })?;
-        let store = Store { db: Arc::new(db), path: path.to_owned() };
+        let db = open_db(path)?;
+        let store = Store { db: Arc::new(RwLock::new(Some(Arc::new(db)))), path: path.to_owned() };
         store.check_or_init()?;
         Ok(store)
     }
 
     fn check_or_init(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut meta = tx.open_table(META)?;
             let format = meta.get("format")?.map(|v| v.value().to_vec());
@@ -265,7 +316,7 @@ impl Store {
         let mut loaded = Loaded::default();
         let mut bad = Vec::new();
         {
-            let tx = self.db.begin_read()?;
+            let tx = self.db()?.begin_read()?;
             let table = tx.open_table(EVENTS)?;
             for row in table.iter()? {
                 let (k, v) = row?;
@@ -280,7 +331,7 @@ impl Store {
         }
         if !bad.is_empty() {
             loaded.rejected = bad.len();
-            let tx = self.db.begin_write()?;
+            let tx = self.db()?.begin_write()?;
             {
                 let mut table = tx.open_table(EVENTS)?;
                 for k in &bad {
@@ -302,10 +353,9 @@ impl Store {
         kept: Kept,
     ) -> Result<(), StoreError> {
         let (posts, posts_kept) = (writes.posts, kept.posts);
-        let deletes_posts = ops
-            .iter()
-            .any(|op| matches!(op, StoreOp::Delete { stream: pb::Stream::Post, .. }));
-        let tx = self.db.begin_write()?;
+        let deletes_posts =
+            ops.iter().any(|op| matches!(op, StoreOp::Delete { stream: pb::Stream::Post, .. }));
+        let tx = self.db()?.begin_write()?;
         {
             if !posts.is_empty() || deletes_posts {
                 // Delivered posts first, so that a post forgotten in the same batch as its
@@ -385,7 +435,7 @@ impl Store {
 
     /// The last postcard record number used (0 if none).
     pub fn last_postcard_cursor(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(POSTCARDS)?;
         Ok(table.last()?.map_or(0, |(k, _)| k.value()))
     }
@@ -397,7 +447,7 @@ impl Store {
         since: u64,
         limit: usize,
     ) -> Result<Vec<PostcardRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(POSTCARDS)?;
         let mut out = Vec::new();
         for row in table.range(since.saturating_add(1)..)? {
@@ -416,7 +466,7 @@ impl Store {
     /// Sent postcards whose fate is still open (in custody here, or forwarded), newest
     /// `limit` of them: what a restarted node still follows.
     pub fn open_postcards(&self, limit: usize) -> Result<Vec<PostcardRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(POSTCARDS)?;
         let mut out = Vec::new();
         for row in table.iter()?.rev() {
@@ -434,7 +484,7 @@ impl Store {
 
     /// The last delivery number used (0 if none).
     pub fn last_post_cursor(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(POSTS)?;
         Ok(table.last()?.map_or(0, |(k, _)| k.value()))
     }
@@ -446,7 +496,7 @@ impl Store {
         since: u64,
         limit: usize,
     ) -> Result<Vec<PostRecord>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(POSTS)?;
         let mut out = Vec::new();
         for row in table.range(since.saturating_add(1)..)? {
@@ -464,7 +514,7 @@ impl Store {
 
     /// Number of stored events.
     pub fn event_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         Ok(tx.open_table(EVENTS)?.len()?)
     }
 
@@ -476,7 +526,7 @@ impl Store {
         for x in c.vec.iter().chain([&c.height, &c.error, &c.adjustment]) {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         tx.open_table(META)?.insert("coordinate", bytes.as_slice())?;
         tx.commit()?;
         Ok(())
@@ -486,7 +536,7 @@ impl Store {
     /// what is there is not a valid coordinate of this build's dimension (the node then starts
     /// from its last newspaper; a coordinate is a cache, never a reason to refuse to start).
     pub fn coordinate(&self) -> Result<Option<Coordinate>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let meta = tx.open_table(META)?;
         let Some(v) = meta.get("coordinate")? else { return Ok(None) };
         Ok(decode_coordinate(v.value()))
@@ -499,7 +549,7 @@ impl Store {
         put: &[(Vec<u8>, Vec<String>)],
         forget: &[Vec<u8>],
     ) -> Result<(), StoreError> {
-        let tx = self.db.begin_write()?;
+        let tx = self.db()?.begin_write()?;
         {
             let mut table = tx.open_table(PEERS)?;
             for (peer, addrs) in put {
@@ -518,7 +568,7 @@ impl Store {
 
     /// The peer book: peer id bytes → addresses.
     pub fn peers(&self) -> Result<BTreeMap<Vec<u8>, Vec<String>>, StoreError> {
-        let tx = self.db.begin_read()?;
+        let tx = self.db()?.begin_read()?;
         let table = tx.open_table(PEERS)?;
         let mut out = BTreeMap::new();
         for row in table.iter()? {

@@ -54,7 +54,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::node::Shared;
+use crate::node::{STORE_DOWN, Shared};
 
 pub mod access;
 pub mod conn;
@@ -258,6 +258,7 @@ async fn create_post(
     }
     match ask(&s, |reply| Request::Post { topic: p.topic, text: p.text, reply }).await {
         Ok(Ok(v)) => (StatusCode::CREATED, Json(v)).into_response(),
+        Ok(Err(e)) if e.starts_with(STORE_DOWN) => error(StatusCode::INSUFFICIENT_STORAGE, e),
         Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(r) => r,
     }
@@ -327,6 +328,7 @@ async fn create_postcard(
     match ask(&s, |reply| Request::Postcard { to, text: p.text, lifetime, reply }).await {
         Ok(Ok(v)) => (StatusCode::ACCEPTED, Json(v)).into_response(),
         Ok(Err(e)) if e.starts_with("unknown peer") => error(StatusCode::NOT_FOUND, e),
+        Ok(Err(e)) if e.starts_with(STORE_DOWN) => error(StatusCode::INSUFFICIENT_STORAGE, e),
         Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
         Err(r) => r,
     }

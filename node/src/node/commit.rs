@@ -10,11 +10,12 @@
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use vecino_gossip::{AppEvent, MemberChange, StoreOp};
 use vecino_proto::{AuthorKey, Bytes, pb};
 
-use super::Node;
 use super::views::{self, pid, short};
+use super::{Node, STORE_RETRY, StoreDown};
 use crate::api::ApiEvent;
 use crate::peer;
 use crate::store::{Kept, PostRecord, PostcardRecord, Writes};
@@ -131,18 +132,15 @@ impl Batch {
     }
 
     /// Writes the batch with `write` (not called when there is nothing to write), then hands
-    /// back what was held, in order. When the write fails nothing held is handed back: it
-    /// could acknowledge what is not on disk.
+    /// back what was held, in order. When the write fails nothing held is handed back (it
+    /// could acknowledge what is not on disk) and the batch is kept whole, to be written again.
     pub(super) fn commit<E>(
         &mut self,
         write: impl FnOnce(&[StoreOp], &Writes<'_>) -> Result<(), E>,
     ) -> Result<Vec<Held>, E> {
         if !self.ops.is_empty() || !self.posts.is_empty() || !self.postcards.is_empty() {
             let writes = Writes { posts: &self.posts, postcards: &self.postcards };
-            if let Err(e) = write(&self.ops, &writes) {
-                self.held.clear();
-                return Err(e);
-            }
+            write(&self.ops, &writes)?;
             self.ops.clear();
             self.posts.clear();
             self.postcards.clear();
@@ -259,10 +257,39 @@ impl Node {
             result
         });
         let released = match result {
-            Ok(released) => released,
+            Ok(released) => {
+                if let Some(down) = self.store_down.take() {
+                    tracing::info!(
+                        down_s = down.since.elapsed().as_secs(),
+                        "the store is writable again; carrying on"
+                    );
+                    metrics::gauge!("vecino_store_writable").set(1.0);
+                }
+                released
+            }
             Err(e) => {
-                tracing::error!("store commit failed: {e}; stopping");
-                self.failed = Some(anyhow::anyhow!("store commit failed: {e}"));
+                // A full disk (or another write failure): nothing that waited for the write
+                // goes out, the batch is kept, reads go on being served, and writes are tried
+                // again every STORE_RETRY (see `Node::run`): no exit, no crash loop.
+                if self.store_down.is_none() {
+                    tracing::error!(
+                        "store commit failed: {e}; refusing writes and serving reads until a \
+                         write succeeds again (tried every {}s)",
+                        STORE_RETRY.as_secs()
+                    );
+                }
+                metrics::counter!("vecino_store_commit_failures_total").increment(1);
+                metrics::gauge!("vecino_store_writable").set(0.0);
+                let since = self.store_down.as_ref().map_or_else(Instant::now, |d| d.since);
+                self.store_down = Some(StoreDown {
+                    since,
+                    error: e.to_string(),
+                    retry_at: Instant::now() + STORE_RETRY,
+                });
+                // redb refuses everything after a failed write until it is opened again.
+                if let Err(e) = tokio::task::block_in_place(|| self.store.reopen()) {
+                    tracing::warn!("cannot reopen the store yet: {e}");
+                }
                 return;
             }
         };
@@ -393,7 +420,19 @@ mod tests {
         assert!(batch.event(ApiEvent::new("link", json!(1))).is_none());
         let failed = batch.commit(|_, _| Err("disk full"));
         assert_eq!(failed.unwrap_err(), "disk full");
-        // The op is still unwritten: what comes next still waits (the node stops anyway).
+        // The op is still unwritten: what comes next still waits.
         assert!(batch.send(key(), ack()).is_none());
+        // Space returns: the same batch is written whole, and everything held goes out, in
+        // order.
+        let mut written = Vec::new();
+        let released = batch
+            .commit(|ops, _| {
+                written.extend(ops.iter().cloned());
+                Ok::<(), &str>(())
+            })
+            .unwrap();
+        assert_eq!(written, vec![op(1)]);
+        assert_eq!(released.len(), 3, "two frames and the event, in order");
+        assert!(matches!(released[0], Held::Send(..)) && matches!(released[1], Held::Event(..)));
     }
 }

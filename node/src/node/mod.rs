@@ -77,6 +77,18 @@ pub const EVENT_BUFFER: usize = 1024;
 const COORDINATE_SAVE_EVERY: Duration = Duration::from_secs(30);
 /// API replies waiting for the engine's answer at most (see `Node::replies`).
 const MAX_PENDING_REPLIES: usize = 64;
+/// While the store cannot be written (a full disk), a write is tried this often.
+pub(super) const STORE_RETRY: Duration = Duration::from_secs(5);
+/// What an API write is refused with while the store cannot be written.
+pub const STORE_DOWN: &str = "the store is not writable";
+
+/// The store could not be written: since when, why, and when to try again.
+#[derive(Debug)]
+pub(super) struct StoreDown {
+    pub(super) since: Instant,
+    pub(super) error: String,
+    pub(super) retry_at: Instant,
+}
 
 /// Engine time: wall clock at start plus monotonic elapsed.
 #[derive(Debug, Clone, Copy)]
@@ -158,6 +170,9 @@ pub struct Node {
     /// The coordinate last saved to the store, and when.
     saved_coordinate: (Option<Coordinate>, Instant),
     failed: Option<anyhow::Error>,
+    /// Set while the store cannot be written: the node then serves reads and refuses writes,
+    /// feeds the engine nothing, and tries the write again every [`STORE_RETRY`].
+    store_down: Option<StoreDown>,
 }
 
 impl std::fmt::Debug for Node {
@@ -176,6 +191,7 @@ impl Node {
     ) -> anyhow::Result<(Node, Shared, crate::api::ApiListener)> {
         let clock = Clock::start();
         let store = Store::open(&cfg.store_path())?;
+        metrics::gauge!("vecino_store_writable").set(1.0);
         let loaded = store.load_events()?;
         if loaded.rejected > 0 {
             tracing::warn!(
@@ -265,6 +281,7 @@ impl Node {
             last_coordinate: None,
             saved_coordinate: (saved, Instant::now()),
             failed: None,
+            store_down: None,
         };
         Ok((node, shared, api))
     }
@@ -288,6 +305,18 @@ impl Node {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let sent = self.sent.clone();
         loop {
+            if let Some(retry) = self.store_down.as_ref().map(|d| d.retry_at) {
+                // The store cannot be written: read requests are answered, writes refused;
+                // nothing else is taken in (frames wait in the transport), and the write is
+                // tried again.
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    Some(req) = self.requests.recv() => self.on_request(req),
+                    () = tokio::time::sleep_until(retry) => self.flush(),
+                }
+                continue;
+            }
             let next_timer = self.timers.first().map(|(t, _)| self.clock.instant(*t));
             tokio::select! {
                 biased;

@@ -340,6 +340,21 @@ impl Node {
     }
 
     pub(super) fn on_request(&mut self, req: Request) {
+        if let Some(down) = &self.store_down {
+            let refusal = format!(
+                "{}: {}; writes resume by themselves once it is (reads are served)",
+                super::STORE_DOWN,
+                down.error
+            );
+            match req {
+                Request::Post { reply, .. } | Request::Postcard { reply, .. } => {
+                    metrics::counter!("vecino_store_writes_refused_total").increment(1);
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
+                _ => {}
+            }
+        }
         match req {
             Request::Status(reply) => {
                 let _ = reply.send(status(&self.engine, &self.facts()));
@@ -498,7 +513,8 @@ mod tests {
         let (mut a, mut b) = (engine(1, "a"), engine(2, "b"));
         let now = link(&mut a, &mut b);
         let pb = pid_of(&b);
-        let conns = HashMap::from([(pb, PeerConn { connections: 1, observed: Vec::new(), writer: None })]);
+        let conns =
+            HashMap::from([(pb, PeerConn { connections: 1, observed: Vec::new(), writer: None })]);
         let f = facts(&a, "a", &conns, now);
 
         let m = members(&a, &f);
