@@ -5,6 +5,8 @@
 //! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args "FLAGS"]
 //! target/release/examples/figures ingest [--events 200000]
 //! target/release/examples/figures flood  [--secs 60] [--bytes 49152] [--nul] [--baseline-secs 15]
+//! target/release/examples/figures eclipse [--keys 500] [--rate 100] [--hold-secs 20]
+//! target/release/examples/figures sigflood [--secs 5]
 //! ```
 //!
 //! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
@@ -23,6 +25,18 @@
 //! a second peer receives them. Prints the receiver's peak RSS, its store file, the posts it
 //! holds and what its budgets forgot, with the default budgets and then, as the baseline of
 //! the same run, with budgets out of reach (`--baseline-secs`, 0 to skip).
+//!
+//! `eclipse`: four honest peers; `--keys` fresh libp2p keys connect to the first at `--rate` a
+//! second and hold their connections silent for `--hold-secs`; two seconds in, a newcomer
+//! joins through it. Prints the most links the strangers held at once, the honest links that
+//! left connected, and how long the newcomer took to join (the probe of 2026-12 measured, on
+//! the code before: 50 keys filled the table 48/48, an honest link trimmed and kept apart
+//! ≥ 8 min, a newcomer shut out 60 s).
+//!
+//! `sigflood`: a raw peer writes frames of 64 events with bad signatures to a node as fast as
+//! it can for `--secs`; prints how long and how many frames until the node dropped it, the
+//! node's CPU meanwhile, and an honest peer's post latency (p50/p99 of 30 posts polled every
+//! 5 ms) before and during the attack.
 //! Every loop here is bounded in count and time and stops by itself.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
@@ -380,8 +394,10 @@ fn main() {
         Some("mesh") => mesh(&args),
         Some("ingest") => ingest(&args),
         Some("flood") => flood(&args),
+        Some("eclipse") => eclipse(&args),
+        Some("sigflood") => sigflood(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5]"
         ),
     }
 }
@@ -422,7 +438,8 @@ fn flood(args: &[String]) {
 fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = Peer::start("author", &tmp.path().join("author"), &[], extra);
-    let b = Peer::start("receiver", &tmp.path().join("receiver"), std::slice::from_ref(&a.addr), extra);
+    let b =
+        Peer::start("receiver", &tmp.path().join("receiver"), std::slice::from_ref(&a.addr), extra);
     common::wait_converged(&[&a, &b]);
     let text: String = if nul { "\0".repeat(bytes) } else { "x".repeat(bytes) };
     let b_pid = b.pid().expect("receiver running");
@@ -478,11 +495,19 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     if std::env::var_os("FLOOD_DEBUG").is_some() {
         eprintln!("receiver links: {}", b.get("/v1/links"));
         eprintln!("author links: {}", a.get("/v1/links"));
-        for l in m.lines().filter(|l| l.contains("rejected") || l.contains("forgotten") || l.contains("dropped")) {
+        for l in m
+            .lines()
+            .filter(|l| l.contains("rejected") || l.contains("forgotten") || l.contains("dropped"))
+        {
             eprintln!("receiver {l}");
         }
         let am = a.client().get_text("/metrics").unwrap_or_default();
-        for l in am.lines().filter(|l| l.contains("rejected") || l.contains("forgotten") || l.contains("dropped")|| l.contains("queued")) {
+        for l in am.lines().filter(|l| {
+            l.contains("rejected")
+                || l.contains("forgotten")
+                || l.contains("dropped")
+                || l.contains("queued")
+        }) {
             eprintln!("author {l}");
         }
     }
@@ -495,5 +520,173 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
         forgot("total"),
         forgot("gap_given_up"),
         if up { "yes" } else { "NO" },
+    );
+}
+
+/// `eclipse` (see the module docs).
+fn eclipse(args: &[String]) {
+    let keys = arg(args, "--keys", 500usize);
+    let rate = arg(args, "--rate", 100.0f64);
+    let hold = Duration::from_secs(arg(args, "--hold-secs", 20u64));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &[]);
+    let others: Vec<Peer> = ["b", "c", "d"]
+        .iter()
+        .map(|n| Peer::start(n, &tmp.path().join(n), std::slice::from_ref(&a.addr), &[]))
+        .collect();
+    let mut all: Vec<&Peer> = vec![&a];
+    all.extend(others.iter());
+    common::wait_converged(&all);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let target: libp2p::Multiaddr = a.addr.parse().expect("addr");
+    let attack_secs = keys as f64 / rate + hold.as_secs_f64();
+    let attack = rt.spawn(common::attack::strangers(target, keys, rate, hold));
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let f = Peer::start("f", &tmp.path().join("f"), std::slice::from_ref(&a.addr), &[]);
+    let f_started = Instant::now();
+    let mut honest: Vec<String> = others.iter().map(|p| p.peer_id.clone()).collect();
+    honest.push(f.peer_id.clone());
+    let mut joined = None;
+    let (mut most_strangers, mut most_links, mut most_share) = (0usize, 0usize, 0.0f64);
+    let mut dropped = std::collections::BTreeSet::new();
+    while t0.elapsed().as_secs_f64() < attack_secs + 2.0 {
+        let links = a.get("/v1/links");
+        let links = links.as_array().cloned().unwrap_or_default();
+        let strangers =
+            links.iter().filter(|l| !honest.iter().any(|h| l["peer_id"] == h.as_str())).count();
+        most_strangers = most_strangers.max(strangers);
+        most_links = most_links.max(links.len());
+        if !links.is_empty() {
+            most_share = most_share.max(strangers as f64 / links.len() as f64);
+        }
+        for p in &others {
+            let status = links.iter().find(|l| l["peer_id"] == p.peer_id.as_str());
+            if status.is_none_or(|l| l["status"] != "connected") {
+                dropped.insert(p.name.clone());
+            }
+        }
+        if joined.is_none()
+            && alive(&f) >= 5
+            && f.link(&a.peer_id).as_deref() == Some("connected")
+        {
+            joined = Some(f_started.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let stats = rt.block_on(attack).expect("attack");
+    let m = a.client().get_text("/metrics").unwrap_or_default();
+    let rejected = |r: &str| {
+        common::metric_in(&m, "vecino_gossip_rejected_total", &format!("reason=\"{r}\""))
+    };
+    println!("eclipse: {keys} fresh keys at {rate}/s, each holding a silent connection {}s", hold.as_secs());
+    println!("| keys connected | most links held by strangers | most links | strangers' largest share | honest links that left connected | newcomer joined (5 alive, linked) | let go as strangers / kept out / table full |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {} | {most_strangers} | {most_links} | {:.0} % | {} {:?} | {} | {:.0} / {:.0} / {:.0} |",
+        stats.connected.load(std::sync::atomic::Ordering::Relaxed),
+        most_share * 100.0,
+        dropped.len(),
+        dropped,
+        joined.map_or_else(|| "NOT within the attack".to_string(), |s| format!("{s:.1} s")),
+        rejected("stranger"),
+        rejected("stranger_again"),
+        rejected("too_many_links"),
+    );
+}
+
+/// `sigflood` (see the module docs).
+fn sigflood(args: &[String]) {
+    use futures::{AsyncWriteExt, StreamExt};
+    use vecino_proto::{Bytes, Hlc, Identity, encode_frame, pb};
+    let secs = arg(args, "--secs", 5u64);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &[]);
+    let b = Peer::start("b", &tmp.path().join("b"), std::slice::from_ref(&a.addr), &[]);
+    common::wait_converged(&[&a, &b]);
+    let latencies = |tag: &str| -> Vec<f64> {
+        (0..30)
+            .map(|i| {
+                let text = format!("{tag}-{i}");
+                let t = Instant::now();
+                b.post("lat", &text);
+                let until = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < until {
+                    let v = a.get("/v1/posts?topic=lat&limit=10000");
+                    if v["posts"].as_array().is_some_and(|p| p.iter().any(|p| p["text"] == text.as_str())) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect()
+    };
+    let before = latencies("before");
+    let a_pid: libp2p::PeerId = a.peer_id.parse().expect("peer id");
+    let a_addr: libp2p::Multiaddr = a.addr.parse().expect("addr");
+    let pid = a.pid().expect("running");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cpu0 = cpu_secs(pid);
+    let t0 = Instant::now();
+    let attack = rt.spawn(async move {
+        let me = Identity::from_seed([99; 32]);
+        let mut swarm = common::raw_swarm(&me);
+        let mut control = swarm.behaviour().new_control();
+        swarm.dial(a_addr).expect("dial");
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        let body = pb::event::Body::Post(pb::Post {
+            topic: "x".into(),
+            body: Bytes::from_static(b"forged"),
+            content_type: String::new(),
+        });
+        let mut forged = me.sign(pb::Stream::Post, 1, Hlc { ms: 1, counter: 0 }, body).expect("sign").envelope().to_vec();
+        let n = forged.len();
+        forged[n - 1] ^= 0x40;
+        let frame = encode_frame(&pb::Frame {
+            kind: Some(pb::frame::Kind::Events(pb::Events {
+                envelopes: vec![Bytes::from(forged); 64],
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(10),
+            control.open_stream(a_pid, vecino::transport::PROTOCOL),
+        )
+        .await
+        else {
+            return (0u64, None);
+        };
+        let started = Instant::now();
+        let mut frames = 0u64;
+        while started.elapsed() < Duration::from_secs(secs) {
+            if vecino::transport::write_frame(&mut s, &frame).await.is_err() || s.flush().await.is_err() {
+                return (frames, Some(started.elapsed()));
+            }
+            frames += 1;
+        }
+        (frames, None)
+    });
+    let during = latencies("during");
+    let (frames, dropped_after) = rt.block_on(attack).expect("attack");
+    let cpu = (cpu_secs(pid) - cpu0) / t0.elapsed().as_secs_f64();
+    let m = a.client().get_text("/metrics").unwrap_or_default();
+    let bad = common::metric_in(&m, "vecino_gossip_rejected_total", "reason=\"bad_signature\"");
+    let mis = common::metric_in(&m, "vecino_gossip_rejected_total", "reason=\"misbehaving\"");
+    println!("sigflood: frames of 64 events with bad signatures, as fast as the stream takes them, for up to {secs} s");
+    println!("| frames written | bad signatures verified | dropped after | dropped (misbehaving) | node CPU (cores) over the run | honest p50 / p99 before | during |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {frames} | {bad:.0} | {} | {mis:.0} | {cpu:.2} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+        dropped_after.map_or_else(|| format!("NOT within {secs} s"), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)),
+        pct(&before, 0.5),
+        pct(&before, 0.99),
+        pct(&during, 0.5),
+        pct(&during, 0.99),
     );
 }
