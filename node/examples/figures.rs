@@ -482,7 +482,7 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     let mut held = 0;
     let mut since = 0u64;
     for _ in 0..10_000 {
-        let page = b.get(&format!("/v1/posts?since={since}&limit=100"));
+        let page = b.get(&format!("/v1/posts?since={since}&limit=10"));
         let n = page["posts"].as_array().map_or(0, Vec::len);
         if n == 0 {
             break;

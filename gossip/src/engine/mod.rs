@@ -512,6 +512,7 @@ impl<R: Rng> Engine<R> {
         let ack_delay = cfg.ack_delay;
         let Some(link) = core.links.get_mut(&peer) else { return };
         if !link.proven() && now.saturating_since(link.opened()) >= STRANGER_GRACE {
+            core.reject("stranger_grace");
             self.overlay.drop_stranger(core, &self.membership.fisheye, peer);
             return;
         }

@@ -62,6 +62,9 @@ const TRIM_MIN_AGE: Duration = Duration::from_secs(60);
 /// A link that has carried no valid frame (and was not dialled by this peer) this long after
 /// it was made is a stranger's: dropped, and the peer held off for [`STRANGER_QUIET`].
 pub(crate) const STRANGER_GRACE: Duration = Duration::from_secs(10);
+/// A link not proven this long after it was made counts as a stranger's toward the quarter of
+/// the table strangers may hold (see [`Overlay::make_room`]).
+const STRANGER_SETTLE: Duration = Duration::from_secs(2);
 /// A stranger's link dropped is not taken again, nor dialled, for this long.
 const STRANGER_QUIET: Duration = Duration::from_secs(60);
 /// The longest a misbehaving peer is kept out.
@@ -156,24 +159,33 @@ impl Overlay {
     }
 
     /// Room for one more link. A link is earned, not taken: when the table is full, the
-    /// oldest stranger's link (one that has not shown it speaks the protocol) is let go to
-    /// make room, so any number of keys that connect and say nothing (or garbage) cannot shut
-    /// out a newcomer, and never displace a neighbour that has been useful. Strangers also
-    /// hold at most a quarter of the table: past it, the oldest of them goes. False when no
-    /// room can be made.
+    /// oldest stranger's link (one that has not shown it speaks the protocol within
+    /// [`STRANGER_SETTLE`]; a younger one may be a neighbour whose first frame is on its way)
+    /// is let go to make room, so any number of keys that connect and say nothing (or garbage) cannot shut
+    /// out a newcomer, and never displace a neighbour that has been useful. Strangers silent
+    /// past [`STRANGER_SETTLE`] also hold at most a quarter of the table: past it, the oldest
+    /// stranger goes. False when no room can be made.
     pub(crate) fn make_room<R>(&mut self, core: &mut Core<R>, fisheye: &Fisheye) -> bool {
         let max = core.config.max_links;
-        let strangers = core.links.iter().filter(|(_, l)| !l.proven()).count();
+        let now = core.now;
+        // An honest neighbour's first frame comes within a round trip: only links silent past
+        // STRANGER_SETTLE count against the quarter (bursts of joins on slow paths must not).
+        let strangers = core
+            .links
+            .iter()
+            .filter(|(_, l)| !l.proven() && now.saturating_since(l.opened()) >= STRANGER_SETTLE)
+            .count();
         if core.links.len() < max && strangers < (max / 4).max(1) {
             return true;
         }
         let oldest = core
             .links
             .iter()
-            .filter(|(_, l)| !l.proven())
+            .filter(|(_, l)| !l.proven() && now.saturating_since(l.opened()) >= STRANGER_SETTLE)
             .min_by_key(|(p, l)| (l.opened(), **p))
             .map(|(p, _)| *p);
         if let Some(peer) = oldest {
+            core.reject("stranger_room");
             self.drop_stranger(core, fisheye, peer);
         }
         core.links.len() < max
@@ -182,7 +194,12 @@ impl Overlay {
     /// Lets a stranger's link go (see [`Overlay::make_room`], [`STRANGER_GRACE`]): closed
     /// without a word (it does not speak the protocol, or not yet), held off for
     /// [`STRANGER_QUIET`], so it is neither dialled back nor let in again soon.
-    pub(crate) fn drop_stranger<R>(&mut self, core: &mut Core<R>, fisheye: &Fisheye, peer: AuthorKey) {
+    pub(crate) fn drop_stranger<R>(
+        &mut self,
+        core: &mut Core<R>,
+        fisheye: &Fisheye,
+        peer: AuthorKey,
+    ) {
         if self.drop_link(core, fisheye, &peer) {
             core.reject("stranger");
             self.declined(core.now, peer, STRANGER_QUIET);
