@@ -292,8 +292,7 @@ impl Store {
             }
         }
         while self.log_bytes_total > self.budget.total {
-            let heaviest =
-                self.shares.iter().max_by_key(|(a, s)| (s.held, **a)).map(|(a, _)| *a);
+            let heaviest = self.shares.iter().max_by_key(|(a, s)| (s.held, **a)).map(|(a, _)| *a);
             let Some(heaviest) = heaviest else { break };
             if !self.forget_oldest_of(heaviest, Forgot::Total) {
                 break;
@@ -762,7 +761,10 @@ mod tests {
         }
         assert!(restarted.enforce_budget(a.public(), false).is_empty());
         assert_eq!(restarted.head(&key), 2);
-        assert_eq!(forgotten_seqs(&mut restarted), vec![(1, Forgot::AuthorShare), (2, Forgot::AuthorShare)]);
+        assert_eq!(
+            forgotten_seqs(&mut restarted),
+            vec![(1, Forgot::AuthorShare), (2, Forgot::AuthorShare)]
+        );
     }
 
     #[test]

@@ -566,9 +566,7 @@ fn eclipse(args: &[String]) {
                 dropped.insert(p.name.clone());
             }
         }
-        if joined.is_none()
-            && alive(&f) >= 5
-            && f.link(&a.peer_id).as_deref() == Some("connected")
+        if joined.is_none() && alive(&f) >= 5 && f.link(&a.peer_id).as_deref() == Some("connected")
         {
             joined = Some(f_started.elapsed().as_secs_f64());
         }
@@ -576,11 +574,15 @@ fn eclipse(args: &[String]) {
     }
     let stats = rt.block_on(attack).expect("attack");
     let m = a.client().get_text("/metrics").unwrap_or_default();
-    let rejected = |r: &str| {
-        common::metric_in(&m, "vecino_gossip_rejected_total", &format!("reason=\"{r}\""))
-    };
-    println!("eclipse: {keys} fresh keys at {rate}/s, each holding a silent connection {}s", hold.as_secs());
-    println!("| keys connected | most links held by strangers | most links | strangers' largest share | honest links that left connected | newcomer joined (5 alive, linked) | let go as strangers / kept out / table full |");
+    let rejected =
+        |r: &str| common::metric_in(&m, "vecino_gossip_rejected_total", &format!("reason=\"{r}\""));
+    println!(
+        "eclipse: {keys} fresh keys at {rate}/s, each holding a silent connection {}s",
+        hold.as_secs()
+    );
+    println!(
+        "| keys connected | most links held by strangers | most links | strangers' largest share | honest links that left connected | newcomer joined (5 alive, linked) | let go as strangers / kept out / table full |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {} | {most_strangers} | {most_links} | {:.0} % | {} {:?} | {} | {:.0} / {:.0} / {:.0} |",
@@ -613,7 +615,10 @@ fn sigflood(args: &[String]) {
                 let until = Instant::now() + Duration::from_secs(10);
                 while Instant::now() < until {
                     let v = a.get("/v1/posts?topic=lat&limit=10000");
-                    if v["posts"].as_array().is_some_and(|p| p.iter().any(|p| p["text"] == text.as_str())) {
+                    if v["posts"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|p| p["text"] == text.as_str()))
+                    {
                         break;
                     }
                     std::thread::sleep(Duration::from_millis(5));
@@ -644,7 +649,11 @@ fn sigflood(args: &[String]) {
             body: Bytes::from_static(b"forged"),
             content_type: String::new(),
         });
-        let mut forged = me.sign(pb::Stream::Post, 1, Hlc { ms: 1, counter: 0 }, body).expect("sign").envelope().to_vec();
+        let mut forged = me
+            .sign(pb::Stream::Post, 1, Hlc { ms: 1, counter: 0 }, body)
+            .expect("sign")
+            .envelope()
+            .to_vec();
         let n = forged.len();
         forged[n - 1] ^= 0x40;
         let frame = encode_frame(&pb::Frame {
@@ -665,7 +674,9 @@ fn sigflood(args: &[String]) {
         let started = Instant::now();
         let mut frames = 0u64;
         while started.elapsed() < Duration::from_secs(secs) {
-            if vecino::transport::write_frame(&mut s, &frame).await.is_err() || s.flush().await.is_err() {
+            if vecino::transport::write_frame(&mut s, &frame).await.is_err()
+                || s.flush().await.is_err()
+            {
                 return (frames, Some(started.elapsed()));
             }
             frames += 1;
@@ -678,12 +689,19 @@ fn sigflood(args: &[String]) {
     let m = a.client().get_text("/metrics").unwrap_or_default();
     let bad = common::metric_in(&m, "vecino_gossip_rejected_total", "reason=\"bad_signature\"");
     let mis = common::metric_in(&m, "vecino_gossip_rejected_total", "reason=\"misbehaving\"");
-    println!("sigflood: frames of 64 events with bad signatures, as fast as the stream takes them, for up to {secs} s");
-    println!("| frames written | bad signatures verified | dropped after | dropped (misbehaving) | node CPU (cores) over the run | honest p50 / p99 before | during |");
+    println!(
+        "sigflood: frames of 64 events with bad signatures, as fast as the stream takes them, for up to {secs} s"
+    );
+    println!(
+        "| frames written | bad signatures verified | dropped after | dropped (misbehaving) | node CPU (cores) over the run | honest p50 / p99 before | during |"
+    );
     println!("|---|---|---|---|---|---|---|");
     println!(
         "| {frames} | {bad:.0} | {} | {mis:.0} | {cpu:.2} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
-        dropped_after.map_or_else(|| format!("NOT within {secs} s"), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)),
+        dropped_after.map_or_else(
+            || format!("NOT within {secs} s"),
+            |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+        ),
         pct(&before, 0.5),
         pct(&before, 0.99),
         pct(&during, 0.5),

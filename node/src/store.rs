@@ -615,6 +615,8 @@ mod tests {
     use super::*;
     use vecino_proto::{Hlc, Identity};
 
+    const KEEP_ALL: Kept = Kept { posts: u64::MAX, posts_bytes: u64::MAX, postcards: u64::MAX };
+
     fn post(id: &Identity, seq: u64) -> VerifiedEvent {
         let body = pb::event::Body::Post(pb::Post {
             topic: "t".into(),
@@ -717,6 +719,21 @@ mod tests {
     }
 
     #[test]
+    fn reopening_in_place_serves_every_clone() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("s.redb")).unwrap();
+        let reader = s.clone();
+        let p = Identity::from_seed([4; 32]);
+        s.commit(&[StoreOp::Put(post(&p, 1))], &Writes { posts: &[], postcards: &[] }, KEEP_ALL)
+            .unwrap();
+        s.reopen().unwrap();
+        assert_eq!(reader.event_count().unwrap(), 1, "a clone reads through the new handle");
+        s.commit(&[StoreOp::Put(post(&p, 2))], &Writes { posts: &[], postcards: &[] }, KEEP_ALL)
+            .unwrap();
+        assert_eq!(reader.event_count().unwrap(), 2);
+    }
+
+    #[test]
     fn a_post_the_engine_forgets_leaves_the_api_table() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("s.redb")).unwrap();
@@ -795,7 +812,7 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.coordinate().unwrap(), Some(c));
         for junk in [&b"vc01"[..], b"garbage", &[0u8; 100]] {
-            let tx = s.db.begin_write().unwrap();
+            let tx = s.db().unwrap().begin_write().unwrap();
             tx.open_table(META).unwrap().insert("coordinate", junk).unwrap();
             tx.commit().unwrap();
             assert_eq!(s.coordinate().unwrap(), None);
@@ -820,7 +837,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 1] ^= 1; // flip a signature bit
         {
-            let tx = s.db.begin_write().unwrap();
+            let tx = s.db().unwrap().begin_write().unwrap();
             let k = event_key(&id.public(), pb::Stream::Post, 1);
             tx.open_table(EVENTS).unwrap().insert(k.as_slice(), bytes.as_slice()).unwrap();
             tx.commit().unwrap();

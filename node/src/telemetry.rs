@@ -132,8 +132,16 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "counter",
         "store transactions that failed (a full disk): the node then refuses writes and tries again",
     ),
-    ("vecino_store_writable", "gauge", "1 while the store can be written, 0 while writes are refused"),
-    ("vecino_store_writes_refused_total", "counter", "API writes refused while the store could not be written"),
+    (
+        "vecino_store_writable",
+        "gauge",
+        "1 while the store can be written, 0 while writes are refused",
+    ),
+    (
+        "vecino_store_writes_refused_total",
+        "counter",
+        "API writes refused while the store could not be written",
+    ),
     (
         "vecino_store_commit_seconds",
         "histogram",

@@ -36,7 +36,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-use libp2p::{PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux,
+};
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;

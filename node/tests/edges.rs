@@ -104,14 +104,15 @@ fn the_libp2p_ping_protocol_is_served() {
 fn links_of(p: &Peer, honest: &[&str]) -> (usize, usize, Vec<(String, String)>) {
     let links = p.get("/v1/links");
     let links = links.as_array().cloned().unwrap_or_default();
-    let strangers = links
-        .iter()
-        .filter(|l| !honest.contains(&l["peer_id"].as_str().unwrap_or("")))
-        .count();
+    let strangers =
+        links.iter().filter(|l| !honest.contains(&l["peer_id"].as_str().unwrap_or(""))).count();
     let named = links
         .iter()
         .map(|l| {
-            (l["peer_id"].as_str().unwrap_or("").to_string(), l["status"].as_str().unwrap_or("").to_string())
+            (
+                l["peer_id"].as_str().unwrap_or("").to_string(),
+                l["status"].as_str().unwrap_or("").to_string(),
+            )
         })
         .collect();
     (links.len(), strangers, named)
@@ -143,7 +144,8 @@ fn strangers_cannot_crowd_out_a_neighbour_or_a_newcomer() {
         let b_link = named.iter().find(|(p, _)| *p == b.peer_id).map(|(_, s)| s.clone());
         assert_eq!(b_link.as_deref(), Some("connected"), "a's link to its neighbour b: {named:?}");
         let f_members = f.get("/v1/members").as_array().map_or(0, Vec::len);
-        if joined.is_none() && f_members >= 3 && f.link(&a.peer_id).as_deref() == Some("connected") {
+        if joined.is_none() && f_members >= 3 && f.link(&a.peer_id).as_deref() == Some("connected")
+        {
             joined = Some(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -189,9 +189,7 @@ impl Node {
                     .iter()
                     .take(vecino_proto::limits::MAX_ADDRS)
                     .map(|a| strip_p2p(a).0)
-                    .partition(|a| {
-                        super::reach::ip_of(a).is_some_and(|ip| observed.contains(&ip))
-                    });
+                    .partition(|a| super::reach::ip_of(a).is_some_and(|ip| observed.contains(&ip)));
                 if !implausible.is_empty() {
                     metrics::counter!("vecino_transport_addrs_refused_total", "reason" => "implausible")
                         .increment(implausible.len() as u64);

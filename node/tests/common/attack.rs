@@ -23,7 +23,12 @@ pub struct Strangers {
 
 /// `n` fresh keys connect to `target` at `per_sec` a second, each holding its connection
 /// (silent: no stream opened) for `hold`. Returns once the last one has let go.
-pub async fn strangers(target: Multiaddr, n: usize, per_sec: f64, hold: Duration) -> Arc<Strangers> {
+pub async fn strangers(
+    target: Multiaddr,
+    n: usize,
+    per_sec: f64,
+    hold: Duration,
+) -> Arc<Strangers> {
     let stats = Arc::new(Strangers::default());
     let mut tasks = Vec::with_capacity(n);
     let gap = Duration::from_secs_f64(1.0 / per_sec.max(0.001));
