@@ -168,20 +168,21 @@ impl Overlay {
     pub(crate) fn make_room<R>(&mut self, core: &mut Core<R>, fisheye: &Fisheye) -> bool {
         let max = core.config.max_links;
         let now = core.now;
-        // An honest neighbour's first frame comes within a round trip: only links silent past
-        // STRANGER_SETTLE count against the quarter (bursts of joins on slow paths must not).
-        let strangers = core
-            .links
-            .iter()
-            .filter(|(_, l)| !l.proven() && now.saturating_since(l.opened()) >= STRANGER_SETTLE)
-            .count();
+        // A member's (its presence is held here) first frame comes within a round trip: its
+        // link counts as a stranger's only once silent past STRANGER_SETTLE (bursts of joins
+        // on slow paths must not); an unknown key's counts at once.
+        let stranger = |p: &AuthorKey, l: &crate::links::link::Link| {
+            !l.proven()
+                && (now.saturating_since(l.opened()) >= STRANGER_SETTLE || !is_member(core, p))
+        };
+        let strangers = core.links.iter().filter(|(p, l)| stranger(p, l)).count();
         if core.links.len() < max && strangers < (max / 4).max(1) {
             return true;
         }
         let oldest = core
             .links
             .iter()
-            .filter(|(_, l)| !l.proven() && now.saturating_since(l.opened()) >= STRANGER_SETTLE)
+            .filter(|(p, l)| stranger(p, l))
             .min_by_key(|(p, l)| (l.opened(), **p))
             .map(|(p, _)| *p);
         if let Some(peer) = oldest {
@@ -200,13 +201,21 @@ impl Overlay {
         fisheye: &Fisheye,
         peer: AuthorKey,
     ) {
+        let silent = core
+            .links
+            .get(&peer)
+            .is_some_and(|l| core.now.saturating_since(l.opened()) >= STRANGER_SETTLE);
         if self.drop_link(core, fisheye, &peer) {
             core.reject("stranger");
-            self.declined(core.now, peer, STRANGER_QUIET);
-            let until = core.now + STRANGER_QUIET;
-            self.strangers.retain(|_, t| *t > core.now);
-            if self.strangers.len() < MAX_REDIAL {
-                self.strangers.insert(peer, until);
+            // One silent past STRANGER_SETTLE is kept out; a younger one only had no room
+            // (a newcomer whose first frame was on its way may come back).
+            if silent {
+                self.declined(core.now, peer, STRANGER_QUIET);
+                let until = core.now + STRANGER_QUIET;
+                self.strangers.retain(|_, t| *t > core.now);
+                if self.strangers.len() < MAX_REDIAL {
+                    self.strangers.insert(peer, until);
+                }
             }
             core.emit(Output::Disconnect { peer });
         }
@@ -453,6 +462,12 @@ impl Overlay {
             SwapStep::Bye(peer) => self.say_bye(core, peer),
         }
     }
+}
+
+/// Whether `peer`'s presence (or status) is held here: a member, not a mere key.
+fn is_member<R>(core: &Core<R>, peer: &AuthorKey) -> bool {
+    core.store.latest(&(*peer, Stream::HeyThere)).is_some()
+        || core.store.latest(&(*peer, Stream::Newspaper)).is_some()
 }
 
 /// Whether `peer` is held off at `now` by `redial` (see [`Overlay::held_off`]).

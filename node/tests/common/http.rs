@@ -29,7 +29,7 @@ impl ApiNode {
     /// and `extra` flags.
     pub fn start(dir: &Path, bind: &str, extra: &[&str]) -> ApiNode {
         let mut child = Command::new(crate::common::vecino_bin())
-            .args(["run", "--data-dir"])
+            .args(["run", "--init", "--data-dir"])
             .arg(dir)
             .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns", "false", "--log", "warn"])
             .args(["--api", bind])
