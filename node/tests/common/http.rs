@@ -2,11 +2,10 @@
 //! node started with the API flags a test needs. Every read has a timeout.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -43,16 +42,7 @@ impl ApiNode {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start vecino");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(crate::common::TIMEOUT).expect("vecino printed its API address");
+        let line = crate::common::first_line(&mut child);
         let addr = line.split_whitespace().nth(3).expect("api address");
         let addr = addr.trim_start_matches("http://");
         let port: u16 = addr.rsplit_once(':').unwrap().1.parse().unwrap();

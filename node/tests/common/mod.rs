@@ -80,16 +80,7 @@ impl Peer {
             cmd.arg("--init");
         }
         let mut child = cmd.spawn().expect("start vecino");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {} // keep the pipe drained
-        });
-        let line = rx.recv_timeout(TIMEOUT).expect("vecino printed its API address");
+        let line = first_line(&mut child);
         // "vecino <peer id> api http://<addr>"
         let parts: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(parts.len(), 4, "unexpected first line: {line}");
@@ -233,6 +224,21 @@ pub fn wait_converged(peers: &[&Peer]) {
             got == want
         })
     });
+}
+
+/// The first line `vecino run` prints (`vecino <peer id> api http://…`); the rest of its
+/// standard output is drained, so the pipe never fills.
+pub fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(l)) = lines.next() {
+            let _ = tx.send(l);
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(TIMEOUT).expect("vecino printed its API address")
 }
 
 /// A bare libp2p peer speaking only the vecino frame protocol (TCP + noise + yamux), for tests
