@@ -107,6 +107,8 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
         link_floor: 0,
         kind: Some(Kind::Ping(pb::Ping { nonce: 7 })),
     }));
+    // `a` speaks the protocol: a neighbour, not a stranger a newcomer may displace.
+    let _ = e.handle(START, Input::Received { from: a, frame: ping.clone() }).count();
     // Frames from a peer it holds no link for.
     let outs: Vec<Output> =
         e.handle(START, Input::Received { from: b, frame: ping.clone() }).collect();

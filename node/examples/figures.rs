@@ -7,6 +7,7 @@
 //! target/release/examples/figures flood  [--secs 60] [--bytes 49152] [--nul] [--baseline-secs 15]
 //! target/release/examples/figures eclipse [--keys 500] [--rate 100] [--hold-secs 20]
 //! target/release/examples/figures sigflood [--secs 5]
+//! target/release/examples/figures reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60]
 //! ```
 //!
 //! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
@@ -37,6 +38,11 @@
 //! it can for `--secs`; prints how long and how many frames until the node dropped it, the
 //! node's CPU meanwhile, and an honest peer's post latency (p50/p99 of 30 posts polled every
 //! 5 ms) before and during the attack.
+//!
+//! `reflect`: `--keys` fresh keys connect to a node one after another, each announcing in
+//! identify 16 addresses of a sink (TCP listeners on 127.0.0.1 that count connects), holding
+//! `--hold-secs` and hanging up; the sink counts what the node dials there until
+//! `--watch-secs` after the last (the probe: 120 keys made a node open 17 808 connections).
 //! Every loop here is bounded in count and time and stops by itself.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
@@ -396,8 +402,9 @@ fn main() {
         Some("flood") => flood(&args),
         Some("eclipse") => eclipse(&args),
         Some("sigflood") => sigflood(&args),
+        Some("reflect") => reflect(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60]"
         ),
     }
 }
@@ -707,4 +714,65 @@ fn sigflood(args: &[String]) {
         pct(&during, 0.5),
         pct(&during, 0.99),
     );
+}
+
+/// `reflect` (see the module docs).
+fn reflect(args: &[String]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let keys = arg(args, "--keys", 120usize);
+    let rate = arg(args, "--rate", 4.0f64);
+    let hold = Duration::from_secs(arg(args, "--hold-secs", 3u64));
+    let watch = Duration::from_secs(arg(args, "--watch-secs", 60u64));
+    // The sink: 16 listeners, every connect counted and closed.
+    let connects = std::sync::Arc::new(AtomicU64::new(0));
+    let mut announce = Vec::new();
+    for _ in 0..16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("sink");
+        let port = l.local_addr().expect("sink addr").port();
+        announce
+            .push(format!("/ip4/127.0.0.1/tcp/{port}").parse::<libp2p::Multiaddr>().expect("addr"));
+        let n = connects.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                if c.is_ok() {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &[]);
+    let b = Peer::start("b", &tmp.path().join("b"), std::slice::from_ref(&a.addr), &[]);
+    common::wait_converged(&[&a, &b]);
+    let dials0 = common::metric_in(
+        &a.client().get_text("/metrics").unwrap_or_default(),
+        "vecino_transport_dials_total",
+        "",
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let target: libp2p::Multiaddr = a.addr.parse().expect("addr");
+    let t0 = Instant::now();
+    rt.block_on(common::attack::announcers(target, announce, keys, rate, hold));
+    let attack_s = t0.elapsed().as_secs_f64();
+    std::thread::sleep(watch);
+    let m = a.client().get_text("/metrics").unwrap_or_default();
+    let dials = common::metric_in(&m, "vecino_transport_dials_total", "") - dials0;
+    let refused = common::metric_in(&m, "vecino_transport_addrs_refused_total", "");
+    let total_s = t0.elapsed().as_secs_f64();
+    let n = connects.load(Ordering::Relaxed);
+    println!(
+        "reflect: {keys} keys at {rate}/s, each announcing 16 sink addresses and holding {}s; counted until {}s after the last",
+        hold.as_secs(),
+        watch.as_secs()
+    );
+    println!(
+        "| connects at the sink | per key | per minute | dials by the node (all) | announced addresses not kept | attack / watched |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {n} | {:.2} | {:.1} | {dials:.0} | {refused:.0} | {attack_s:.0} s / {total_s:.0} s |",
+        n as f64 / keys as f64,
+        n as f64 / (total_s / 60.0),
+    );
+    drop(b);
 }

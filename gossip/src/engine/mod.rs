@@ -394,6 +394,14 @@ impl<R: Rng> Engine<R> {
         }
         let now = core.now;
         let Some(link) = core.links.get_mut(&peer) else { return };
+        if !link.proven() {
+            // A stranger's link (never dialled by this peer, nothing from it decoded): not
+            // weathered nor redialled, so a key that connects and hangs up cannot point this
+            // peer's dials at the addresses it announced.
+            core.reject("stranger_gone");
+            self.overlay.drop_link(core, &self.membership.fisheye, &peer);
+            return;
+        }
         link.transport_closed();
         if link.suspect(now) {
             core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Suspected }));

@@ -67,3 +67,61 @@ pub async fn strangers(
     }
     stats
 }
+
+/// `n` fresh keys, one after another at `per_sec` a second, each connecting to `target`,
+/// announcing in identify the addresses `announce` (where a reflection would land), holding
+/// the connection `hold` and hanging up. Returns once the last one has let go.
+pub async fn announcers(
+    target: Multiaddr,
+    announce: Vec<Multiaddr>,
+    n: usize,
+    per_sec: f64,
+    hold: Duration,
+) {
+    let gap = Duration::from_secs_f64(1.0 / per_sec.max(0.001));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let seed: [u8; 32] = rand::rng().random();
+        let me = Identity::from_seed(seed);
+        let (target, announce) = (target.clone(), announce.clone());
+        tasks.push(tokio::spawn(async move {
+            let key = vecino::peer::keypair(&me);
+            let Ok(builder) =
+                libp2p::SwarmBuilder::with_existing_identity(key).with_tokio().with_tcp(
+                    libp2p::tcp::Config::default(),
+                    libp2p::noise::Config::new,
+                    libp2p::yamux::Config::default,
+                )
+            else {
+                return;
+            };
+            let mut swarm = builder
+                .with_behaviour(|k| {
+                    libp2p::identify::Behaviour::new(libp2p::identify::Config::new(
+                        vecino::transport::IDENTIFY_VERSION.into(),
+                        k.public(),
+                    ))
+                })
+                .expect("an identify behaviour")
+                .build();
+            for a in announce {
+                swarm.add_external_address(a);
+            }
+            if swarm.dial(target).is_err() {
+                return;
+            }
+            let until = tokio::time::sleep(hold);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    () = &mut until => break,
+                    _ = swarm.select_next_some() => {}
+                }
+            }
+        }));
+        tokio::time::sleep(gap).await;
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
