@@ -8,6 +8,7 @@
 //! target/release/examples/figures eclipse [--keys 500] [--rate 100] [--hold-secs 20]
 //! target/release/examples/figures sigflood [--secs 5]
 //! target/release/examples/figures reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60]
+//! target/release/examples/figures conns [--n 2000] [--hold-secs 20]
 //! ```
 //!
 //! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
@@ -43,6 +44,10 @@
 //! identify 16 addresses of a sink (TCP listeners on 127.0.0.1 that count connects), holding
 //! `--hold-secs` and hanging up; the sink counts what the node dials there until
 //! `--watch-secs` after the last (the probe: 120 keys made a node open 17 808 connections).
+//!
+//! `conns`: one key opens `--n` connections (TCP + noise + yamux) to a node and holds them
+//! `--hold-secs`; prints how many the node kept, its peak RSS and the slowest `GET /v1/status`
+//! meanwhile (the probe: 2 000 held, 90 MiB).
 //! Every loop here is bounded in count and time and stops by itself.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
@@ -403,8 +408,9 @@ fn main() {
         Some("eclipse") => eclipse(&args),
         Some("sigflood") => sigflood(&args),
         Some("reflect") => reflect(&args),
+        Some("conns") => conns(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60] | conns [--n 2000] [--hold-secs 20]"
         ),
     }
 }
@@ -775,4 +781,68 @@ fn reflect(args: &[String]) {
         n as f64 / (total_s / 60.0),
     );
     drop(b);
+}
+
+/// `conns` (see the module docs).
+fn conns(args: &[String]) {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+    let n = arg(args, "--n", 2000usize);
+    let hold = Duration::from_secs(arg(args, "--hold-secs", 20u64));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Peer::start("a", &tmp.path().join("a"), &[], &[]);
+    let pid = a.pid().expect("running");
+    let a_pid: libp2p::PeerId = a.peer_id.parse().expect("peer id");
+    let a_addr: libp2p::Multiaddr = a.addr.parse().expect("addr");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let me = vecino_proto::Identity::from_seed([77; 32]);
+        let mut swarm = common::raw_swarm(&me);
+        for _ in 0..n {
+            let opts = DialOpts::peer_id(a_pid)
+                .addresses(vec![a_addr.clone()])
+                .condition(PeerCondition::Always)
+                .build();
+            let _ = swarm.dial(opts);
+        }
+        let (mut open, mut most, mut refused) = (0i64, 0i64, 0u64);
+        let until = tokio::time::sleep(hold);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => break,
+                ev = swarm.select_next_some() => match ev {
+                    SwarmEvent::ConnectionEstablished { .. } => { open += 1; most = most.max(open); }
+                    SwarmEvent::ConnectionClosed { .. } => { open -= 1; refused += 1; }
+                    SwarmEvent::OutgoingConnectionError { .. } => refused += 1,
+                    _ => {}
+                },
+            }
+        }
+        let _ = tx.send((most, open, refused));
+    });
+    let t0 = Instant::now();
+    let (mut worst_ms, mut peak) = (0.0f64, 0u64);
+    while t0.elapsed() < hold {
+        let t = Instant::now();
+        let _ = a.client().get("/v1/status");
+        worst_ms = worst_ms.max(t.elapsed().as_secs_f64() * 1000.0);
+        peak = peak.max(rss_kib(pid).1);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (most, open, refused) = rx.recv_timeout(Duration::from_secs(30)).unwrap_or((-1, -1, 0));
+    let m = a.client().get_text("/metrics").unwrap_or_default();
+    let denied =
+        common::metric_in(&m, "vecino_transport_rejected_total", "reason=\"connection_limit\"");
+    println!("conns: one key dials a node {n} times and holds what it gets {}s", hold.as_secs());
+    println!(
+        "| most open at once | open at the end | refused or closed | counted connection_limit | node peak RSS MiB | slowest GET /v1/status |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {most} | {open} | {refused} | {denied:.0} | {:.0} | {worst_ms:.0} ms |",
+        peak as f64 / 1024.0
+    );
 }
