@@ -586,6 +586,19 @@ impl Store {
             .map_or_else(Vec::new, |l| l.events.range(range).map(|(_, e)| e.clone()).collect())
     }
 
+    /// The log events of one stream held in `range`, by reference (delivery).
+    pub(crate) fn held(
+        &self,
+        key: &StreamKey,
+        range: RangeInclusive<u64>,
+    ) -> impl Iterator<Item = &VerifiedEvent> + '_ {
+        self.logs
+            .get(key)
+            .into_iter()
+            .flat_map(move |l| l.events.range(range.clone()))
+            .map(|(_, e)| e)
+    }
+
     /// Latest-value events, in key order.
     pub(crate) fn latest_events(&self) -> impl Iterator<Item = &VerifiedEvent> + '_ {
         self.latest.values()

@@ -573,23 +573,27 @@ impl<R: Rng> Engine<R> {
 
 /// Delivers the posts of `key` in `range` (which just became contiguous) to the application.
 fn deliver_posts<R>(core: &mut Core<R>, key: StreamKey, range: std::ops::RangeInclusive<u64>) {
-    // The events held in the range (a gap given up leaves seqs that never came).
-    for ev in core.store.range(&key, range) {
-        let seq = ev.seq();
-        let ev = &ev;
-        if let Body::Post(p) = ev.body() {
-            let post = DeliveredPost {
+    // The posts held in the range (a gap given up leaves seqs that never came).
+    let me = core.me;
+    let posts: Vec<DeliveredPost> = core
+        .store
+        .held(&key, range)
+        .filter_map(|ev| match ev.body() {
+            Body::Post(p) => Some(DeliveredPost {
                 id: ev.id(),
                 author: ev.author(),
-                seq,
+                seq: ev.seq(),
                 hlc: ev.hlc(),
                 topic: p.topic.clone(),
                 body: p.body.clone(),
-                own: ev.author() == core.me,
-            };
-            core.stats.posts_delivered += 1;
-            core.emit(Output::Deliver(AppEvent::Post(post)));
-        }
+                own: ev.author() == me,
+            }),
+            _ => None,
+        })
+        .collect();
+    for post in posts {
+        core.stats.posts_delivered += 1;
+        core.emit(Output::Deliver(AppEvent::Post(post)));
     }
 }
 
