@@ -785,7 +785,6 @@ fn reflect(args: &[String]) {
 
 /// `conns` (see the module docs).
 fn conns(args: &[String]) {
-    use futures::StreamExt;
     use libp2p::swarm::SwarmEvent;
     use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
     let n = arg(args, "--n", 2000usize);
@@ -808,19 +807,22 @@ fn conns(args: &[String]) {
             let _ = swarm.dial(opts);
         }
         let (mut open, mut most, mut refused) = (0i64, 0i64, 0u64);
-        let until = tokio::time::sleep(hold);
-        tokio::pin!(until);
-        loop {
-            tokio::select! {
-                () = &mut until => break,
-                ev = swarm.select_next_some() => match ev {
-                    SwarmEvent::ConnectionEstablished { .. } => { open += 1; most = most.max(open); }
-                    SwarmEvent::ConnectionClosed { .. } => { open -= 1; refused += 1; }
-                    SwarmEvent::OutgoingConnectionError { .. } => refused += 1,
-                    _ => {}
-                },
+        common::attack::drive(&mut swarm, hold, |ev| {
+            match ev {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    open += 1;
+                    most = most.max(open);
+                }
+                SwarmEvent::ConnectionClosed { .. } => {
+                    open -= 1;
+                    refused += 1;
+                }
+                SwarmEvent::OutgoingConnectionError { .. } => refused += 1,
+                _ => {}
             }
-        }
+            true
+        })
+        .await;
         let _ = tx.send((most, open, refused));
     });
     let t0 = Instant::now();

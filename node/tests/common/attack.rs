@@ -12,6 +12,22 @@ use libp2p::swarm::SwarmEvent;
 use rand::RngExt;
 use vecino_proto::Identity;
 
+/// Polls `swarm` for `hold`, handing `on` each event, until `on` returns false.
+pub async fn drive<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    hold: Duration,
+    mut on: impl FnMut(SwarmEvent<B::ToSwarm>) -> bool,
+) {
+    let until = tokio::time::sleep(hold);
+    tokio::pin!(until);
+    loop {
+        tokio::select! {
+            () = &mut until => return,
+            ev = swarm.select_next_some() => if !on(ev) { return },
+        }
+    }
+}
+
 /// How a strangers' attack went.
 #[derive(Debug, Default)]
 pub struct Strangers {
@@ -42,23 +58,18 @@ pub async fn strangers(
             if swarm.dial(target).is_err() {
                 return;
             }
-            let until = tokio::time::sleep(hold);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    () = &mut until => break,
-                    ev = swarm.select_next_some() => match ev {
-                        SwarmEvent::ConnectionEstablished { .. } => {
-                            stats.connected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        SwarmEvent::ConnectionClosed { .. } => {
-                            stats.closed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        _ => {}
-                    },
+            drive(&mut swarm, hold, |ev| match ev {
+                SwarmEvent::ConnectionEstablished { .. } => {
+                    stats.connected.fetch_add(1, Ordering::Relaxed);
+                    true
                 }
-            }
+                SwarmEvent::ConnectionClosed { .. } => {
+                    stats.closed.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+                _ => true,
+            })
+            .await;
         }));
         tokio::time::sleep(gap).await;
     }
@@ -110,14 +121,7 @@ pub async fn announcers(
             if swarm.dial(target).is_err() {
                 return;
             }
-            let until = tokio::time::sleep(hold);
-            tokio::pin!(until);
-            loop {
-                tokio::select! {
-                    () = &mut until => break,
-                    _ = swarm.select_next_some() => {}
-                }
-            }
+            drive(&mut swarm, hold, |_| true).await;
         }));
         tokio::time::sleep(gap).await;
     }
