@@ -9,7 +9,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::{Peer, wait_until};
 use serde_json::json;
@@ -91,5 +90,4 @@ fn a_full_disk_refuses_writes_serves_reads_and_recovers_by_itself() {
     let m = a.client().get_text("/metrics").unwrap();
     assert_eq!(common::metric_in(&m, "vecino_store_writable", ""), 1.0);
     b.stop();
-    std::thread::sleep(Duration::from_millis(100));
 }
