@@ -8,9 +8,26 @@ pub struct Config {
     /// Period of the housekeeping tick (heartbeats, retransmissions, lazy pushes are checked on
     /// it): the resolution of every engine timer.
     pub tick: Duration,
-    /// A neighbour is sent a ping when nothing was sent to it for this long (half as long
-    /// while the link is suspected or disconnected).
+    /// The heartbeat of a *fast* link (see `fast_links`): its end with the lower key pings it
+    /// when nothing was heard on it for this long, the other end after half as long again
+    /// (any frame heard counts, so a link that carries traffic is not pinged); a suspected or
+    /// disconnected link is pinged every half heartbeat, so its return is noticed quickly.
     pub heartbeat: Duration,
+    /// Links per peer held to fast failure detection (suspected after `suspect_after` of
+    /// silence): the farthest by RTT (the kind a partition cuts), then those the neighbours
+    /// hold fast (pings and pongs say so, and one fast link serves both ends), then the
+    /// nearest. Also fast: every link that carried a reliable frame within two slow
+    /// heartbeats (its acknowledgements are its heartbeat), every link while this peer's
+    /// coordinate has not settled (its Vivaldi client wants the samples), and every link for
+    /// two slow heartbeats after one was suspected (what cut it may be cutting the others).
+    /// The others are *slow*: heartbeat `slow_heartbeat`, suspected after `suspect_after`
+    /// scaled by `slow_heartbeat / heartbeat`. Each idle link costs a ping and a pong per
+    /// heartbeat (about 40 B), the bulk of an idle fleet's traffic (docs/BENCHMARKS.md,
+    /// "Node").
+    pub fast_links: usize,
+    /// The heartbeat of a slow link (see `fast_links`); at most `heartbeat` makes every link
+    /// fast.
+    pub slow_heartbeat: Duration,
     /// Acknowledge received frames at the latest this long after the first unacknowledged
     /// one (or at once when 8 wait).
     pub ack_delay: Duration,
@@ -241,6 +258,8 @@ impl Default for Config {
         Self {
             tick: Duration::from_millis(100),
             heartbeat: Duration::from_secs(1),
+            fast_links: 3,
+            slow_heartbeat: Duration::from_secs(5),
             ack_delay: Duration::from_millis(200),
             suspect_after: Duration::from_millis(2_500),
             suspect_timeout: Duration::from_secs(60),

@@ -618,7 +618,7 @@ fn a_probed_link_joins_an_authors_tree_when_the_authors_newspaper_probes_it() {
 fn pong(now: Time, to: AuthorKey, k: &vecino_proto::pb::frame::Kind) -> Option<(Time, Input)> {
     use vecino_proto::pb::{self, frame::Kind};
     let Kind::Ping(p) = k else { return None };
-    let pong = pb::Pong { nonce: p.nonce, coordinate: None, fisheye_radius_us: None };
+    let pong = pb::Pong { nonce: p.nonce, coordinate: None, fisheye_radius_us: None, slow: false };
     Some((now + Duration::from_millis(20), received(to, 0, Kind::Pong(pong))))
 }
 

@@ -107,6 +107,70 @@ fn heartbeats_fit_a_scarce_uplink_and_links_stay_connected() {
     }
 }
 
+/// Liveness that costs what it must (`Config::fast_links`): in an idle full mesh of ten, each
+/// peer holds three links to fast detection and pings the others every slow heartbeat, for
+/// well under the heartbeat bytes of every link held fast, and no link is suspected for it;
+/// a peer cut off suspects at least three of its links within 3 s of the cut, and every peer
+/// suspects its link to it within 15 s.
+#[test]
+fn idle_links_beat_slowly_and_a_cut_is_still_noticed() {
+    let seed = 31;
+    let mesh = |config: Config| {
+        let mut net = Net::new(10, seed, config);
+        for a in 0..10 {
+            for b in a + 1..10 {
+                net.connect(a, b);
+            }
+        }
+        net.run_for(Duration::from_secs(90));
+        let before: Vec<u64> = (0..10).map(|i| heartbeat_bytes(net.engine(i))).collect();
+        net.run_for(Duration::from_secs(60));
+        let bytes: u64 = (0..10).map(|i| heartbeat_bytes(net.engine(i))).sum::<u64>()
+            - before.iter().sum::<u64>();
+        (net, bytes)
+    };
+    let (_, all_fast) = mesh(Config { fast_links: 100, ..Config::default() });
+    let (mut net, classes) = mesh(Config::default());
+    eprintln!("heartbeat bytes over 60 s: {classes} with classes, {all_fast} all fast");
+    let fast: Vec<(usize, usize)> = (0..10)
+        .map(|i| {
+            let l = net.engine(i).links();
+            (l.iter().filter(|l| l.fast.0).count(), l.iter().filter(|l| l.fast.1).count())
+        })
+        .collect();
+    eprintln!("links fast per peer (own, held fast by the neighbour): {fast:?}");
+    assert!(
+        (classes as f64) < 0.6 * all_fast as f64,
+        "seed {seed}: {classes} B of heartbeats against {all_fast} B with every link fast"
+    );
+    assert!(
+        net.links.iter().all(|(_, _, _, s)| *s == LinkStatus::Connected),
+        "seed {seed}: a link was suspected while idle"
+    );
+    let cut_at = net.now;
+    net.partition(&[0], &(1..10).collect::<Vec<_>>());
+    net.run_for(Duration::from_secs(20));
+    let suspected = |i: usize, peer: vecino_proto::AuthorKey| {
+        net.links
+            .iter()
+            .find(|(t, j, p, s)| {
+                *t > cut_at && *j == i && *p == peer && *s == LinkStatus::Suspected
+            })
+            .map(|(t, ..)| *t - cut_at)
+    };
+    let own: Vec<Option<Duration>> = (1..10).map(|j| suspected(0, net.ids[j])).collect();
+    eprintln!("the cut peer suspected its links after {own:?}");
+    let fast = own.iter().filter(|d| d.is_some_and(|d| d <= Duration::from_secs(3))).count();
+    assert!(fast >= 3, "seed {seed}: only {fast} links suspected within 3 s: {own:?}");
+    for j in 1..10 {
+        let d = suspected(j, net.ids[0]);
+        assert!(
+            d.is_some_and(|d| d <= Duration::from_secs(15)),
+            "seed {seed}: peer {j} suspected the cut peer after {d:?}"
+        );
+    }
+}
+
 fn heartbeat_bytes(e: &Engine<ChaCha8Rng>) -> u64 {
     ["ping", "pong"].iter().map(|k| e.stats().queued.get(k).map_or(0, |x| x.1)).sum()
 }

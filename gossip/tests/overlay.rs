@@ -105,7 +105,7 @@ fn a_peer_without_room_refuses_newcomers_with_one_bye() {
     let ping = Bytes::from(vecino_proto::encode_frame(&pb::Frame {
         link_seq: 0,
         link_floor: 0,
-        kind: Some(Kind::Ping(pb::Ping { nonce: 7 })),
+        kind: Some(Kind::Ping(pb::Ping { nonce: 7, slow: false })),
     }));
     // `a` speaks the protocol: a neighbour, not a stranger a newcomer may displace.
     let _ = e.handle(START, Input::Received { from: a, frame: ping.clone() }).count();

@@ -199,6 +199,22 @@ fn mesh(args: &[String]) {
         pct(&rss, 1.0)
     );
 
+    // Liveness classes (`fast_links`): how many links each peer holds fast, and its coordinate's
+    // error estimate (every link is fast until it is at most 0.5).
+    let status: Vec<Value> = peers.iter().map(|p| p.get("/v1/status")).collect();
+    let fast: Vec<f64> =
+        status.iter().map(|s| s["links"]["fast"].as_f64().unwrap_or(f64::NAN)).collect();
+    let error: Vec<f64> =
+        status.iter().map(|s| s["coordinate"]["error"].as_f64().unwrap_or(f64::NAN)).collect();
+    println!(
+        "fast links per peer: median {}, min {}, max {}; coordinate error estimate: median {:.2}, max {:.2}",
+        median(fast.clone()),
+        pct(&fast, 0.0),
+        pct(&fast, 1.0),
+        median(error.clone()),
+        pct(&error, 1.0)
+    );
+
     // Where the idle bytes go: the engine's queued frame bytes by kind, summed over peers.
     let mut by_kind: std::collections::BTreeMap<String, f64> = Default::default();
     for (p, k0) in peers.iter().zip(&kinds0) {

@@ -128,9 +128,20 @@ settings! {
     /// Engine tick: resolution of every protocol timer [default: 100]
     #[arg(long, env = "VECINO_TICK_MS", value_name = "MS")]
     tick_ms: u64,
-    /// Ping an idle neighbour this often (twice as often while its link is silent) [default: 1000]
+    /// Heartbeat of the links held to fast failure detection: ping a neighbour when nothing
+    /// was heard from it this long (twice as often while its link is silent) [default: 1000]
     #[arg(long, env = "VECINO_HEARTBEAT_MS", value_name = "MS")]
     heartbeat_ms: u64,
+    /// Links held to fast failure detection (suspected after suspect-after-ms of silence):
+    /// the farthest, those the neighbours hold fast, the nearest; plus every link carrying
+    /// traffic. The others beat every slow-heartbeat-ms [default: 3]
+    #[arg(long, env = "VECINO_FAST_LINKS", value_name = "N")]
+    fast_links: usize,
+    /// Heartbeat of the other links; they are suspected after suspect-after-ms scaled by
+    /// slow-heartbeat-ms / heartbeat-ms. At most heartbeat-ms holds every link fast
+    /// [default: 5000]
+    #[arg(long, env = "VECINO_SLOW_HEARTBEAT_MS", value_name = "MS")]
+    slow_heartbeat_ms: u64,
     /// A silent link becomes suspected after max(this, 3 × RTT) [default: 2500]
     #[arg(long, env = "VECINO_SUSPECT_AFTER_MS", value_name = "MS")]
     suspect_after_ms: u64,
@@ -384,6 +395,12 @@ impl Config {
         if let Some(v) = s.heartbeat_ms {
             gossip.heartbeat = ms(positive("heartbeat_ms", v)?);
         }
+        if let Some(v) = s.fast_links {
+            gossip.fast_links = v;
+        }
+        if let Some(v) = s.slow_heartbeat_ms {
+            gossip.slow_heartbeat = ms(positive("slow_heartbeat_ms", v)?);
+        }
         if let Some(v) = s.suspect_after_ms {
             gossip.suspect_after = ms(positive("suspect_after_ms", v)?);
         }
@@ -531,6 +548,8 @@ impl Config {
             host_queue_bytes: Some(g.host_queue_bytes.map_or(0, |b| b as u64)),
             tick_ms: Some(millis(g.tick)),
             heartbeat_ms: Some(millis(g.heartbeat)),
+            fast_links: Some(g.fast_links),
+            slow_heartbeat_ms: Some(millis(g.slow_heartbeat)),
             suspect_after_ms: Some(millis(g.suspect_after)),
             suspect_timeout_secs: Some(g.suspect_timeout.as_secs()),
             sync_interval_secs: Some(g.sync_interval.as_secs()),

@@ -176,7 +176,7 @@ fn frames_round_trip_and_bad_frames_are_typed() {
 /// decodes as the frame with both set.
 #[test]
 fn seq_and_floor_put_in_front_decode_as_one_frame() {
-    let kind = Some(pb::frame::Kind::Ping(pb::Ping { nonce: 7 }));
+    let kind = Some(pb::frame::Kind::Ping(pb::Ping { nonce: 7, slow: false }));
     let body = encode_frame(&pb::Frame { link_seq: 0, link_floor: 0, kind: kind.clone() });
     for (seq, floor) in [(0, 0), (1, 1), (300, 2), (u64::MAX, u64::MAX)] {
         let frame = decode_frame(frame_with_seq(seq, floor, &body).into()).expect("decodes");

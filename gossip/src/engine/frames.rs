@@ -67,7 +67,12 @@ impl<R: Rng> Engine<R> {
         let fisheye = &self.membership.fisheye;
         match kind {
             Kind::Events(evs) => self.on_events(from, evs),
-            Kind::Ping(p) => self.answer_ping(from, p.nonce),
+            Kind::Ping(p) => {
+                if let Some(l) = core.links.get_mut(&from) {
+                    l.probe.set_peer_fast(!p.slow);
+                }
+                self.answer_ping(from, p.nonce);
+            }
             Kind::Pong(p) => self.on_pong(from, &p),
             Kind::Ack(a) => {
                 let Some(l) = core.links.get_mut(&from) else { return };
@@ -127,10 +132,12 @@ impl<R: Rng> Engine<R> {
         let scope = Scope::to_pb(self.membership.fisheye.scope());
         let settled = core.coords.coordinate().error <= SETTLED_ERROR;
         let told = (Scope::bucket(scope), settled && scope.is_some());
-        let carry = core.links.get_mut(&from).is_some_and(|l| l.probe.pong_carries(told));
+        let Some(link) = core.links.get_mut(&from) else { return };
+        let carry = link.probe.pong_carries(told);
+        let slow = !link.fast();
         let coordinate = carry.then(|| coord_to_pb(core.coords.coordinate()));
         let fisheye_radius_us = scope.filter(|_| carry);
-        let pong = pb::Pong { nonce, coordinate, fisheye_radius_us };
+        let pong = pb::Pong { nonce, coordinate, fisheye_radius_us, slow };
         core.send(from, Kind::Pong(pong), Priority::Control, false);
     }
 
@@ -139,6 +146,7 @@ impl<R: Rng> Engine<R> {
         let core = &mut self.core;
         let now = core.now;
         let Some(link) = core.links.get_mut(&from) else { return };
+        link.probe.set_peer_fast(!pong.slow);
         let Some(rtt) = link.probe.on_pong(now, pong) else { return };
         if let Some(c) = link.probe.peer_coordinate() {
             let _ = core.coords.update(&from, &c, rtt, &mut core.rng);

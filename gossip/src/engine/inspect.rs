@@ -31,6 +31,9 @@ pub struct LinkView {
     pub eager_trees: u32,
     /// Bytes queued and frames unacknowledged.
     pub buffered: (usize, usize),
+    /// Held to fast failure detection (`Config::fast_links`), and whether the neighbour holds
+    /// it fast too.
+    pub fast: (bool, bool),
 }
 
 impl LinkView {
@@ -81,6 +84,7 @@ impl<R: Rng> Engine<R> {
                 rtt: l.rtt(),
                 eager_trees: l.tree.edges.eager_count(),
                 buffered: l.buffered(),
+                fast: (l.fast(), l.probe.peer_fast()),
             })
             .collect()
     }

@@ -81,7 +81,7 @@ use crate::medium::Medium;
 use crate::membership::Membership;
 use crate::overlay::{Overlay, STRANGER_GRACE};
 use crate::postcards::{Postcards, Way};
-use crate::published::published_coordinate;
+use crate::published::{SETTLED_ERROR, published_coordinate};
 use crate::routing::Routing;
 use crate::store::{Insert, StreamKey};
 use crate::streams::{self, Keep, Travel};
@@ -96,7 +96,12 @@ pub use self::core::EngineStats;
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
 const MAX_GAP_NOTED: usize = 256;
-/// How often the overlay and the newspaper are looked after.
+/// A link stays fast for this many slow heartbeats after a reliable frame last left on it
+/// (`Config::fast_links`).
+const CARRYING_FAST: u32 = 2;
+/// Every link is fast for this many slow heartbeats after one was suspected.
+const ALERT_BEATS: u32 = 2;
+/// Housekeeping period (overlay maintenance, newspapers, link state).
 const MAINTENANCE: Duration = Duration::from_secs(1);
 /// How often posts past the retention are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
@@ -116,6 +121,9 @@ pub struct Engine<R> {
     next_maintenance: Time,
     /// When posts past the retention are next looked for.
     next_expiry: Time,
+    /// Every link is fast until then: one of them was just suspected, and what cut it (a
+    /// partition, a fading radio) may be cutting the others (`Config::fast_links`).
+    alert_until: Time,
 }
 
 /// How an event reached this peer.
@@ -172,6 +180,7 @@ impl<R: Rng> Engine<R> {
             postcards,
             next_maintenance: now,
             next_expiry: now + EXPIRY_EVERY,
+            alert_until: now,
         };
         // Our own presence and status are valid events: a failure is counted, never fatal.
         let _ = engine.publish(Membership::hey_there(&engine.core));
@@ -404,6 +413,7 @@ impl<R: Rng> Engine<R> {
         }
         link.transport_closed();
         if link.suspect(now) {
+            self.alert_until = now + core.config.slow_heartbeat * ALERT_BEATS;
             core.emit(Output::Deliver(AppEvent::Link { peer, status: LinkStatus::Suspected }));
         }
         // Redial with backoff: a transport that closes again and again (a refusing peer, a
@@ -429,10 +439,12 @@ impl<R: Rng> Engine<R> {
         let core = &mut self.core;
         let nonce: u64 = core.rng.random();
         let now = core.now;
+        let mut slow = false;
         if let Some(l) = core.links.get_mut(&peer) {
             l.probe.pinged(nonce, now);
+            slow = !l.fast();
         }
-        core.send(peer, Kind::Ping(pb::Ping { nonce }), Priority::Control, false);
+        core.send(peer, Kind::Ping(pb::Ping { nonce, slow }), Priority::Control, false);
     }
 
     // ----- the tick -----
@@ -440,8 +452,9 @@ impl<R: Rng> Engine<R> {
     fn on_tick(&mut self) {
         self.core.schedule_tick();
         let now = self.core.now;
+        let fast = self.fast_links();
         for peer in self.core.links.peers() {
-            self.tick_link(peer, now);
+            self.tick_link(peer, now, fast.as_deref().is_none_or(|f| f.contains(&peer)));
         }
         let core = &mut self.core;
         self.plumtree.graft_overdue(core);
@@ -508,23 +521,82 @@ impl<R: Rng> Engine<R> {
         }
     }
 
-    fn tick_link(&mut self, peer: AuthorKey, now: Time) {
+    /// The links held to fast failure detection (`Config::fast_links`), chosen so that few
+    /// links are fast in all: the farthest connected link by RTT (the kind a partition cuts
+    /// and postcards to far peers take), then the links the neighbours already hold fast
+    /// (their pings or pongs say so; nearest first), then the nearest; a link not measured
+    /// yet is fast as well, so it is probed quickly. `None`: all of them, while this peer's
+    /// coordinate has not settled (its Vivaldi client wants the samples), for a while after
+    /// a link was suspected, or when the configuration makes every link fast.
+    fn fast_links(&self) -> Option<Vec<AuthorKey>> {
+        let core = &self.core;
+        let k = core.config.fast_links;
+        let all = core.config.slow_heartbeat <= core.config.heartbeat
+            || core.now < self.alert_until
+            || core.coords.coordinate().error > SETTLED_ERROR
+            || k >= core.links.len();
+        if all {
+            return None;
+        }
+        // Equal RTTs are ordered by a mix of both keys, not by key alone (which would make
+        // the same few peers everyone's farthest and nearest).
+        let mine = u64::from_le_bytes(core.me.as_bytes()[..8].try_into().unwrap_or_default());
+        let mut by_rtt: Vec<(Duration, u64, AuthorKey, bool)> = Vec::new();
+        let mut fast = Vec::with_capacity(k + 1);
+        for (p, l) in core.links.iter().filter(|(_, l)| l.connected() && l.proven()) {
+            let theirs = u64::from_le_bytes(p.as_bytes()[..8].try_into().unwrap_or_default());
+            let tie = (mine ^ theirs).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            match l.rtt() {
+                Some(rtt) => by_rtt.push((rtt, tie, *p, l.probe.peer_fast())),
+                None => fast.push(*p),
+            }
+        }
+        by_rtt.sort_unstable();
+        let farthest = by_rtt.iter().rev().take(1);
+        let held = by_rtt.iter().filter(|(.., peer_fast)| *peer_fast);
+        let mut taken = 0;
+        for (_, _, p, _) in farthest.chain(held).chain(by_rtt.iter()) {
+            if taken == k {
+                break;
+            }
+            if !fast.contains(p) {
+                fast.push(*p);
+                taken += 1;
+            }
+        }
+        Some(fast)
+    }
+
+    fn tick_link(&mut self, peer: AuthorKey, now: Time, fast: bool) {
         let core = &mut self.core;
         let heartbeat = core.heartbeat();
         let cfg = &core.config;
-        // A stretched heartbeat stretches the silence that makes a link suspected with it.
-        let suspect_floor = cfg
-            .suspect_after
-            .max(heartbeat.mul_f64(cfg.suspect_after.div_duration_f64(cfg.heartbeat).max(1.0)));
+        let me_first = core.me < peer;
         let timeout = cfg.suspect_timeout;
         let ack_delay = cfg.ack_delay;
+        // How much longer the silence before suspicion is than the heartbeat, and the slow
+        // class's heartbeat than the fast one's.
+        let stretch = cfg.suspect_after.div_duration_f64(cfg.heartbeat).max(1.0);
+        let slow = cfg.slow_heartbeat.div_duration_f64(cfg.heartbeat).max(1.0);
+        let suspect_after = cfg.suspect_after;
         let Some(link) = core.links.get_mut(&peer) else { return };
         if !link.proven() && now.saturating_since(link.opened()) >= STRANGER_GRACE {
             core.reject("stranger_grace");
             self.overlay.drop_stranger(core, &self.membership.fisheye, peer);
             return;
         }
+        // Liveness class: a link that carries traffic needing delivery is fast (its
+        // acknowledgements are its heartbeat), for a slow beat after it last did.
+        let slow_beat = heartbeat.mul_f64(slow);
+        link.set_fast(fast || link.carrying(now, slow_beat * CARRYING_FAST), now);
+        let beat = if link.fast() { heartbeat } else { slow_beat };
+        // A longer heartbeat (stretched on a paced uplink, or slow) stretches the silence
+        // that makes a link suspected with it.
+        let suspect_floor = suspect_after.max(beat.mul_f64(stretch));
         let change = link.rcm_tick(now, suspect_floor, timeout);
+        if change == Some(LinkStatus::Suspected) {
+            self.alert_until = now + core.config.slow_heartbeat * ALERT_BEATS;
+        }
         if link.status() == LinkStatus::Disconnected && !link.transport_up() {
             // Nothing left to weather: forget the link; the overlay may dial the peer again.
             core.links.remove(&peer);
@@ -539,17 +611,26 @@ impl<R: Rng> Engine<R> {
         // its tick).
         let rto = crate::links::rto(link, cfg);
         core.stats.retransmits += link.retransmit_due(now, rto) as u64;
-        // Heartbeat (also the RTT probe). Idle connected links are probed every heartbeat; a
-        // silent link twice as often, so that its return is noticed quickly. On an idle
-        // connected link the end with the lower key pings, the other answers (and pings only
-        // if it has sent nothing for twice as long).
-        let interval = match link.status() {
-            LinkStatus::Connected if core.me < peer => heartbeat,
-            LinkStatus::Connected => heartbeat * 2,
-            _ => heartbeat / 2,
+        // Heartbeat (also the RTT probe). Any frame heard counts. On a connected link the end
+        // with the lower key pings once nothing was heard for a beat, again every half beat
+        // while the silence lasts; the other end waits half a beat and an RTT longer, so
+        // that the first one's pings keep it from pinging too. Each end still probes every
+        // four beats (RTT samples for its Vivaldi client on a busy link). A suspected or
+        // disconnected link is pinged whenever nothing was sent to it for half a heartbeat,
+        // so that its return is noticed quickly.
+        let since_ping = now.saturating_since(link.probe.last_ping());
+        let due_ping = match link.status() {
+            LinkStatus::Connected => {
+                let quiet =
+                    if me_first { beat } else { beat + beat / 2 + link.rtt().unwrap_or_default() };
+                (now.saturating_since(link.last_heard()) >= quiet && since_ping >= beat / 2)
+                    || since_ping >= beat * 4
+            }
+            _ => {
+                now.saturating_since(link.last_sent()) >= heartbeat / 2
+                    || since_ping >= heartbeat * 4
+            }
         };
-        let due_ping = now.saturating_since(link.last_sent()) >= interval
-            || now.saturating_since(link.probe.last_ping()) >= heartbeat * 4;
         let ack_due = link.ack_due(now, ACK_BATCH, ack_delay);
         let ihave = link.tree.take_announcements();
         let digest_due = link.sync.digest_due(now) && link.connected();

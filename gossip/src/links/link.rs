@@ -146,6 +146,15 @@ pub(crate) struct Link {
     on_medium: bool,
     last_heard: Time,
     last_sent: Time,
+    /// Liveness class: a *fast* link is suspected after the engine's `suspect_after` of
+    /// silence, a slow one after the slow class's longer floor (`crate::engine`, the tick);
+    /// and since when the link is fast (its silence counts from then, so a link turning fast
+    /// is not suspected for the quiet it was allowed while slow).
+    fast: bool,
+    fast_since: Time,
+    /// When a reliable postcard or post frame last left on the link (first sends and
+    /// retransmissions).
+    last_urgent: Option<Time>,
     /// Heartbeats and RTT (the ping/pong exchange).
     pub(crate) probe: Probe,
     /// Plumtree: the tree edges on this link, recent prunes, announcements waiting.
@@ -216,6 +225,9 @@ impl Link {
             on_medium: false,
             last_heard: now,
             last_sent: now,
+            fast: true,
+            fast_since: now,
+            last_urgent: None,
             probe: Probe::default(),
             tree: LinkTree::new(edges),
             sync: LinkSync::new(now),
@@ -338,6 +350,41 @@ impl Link {
         self.rtt().map_or(floor, |r| floor.max(r * 3))
     }
 
+    /// When something was last heard from the neighbour.
+    pub(crate) fn last_heard(&self) -> Time {
+        self.last_heard
+    }
+
+    /// Whether the link is in the fast liveness class.
+    pub(crate) fn fast(&self) -> bool {
+        self.fast
+    }
+
+    /// Puts the link in the fast or the slow liveness class at `now`.
+    pub(crate) fn set_fast(&mut self, fast: bool, now: Time) {
+        if fast && !self.fast {
+            self.fast_since = now;
+        }
+        self.fast = fast;
+    }
+
+    /// Silence that counts toward suspicion: since the last frame heard, and for a fast link
+    /// at most since it turned fast.
+    pub(crate) fn silence(&self, now: Time) -> Duration {
+        let from = if self.fast { self.last_heard.max(self.fast_since) } else { self.last_heard };
+        now.saturating_since(from)
+    }
+
+    /// Whether the link carries traffic that needs delivery: reliable frames have left and
+    /// wait for their acknowledgement (due soon, so the link's silence says more than an idle
+    /// one's), or a postcard or post frame left within `recently` (the machines route over
+    /// it, and a cut must be noticed before they hand it more; membership is no such hurry,
+    /// and a fleet's newspapers would otherwise keep every link fast).
+    pub(crate) fn carrying(&self, now: Time, recently: Duration) -> bool {
+        !self.by_seq.is_empty()
+            || self.last_urgent.is_some_and(|t| now.saturating_since(t) < recently)
+    }
+
     /// RCM on the tick: a connected link silent past [`Link::suspect_after`] turns
     /// suspected, a link suspected for `timeout` turns disconnected. Returns the new status if
     /// it changed.
@@ -347,7 +394,7 @@ impl Link {
         suspect_floor: Duration,
         timeout: Duration,
     ) -> Option<LinkStatus> {
-        let silent = now.saturating_since(self.last_heard);
+        let silent = self.silence(now);
         let next = match self.status {
             LinkStatus::Connected if silent >= self.suspect_after(suspect_floor) => {
                 LinkStatus::Suspected
@@ -822,6 +869,9 @@ impl Link {
                     continue; // acknowledged, superseded or cancelled while queued
                 };
                 u.sent_at = Some(now);
+                if matches!(class, Priority::Postcard | Priority::Post) {
+                    self.last_urgent = Some(now);
+                }
                 self.sent_floor = Some(self.sent_floor.map_or(now, |f| f.min(now)));
                 u.queued = false;
                 let seq = match u.seq {
@@ -924,6 +974,25 @@ mod tests {
         out.clear();
         l.drain(Time(1_700_001), &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    /// A slow link is suspected only past its longer floor; a link turning fast counts its
+    /// silence from then, not from the quiet it was allowed while slow.
+    #[test]
+    fn liveness_classes_set_the_silence_before_suspicion() {
+        let s = |x: u64| Time(x * 1_000_000);
+        let (fast, slow, timeout) =
+            (Duration::from_millis(2_500), Duration::from_millis(12_500), Duration::from_secs(60));
+        let mut l = Link::new(s(0), None, TreeEdges::all_eager());
+        l.set_fast(false, s(0));
+        assert_eq!(l.rcm_tick(s(10), slow, timeout), None, "slow: 10 s of quiet is allowed");
+        l.set_fast(true, s(10));
+        assert_eq!(l.rcm_tick(s(11), fast, timeout), None, "just turned fast");
+        assert_eq!(l.rcm_tick(s(13), fast, timeout), Some(LinkStatus::Suspected));
+        let mut l = Link::new(s(0), None, TreeEdges::all_eager());
+        l.set_fast(false, s(0));
+        assert_eq!(l.rcm_tick(s(13), slow, timeout), Some(LinkStatus::Suspected));
+        assert!(!l.carrying(s(13), Duration::from_secs(10)));
     }
 
     #[test]
@@ -1063,7 +1132,10 @@ mod tests {
     }
 
     fn ping() -> Bytes {
-        let kind = Some(vecino_proto::pb::frame::Kind::Ping(vecino_proto::pb::Ping { nonce: 9 }));
+        let kind = Some(vecino_proto::pb::frame::Kind::Ping(vecino_proto::pb::Ping {
+            nonce: 9,
+            slow: false,
+        }));
         let frame = vecino_proto::pb::Frame { link_seq: 0, link_floor: 0, kind };
         Bytes::from(vecino_proto::encode_frame(&frame))
     }

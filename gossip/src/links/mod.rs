@@ -404,7 +404,7 @@ mod tests {
     }
 
     fn ping() -> Kind {
-        Kind::Ping(pb::Ping { nonce: 1 })
+        Kind::Ping(pb::Ping { nonce: 1, slow: false })
     }
 
     /// The pump serves the most urgent class first and the links in turn within a class.

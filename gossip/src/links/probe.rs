@@ -47,6 +47,8 @@ pub(crate) struct Probe {
     /// The neighbour's fisheye scope as last carried by its pong (`None`: full membership, or
     /// not heard yet).
     peer_scope: Option<Scope>,
+    /// The neighbour holds the link to fast failure detection, as its last ping or pong said.
+    peer_fast: bool,
 }
 
 impl Default for Probe {
@@ -60,6 +62,7 @@ impl Default for Probe {
             told: None,
             peer_coordinate: None,
             peer_scope: None,
+            peer_fast: false,
         }
     }
 }
@@ -83,6 +86,17 @@ impl Probe {
     /// The neighbour's fisheye scope, as its pongs last told it.
     pub(crate) fn peer_scope(&self) -> Option<Scope> {
         self.peer_scope
+    }
+
+    /// Whether the neighbour holds the link to fast failure detection (its last ping or pong
+    /// said so).
+    pub(crate) fn peer_fast(&self) -> bool {
+        self.peer_fast
+    }
+
+    /// The neighbour's last ping or pong said whether it holds the link fast.
+    pub(crate) fn set_peer_fast(&mut self, fast: bool) {
+        self.peer_fast = fast;
     }
 
     /// A ping with `nonce` leaves at `now`.
@@ -140,7 +154,7 @@ mod tests {
     use super::*;
 
     fn pong(nonce: u64, coordinate: Option<pb::Coordinate>, radius: Option<u32>) -> pb::Pong {
-        pb::Pong { nonce, coordinate, fisheye_radius_us: radius }
+        pb::Pong { nonce, coordinate, fisheye_radius_us: radius, slow: false }
     }
 
     /// Only the pong of the outstanding ping gives a sample; the RTT is the median of the

@@ -754,6 +754,7 @@ mod tests {
             nonce: 7,
             coordinate: Some(crate::published::coord_to_pb(&at_ms(0.0, 0.1))),
             fisheye_radius_us: Some(10_000), // 10 ms
+            slow: false,
         };
         l.probe.on_pong(core.now, &pong);
         let f = Fisheye::new(true);

@@ -3,10 +3,14 @@
 //! author → newest event: merge = max seq), and this peer's own presence and status.
 //!
 //! - **Newspaper gating** (MVPS edge delta gating): a peer publishes a newspaper when its
-//!   coordinate moved more than `newspaper_move_ms` since the last one, at most every
+//!   coordinate moved more than `newspaper_move_ms` since the last one *relative to its
+//!   neighbours* ([`relative_move_ms`]: Vivaldi coordinates drift as a whole, and a gate on
+//!   absolute movement republished every peer about once a minute for nothing), at most every
 //!   [`Membership::newspaper_spacing`] (jittered × U[1, 1.5) so a fleet started together does
-//!   not publish in step), and otherwise every `newspaper_max_interval`. Liveness comes from
-//!   link heartbeats between neighbours, not from newspaper frequency.
+//!   not publish in step), and otherwise every `newspaper_max_interval`; and once, early, when
+//!   its coordinate first settles (the first newspaper carries the coordinate of a peer that
+//!   just joined, which says little). Liveness comes from link heartbeats between neighbours,
+//!   not from newspaper frequency.
 //! - **Fisheye** ([`fisheye`]): past `fisheye_members` members, a peer keeps the members near
 //!   it peer by peer and far ones coarsely.
 
@@ -55,6 +59,9 @@ pub(crate) struct Membership {
     pub(crate) fisheye: Fisheye,
     /// When this peer's last newspaper was published, and the coordinate it carried.
     last_paper: Option<(Time, Coordinate)>,
+    /// The neighbours' coordinates (as their pongs carried them) when the last newspaper
+    /// was published: how the fleet has drifted since (bounded by `Config::max_links`).
+    paper_neighbours: Vec<(AuthorKey, Coordinate)>,
     /// The next newspaper that reports a move waits [`Membership::newspaper_spacing`] × this,
     /// drawn from U[1, 1.5) at each newspaper, so that a fleet started together does not
     /// publish (and, with `Config::tree_refresh_every`, flood its trees) in step.
@@ -87,12 +94,42 @@ pub(crate) struct MemberEvent {
     pub(crate) unmute: bool,
 }
 
+/// How far (ms) a coordinate moved from `published` to `current` relative to the neighbours:
+/// its displacement (Euclidean part, plus the change of height) less the fleet's drift since,
+/// estimated as the component-wise median displacement of the neighbours' coordinates from
+/// `then` (their coordinates when `published` was) to now (`now_of`). Without a neighbour
+/// seen at both times, the absolute displacement.
+fn relative_move_ms(
+    published: &Coordinate,
+    current: &Coordinate,
+    then: &[(AuthorKey, Coordinate)],
+    now_of: impl Fn(&AuthorKey) -> Option<Coordinate>,
+) -> f64 {
+    let moves: Vec<_> = then.iter().filter_map(|(p, c0)| Some(now_of(p)?.vec - c0.vec)).collect();
+    let mut displacement = current.vec - published.vec;
+    if !moves.is_empty() {
+        let mut column = Vec::with_capacity(moves.len());
+        for (i, d) in displacement.iter_mut().enumerate() {
+            column.clear();
+            column.extend(moves.iter().map(|m| m[i]));
+            column.sort_unstable_by(f64::total_cmp);
+            *d -= column[column.len() / 2];
+        }
+    }
+    (displacement.norm() + (current.height - published.height).abs()) * 1e3
+}
+
 impl Membership {
     /// A peer's membership at start (fisheye from the start with
     /// `Config::fisheye_from_start`).
     pub(crate) fn new(config: &crate::Config) -> Self {
         let active = config.fisheye_from_start && config.fisheye_members > 0;
-        Self { fisheye: Fisheye::new(active), last_paper: None, paper_jitter: 1.0 }
+        Self {
+            fisheye: Fisheye::new(active),
+            last_paper: None,
+            paper_neighbours: Vec::new(),
+            paper_jitter: 1.0,
+        }
     }
 
     /// This peer's presence.
@@ -120,23 +157,27 @@ impl Membership {
             flags: 0,
         });
         self.last_paper = Some((core.now, coordinate));
+        self.paper_neighbours =
+            core.links.iter().filter_map(|(p, l)| Some((*p, l.probe.peer_coordinate()?))).collect();
         self.paper_jitter = core.rng.random_range(1.0..1.5);
         body
     }
 
-    /// This peer's status if the gate lets one out now: the coordinate moved, the longest
-    /// interval passed, or (fisheye) the coordinate just settled.
+    /// This peer's status if the gate lets one out now: the coordinate moved relative to the
+    /// neighbours, the longest interval passed, or the coordinate just settled.
     pub(crate) fn newspaper_due<R: Rng>(&mut self, core: &mut Core<R>) -> Option<Body> {
         let Some((at, published)) = self.last_paper else {
             return Some(self.newspaper(core));
         };
-        let moved_ms = published.raw_distance_secs(core.coords.app_coordinate()) * 1e3;
+        let current = core.coords.app_coordinate();
+        let now_of = |p: &AuthorKey| core.links.get(p).and_then(|l| l.probe.peer_coordinate());
+        let moved_ms = relative_move_ms(&published, current, &self.paper_neighbours, now_of);
         let age = core.now.saturating_since(at);
-        // A fisheye peer's first settled coordinate is news at once: until then, peers
-        // beyond its neighbours cannot place it (`fisheye`).
-        let settled_now = self.fisheye.active()
-            && published.error > SETTLED_ERROR
-            && core.coords.app_coordinate().error <= SETTLED_ERROR
+        // The first settled coordinate is news at once: until then, the published one is a
+        // joining peer's guess (peers beyond the neighbours of a fisheye peer cannot place
+        // it, and the radar draws the fleet in one clump).
+        let settled_now = published.error > SETTLED_ERROR
+            && current.error <= SETTLED_ERROR
             && age >= SETTLE_PAPER_MIN;
         let spacing = self.newspaper_spacing(&core.config).mul_f64(self.paper_jitter);
         let due = (moved_ms > core.config.newspaper_move_ms && age >= spacing)
@@ -254,6 +295,37 @@ mod tests {
         core.coords.set_coordinate(at_ms(50.0, 0.1)).expect("valid");
         core.advance(max);
         assert!(m.newspaper_due(&mut core).is_some(), "too old");
+    }
+
+    /// Movement is measured against the neighbours: a fleet drifting together has not
+    /// moved (the gate once measured absolute movement plus both heights, and republished
+    /// every peer about once a minute); one peer moving away has; without a neighbour seen
+    /// at both times, the absolute displacement counts.
+    #[test]
+    fn a_fleet_drifting_together_has_not_moved() {
+        let (published, drifted) = (at_ms(0.0, 0.1), at_ms(30.0, 0.1));
+        let then = vec![
+            (key(1), at_ms(10.0, 0.1)),
+            (key(2), at_ms(-10.0, 0.1)),
+            (key(3), at_ms(50.0, 0.1)),
+        ];
+        let with = |d: f64| move |p: &AuthorKey| then_of(p).map(|c| at_ms(c + d, 0.1));
+        fn then_of(p: &AuthorKey) -> Option<f64> {
+            [(key(1), 10.0), (key(2), -10.0), (key(3), 50.0)]
+                .into_iter()
+                .find(|(k, _)| k == p)
+                .map(|(_, x)| x)
+        }
+        let together = relative_move_ms(&published, &drifted, &then, with(30.0));
+        assert!(together < 1e-6, "moved {together} ms with the fleet");
+        let alone = relative_move_ms(&published, &drifted, &then, with(0.0));
+        assert!((alone - 30.0).abs() < 1e-6, "moved {alone} ms alone");
+        // One neighbour moving on its own does not move the median.
+        let one =
+            |p: &AuthorKey| then_of(p).map(|c| at_ms(if *p == key(3) { c + 80.0 } else { c }, 0.1));
+        assert!(relative_move_ms(&published, &published, &then, one) < 1e-6);
+        let unknown = relative_move_ms(&published, &drifted, &then, |_| None);
+        assert!((unknown - 30.0).abs() < 1e-6, "{unknown}");
     }
 
     /// A member's first presence is a join (and, for a fisheye peer, its slot is to be

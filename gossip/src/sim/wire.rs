@@ -244,7 +244,7 @@ mod tests {
         let prefixed = vec![prefixed(pb::Stream::Post), prefixed(pb::Stream::Newspaper)];
         let ihave = frame(pb::frame::Kind::Ihave(pb::IHave { heads, prefixed }));
         assert_eq!(announced_heads(&ihave), Some((2, 5)));
-        let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 1 }));
+        let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 1, slow: false }));
         assert_eq!(announced_heads(&ping), None);
         assert_eq!(for_each_event(&ihave, |_| panic!("not an events frame")), 0);
     }

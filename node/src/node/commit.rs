@@ -368,7 +368,7 @@ mod tests {
 
         batch.persist(op(1));
         assert!(batch.send(key(), ack()).is_none(), "it may acknowledge op 1");
-        let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 2 }));
+        let ping = frame(pb::frame::Kind::Ping(pb::Ping { nonce: 2, slow: false }));
         let pong = frame(pb::frame::Kind::Pong(pb::Pong { nonce: 2, ..Default::default() }));
         assert!(batch.send(key(), ping).is_some(), "a ping acknowledges nothing");
         assert!(batch.send(key(), pong).is_some(), "a pong acknowledges nothing");
