@@ -158,7 +158,9 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Publish a newspaper at least this often.
     pub newspaper_max_interval: Duration,
-    /// Publish a newspaper early when the coordinate moved more than this (ms)…
+    /// Publish a newspaper early when the coordinate moved, relative to the neighbours', more
+    /// than this (ms) and more than a tenth of the median RTT of this peer's links (a smaller
+    /// move is within the map's own error: a median 5–8 % on planetlab RTTs)…
     pub newspaper_move_ms: f64,
     /// …but not more often than this.
     pub newspaper_min_interval: Duration,

@@ -108,6 +108,29 @@ fn read_matrix(path: &Path) -> RttMatrix {
     RttMatrix::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The median relative error of the RTTs predicted between every two peers by their
+/// published coordinates as `p` holds them (its own current one for itself); peers are named
+/// `p{i}` and sit on `rows[i]` of the matrix.
+fn published_error(p: &Peer, matrix: &RttMatrix, rows: &[usize]) -> f64 {
+    let mut at: Vec<(usize, vecino_coords::Coordinate)> = Vec::new();
+    for m in p.get("/v1/members").as_array().unwrap() {
+        let i = m["name"].as_str().and_then(|n| n.strip_prefix('p')?.parse::<usize>().ok());
+        let c = vecino::node::coordinate_from_json(&m["coordinate"]);
+        if let (Some(i), Some(c)) = (i, c) {
+            at.push((i, c));
+        }
+    }
+    let mut errs = Vec::new();
+    for (a, (i, ci)) in at.iter().enumerate() {
+        for (j, cj) in &at[a + 1..] {
+            if let Some(actual) = matrix.measured(rows[*i], rows[*j]) {
+                errs.push((ci.distance_secs(cj) * 1e3 - actual).abs() / actual);
+            }
+        }
+    }
+    if errs.is_empty() { f64::NAN } else { median(errs) }
+}
+
 fn alive(p: &Peer) -> usize {
     p.get("/v1/members").as_array().unwrap().iter().filter(|m| m["status"] == "alive").count()
 }
@@ -153,6 +176,10 @@ fn mesh(args: &[String]) {
     }
     let last_started = Instant::now();
     wait_until("every peer lists all as alive", || peers.iter().all(|p| alive(p) == n));
+    // The map a new user sees: what the published coordinates (newspapers and hey-theres, as
+    // peer 0 holds them) predict, 30 s after the last start and again at the end.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(last_started.elapsed()));
+    let map_early = published_error(&peers[0], &matrix, &rows);
     let converged = last_started.elapsed();
     let linked: Vec<f64> =
         peers.iter().map(|p| p.get("/v1/status")["links"]["connected"].as_f64().unwrap()).collect();
@@ -250,6 +277,13 @@ fn mesh(args: &[String]) {
         median(medians.clone()),
         pct(&medians, 0.9),
         pct(&medians, 1.0)
+    );
+
+    let map_late = published_error(&peers[0], &matrix, &rows);
+    println!(
+        "published coordinates (peer 0's members): median relative error of the RTTs they \
+         predict {map_early:.3} at 30 s after the last start, {map_late:.3} at {:.0} s",
+        last_started.elapsed().as_secs_f64()
     );
 
     // kill -9 under load, restart, catch up.

@@ -3,8 +3,8 @@
 //! author → newest event: merge = max seq), and this peer's own presence and status.
 //!
 //! - **Newspaper gating** (MVPS edge delta gating): a peer publishes a newspaper when its
-//!   coordinate moved more than `newspaper_move_ms` since the last one *relative to its
-//!   neighbours* ([`relative_move_ms`]: Vivaldi coordinates drift as a whole, and a gate on
+//!   coordinate moved more than `newspaper_move_ms` (and a tenth of its links' median RTT)
+//!   since the last one *relative to its neighbours* ([`relative_move_ms`]: Vivaldi coordinates drift as a whole, and a gate on
 //!   absolute movement republished every peer about once a minute for nothing), at most every
 //!   [`Membership::newspaper_spacing`] (jittered × U[1, 1.5) so a fleet started together does
 //!   not publish in step), and otherwise every `newspaper_max_interval`; and once, early, when
@@ -33,7 +33,11 @@ use crate::time::Time;
 
 use self::fisheye::Fisheye;
 
-/// A fisheye peer publishes its first settled coordinate at most this soon after the last
+/// A move is news past this share of the median RTT of the peer's links (and past
+/// `Config::newspaper_move_ms`).
+const MOVE_SHARE: f64 = 0.1;
+
+/// A peer publishes its first settled coordinate at most this soon after the last
 /// newspaper.
 const SETTLE_PAPER_MIN: Duration = Duration::from_secs(5);
 
@@ -180,7 +184,11 @@ impl Membership {
             && current.error <= SETTLED_ERROR
             && age >= SETTLE_PAPER_MIN;
         let spacing = self.newspaper_spacing(&core.config).mul_f64(self.paper_jitter);
-        let due = (moved_ms > core.config.newspaper_move_ms && age >= spacing)
+        let mut rtts: Vec<Duration> = core.links.iter().filter_map(|(_, l)| l.rtt()).collect();
+        rtts.sort_unstable();
+        let typical_ms = rtts.get(rtts.len() / 2).map_or(0.0, |r| r.as_secs_f64() * 1e3);
+        let threshold = core.config.newspaper_move_ms.max(typical_ms * MOVE_SHARE);
+        let due = (moved_ms > threshold && age >= spacing)
             || age >= core.config.newspaper_max_interval
             || settled_now;
         due.then(|| self.newspaper(core))
