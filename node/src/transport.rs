@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
-    PeerId, StreamProtocol, Swarm, identify, identity::Keypair, mdns, noise, ping, tcp, yamux,
+    PeerId, StreamProtocol, Swarm, Transport, identify, identity::Keypair, mdns, noise, ping, tcp,
+    yamux,
 };
 use rand::{RngExt, SeedableRng};
 use tokio::sync::{Notify, mpsc};
@@ -48,6 +49,7 @@ use vecino_proto::{AuthorKey, Bytes};
 use crate::config::Config;
 use crate::peer;
 use crate::shim::Shim;
+use crate::wire;
 
 /// The vecino frame protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/vecino/frames/1");
@@ -132,14 +134,31 @@ pub fn build_swarm(keypair: Keypair, cfg: &Config) -> anyhow::Result<Swarm<Behav
     let mdns_on = cfg.mdns;
     let max_links = cfg.gossip.max_links;
     let (dns_cfg, dns_opts) = dns_config();
+    // TCP + noise + yamux and QUIC as `SwarmBuilder::with_tcp` and `with_quic_config` build
+    // them, with the counters of bytes on the wire inside ([`crate::wire`]).
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)?
-        .with_quic_config(|mut q| {
+        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            let noise = noise::Config::new(key)?;
+            Ok(tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .map(|stream, point| {
+                    let ipv6 = point
+                        .get_remote_address()
+                        .iter()
+                        .any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip6(_)));
+                    wire::CountedTcp::new(stream, ipv6)
+                })
+                .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+                .authenticate(noise)
+                .multiplex(yamux::Config::default()))
+        })?
+        .with_other_transport(|key| {
+            let mut q = libp2p::quic::Config::new(key);
             q.max_idle_timeout = idle_ms;
             q.keep_alive_interval = Duration::from_secs(5);
-            q
-        })
+            libp2p::quic::tokio::Transport::new(q)
+                .map(|(peer, conn), _| (peer, wire::CountedQuic::new(conn)))
+        })?
         .with_dns_config(dns_cfg, dns_opts)
         .with_behaviour(|key| {
             let identify = identify::Behaviour::new(
