@@ -26,6 +26,11 @@
 //!   connection), the TLS handshake, MTU probes, and the 28 B (IPv4) or 48 B (IPv6) of UDP and
 //!   IP header of every datagram. `figures mesh --nft` measures that gap on loopback.
 //!
+//! Checked against the kernel (nftables counters on `lo`, IP bytes by port) over the idle
+//! minute of a 20-peer `figures mesh`: the `tcp` series read 1.05 times what nftables counted,
+//! the `quic` series 0.17 times (QUIC's own bytes are five times its streams' when the
+//! streams carry small heartbeat frames).
+//!
 //! libp2p's own bandwidth accounting (`libp2p-metrics`, `SwarmBuilder::with_bandwidth_metrics`)
 //! is not used: it wraps the muxer's substreams, after noise and yamux have been taken off, so
 //! for TCP it counts what the `quic` series counts here for QUIC, and nothing below.
