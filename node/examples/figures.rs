@@ -243,15 +243,18 @@ fn mesh(args: &[String]) {
             kbps(col(1)) / n as f64,
             kbps(b.unattributed - a.unattributed),
         );
+        // Every TCP packet between peers leaves a listening port or reaches one from an
+        // ephemeral port, and every QUIC packet leaves a listening port: the totals of each.
+        let tcp_all = col(0) + (b.unattributed - a.unattributed);
         let ours = |f: fn(&Traffic) -> f64| traffic.iter().map(f).sum::<f64>();
         let ratio = |ours: f64, theirs: f64| if theirs > 0.0 { ours / theirs } else { f64::NAN };
         println!(
-            "node counters / nftables, in all: sent tcp {:.3}, quic {:.3}; received tcp {:.3}, \
-             quic {:.3}",
-            ratio(ours(|t| t.wire_sent[0]), col(0)),
+            "node counters / nftables, all peers' bytes: sent tcp {:.3}, quic {:.3}; received \
+             tcp {:.3}, quic {:.3}",
+            ratio(ours(|t| t.wire_sent[0]), tcp_all),
             ratio(ours(|t| t.wire_sent[1]), col(1)),
-            ratio(ours(|t| t.wire_received[0]), col(2)),
-            ratio(ours(|t| t.wire_received[1]), col(3)),
+            ratio(ours(|t| t.wire_received[0]), tcp_all),
+            ratio(ours(|t| t.wire_received[1]), col(1)),
         );
     }
     drop(nft);
