@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo build --release -p vecino --examples
-//! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args "FLAGS"]
+//! target/release/examples/figures mesh   [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args "FLAGS"] [--nft]
 //! target/release/examples/figures ingest [--events 200000]
 //! target/release/examples/figures flood  [--secs 60] [--bytes 49152] [--nul] [--baseline-secs 15]
 //! target/release/examples/figures eclipse [--keys 500] [--rate 100] [--hold-secs 20]
@@ -15,8 +15,11 @@
 //! default `testnet/data/planetlab490.txt`, run from the repository root; missing pairs are
 //! filled by the shim and left out of the coordinate error):
 //! membership convergence after the last start, one post per peer delivered to all, idle
-//! traffic and RSS per peer, each peer's coordinate error against the matrix after the settle
-//! time, then a `kill -9` of one peer under post load, its restart, and its catch-up.
+//! traffic (vecino frames, and bytes on the wire by the node's own counters: `node/src/wire.rs`
+//! says what they hold) and RSS per peer, each peer's coordinate error against the matrix after the settle
+//! time, then a `kill -9` of one peer under post load, its restart, and its catch-up. With
+//! `--nft` (root, nftables) the kernel counts every peer's bytes on loopback by port over the
+//! same idle window, to check the node's wire counters against (`support/nft.rs`).
 //!
 //! `ingest`: one peer and a load generator (a raw libp2p peer in this process) sending signed
 //! posts from 16 authors in frames of 64 on one acknowledged stream; the rate is events whose
@@ -53,6 +56,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/nft.rs"]
+mod nft;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -205,26 +210,81 @@ fn mesh(args: &[String]) {
     // trimmed its surplus links (a link is kept at least 60 s) and the coordinates have settled.
     let window = (settle / 3).clamp(30, 60);
     std::thread::sleep(Duration::from_secs(settle.saturating_sub(window)));
-    let bytes0: Vec<f64> =
-        peers.iter().map(|p| p.metric("vecino_transport_bytes_sent_total", "")).collect();
+    let nft = args.iter().any(|a| a == "--nft").then(|| {
+        let ports: Vec<nft::Ports> = peers
+            .iter()
+            .map(|p| nft::ports_of(&p.get("/v1/status")).expect("a peer's TCP and QUIC ports"))
+            .collect();
+        nft::Nft::install(&ports).unwrap_or_else(|e| panic!("--nft: {e}"))
+    });
+    let nft0 = nft.as_ref().map(|t| t.read().expect("nft counters"));
+    let traffic0: Vec<Traffic> = peers.iter().map(Traffic::of).collect();
     let kinds0: Vec<Vec<(String, f64)>> = peers.iter().map(queued_by_kind).collect();
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs(window));
     let dt = t0.elapsed().as_secs_f64();
-    let kbps: Vec<f64> = peers
-        .iter()
-        .zip(&bytes0)
-        .map(|(p, b0)| (p.metric("vecino_transport_bytes_sent_total", "") - b0) * 8.0 / dt / 1e3)
-        .collect();
+    let traffic: Vec<Traffic> =
+        peers.iter().zip(&traffic0).map(|(p, t0)| Traffic::of(p).minus(t0)).collect();
+    let nft1 = nft.as_ref().map(|t| t.read().expect("nft counters"));
+    let kbps = |bytes: f64| bytes * 8.0 / dt / 1e3;
+    let stats = |v: Vec<f64>| {
+        format!(
+            "mean {:.2}, median {:.2}, max {:.2}",
+            v.iter().sum::<f64>() / v.len() as f64,
+            median(v.clone()),
+            pct(&v, 1.0)
+        )
+    };
     let rss: Vec<f64> = peers.iter().map(|p| rss_kib(p.pid().unwrap()).0 as f64 / 1024.0).collect();
     println!(
-        "idle over {dt:.0} s: sent kbit/s per peer mean {:.2}, median {:.2}, max {:.2}; RSS MiB median {:.1}, max {:.1}",
-        kbps.iter().sum::<f64>() / kbps.len() as f64,
-        median(kbps.clone()),
-        pct(&kbps, 1.0),
+        "idle over {dt:.0} s: sent kbit/s per peer {}; RSS MiB median {:.1}, max {:.1}",
+        stats(traffic.iter().map(|t| kbps(t.frames)).collect()),
         median(rss.clone()),
         pct(&rss, 1.0)
     );
+    let mean_of = |f: fn(&Traffic) -> f64| kbps(traffic.iter().map(f).sum::<f64>()) / n as f64;
+    println!(
+        "idle on the wire (the node's counters: TCP at the socket with modelled headers, QUIC its \
+         streams only), kbit/s per peer: sent {}; received {}; sent by transport, mean: tcp {:.2}, \
+         quic {:.2}",
+        stats(traffic.iter().map(|t| kbps(t.wire_sent[0] + t.wire_sent[1])).collect()),
+        stats(traffic.iter().map(|t| kbps(t.wire_received[0] + t.wire_received[1])).collect()),
+        mean_of(|t| t.wire_sent[0]),
+        mean_of(|t| t.wire_sent[1]),
+    );
+    if let (Some(a), Some(b)) = (nft0, nft1) {
+        let d: Vec<[f64; 4]> = b
+            .peers
+            .iter()
+            .zip(&a.peers)
+            .map(|(b, a)| std::array::from_fn(|k| b[k] - a[k]))
+            .collect();
+        let col = |k: usize| d.iter().map(|x| x[k]).sum::<f64>();
+        println!(
+            "idle on the wire (nftables on lo, IP bytes by port), kbit/s per peer: sent {}; \
+             received {}; sent by transport, mean: tcp {:.2}, quic {:.2}; TCP from ephemeral \
+             ports (unattributed) {:.2} kbit/s in all",
+            stats(d.iter().map(|x| kbps(x[0] + x[1])).collect()),
+            stats(d.iter().map(|x| kbps(x[2] + x[3])).collect()),
+            kbps(col(0)) / n as f64,
+            kbps(col(1)) / n as f64,
+            kbps(b.unattributed - a.unattributed),
+        );
+        // Every TCP packet between peers leaves a listening port or reaches one from an
+        // ephemeral port, and every QUIC packet leaves a listening port: the totals of each.
+        let tcp_all = col(0) + (b.unattributed - a.unattributed);
+        let ours = |f: fn(&Traffic) -> f64| traffic.iter().map(f).sum::<f64>();
+        let ratio = |ours: f64, theirs: f64| if theirs > 0.0 { ours / theirs } else { f64::NAN };
+        println!(
+            "node counters / nftables, all peers' bytes: sent tcp {:.3}, quic {:.3}; received \
+             tcp {:.3}, quic {:.3}",
+            ratio(ours(|t| t.wire_sent[0]), tcp_all),
+            ratio(ours(|t| t.wire_sent[1]), col(1)),
+            ratio(ours(|t| t.wire_received[0]), tcp_all),
+            ratio(ours(|t| t.wire_received[1]), col(1)),
+        );
+    }
+    drop(nft);
 
     // Liveness classes (`fast_links`): how many links each peer holds fast, and its coordinate's
     // error estimate (every link is fast until it is at most 0.5).
@@ -460,8 +520,42 @@ fn main() {
         Some("reflect") => reflect(&args),
         Some("conns") => conns(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60] | conns [--n 2000] [--hold-secs 20]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] [--nft] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60] | conns [--n 2000] [--hold-secs 20]"
         ),
+    }
+}
+
+/// A peer's byte counters at one moment: frames sent (vecino frames and length prefixes), and
+/// bytes on the wire sent and received, [tcp, quic].
+#[derive(Debug, Clone, Copy)]
+struct Traffic {
+    frames: f64,
+    wire_sent: [f64; 2],
+    wire_received: [f64; 2],
+}
+
+impl Traffic {
+    fn of(p: &Peer) -> Traffic {
+        let text = p.client().get_text("/metrics").expect("metrics");
+        let m = |name: &str, labels: &str| common::metric_in(&text, name, labels);
+        let (sent, received) = (
+            "vecino_transport_wire_bytes_sent_total",
+            "vecino_transport_wire_bytes_received_total",
+        );
+        let (tcp, quic) = ("transport=\"tcp\"", "transport=\"quic\"");
+        Traffic {
+            frames: m("vecino_transport_bytes_sent_total", ""),
+            wire_sent: [m(sent, tcp), m(sent, quic)],
+            wire_received: [m(received, tcp), m(received, quic)],
+        }
+    }
+
+    fn minus(self, before: &Traffic) -> Traffic {
+        Traffic {
+            frames: self.frames - before.frames,
+            wire_sent: std::array::from_fn(|k| self.wire_sent[k] - before.wire_sent[k]),
+            wire_received: std::array::from_fn(|k| self.wire_received[k] - before.wire_received[k]),
+        }
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`api`], [`client`] | the HTTP API (axum, SSE, `/metrics`) and its CLI client |
 //! | [`radar`] | the radar page (embedded `radar-ui/www/`) and its snapshot route |
 //! | [`telemetry`] | tracing and Prometheus metrics |
+//! | `wire` | counters of bytes on the wire, by transport, under noise and in QUIC's streams |
 //! | [`cluster`], [`demo`] | real peers on this machine: `vecino demo` and the testnet's `local` |
 #![deny(missing_docs)]
 
@@ -33,3 +34,4 @@ pub mod store;
 pub mod systemd;
 pub mod telemetry;
 pub mod transport;
+mod wire;

@@ -77,6 +77,16 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "counter",
         "bytes written to peers (with length prefixes)",
     ),
+    (
+        "vecino_transport_wire_bytes_sent_total",
+        "counter",
+        "bytes sent on the wire, by transport: tcp at the socket plus modelled TCP/IP headers; quic the bytes of its streams only, a lower bound (no QUIC framing, acks, keep-alives or UDP/IP headers)",
+    ),
+    (
+        "vecino_transport_wire_bytes_received_total",
+        "counter",
+        "bytes received on the wire, by transport, counted as vecino_transport_wire_bytes_sent_total",
+    ),
     ("vecino_transport_frames_received_total", "counter", "frames read from peers"),
     ("vecino_transport_bytes_received_total", "counter", "bytes read from peers"),
     (
@@ -188,6 +198,12 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!("vecino_transport_addrs_refused_total", "reason" => why).increment(0);
     }
     metrics::counter!("vecino_api_rejected_total", "reason" => "unauthorized").increment(0);
+    for transport in WIRE_TRANSPORTS {
+        metrics::counter!("vecino_transport_wire_bytes_sent_total", "transport" => *transport)
+            .increment(0);
+        metrics::counter!("vecino_transport_wire_bytes_received_total", "transport" => *transport)
+            .increment(0);
+    }
     Ok(handle)
 }
 
@@ -201,7 +217,12 @@ const LABELLED: &[&str] = &[
     "vecino_links",
     "vecino_transport_rejected_total",
     "vecino_transport_dropped_total",
+    "vecino_transport_wire_bytes_sent_total",
+    "vecino_transport_wire_bytes_received_total",
 ];
+/// Transports of `vecino_transport_wire_bytes_{sent,received}_total` (what each counts:
+/// `node/src/wire.rs`).
+pub const WIRE_TRANSPORTS: &[&str] = &["tcp", "quic"];
 /// Reasons of `vecino_transport_rejected_total`.
 pub const TRANSPORT_REJECTED: &[&str] =
     &["oversized", "unknown_key_type", "connection_limit", "misbehaving"];

@@ -56,10 +56,25 @@ fn bad_frames_are_rejected_and_counted_while_honest_traffic_continues() {
                 swarm.select_next_some().await;
             }
         });
-        let mut s = tokio::time::timeout(common::TIMEOUT, control.open_stream(a_pid, PROTOCOL))
+        // An oversized frame: the node resets that stream. First, and counted before the next
+        // stream opens: the bad frames below may get the connection dropped for misbehaving,
+        // and an inbound stream arriving while the node has not yet taken the one before is
+        // dropped by libp2p-stream (its accept channel holds one).
+        let mut big = tokio::time::timeout(common::TIMEOUT, control.open_stream(a_pid, PROTOCOL))
             .await
             .expect("stream opened in time")
             .expect("stream");
+        let len = (vecino_proto::limits::MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
+        big.write_all(&len).await.unwrap();
+        let _ = big.write_all(&[0u8; 4096]).await;
+        let _ = big.flush().await;
+        tokio::task::block_in_place(|| {
+            wait_until("the oversized frame counted", || {
+                a.metric("vecino_transport_rejected_total", "reason=\"oversized\"") >= 1.0
+            });
+        });
+
+        let mut s = control.open_stream(a_pid, PROTOCOL).await.expect("second stream");
 
         // Garbage.
         write_frame(&mut s, b"\x0a\xff\xff\xff\xff\xff not a frame").await.unwrap();
@@ -82,13 +97,6 @@ fn bad_frames_are_rejected_and_counted_while_honest_traffic_continues() {
         write_frame(&mut s, &events_frame(vec![genuine.clone()], 0)).await.unwrap();
         write_frame(&mut s, &events_frame(vec![genuine], 0)).await.unwrap();
         s.flush().await.unwrap();
-
-        // An oversized frame on a second stream: the node resets that stream.
-        let mut big = control.open_stream(a_pid, PROTOCOL).await.expect("second stream");
-        let len = (vecino_proto::limits::MAX_FRAME_BYTES as u32 + 1).to_be_bytes();
-        big.write_all(&len).await.unwrap();
-        let _ = big.write_all(&[0u8; 4096]).await;
-        let _ = big.flush().await;
 
         let rejected = |reason: &str| a.metric("vecino_gossip_rejected_total", reason);
         tokio::task::block_in_place(|| {
