@@ -181,10 +181,6 @@ fn mesh(args: &[String]) {
     }
     let last_started = Instant::now();
     wait_until("every peer lists all as alive", || peers.iter().all(|p| alive(p) == n));
-    // The map a new user sees: what the published coordinates (newspapers and hey-theres, as
-    // peer 0 holds them) predict, 30 s after the last start and again at the end.
-    std::thread::sleep(Duration::from_secs(30).saturating_sub(last_started.elapsed()));
-    let map_early = published_error(&peers[0], &matrix, &rows);
     let converged = last_started.elapsed();
     let linked: Vec<f64> =
         peers.iter().map(|p| p.get("/v1/status")["links"]["connected"].as_f64().unwrap()).collect();
@@ -195,6 +191,10 @@ fn mesh(args: &[String]) {
         pct(&linked, 0.0),
         pct(&linked, 1.0)
     );
+    // The map a new user sees: what the published coordinates (newspapers and hey-theres, as
+    // peer 0 holds them) predict, 30 s after the last start and again at the end.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(last_started.elapsed()));
+    let map_early = published_error(&peers[0], &matrix, &rows);
 
     // One post per peer, delivered to all.
     let t = Instant::now();
