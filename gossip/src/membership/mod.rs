@@ -4,13 +4,14 @@
 //!
 //! - **Newspaper gating** (MVPS edge delta gating): a peer publishes a newspaper when its
 //!   coordinate moved more than `newspaper_move_ms` (and a tenth of its links' median RTT)
-//!   since the last one *relative to its neighbours* ([`relative_move_ms`]: Vivaldi coordinates drift as a whole, and a gate on
-//!   absolute movement republished every peer about once a minute for nothing), at most every
-//!   [`Membership::newspaper_spacing`] (jittered × U[1, 1.5) so a fleet started together does
-//!   not publish in step), and otherwise every `newspaper_max_interval`; and once, early, when
-//!   its coordinate first settles (the first newspaper carries the coordinate of a peer that
-//!   just joined, which says little). Liveness comes from link heartbeats between neighbours,
-//!   not from newspaper frequency.
+//!   since the last one *relative to its neighbours* ([`relative_move_ms`]: Vivaldi
+//!   coordinates drift as a whole, and a gate on absolute movement republished every peer
+//!   about once a minute for nothing), at most every [`Membership::newspaper_spacing`]
+//!   (jittered × U[1, 1.5) so a fleet started together does not publish in step; sooner when
+//!   the coordinate is twice as sure as the published one), and otherwise every
+//!   `newspaper_max_interval`; and once, early, when its coordinate first settles (the first
+//!   newspaper carries the coordinate of a peer that just joined, which says little).
+//!   Liveness comes from link heartbeats between neighbours, not from newspaper frequency.
 //! - **Fisheye** ([`fisheye`]): past `fisheye_members` members, a peer keeps the members near
 //!   it peer by peer and far ones coarsely.
 
@@ -32,6 +33,9 @@ use crate::store::Store;
 use crate::time::Time;
 
 use self::fisheye::Fisheye;
+
+/// A newspaper whose coordinate is twice as sure as the last one's waits at least this long.
+const SURER_PAPER_MIN: Duration = Duration::from_secs(10);
 
 /// A move is news past this share of the median RTT of the peer's links (and past
 /// `Config::newspaper_move_ms`).
@@ -188,7 +192,11 @@ impl Membership {
         rtts.sort_unstable();
         let typical_ms = rtts.get(rtts.len() / 2).map_or(0.0, |r| r.as_secs_f64() * 1e3);
         let threshold = core.config.newspaper_move_ms.max(typical_ms * MOVE_SHARE);
-        let due = (moved_ms > threshold && age >= spacing)
+        // A coordinate twice as sure as the published one is news sooner: a joining peer's
+        // first newspapers carry rough coordinates, and the map others draw of it stays
+        // rough for a minute otherwise (20 real peers: 0.23 median error 30 s in, 0.06 later).
+        let surer = current.error <= published.error / 2.0 && age >= SURER_PAPER_MIN;
+        let due = (moved_ms > threshold && (age >= spacing || surer))
             || age >= core.config.newspaper_max_interval
             || settled_now;
         due.then(|| self.newspaper(core))
