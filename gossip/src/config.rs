@@ -16,8 +16,8 @@ pub struct Config {
     /// Links per peer held to fast failure detection (suspected after `suspect_after` of
     /// silence): the farthest by RTT (the kind a partition cuts), then those the neighbours
     /// hold fast (pings and pongs say so, and one fast link serves both ends), then the
-    /// nearest. Also fast: every link that carried a reliable frame within two slow
-    /// heartbeats (its acknowledgements are its heartbeat), every link while this peer's
+    /// nearest. Also fast: every link with frames awaiting acknowledgement, or that carried
+    /// a postcard or post within two slow heartbeats (its acknowledgements are its heartbeat), every link while this peer's
     /// coordinate has not settled (its Vivaldi client wants the samples), and every link for
     /// two slow heartbeats after one was suspected (what cut it may be cutting the others).
     /// The others are *slow*: heartbeat `slow_heartbeat`, suspected after `suspect_after`

@@ -96,8 +96,8 @@ pub use self::core::EngineStats;
 const ACK_BATCH: u32 = 8;
 /// Seqs of one gap noted as missing at once (the rest follow as the gap closes).
 const MAX_GAP_NOTED: usize = 256;
-/// A link stays fast for this many slow heartbeats after a reliable frame last left on it
-/// (`Config::fast_links`).
+/// A link stays fast for this many slow heartbeats after a postcard or post frame last left
+/// on it (`Config::fast_links`).
 const CARRYING_FAST: u32 = 2;
 /// Every link is fast for this many slow heartbeats after one was suspected.
 const ALERT_BEATS: u32 = 2;
@@ -586,7 +586,7 @@ impl<R: Rng> Engine<R> {
             return;
         }
         // Liveness class: a link that carries traffic needing delivery is fast (its
-        // acknowledgements are its heartbeat), for a slow beat after it last did.
+        // acknowledgements are its heartbeat), for two slow beats after it last did.
         let slow_beat = heartbeat.mul_f64(slow);
         link.set_fast(fast || link.carrying(now, slow_beat * CARRYING_FAST), now);
         let beat = if link.fast() { heartbeat } else { slow_beat };
