@@ -806,6 +806,49 @@ mod tests {
         assert!(grafts(&core.sent()).is_empty());
     }
 
+    /// The graft timers are kept ordered by deadline beside the table (the tick looks at
+    /// the due ones only): through announcements by several links, grafts, a heal's regraft,
+    /// arrivals and refusals, the index always holds exactly the table's entries at their
+    /// deadlines, and each round grafts in name order what is due.
+    #[test]
+    fn the_deadline_index_follows_every_change_of_the_missing_table() {
+        let mut core = Core::for_test(1, Config::default());
+        let links = [key(1), key(3), key(4)];
+        for l in links {
+            core.link_to(l);
+        }
+        let author = key(2);
+        let fisheye = Fisheye::new(false);
+        let mut p = Plumtree::default();
+        for round in 0..40u64 {
+            let from = links[(round % 3) as usize];
+            for seq in 1..=(round % 7) + 1 {
+                p.note_missing(
+                    &mut core,
+                    &fisheye,
+                    (author, Stream::Post),
+                    seq * 3 + round,
+                    from,
+                    None,
+                );
+            }
+            if round % 5 == 0 {
+                p.regraft_from(&core, links[1]);
+            }
+            if round % 4 == 0 {
+                p.forget(&post(2, round + 3));
+            }
+            assert!(p.missing.index_matches(), "round {round}, after notes");
+            core.advance(Duration::from_millis(100));
+            p.graft_overdue(&mut core);
+            assert!(p.missing.index_matches(), "round {round}, after grafts");
+            for (_, seqs) in grafts(&core.sent()) {
+                assert!(seqs.windows(2).all(|w| w[0] < w[1]), "round {round}: {seqs:?}");
+            }
+        }
+        assert_ne!(p.missing.len(), 0);
+    }
+
     /// Plumtree's optimisation (§3.8): an event announced by a lazy link with a hop count at
     /// least `optimization_threshold` lower than the eager path that then pushed it swaps the
     /// two (GRAFT to the lazy link, PRUNE to the eager one); a smaller gain changes nothing.
