@@ -67,8 +67,7 @@ use crate::engine::core::Core;
 use crate::io::{LinkStatus, Priority};
 use crate::links::link::Link;
 use crate::medium::Medium;
-use crate::membership::fisheye::{Fisheye, Offer};
-use crate::published::published_coordinate;
+use crate::membership::fisheye::{Fisheye, Offer, placed};
 use crate::store::{EventKey, Named, StreamKey, event_key, named};
 use crate::streams::{self, Keep};
 use crate::time::Time;
@@ -252,7 +251,7 @@ impl Plumtree {
         let presence = streams::scoped(ev.stream());
         // A member's coordinate, looked up once for every neighbour asked about (log events
         // go to every neighbour).
-        let place = presence.then(|| published_coordinate(&core.store, ev.author())).flatten();
+        let place = presence.then(|| placed(&core.store, ev.author())).flatten();
         let refresh = refreshes_tree(core, fisheye, ev);
         let mut targets: Vec<(AuthorKey, bool)> = core
             .links
