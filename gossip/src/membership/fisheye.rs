@@ -168,9 +168,11 @@ pub(crate) struct Fisheye {
     turns: usize,
     /// With a radius, the next pull to one neighbour in turn is not before this.
     next_turn: Option<Time>,
-    /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
-    /// refused event mutes its slot on a link only if no member held shares it.
-    held_slots: Vec<u16>,
+    /// Members held per tree slot, slots holding none left out (empty until fisheye;
+    /// recounted at each scope update): a refused event mutes its slot on a link only if no
+    /// member held shares it. Bounded by the members held (and by `TREE_SLOTS`); a map, as
+    /// the array of every slot was 8 KiB per peer for the few hundred slots in use.
+    held_slots: BTreeMap<u16, u16>,
 }
 
 /// What a member's event is offered to a neighbour as (see [`Fisheye::wants_within`]).
@@ -265,16 +267,23 @@ impl Fisheye {
 
     /// Members held whose events follow `tree`.
     pub(crate) fn held_in_slot(&self, tree: u16) -> u16 {
-        self.held_slots.get(usize::from(tree)).copied().unwrap_or(0)
+        self.held_slots.get(&tree).copied().unwrap_or(0)
     }
 
-    /// One more (or fewer) member held on `tree`.
+    /// One more (or fewer) member held on `tree` (an author tree's slot; others are not
+    /// counted).
     fn hold_in_slot(&mut self, tree: u16, more: bool) {
-        if self.held_slots.is_empty() {
-            self.held_slots = vec![0; vecino_proto::limits::TREE_SLOTS];
+        if usize::from(tree) >= vecino_proto::limits::TREE_SLOTS {
+            return;
         }
-        if let Some(n) = self.held_slots.get_mut(usize::from(tree)) {
-            *n = if more { n.saturating_add(1) } else { n.saturating_sub(1) };
+        if more {
+            let n = self.held_slots.entry(tree).or_insert(0);
+            *n = n.saturating_add(1);
+        } else if let Some(n) = self.held_slots.get_mut(&tree) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held_slots.remove(&tree);
+            }
         }
     }
 
@@ -576,7 +585,7 @@ impl Fisheye {
             return Vec::new();
         }
         self.active = true;
-        self.held_slots.fill(0);
+        self.held_slots.clear();
         let per_author = core.config.per_author_trees;
         for (a, _) in &held {
             self.hold_in_slot(tree_of(a, per_author), true);
