@@ -197,7 +197,7 @@ mod tests {
         let mut x: u64 = 11;
         for i in 0..5_000u64 {
             x = crate::sim::mix(x);
-            if x % 3 == 0 {
+            if x.is_multiple_of(3) {
                 let want = reference.pop_first();
                 assert_eq!(q.pop().map(|(at, tie, _)| (at, tie)), want);
             } else {
