@@ -455,6 +455,24 @@ impl Store {
         self.latest.get(key)
     }
 
+    /// `author`'s hey-there and newspaper, in one look-up (they are next to each other in
+    /// the map): the scope check asks for both on every member event it sees.
+    pub(crate) fn presence(
+        &self,
+        author: AuthorKey,
+    ) -> (Option<&VerifiedEvent>, Option<&VerifiedEvent>) {
+        let (mut hey, mut paper) = (None, None);
+        for ((_, s), ev) in
+            self.latest.range((author, Stream::HeyThere)..=(author, Stream::Newspaper))
+        {
+            match s {
+                Stream::HeyThere => hey = Some(ev),
+                _ => paper = Some(ev),
+            }
+        }
+        (hey, paper)
+    }
+
     /// True when (author, stream, seq) is held or superseded: nothing to fetch.
     pub(crate) fn covers(&self, key: &StreamKey, seq: u64) -> bool {
         match streams::policy(key.1).map(|p| p.keep) {

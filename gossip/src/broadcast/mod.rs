@@ -67,8 +67,7 @@ use crate::engine::core::Core;
 use crate::io::{LinkStatus, Priority};
 use crate::links::link::Link;
 use crate::medium::Medium;
-use crate::membership::fisheye::{Fisheye, Offer};
-use crate::published::published_coordinate;
+use crate::membership::fisheye::{Fisheye, Offer, placed};
 use crate::store::{EventKey, Named, StreamKey, event_key, named};
 use crate::streams::{self, Keep};
 use crate::time::Time;
@@ -252,7 +251,7 @@ impl Plumtree {
         let presence = streams::scoped(ev.stream());
         // A member's coordinate, looked up once for every neighbour asked about (log events
         // go to every neighbour).
-        let place = presence.then(|| published_coordinate(&core.store, ev.author())).flatten();
+        let place = presence.then(|| placed(&core.store, ev.author())).flatten();
         let refresh = refreshes_tree(core, fisheye, ev);
         let mut targets: Vec<(AuthorKey, bool)> = core
             .links
@@ -804,6 +803,49 @@ mod tests {
         core.advance(Duration::from_secs(60));
         p.graft_overdue(&mut core);
         assert!(grafts(&core.sent()).is_empty());
+    }
+
+    /// The graft timers are kept ordered by deadline beside the table (the tick looks at
+    /// the due ones only): through announcements by several links, grafts, a heal's regraft,
+    /// arrivals and refusals, the index always holds exactly the table's entries at their
+    /// deadlines, and each round grafts in name order what is due.
+    #[test]
+    fn the_deadline_index_follows_every_change_of_the_missing_table() {
+        let mut core = Core::for_test(1, Config::default());
+        let links = [key(1), key(3), key(4)];
+        for l in links {
+            core.link_to(l);
+        }
+        let author = key(2);
+        let fisheye = Fisheye::new(false);
+        let mut p = Plumtree::default();
+        for round in 0..40u64 {
+            let from = links[(round % 3) as usize];
+            for seq in 1..=(round % 7) + 1 {
+                p.note_missing(
+                    &mut core,
+                    &fisheye,
+                    (author, Stream::Post),
+                    seq * 3 + round,
+                    from,
+                    None,
+                );
+            }
+            if round % 5 == 0 {
+                p.regraft_from(&core, links[1]);
+            }
+            if round % 4 == 0 {
+                p.forget(&post(2, round + 3));
+            }
+            assert!(p.missing.index_matches(), "round {round}, after notes");
+            core.advance(Duration::from_millis(100));
+            p.graft_overdue(&mut core);
+            assert!(p.missing.index_matches(), "round {round}, after grafts");
+            for (_, seqs) in grafts(&core.sent()) {
+                assert!(seqs.windows(2).all(|w| w[0] < w[1]), "round {round}: {seqs:?}");
+            }
+        }
+        assert_ne!(p.missing.len(), 0);
     }
 
     /// Plumtree's optimisation (§3.8): an event announced by a lazy link with a hop count at

@@ -71,7 +71,7 @@ use crate::config::Config;
 use crate::engine::core::Core;
 use crate::io::{Output, StoreOp};
 use crate::membership::scope::Scope;
-use crate::published::{carried, coordinate_field, published, published_coordinate, settled};
+use crate::published::{carried, coordinate_field, published, settled};
 use crate::store::{Store, StreamKey};
 use crate::streams;
 use crate::time::Time;
@@ -168,9 +168,11 @@ pub(crate) struct Fisheye {
     turns: usize,
     /// With a radius, the next pull to one neighbour in turn is not before this.
     next_turn: Option<Time>,
-    /// Members held per tree slot (empty until fisheye; recounted at each scope update): a
-    /// refused event mutes its slot on a link only if no member held shares it.
-    held_slots: Vec<u16>,
+    /// Members held per tree slot, slots holding none left out (empty until fisheye;
+    /// recounted at each scope update): a refused event mutes its slot on a link only if no
+    /// member held shares it. Bounded by the members held (and by `TREE_SLOTS`); a map, as
+    /// the array of every slot was 8 KiB per peer for the few hundred slots in use.
+    held_slots: BTreeMap<u16, u16>,
 }
 
 /// What a member's event is offered to a neighbour as (see [`Fisheye::wants_within`]).
@@ -205,7 +207,16 @@ pub(crate) fn is_landmark(config: &Config, author: &AuthorKey) -> bool {
 
 /// True when `store` holds `author`'s presence or status.
 pub(crate) fn holds(store: &Store, author: AuthorKey) -> bool {
-    PRESENCE.iter().any(|s| store.latest(&(author, *s)).is_some())
+    let (hey, paper) = store.presence(author);
+    hey.is_some() || paper.is_some()
+}
+
+/// The coordinate `author` last published, as
+/// [`published_coordinate`](crate::published::published_coordinate) reads it, from one
+/// look-up of the store instead of two (every member event and answer asks).
+pub(crate) fn placed(store: &Store, author: AuthorKey) -> Option<Coordinate> {
+    let (hey, paper) = store.presence(author);
+    published(paper.and_then(coordinate_field), hey.and_then(coordinate_field))
 }
 
 /// Whether `author` is always in scope: this peer, a neighbour, a landmark.
@@ -214,7 +225,7 @@ fn always_in_scope<R>(core: &Core<R>, author: &AuthorKey) -> bool {
 }
 
 /// Members held (presence or status), `me` excluded, each with the coordinate it last
-/// published (as [`published_coordinate`]), in one pass over the store: the latest-value
+/// published (as [`placed`]), in one pass over the store: the latest-value
 /// streams are ordered by author.
 fn held_members(store: &Store, me: AuthorKey) -> Vec<(AuthorKey, Option<Coordinate>)> {
     // An author, its newspaper's coordinate and its hey-there's.
@@ -256,16 +267,23 @@ impl Fisheye {
 
     /// Members held whose events follow `tree`.
     pub(crate) fn held_in_slot(&self, tree: u16) -> u16 {
-        self.held_slots.get(usize::from(tree)).copied().unwrap_or(0)
+        self.held_slots.get(&tree).copied().unwrap_or(0)
     }
 
-    /// One more (or fewer) member held on `tree`.
+    /// One more (or fewer) member held on `tree` (an author tree's slot; others are not
+    /// counted).
     fn hold_in_slot(&mut self, tree: u16, more: bool) {
-        if self.held_slots.is_empty() {
-            self.held_slots = vec![0; vecino_proto::limits::TREE_SLOTS];
+        if usize::from(tree) >= vecino_proto::limits::TREE_SLOTS {
+            return;
         }
-        if let Some(n) = self.held_slots.get_mut(usize::from(tree)) {
-            *n = if more { n.saturating_add(1) } else { n.saturating_sub(1) };
+        if more {
+            let n = self.held_slots.entry(tree).or_insert(0);
+            *n = n.saturating_add(1);
+        } else if let Some(n) = self.held_slots.get_mut(&tree) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held_slots.remove(&tree);
+            }
         }
     }
 
@@ -330,10 +348,13 @@ impl Fisheye {
             return true;
         }
         let author = ev.author();
-        let held = holds(&core.store, author);
+        let (hey, paper) = core.store.presence(author);
+        let held = hey.is_some() || paper.is_some();
         // The event's own coordinate if settled, else the one held (a hey-there is published
-        // once, at start, before the coordinate settles: the newspaper places its author).
-        let c = match (carried(ev), published_coordinate(&core.store, author)) {
+        // once, at start, before the coordinate settles: the newspaper places its author; as
+        // `published_coordinate`, from the one look-up).
+        let held_at = published(paper.and_then(coordinate_field), hey.and_then(coordinate_field));
+        let c = match (carried(ev), held_at) {
             (Some(c), _) if settled(&c) => Some(c),
             (_, Some(p)) if settled(&p) => Some(p),
             (c, p) => c.or(p),
@@ -420,7 +441,7 @@ impl Fisheye {
 
     /// Whether neighbour `peer` presumably keeps `author`'s latest-value events, offered as
     /// `offer`: pass them on only then (pushes, announcements, answers to pulls). `place` is
-    /// the author's published coordinate ([`published_coordinate`]), which a caller asking
+    /// the author's published coordinate ([`placed`]), which a caller asking
     /// about several neighbours looks up once. When the neighbour's scope is
     /// known (its pongs tell it), it gets what it would keep: a member within its radius r
     /// (within [`PUSH_SLACK`] × r for a push; within [`KEEP_SLACK`] × r, its hysteresis, only
@@ -466,9 +487,8 @@ impl Fisheye {
         if *author == peer || *author == core.me || landmark(author) {
             return true; // a neighbour's own events, and ours, go to the neighbour
         }
-        let theirs = link
-            .and_then(|l| l.probe.peer_coordinate())
-            .or_else(|| published_coordinate(&core.store, peer));
+        let theirs =
+            link.and_then(|l| l.probe.peer_coordinate()).or_else(|| placed(&core.store, peer));
         match (theirs, place) {
             (Some(t), Some(c)) if settled(&t) && settled(&c) => {
                 let slack = if offer == Offer::Push { SEND_SLACK } else { 1.0 };
@@ -495,12 +515,12 @@ impl Fisheye {
             .links
             .get(&peer)
             .and_then(|l| l.probe.peer_coordinate())
-            .or_else(|| published_coordinate(&core.store, peer))
+            .or_else(|| placed(&core.store, peer))
             .filter(settled)?;
         let mut d: Vec<f64> = listed
             .keys()
             .filter(|(a, s)| *s == Stream::Newspaper && *a != peer && !is_landmark(&core.config, a))
-            .filter_map(|(a, _)| published_coordinate(&core.store, *a))
+            .filter_map(|(a, _)| placed(&core.store, *a))
             .filter(settled)
             .map(|c| theirs.distance_secs(&c))
             .collect();
@@ -522,7 +542,7 @@ impl Fisheye {
         theirs: Option<f64>,
         listed: bool,
     ) -> bool {
-        let place = published_coordinate(&core.store, *author);
+        let place = placed(&core.store, *author);
         if !self.wants_within(core, peer, author, place, Offer::Answer { listed }) {
             return false;
         }
@@ -565,7 +585,7 @@ impl Fisheye {
             return Vec::new();
         }
         self.active = true;
-        self.held_slots.fill(0);
+        self.held_slots.clear();
         let per_author = core.config.per_author_trees;
         for (a, _) in &held {
             self.hold_in_slot(tree_of(a, per_author), true);
