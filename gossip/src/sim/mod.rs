@@ -30,6 +30,7 @@
 pub mod baselines;
 pub mod disseminators;
 pub mod latency;
+pub mod liveness;
 mod metrics;
 pub mod network;
 mod observe;
