@@ -40,6 +40,7 @@ pub mod report;
 mod runner;
 pub mod scenario;
 mod shards;
+pub mod swim;
 #[cfg(test)]
 mod tests;
 mod verify_cache;
