@@ -29,6 +29,7 @@
 
 pub mod baselines;
 pub mod disseminators;
+pub mod iroh;
 pub mod latency;
 pub mod liveness;
 mod metrics;
