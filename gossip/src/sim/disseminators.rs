@@ -1,8 +1,9 @@
 //! Disseminators: how the simulator builds one peer's state machine.
 //!
 //! A [`Disseminator`] is a name, a transport assumption and a factory from a [`NodeSpec`] to a
-//! `Box<dyn Peer>`. Three exist: `vecino` (the engine, built by [`vecino_factory`]) and
-//! the two baselines of [`crate::sim::baselines`], `fullmesh` and `push`.
+//! `Box<dyn Peer>`. They are `vecino` (the engine, built by [`vecino_factory`]) and
+//! the two baselines of [`crate::sim::baselines`], `fullmesh` and `push`; and two liveness
+//! baselines, `swim` ([`crate::sim::swim`]) and `iroh` ([`crate::sim::iroh`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -199,12 +200,14 @@ pub fn all() -> Vec<Disseminator> {
     vecino_factory().into_iter().chain([fullmesh(), push()]).collect()
 }
 
-/// The disseminator called `name`: `vecino`, `fullmesh`, `push`, or a postcard baseline
-/// (`direct`, `epidemic`, `spray`).
+/// The disseminator called `name`: `vecino`, `fullmesh`, `push`, a liveness baseline (`swim`,
+/// `iroh`), or a postcard baseline (`direct`, `epidemic`, `spray`).
 pub fn by_name(name: &str) -> Option<Disseminator> {
     match name {
         "fullmesh" => Some(fullmesh()),
         "push" => Some(push()),
+        "swim" => Some(crate::sim::swim::disseminator()),
+        "iroh" => Some(crate::sim::iroh::disseminator()),
         _ => {
             let router = router_of(name)?;
             let name =

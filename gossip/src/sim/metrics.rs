@@ -11,9 +11,10 @@ use vecino_proto::{Bytes, pb};
 
 use crate::io::{LinkStatus, Priority};
 use crate::sim::disseminators::PeerDirectory;
+use crate::sim::liveness::{self, CrashWatch};
 use crate::sim::postcards::{FAR_RTT_US, PostcardMetrics};
 use crate::sim::report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
-use crate::sim::scenario::{Fault, Scenario};
+use crate::sim::scenario::{Fault, FaultKind, Scenario};
 use crate::sim::wire::{announced_heads, for_each_event, frame_kind, kind_label};
 
 const NEVER: u32 = u32::MAX;
@@ -61,6 +62,12 @@ pub(crate) struct Metrics {
     sent: ClassBytes,
     author_egress: f64,
     membership_rx: u64,
+    /// `membership_rx` with the layers below each frame (`liveness::wire_overhead`).
+    membership_wire_rx: u64,
+    crash_watch: CrashWatch,
+    /// Membership and control bytes sent per timeline bucket, and with the layers below.
+    steady_sent: Vec<u64>,
+    steady_wire: Vec<u64>,
     /// The share of `membership_rx` that announced posts (IHAVE heads of log streams).
     post_announcements_rx: u64,
     pub(crate) drops: Drops,
@@ -131,6 +138,8 @@ impl SentFrame {
 #[derive(Debug, Clone)]
 pub(crate) struct ArrivedFrame {
     len: u64,
+    /// `len` and the layers below it on the wire (estimated).
+    wire: u64,
     class: Priority,
     /// The share of the frame's bytes that announces posts.
     post_announcements: u64,
@@ -155,7 +164,9 @@ impl ArrivedFrame {
                 posts.push((author, h.seq, h.envelope.len() as u32));
             }
         });
-        Self { len: frame.len() as u64, class, post_announcements, posts }
+        let len = frame.len() as u64;
+        let wire = len + liveness::wire_overhead(frame_kind(frame).0, len);
+        Self { len, wire, class, post_announcements, posts }
     }
 }
 
@@ -178,6 +189,10 @@ impl Metrics {
             sent: ClassBytes::default(),
             author_egress: 0.0,
             membership_rx: 0,
+            membership_wire_rx: 0,
+            crash_watch: CrashWatch::new(peers),
+            steady_sent: vec![0; buckets],
+            steady_wire: vec![0; buckets],
             post_announcements_rx: 0,
             drops: Drops::default(),
             bucket_us: bucket_us.max(1),
@@ -369,6 +384,10 @@ impl Metrics {
             Priority::Post => self.sent.post += len,
             Priority::Membership => self.sent.membership += len,
         }
+        if matches!(class, Priority::Membership | Priority::Control) {
+            self.steady_sent[b] += len;
+            self.steady_wire[b] += len + liveness::label_wire_overhead(label, len);
+        }
         if class == Priority::Post {
             self.timeline.post_bytes[b] += len;
             if own > 0 {
@@ -387,6 +406,7 @@ impl Metrics {
     pub(crate) fn arrived(&mut self, from: u32, to: u32, frame: &ArrivedFrame) {
         if matches!(frame.class, Priority::Membership | Priority::Control) {
             self.membership_rx += frame.len;
+            self.membership_wire_rx += frame.wire;
             self.post_announcements_rx += frame.post_announcements;
         }
         for &(author, seq, envelope) in &frame.posts {
@@ -415,6 +435,7 @@ impl Metrics {
             LinkStatus::Disconnected => self.transitions.disconnected += 1,
         }
         self.status.insert((node, peer), status);
+        self.crash_watch.link(t_us, node, peer, status);
         if status != LinkStatus::Connected {
             if let Some((f, start)) = self.pending_suspect.remove(&(node, peer)) {
                 let d = t_us.saturating_sub(start);
@@ -431,6 +452,9 @@ impl Metrics {
     /// Fault `f` starts: connected links it cuts wait to be reported suspected.
     pub(crate) fn fault_started(&mut self, t_us: u64, f: usize, fault: &Fault) {
         self.active_faults += 1;
+        if let FaultKind::Crash { peers } = &fault.kind {
+            self.crash_watch.crashed(t_us, f, peers, &self.status);
+        }
         if self.link_faults.len() <= f {
             self.link_faults.resize(f + 1, LinkFault::default());
         }
@@ -456,6 +480,9 @@ impl Metrics {
     /// connected.
     pub(crate) fn fault_ended(&mut self, t_us: u64, start_us: u64, f: usize, fault: &Fault) {
         self.active_faults = self.active_faults.saturating_sub(1);
+        if let FaultKind::Crash { peers } = &fault.kind {
+            self.crash_watch.restarted(f, peers);
+        }
         self.timeline.faults.push((start_us as f64 / 1e6, t_us as f64 / 1e6));
         let missing = self.pending_suspect.iter().filter(|(_, (g, _))| *g == f).count() as u32;
         self.pending_suspect.retain(|_, (g, _)| *g != f);
@@ -617,6 +644,17 @@ impl Metrics {
             bytes_sent_per_radio_per_post: per_radio,
             author_egress_bytes_per_post: self.author_egress / postsf,
             membership_rx_bps_per_peer: self.membership_rx as f64 * 8.0 / peers / secs,
+            membership_wire_rx_bps_per_peer: self.membership_wire_rx as f64 * 8.0 / peers / secs,
+            steady_membership: liveness::steady(
+                self.bucket_us,
+                &self.steady_sent,
+                &self.steady_wire,
+                scenario,
+            ),
+            crash_detection: {
+                let (fleet_wide, scope) = liveness::crash_scope(name);
+                self.crash_watch.report(fleet_wide, scope)
+            },
             post_announcements_rx_bps_per_peer: self.post_announcements_rx as f64 * 8.0
                 / peers
                 / secs,

@@ -29,7 +29,9 @@
 
 pub mod baselines;
 pub mod disseminators;
+pub mod iroh;
 pub mod latency;
+pub mod liveness;
 mod metrics;
 pub mod network;
 mod observe;
@@ -39,6 +41,7 @@ pub mod report;
 mod runner;
 pub mod scenario;
 mod shards;
+pub mod swim;
 #[cfg(test)]
 mod tests;
 mod verify_cache;

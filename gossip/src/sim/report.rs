@@ -64,6 +64,20 @@ pub struct Report {
     pub author_egress_bytes_per_post: f64,
     /// Membership and control bytes received per peer per second, in bits per second.
     pub membership_rx_bps_per_peer: f64,
+    /// `membership_rx_bps_per_peer` with what the layers below each frame add on the wire,
+    /// estimated (`sim::liveness::wire_overhead`: UDP/IPv4 under memberlist's datagrams and
+    /// iroh's QUIC packets, TCP/IPv4 under memberlist's push/pull, QUIC/UDP/IPv4 under
+    /// vecino's frames).
+    #[serde(default)]
+    pub membership_wire_rx_bps_per_peer: f64,
+    /// Membership and control traffic in the steady state: from 60 s to the first fault
+    /// (`sim::liveness::SteadyRate`), when that is at least 30 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady_membership: Option<crate::sim::liveness::SteadyRate>,
+    /// How soon crashes were known (scenarios that crash peers; see
+    /// `sim::liveness::CrashWatch` for who counts as knowing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_detection: Option<crate::sim::liveness::CrashDetection>,
     /// Of `membership_rx_bps_per_peer`, the announcements of posts (the share of IHAVE
     /// frames' bytes whose heads are of log streams): the lazy half of post dissemination,
     /// sent at the membership class so that it never overtakes the posts it announces.

@@ -132,7 +132,7 @@ pub(crate) fn frame_kind(frame: &[u8]) -> (u32, bool, u64) {
             link_seq = v;
             continue;
         }
-        if (2..=12).contains(&field) && wt == 2 {
+        if ((2..=12).contains(&field) || crate::sim::liveness::is_model_field(field)) && wt == 2 {
             let Some(len) = varint(frame, &mut at).and_then(|l| usize::try_from(l).ok()) else {
                 break;
             };
@@ -183,7 +183,7 @@ pub(crate) fn kind_label(field: u32, sync: bool, class: crate::io::Priority) -> 
         (11, ..) => "graft",
         (12, ..) => "prune",
         (14, ..) => "bye",
-        _ => "unknown",
+        _ => crate::sim::liveness::label(field).unwrap_or("unknown"),
     }
 }
 

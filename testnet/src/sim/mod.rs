@@ -53,9 +53,11 @@ pub(crate) struct SimArgs {
     /// frame point to point.
     #[arg(long, value_name = "BOOL")]
     broadcast: Option<bool>,
-    /// Disseminators to run, in order: vecino, fullmesh, push, and the postcard baselines
-    /// direct, epidemic, spray (the vecino engine with another postcard router). Default:
-    /// vecino,fullmesh,push, and the postcard baselines when the scenario sends postcards.
+    /// Disseminators to run, in order: vecino, fullmesh, push, the liveness baselines swim
+    /// (memberlist/Serf) and iroh (iroh-gossip's HyParView on QUIC), and the postcard
+    /// baselines direct, epidemic, spray (the vecino engine with another postcard router).
+    /// Default: vecino,fullmesh,push, and the postcard baselines when the scenario sends
+    /// postcards.
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// Change one of vecino's engine settings for this run (repeatable), e.g.
@@ -178,8 +180,8 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
             }
             (_, Some(dis)) => dis,
             (_, None) => bail!(
-                "unknown or unavailable disseminator {name:?} (vecino, fullmesh, push, direct, \
-                 epidemic, spray)"
+                "unknown or unavailable disseminator {name:?} (vecino, fullmesh, push, swim, iroh, \
+                 direct, epidemic, spray)"
             ),
         };
         reset_peak_rss();

@@ -105,6 +105,31 @@ fn postcard_rows(row: &mut AddRow<'_>) {
     });
 }
 
+/// The crash-detection rows (scenarios that crash peers).
+fn crash_rows(row: &mut AddRow<'_>) {
+    let cd = |r: &Report, f: &dyn Fn(&vecino_gossip::sim::liveness::CrashDetection) -> String| {
+        r.crash_detection.as_ref().map_or("-".into(), f)
+    };
+    row("crash known by (who, what)", &|r| cd(r, &|c| c.scope.clone()));
+    row("  by all of them p50/max (s)", &|r| {
+        cd(r, &|c| {
+            let never = c.known_by_all_s.iter().filter(|x| x.is_none()).count();
+            let mut s =
+                format!("{} / {}", opt(c.known_by_all_p50_s, 2), opt(c.known_by_all_max_s, 2));
+            if never > 0 {
+                let _ = write!(s, " ({never} of {} never)", c.crashes);
+            }
+            s
+        })
+    });
+    row("  each of them p50 (s), knew within 5 s", &|r| {
+        cd(r, &|c| {
+            let pct = 100.0 * c.within_5s as f64 / c.observers.max(1) as f64;
+            format!("{}, {} of {} ({pct:.0} %)", opt(c.observer_p50_s, 2), c.within_5s, c.observers)
+        })
+    });
+}
+
 /// Renders the table.
 pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -210,6 +235,18 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     row("  of which post announcements", &|r| {
         format!("{:.2} kbit/s", r.post_announcements_rx_bps_per_peer / 1e3)
     });
+    row("  rx/peer on the wire (est.: + headers below frames)", &|r| {
+        format!("{:.2} kbit/s", r.membership_wire_rx_bps_per_peer / 1e3)
+    });
+    if let Some(s) = reports.iter().find_map(|r| r.steady_membership.as_ref()) {
+        let label = format!("  sent/peer {:.0}-{:.0} s (steady), on the wire", s.from_s, s.to_s);
+        row(&label, &|r| {
+            r.steady_membership.as_ref().map_or("-".into(), |s| {
+                let (a, b) = (s.sent_bps_per_peer / 1e3, s.wire_bps_per_peer / 1e3);
+                format!("{a:.2}, {b:.2} kbit/s")
+            })
+        });
+    }
     if sc.flat_flood.is_some() {
         row("flat flood rx/peer (computed)", &|r| {
             opt(r.flat_flood_rx_bps_per_peer_computed.map(|b| b / 1e3), 1) + " kbit/s"
@@ -239,6 +276,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         });
         row("suspect delay min/med/max", &|r| series(&r.suspect_delay_s));
         row("reconnect delay min/med/max", &|r| series(&r.reconnect_delay_s));
+        if reports.iter().any(|r| r.crash_detection.is_some()) {
+            crash_rows(&mut row);
+        }
     }
     row("links: conn/susp/disc", &|r| {
         let t = r.link_transitions;
