@@ -505,7 +505,10 @@ mod tests {
         assert_eq!(v["api"], "127.0.0.1:7300");
         assert_eq!(v["data_dir"], "/var/lib/vecino");
         assert_eq!(v["members"], json!({"alive": 1, "left": 0}));
-        assert_eq!(v["links"], json!({"connected": 0, "suspected": 0, "disconnected": 0}));
+        assert_eq!(
+            v["links"],
+            json!({"connected": 0, "suspected": 0, "disconnected": 0, "fast": 0})
+        );
         assert_eq!(v["transport_connections"], 0);
         assert_eq!(v["emulate_links"], false);
         assert!(coordinate_from_json(&v["coordinate"]).is_some(), "{v}");
