@@ -144,27 +144,13 @@ pub(crate) fn frame(kind: Kind, payload: &[u8], size: usize) -> Bytes {
 /// The kind and body (payload and padding) of a model frame; `None` for any other frame.
 pub(crate) fn parse(frame: &[u8]) -> Option<(Kind, &[u8])> {
     let mut at = 0;
-    let tag = get_varint(frame, &mut at)?;
+    let tag = crate::sim::wire::varint(frame, &mut at)?;
     if tag & 7 != 2 {
         return None;
     }
     let kind = Kind::of(u32::try_from(tag >> 3).ok()?)?;
-    let len = usize::try_from(get_varint(frame, &mut at)?).ok()?;
+    let len = usize::try_from(crate::sim::wire::varint(frame, &mut at)?).ok()?;
     Some((kind, frame.get(at..at.checked_add(len)?)?))
-}
-
-/// Reads a varint at `*at`.
-pub(crate) fn get_varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// Writes a varint (for the models' payloads).

@@ -71,8 +71,9 @@ pub(crate) fn events_frame(envelope: Bytes) -> Bytes {
     Bytes::from(frame.encode_to_vec())
 }
 
-/// Reads one protobuf varint at `*at`, advancing it; `None` if truncated.
-fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
+/// Reads one protobuf varint at `*at`, advancing it; `None` if truncated (the liveness
+/// models read their payloads with it too).
+pub(crate) fn varint(b: &[u8], at: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*at)?;

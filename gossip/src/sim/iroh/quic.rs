@@ -254,7 +254,7 @@ impl Reader<'_> {
         Some(v)
     }
     pub(super) fn var(&mut self) -> Option<u64> {
-        liveness::get_varint(self.b, &mut self.at)
+        crate::sim::wire::varint(self.b, &mut self.at)
     }
     pub(super) fn u32(&mut self) -> Option<u32> {
         u32::try_from(self.var()?).ok()

@@ -162,7 +162,7 @@ impl Part {
     pub(super) fn decode(b: &[u8], at: &mut usize) -> Option<Part> {
         let t = *b.get(*at)?;
         *at += 1;
-        let mut v = || liveness::get_varint(b, at).and_then(|x| u32::try_from(x).ok());
+        let mut v = || crate::sim::wire::varint(b, at).and_then(|x| u32::try_from(x).ok());
         Some(match t {
             0 => Part::Ping { seq: v()? },
             1 | 2 => Part::Ack { seq: v()?, payload: t == 1 },

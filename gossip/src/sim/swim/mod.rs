@@ -364,13 +364,13 @@ impl Swim {
             Kind::SwimPushPull => {
                 let Some(&flags) = body.first() else { return };
                 at = 1;
-                let Some(n) = liveness::get_varint(body, &mut at) else { return };
+                let Some(n) = crate::sim::wire::varint(body, &mut at) else { return };
                 let mut remote = Vec::with_capacity(n.min(1 << 20) as usize);
                 for _ in 0..n {
                     let (Some(i), Some(inc), Some(s)) = (
-                        liveness::get_varint(body, &mut at),
-                        liveness::get_varint(body, &mut at),
-                        liveness::get_varint(body, &mut at),
+                        crate::sim::wire::varint(body, &mut at),
+                        crate::sim::wire::varint(body, &mut at),
+                        crate::sim::wire::varint(body, &mut at),
                     ) else {
                         return;
                     };
@@ -390,18 +390,18 @@ impl Swim {
                 self.merge(now, &remote);
             }
             Kind::SwimTcpPing => {
-                if let Some(seq) = liveness::get_varint(body, &mut at) {
+                if let Some(seq) = crate::sim::wire::varint(body, &mut at) {
                     self.send_tcp(from, Kind::SwimTcpAck, seq as u32);
                 }
             }
             Kind::SwimTcpAck => {
-                let seq = liveness::get_varint(body, &mut at).unwrap_or_default() as u32;
+                let seq = crate::sim::wire::varint(body, &mut at).unwrap_or_default() as u32;
                 if let Some(p) = self.probe.as_mut().filter(|p| p.seq == seq && now <= p.deadline) {
                     p.tcp_ok = true;
                 }
             }
             _ => {
-                let Some(n) = liveness::get_varint(body, &mut at) else { return };
+                let Some(n) = crate::sim::wire::varint(body, &mut at) else { return };
                 for _ in 0..n.min(256) {
                     let Some(part) = Part::decode(body, &mut at) else { return };
                     self.part(now, from, part);
