@@ -158,6 +158,15 @@ pub struct Config {
     pub sync_interval: Duration,
     /// Publish a newspaper at least this often.
     pub newspaper_max_interval: Duration,
+    /// Publish opinions about the neighbours (`crate::opinions`): online, restarts, start,
+    /// uptime, RTT. False: none are published (others' are still kept and weighed).
+    pub opinions: bool,
+    /// Publish an opinion at least this often (sooner when a neighbour turns up or down).
+    pub opinion_max_interval: Duration,
+    /// Report peers' status changes (online, unreachable, offline) to the application
+    /// (`AppEvent::Status`): the consensus is computed once a second when something changed.
+    /// The simulator samples statuses itself and turns this off.
+    pub status_events: bool,
     /// Publish a newspaper early when the coordinate moved, relative to the neighbours', more
     /// than this (ms) and more than a tenth of the median RTT of this peer's links (a smaller
     /// move is within the map's own error: a median 5–8 % on planetlab RTTs)…
@@ -288,6 +297,9 @@ impl Default for Config {
             max_link_buffer_bytes: 8 << 20,
             sync_interval: Duration::from_secs(10),
             newspaper_max_interval: Duration::from_secs(600),
+            opinions: true,
+            opinion_max_interval: Duration::from_secs(900),
+            status_events: true,
             newspaper_move_ms: 5.0,
             newspaper_min_interval: Duration::from_secs(60),
             max_members: 20_000,

@@ -266,6 +266,13 @@ pub enum AppEvent {
         /// What changed.
         change: MemberChange,
     },
+    /// This peer's belief about a peer's liveness changed (`Config::status_events`).
+    Status {
+        /// The peer.
+        peer: AuthorKey,
+        /// Its new status.
+        status: crate::PeerStatus,
+    },
     /// A new measured round-trip time to a neighbour.
     Rtt {
         /// The neighbour.

@@ -18,6 +18,7 @@ pub mod io;
 mod links;
 mod medium;
 mod membership;
+mod opinions;
 mod overlay;
 mod persist;
 mod postcards;
@@ -34,6 +35,9 @@ pub use config::{Config, PostcardRouter};
 pub use engine::inspect::LinkView;
 pub use engine::{Engine, EngineStats};
 pub use membership::Member;
+pub use opinions::{Clout, ObserverClaim, PeerOpinion, PeerStatus};
+#[cfg(feature = "sim")]
+pub use opinions::Lie;
 pub use persist::{MemoryStore, Persist};
 
 pub use io::{

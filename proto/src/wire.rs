@@ -158,6 +158,7 @@ pub(crate) static OPINION_ENTRY: Schema = Schema {
         f(4, "OpinionEntry.uptime_s", Kind::Varint),
         f(5, "OpinionEntry.link_quality_permille", Kind::Varint),
         f(6, "OpinionEntry.rtt_us", Kind::Varint),
+        f(7, "OpinionEntry.started_ms", Kind::Varint),
     ],
 };
 

@@ -70,6 +70,7 @@ fn body() -> impl Strategy<Value = Body> {
                         uptime_s: restarts / 2,
                         link_quality_permille: q,
                         rtt_us,
+                        started_ms: u64::from(rtt_us) * 1_000,
                     })
                     .collect(),
             })

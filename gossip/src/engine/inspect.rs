@@ -11,6 +11,7 @@ use vecino_proto::pb::Stream;
 use crate::broadcast::tree::travel_tree;
 use crate::io::LinkStatus;
 use crate::membership::{Member, Membership};
+use crate::opinions::{PeerOpinion, PeerStatus};
 use crate::time::Time;
 
 use super::Engine;
@@ -112,6 +113,27 @@ impl<R: Rng> Engine<R> {
     /// the coordinate each published, and whether they said chau since.
     pub fn members(&self) -> Vec<Member> {
         Membership::members(&self.core)
+    }
+
+    /// What this peer believes about `peer` (every peer it holds claims about when `None`):
+    /// status, the clout-weighted consensus per field, and each observer's claim and clout
+    /// (`crate::opinions`).
+    pub fn opinions(&self, peer: Option<&AuthorKey>) -> Vec<PeerOpinion> {
+        self.opinions.opinions(&self.core, peer)
+    }
+
+    /// The status this peer gives every peer it holds claims about (cheaper than
+    /// [`Engine::opinions`]).
+    pub fn statuses(&self) -> Vec<(AuthorKey, PeerStatus)> {
+        self.opinions.statuses(&self.core).into_iter().collect()
+    }
+
+    /// The simulator's liar fault: from now on this peer publishes `lie` instead of what it
+    /// observes (`None`: the truth again). Its next opinion goes out at its next maintenance.
+    #[cfg(feature = "sim")]
+    pub fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {
+        self.opinions.lie = lie;
+        self.opinions.republish();
     }
 
     /// The overlay as this peer knows it from the link state it holds (its own links

@@ -79,6 +79,7 @@ use crate::io::{
 };
 use crate::medium::Medium;
 use crate::membership::Membership;
+use crate::opinions::Opinions;
 use crate::overlay::{Overlay, STRANGER_GRACE};
 use crate::postcards::{Postcards, Way};
 use crate::published::{SETTLED_ERROR, published_coordinate};
@@ -117,6 +118,7 @@ pub struct Engine<R> {
     sync: AntiEntropy,
     routing: Routing,
     postcards: Postcards,
+    opinions: Opinions,
     /// When the overlay and the newspaper are next looked after.
     next_maintenance: Time,
     /// When posts past the retention are next looked for.
@@ -178,6 +180,7 @@ impl<R: Rng> Engine<R> {
             sync: AntiEntropy,
             routing: Routing::default(),
             postcards,
+            opinions: Opinions::default(),
             next_maintenance: now,
             next_expiry: now + EXPIRY_EVERY,
             alert_until: now,
@@ -280,6 +283,16 @@ impl<R: Rng> Engine<R> {
                         deliver_posts(core, key, range);
                     }
                     core.forget_evicted();
+                }
+                if policy.keep == Keep::Latest {
+                    // Presence, link state and opinions move statuses; an opinion saying a
+                    // neighbour is down has it checked at once.
+                    self.opinions.touch();
+                    if ev.stream() == vecino_proto::pb::Stream::Opinion {
+                        for peer in self.opinions.on_opinion(&mut self.core, ev) {
+                            self.ping(peer);
+                        }
+                    }
                 }
             }
             Insert::Duplicate => {
@@ -476,6 +489,16 @@ impl<R: Rng> Engine<R> {
                 && let Some(links) = self.routing.link_state_due(&self.core)
             {
                 let _ = self.publish(links);
+            }
+            if !self.overlay.leaving()
+                && self.core.config.opinions
+                && let Some(opinion) = self.opinions.opinion_due(&self.core)
+            {
+                let _ = self.publish(opinion);
+            }
+            let report = self.core.config.status_events;
+            for (peer, status) in self.opinions.maintain(&self.core, report) {
+                self.core.emit(Output::Deliver(AppEvent::Status { peer, status }));
             }
         }
         self.postcards.tick(&mut self.core, &self.routing);

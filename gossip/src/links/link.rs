@@ -32,6 +32,9 @@ use crate::links::pacer::Pacer;
 use crate::links::probe::Probe;
 use crate::store::{EventKey, StreamKey};
 use crate::sync::slot::LinkSync;
+
+/// The least a check waits for an answer ([`Link::check`]): a tick and a queued pong.
+const CHECK_MIN: Duration = Duration::from_millis(500);
 use crate::time::Time;
 
 /// Selective acknowledgements remembered above the cumulative point.
@@ -155,6 +158,11 @@ pub(crate) struct Link {
     /// When a reliable postcard or post frame last left on the link (first sends and
     /// retransmissions).
     last_urgent: Option<Time>,
+    /// Another observer said the neighbour is down (`crate::opinions`): since then it was
+    /// pinged, and unless something is heard within [`Link::check_wait`] the link turns
+    /// suspected, whatever its liveness class allowed (one observer that notices a crash
+    /// tells the others, which confirm it in a round trip instead of a slow beat).
+    checking: Option<Time>,
     /// Heartbeats and RTT (the ping/pong exchange).
     pub(crate) probe: Probe,
     /// Plumtree: the tree edges on this link, recent prunes, announcements waiting.
@@ -228,6 +236,7 @@ impl Link {
             fast: true,
             fast_since: now,
             last_urgent: None,
+            checking: None,
             probe: Probe::default(),
             tree: LinkTree::new(edges),
             sync: LinkSync::new(now),
@@ -385,9 +394,25 @@ impl Link {
             || self.last_urgent.is_some_and(|t| now.saturating_since(t) < recently)
     }
 
-    /// RCM on the tick: a connected link silent past [`Link::suspect_after`] turns
-    /// suspected, a link suspected for `timeout` turns disconnected. Returns the new status if
-    /// it changed.
+    /// Starts checking a connected link at `now` (see [`Link::checking`]): true if it was
+    /// not being checked already (the caller pings it then).
+    pub(crate) fn check(&mut self, now: Time) -> bool {
+        if self.status != LinkStatus::Connected || self.checking.is_some() {
+            return false;
+        }
+        self.checking = Some(now);
+        true
+    }
+
+    /// How long a check waits for the neighbour to answer: three RTTs, at least
+    /// [`CHECK_MIN`].
+    fn check_wait(&self) -> Duration {
+        self.rtt().map_or(CHECK_MIN * 2, |r| (r * 3).max(CHECK_MIN))
+    }
+
+    /// RCM on the tick: a connected link silent past [`Link::suspect_after`] (or unanswered
+    /// past a check) turns suspected, a link suspected for `timeout` turns disconnected.
+    /// Returns the new status if it changed.
     pub(crate) fn rcm_tick(
         &mut self,
         now: Time,
@@ -395,8 +420,16 @@ impl Link {
         timeout: Duration,
     ) -> Option<LinkStatus> {
         let silent = self.silence(now);
+        let unanswered = match self.checking {
+            Some(at) if self.last_heard > at || self.status != LinkStatus::Connected => {
+                self.checking = None;
+                false
+            }
+            Some(at) => now.saturating_since(at) >= self.check_wait(),
+            None => false,
+        };
         let next = match self.status {
-            LinkStatus::Connected if silent >= self.suspect_after(suspect_floor) => {
+            LinkStatus::Connected if silent >= self.suspect_after(suspect_floor) || unanswered => {
                 LinkStatus::Suspected
             }
             LinkStatus::Suspected if now.saturating_since(self.status_since) >= timeout => {

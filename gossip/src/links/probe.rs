@@ -73,6 +73,11 @@ impl Probe {
         self.rtt_median
     }
 
+    /// How many RTT samples the median is over (at most 5).
+    pub(crate) fn samples(&self) -> usize {
+        self.rtts.len()
+    }
+
     /// When the last ping left (`Time(0)` before the first).
     pub(crate) fn last_ping(&self) -> Time {
         self.last_ping

@@ -1,0 +1,660 @@
+//! Opinions and clout: what this peer observes of its neighbours, what the fleet believes
+//! about every peer, and how much this peer trusts each observer for it.
+//!
+//! - **Observations.** A peer publishes a signed, latest-value `Opinion` about the peers it
+//!   observes directly (its links): online (the link connected), restarts it saw, the
+//!   subject's start and uptime, link quality, RTT. A link that went away stays in it, down,
+//!   for [`DOWN_KEPT_FOR`] (at most [`MAX_DOWN_KEPT`] of them). Gated like newspapers: at once
+//!   (past [`FLIP_SPACING`]) when a subject turns up or down, [`SET_SETTLE`] after the set of
+//!   subjects changed, and otherwise every `Config::opinion_max_interval`.
+//! - **A claim checked at once.** When another observer says a neighbour of this peer is
+//!   down while the link to it is connected, the link is pinged and suspected unless it
+//!   answers within three RTTs ([`crate::links::link::Link::check`]): one observer that
+//!   notices a crash tells the others, and they confirm it in a round trip, not a slow beat.
+//! - **Clout**: this peer's own weighting of each observer, reputation × proximity.
+//!   Reputation = tenure × agreement: tenure grows over [`TENURE_FULL`] of knowing the
+//!   observer (a fresh identity starts at [`TENURE_FLOOR`]); agreement starts at
+//!   [`AGREEMENT_START`], grows slowly ([`AGREEMENT_GAIN`] per review, every [`REVIEW`]) while
+//!   the observer's claims agree with the consensus, and halves at each review where a claim
+//!   it kept for a whole review contradicts it (slow to earn, quick to lose). Proximity is
+//!   [`PROXIMITY_BONUS`] when this peer's own measured RTT to the observer (median of ≥ 3
+//!   probes) is under [`NEAR`]: never a claimed coordinate.
+//! - **Consensus** ([`consensus`]): per subject, at read time, from the latest-value map.
+//!   Statuses: online, unreachable, offline.
+
+pub(crate) mod consensus;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use vecino_proto::pb::{self, Stream, event::Body};
+use vecino_proto::{AuthorKey, Bytes, VerifiedEvent};
+
+use crate::engine::core::Core;
+use crate::membership::has_left;
+use crate::routing::{Reach, reach};
+use crate::time::Time;
+
+use self::consensus::{Claim, Tally, tally};
+
+/// A subject that turned up or down is published at most this often.
+const FLIP_SPACING: Duration = Duration::from_secs(1);
+/// A changed set of subjects (links made or forgotten) is published once it held this long.
+const SET_SETTLE: Duration = Duration::from_secs(10);
+/// A subject's link went away: it stays in the opinion, down, this long…
+const DOWN_KEPT_FOR: Duration = Duration::from_secs(3_600);
+/// …and at most this many such subjects (the oldest go first).
+const MAX_DOWN_KEPT: usize = 32;
+/// How often reputations are reviewed against the consensus.
+const REVIEW: Duration = Duration::from_secs(10);
+/// Tenure reaches 1 after knowing an observer this long.
+const TENURE_FULL: Duration = Duration::from_secs(3_600);
+/// A fresh identity's tenure.
+const TENURE_FLOOR: f64 = 0.02;
+/// A new observer's agreement.
+const AGREEMENT_START: f64 = 0.5;
+/// Share of the way to 1 agreement gains at a review where nothing contradicted.
+const AGREEMENT_GAIN: f64 = 0.02;
+/// Agreement never falls below this (a reformed observer can earn it back).
+const AGREEMENT_FLOOR: f64 = 0.01;
+/// Proximity bonus for an observer measured near.
+const PROXIMITY_BONUS: f64 = 1.3;
+/// Near: measured RTT under this.
+const NEAR: Duration = Duration::from_millis(50);
+/// RTT samples needed before proximity counts.
+const NEAR_SAMPLES: usize = 3;
+
+/// What this peer believes about a peer's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerStatus {
+    /// Alive, and reachable from here.
+    Online,
+    /// Alive by the others' word, but cut off from this side (or this side from it).
+    Unreachable,
+    /// Crashed or left: the observers agree (or it said chau).
+    Offline,
+}
+
+impl PeerStatus {
+    /// Lowercase name, as the API and the metrics say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerStatus::Online => "online",
+            PeerStatus::Unreachable => "unreachable",
+            PeerStatus::Offline => "offline",
+        }
+    }
+}
+
+/// How much this peer trusts one observer, with its parts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clout {
+    /// tenure × agreement × proximity.
+    pub value: f64,
+    /// How long this peer has known the observer, 0..=1.
+    pub tenure: f64,
+    /// How well its claims agreed with the consensus, 0..=1.
+    pub agreement: f64,
+    /// [`PROXIMITY_BONUS`] when measured near, else 1.
+    pub proximity: f64,
+}
+
+/// One observer's claim about a peer, as this peer weighs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObserverClaim {
+    /// The observer (this peer itself for its own live observation).
+    pub observer: AuthorKey,
+    /// It says the peer is online.
+    pub online: bool,
+    /// A claim "down" that counts (made after the peer's own last word).
+    pub stands: bool,
+    /// Restarts it saw.
+    pub restarts: u32,
+    /// The peer's run started then (ms since the epoch), 0 if unknown.
+    pub started_ms: u64,
+    /// Uptime (s) as of now, projected from when the claim was made.
+    pub uptime_s: Option<u64>,
+    /// The RTT it measured.
+    pub rtt: Option<Duration>,
+    /// When the claim was made (ms since the epoch).
+    pub at_ms: u64,
+    /// Its clout here.
+    pub clout: Clout,
+}
+
+/// What this peer believes about one peer: the consensus per field, and who says what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerOpinion {
+    /// The peer.
+    pub peer: AuthorKey,
+    /// Online, unreachable or offline.
+    pub status: PeerStatus,
+    /// A path of links both ends list leads to it from here.
+    pub reachable: bool,
+    /// It said chau.
+    pub left: bool,
+    /// Clout saying online, and saying offline (the claims that stand).
+    pub weight_online: f64,
+    /// See `weight_online`.
+    pub weight_offline: f64,
+    /// Clout-weighted median of the restarts claimed.
+    pub restarts: Option<u32>,
+    /// Clout-weighted median of its start (ms since the epoch).
+    pub started_ms: Option<u64>,
+    /// Clout-weighted median of its uptime (s).
+    pub uptime_s: Option<u64>,
+    /// Clout-weighted median of the RTTs its observers measured.
+    pub rtt: Option<Duration>,
+    /// The claims, by observer key.
+    pub claims: Vec<ObserverClaim>,
+}
+
+/// What a lying observer claims instead of what it sees (the simulator's liar fault): about
+/// every subject it observes, or about every member it holds (`about_all`).
+#[cfg(feature = "sim")]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lie {
+    /// Claim every subject down.
+    pub offline: bool,
+    /// Added to the restarts seen.
+    pub restarts_add: u32,
+    /// Added to the subject's start (ms; +3 600 000 claims it started an hour later).
+    pub start_shift_ms: i64,
+    /// The uptime claimed is this times the true one.
+    pub uptime_factor: f64,
+    /// Claim about every member held, not only the neighbours.
+    pub about_all: bool,
+}
+
+/// This peer's own observation of one subject.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Observed {
+    online: bool,
+    /// When `online` last changed.
+    since: Time,
+    /// The subject's start as its presence says (0: unknown).
+    started_ms: u64,
+    /// Starts seen to change while observed.
+    restarts: u32,
+    rtt_us: u32,
+    quality: u32,
+}
+
+/// This peer's standing of one observer.
+#[derive(Debug, Clone, PartialEq)]
+struct Standing {
+    /// When this peer first held an opinion of it.
+    known_since: Time,
+    agreement: f64,
+    /// Subjects its claims contradicted at the last review (by prefix; a claim contradicting
+    /// at two reviews in a row costs it): bounded by the entries of one opinion.
+    contradicted: Vec<u64>,
+}
+
+/// The opinions machine.
+#[derive(Debug, Default)]
+pub(crate) struct Opinions {
+    /// Own observations: the links, and links gone within [`DOWN_KEPT_FOR`] (bounded by
+    /// `Config::max_links` + [`MAX_DOWN_KEPT`]).
+    observed: BTreeMap<AuthorKey, Observed>,
+    /// The last opinion published: when, and its subjects with their online flags, starts
+    /// and restarts.
+    published: Option<(Time, Vec<(AuthorKey, bool, u64, u32)>)>,
+    /// The set of subjects last seen, and since when it has not changed.
+    set: (Vec<AuthorKey>, Time),
+    /// Standing of every observer whose opinion is held (bounded by the store's members:
+    /// pruned at each review to the observers held).
+    standing: BTreeMap<AuthorKey, Standing>,
+    next_review: Option<Time>,
+    /// The statuses last reported to the application (bounded by the members held).
+    reported: BTreeMap<AuthorKey, PeerStatus>,
+    /// Something that can change a status happened since the last report.
+    dirty: bool,
+    /// The simulator's liar fault: what this peer claims instead.
+    #[cfg(feature = "sim")]
+    pub(crate) lie: Option<Lie>,
+}
+
+/// The link quality of a status, permille.
+fn quality(l: &crate::links::link::Link) -> u32 {
+    match l.status() {
+        crate::io::LinkStatus::Connected => 1_000,
+        crate::io::LinkStatus::Suspected => 500,
+        crate::io::LinkStatus::Disconnected => 0,
+    }
+}
+
+/// The start a peer's presence announces (ms), 0 if none held.
+fn started_of<R>(core: &Core<R>, peer: AuthorKey) -> u64 {
+    match core.store.latest(&(peer, Stream::HeyThere)).map(VerifiedEvent::body) {
+        Some(Body::HeyThere(h)) => h.started_ms,
+        _ => 0,
+    }
+}
+
+/// When a peer last spoke for itself (ms): the newest of its presence, status and opinion.
+fn spoke_ms<R>(core: &Core<R>, peer: AuthorKey) -> u64 {
+    [Stream::HeyThere, Stream::Newspaper, Stream::Opinion, Stream::LinkState]
+        .iter()
+        .filter_map(|s| core.store.latest(&(peer, *s)))
+        .map(|e| e.hlc().ms)
+        .max()
+        .unwrap_or(0)
+}
+
+impl Opinions {
+    /// Notes that a status may have changed (an opinion, link state or presence arrived, a
+    /// link changed).
+    pub(crate) fn touch(&mut self) {
+        self.dirty = true;
+    }
+
+    /// Publishes at the next maintenance, whatever the gate says.
+    #[cfg(feature = "sim")]
+    pub(crate) fn republish(&mut self) {
+        self.published = None;
+        self.set.1 = Time(0);
+    }
+
+    /// Brings the own observations up to date with the links; true if a subject turned up
+    /// or down.
+    fn observe<R>(&mut self, core: &Core<R>) -> bool {
+        let now = core.now;
+        let mut flipped = false;
+        for (peer, link) in core.links.iter().filter(|(_, l)| l.proven()) {
+            let started_ms = started_of(core, *peer);
+            let online = link.connected();
+            let rtt_us =
+                link.rtt().map_or(0, |r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX));
+            let o = self.observed.entry(*peer).or_insert(Observed {
+                online,
+                since: now,
+                started_ms,
+                restarts: 0,
+                rtt_us,
+                quality: quality(link),
+            });
+            if o.online != online {
+                o.online = online;
+                o.since = now;
+                flipped = true;
+            }
+            if started_ms > o.started_ms {
+                if o.started_ms != 0 {
+                    o.restarts = o.restarts.saturating_add(1);
+                }
+                o.started_ms = started_ms;
+            }
+            if rtt_us > 0 {
+                o.rtt_us = rtt_us;
+            }
+            o.quality = quality(link);
+        }
+        // Links forgotten: down, kept a while.
+        for (peer, o) in self.observed.iter_mut() {
+            if !core.links.contains(peer) {
+                o.quality = 0;
+                if o.online {
+                    o.online = false;
+                    o.since = now;
+                    flipped = true;
+                }
+            }
+        }
+        let mut gone: Vec<(Time, AuthorKey)> = self
+            .observed
+            .iter()
+            .filter(|(p, o)| !o.online && !core.links.contains(p))
+            .map(|(p, o)| (o.since, *p))
+            .collect();
+        gone.sort_unstable();
+        let excess = gone.len().saturating_sub(MAX_DOWN_KEPT);
+        for (i, (since, p)) in gone.into_iter().enumerate() {
+            if i < excess || now.saturating_since(since) >= DOWN_KEPT_FOR {
+                self.observed.remove(&p);
+            }
+        }
+        if flipped {
+            self.dirty = true;
+        }
+        flipped
+    }
+
+    /// This peer's opinion if one is due now (see the module docs).
+    pub(crate) fn opinion_due<R>(&mut self, core: &Core<R>) -> Option<Body> {
+        self.observe(core);
+        let now = core.now;
+        let subjects: Vec<AuthorKey> = self.observed.keys().copied().collect();
+        if subjects != self.set.0 {
+            self.set = (subjects, now);
+        }
+        let due = match &self.published {
+            None => !self.observed.is_empty() && now.saturating_since(self.set.1) >= SET_SETTLE,
+            Some((at, old)) => {
+                let age = now.saturating_since(*at);
+                // A subject held in both that turned up or down; anything else that changed
+                // (subjects made or forgotten, a start or restart seen).
+                let mut flip = false;
+                let mut other = old.len() != self.observed.len();
+                for (p, on, started, restarts) in old {
+                    match self.observed.get(p) {
+                        Some(o) => {
+                            flip |= o.online != *on;
+                            other |= o.started_ms != *started || o.restarts != *restarts;
+                        }
+                        None => other = true,
+                    }
+                }
+                (flip && age >= FLIP_SPACING)
+                    || (other && now.saturating_since(self.set.1) >= SET_SETTLE && age >= SET_SETTLE)
+                    || age >= core.config.opinion_max_interval
+            }
+        };
+        if !due {
+            return None;
+        }
+        let now_ms = now.as_millis();
+        let entries = self
+            .observed
+            .iter()
+            .map(|(p, o)| pb::OpinionEntry {
+                subject: Bytes::copy_from_slice(p.as_bytes()),
+                online: o.online,
+                restarts: o.restarts,
+                uptime_s: if o.online && o.started_ms > 0 {
+                    u32::try_from(now_ms.saturating_sub(o.started_ms) / 1_000).unwrap_or(u32::MAX)
+                } else {
+                    0
+                },
+                link_quality_permille: o.quality,
+                rtt_us: o.rtt_us,
+                started_ms: o.started_ms,
+            })
+            .collect();
+        let flags =
+            self.observed.iter().map(|(p, o)| (*p, o.online, o.started_ms, o.restarts)).collect();
+        self.published = Some((now, flags));
+        #[cfg(feature = "sim")]
+        let entries = match self.lie {
+            Some(lie) => self.lies(core, lie, entries),
+            None => entries,
+        };
+        Some(Body::Opinion(pb::Opinion { entries }))
+    }
+
+    /// `entries` as a liar publishes them (see [`Lie`]).
+    #[cfg(feature = "sim")]
+    fn lies<R>(&self, core: &Core<R>, lie: Lie, mut entries: Vec<pb::OpinionEntry>) -> Vec<pb::OpinionEntry> {
+        if lie.about_all {
+            let held: std::collections::BTreeSet<Bytes> =
+                entries.iter().map(|e| e.subject.clone()).collect();
+            let now_ms = core.now.as_millis();
+            for m in crate::membership::Membership::members(core) {
+                let subject = Bytes::copy_from_slice(m.peer.as_bytes());
+                if held.contains(&subject) || entries.len() >= vecino_proto::limits::MAX_OPINION_ENTRIES {
+                    continue;
+                }
+                let started_ms = m.hey_there.as_ref().map_or(0, |h| h.started_ms);
+                entries.push(pb::OpinionEntry {
+                    subject,
+                    online: true,
+                    restarts: 0,
+                    uptime_s: u32::try_from(now_ms.saturating_sub(started_ms) / 1_000).unwrap_or(0),
+                    link_quality_permille: 1_000,
+                    rtt_us: 0,
+                    started_ms,
+                });
+            }
+            entries.sort_by(|a, b| a.subject.cmp(&b.subject));
+        }
+        for e in &mut entries {
+            if lie.offline {
+                e.online = false;
+            }
+            e.restarts = e.restarts.saturating_add(lie.restarts_add);
+            if e.started_ms > 0 {
+                e.started_ms = e.started_ms.saturating_add_signed(lie.start_shift_ms);
+            }
+            e.uptime_s = (f64::from(e.uptime_s) * lie.uptime_factor) as u32;
+        }
+        entries
+    }
+
+    /// Another peer's opinion arrived: the neighbours it says are down while their links
+    /// here are connected, to be checked (pinged, and suspected unless they answer).
+    pub(crate) fn on_opinion<R>(&mut self, core: &mut Core<R>, ev: &VerifiedEvent) -> Vec<AuthorKey> {
+        self.dirty = true;
+        let Body::Opinion(op) = ev.body() else { return Vec::new() };
+        if ev.author() == core.me {
+            return Vec::new();
+        }
+        let now = core.now;
+        let mut check = Vec::new();
+        for e in op.entries.iter().filter(|e| !e.online) {
+            let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
+            if let Some(l) = core.links.get_mut(&subject)
+                && l.check(now)
+            {
+                check.push(subject);
+            }
+        }
+        check
+    }
+
+    /// The clout of `observer` in this peer's eyes (this peer's own: 1).
+    fn clout<R>(&self, core: &Core<R>, observer: &AuthorKey) -> Clout {
+        if *observer == core.me {
+            return Clout { value: 1.0, tenure: 1.0, agreement: 1.0, proximity: 1.0 };
+        }
+        let (tenure, agreement) = match self.standing.get(observer) {
+            Some(s) => {
+                let known = core.now.saturating_since(s.known_since);
+                (known.div_duration_f64(TENURE_FULL).clamp(TENURE_FLOOR, 1.0), s.agreement)
+            }
+            None => (TENURE_FLOOR, AGREEMENT_START),
+        };
+        let near = core.links.get(observer).is_some_and(|l| {
+            l.probe.samples() >= NEAR_SAMPLES && l.rtt().is_some_and(|r| r < NEAR)
+        });
+        let proximity = if near { PROXIMITY_BONUS } else { 1.0 };
+        Clout { value: tenure * agreement * proximity, tenure, agreement, proximity }
+    }
+
+    /// Every claim held, by subject: the observers' latest opinions (this peer's own live
+    /// observation in place of its published one).
+    fn claims<R>(&self, core: &Core<R>) -> BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>> {
+        let now_ms = core.now.as_millis();
+        let mut by_subject: BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>> = BTreeMap::new();
+        let mut clouts: BTreeMap<AuthorKey, Clout> = BTreeMap::new();
+        for ev in core.store.latest_events() {
+            let observer = ev.author();
+            let Body::Opinion(op) = ev.body() else { continue };
+            if observer == core.me {
+                continue;
+            }
+            let clout = *clouts.entry(observer).or_insert_with(|| self.clout(core, &observer));
+            let at_ms = ev.hlc().ms;
+            for e in &op.entries {
+                let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
+                if subject == observer {
+                    continue; // nobody observes itself
+                }
+                let aged = now_ms.saturating_sub(at_ms) / 1_000;
+                let claim = Claim {
+                    weight: clout.value,
+                    online: e.online,
+                    restarts: e.restarts,
+                    started_ms: e.started_ms,
+                    uptime_s: e.online.then(|| u64::from(e.uptime_s) + aged),
+                    rtt_us: e.rtt_us,
+                    at_ms,
+                    order: observer.prefix(),
+                };
+                by_subject.entry(subject).or_default().push((observer, claim));
+            }
+        }
+        for (subject, o) in &self.observed {
+            let claim = Claim {
+                weight: 1.0,
+                online: o.online,
+                restarts: o.restarts,
+                started_ms: o.started_ms,
+                uptime_s: (o.online && o.started_ms > 0)
+                    .then(|| now_ms.saturating_sub(o.started_ms) / 1_000),
+                rtt_us: o.rtt_us,
+                at_ms: o.since.as_millis(),
+                order: core.me.prefix(),
+            };
+            by_subject.entry(*subject).or_default().push((core.me, claim));
+        }
+        by_subject
+    }
+
+    /// The status of a subject from its tally.
+    fn status<R>(core: &Core<R>, reach: &Reach, subject: &AuthorKey, t: &Tally) -> PeerStatus {
+        if has_left(&core.store, *subject) || t.down_wins() {
+            return PeerStatus::Offline;
+        }
+        let node = subject.prefix();
+        let linked = core.links.get(subject).is_some_and(|l| l.connected());
+        let reachable = linked || reach.reached.contains(&node);
+        if reachable || (!reach.named.contains(&node) && t.up > t.down) {
+            PeerStatus::Online
+        } else {
+            PeerStatus::Unreachable
+        }
+    }
+
+    /// What this peer believes about `only` (every peer it holds claims about, or that it
+    /// knows as a member, when `None`).
+    pub(crate) fn opinions<R>(&self, core: &Core<R>, only: Option<&AuthorKey>) -> Vec<PeerOpinion> {
+        let reach = reach(core);
+        let claims = self.claims(core);
+        let mut out = Vec::new();
+        for (subject, list) in &claims {
+            if only.is_some_and(|o| o != subject) || *subject == core.me {
+                continue;
+            }
+            let just: Vec<Claim> = list.iter().map(|(_, c)| *c).collect();
+            let spoke = spoke_ms(core, *subject);
+            let t = tally(&just, spoke);
+            let status = Self::status(core, &reach, subject, &t);
+            let claims = list
+                .iter()
+                .map(|(observer, c)| ObserverClaim {
+                    observer: *observer,
+                    online: c.online,
+                    stands: !c.online && c.at_ms > spoke,
+                    restarts: c.restarts,
+                    started_ms: c.started_ms,
+                    uptime_s: c.uptime_s,
+                    rtt: (c.rtt_us > 0).then(|| Duration::from_micros(u64::from(c.rtt_us))),
+                    at_ms: c.at_ms,
+                    clout: self.clout(core, observer),
+                })
+                .collect();
+            out.push(PeerOpinion {
+                peer: *subject,
+                status,
+                reachable: core.links.get(subject).is_some_and(|l| l.connected())
+                    || reach.reached.contains(&subject.prefix()),
+                left: has_left(&core.store, *subject),
+                weight_online: t.up,
+                weight_offline: t.down,
+                restarts: t.restarts,
+                started_ms: t.started_ms,
+                uptime_s: t.uptime_s,
+                rtt: t.rtt_us.map(|r| Duration::from_micros(u64::from(r))),
+                claims,
+            });
+        }
+        out
+    }
+
+    /// The statuses of every subject, by subject (cheaper than [`Opinions::opinions`]: no
+    /// per-claim detail).
+    pub(crate) fn statuses<R>(&self, core: &Core<R>) -> BTreeMap<AuthorKey, PeerStatus> {
+        let reach = reach(core);
+        let mut out = BTreeMap::new();
+        for (subject, list) in self.claims(core) {
+            if subject == core.me {
+                continue;
+            }
+            let just: Vec<Claim> = list.iter().map(|(_, c)| *c).collect();
+            let t = tally(&just, spoke_ms(core, subject));
+            out.insert(subject, Self::status(core, &reach, &subject, &t));
+        }
+        out
+    }
+
+    /// On the maintenance tick: reviews reputations when due, and returns the statuses that
+    /// changed since the last report (when `report`; nothing is computed otherwise unless a
+    /// review is due).
+    pub(crate) fn maintain<R>(&mut self, core: &Core<R>, report: bool) -> Vec<(AuthorKey, PeerStatus)> {
+        let now = core.now;
+        let review = self.next_review.is_none_or(|t| now >= t);
+        if !review && !(report && self.dirty) {
+            return Vec::new();
+        }
+        let statuses = self.statuses(core);
+        if review {
+            self.next_review = Some(now + REVIEW);
+            self.review(core, &statuses);
+        }
+        if !report || !self.dirty {
+            return Vec::new();
+        }
+        self.dirty = false;
+        let mut changed = Vec::new();
+        for (peer, status) in &statuses {
+            if self.reported.get(peer) != Some(status) {
+                changed.push((*peer, *status));
+            }
+        }
+        self.reported = statuses;
+        changed
+    }
+
+    /// Updates every observer's standing against `statuses`: a claim that contradicted the
+    /// consensus at the last review and still does halves the observer's agreement; an
+    /// observer with no such claim gains.
+    fn review<R>(&mut self, core: &Core<R>, statuses: &BTreeMap<AuthorKey, PeerStatus>) {
+        let now = core.now;
+        let mut held = std::collections::BTreeSet::new();
+        for ev in core.store.latest_events() {
+            let observer = ev.author();
+            let Body::Opinion(op) = ev.body() else { continue };
+            if observer == core.me {
+                continue;
+            }
+            held.insert(observer);
+            let standing = self.standing.entry(observer).or_insert(Standing {
+                known_since: now,
+                agreement: AGREEMENT_START,
+                contradicted: Vec::new(),
+            });
+            let mut now_contradicted = Vec::new();
+            for e in &op.entries {
+                let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
+                let contradicts = match statuses.get(&subject) {
+                    Some(PeerStatus::Online) => !e.online,
+                    Some(PeerStatus::Offline) => e.online,
+                    _ => false,
+                };
+                if contradicts {
+                    now_contradicted.push(subject.prefix());
+                }
+            }
+            let kept = now_contradicted.iter().any(|s| standing.contradicted.contains(s));
+            standing.agreement = if kept {
+                (standing.agreement / 2.0).max(AGREEMENT_FLOOR)
+            } else if now_contradicted.is_empty() {
+                standing.agreement + (1.0 - standing.agreement) * AGREEMENT_GAIN
+            } else {
+                standing.agreement
+            };
+            standing.contradicted = now_contradicted;
+        }
+        self.standing.retain(|p, _| held.contains(p));
+    }
+}
