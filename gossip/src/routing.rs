@@ -198,25 +198,6 @@ impl Routing {
     }
 }
 
-/// Where this peer can get to: the peers (by key prefix) reached over its connected links
-/// and the links that both ends list (the same two-way check as a route's), and every peer
-/// the graph names at all. A partition cuts the links across it, and the other side's older
-/// link states, which still list them, cannot cross the cut to confirm them.
-pub(crate) fn reach<R>(core: &Core<R>) -> Reach {
-    let graph = Graph::build(core, &[], &|p| core.links.get(p).is_some_and(|l| l.connected()));
-    let reached = graph.shortest_paths().reached.into_keys().collect();
-    Reach { reached, named: graph.edges.into_keys().collect() }
-}
-
-/// What [`reach`] found.
-#[derive(Debug, Default)]
-pub(crate) struct Reach {
-    /// Reached from this peer.
-    pub(crate) reached: std::collections::BTreeSet<Node>,
-    /// In the graph (with at least one link counted).
-    pub(crate) named: std::collections::BTreeSet<Node>,
-}
-
 /// True when `peer` is a neighbour a routed event can be handed to now: its link connected
 /// (not suspected), its transport up, not leaving.
 pub(crate) fn usable<R>(core: &Core<R>, peer: &AuthorKey) -> bool {

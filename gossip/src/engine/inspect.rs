@@ -257,6 +257,14 @@ impl<R: Rng> crate::sim::Observe for Engine<R> {
         self.membership.fisheye.scope_includes(&self.core, peer, coordinate)
     }
 
+    fn opinions(&self) -> Vec<PeerOpinion> {
+        Engine::opinions(self, None)
+    }
+
+    fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {
+        Engine::set_lie(self, lie);
+    }
+
     fn counters(&self) -> Vec<(&'static str, u64)> {
         self.counters_by_name()
     }

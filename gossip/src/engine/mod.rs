@@ -13,6 +13,7 @@
 //! | shared medium | `crate::medium` | where events entered the medium |
 //! | membership, fisheye | `crate::membership` | the newspaper gate, the fisheye scope |
 //! | anti-entropy | `crate::sync` | nothing (the digests are a link slot) |
+//! | opinions and clout | `crate::opinions` | own observations, observers' standing, statuses reported |
 //!
 //! The engine keeps only the routing between them, in the orders written here. They are part
 //! of the contract: a change to one is a deliberate, benchmarked change (the simulator's
@@ -40,11 +41,16 @@
 //!    pushes and announcements);
 //! 5. duplicate: the medium's prune (heard broadcast again), the Plumtree prune of a
 //!    settled link that pushed it;
+//!    Last, for a latest-value event, opinions note that statuses may have moved, and an
+//!    opinion saying a neighbour of this peer is down has that link checked (pinged, and
+//!    suspected unless it answers within three RTTs);
 //! 6. equivocation: a fraud proof to the application.
 //!
 //! **The tick**, every `Config::tick`: for each link in key order, `tick_link` (below); then
 //! Plumtree's overdue grafts → the fisheye scope update and its pulls (anti-entropy vectors)
-//! → the pump; then once a second the overlay's maintenance and the newspaper gate (publish).
+//! → the pump; then once a second the overlay's maintenance, the newspaper gate, the link
+//! state and the opinion gate (each may publish), and the opinions' review of reputations
+//! and status report (`AppEvent::Status`).
 //! `tick_link` takes every decision about the link *before* any send (a send moves the
 //! link's `last_sent`): RCM status (a disconnected link whose transport is gone is forgotten
 //! here), retransmissions, whether a ping is due, the acknowledgement, the announcements

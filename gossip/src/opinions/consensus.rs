@@ -10,7 +10,10 @@
 //! - **Online**: a clout-weighted vote. A claim "down" counts only if it is newer than the
 //!   subject's own newest word (a peer that spoke after the claim was made is not down); the
 //!   subject is *offline* when the weight saying down exceeds the weight saying up (or it said
-//!   chau). Otherwise it is *online* when this peer can reach it (its own link is connected,
+//!   chau), and no observer this peer cannot reach still says up: a subject that vanished
+//!   together with the observers that vouch for it was cut off with them (a partition), not
+//!   crashed. (Two linked peers crashing together therefore read unreachable, not offline,
+//!   until one of them comes back.) Otherwise it is *online* when this peer can reach it (its own link is connected,
 //!   or a path of links that both ends list leads to it) or, when it is outside the known
 //!   graph, when the weight saying up exceeds the weight saying down; and *unreachable* when
 //!   not: alive by the others' word, cut off from this side (a partition cuts the links
@@ -35,6 +38,9 @@ pub(crate) struct Claim {
     pub(crate) rtt_us: u32,
     /// When the claim was made (ms, its event's HLC).
     pub(crate) at_ms: u64,
+    /// This peer can reach the observer (or is it): were it to change its mind, it would
+    /// hear.
+    pub(crate) heard: bool,
     /// A tie-breaker that orders equal values (the observer's key prefix).
     pub(crate) order: u64,
 }
@@ -44,6 +50,8 @@ pub(crate) struct Claim {
 pub(crate) struct Tally {
     /// Weight of the claims "up".
     pub(crate) up: f64,
+    /// Of `up`, the weight of observers this peer cannot reach.
+    pub(crate) up_cut: f64,
     /// Weight of the claims "down" that stand (newer than the subject's own last word).
     pub(crate) down: f64,
     /// Weighted median of the restarts.
@@ -57,9 +65,9 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    /// The weight saying down exceeds the weight saying up.
+    /// The weight saying down exceeds the weight saying up, and nobody out of reach says up.
     pub(crate) fn down_wins(&self) -> bool {
-        self.down > 0.0 && self.down > self.up
+        self.down > 0.0 && self.down > self.up && self.up_cut <= 0.0
     }
 }
 
@@ -84,12 +92,15 @@ pub(crate) fn weighted_median<T: Copy + Ord>(values: &mut Vec<(T, f64, u64)>) ->
 
 /// Tallies the claims about one subject whose own newest event was made at `spoke_ms`.
 pub(crate) fn tally(claims: &[Claim], spoke_ms: u64) -> Tally {
-    let (mut up, mut down) = (0.0, 0.0);
+    let (mut up, mut up_cut, mut down) = (0.0, 0.0, 0.0);
     let (mut restarts, mut started, mut uptime, mut rtt) = (vec![], vec![], vec![], vec![]);
     for c in claims {
         let w = if c.weight.is_finite() { c.weight.max(0.0) } else { 0.0 };
         if c.online {
             up += w;
+            if !c.heard {
+                up_cut += w;
+            }
             if let Some(u) = c.uptime_s {
                 uptime.push((u, w, c.order));
             }
@@ -106,6 +117,7 @@ pub(crate) fn tally(claims: &[Claim], spoke_ms: u64) -> Tally {
     }
     Tally {
         up,
+        up_cut,
         down,
         restarts: weighted_median(&mut restarts),
         started_ms: weighted_median(&mut started),
@@ -129,6 +141,7 @@ mod tests {
             uptime_s: online.then_some(100),
             rtt_us: 0,
             at_ms: 10,
+            heard: true,
             order,
         }
     }
@@ -152,6 +165,17 @@ mod tests {
         assert!(!tally(&claims, 10).down_wins(), "the subject spoke when the claim was made");
     }
 
+    #[test]
+    fn an_observer_out_of_reach_that_vouches_for_the_subject_blocks_offline() {
+        // A full mesh cut in two: five on this side say down, four out of reach said up.
+        let mut claims: Vec<Claim> = (0..5).map(|i| claim(1.0, false, 0, i)).collect();
+        claims.extend((5..9).map(|i| Claim { heard: false, ..claim(1.0, true, 0, i) }));
+        assert!(!tally(&claims, 0).down_wins(), "cut off with its observers: not offline");
+        // A crash: the same four heard, and saying down too.
+        let crash: Vec<Claim> = (0..9).map(|i| claim(1.0, false, 0, i)).collect();
+        assert!(tally(&crash, 0).down_wins());
+    }
+
     proptest! {
         /// Same claims, same answer, in any order (the consensus is a function of the
         /// latest-value map, not of delivery order).
@@ -163,7 +187,7 @@ mod tests {
             println!("seed {seed}");
             let claims: Vec<Claim> = raw.iter().enumerate().map(|(i, &(w, online, r, s, rtt, at))| Claim {
                 weight: w, online, restarts: r, started_ms: s, uptime_s: online.then_some(s / 3),
-                rtt_us: rtt, at_ms: at, order: i as u64,
+                rtt_us: rtt, at_ms: at, heard: i % 3 != 0, order: i as u64,
             }).collect();
             let mut shuffled = claims.clone();
             // A deterministic shuffle from the seed.

@@ -32,7 +32,6 @@ use vecino_proto::{AuthorKey, Bytes, VerifiedEvent};
 
 use crate::engine::core::Core;
 use crate::membership::has_left;
-use crate::routing::{Reach, reach};
 use crate::time::Time;
 
 use self::consensus::{Claim, Tally, tally};
@@ -189,6 +188,73 @@ struct Standing {
     /// Subjects its claims contradicted at the last review (by prefix; a claim contradicting
     /// at two reviews in a row costs it): bounded by the entries of one opinion.
     contradicted: Vec<u64>,
+}
+
+/// Every claim held, by subject: (observer, claim).
+type Claims = BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>>;
+
+/// Where this peer can get to by the claims: a link counts when both ends say it is up (or
+/// one does and the other publishes no opinions at all); this peer's own links when
+/// connected. The same events that carry a claim "down" cut the links they name, so a
+/// partition cuts the links across it in the very claims that say the other side is down:
+/// the other side's older claims, which still vouch for each other, are then known to be out
+/// of reach. A peer this peer can reach is not offline, whatever the votes say (after a
+/// heal, the other side's claims that this side was down arrive before its claims that it
+/// is up again).
+#[derive(Debug, Default)]
+struct Reach {
+    /// Reached from this peer, by key prefix.
+    reached: std::collections::BTreeSet<u64>,
+    /// Named by some claim.
+    named: std::collections::BTreeSet<u64>,
+}
+
+impl Reach {
+    fn of<R>(core: &Core<R>, claims: &Claims) -> Self {
+        let me = core.me.prefix();
+        // (a, b) → a says b is up.
+        let mut said: BTreeMap<(u64, u64), bool> = BTreeMap::new();
+        let mut publishes = std::collections::BTreeSet::from([me]);
+        for (subject, list) in claims {
+            for (observer, c) in list {
+                if observer != &core.me {
+                    said.insert((observer.prefix(), subject.prefix()), c.online);
+                    publishes.insert(observer.prefix());
+                }
+            }
+        }
+        for (peer, l) in core.links.iter().filter(|(_, l)| l.proven()) {
+            said.insert((me, peer.prefix()), l.connected());
+        }
+        let mut adjacent: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut named = std::collections::BTreeSet::new();
+        for (&(a, b), &up) in &said {
+            named.insert(a);
+            named.insert(b);
+            let back = said.get(&(b, a)).copied();
+            if up && (back == Some(true) || (back.is_none() && !publishes.contains(&b))) {
+                adjacent.entry(a).or_default().push(b);
+                adjacent.entry(b).or_default().push(a);
+            }
+        }
+        let mut reached = std::collections::BTreeSet::from([me]);
+        let mut todo = vec![me];
+        while let Some(n) = todo.pop() {
+            for &m in adjacent.get(&n).into_iter().flatten() {
+                if reached.insert(m) {
+                    todo.push(m);
+                }
+            }
+        }
+        Self { reached, named }
+    }
+
+    /// This peer can get to `peer`: its own link is connected, or the claims lead there.
+    fn reaches<R>(&self, core: &Core<R>, peer: &AuthorKey) -> bool {
+        *peer == core.me
+            || core.links.get(peer).is_some_and(|l| l.connected())
+            || self.reached.contains(&peer.prefix())
+    }
 }
 
 /// The opinions machine.
@@ -462,7 +528,7 @@ impl Opinions {
 
     /// Every claim held, by subject: the observers' latest opinions (this peer's own live
     /// observation in place of its published one).
-    fn claims<R>(&self, core: &Core<R>) -> BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>> {
+    fn claims<R>(&self, core: &Core<R>) -> (Claims, Reach) {
         let now_ms = core.now.as_millis();
         let mut by_subject: BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>> = BTreeMap::new();
         let mut clouts: BTreeMap<AuthorKey, Clout> = BTreeMap::new();
@@ -488,14 +554,21 @@ impl Opinions {
                     uptime_s: e.online.then(|| u64::from(e.uptime_s) + aged),
                     rtt_us: e.rtt_us,
                     at_ms,
+                    heard: false,
                     order: observer.prefix(),
                 };
                 by_subject.entry(subject).or_default().push((observer, claim));
             }
         }
         for (subject, o) in &self.observed {
+            // This peer trusts its own eyes as much as the most trusted other observer of the
+            // subject (alone, fully): its own link going quiet must not outvote the others.
+            let weight = by_subject
+                .get(subject)
+                .and_then(|l| l.iter().map(|(_, c)| c.weight).max_by(f64::total_cmp))
+                .unwrap_or(1.0);
             let claim = Claim {
-                weight: 1.0,
+                weight,
                 online: o.online,
                 restarts: o.restarts,
                 started_ms: o.started_ms,
@@ -503,21 +576,25 @@ impl Opinions {
                     .then(|| now_ms.saturating_sub(o.started_ms) / 1_000),
                 rtt_us: o.rtt_us,
                 at_ms: o.since.as_millis(),
+                heard: true,
                 order: core.me.prefix(),
             };
             by_subject.entry(*subject).or_default().push((core.me, claim));
         }
-        by_subject
+        let reach = Reach::of(core, &by_subject);
+        for (observer, claim) in by_subject.values_mut().flatten() {
+            claim.heard = reach.reaches(core, observer);
+        }
+        (by_subject, reach)
     }
 
     /// The status of a subject from its tally.
     fn status<R>(core: &Core<R>, reach: &Reach, subject: &AuthorKey, t: &Tally) -> PeerStatus {
-        if has_left(&core.store, *subject) || t.down_wins() {
+        let reachable = reach.reaches(core, subject);
+        if has_left(&core.store, *subject) || (t.down_wins() && !reachable) {
             return PeerStatus::Offline;
         }
         let node = subject.prefix();
-        let linked = core.links.get(subject).is_some_and(|l| l.connected());
-        let reachable = linked || reach.reached.contains(&node);
         if reachable || (!reach.named.contains(&node) && t.up > t.down) {
             PeerStatus::Online
         } else {
@@ -528,8 +605,7 @@ impl Opinions {
     /// What this peer believes about `only` (every peer it holds claims about, or that it
     /// knows as a member, when `None`).
     pub(crate) fn opinions<R>(&self, core: &Core<R>, only: Option<&AuthorKey>) -> Vec<PeerOpinion> {
-        let reach = reach(core);
-        let claims = self.claims(core);
+        let (claims, reach) = self.claims(core);
         let mut out = Vec::new();
         for (subject, list) in &claims {
             if only.is_some_and(|o| o != subject) || *subject == core.me {
@@ -550,14 +626,17 @@ impl Opinions {
                     uptime_s: c.uptime_s,
                     rtt: (c.rtt_us > 0).then(|| Duration::from_micros(u64::from(c.rtt_us))),
                     at_ms: c.at_ms,
-                    clout: self.clout(core, observer),
+                    clout: if *observer == core.me {
+                        Clout { value: c.weight, ..self.clout(core, observer) }
+                    } else {
+                        self.clout(core, observer)
+                    },
                 })
                 .collect();
             out.push(PeerOpinion {
                 peer: *subject,
                 status,
-                reachable: core.links.get(subject).is_some_and(|l| l.connected())
-                    || reach.reached.contains(&subject.prefix()),
+                reachable: reach.reaches(core, subject),
                 left: has_left(&core.store, *subject),
                 weight_online: t.up,
                 weight_offline: t.down,
@@ -574,9 +653,9 @@ impl Opinions {
     /// The statuses of every subject, by subject (cheaper than [`Opinions::opinions`]: no
     /// per-claim detail).
     pub(crate) fn statuses<R>(&self, core: &Core<R>) -> BTreeMap<AuthorKey, PeerStatus> {
-        let reach = reach(core);
+        let (claims, reach) = self.claims(core);
         let mut out = BTreeMap::new();
-        for (subject, list) in self.claims(core) {
+        for (subject, list) in claims {
             if subject == core.me {
                 continue;
             }

@@ -168,6 +168,8 @@ pub fn vecino_named(
             config.host_queue_bytes =
                 spec.host_queue_bytes.map(|b| usize::try_from(b).unwrap_or(usize::MAX));
             config.shared_medium = spec.shared_medium;
+            // The run samples statuses itself (`crate::sim::opinions`).
+            config.status_events = false;
             let mut engine = Engine::new(spec.identity, config, rng, spec.now, spec.stored);
             engine.share_verification(cache.clone());
             Box::new(engine)

@@ -617,6 +617,7 @@ impl Metrics {
         let far = percentiles(&mut self.stretches_far);
         let postcards = self.postcards.report();
         Report {
+            opinions: None,
             disseminator: name.to_string(),
             peers: scenario.peers,
             simulated_s: secs,

@@ -34,6 +34,7 @@ pub mod latency;
 pub mod liveness;
 mod metrics;
 pub mod network;
+pub mod opinions;
 mod observe;
 mod overlay;
 pub mod postcards;
@@ -55,8 +56,8 @@ pub use postcards::PostcardReport;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run, run_parallel};
 pub use scenario::{
-    Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, Pairs, PostcardTraffic, RateScope,
-    Scenario, Traffic, TrafficScope,
+    Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, OpinionSampling, Pairs,
+    PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope,
 };
 pub use verify_cache::VerifyCache;
 

@@ -58,6 +58,16 @@ pub trait Observe {
     fn neighbours(&self) -> Vec<AuthorKey> {
         Vec::new()
     }
+    /// What this peer believes about every peer it holds claims about (`crate::opinions`);
+    /// empty for state machines without opinions.
+    fn opinions(&self) -> Vec<crate::PeerOpinion> {
+        Vec::new()
+    }
+    /// The liar fault: from now on the peer claims `lie` instead of what it observes (`None`:
+    /// the truth again). Ignored by state machines without opinions.
+    fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {
+        let _ = lie;
+    }
 }
 
 /// A simulated peer: driven as a host drives it, and observed.

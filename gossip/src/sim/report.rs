@@ -124,6 +124,10 @@ pub struct Report {
     /// Bytes of frames sent by a post's author that carry that post, by frame kind, per post.
     #[serde(default)]
     pub author_egress_by_kind: std::collections::BTreeMap<String, f64>,
+    /// What peers believed about each other (scenarios with `opinions`): statuses against
+    /// the truth, the consensus per field beside the `median` and `nara` baselines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opinions: Option<crate::sim::opinions::OpinionReport>,
     /// Engine counters summed over the live peers at the end (retransmits, grafts, …).
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,

@@ -49,6 +49,19 @@ pub struct Scenario {
     pub bucket: Duration,
     /// Newspaper size and period for the computed flat-flood comparison line, if any.
     pub flat_flood: Option<FlatFlood>,
+    /// Sample what peers believe about each other (`crate::sim::opinions`), if set.
+    pub opinions: Option<OpinionSampling>,
+}
+
+/// How the run samples what peers believe about each other (statuses and the consensus per
+/// field, with the `median` and `nara` baselines over the same claims).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpinionSampling {
+    /// A sample every this long.
+    pub every: Duration,
+    /// Observers sampled (honest peers spread evenly over the indexes), each about every
+    /// other peer.
+    pub observers: usize,
 }
 
 /// The parameters of the computed flat-flood line: every peer's newspaper to every peer.
@@ -230,6 +243,14 @@ pub enum FaultKind {
         /// Peer indexes.
         peers: Vec<u32>,
     },
+    /// The peers publish `lie` instead of what they observe, until the fault's end (cuts
+    /// nothing).
+    Lie {
+        /// Peer indexes.
+        peers: Vec<u32>,
+        /// What they claim.
+        lie: crate::opinions::Lie,
+    },
 }
 
 impl Fault {
@@ -241,6 +262,7 @@ impl Fault {
                 x != 0 && y != 0 && x != y
             }
             FaultKind::Crash { peers } => peers.iter().any(|&p| p as usize == a || p as usize == b),
+            FaultKind::Lie { .. } => false,
         }
     }
 }
@@ -281,6 +303,7 @@ impl Scenario {
             converge_from_start: true,
             bucket: Duration::from_secs(1),
             flat_flood: None,
+            opinions: None,
         }
     }
 

@@ -11,8 +11,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use vecino_coords::topology::{InternetModel, RttMatrix, Topology};
 use vecino_gossip::sim::{
-    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss, Pairs,
-    PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope, seed_for,
+    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss,
+    OpinionSampling, Pairs, PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope, seed_for,
 };
 
 /// Above this many peers a generated topology uses the compact O(N) model.
@@ -58,6 +58,10 @@ pub(crate) struct ScenarioFile {
     pub(crate) faults: Vec<FaultFile>,
     #[serde(default)]
     pub(crate) flat_flood: Option<FlatFloodFile>,
+    /// Sample what peers believe about each other (statuses, consensus per field, the
+    /// `median` and `nara` baselines on the same claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) opinions: Option<OpinionsFile>,
     /// vecino engine settings for this scenario (the keys of `--engine`, which wins).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) engine: std::collections::BTreeMap<String, u64>,
@@ -193,9 +197,71 @@ pub(crate) struct FaultFile {
     /// Partition: sides, as lists of group indexes.
     #[serde(default)]
     sides: Vec<Vec<u32>>,
-    /// Crash: peer indexes.
+    /// Crash, lie: peer indexes.
     #[serde(default)]
     peers: Vec<u32>,
+    /// Lie, instead of `peers`: this share of the peers, those with the most others within
+    /// 50 ms (liars placed near their victims, where the proximity bonus helps them most).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    share: Option<f64>,
+    /// Lie: what the liars claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claims: Option<LieFile>,
+}
+
+/// What liars claim (`kind = "lie"`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LieFile {
+    /// Every subject down.
+    #[serde(default)]
+    offline: bool,
+    /// Added to the restarts seen.
+    #[serde(default)]
+    restarts_add: u32,
+    /// Added to the start, seconds.
+    #[serde(default)]
+    start_shift_s: f64,
+    /// The uptime claimed is this times the true one.
+    #[serde(default = "one")]
+    uptime_factor: f64,
+    /// About every member held, not only the neighbours.
+    #[serde(default = "yes")]
+    about_all: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// `[opinions]`: how the run samples beliefs.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OpinionsFile {
+    /// A sample every this many seconds.
+    #[serde(default = "one")]
+    every_s: f64,
+    /// Observers sampled.
+    #[serde(default = "default_observers")]
+    observers: usize,
+}
+
+fn default_observers() -> usize {
+    20
+}
+
+/// The `k` peers with the most others within 50 ms RTT (ties: lower index).
+fn crowded(latency: &vecino_gossip::sim::Latency, n: usize, k: usize) -> Vec<u32> {
+    let mut near: Vec<(usize, u32)> = (0..n)
+        .map(|a| {
+            let c = (0..n).filter(|&b| b != a && latency.rtt_us(a, b) < 50_000).count();
+            (c, a as u32)
+        })
+        .collect();
+    near.sort_unstable_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
+    let mut picked: Vec<u32> = near.into_iter().take(k).map(|x| x.1).collect();
+    picked.sort_unstable();
+    picked
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -266,6 +332,14 @@ impl ScenarioFile {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Sets the share of liars of every lie fault (`--lie-share`).
+    pub(crate) fn set_lie_share(&mut self, share: f64) {
+        for f in self.faults.iter_mut().filter(|f| f.kind == "lie") {
+            f.share = Some(share);
+            f.peers.clear();
+        }
     }
 
     /// Resolves the file into a runnable scenario; `base` is the scenario file's directory.
@@ -340,7 +414,31 @@ impl ScenarioFile {
                     ensure!(f.peers.iter().all(|&p| (p as usize) < n), "crash: no such peer");
                     FaultKind::Crash { peers: f.peers.clone() }
                 }
-                other => bail!("fault.kind {other:?}: expected partition, flap or crash"),
+                "lie" => {
+                    let c = f.claims.context("a lie needs claims = { … }")?;
+                    ensure!(
+                        c.uptime_factor.is_finite() && c.uptime_factor >= 0.0,
+                        "claims.uptime_factor must be a finite number ≥ 0"
+                    );
+                    ensure!(c.start_shift_s.abs() <= 1e9, "claims.start_shift_s is out of range");
+                    let peers = match f.share {
+                        Some(share) => {
+                            ensure!((0.0..1.0).contains(&share), "share must be in [0, 1)");
+                            crowded(&latency, n, (share * n as f64).round() as usize)
+                        }
+                        None => f.peers.clone(),
+                    };
+                    ensure!(peers.iter().all(|&p| (p as usize) < n), "lie: no such peer");
+                    let lie = vecino_gossip::Lie {
+                        offline: c.offline,
+                        restarts_add: c.restarts_add,
+                        start_shift_ms: (c.start_shift_s * 1e3) as i64,
+                        uptime_factor: c.uptime_factor,
+                        about_all: c.about_all,
+                    };
+                    FaultKind::Lie { peers, lie }
+                }
+                other => bail!("fault.kind {other:?}: expected partition, flap, crash or lie"),
             };
             let mut start = f.start_s;
             loop {
@@ -392,6 +490,9 @@ impl ScenarioFile {
                 newspaper_bytes: f.newspaper_bytes,
                 period: secs(f.period_s),
             }),
+            opinions: self
+                .opinions
+                .map(|o| OpinionSampling { every: secs(o.every_s.max(0.01)), observers: o.observers }),
         })
     }
 }

@@ -43,6 +43,9 @@ pub(crate) struct SimArgs {
     /// Override the scenario's number of peers (generated latencies only: a matrix fixes it).
     #[arg(long, value_name = "N")]
     peers: Option<usize>,
+    /// Override the share of liars of every `kind = "lie"` fault (0 ≤ share < 1).
+    #[arg(long, value_name = "SHARE")]
+    lie_share: Option<f64>,
     /// Override the scenario's `[link] host_queue_bytes`: each peer's host reports frames
     /// that left on the medium and vecino keeps at most this many bytes in the host's queue
     /// (back-pressure instead of pacing to an equal share of a radio); 0 turns it off.
@@ -66,7 +69,8 @@ pub(crate) struct SimArgs {
     /// fisheye_members, fisheye_from_start (0 or 1), newspapers_heard_per_ks (per 1 000 s),
     /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms,
     /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct, newspaper_min_interval_s,
-    /// link_state_min_interval_s (0: no link state).
+    /// link_state_min_interval_s (0: no link state), opinions (0 or 1: publish opinions),
+    /// opinion_max_interval_s.
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -116,6 +120,9 @@ pub(crate) fn run(args: &SimArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = args.peers {
         file.peers = n;
+    }
+    if let Some(share) = args.lie_share {
+        file.set_lie_share(share);
     }
     if let Some(q) = args.host_queue {
         file.link.host_queue_bytes = (q > 0).then_some(q);
@@ -317,6 +324,9 @@ fn spawn_child(
     if let Some(n) = args.peers {
         cmd.args(["--peers", &n.to_string()]);
     }
+    if let Some(share) = args.lie_share {
+        cmd.args(["--lie-share", &share.to_string()]);
+    }
     if let Some(q) = args.host_queue {
         cmd.args(["--host-queue", &q.to_string()]);
     }
@@ -366,6 +376,8 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("swap_ratio_pct", |c, v| c.swap_ratio = v as f64 / 100.0),
     ("newspaper_min_interval_s", |c, v| c.newspaper_min_interval = Duration::from_secs(v)),
     ("link_state_min_interval_s", |c, v| c.link_state_min_interval = Duration::from_secs(v)),
+    ("opinions", |c, v| c.opinions = v != 0),
+    ("opinion_max_interval_s", |c, v| c.opinion_max_interval = Duration::from_secs(v)),
 ];
 
 fn count(v: u64) -> usize {

@@ -130,6 +130,47 @@ fn crash_rows(row: &mut AddRow<'_>) {
     });
 }
 
+/// The opinion rows (scenarios with `[opinions]`): vecino's consensus beside the `median`
+/// and `nara` baselines over the same claims.
+fn opinion_rows(row: &mut AddRow<'_>) {
+    let op = |r: &Report, f: &dyn Fn(&vecino_gossip::sim::opinions::OpinionReport) -> String| {
+        r.opinions.as_ref().map_or("-".into(), f)
+    };
+    row("opinion samples (observers)", &|r| op(r, &|o| format!("{} ({})", o.samples, o.observers)));
+    let pct = |x: f64| format!("{:.3} %", 100.0 * x);
+    for method in ["vecino", "median", "nara"] {
+        let m = move |r: &Report, f: &dyn Fn(&vecino_gossip::sim::opinions::MethodFigures) -> String| {
+            op(r, &|o| o.methods.get(method).map_or("-".into(), f))
+        };
+        row(&format!("{method}: live called offline, status right"), &|r| {
+            m(r, &|x| format!("{} ({} of {}), {}", pct(x.false_offline_share), x.false_offline, x.alive_samples, pct(x.status_right_share)))
+        });
+        row(&format!("{method}: start err p50/max (s), restarts exact"), &|r| {
+            m(r, &|x| {
+                format!(
+                    "{} / {}, {}",
+                    opt(x.start_err_s_p50, 2),
+                    opt(x.start_err_s_max, 2),
+                    x.restarts_exact_share.map_or("-".into(), pct)
+                )
+            })
+        });
+        row(&format!("{method}: uptime rel err p50/max"), &|r| {
+            m(r, &|x| format!("{} / {}", x.uptime_rel_err_p50.map_or("-".into(), pct), x.uptime_rel_err_max.map_or("-".into(), pct)))
+        });
+    }
+    row("crash called offline by 99 % (s)", &|r| {
+        op(r, &|o| {
+            let v: Vec<String> = o.crash_offline_s.iter().map(|x| opt(*x, 2)).collect();
+            if v.is_empty() { "-".into() } else { v.join(" ") }
+        })
+    });
+    row("every status right after heal min/med/max", &|r| op(r, &|o| series(&o.heal_agree_s)));
+    row("clout held by liars, mean / end", &|r| {
+        op(r, &|o| format!("{} / {}", o.liar_clout_share.map_or("-".into(), pct), o.liar_clout_share_end.map_or("-".into(), pct)))
+    });
+}
+
 /// Renders the table.
 pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -279,6 +320,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         if reports.iter().any(|r| r.crash_detection.is_some()) {
             crash_rows(&mut row);
         }
+    }
+    if reports.iter().any(|r| r.opinions.is_some()) {
+        opinion_rows(&mut row);
     }
     row("links: conn/susp/disc", &|r| {
         let t = r.link_transitions;

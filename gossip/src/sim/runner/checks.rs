@@ -2,6 +2,7 @@
 //! membership and hold the same (everything, or in scope under fisheye membership), checked
 //! between windows; and, at the end, the shards' counters gathered into the [`Report`].
 
+use crate::sim::opinions::OpinionWatch;
 use std::collections::BTreeMap;
 
 use vecino_proto::AuthorKey;
@@ -206,6 +207,7 @@ impl Sim<'_> {
             counters,
             overlay,
         );
+        report.opinions = self.opinions.as_ref().map(OpinionWatch::report);
         report.shards = self.shards.len();
         report.lookahead_us = (self.shards.len() > 1).then_some(self.world.plan.lookahead_us);
         report

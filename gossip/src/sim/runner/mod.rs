@@ -20,6 +20,7 @@
 //! (convergence, and the report at the end).
 
 mod checks;
+mod opinions;
 mod queue;
 mod script;
 mod shard;
@@ -33,6 +34,7 @@ use vecino_proto::{Bytes, Identity};
 
 use crate::sim::disseminators::{Disseminator, PeerDirectory};
 use crate::sim::metrics::Metrics;
+use crate::sim::opinions::OpinionWatch;
 use crate::sim::network::Network;
 use crate::sim::report::{Drops, Report};
 use crate::sim::scenario::{FaultKind, RateScope, Scenario};
@@ -73,6 +75,12 @@ struct Sim<'a> {
     body: Bytes,
     events: u64,
     heal_cut_rtt: Vec<u64>,
+    /// What peers believe about each other, sampled (scenarios with `opinions`).
+    opinions: Option<OpinionWatch>,
+    /// Each peer's current run's start, µs (for the truth the samples are judged against).
+    started_us: Vec<u64>,
+    /// Peers lying now (the liar fault).
+    liars: BTreeSet<u32>,
 }
 
 /// Runs `dis` on `scenario` from `seed` on one thread and reports. `progress` is called with
@@ -197,6 +205,9 @@ impl<'a> Sim<'a> {
             body: Bytes::from(vec![b'x'; sc.traffic.body_bytes]),
             events: 0,
             heal_cut_rtt: Vec::new(),
+            opinions: sc.opinions.map(|o| OpinionWatch::new(o.observers.min(n))),
+            started_us: vec![0; n],
+            liars: BTreeSet::new(),
         };
         sim.schedule_initial();
         sim

@@ -89,6 +89,8 @@ pub(super) enum RunEv {
     FaultStart(usize),
     FaultEnd(usize),
     Check,
+    /// Sample what peers believe about each other.
+    Opinions,
 }
 
 /// A min-queue of events by (time, tie); payloads live in a slab so the heap moves 24-byte

@@ -71,6 +71,9 @@ impl Sim<'_> {
             self.push_run(end, RunEv::FaultEnd(f));
         }
         self.push_run(0, RunEv::Check);
+        if let Some(o) = sc.opinions {
+            self.push_run(us(o.every).max(1_000), RunEv::Opinions);
+        }
     }
 
     /// Time to the next publication, µs: periodic (a random phase the first time) or
@@ -93,6 +96,13 @@ impl Sim<'_> {
             RunEv::Postcard => self.send_postcard(),
             RunEv::FaultStart(f) => self.fault_start(f),
             RunEv::FaultEnd(f) => self.fault_end(f),
+            RunEv::Opinions => {
+                self.sample_opinions();
+                let every = self.world.sc.opinions.map_or(1_000_000, |o| us(o.every).max(1_000));
+                if self.now + every <= self.end {
+                    self.push_run(self.now + every, RunEv::Opinions);
+                }
+            }
             RunEv::Check => {
                 progress(self.now as f64 / self.end as f64);
                 self.check_convergence();
@@ -144,7 +154,16 @@ impl Sim<'_> {
 
     fn start(&mut self, i: u32) {
         let spec = self.spec(i as usize);
-        let proto = (self.dis.factory)(spec);
+        self.started_us[i as usize] = self.now;
+        let mut proto = (self.dis.factory)(spec);
+        if self.liars.contains(&i) {
+            // A liar restarted lies again.
+            let lie = self.world.sc.faults.iter().find_map(|f| match &f.kind {
+                FaultKind::Lie { peers, lie } if peers.contains(&i) => Some(*lie),
+                _ => None,
+            });
+            proto.set_lie(lie);
+        }
         self.node_mut(i).proto = Some(proto);
         let life = &mut self.world.life[i as usize];
         life.alive = true;
@@ -178,6 +197,9 @@ impl Sim<'_> {
         }
         life.alive = false;
         life.inc += 1;
+        if let Some(w) = &mut self.opinions {
+            w.crashed(self.world.dir.key(i as usize), self.now);
+        }
         let node = self.node_mut(i);
         node.proto = None;
         let links = std::mem::take(&mut node.links);
@@ -196,6 +218,9 @@ impl Sim<'_> {
             return;
         }
         self.node_mut(i).restarts += 1;
+        if let Some(w) = &mut self.opinions {
+            w.restarted(self.world.dir.key(i as usize));
+        }
         self.start(i);
     }
 
@@ -323,6 +348,19 @@ impl Sim<'_> {
 
     fn fault_start(&mut self, f: usize) {
         let fault = &self.world.sc.faults[f];
+        if let FaultKind::Lie { peers, lie } = &fault.kind {
+            // Cuts nothing: not a fault the delivery and link figures know of.
+            for &p in peers {
+                self.liars.insert(p);
+                if let Some(proto) = self.node_mut(p).proto.as_mut() {
+                    proto.set_lie(Some(*lie));
+                }
+            }
+            return;
+        }
+        if let Some(w) = &mut self.opinions {
+            w.give_up_heals();
+        }
         self.metrics.fault_started(self.now, f, fault);
         match &fault.kind {
             FaultKind::Partition { .. } => self.world.cut.push(f),
@@ -331,13 +369,28 @@ impl Sim<'_> {
                     self.crash(p);
                 }
             }
+            FaultKind::Lie { .. } => {}
         }
     }
 
     fn fault_end(&mut self, f: usize) {
         let fault = &self.world.sc.faults[f];
         match &fault.kind {
-            FaultKind::Partition { .. } => self.world.cut.retain(|&g| g != f),
+            FaultKind::Lie { peers, .. } => {
+                for &p in peers {
+                    self.liars.remove(&p);
+                    if let Some(proto) = self.node_mut(p).proto.as_mut() {
+                        proto.set_lie(None);
+                    }
+                }
+                return;
+            }
+            FaultKind::Partition { .. } => {
+                self.world.cut.retain(|&g| g != f);
+                if let Some(w) = &mut self.opinions {
+                    w.healed(self.now);
+                }
+            }
             FaultKind::Crash { peers } => {
                 for &p in peers {
                     self.restart(p);
