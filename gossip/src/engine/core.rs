@@ -67,6 +67,11 @@ pub struct EngineStats {
     pub version_vectors: u64,
     /// Equivocations seen.
     pub equivocations: u64,
+    /// Opinions this peer published, and links checked because another observer said their
+    /// neighbour was down.
+    pub opinions_published: u64,
+    /// See `opinions_published`.
+    pub links_checked: u64,
     /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
     /// pruned.
     pub tree_swaps: u64,

@@ -181,6 +181,8 @@ impl<R: Rng> Engine<R> {
             ("membership_mutes", s.mutes),
             ("membership_unmutes", s.unmutes),
             ("version_vectors", s.version_vectors),
+            ("opinions_published", s.opinions_published),
+            ("links_checked", s.links_checked),
             ("events_duplicate", s.events_duplicate),
             ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),

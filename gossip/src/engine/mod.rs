@@ -296,6 +296,7 @@ impl<R: Rng> Engine<R> {
                     self.opinions.touch();
                     if ev.stream() == vecino_proto::pb::Stream::Opinion {
                         for peer in self.opinions.on_opinion(&mut self.core, ev) {
+                            self.core.stats.links_checked += 1;
                             self.ping(peer);
                         }
                     }
@@ -500,6 +501,7 @@ impl<R: Rng> Engine<R> {
                 && self.core.config.opinions
                 && let Some(opinion) = self.opinions.opinion_due(&self.core)
             {
+                self.core.stats.opinions_published += 1;
                 let _ = self.publish(opinion);
             }
             let report = self.core.config.status_events;

@@ -6,7 +6,9 @@
 //!   subject's start and uptime, link quality, RTT. A link that went away stays in it, down,
 //!   for [`DOWN_KEPT_FOR`] (at most [`MAX_DOWN_KEPT`] of them). Gated like newspapers: at once
 //!   (past [`FLIP_SPACING`]) when a subject turns up or down, [`SET_SETTLE`] after the set of
-//!   subjects changed, and otherwise every `Config::opinion_max_interval`.
+//!   subjects changed (at most every [`SET_SPACING`]), and otherwise every
+//!   `Config::opinion_max_interval`. A link let go while connected (a bye, an overlay swap) is
+//!   simply no longer observed: only a link that went down says so.
 //! - **A claim checked at once.** When another observer says a neighbour of this peer is
 //!   down while the link to it is connected, the link is pinged and suspected unless it
 //!   answers within three RTTs ([`crate::links::link::Link::check`]): one observer that
@@ -36,10 +38,22 @@ use crate::time::Time;
 
 use self::consensus::{Claim, Tally, tally};
 
-/// A subject that turned up or down is published at most this often.
-const FLIP_SPACING: Duration = Duration::from_secs(1);
-/// A changed set of subjects (links made or forgotten) is published once it held this long.
-const SET_SETTLE: Duration = Duration::from_secs(10);
+/// A subject that turned up or down is published at most this often (the first at once: a
+/// cut suspects a peer's links one after the other, and each opinion goes to every peer)…
+const FLIP_SPACING: Duration = Duration::from_secs(3);
+/// …and a subject back up waits this long: for the others a heal brings back, and until most
+/// of the heal's backlog has crossed (on a radio every peer's opinion takes airtime from it;
+/// convoy's heals drain in 1.5–2.5 s). Not much longer: a peer back from a crash that is cut
+/// off again before its observers vouch for it reads offline on the other side (10 s:
+/// opinions-convoy called live peers offline in 0.35 % of samples).
+const UP_BATCH: Duration = Duration::from_secs(4);
+/// A changed set of subjects (links made or let go), or a start or restart seen, is
+/// published once the set held this long, and at most every [`SET_SPACING`]: a joining peer
+/// reshapes its links for a minute or two, and none of it is news to the others (idle20:
+/// opinions doubled the membership bytes of a run with 10 s).
+const SET_SETTLE: Duration = Duration::from_secs(30);
+/// See [`SET_SETTLE`].
+const SET_SPACING: Duration = Duration::from_secs(60);
 /// A subject's link went away: it stays in the opinion, down, this long…
 const DOWN_KEPT_FOR: Duration = Duration::from_secs(3_600);
 /// …and at most this many such subjects (the oldest go first).
@@ -356,15 +370,12 @@ impl Opinions {
             }
             o.quality = quality(link);
         }
-        // Links forgotten: down, kept a while.
+        // Links gone: one that went while connected was let go (a bye, an overlay swap), not
+        // lost, and is no longer observed; one that went down first stays, down, a while.
+        self.observed.retain(|peer, o| core.links.contains(peer) || !o.online);
         for (peer, o) in self.observed.iter_mut() {
             if !core.links.contains(peer) {
                 o.quality = 0;
-                if o.online {
-                    o.online = false;
-                    o.since = now;
-                    flipped = true;
-                }
             }
         }
         let mut gone: Vec<(Time, AuthorKey)> = self
@@ -400,19 +411,25 @@ impl Opinions {
                 let age = now.saturating_since(*at);
                 // A subject held in both that turned up or down; anything else that changed
                 // (subjects made or forgotten, a start or restart seen).
-                let mut flip = false;
+                let (mut down, mut up_since) = (false, None::<Time>);
                 let mut other = old.len() != self.observed.len();
                 for (p, on, started, restarts) in old {
                     match self.observed.get(p) {
                         Some(o) => {
-                            flip |= o.online != *on;
+                            if o.online != *on && o.online {
+                                up_since = Some(up_since.map_or(o.since, |t| t.min(o.since)));
+                            }
+                            down |= o.online != *on && !o.online;
                             other |= o.started_ms != *started || o.restarts != *restarts;
                         }
                         None => other = true,
                     }
                 }
-                (flip && age >= FLIP_SPACING)
-                    || (other && now.saturating_since(self.set.1) >= SET_SETTLE && age >= SET_SETTLE)
+                // A subject gone down is news at once (a crash is confirmed by the others'
+                // checks); one back up waits UP_BATCH for the others a heal brings back.
+                let up_due = up_since.is_some_and(|t| now.saturating_since(t) >= UP_BATCH);
+                ((down || up_due) && age >= FLIP_SPACING)
+                    || (other && now.saturating_since(self.set.1) >= SET_SETTLE && age >= SET_SPACING)
                     || age >= core.config.opinion_max_interval
             }
         };
