@@ -109,6 +109,8 @@ fn client_commands_end_quietly_when_stdout_is_closed() {
     let commands: &[&[&str]] = &[
         &["status"],
         &["members"],
+        &["opinions"],
+        &["opinions", "--json"],
         &["links"],
         &["postcards"],
         &["health"],
