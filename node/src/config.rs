@@ -167,6 +167,15 @@ settings! {
     /// Publish a newspaper at least this often [default: 600]
     #[arg(long, env = "VECINO_NEWSPAPER_MAX_INTERVAL_SECS", value_name = "SECS")]
     newspaper_max_interval_secs: u64,
+    /// Publish opinions about the neighbours (online, restarts, start, uptime, RTT), which the
+    /// others weigh into each peer's status; false: publish none (the others' are still
+    /// weighed, and `/v1/opinions` still answers) [default: true]
+    #[arg(long, env = "VECINO_OPINIONS", value_name = "BOOL")]
+    opinions: bool,
+    /// Publish an opinion at least this often (sooner when a neighbour turns up or down, or
+    /// the set of neighbours changed) [default: 900]
+    #[arg(long, env = "VECINO_OPINION_MAX_INTERVAL_SECS", value_name = "SECS")]
+    opinion_max_interval_secs: u64,
     /// Publish a newspaper early when the coordinate moved more than this [default: 5]
     #[arg(long, env = "VECINO_NEWSPAPER_MOVE_MS", value_name = "MS")]
     newspaper_move_ms: f64,
@@ -428,6 +437,12 @@ impl Config {
         if let Some(v) = s.newspaper_max_interval_secs {
             gossip.newspaper_max_interval = secs(positive("newspaper_max_interval_secs", v)?);
         }
+        if let Some(v) = s.opinions {
+            gossip.opinions = v;
+        }
+        if let Some(v) = s.opinion_max_interval_secs {
+            gossip.opinion_max_interval = secs(positive("opinion_max_interval_secs", v)?);
+        }
         if let Some(v) = s.newspaper_move_ms {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(invalid("newspaper_move_ms", "must be a finite number ≥ 0"));
@@ -558,6 +573,8 @@ impl Config {
             max_links: Some(g.max_links),
             max_link_buffer_mib: Some(g.max_link_buffer_bytes >> 20),
             newspaper_max_interval_secs: Some(g.newspaper_max_interval.as_secs()),
+            opinions: Some(g.opinions),
+            opinion_max_interval_secs: Some(g.opinion_max_interval.as_secs()),
             newspaper_move_ms: Some(g.newspaper_move_ms),
             fisheye_members: Some(g.fisheye_members),
             fisheye_from_start: Some(g.fisheye_from_start),
@@ -641,6 +658,8 @@ mod tests {
         assert_eq!(c.api.to_string(), DEFAULT_API);
         assert_eq!(c.listen.len(), 2);
         assert!(c.mdns);
+        assert!(c.gossip.opinions, "opinions are published by default");
+        assert_eq!(c.gossip.opinion_max_interval, Duration::from_secs(900));
         assert_eq!(c.key, PathBuf::from("/tmp/vecino-test/identity.pem"));
         let printed = c.to_toml();
         let again: Settings = toml::from_str(&printed).unwrap();
@@ -653,9 +672,17 @@ mod tests {
         let file = dir.path().join("vecino.toml");
         std::fs::write(&file, "data_dir = \"/x\"\nsuspect_timeout_secs = 30\nmdns = false\n")
             .unwrap();
-        let given = Settings { suspect_timeout_secs: Some(90), ..Settings::default() };
+        let given = Settings {
+            suspect_timeout_secs: Some(90),
+            opinions: Some(false),
+            opinion_max_interval_secs: Some(60),
+            ..Settings::default()
+        };
         let c = Config::load(Some(&file), given).unwrap();
         assert_eq!(c.gossip.suspect_timeout, Duration::from_secs(90));
+        assert!(!c.gossip.opinions);
+        assert_eq!(c.gossip.opinion_max_interval, Duration::from_secs(60));
+        assert!(c.to_toml().contains("opinions = false\n"), "{}", c.to_toml());
         assert!(!c.mdns);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
 
@@ -674,6 +701,9 @@ mod tests {
         let view = vecino_gossip::Config::default().active_view;
         let bad = Settings { random_links: Some(view + 1), ..base() };
         assert!(Config::resolve(bad).is_err());
+        let bad = Settings { opinion_max_interval_secs: Some(0), ..base() };
+        let e = Config::resolve(bad).unwrap_err().to_string();
+        assert!(e.contains("`opinion_max_interval_secs`"), "{e}");
         let bad = Settings { fisheye_from_start: Some(true), ..base() };
         let e = Config::resolve(bad).unwrap_err().to_string();
         assert!(e.contains("`fisheye_from_start`") && e.contains("fisheye_members"), "{e}");

@@ -1,9 +1,9 @@
 //! `vecino`: run a vecino peer, and talk to it.
 //!
 //! `vecino run` starts the peer (see `vecino run --help` for every setting; each is also a
-//! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`, `rtt`,
-//! `post`, `tail`, `status`, `health` and `links` are clients of the running peer's local API; `init`,
-//! `keygen` and `id` manage the peer's identity.
+//! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`,
+//! `opinions`, `rtt`, `post`, `tail`, `status`, `health` and `links` are clients of the running
+//! peer's local API; `init`, `keygen` and `id` manage the peer's identity.
 //!
 //! Output rules, for every command: text that came from the network is printed through
 //! [`client::clean`] (human-readable) or [`client::json_text`] (`--json`), so control and
@@ -112,6 +112,20 @@ enum Command {
     },
     /// List the peers this node knows (like `serf members`).
     Members {
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// What this node believes about each peer's liveness (online, unreachable, offline), and
+    /// why: the clout-weighted word of the observers.
+    ///
+    /// Without PEER, one line per peer this node holds claims about: its status, the clout
+    /// saying online and offline, the consensus restarts, start and uptime, and how many
+    /// observers spoke. With PEER, that peer's consensus and every observer's claim with its
+    /// clout here (tenure × agreement × proximity). A claim "offline" made before the peer's
+    /// own last word does not count ("offline, older").
+    Opinions {
+        /// Only this peer: peer id, key or member name
+        peer: Option<String>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -486,13 +500,197 @@ fn members(c: &ClientArgs) -> anyhow::Result<()> {
                 short(m["peer_id"].as_str().unwrap_or("")),
                 m["addrs"].get(0).map(cell).unwrap_or_else(|| "-".into()),
                 cell(&m["status"]),
+                cell(&m["liveness"]),
                 link,
                 cell(&m["rtt_ms"]),
                 cell(&m["estimated_rtt_ms"]),
+                fixed(&m["clout"]["value"], 3),
             ]
         })
         .collect();
-    out!("{}", table(&["NAME", "PEER", "ADDRESS", "STATUS", "LINK", "RTT_MS", "EST_MS"], &rows));
+    let header =
+        ["NAME", "PEER", "ADDRESS", "STATUS", "LIVENESS", "LINK", "RTT_MS", "EST_MS", "CLOUT"];
+    out!("{}", table(&header, &rows));
+    Ok(())
+}
+
+/// A number with `digits` decimals, `-` when it is none.
+fn fixed(v: &Value, digits: usize) -> String {
+    v.as_f64().map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+/// Milliseconds since the epoch as a UTC time, `2025-12-07 11:59:03`; `-` when none.
+fn utc(v: &Value) -> String {
+    let Some(ms) = v.as_u64().filter(|ms| *ms > 0) else { return "-".into() };
+    let secs = ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (H. Hinnant's days_from_civil, inverted).
+    let z = i64::try_from(days).unwrap_or(i64::MAX / 2) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// Seconds as `45s`, `12m05s`, `3h05m`, `2d04h`; `-` when none.
+fn span(v: &Value) -> String {
+    let Some(s) = v.as_u64() else { return "-".into() };
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86_400 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        _ => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A peer's name, else its shortened peer id.
+fn who(name: &Value, peer_id: &Value) -> String {
+    match name.as_str().filter(|n| !n.is_empty()) {
+        Some(n) => clean(n).into_owned(),
+        None => short(peer_id.as_str().unwrap_or("")),
+    }
+}
+
+fn opinions(c: &ClientArgs, peer: Option<&str>) -> anyhow::Result<()> {
+    let client = c.client();
+    let Some(peer) = peer else {
+        let v = client.get("/v1/opinions")?;
+        if c.json {
+            print_json(&v)?;
+            return Ok(());
+        }
+        let mut list: Vec<&Value> = v.as_array().into_iter().flatten().collect();
+        let key = |o: &Value| {
+            (
+                o["name"].as_str().unwrap_or("").to_string(),
+                o["peer_id"].as_str().unwrap_or("").to_string(),
+            )
+        };
+        list.sort_by_cached_key(|o| key(o));
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|o| {
+                vec![
+                    cell(&o["name"]),
+                    short(o["peer_id"].as_str().unwrap_or("")),
+                    cell(&o["status"]),
+                    fixed(&o["weight_online"], 3),
+                    fixed(&o["weight_offline"], 3),
+                    cell(&o["restarts"]),
+                    utc(&o["started_ms"]),
+                    span(&o["uptime_s"]),
+                    cell(&o["observers"]),
+                ]
+            })
+            .collect();
+        let header = [
+            "NAME",
+            "PEER",
+            "STATUS",
+            "W_ONLINE",
+            "W_OFFLINE",
+            "RESTARTS",
+            "STARTED_UTC",
+            "UPTIME",
+            "OBSERVERS",
+        ];
+        out!("{}", table(&header, &rows));
+        return Ok(());
+    };
+    let o = client.get(&format!("/v1/opinions?peer={}", urlencode(peer)))?;
+    if c.json {
+        print_json(&o)?;
+        return Ok(());
+    }
+    outln!("peer:     {} {}", cell(&o["name"]), cell(&o["peer_id"]));
+    let left = if o["left"] == Value::Bool(true) { ", said chau" } else { "" };
+    match o["status"].as_str() {
+        Some(_) => outln!(
+            "status:   {} (clout saying online {}, offline {}{left})",
+            cell(&o["status"]),
+            fixed(&o["weight_online"], 3),
+            fixed(&o["weight_offline"], 3)
+        ),
+        None => outln!("status:   unknown: no observer has made a claim about it yet{left}"),
+    }
+    outln!(
+        "consensus: {} restarts, started {} UTC, up {}, rtt {} ms",
+        cell(&o["restarts"]),
+        utc(&o["started_ms"]),
+        span(&o["uptime_s"]),
+        fixed(&o["rtt_ms"], 1)
+    );
+    let now = now_ms();
+    let rows: Vec<Vec<String>> = o["claims"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let ob = &c["observer"];
+            let name = if ob["self"] == Value::Bool(true) {
+                format!("{} (this node)", who(&ob["name"], &ob["peer_id"]))
+            } else {
+                who(&ob["name"], &ob["peer_id"])
+            };
+            let says = match (c["online"].as_bool(), c["stands"].as_bool()) {
+                (Some(true), _) => "online",
+                (_, Some(true)) => "offline",
+                _ => "offline, older",
+            };
+            let age = c["at_ms"].as_u64().map(|at| json!(now.saturating_sub(at) / 1000));
+            let cl = &c["clout"];
+            vec![
+                name,
+                short(ob["peer_id"].as_str().unwrap_or("")),
+                says.into(),
+                cell(&c["restarts"]),
+                utc(&c["started_ms"]),
+                span(&c["uptime_s"]),
+                fixed(&c["rtt_ms"], 1),
+                age.map_or_else(|| "-".into(), |a| format!("{} ago", span(&a))),
+                fixed(&cl["value"], 3),
+                fixed(&cl["tenure"], 2),
+                fixed(&cl["agreement"], 2),
+                fixed(&cl["proximity"], 1),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    outln!();
+    let header = [
+        "OBSERVER",
+        "PEER",
+        "SAYS",
+        "RESTARTS",
+        "STARTED_UTC",
+        "UPTIME",
+        "RTT_MS",
+        "SAID",
+        "CLOUT",
+        "TENURE",
+        "AGREEMENT",
+        "PROXIMITY",
+    ];
+    out!("{}", table(&header, &rows));
     Ok(())
 }
 
@@ -721,6 +919,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init(config.as_deref(), data_dir, key, json)?
         }
         Command::Members { c } => members(&c)?,
+        Command::Opinions { peer, c } => opinions(&c, peer.as_deref())?,
         Command::Links { c } => links(&c)?,
         Command::Status { c } => status(&c)?,
         Command::Health { c } => {

@@ -68,6 +68,16 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ("vecino_postcards_custody", "gauge", "postcards and receipts in custody here"),
     ("vecino_members", "gauge", "peers known, by state (alive, left)"),
     ("vecino_links", "gauge", "neighbour links, by status (connected, suspected, disconnected)"),
+    (
+        "vecino_peers",
+        "gauge",
+        "peers this one holds claims about, by the status it gives them (online, unreachable, offline)",
+    ),
+    (
+        "vecino_peer_status_changes_total",
+        "counter",
+        "changes of the status this peer gives a peer, by the new status (online, unreachable, offline)",
+    ),
     ("vecino_coordinate_error", "gauge", "this peer's Vivaldi error estimate"),
     ("vecino_rtt_seconds", "histogram", "measured round-trip times to neighbours"),
     ("vecino_transport_connections", "gauge", "peers with an open transport connection"),
@@ -198,6 +208,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!("vecino_transport_addrs_refused_total", "reason" => why).increment(0);
     }
     metrics::counter!("vecino_api_rejected_total", "reason" => "unauthorized").increment(0);
+    for status in PEER_STATUSES {
+        metrics::gauge!("vecino_peers", "status" => *status).set(0.0);
+        metrics::counter!("vecino_peer_status_changes_total", "status" => *status).increment(0);
+    }
     for transport in WIRE_TRANSPORTS {
         metrics::counter!("vecino_transport_wire_bytes_sent_total", "transport" => *transport)
             .increment(0);
@@ -215,11 +229,16 @@ const LABELLED: &[&str] = &[
     "vecino_gossip_posts_forgotten_total",
     "vecino_members",
     "vecino_links",
+    "vecino_peers",
+    "vecino_peer_status_changes_total",
     "vecino_transport_rejected_total",
     "vecino_transport_dropped_total",
     "vecino_transport_wire_bytes_sent_total",
     "vecino_transport_wire_bytes_received_total",
 ];
+/// Statuses of `vecino_peers` and `vecino_peer_status_changes_total`
+/// ([`vecino_gossip::PeerStatus::as_str`]).
+pub const PEER_STATUSES: &[&str] = &["online", "unreachable", "offline"];
 /// Transports of `vecino_transport_wire_bytes_{sent,received}_total` (what each counts:
 /// `node/src/wire.rs`).
 pub const WIRE_TRANSPORTS: &[&str] = &["tcp", "quic"];

@@ -96,6 +96,22 @@ fn what_peers_sent_is_escaped_in_every_human_readable_output() {
     assert_terminal_safe(&out);
     let members: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(members[0]["name"], EVIL_NAME);
+
+    // `vecino opinions` at a neighbour: the peer's name and the observer's, escaped.
+    let b = Peer::start("b", &h.join("b"), std::slice::from_ref(&a.addr), &[]);
+    common::wait_until("b holds its own observation of a", || {
+        b.get("/v1/opinions").as_array().is_some_and(|l| !l.is_empty())
+    });
+    for args in [vec!["opinions"], vec!["opinions", a.peer_id.as_str()]] {
+        let out = output(&[args.as_slice(), &["--api", b.api.as_str()]].concat(), h);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let out = text(&out.stdout);
+        assert_terminal_safe(&out);
+        assert!(out.contains("\\u{1b}[31mevil\\u{202e}gnp.exe"), "{args:?}: {out}");
+    }
+    let out = text(&output(&["opinions", "--json", "--api", b.api.as_str()], h).stdout);
+    assert_terminal_safe(&out);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["name"], EVIL_NAME);
 }
 
 #[cfg(unix)]
@@ -109,6 +125,8 @@ fn client_commands_end_quietly_when_stdout_is_closed() {
     let commands: &[&[&str]] = &[
         &["status"],
         &["members"],
+        &["opinions"],
+        &["opinions", "--json"],
         &["links"],
         &["postcards"],
         &["health"],

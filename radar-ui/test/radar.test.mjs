@@ -2,6 +2,7 @@
 // RADAR_NODES): peers on the map, others' links from the overlay's link state, a postcard sent
 // from the page around a cut link with its path drawn hop by hop (and in the destination's
 // inbox), a link cut through the shim going suspected → disconnected → connected on the page, a
+// peer's card with who says what about it, a peer cut off from everyone marked on the map, a
 // post from the CLI in the list, frames per second with 500 simulated peers, and screenshots.
 // Every wait has a bound.
 
@@ -272,6 +273,61 @@ test('a link cut through the shim turns suspected, then disconnected, and heals'
   await waitForLink(cata.peer_id, 'connected', 90_000);
   assert.equal(await linkStatus(cata.peer_id), 'connected');
   await page.waitForFunction(() => document.getElementById('banner').hidden, null, { timeout: 10_000 });
+});
+
+test('a peer’s card says what the viewer believes of it and who says what; a cut-off peer is marked on the map', async () => {
+  // Opinions go out once a peer's set of links has held 10 s: wait for ana to hold beto's own
+  // observation by others.
+  const op = await until('ana holds claims about beto from other observers', 90_000, async () => {
+    const o = await getJson(ana, `/v1/opinions?peer=${beto.peer_id}`);
+    return o.status === 'online' && o.claims.some((c) => !c.observer.self) ? o : null;
+  });
+  await page.evaluate((id) => window.radar.select(id), beto.peer_id);
+  // The card asks the node on selection and with every snapshot: its list follows the API's.
+  const observers = (o) => o.claims.map((c) => c.observer.peer_id).sort();
+  await page.waitForFunction((n) => document.querySelectorAll('#claims li').length >= n, op.claims.length,
+    { timeout: 15_000, polling: 200 });
+  const card = await page.evaluate(() => ({
+    status: document.querySelector('#details [data-liveness]')?.dataset.liveness,
+    claims: [...document.querySelectorAll('#claims li')].map((li) => ({ peer: li.dataset.observer, says: li.dataset.says,
+      clout: li.querySelector('.clout')?.textContent, text: li.textContent })),
+    dot: document.querySelector(`svg circle.peer[data-peer="${window.radar.state.selected}"]`)?.dataset.liveness,
+  }));
+  const now = await getJson(ana, `/v1/opinions?peer=${beto.peer_id}`);
+  assert.equal(card.status, 'online', JSON.stringify(card));
+  assert.equal(card.dot, 'online', 'the map marks beto online');
+  assert.deepEqual(card.claims.map((c) => c.peer).sort(), observers(now), JSON.stringify(card));
+  for (const c of card.claims) {
+    assert.equal(c.says, 'online', JSON.stringify(c));
+    assert.match(c.clout, /^\d\.\d{3}$/, 'each observer’s clout here');
+  }
+  const own = card.claims.find((c) => c.peer === ana.peer_id);
+  assert.ok(own && own.text.includes('(this peer)') && own.clout === '1.000', JSON.stringify(card));
+  console.log(`card: beto ${card.status}, ${card.claims.length} observers: ${card.claims.map((c) => c.clout).join(' ')}`);
+
+  // dani cut off from everyone (every shim drops its frames both ways): at ana it is no longer
+  // online; the map and the card say what ana's API says.
+  const cuts = [[ana, [dani]], [beto, [dani]], [nodes[2], [dani]], [dani, [ana, beto, nodes[2]]]];
+  const started = Date.now();
+  try {
+    for (const [at, peers] of cuts) await postJson(at, '/v1/shim/cut', { peers: peers.map((n) => n.peer_id) });
+    const gone = await until('ana stops calling dani online', 60_000, async () => {
+      const o = await getJson(ana, `/v1/opinions?peer=${dani.peer_id}`);
+      return o.status && o.status !== 'online' ? o : null;
+    }, 250);
+    console.log(`card: dani cut off from everyone → ${gone.status} at ana after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    await page.waitForFunction(([id, want]) => document.querySelector(`svg circle.peer[data-peer="${id}"]`)?.dataset.liveness === want,
+      [dani.peer_id, gone.status], { timeout: 15_000, polling: 200 });
+    await page.evaluate((id) => window.radar.select(id), dani.peer_id);
+    await page.waitForFunction(([me, want]) => document.querySelector('#details [data-liveness]')?.dataset.liveness === want
+      && document.querySelector(`#claims li[data-observer="${me}"]`)?.dataset.says === 'offline', [ana.peer_id, gone.status],
+    { timeout: 15_000, polling: 200 });
+    await page.screenshot({ path: `${shots}/radar-peer-${gone.status}-1280x800.png` });
+  } finally {
+    for (const [at] of cuts) await postJson(at, '/v1/shim/restore', {});
+  }
+  await waitForLink(dani.peer_id, 'connected', 90_000);
+  await until('ana calls dani online again', 60_000, async () => (await getJson(ana, `/v1/opinions?peer=${dani.peer_id}`)).status === 'online');
 });
 
 test('a post sent with the CLI appears in the list', async () => {

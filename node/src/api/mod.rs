@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GET /healthz` | `ok` while the node's loop answers |
 //! | `GET /v1/status` | peer id, name, addresses, counts of members and links, coordinate, counters |
-//! | `GET /v1/members` | every known peer (this one first): name, addresses, alive/left, link status, measured and estimated RTT, coordinate |
+//! | `GET /v1/members` | every known peer (this one first): name, addresses, alive/left, liveness (online/unreachable/offline) and clout as an observer, link status, measured and estimated RTT, coordinate |
+//! | `GET /v1/opinions?peer=` | what this peer believes about every peer it holds claims about (or about `peer`: peer id, key or name; 400 when it cannot name one, 404 when unknown): status, the weights online and offline, the consensus restarts, start, uptime and RTT, and each observer's claim with its clout here |
 //! | `GET /v1/coordinate` | this peer's Vivaldi coordinate (ms) |
 //! | `GET /v1/rtt?a=&b=` | RTT between two peers estimated from their coordinates (`b` defaults to this peer; peers by peer id, key or name), plus the measured RTT when one is this peer's neighbour |
 //! | `GET /v1/links` | neighbours: connected / suspected / disconnected, since, RTT, queues |
@@ -14,7 +15,7 @@
 //! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
 //! | `POST /v1/postcards` | `{"to": peer id, key or name, "text": …, "lifetime_s": optional}`: send a postcard (sealed to `to`, routed by proximity, held in custody hop by hop); answers at once with its record (status `custody`); the receipt comes later |
 //! | `GET /v1/postcards?box=inbox|sent&since=&limit=` | postcards received here (`inbox`) or sent from here (`sent`) with their status: `received`; `custody` (held here), `forwarded`, `delivered` (with the path), `expired` |
-//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `post`, `postcard` (one received), `postcard_status` (one sent moved on), `coordinate` |
+//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `status` (this peer's belief about a peer's liveness changed), `post`, `postcard` (one received), `postcard_status` (one sent moved on), `coordinate` |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /`, `/radar/…`, `/v1/radar` | the radar page and its snapshot (see [`crate::radar`]) |
 //! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
@@ -54,7 +55,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::node::{STORE_DOWN, Shared};
+use crate::node::{OpinionsError, STORE_DOWN, Shared};
 
 pub mod access;
 pub mod conn;
@@ -75,6 +76,13 @@ pub enum Request {
     Coordinate(oneshot::Sender<Value>),
     /// `/v1/overlay`.
     Overlay(oneshot::Sender<Value>),
+    /// `/v1/opinions`.
+    Opinions {
+        /// Only this peer (peer id, key or name); every peer held when `None`.
+        peer: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Value, OpinionsError>>,
+    },
     /// `/v1/rtt`.
     Rtt {
         /// First peer.
@@ -141,6 +149,7 @@ pub fn routes(shared: Shared) -> Router {
         .route("/v1/coordinate", get(coordinate))
         .route("/v1/overlay", get(overlay))
         .route("/v1/rtt", get(rtt))
+        .route("/v1/opinions", get(opinions))
         .route("/v1/posts", post(create_post).get(list_posts))
         .route("/v1/postcards", post(create_postcard).get(list_postcards))
         .route("/v1/events", get(events))
@@ -231,6 +240,28 @@ async fn rtt(State(s): State<Shared>, q: Result<Query<RttQuery>, QueryRejection>
     match ask(&s, |reply| Request::Rtt { a: q.a, b, reply }).await {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpinionsQuery {
+    peer: Option<String>,
+}
+
+async fn opinions(
+    State(s): State<Shared>,
+    q: Result<Query<OpinionsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
+    match ask(&s, |reply| Request::Opinions { peer: q.peer, reply }).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e @ OpinionsError::BadPeer { .. })) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(r) => r,
     }
 }

@@ -215,6 +215,13 @@ impl Node {
                 let v = json!({"peer_id": pid(&peer), "status": status.name()});
                 self.emit(ApiEvent::new("link", v));
             }
+            AppEvent::Status { peer, status } => {
+                tracing::info!(peer = %short(&peer), status = status.as_str(), "status");
+                metrics::counter!("vecino_peer_status_changes_total", "status" => status.as_str())
+                    .increment(1);
+                let v = json!({"peer_id": pid(&peer), "status": status.as_str()});
+                self.emit(ApiEvent::new("status", v));
+            }
             AppEvent::Member { peer, change } => {
                 let change = match change {
                     MemberChange::Joined => "joined",

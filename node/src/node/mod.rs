@@ -29,7 +29,7 @@
 //! | `commit.rs` | the group commit: what is held until the batch is on disk |
 //! | `dialer.rs` | the peer book, carrying out `Dial`, bootstrap peers and their redials |
 //! | `swarm.rs` | swarm events, connections and the writers |
-//! | `views.rs` | operator requests: status, members, links, RTT, and the gauges |
+//! | `views.rs` | operator requests: status, members, links, RTT, opinions, and the gauges |
 
 mod commit;
 mod dialer;
@@ -65,7 +65,7 @@ use commit::Batch;
 use dialer::Dialer;
 use swarm::PeerConn;
 
-pub use views::{coordinate_from_json, coordinate_from_pb, coordinate_json};
+pub use views::{OpinionsError, coordinate_from_json, coordinate_from_pb, coordinate_json};
 
 /// Inputs handled per loop turn at most before the batch is committed.
 pub const MAX_BATCH: usize = 256;

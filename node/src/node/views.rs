@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use rand_chacha::ChaCha20Rng;
 use serde_json::{Value, json};
 use vecino_coords::Coordinate;
-use vecino_gossip::{Command, Engine, LinkStatus, Time};
+use vecino_gossip::{Clout, Command, Engine, LinkStatus, PeerOpinion, PeerStatus, Time};
 use vecino_proto::{AuthorKey, Bytes, pb};
 
 use super::Node;
@@ -110,16 +110,25 @@ pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     })
 }
 
-/// `GET /v1/members`: this peer first, then every member the engine knows.
+/// `GET /v1/members`: this peer first, then every member the engine knows. Each with its
+/// `liveness` as this peer believes it (online, unreachable, offline; null when nobody
+/// observes it, and for this peer) and its `clout` here as an observer (null when it
+/// observes nothing this peer holds).
 pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     let links: HashMap<AuthorKey, _> = engine.links().into_iter().map(|l| (l.peer, l)).collect();
     let me = engine.coordinate();
+    let opinions = engine.opinions(None);
+    let liveness: HashMap<AuthorKey, PeerStatus> =
+        opinions.iter().map(|o| (o.peer, o.status)).collect();
+    let clouts = clouts(&opinions);
     let mut out = vec![json!({
         "peer_id": f.peer_id.to_string(),
         "author": engine.id().to_string(),
         "name": f.name,
         "addrs": f.advertised,
         "status": "alive",
+        "liveness": Value::Null,
+        "clout": clouts.get(&engine.id()).map(clout_json),
         "self": true,
         "link": Value::Null,
         "rtt_ms": Value::Null,
@@ -146,6 +155,8 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
             "name": name,
             "addrs": addrs,
             "status": if m.left { "left" } else { "alive" },
+            "liveness": liveness.get(&m.peer).map(|s| s.as_str()),
+            "clout": clouts.get(&m.peer).map(clout_json),
             "self": false,
             "link": link.map(|l| l.status.name()),
             "rtt_ms": link.and_then(|l| l.rtt).map(|r| r.as_secs_f64() * 1e3),
@@ -193,6 +204,198 @@ pub(super) fn links(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
             })
             .collect(),
     )
+}
+
+/// The clout of every observer with a claim among `opinions` (this peer's own observations
+/// included, at 1), by observer.
+fn clouts(opinions: &[PeerOpinion]) -> HashMap<AuthorKey, Clout> {
+    let mut out = HashMap::new();
+    for c in opinions.iter().flat_map(|o| &o.claims) {
+        out.entry(c.observer).or_insert(c.clout);
+    }
+    out
+}
+
+/// A clout with its parts.
+fn clout_json(c: &Clout) -> Value {
+    json!({
+        "value": c.value,
+        "tenure": c.tenure,
+        "agreement": c.agreement,
+        "proximity": c.proximity,
+    })
+}
+
+/// Longest `peer` parameter looked at (a peer id is 52 characters, a key 64, a name at most
+/// 64 bytes as the engine keeps it).
+const MAX_PEER_PARAM: usize = 256;
+
+/// Why `GET /v1/opinions?peer=` has no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpinionsError {
+    /// The parameter cannot name a peer (400).
+    #[error("bad peer parameter {given:?}: {why}")]
+    BadPeer {
+        /// What was given (cut to [`MAX_PEER_PARAM`] bytes).
+        given: String,
+        /// Why it names no peer.
+        why: &'static str,
+    },
+    /// Well formed, but no peer this node knows (404).
+    #[error("unknown peer {0}: this node knows no member by that peer id, key or name")]
+    UnknownPeer(String),
+    /// This node itself, which holds no opinion of itself (404).
+    #[error("{0} is this node, which keeps no opinion of itself: ask another peer")]
+    ThisNode(String),
+}
+
+/// The key of the peer `who` names for `GET /v1/opinions`: a peer id, an author key (64 hex
+/// digits) or a member's name.
+pub(super) fn opinion_subject(
+    engine: &Engine<ChaCha20Rng>,
+    f: &Facts<'_>,
+    who: &str,
+) -> Result<AuthorKey, OpinionsError> {
+    let bad = |why| OpinionsError::BadPeer {
+        given: who
+            .chars()
+            .scan(0, |n, c| {
+                *n += c.len_utf8();
+                (*n <= MAX_PEER_PARAM).then_some(c)
+            })
+            .collect(),
+        why,
+    };
+    if who.is_empty() {
+        return Err(bad("empty: give a peer id, an author key or a member's name"));
+    }
+    if who.len() > MAX_PEER_PARAM {
+        return Err(bad("too long for a peer id, a key or a name"));
+    }
+    if who.chars().any(char::is_control) {
+        return Err(bad("control characters"));
+    }
+    let key = if let Ok(peer) = who.parse::<PeerId>() {
+        Some(
+            peer::author_of(&peer)
+                .ok_or_else(|| bad("a peer id of a key type other than ed25519"))?,
+        )
+    } else if who.len() == 64 && who.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let bytes = hex::decode(who).map_err(|_| bad("not hex"))?;
+        Some(AuthorKey::from_slice(&bytes).ok_or_else(|| bad("not a 32-byte key"))?)
+    } else {
+        None
+    };
+    let me = engine.id();
+    if key == Some(me) || (key.is_none() && !f.name.is_empty() && who == f.name) {
+        return Err(OpinionsError::ThisNode(pid(&me)));
+    }
+    if let Some(key) = key {
+        let known = engine.members().iter().any(|m| m.peer == key)
+            || !engine.opinions(Some(&key)).is_empty();
+        return if known { Ok(key) } else { Err(OpinionsError::UnknownPeer(who.to_string())) };
+    }
+    engine
+        .members()
+        .into_iter()
+        .find(|m| m.hey_there.as_ref().is_some_and(|h| !h.name.is_empty() && h.name == who))
+        .map(|m| m.peer)
+        .ok_or_else(|| OpinionsError::UnknownPeer(who.to_string()))
+}
+
+/// Names of the members (and this peer), by key, for the opinions views.
+fn names(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> HashMap<AuthorKey, String> {
+    let mut names: HashMap<AuthorKey, String> = engine
+        .members()
+        .into_iter()
+        .map(|m| (m.peer, m.hey_there.map(|h| h.name).unwrap_or_default()))
+        .collect();
+    names.insert(engine.id(), f.name.to_string());
+    names
+}
+
+/// One peer's opinion as the API shows it: the consensus, and each observer's claim with its
+/// clout here.
+fn opinion_json(o: &PeerOpinion, me: &AuthorKey, names: &HashMap<AuthorKey, String>) -> Value {
+    let ms = |d: Option<Duration>| d.map(|r| r.as_secs_f64() * 1e3);
+    let name = |k: &AuthorKey| names.get(k).cloned().unwrap_or_default();
+    let claims: Vec<Value> = o
+        .claims
+        .iter()
+        .map(|c| {
+            json!({
+                "observer": {
+                    "peer_id": pid(&c.observer),
+                    "author": c.observer.to_string(),
+                    "name": name(&c.observer),
+                    "self": c.observer == *me,
+                },
+                "online": c.online,
+                "stands": c.stands,
+                "restarts": c.restarts,
+                "started_ms": (c.started_ms > 0).then_some(c.started_ms),
+                "uptime_s": c.uptime_s,
+                "rtt_ms": ms(c.rtt),
+                "at_ms": c.at_ms,
+                "clout": clout_json(&c.clout),
+            })
+        })
+        .collect();
+    json!({
+        "peer_id": pid(&o.peer),
+        "author": o.peer.to_string(),
+        "name": name(&o.peer),
+        "status": o.status.as_str(),
+        "reachable": o.reachable,
+        "left": o.left,
+        "weight_online": o.weight_online,
+        "weight_offline": o.weight_offline,
+        "restarts": o.restarts,
+        "started_ms": o.started_ms,
+        "uptime_s": o.uptime_s,
+        "rtt_ms": ms(o.rtt),
+        "observers": o.claims.len(),
+        "claims": claims,
+    })
+}
+
+/// `GET /v1/opinions`: what this peer believes about every peer it holds claims about, by
+/// key.
+pub(super) fn opinions(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
+    let names = names(engine, f);
+    let me = engine.id();
+    Value::Array(engine.opinions(None).iter().map(|o| opinion_json(o, &me, &names)).collect())
+}
+
+/// `GET /v1/opinions?peer=`: what this peer believes about the peer `who` names. A member
+/// nobody has made a claim about yet has no status (`null`) and no claims.
+pub(super) fn opinion(
+    engine: &Engine<ChaCha20Rng>,
+    f: &Facts<'_>,
+    who: &str,
+) -> Result<Value, OpinionsError> {
+    let key = opinion_subject(engine, f, who)?;
+    let names = names(engine, f);
+    let me = engine.id();
+    Ok(match engine.opinions(Some(&key)).first() {
+        Some(o) => opinion_json(o, &me, &names),
+        None => json!({
+            "peer_id": pid(&key),
+            "author": key.to_string(),
+            "name": names.get(&key).cloned().unwrap_or_default(),
+            "status": Value::Null,
+            "reachable": Value::Null,
+            "left": engine.members().iter().any(|m| m.peer == key && m.left),
+            "weight_online": 0.0,
+            "weight_offline": 0.0,
+            "restarts": Value::Null,
+            "started_ms": Value::Null,
+            "uptime_s": Value::Null,
+            "rtt_ms": Value::Null,
+            "observers": 0,
+            "claims": [],
+        }),
+    })
 }
 
 /// Finds a peer by peer id, author key (hex), or name (this peer included): its peer id and
@@ -314,6 +517,18 @@ pub(super) fn coordinate(peer_id: PeerId, c: &Coordinate) -> Value {
     })
 }
 
+/// Every status, in the order of [`status_index`].
+const PEER_STATUSES: [PeerStatus; 3] =
+    [PeerStatus::Online, PeerStatus::Unreachable, PeerStatus::Offline];
+
+fn status_index(s: PeerStatus) -> usize {
+    match s {
+        PeerStatus::Online => 0,
+        PeerStatus::Unreachable => 1,
+        PeerStatus::Offline => 2,
+    }
+}
+
 /// A peer as the API names it: its peer id, else its author key.
 pub(super) fn pid(a: &AuthorKey) -> String {
     peer::peer_id_of(a).map(|p| p.to_string()).unwrap_or_else(|| a.to_string())
@@ -371,6 +586,14 @@ impl Node {
             Request::Overlay(reply) => {
                 let _ = reply.send(overlay(&self.engine));
             }
+            Request::Opinions { peer, reply } => {
+                let f = self.facts();
+                let answer = match peer {
+                    Some(who) => opinion(&self.engine, &f, &who),
+                    None => Ok(opinions(&self.engine, &f)),
+                };
+                let _ = reply.send(answer);
+            }
             Request::Coordinate(reply) => {
                 let _ = reply.send(coordinate(self.peer_id(), &self.engine.coordinate()));
             }
@@ -392,11 +615,25 @@ impl Node {
             }
             Request::RefreshMetrics(reply) => {
                 self.record_gauges();
+                self.record_statuses();
                 if let Ok(n) = self.store.event_count() {
                     metrics::gauge!("vecino_store_events").set(n as f64);
                 }
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// `vecino_peers{status}`: the peers this one holds claims about, by the status it gives
+    /// them (computed at each scrape: it weighs every claim held).
+    pub(super) fn record_statuses(&self) {
+        let mut counts = [0u64; 3];
+        for (_, s) in self.engine.statuses() {
+            counts[status_index(s)] += 1;
+        }
+        for s in PEER_STATUSES {
+            metrics::gauge!("vecino_peers", "status" => s.as_str())
+                .set(counts[status_index(s)] as f64);
         }
     }
 
@@ -553,6 +790,254 @@ mod tests {
         assert_eq!(r["b"], pid_of(&a).to_string());
         assert!(r["estimated_ms"].as_f64().unwrap() >= 0.0);
         assert_eq!(r["measured_ms"], m[1]["rtt_ms"]);
+    }
+
+    /// Engines linked in memory, every pair: frames take 1 ms, timers fire when due. A dead
+    /// engine neither sends nor receives (a crash, as its neighbours see it).
+    struct Fleet {
+        engines: Vec<Engine<ChaCha20Rng>>,
+        now: Time,
+        frames: VecDeque<(Time, usize, Input)>,
+        timers: std::collections::BTreeSet<(Time, usize, vecino_gossip::Timer)>,
+        dead: Vec<bool>,
+    }
+
+    impl Fleet {
+        fn new(names: &[&str]) -> Fleet {
+            let engines: Vec<_> =
+                names.iter().enumerate().map(|(i, n)| engine(i as u8 + 1, n)).collect();
+            let mut f = Fleet {
+                now: Time(1_000_000),
+                frames: VecDeque::new(),
+                timers: Default::default(),
+                dead: vec![false; engines.len()],
+                engines,
+            };
+            for i in 0..f.engines.len() {
+                f.feed(i, Input::Start);
+            }
+            for i in 0..f.engines.len() {
+                for j in 0..f.engines.len() {
+                    if i != j {
+                        let peer = f.engines[j].id();
+                        f.feed(i, Input::LinkUp { peer, info: LinkInfo::default() });
+                    }
+                }
+            }
+            f
+        }
+
+        fn feed(&mut self, i: usize, input: Input) {
+            let from = self.engines[i].id();
+            let outputs: Vec<Output> = self.engines[i].handle(self.now, input).collect();
+            for o in outputs {
+                match o {
+                    Output::Send { to, frame, .. } => {
+                        let j = self.engines.iter().position(|e| e.id() == to).unwrap();
+                        if !self.dead[i] && !self.dead[j] {
+                            let at = self.now + Duration::from_millis(1);
+                            self.frames.push_back((at, j, Input::Received { from, frame }));
+                        }
+                    }
+                    Output::Schedule { at, timer } => {
+                        self.timers.insert((at, i, timer));
+                    }
+                    _ => {}
+                }
+            }
+        }
+
+        /// Runs every engine for `d` of engine time.
+        fn run(&mut self, d: Duration) {
+            let end = self.now + d;
+            loop {
+                let frame = self.frames.front().map(|f| f.0);
+                let timer = self.timers.first().map(|t| t.0);
+                let next = match (frame, timer) {
+                    (Some(f), Some(t)) => f.min(t),
+                    (Some(x), None) | (None, Some(x)) => x,
+                    (None, None) => break,
+                };
+                if next > end {
+                    break;
+                }
+                self.now = self.now.max(next);
+                let (i, input) = if frame == Some(next) {
+                    let (_, i, input) = self.frames.pop_front().unwrap();
+                    (i, input)
+                } else {
+                    let (_, i, timer) = self.timers.pop_first().unwrap();
+                    (i, Input::Timer(timer))
+                };
+                if !self.dead[i] {
+                    self.feed(i, input);
+                }
+            }
+            self.now = end;
+        }
+
+        fn facts<'a>(
+            &self,
+            i: usize,
+            name: &'a str,
+            conns: &'a HashMap<PeerId, PeerConn>,
+        ) -> Facts<'a> {
+            facts(&self.engines[i], name, conns, self.now)
+        }
+    }
+
+    /// The opinion about the peer named `name` in a `GET /v1/opinions` answer.
+    fn about<'a>(list: &'a Value, name: &str) -> &'a Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no opinion about {name} in {list:#}"))
+    }
+
+    #[test]
+    fn opinions_show_each_observers_claim_and_its_clout() {
+        let mut fleet = Fleet::new(&["a", "b", "c"]);
+        // Opinions go out once the set of neighbours held 10 s.
+        fleet.run(Duration::from_secs(20));
+        let conns = HashMap::new();
+        let f = fleet.facts(0, "a", &conns);
+        let a = &fleet.engines[0];
+        let list = opinions(a, &f);
+        assert_eq!(list.as_array().unwrap().len(), 2, "about b and c, never itself: {list:#}");
+        let b = about(&list, "b");
+        let key_b = fleet.engines[1].id();
+        assert_eq!(b["peer_id"], pid(&key_b));
+        assert_eq!(b["author"], key_b.to_string());
+        assert_eq!(
+            (&b["status"], &b["reachable"], &b["left"]),
+            (&json!("online"), &json!(true), &json!(false))
+        );
+        assert!(b["weight_online"].as_f64().unwrap() > 1.0, "a's own word, and c's: {b:#}");
+        assert_eq!(b["weight_offline"], 0.0);
+        assert!(b["started_ms"].as_u64().is_some() && b["uptime_s"].as_u64().is_some(), "{b:#}");
+        assert_eq!(b["restarts"], 0);
+        let claims = b["claims"].as_array().unwrap();
+        assert_eq!(b["observers"], claims.len());
+        let by = |name: &str| {
+            claims.iter().find(|c| c["observer"]["name"] == name).unwrap_or_else(|| panic!("{b:#}"))
+        };
+        // a's own live observation: full clout.
+        let own = by("a");
+        assert_eq!(own["observer"]["self"], true);
+        assert_eq!(own["observer"]["peer_id"], pid(&a.id()));
+        assert_eq!(
+            own["clout"],
+            json!({"value": 1.0, "tenure": 1.0, "agreement": 1.0, "proximity": 1.0})
+        );
+        // c's published claim: online, with c's clout here and its parts.
+        let c = by("c");
+        assert_eq!(
+            (&c["observer"]["self"], &c["online"], &c["stands"]),
+            (&json!(false), &json!(true), &json!(false))
+        );
+        assert_eq!(c["observer"]["author"], fleet.engines[2].id().to_string());
+        for field in ["restarts", "started_ms", "uptime_s", "at_ms"] {
+            assert!(c[field].is_u64(), "{field}: {c:#}");
+        }
+        assert!(c["rtt_ms"].as_f64().is_some_and(|r| r > 0.0), "{c:#}");
+        let cl = &c["clout"];
+        let parts = ["tenure", "agreement", "proximity"].map(|k| cl[k].as_f64().unwrap());
+        assert!(parts[0] > 0.0 && parts[0] < 1.0, "a fresh observer's tenure: {cl}");
+        assert!(
+            (cl["value"].as_f64().unwrap() - parts.iter().product::<f64>()).abs() < 1e-12,
+            "{cl}"
+        );
+
+        // One peer, by name, peer id or key: the same answer as in the list.
+        for who in ["b".to_string(), pid(&key_b), key_b.to_string()] {
+            assert_eq!(&opinion(a, &f, &who).unwrap(), b, "{who}");
+        }
+
+        // Members: the liveness a gives each, and each one's clout here as an observer.
+        let m = members(a, &f);
+        let m = m.as_array().unwrap();
+        assert_eq!(
+            (&m[0]["liveness"], &m[0]["clout"]["value"]),
+            (&Value::Null, &json!(1.0)),
+            "{:#}",
+            m[0]
+        );
+        for row in &m[1..] {
+            assert_eq!(row["liveness"], "online", "{row:#}");
+            assert!(row["clout"]["value"].as_f64().is_some_and(|v| v > 0.0 && v < 1.0), "{row:#}");
+        }
+    }
+
+    #[test]
+    fn a_peer_gone_silent_is_offline_with_the_claims_that_say_so() {
+        let mut fleet = Fleet::new(&["a", "b", "c"]);
+        fleet.run(Duration::from_secs(20));
+        fleet.dead[2] = true; // c crashes
+        fleet.run(Duration::from_secs(15));
+        let conns = HashMap::new();
+        let f = fleet.facts(0, "a", &conns);
+        let a = &fleet.engines[0];
+        let c = opinion(a, &f, "c").unwrap();
+        assert_eq!(c["status"], "offline", "{c:#}");
+        assert!(
+            c["weight_offline"].as_f64().unwrap() > c["weight_online"].as_f64().unwrap(),
+            "{c:#}"
+        );
+        let own =
+            c["claims"].as_array().unwrap().iter().find(|x| x["observer"]["self"] == true).unwrap();
+        assert_eq!(
+            (&own["online"], &own["stands"], &own["uptime_s"]),
+            (&json!(false), &json!(true), &Value::Null)
+        );
+        let m = members(a, &f);
+        let row = m.as_array().unwrap().iter().find(|r| r["name"] == "c").unwrap();
+        assert_eq!(
+            (&row["status"], &row["liveness"]),
+            (&json!("alive"), &json!("offline")),
+            "{row:#}"
+        );
+        // b stays online.
+        assert_eq!(opinion(a, &f, "b").unwrap()["status"], "online");
+    }
+
+    #[test]
+    fn a_bad_peer_parameter_is_refused_and_an_unknown_one_not_found() {
+        let (mut a, mut b) = (engine(1, "a"), engine(2, "b"));
+        let now = link(&mut a, &mut b);
+        let conns = HashMap::new();
+        let f = facts(&a, "a", &conns, now);
+        let bad = |who: &str| match opinion(&a, &f, who) {
+            Err(e @ OpinionsError::BadPeer { .. }) => e.to_string(),
+            other => panic!("{who:?}: {other:?}"),
+        };
+        assert!(bad("").contains("empty"));
+        assert!(bad("b\u{1b}[2J").contains("control"));
+        assert!(bad(&"x".repeat(300)).contains("too long"));
+        // An RSA peer id (a hash: no key inside) cannot be an author.
+        assert!(bad("QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N").contains("ed25519"));
+        let long = bad(&"é".repeat(200));
+        assert!(long.len() < 600, "what was given is cut: {long}");
+
+        let unknown = engine(9, "z");
+        for who in [pid(&unknown.id()), unknown.id().to_string(), "nobody".into()] {
+            let e = opinion(&a, &f, &who).unwrap_err();
+            assert_eq!(e, OpinionsError::UnknownPeer(who.clone()));
+            assert!(e.to_string().contains("unknown peer"), "{e}");
+        }
+        for who in ["a".to_string(), pid(&a.id()), a.id().to_string()] {
+            assert!(matches!(opinion(&a, &f, &who), Err(OpinionsError::ThisNode(_))), "{who}");
+        }
+        // A member nobody has made a claim about yet (no timer ran: nothing observed): no
+        // status, no claims.
+        let v = opinion(&a, &f, "b").unwrap();
+        assert_eq!(
+            (&v["status"], &v["claims"], &v["observers"]),
+            (&Value::Null, &json!([]), &json!(0)),
+            "{v:#}"
+        );
+        assert_eq!(v["peer_id"], pid(&b.id()));
+        assert_eq!(opinions(&a, &f), json!([]));
     }
 
     #[test]

@@ -33,9 +33,18 @@ function gauss(r) {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
 
+/** A simulated peer's status: a few offline, a few unreachable, the rest online. */
+function demoLiveness(x) {
+  if (x < 0.03) return 'offline';
+  if (x < 0.06) return 'unreachable';
+  return 'online';
+}
+
 /** Builds the world and starts its clock; returns a `tick(now)` to call every frame. */
 export function startDemo(st, n) {
   const r = rng(42);
+  // Statuses from a generator of their own, so the map's layout is the same as without them.
+  const rs = rng(7);
   const clusters = Math.max(2, Math.min(WORDS.length, Math.round(Math.sqrt(n) / 1.5)));
   const centres = Array.from({ length: clusters }, () => Array.from({ length: DIMS }, () => gauss(r) * 60));
   const barrios = centres.map((c, i) => ({ id: (0x1000 + i * 7919).toString(16).padStart(16, '0'),
@@ -52,6 +61,8 @@ export function startDemo(st, n) {
       coordinate: { vec_ms: centres[k].map((x) => x + gauss(r) * 9), height_ms: 0.5 + r() * 4, error: 0.1 + r() * 0.5 },
       barrio: barrios[k].id,
       newspaper: { uptime_s: Math.floor(r() * 86400), restarts: Math.floor(r() * 3), connected: 3 + Math.floor(r() * 8), barrio: 0, flags: 0 },
+      liveness: i === 0 ? null : demoLiveness(rs()),
+      clout: i === 0 ? null : { value: 0.02 + rs() * 0.6, tenure: 0.5, agreement: 0.5, proximity: 1 },
     });
   }
   // The viewer's neighbours: its nearest peers plus a few random long links, as the engine picks.

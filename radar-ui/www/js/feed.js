@@ -1,11 +1,12 @@
 // The live feed: one snapshot (`/v1/radar`) on load, then the node's event stream
-// (`/v1/events`). Link, post and postcard events are applied at once; member and coordinate
+// (`/v1/events`). Link, status, post and postcard events are applied at once; member and coordinate
 // events only say *that* something changed, so they schedule a fresh snapshot (debounced). A
 // slow periodic snapshot catches what events do not carry (coordinates of others move through
 // pongs). The overlay (`/v1/overlay`: the link state peers publish, which changes at most every
-// few tens of seconds per peer) is fetched on its own, on (re)subscription and every 10 s.
+// few tens of seconds per peer) is fetched on its own, on (re)subscription and every 10 s; the
+// selected peer's opinions (who says what) with every snapshot and when its status changes.
 
-import { addPost, addPostcard, applyLink, applyOverlay, applySnapshot } from './state.js';
+import { addPost, addPostcard, applyLink, applyOpinion, applyOverlay, applySnapshot, applyStatus } from './state.js';
 
 /** Fresh snapshot at most this often after change events (ms). */
 const DEBOUNCE_MS = 700;
@@ -13,6 +14,25 @@ const DEBOUNCE_MS = 700;
 const PERIODIC_MS = 5000;
 /** The overlay this often (ms). */
 const OVERLAY_MS = 10000;
+
+/**
+ * Fetches what the viewer believes about the selected peer (`/v1/opinions?peer=`): its status
+ * and who says what, with each observer's clout. Nothing when no peer is selected; a refusal
+ * (404: this peer, which keeps no opinion of itself; or one that is gone) is kept as the reason.
+ */
+export async function refreshOpinion(st) {
+  const peer = st.selected;
+  if (!peer) return;
+  try {
+    const res = await fetch(`/v1/opinions?peer=${encodeURIComponent(peer)}`, { cache: 'no-store' });
+    const body = await res.json().catch(() => null);
+    if (st.selected !== peer) return; // another peer was picked meanwhile
+    if (res.ok) applyOpinion(st, peer, body);
+    else applyOpinion(st, peer, null, body?.error || `HTTP ${res.status}`);
+  } catch {
+    // The node may be restarting; the next snapshot asks again.
+  }
+}
 
 export function startLive(st, onChange) {
   let timer = null;
@@ -26,6 +46,7 @@ export function startLive(st, onChange) {
       const res = await fetch('/v1/radar', { cache: 'no-store' });
       if (res.ok) {
         applySnapshot(st, await res.json(), performance.now());
+        refreshOpinion(st);
         onChange();
       } else if (res.status === 401) {
         // The node's API needs a token and this page has none (or a wrong one).
@@ -71,6 +92,13 @@ export function startLive(st, onChange) {
     const ev = parse(e.data);
     if (ev) applyLink(st, ev);
     schedule(); // a link change also changes measured RTTs and counts
+    onChange();
+  });
+  // `status`: the viewer's belief about a peer's liveness changed (online, unreachable,
+  // offline): the map marks it at once, and the card of the peer shown asks again who says what.
+  es.addEventListener('status', (e) => {
+    const ev = parse(e.data);
+    if (applyStatus(st, ev) && ev.peer_id === st.selected) refreshOpinion(st);
     onChange();
   });
   es.addEventListener('post', (e) => {

@@ -101,7 +101,7 @@ export class Layout {
       if (!xy) continue;
       const [x, y] = toScreen(xy);
       out.push({ id: p.id, x, y, self: p.id === st.selfId, left: p.left, link: p.link,
-        color: barrioColor(p.barrio), selected: p.id === st.selected, name: p.name });
+        liveness: p.liveness, color: barrioColor(p.barrio), selected: p.id === st.selected, name: p.name });
     }
     return out;
   }

@@ -6,7 +6,7 @@ import { createState, pruneFlights, selectPostcard } from './state.js';
 import { Layout } from './layout.js';
 import { createSvgRenderer } from './render-svg.js';
 import { createCanvasRenderer } from './render-canvas.js';
-import { startLive } from './feed.js';
+import { refreshOpinion, startLive } from './feed.js';
 import { startDemo } from './demo.js';
 import { FpsMeter, measureFps } from './fps.js';
 import { renderBanner, renderBarrios, renderDetails, renderHeader, renderPosts, renderScale } from './panel.js';
@@ -96,8 +96,10 @@ function onTap(ev) {
 }
 
 function select(id) {
+  if (st.selected !== id) st.opinion = null;
   st.selected = id;
   st.version++;
+  if (id && !demoTick) refreshOpinion(st);
 }
 
 function start() {

@@ -84,18 +84,75 @@ export function renderDetails(st, now) {
     ['predicted RTT', p.self ? '—' : ms(p.est)],
     ['coord. error', typeof p.error === 'number' ? p.error.toFixed(3) : 'n/a'],
     ['height', ms(p.height)],
-    ['clout', typeof p.clout === 'number' ? p.clout.toFixed(2) : 'n/a (not published yet)'],
+    ['status', p.self ? h('span', { class: 'pill none' }, 'this peer') : liveness(p, opinionOf(st, p))],
+    ['clout', clout(p.clout)],
     ['newspaper', np ? `up ${duration(np.uptime_s)}, ${np.connected} links, ${np.restarts} restarts` : p.self ? 'this peer' : 'none yet'],
     ['updated', seen != null ? `${duration((now - seen) / 1000)} ago` : 'n/a'],
-    ['status', p.left ? 'left (said chau)' : 'alive'],
+    ['membership', p.left ? 'left (said chau)' : 'alive'],
   ];
   card.replaceChildren(
     h('h2', {}, p.self ? 'This peer' : 'Peer'),
     h('p', { class: 'name' }, p.name || short(p.id)),
     h('div', { class: 'pid' }, p.id),
     h('dl', {}, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    ...(p.self ? [] : whoSaysWhat(st, p)),
   );
 }
+
+/** The viewer's opinion of `p` when it has been fetched (`/v1/opinions?peer=`). */
+function opinionOf(st, p) {
+  return st.opinion?.peer === p.id ? st.opinion : null;
+}
+
+/** The status pill, with the clout saying each way when the opinion is at hand. */
+function liveness(p, op) {
+  const status = op?.data ? op.data.status : p.liveness;
+  const pill = h('span', { class: `pill ${status || 'none'}`, 'data-liveness': status || 'unknown' },
+    status || 'unknown');
+  if (!op?.data || !status) return status ? pill : h('span', {}, pill, ' nobody observes it yet');
+  const w = (v) => (typeof v === 'number' ? v.toFixed(2) : '?');
+  return h('span', {}, pill, ` clout ${w(op.data.weight_online)} says online, ${w(op.data.weight_offline)} offline`);
+}
+
+/** A clout with its parts (the viewer's trust in a peer as an observer). */
+function clout(c) {
+  if (!c || typeof c.value !== 'number') return 'n/a (observes nothing held here)';
+  const f = (v, d) => (typeof v === 'number' ? v.toFixed(d) : '?');
+  return `${f(c.value, 3)} (tenure ${f(c.tenure, 2)} × agreement ${f(c.agreement, 2)} × proximity ${f(c.proximity, 1)})`;
+}
+
+/** "Who says what": every observer's claim about `p`, with its clout here, weightiest first. */
+function whoSaysWhat(st, p) {
+  const op = opinionOf(st, p);
+  const title = h('h3', {}, 'Who says what');
+  if (st.mode === 'demo') return [title, h('p', { class: 'hint' }, 'n/a in the demo')];
+  if (!op) return [title, h('p', { class: 'hint' }, 'asking the node…')];
+  if (!op.data) return [title, h('p', { class: 'hint' }, op.error || 'no answer')];
+  const claims = Array.isArray(op.data.claims) ? [...op.data.claims] : [];
+  if (claims.length === 0) return [title, h('p', { class: 'hint' }, 'no observer has made a claim about it yet')];
+  const value = (c) => (typeof c?.clout?.value === 'number' ? c.clout.value : 0);
+  claims.sort((a, b) => value(b) - value(a));
+  const nowMs = Date.now();
+  const list = h('ul', { class: 'claims', id: 'claims' }, ...claims.map((c) => {
+    const ob = c.observer || {};
+    const says = c.online ? 'online' : 'offline';
+    const who = `${ob.name || short(ob.peer_id)}${ob.self ? ' (this peer)' : ''}`;
+    const more = [
+      `tenure ${fmt(c.clout?.tenure, 2)} × agreement ${fmt(c.clout?.agreement, 2)} × proximity ${fmt(c.clout?.proximity, 1)}`,
+      c.online ? `up ${duration(c.uptime_s)}` : c.stands ? 'counts' : 'older than its own last word: does not count',
+      `${c.restarts ?? '?'} restarts`,
+      typeof c.at_ms === 'number' ? `said ${duration(Math.max(0, nowMs - c.at_ms) / 1000)} ago` : '',
+    ].filter(Boolean).join(' · ');
+    return h('li', { 'data-observer': ob.peer_id || '', 'data-says': says, class: c.online || c.stands ? '' : 'old' },
+      h('span', { class: 'who', title: ob.peer_id || '' }, who),
+      h('span', { class: `pill ${says}` }, says),
+      h('span', { class: 'clout', title: 'clout here' }, fmt(c.clout?.value, 3)),
+      h('span', { class: 'more' }, more));
+  }));
+  return [title, list];
+}
+
+const fmt = (v, d) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '?');
 
 function duration(s) {
   if (typeof s !== 'number' || !Number.isFinite(s)) return '?';

@@ -3,6 +3,8 @@
 
 const LINK_COLOR = { connected: '#3ddc97', suspected: '#ffb547', disconnected: '#ff5d73' };
 const LINK_DASH = { connected: [], suspected: [6, 5], disconnected: [2, 5] };
+/** The marks of peers the viewer believes offline or unreachable (radar.css --offline, --unreachable). */
+const LIVENESS_COLOR = { offline: '#ff5d73', unreachable: '#ffb547' };
 
 export function createCanvasRenderer(container) {
   const canvas = document.createElement('canvas');
@@ -178,12 +180,15 @@ function drawLinks(ctx, f) {
   return p;
 }
 
+/** Peers drawn one by one (the others are batched by colour). */
+const special = (p) => p.self || p.selected || p.left || p.liveness === 'offline' || p.liveness === 'unreachable';
+
 function drawPeers(ctx, f) {
   ctx.save();
   // Batch the plain peers by colour: one path per barrio colour instead of one per peer.
   const byColor = new Map();
   for (const p of f.peers) {
-    if (p.self || p.selected || p.left) continue;
+    if (special(p)) continue;
     if (!byColor.has(p.color)) byColor.set(p.color, []);
     byColor.get(p.color).push(p);
   }
@@ -196,16 +201,24 @@ function drawPeers(ctx, f) {
     }
     ctx.fill();
   }
+  // As the SVG renderer marks them: offline hollow, red and dashed; unreachable ringed amber.
   for (const p of f.peers) {
-    if (!(p.self || p.selected || p.left)) continue;
+    if (!special(p)) continue;
+    const offline = !p.self && !p.left && p.liveness === 'offline';
+    const unreachable = !p.self && !p.left && p.liveness === 'unreachable';
     ctx.beginPath();
     ctx.arc(p.x, p.y, p.self ? 8 : p.selected ? 7 : 4.5, 0, Math.PI * 2);
-    ctx.fillStyle = p.self ? '#ffffff' : p.left ? 'transparent' : p.color;
+    ctx.globalAlpha = unreachable ? 0.55 : 1;
+    ctx.fillStyle = p.self ? '#ffffff' : p.left || offline ? 'transparent' : p.color;
     ctx.fill();
-    ctx.lineWidth = p.self ? 3 : 2;
-    ctx.strokeStyle = p.self ? p.color : p.left ? '#6b7399' : '#ffffff';
+    ctx.globalAlpha = 1;
+    ctx.setLineDash(offline ? [2, 2] : []);
+    ctx.lineWidth = p.self ? 3 : unreachable ? 2.5 : 2;
+    ctx.strokeStyle = p.self ? p.color : p.selected ? '#ffffff' : p.left ? '#6b7399'
+      : offline ? LIVENESS_COLOR.offline : LIVENESS_COLOR.unreachable;
     ctx.stroke();
   }
+  ctx.setLineDash([]);
   ctx.restore();
 }
 

@@ -1,7 +1,7 @@
 // Paints frames as SVG: one element per peer, link, barrio and postcard hop (others' links, which
 // are many, share two paths), kept and updated in place (keyed by id) rather than rebuilt, so
 // the browser only re-lays out what moved. Elements carry data-peer / data-status / data-pairs /
-// data-hop attributes, which the browser test reads.
+// data-hop / data-liveness attributes, which the browser test reads.
 
 const NS = 'http://www.w3.org/2000/svg';
 /** Barrio regions: padding around members, px. */
@@ -187,13 +187,32 @@ function makePeer(p) {
   return e;
 }
 
+/** How a peer is marked by what the viewer believes about it: offline peers hollow in red,
+ * dashed; unreachable ones ringed in amber; online (and unknown) ones plain. */
+function peerLook(p) {
+  if (p.self) return { fill: 'var(--self)', stroke: p.color, width: 3, dash: 'none' };
+  const ring = p.selected ? '#fff' : null;
+  if (p.left) return { fill: 'none', stroke: ring || '#6b7399', width: p.selected ? 2 : 1, dash: 'none' };
+  if (p.liveness === 'offline') {
+    return { fill: 'none', stroke: ring || 'var(--offline)', width: 2, dash: '2 2' };
+  }
+  if (p.liveness === 'unreachable') {
+    return { fill: p.color, stroke: ring || 'var(--unreachable)', width: 2.5, dash: 'none', opacity: 0.55 };
+  }
+  return { fill: p.color, stroke: ring || '#0b1020', width: p.selected ? 2 : 1, dash: 'none' };
+}
+
 function updatePeer(e, p) {
+  const look = peerLook(p);
   set(e, 'cx', p.x); set(e, 'cy', p.y);
   set(e, 'r', p.self ? 8 : p.selected ? 7 : 4.5);
-  set(e, 'fill', p.self ? 'var(--self)' : p.left ? 'none' : p.color);
-  set(e, 'stroke', p.self ? p.color : p.selected ? '#fff' : p.left ? '#6b7399' : '#0b1020');
-  set(e, 'stroke-width', p.self ? 3 : p.selected ? 2 : 1);
+  set(e, 'fill', look.fill);
+  set(e, 'fill-opacity', look.opacity ?? 1);
+  set(e, 'stroke', look.stroke);
+  set(e, 'stroke-width', look.width);
+  set(e, 'stroke-dasharray', look.dash);
   set(e, 'data-link', p.link || 'none');
+  set(e, 'data-liveness', p.liveness || 'unknown');
   set(e, 'class', p.self ? 'peer self' : 'peer');
 }
 

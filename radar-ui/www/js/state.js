@@ -30,6 +30,9 @@ export function createState() {
     seen: new Map(), // peer id → when this page last saw it update (ms, page clock)
     stream: 'connecting', // connecting | open | lost | unauthorized
     selected: null,
+    // What the viewer believes about the selected peer (`/v1/opinions?peer=`): { peer, data,
+    // error } — `data` the node's answer, `error` its refusal (this peer: no opinion of itself).
+    opinion: null,
     version: 0, // bumped on every change that needs a new layout
   };
 }
@@ -50,9 +53,21 @@ function peerOf(m) {
     error: c ? numberOr(c.error, null) : null,
     barrio: m.barrio || null,
     newspaper: m.newspaper || null,
-    clout: numberOr(m.clout, null),
+    // What the viewer believes about it: online, unreachable or offline (null: nobody observes
+    // it yet, or it is the viewer).
+    liveness: LIVENESS.has(m.liveness) ? m.liveness : null,
+    // Its clout in the viewer's eyes as an observer (null: it observes nothing held here).
+    clout: m.clout && typeof m.clout === 'object' ? {
+      value: numberOr(m.clout.value, null),
+      tenure: numberOr(m.clout.tenure, null),
+      agreement: numberOr(m.clout.agreement, null),
+      proximity: numberOr(m.clout.proximity, null),
+    } : null,
   };
 }
+
+/** The statuses a peer can have in the viewer's eyes. */
+export const LIVENESS = new Set(['online', 'unreachable', 'offline']);
 
 function numberOr(v, dflt) {
   return typeof v === 'number' && Number.isFinite(v) ? v : dflt;
@@ -93,6 +108,21 @@ export function applyLink(st, ev) {
   const p = st.peers.get(ev.peer_id);
   if (!p || p.link === ev.status) return;
   p.link = ev.status;
+  st.version++;
+}
+
+/** A status event: `{ peer_id, status }` (the viewer's belief about a peer's liveness changed). */
+export function applyStatus(st, ev) {
+  const p = st.peers.get(ev?.peer_id);
+  if (!p || !LIVENESS.has(ev.status) || p.liveness === ev.status) return false;
+  p.liveness = ev.status;
+  st.version++;
+  return true;
+}
+
+/** The viewer's opinion of peer `peer` (`/v1/opinions?peer=`), or why there is none. */
+export function applyOpinion(st, peer, data, error = null) {
+  st.opinion = { peer, data: data && typeof data === 'object' ? data : null, error };
   st.version++;
 }
 

@@ -2,7 +2,9 @@
 //! (latencies from an RTT matrix or a generated topology, optional rate and loss), a fault
 //! schedule (partitions, flapping links, `kill -9` and restart; testnet/faults/*.toml), posts
 //! at a steady rate through the API, and a report (report.json + report.html with inline SVG
-//! charts) from every peer's API, `/metrics` and `/proc`.
+//! charts) from every peer's API, `/metrics` and `/proc` — among its figures, how soon the
+//! peers called a killed one offline and what each side of a cut called the other
+//! ([`statuses`]).
 //!
 //! With `--netns` (root), each peer runs in a network namespace of its own behind real kernel
 //! links: rate by `tc tbf`, loss and cuts by nft, delay still in the shim ([`netns`]); the
@@ -17,6 +19,7 @@ pub(crate) mod faults;
 mod netns;
 mod record;
 mod report;
+mod statuses;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -180,6 +183,10 @@ pub(crate) struct Observed {
     pub(crate) cards: Vec<cards::Card>,
     /// Custodian kills: (time, peer, postcards it held).
     pub(crate) custodian_kills: Vec<(f64, usize, u64)>,
+    /// Every peer killed during the traffic: (peer, killed at, started again at).
+    pub(crate) outages: Vec<(usize, f64, f64)>,
+    /// Every change of the status a peer gave another.
+    pub(crate) statuses: statuses::Log,
 }
 
 /// Runs `local`.
@@ -481,6 +488,7 @@ fn drive(
     let mut across_cut: Vec<usize> = Vec::new();
     let mut custodians: std::collections::BTreeMap<usize, usize> = Default::default();
     let mut custodian_kills = Vec::new();
+    let mut outages: Vec<(usize, f64, f64)> = Vec::new();
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let b = bar(end.ceil() as u64, "{elapsed_precise} [{bar:30}] {pos}/{len} s {msg}");
     let mut interrupted = false;
@@ -495,7 +503,11 @@ fn drive(
         }
         while next < plan.schedule.len() && plan.schedule[next].0 <= t {
             let action = &plan.schedule[next].1;
-            let mut custody = Custody { chosen: &mut custodians, kills: &mut custodian_kills };
+            let mut custody = Custody {
+                chosen: &mut custodians,
+                kills: &mut custodian_kills,
+                outages: &mut outages,
+            };
             apply(
                 cl,
                 net.as_deref_mut(),
@@ -597,6 +609,10 @@ fn drive(
             restart(cl, &shared, &cuts, i, in_netns)?;
         }
     }
+    let back = shared.now();
+    for o in outages.iter_mut().filter(|o| o.2.is_nan()) {
+        o.2 = back;
+    }
     // Settle: every post at every peer, bounded.
     let s = bar(0, "{spinner} {elapsed_precise} settling: {msg}");
     let t = Instant::now();
@@ -648,6 +664,8 @@ fn drive(
         netns: None,
         cards: shared.cards.lock().map(|c| c.clone()).unwrap_or_default(),
         custodian_kills,
+        outages,
+        statuses: shared.statuses.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default(),
     })
 }
 
@@ -689,10 +707,25 @@ fn healed(shared: &Shared, across_cut: &mut Vec<usize>, cuts: &Cuts, t: f64) {
     });
 }
 
-/// The custodian kills of a run: which peer each chose, and what it held.
+/// The custodian kills of a run: which peer each chose, and what it held; and every peer's
+/// time down (any kill).
 struct Custody<'a> {
     chosen: &'a mut std::collections::BTreeMap<usize, usize>,
     kills: &'a mut Vec<(f64, usize, u64)>,
+    /// (peer, killed at, started again at: NaN while down).
+    outages: &'a mut Vec<(usize, f64, f64)>,
+}
+
+impl Custody<'_> {
+    fn down(&mut self, i: usize, t: f64) {
+        self.outages.push((i, t, f64::NAN));
+    }
+
+    fn up(&mut self, i: usize, t: f64) {
+        if let Some(o) = self.outages.iter_mut().rev().find(|o| o.0 == i && o.2.is_nan()) {
+            o.2 = t;
+        }
+    }
 }
 
 /// The running peer holding the most postcards (and receipts) in custody, by its
@@ -769,6 +802,7 @@ fn apply(
         Action::KillCustodian(j) => match custodian(cl) {
             Some((i, held)) => {
                 cl.kill9(i);
+                custody.down(i, t);
                 custody.chosen.insert(*j, i);
                 custody.kills.push((t, i, held));
                 b.println(format!(
@@ -781,7 +815,10 @@ fn apply(
         Action::RestartCustodian(j) => {
             let Some(&i) = custody.chosen.get(j) else { return Ok(()) };
             match restart(cl, shared, cuts, i, in_netns) {
-                Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[i].name)),
+                Ok(()) => {
+                    custody.up(i, t);
+                    b.println(format!("[{t:>6.1} s] restarted {}", cl.members[i].name));
+                }
                 Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
             }
         }
@@ -792,10 +829,14 @@ fn apply(
         }
         Action::Kill(i) => {
             cl.kill9(*i);
+            custody.down(*i, t);
             b.println(format!("[{t:>6.1} s] kill -9 {}", cl.members[*i].name));
         }
         Action::Restart(i) => match restart(cl, shared, cuts, *i, in_netns) {
-            Ok(()) => b.println(format!("[{t:>6.1} s] restarted {}", cl.members[*i].name)),
+            Ok(()) => {
+                custody.up(*i, t);
+                b.println(format!("[{t:>6.1} s] restarted {}", cl.members[*i].name));
+            }
             Err(e) => b.println(format!("[{t:>6.1} s] restart of p{i} failed: {e:#}")),
         },
     }

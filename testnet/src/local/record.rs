@@ -1,7 +1,7 @@
 //! What a real-process run observes: when each post first shows up at each peer (one event
 //! stream follower per peer, catching up through `GET /v1/posts` after every reconnect or lag),
-//! when each postcard reaches its destination and its receipt its author (`cards`),
-//! and periodic samples of every peer's links, traffic counters, coordinate, CPU and memory.
+//! when each postcard reaches its destination and its receipt its author (`cards`), every
+//! change of the status each peer gives the others (`statuses`), and periodic samples of every peer's links, traffic counters, coordinate, CPU and memory.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) seen: Mutex<Vec<Vec<f64>>>,
     /// The run's postcards, by number (`--postcards`).
     pub(crate) cards: Mutex<Vec<super::cards::Card>>,
+    /// Every change of the status a peer gives another, from the event streams.
+    pub(crate) statuses: Mutex<super::statuses::Log>,
     /// The run's time origin.
     pub(crate) t0: Instant,
     /// Set at the end: followers stop at their next event.
@@ -40,6 +42,7 @@ impl Shared {
             dirs,
             seen: Mutex::new(Vec::new()),
             cards: Mutex::new(Vec::new()),
+            statuses: Mutex::new(super::statuses::Log::default()),
             t0: Instant::now(),
             stop: AtomicBool::new(false),
         })
@@ -115,10 +118,12 @@ pub(crate) fn follow(shared: Arc<Shared>, i: usize) {
                 match event {
                     "ready" | "lagged" => {
                         cursor = catch_up(&shared, i, &c, cursor);
+                        super::statuses::catch_up(&shared, i, &c);
                         if shared.cards.lock().is_ok_and(|c| !c.is_empty()) {
                             super::cards::catch_up(&shared, i, &c);
                         }
                     }
+                    "status" => super::statuses::on_event(&shared, i, data),
                     "postcard" | "postcard_status" => {
                         super::cards::note(&shared, i, data, shared.now());
                     }

@@ -84,6 +84,12 @@ struct Report<'a> {
     /// Kills of the peer holding the most postcards: (s, peer index, postcards it held).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     custodian_kills: &'a [(f64, usize, u64)],
+    /// What the peers called each other (online, unreachable, offline) around every kill and
+    /// cut.
+    statuses: super::statuses::StatusReport,
+    /// Every change of the status a peer gave another (s, observer index, subject peer id,
+    /// status), in the order seen.
+    status_changes: &'a [super::statuses::Change],
 }
 
 /// The nearest-rank `q`-quantile ([`crate::coords::metrics::quantile`]); `None` when `v` is empty.
@@ -292,6 +298,15 @@ pub(super) fn write(
         netns: o.netns.as_ref(),
         postcards: super::cards::report(&o.cards),
         custodian_kills: &o.custodian_kills,
+        statuses: super::statuses::report(
+            &o.statuses,
+            &o.peer_ids,
+            &o.names,
+            &o.outages,
+            &plan.schedule,
+            o.traffic_end,
+        ),
+        status_changes: &o.statuses.changes,
     };
     let json = serde_json::to_string_pretty(&report)?;
     let path = dir.join("report.json");
@@ -331,6 +346,8 @@ fn summary(r: &Report<'_>) -> String {
     for (t, i, held) in r.custodian_kills {
         let _ = writeln!(s, "custodian killed at {t:.1} s: peer {i}, holding {held} postcards");
     }
+    let names: Vec<String> = r.per_node.iter().map(|p| p.name.clone()).collect();
+    s.push_str(&super::statuses::summary(&r.statuses, &names));
     let heals: Vec<String> = r.converge_after_heal_s.iter().map(|v| fmt_opt(*v, 1)).collect();
     let _ = writeln!(
         s,
