@@ -35,9 +35,9 @@ pub use config::{Config, PostcardRouter};
 pub use engine::inspect::LinkView;
 pub use engine::{Engine, EngineStats};
 pub use membership::Member;
-pub use opinions::{Clout, ObserverClaim, PeerOpinion, PeerStatus};
 #[cfg(feature = "sim")]
 pub use opinions::Lie;
+pub use opinions::{Clout, ObserverClaim, PeerOpinion, PeerStatus};
 pub use persist::{MemoryStore, Persist};
 
 pub use io::{

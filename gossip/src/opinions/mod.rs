@@ -49,17 +49,24 @@ const FLIP_SPACING: Duration = Duration::from_secs(3);
 const UP_BATCH: Duration = Duration::from_secs(4);
 /// A changed set of subjects (links made or let go), or a start or restart seen, is
 /// published once the set held this long, and at most every [`SET_SPACING`]: a joining peer
-/// reshapes its links for a minute or two, and none of it is news to the others (idle20:
-/// opinions doubled the membership bytes of a run with 10 s).
-const SET_SETTLE: Duration = Duration::from_secs(30);
+/// reshapes its links for a minute or two, and little of it is news to the others (idle20:
+/// opinions doubled the membership bytes of a run with 10 s and no spacing). Not much
+/// longer: a peer that no observer on the other side of a cut vouches for reads offline
+/// there (4 real peers cut 38 s after they started, with 30 s: all offline).
+const SET_SETTLE: Duration = Duration::from_secs(15);
 /// See [`SET_SETTLE`].
-const SET_SPACING: Duration = Duration::from_secs(60);
+const SET_SPACING: Duration = Duration::from_secs(30);
+/// The first opinion goes out once the set held this long, or this long after the first link
+/// at the latest ([`FIRST_AT_MOST`]).
+const FIRST_SETTLE: Duration = Duration::from_secs(5);
+/// See [`FIRST_SETTLE`].
+const FIRST_AT_MOST: Duration = Duration::from_secs(15);
 /// A subject's link went away: it stays in the opinion, down, this long…
 const DOWN_KEPT_FOR: Duration = Duration::from_secs(3_600);
 /// …and at most this many such subjects (the oldest go first).
 const MAX_DOWN_KEPT: usize = 32;
 /// How often reputations are reviewed against the consensus.
-const REVIEW: Duration = Duration::from_secs(10);
+const REVIEW: Duration = Duration::from_secs(30);
 /// Tenure reaches 1 after knowing an observer this long.
 const TENURE_FULL: Duration = Duration::from_secs(3_600);
 /// A fresh identity's tenure.
@@ -204,6 +211,9 @@ struct Standing {
     contradicted: Vec<u64>,
 }
 
+/// A subject as last published: its key, online, start and restarts.
+type Published = (AuthorKey, bool, u64, u32);
+
 /// Every claim held, by subject: (observer, claim).
 type Claims = BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>>;
 
@@ -279,9 +289,11 @@ pub(crate) struct Opinions {
     observed: BTreeMap<AuthorKey, Observed>,
     /// The last opinion published: when, and its subjects with their online flags, starts
     /// and restarts.
-    published: Option<(Time, Vec<(AuthorKey, bool, u64, u32)>)>,
+    published: Option<(Time, Vec<Published>)>,
     /// The set of subjects last seen, and since when it has not changed.
     set: (Vec<AuthorKey>, Time),
+    /// When this peer first observed anything (before its first opinion).
+    first_link: Option<Time>,
     /// Standing of every observer whose opinion is held (bounded by the store's members:
     /// pruned at each review to the observers held).
     standing: BTreeMap<AuthorKey, Standing>,
@@ -344,8 +356,7 @@ impl Opinions {
         for (peer, link) in core.links.iter().filter(|(_, l)| l.proven()) {
             let started_ms = started_of(core, *peer);
             let online = link.connected();
-            let rtt_us =
-                link.rtt().map_or(0, |r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX));
+            let rtt_us = link.rtt().map_or(0, |r| u32::try_from(r.as_micros()).unwrap_or(u32::MAX));
             let o = self.observed.entry(*peer).or_insert(Observed {
                 online,
                 since: now,
@@ -406,7 +417,12 @@ impl Opinions {
             self.set = (subjects, now);
         }
         let due = match &self.published {
-            None => !self.observed.is_empty() && now.saturating_since(self.set.1) >= SET_SETTLE,
+            None if self.observed.is_empty() => false,
+            None => {
+                let first = *self.first_link.get_or_insert(now);
+                now.saturating_since(self.set.1) >= FIRST_SETTLE
+                    || now.saturating_since(first) >= FIRST_AT_MOST
+            }
             Some((at, old)) => {
                 let age = now.saturating_since(*at);
                 // A subject held in both that turned up or down; anything else that changed
@@ -429,7 +445,9 @@ impl Opinions {
                 // checks); one back up waits UP_BATCH for the others a heal brings back.
                 let up_due = up_since.is_some_and(|t| now.saturating_since(t) >= UP_BATCH);
                 ((down || up_due) && age >= FLIP_SPACING)
-                    || (other && now.saturating_since(self.set.1) >= SET_SETTLE && age >= SET_SPACING)
+                    || (other
+                        && now.saturating_since(self.set.1) >= SET_SETTLE
+                        && age >= SET_SPACING)
                     || age >= core.config.opinion_max_interval
             }
         };
@@ -467,14 +485,21 @@ impl Opinions {
 
     /// `entries` as a liar publishes them (see [`Lie`]).
     #[cfg(feature = "sim")]
-    fn lies<R>(&self, core: &Core<R>, lie: Lie, mut entries: Vec<pb::OpinionEntry>) -> Vec<pb::OpinionEntry> {
+    fn lies<R>(
+        &self,
+        core: &Core<R>,
+        lie: Lie,
+        mut entries: Vec<pb::OpinionEntry>,
+    ) -> Vec<pb::OpinionEntry> {
         if lie.about_all {
             let held: std::collections::BTreeSet<Bytes> =
                 entries.iter().map(|e| e.subject.clone()).collect();
             let now_ms = core.now.as_millis();
             for m in crate::membership::Membership::members(core) {
                 let subject = Bytes::copy_from_slice(m.peer.as_bytes());
-                if held.contains(&subject) || entries.len() >= vecino_proto::limits::MAX_OPINION_ENTRIES {
+                if held.contains(&subject)
+                    || entries.len() >= vecino_proto::limits::MAX_OPINION_ENTRIES
+                {
                     continue;
                 }
                 let started_ms = m.hey_there.as_ref().map_or(0, |h| h.started_ms);
@@ -505,7 +530,11 @@ impl Opinions {
 
     /// Another peer's opinion arrived: the neighbours it says are down while their links
     /// here are connected, to be checked (pinged, and suspected unless they answer).
-    pub(crate) fn on_opinion<R>(&mut self, core: &mut Core<R>, ev: &VerifiedEvent) -> Vec<AuthorKey> {
+    pub(crate) fn on_opinion<R>(
+        &mut self,
+        core: &mut Core<R>,
+        ev: &VerifiedEvent,
+    ) -> Vec<AuthorKey> {
         self.dirty = true;
         let Body::Opinion(op) = ev.body() else { return Vec::new() };
         if ev.author() == core.me {
@@ -598,6 +627,23 @@ impl Opinions {
             };
             by_subject.entry(*subject).or_default().push((core.me, claim));
         }
+        // A claim counts only from an observer the subject itself lists, when the subject
+        // publishes opinions: links run both ways, so an honest observer of a peer is one of
+        // that peer's own subjects, and a liar can only lie about its real neighbours (not
+        // about every member it holds, where it would outnumber the few who observe each).
+        let lists: std::collections::BTreeSet<(u64, u64)> = by_subject
+            .iter()
+            .flat_map(|(s, l)| l.iter().map(move |(o, _)| (o.prefix(), s.prefix())))
+            .collect();
+        let publishes: std::collections::BTreeSet<u64> =
+            lists.iter().map(|(o, _)| *o).filter(|o| *o != core.me.prefix()).collect();
+        for (subject, list) in by_subject.iter_mut() {
+            let s = subject.prefix();
+            if publishes.contains(&s) {
+                list.retain(|(o, _)| *o == core.me || lists.contains(&(s, o.prefix())));
+            }
+        }
+        by_subject.retain(|_, l| !l.is_empty());
         let reach = Reach::of(core, &by_subject);
         for (observer, claim) in by_subject.values_mut().flatten() {
             claim.heard = reach.reaches(core, observer);
@@ -686,10 +732,14 @@ impl Opinions {
     /// On the maintenance tick: reviews reputations when due, and returns the statuses that
     /// changed since the last report (when `report`; nothing is computed otherwise unless a
     /// review is due).
-    pub(crate) fn maintain<R>(&mut self, core: &Core<R>, report: bool) -> Vec<(AuthorKey, PeerStatus)> {
+    pub(crate) fn maintain<R>(
+        &mut self,
+        core: &Core<R>,
+        report: bool,
+    ) -> Vec<(AuthorKey, PeerStatus)> {
         let now = core.now;
         let review = self.next_review.is_none_or(|t| now >= t);
-        if !review && !(report && self.dirty) {
+        if !(review || (report && self.dirty)) {
             return Vec::new();
         }
         let statuses = self.statuses(core);

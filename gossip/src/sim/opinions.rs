@@ -147,7 +147,13 @@ impl Method {
         }
     }
 
-    fn fields(&mut self, t: &Truth, start_ms: Option<u64>, restarts: Option<u32>, uptime: Option<u64>) {
+    fn fields(
+        &mut self,
+        t: &Truth,
+        start_ms: Option<u64>,
+        restarts: Option<u32>,
+        uptime: Option<u64>,
+    ) {
         if let Some(s) = start_ms {
             self.start.add((s as f64 - t.started_ms as f64) / 1e3, START_UNIT_S);
         }
@@ -237,7 +243,8 @@ fn nara_trimmed_mean(values: &[u64]) -> Option<u64> {
     }
     v.sort_unstable();
     let m = v[v.len() / 2];
-    let kept: Vec<u64> = v.iter().copied().filter(|x| *x >= m / 5 && *x <= m.saturating_mul(5)).collect();
+    let kept: Vec<u64> =
+        v.iter().copied().filter(|x| *x >= m / 5 && *x <= m.saturating_mul(5)).collect();
     if kept.is_empty() {
         return Some(m);
     }
@@ -285,7 +292,12 @@ impl OpinionWatch {
                 self.samples += 1;
                 let op = by_peer.get(peer).copied();
                 let got = op.map(|o| o.status);
-                *self.by_truth.entry(truth.status.as_str()).or_default().entry(name(got)).or_default() += 1;
+                *self
+                    .by_truth
+                    .entry(truth.status.as_str())
+                    .or_default()
+                    .entry(name(got))
+                    .or_default() += 1;
                 if got != Some(truth.status) {
                     all_right = false;
                 }
@@ -305,10 +317,12 @@ impl OpinionWatch {
                 };
                 self.vecino.fields(truth, op.started_ms, op.restarts, op.uptime_s);
                 // The baselines, on the same claims.
-                let (up, down) = op.claims.iter().fold((0, 0), |(u, d), c| {
-                    if c.online { (u + 1, d) } else { (u, d + 1) }
-                });
-                let median_status = if down > up { PeerStatus::Offline } else { PeerStatus::Online };
+                let (up, down) = op
+                    .claims
+                    .iter()
+                    .fold((0, 0), |(u, d), c| if c.online { (u + 1, d) } else { (u, d + 1) });
+                let median_status =
+                    if down > up { PeerStatus::Offline } else { PeerStatus::Online };
                 self.median.note(truth.status, Some(median_status));
                 let mut starts: Vec<u64> =
                     op.claims.iter().map(|c| c.started_ms).filter(|s| *s > 0).collect();
@@ -326,8 +340,7 @@ impl OpinionWatch {
                     _ => PeerStatus::Online,
                 };
                 self.nara.note(truth.status, Some(nara_status));
-                let distinct_restarters =
-                    op.claims.iter().filter(|c| c.restarts > 0).map(|c| c.observer).count();
+                let distinct_restarters = op.claims.iter().filter(|c| c.restarts > 0).count();
                 let nara_restarts = if distinct_restarters <= 1 {
                     op.claims.iter().map(|c| c.restarts).max()
                 } else {
@@ -335,7 +348,12 @@ impl OpinionWatch {
                     nara_trimmed_mean(&r).map(|x| u32::try_from(x).unwrap_or(u32::MAX))
                 };
                 let up_vals: Vec<u64> = op.claims.iter().filter_map(|c| c.uptime_s).collect();
-                self.nara.fields(truth, nara_trimmed_mean(&starts), nara_restarts, nara_trimmed_mean(&up_vals));
+                self.nara.fields(
+                    truth,
+                    nara_trimmed_mean(&starts),
+                    nara_restarts,
+                    nara_trimmed_mean(&up_vals),
+                );
                 for c in &op.claims {
                     if c.observer != op.peer && seen_observers.insert(c.observer) {
                         all_clout += c.clout.value;

@@ -364,8 +364,9 @@ fn vecino_heal_drains_without_a_graft_flood() {
     // With the wait: 106 grafts and 1.89 copies per delivery; without: 141 and 2.00 (vectors
     // naming members by fingerprint, stop 14; before them 96 / 1.98 against 112 / 2.01).
     // With the liveness classes and the relative newspaper gate (issue 28, `b792874`): 132
-    // grafts and 1.71 copies; the wait's share was not re-measured under them.
-    assert!(grafts <= 135, "seeds 1-8: {grafts} grafts");
+    // grafts and 1.71 copies; the wait's share was not re-measured under them. With opinions
+    // (issue 26: each side's observers publish the cut and the heal): 137 grafts, 1.71 copies.
+    assert!(grafts <= 140, "seeds 1-8: {grafts} grafts");
     assert!(copies < 2.0, "seeds 1-8: {copies} copies per delivery");
 }
 
@@ -397,7 +398,8 @@ fn host_back_pressure_drains_a_radio_faster_than_equal_shares() {
     eprintln!("seeds 1-2, 3 heals each: {paced:.2} s paced, {pressed:.2} s with back-pressure");
     // 20.51 s against 29.30 s paced at stop 18 (28.20 against 31.59 at stop 11; 34.34 s paced
     // before the pacer woke from its balance at the time it is asked rather than at its last
-    // refill).
+    // refill). With opinions (issue 26: every observer publishes the cut and, 4 s later, the
+    // heal, airtime the backlog shares): 30.68 s against 38.65 s paced.
     assert!(pressed < paced * 0.95, "{pressed:.2} s with back-pressure, {paced:.2} s paced");
 }
 

@@ -34,8 +34,8 @@ use vecino_proto::{Bytes, Identity};
 
 use crate::sim::disseminators::{Disseminator, PeerDirectory};
 use crate::sim::metrics::Metrics;
-use crate::sim::opinions::OpinionWatch;
 use crate::sim::network::Network;
+use crate::sim::opinions::OpinionWatch;
 use crate::sim::report::{Drops, Report};
 use crate::sim::scenario::{FaultKind, RateScope, Scenario};
 use crate::sim::seed_for;

@@ -84,7 +84,9 @@ impl Ev {
 #[derive(Debug)]
 pub(super) enum RunEv {
     Start(u32),
-    Publish { node: Option<u32> },
+    Publish {
+        node: Option<u32>,
+    },
     Postcard,
     FaultStart(usize),
     FaultEnd(usize),
