@@ -78,12 +78,10 @@ fn a_killed_peer_turns_offline_and_a_partition_is_noticed_across_the_cut() {
 }
 
 /// The statuses' promise for a partition (`vecino_gossip` opinions: "unreachable: alive by
-/// the others' word, cut off from this side"). Not met by the engine yet: a peer linked to
-/// the other side weighs its own observation at clout 1 against newcomers' ~0.01, so its
-/// own "down" outweighs the other side's "up" and it calls them offline (reported to the
-/// engine's owner). Run with `--ignored` to check a fix.
+/// the others' word, cut off from this side"): every pair across the cut reads unreachable,
+/// none offline. (The engine's first cut called them offline: a peer's own observation
+/// outweighed the other side's word, and a young fleet's first opinions came too late.)
 #[test]
-#[ignore = "the engine calls a partitioned neighbour offline, not unreachable (own word at clout 1)"]
 fn a_partitioned_peer_is_unreachable_not_offline_across_the_cut() {
     let (r, summary) = run();
     println!("{summary}");

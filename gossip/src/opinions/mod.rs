@@ -58,9 +58,9 @@ const SET_SETTLE: Duration = Duration::from_secs(15);
 const SET_SPACING: Duration = Duration::from_secs(30);
 /// The first opinion goes out once the set held this long, or this long after the first link
 /// at the latest ([`FIRST_AT_MOST`]).
-const FIRST_SETTLE: Duration = Duration::from_secs(5);
+const FIRST_SETTLE: Duration = Duration::from_secs(15);
 /// See [`FIRST_SETTLE`].
-const FIRST_AT_MOST: Duration = Duration::from_secs(15);
+const FIRST_AT_MOST: Duration = Duration::from_secs(30);
 /// A subject's link went away: it stays in the opinion, down, this long…
 const DOWN_KEPT_FOR: Duration = Duration::from_secs(3_600);
 /// …and at most this many such subjects (the oldest go first).

@@ -490,9 +490,10 @@ impl ScenarioFile {
                 newspaper_bytes: f.newspaper_bytes,
                 period: secs(f.period_s),
             }),
-            opinions: self
-                .opinions
-                .map(|o| OpinionSampling { every: secs(o.every_s.max(0.01)), observers: o.observers }),
+            opinions: self.opinions.map(|o| OpinionSampling {
+                every: secs(o.every_s.max(0.01)),
+                observers: o.observers,
+            }),
         })
     }
 }

@@ -139,11 +139,21 @@ fn opinion_rows(row: &mut AddRow<'_>) {
     row("opinion samples (observers)", &|r| op(r, &|o| format!("{} ({})", o.samples, o.observers)));
     let pct = |x: f64| format!("{:.3} %", 100.0 * x);
     for method in ["vecino", "median", "nara"] {
-        let m = move |r: &Report, f: &dyn Fn(&vecino_gossip::sim::opinions::MethodFigures) -> String| {
-            op(r, &|o| o.methods.get(method).map_or("-".into(), f))
-        };
+        let m =
+            move |r: &Report,
+                  f: &dyn Fn(&vecino_gossip::sim::opinions::MethodFigures) -> String| {
+                op(r, &|o| o.methods.get(method).map_or("-".into(), f))
+            };
         row(&format!("{method}: live called offline, status right"), &|r| {
-            m(r, &|x| format!("{} ({} of {}), {}", pct(x.false_offline_share), x.false_offline, x.alive_samples, pct(x.status_right_share)))
+            m(r, &|x| {
+                format!(
+                    "{} ({} of {}), {}",
+                    pct(x.false_offline_share),
+                    x.false_offline,
+                    x.alive_samples,
+                    pct(x.status_right_share)
+                )
+            })
         });
         row(&format!("{method}: start err p50/max (s), restarts exact"), &|r| {
             m(r, &|x| {
@@ -156,7 +166,13 @@ fn opinion_rows(row: &mut AddRow<'_>) {
             })
         });
         row(&format!("{method}: uptime rel err p50/max"), &|r| {
-            m(r, &|x| format!("{} / {}", x.uptime_rel_err_p50.map_or("-".into(), pct), x.uptime_rel_err_max.map_or("-".into(), pct)))
+            m(r, &|x| {
+                format!(
+                    "{} / {}",
+                    x.uptime_rel_err_p50.map_or("-".into(), pct),
+                    x.uptime_rel_err_max.map_or("-".into(), pct)
+                )
+            })
         });
     }
     row("crash called offline by 99 % (s)", &|r| {
@@ -167,7 +183,13 @@ fn opinion_rows(row: &mut AddRow<'_>) {
     });
     row("every status right after heal min/med/max", &|r| op(r, &|o| series(&o.heal_agree_s)));
     row("clout held by liars, mean / end", &|r| {
-        op(r, &|o| format!("{} / {}", o.liar_clout_share.map_or("-".into(), pct), o.liar_clout_share_end.map_or("-".into(), pct)))
+        op(r, &|o| {
+            format!(
+                "{} / {}",
+                o.liar_clout_share.map_or("-".into(), pct),
+                o.liar_clout_share_end.map_or("-".into(), pct)
+            )
+        })
     });
 }
 
