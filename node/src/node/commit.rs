@@ -234,8 +234,6 @@ impl Node {
                 let v = json!({"peer_id": pid(&peer), "change": change});
                 self.emit(ApiEvent::new("member", v));
             }
-            // Statuses reach the event stream with the node's opinions views.
-            AppEvent::Status { .. } => {}
             AppEvent::Rtt { rtt, .. } => {
                 metrics::histogram!("vecino_rtt_seconds").record(rtt.as_secs_f64());
             }
