@@ -122,6 +122,12 @@ impl<R: Rng> Engine<R> {
         self.opinions.opinions(&self.core, peer)
     }
 
+    /// The clout this peer gives `observer` (tenure × agreement × proximity), without
+    /// computing any consensus.
+    pub fn clout(&self, observer: &AuthorKey) -> crate::Clout {
+        self.opinions.clout(&self.core, observer)
+    }
+
     /// The status this peer gives every peer it holds claims about (cheaper than
     /// [`Engine::opinions`]).
     pub fn statuses(&self) -> Vec<(AuthorKey, PeerStatus)> {

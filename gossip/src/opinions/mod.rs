@@ -554,7 +554,7 @@ impl Opinions {
     }
 
     /// The clout of `observer` in this peer's eyes (this peer's own: 1).
-    fn clout<R>(&self, core: &Core<R>, observer: &AuthorKey) -> Clout {
+    pub(crate) fn clout<R>(&self, core: &Core<R>, observer: &AuthorKey) -> Clout {
         if *observer == core.me {
             return Clout { value: 1.0, tenure: 1.0, agreement: 1.0, proximity: 1.0 };
         }

@@ -898,8 +898,8 @@ mod tests {
     #[test]
     fn opinions_show_each_observers_claim_and_its_clout() {
         let mut fleet = Fleet::new(&["a", "b", "c"]);
-        // Opinions go out once the set of neighbours held 10 s.
-        fleet.run(Duration::from_secs(20));
+        // The first opinions go out once the set of neighbours held 15 s (30 s at the latest).
+        fleet.run(Duration::from_secs(40));
         let conns = HashMap::new();
         let f = fleet.facts(0, "a", &conns);
         let a = &fleet.engines[0];
@@ -913,7 +913,7 @@ mod tests {
             (&b["status"], &b["reachable"], &b["left"]),
             (&json!("online"), &json!(true), &json!(false))
         );
-        assert!(b["weight_online"].as_f64().unwrap() > 1.0, "a's own word, and c's: {b:#}");
+        assert!(b["weight_online"].as_f64().unwrap() > 0.0, "a's own word, and c's: {b:#}");
         assert_eq!(b["weight_offline"], 0.0);
         assert!(b["started_ms"].as_u64().is_some() && b["uptime_s"].as_u64().is_some(), "{b:#}");
         assert_eq!(b["restarts"], 0);
@@ -922,14 +922,14 @@ mod tests {
         let by = |name: &str| {
             claims.iter().find(|c| c["observer"]["name"] == name).unwrap_or_else(|| panic!("{b:#}"))
         };
-        // a's own live observation: full clout.
+        // a's own live observation: it weighs as much as the most trusted other observer (c).
         let own = by("a");
         assert_eq!(own["observer"]["self"], true);
         assert_eq!(own["observer"]["peer_id"], pid(&a.id()));
-        assert_eq!(
-            own["clout"],
-            json!({"value": 1.0, "tenure": 1.0, "agreement": 1.0, "proximity": 1.0})
-        );
+        assert_eq!(own["clout"]["value"], by("c")["clout"]["value"], "{b:#}");
+        for part in ["tenure", "agreement", "proximity"] {
+            assert_eq!(own["clout"][part], 1.0, "{b:#}");
+        }
         // c's published claim: online, with c's clout here and its parts.
         let c = by("c");
         assert_eq!(
