@@ -128,7 +128,9 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
         "addrs": f.advertised,
         "status": "alive",
         "liveness": Value::Null,
-        "clout": clouts.get(&engine.id()).map(clout_json),
+        // This peer trusts itself fully (its own word weighs, per subject, as much as the
+        // most trusted other observer of it: `/v1/opinions` shows that weight).
+        "clout": clout_json(&engine.clout(&engine.id())),
         "self": true,
         "link": Value::Null,
         "rtt_ms": Value::Null,
@@ -206,8 +208,7 @@ pub(super) fn links(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     )
 }
 
-/// The clout of every observer with a claim among `opinions` (this peer's own observations
-/// included, at 1), by observer.
+/// The clout of every observer with a claim among `opinions`, by observer.
 fn clouts(opinions: &[PeerOpinion]) -> HashMap<AuthorKey, Clout> {
     let mut out = HashMap::new();
     for c in opinions.iter().flat_map(|o| &o.claims) {
