@@ -121,7 +121,8 @@ enum Command {
     /// Without PEER, one line per peer this node holds claims about: its status, the clout
     /// saying online and offline, the consensus restarts, start and uptime, and how many
     /// observers spoke. With PEER, that peer's consensus and every observer's claim with its
-    /// clout here (tenure × agreement × proximity). A claim "offline" made before the peer's
+    /// clout here (tenure × agreement × proximity; this node's own word weighs as much as the most
+    /// trusted other observer's). A claim "offline" made before the peer's
     /// own last word does not count ("offline, older").
     Opinions {
         /// Only this peer: peer id, key or member name
@@ -656,6 +657,10 @@ fn opinions(c: &ClientArgs, peer: Option<&str>) -> anyhow::Result<()> {
             };
             let age = c["at_ms"].as_u64().map(|at| json!(now.saturating_sub(at) / 1000));
             let cl = &c["clout"];
+            // This node's own word weighs as much as the most trusted other observer's: its
+            // parts are not the ones that made the value.
+            let own = ob["self"] == Value::Bool(true);
+            let part = |v: &Value, digits| if own { "-".into() } else { fixed(v, digits) };
             vec![
                 name,
                 short(ob["peer_id"].as_str().unwrap_or("")),
@@ -666,9 +671,9 @@ fn opinions(c: &ClientArgs, peer: Option<&str>) -> anyhow::Result<()> {
                 fixed(&c["rtt_ms"], 1),
                 age.map_or_else(|| "-".into(), |a| format!("{} ago", span(&a))),
                 fixed(&cl["value"], 3),
-                fixed(&cl["tenure"], 2),
-                fixed(&cl["agreement"], 2),
-                fixed(&cl["proximity"], 1),
+                part(&cl["tenure"], 2),
+                part(&cl["agreement"], 2),
+                part(&cl["proximity"], 1),
             ]
         })
         .collect();

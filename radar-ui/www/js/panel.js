@@ -138,7 +138,8 @@ function whoSaysWhat(st, p) {
     const says = c.online ? 'online' : 'offline';
     const who = `${ob.name || short(ob.peer_id)}${ob.self ? ' (this peer)' : ''}`;
     const more = [
-      `tenure ${fmt(c.clout?.tenure, 2)} × agreement ${fmt(c.clout?.agreement, 2)} × proximity ${fmt(c.clout?.proximity, 1)}`,
+      ob.self ? 'own eyes: as much as the most trusted other observer'
+        : `tenure ${fmt(c.clout?.tenure, 2)} × agreement ${fmt(c.clout?.agreement, 2)} × proximity ${fmt(c.clout?.proximity, 1)}`,
       c.online ? `up ${duration(c.uptime_s)}` : c.stands ? 'counts' : 'older than its own last word: does not count',
       `${c.restarts ?? '?'} restarts`,
       typeof c.at_ms === 'number' ? `said ${duration(Math.max(0, nowMs - c.at_ms) / 1000)} ago` : '',
