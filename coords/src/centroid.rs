@@ -151,6 +151,13 @@ impl<M: Ord + Clone, const D: usize> CentroidCrdt<M, D> {
         }
     }
 
+    /// Keeps only the members `keep` says to: a replica's local forgetting of members it no
+    /// longer follows (they left, or are out of its scope), not a merge operation; a
+    /// forgotten member's slot comes back if it is inserted again.
+    pub fn retain(&mut self, mut keep: impl FnMut(&M) -> bool) {
+        self.slots.retain(|m, _| keep(m));
+    }
+
     /// The newest slot of `member`.
     pub fn slot(&self, member: &M) -> Option<&BarrioSlot<D>> {
         self.slots.get(member)

@@ -163,6 +163,10 @@ pub struct Config {
     pub opinions: bool,
     /// Publish an opinion at least this often (sooner when a neighbour turns up or down).
     pub opinion_max_interval: Duration,
+    /// Barrios (`crate::barrios`): a peer heads its own barrio or joins the lowest-ranked head
+    /// within 0.8 × this (by coordinate distance), keeps its head within 1.25 × this, and
+    /// publishes a barrio slot. Zero: no barrios (no slots published; others' still kept).
+    pub barrio_radius: Duration,
     /// Report peers' status changes (online, unreachable, offline) to the application
     /// (`AppEvent::Status`): the consensus is computed once a second when something changed.
     /// The simulator samples statuses itself and turns this off.
@@ -299,6 +303,7 @@ impl Default for Config {
             newspaper_max_interval: Duration::from_secs(600),
             opinions: true,
             opinion_max_interval: Duration::from_secs(900),
+            barrio_radius: Duration::from_millis(25),
             status_events: true,
             newspaper_move_ms: 5.0,
             newspaper_min_interval: Duration::from_secs(60),

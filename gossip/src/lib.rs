@@ -11,6 +11,7 @@
 //! policy table (`streams`). `docs/ARCHITECTURE.md` in the repository walks through them.
 #![deny(missing_docs)]
 
+mod barrios;
 mod broadcast;
 mod config;
 mod engine;
@@ -31,6 +32,7 @@ mod streams;
 mod sync;
 mod time;
 
+pub use barrios::{BarrioView, HEALTH as BARRIO_HEALTH};
 pub use config::{Config, PostcardRouter};
 pub use engine::inspect::LinkView;
 pub use engine::{Engine, EngineStats};

@@ -134,6 +134,22 @@ impl<R: Rng> Engine<R> {
         self.opinions.statuses(&self.core).into_iter().collect()
     }
 
+    /// This peer's barrio id (its head's key prefix; 0 until its coordinate settled or with
+    /// barrios off), and how many times it changed after the first (`crate::barrios`).
+    pub fn barrio(&self) -> (u64, u64) {
+        (self.barrios.barrio(), self.barrios.changes())
+    }
+
+    /// Every barrio this peer holds a member's slot of: id, head, members, centroid.
+    pub fn barrios(&self) -> Vec<crate::BarrioView> {
+        self.barrios.views(&self.core)
+    }
+
+    /// The barrio each member's newest slot held here names (this peer's own included).
+    pub fn member_barrios(&self) -> Vec<(AuthorKey, u64)> {
+        self.barrios.member_barrios().map(|(m, b)| (m, b.0)).collect()
+    }
+
     /// The simulator's liar fault: from now on this peer publishes `lie` instead of what it
     /// observes (`None`: the truth again). Its next opinion goes out at its next maintenance.
     #[cfg(feature = "sim")]
@@ -189,6 +205,7 @@ impl<R: Rng> Engine<R> {
             ("version_vectors", s.version_vectors),
             ("opinions_published", s.opinions_published),
             ("links_checked", s.links_checked),
+            ("barrio_changes", self.barrios.changes()),
             ("events_duplicate", s.events_duplicate),
             ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),
@@ -271,6 +288,14 @@ impl<R: Rng> crate::sim::Observe for Engine<R> {
 
     fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {
         Engine::set_lie(self, lie);
+    }
+
+    fn barrio(&self) -> Option<(u64, u64)> {
+        Some(Engine::barrio(self))
+    }
+
+    fn member_barrios(&self) -> Vec<(AuthorKey, u64)> {
+        Engine::member_barrios(self)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -14,6 +14,7 @@
 //! | membership, fisheye | `crate::membership` | the newspaper gate, the fisheye scope |
 //! | anti-entropy | `crate::sync` | nothing (the digests are a link slot) |
 //! | opinions and clout | `crate::opinions` | own observations, observers' standing, statuses reported |
+//! | barrios | `crate::barrios` | this peer's head, the members' slots (the centroid CRDT), the slot gate |
 //!
 //! The engine keeps only the routing between them, in the orders written here. They are part
 //! of the contract: a change to one is a deliberate, benchmarked change (the simulator's
@@ -28,8 +29,8 @@
 //! bye to the overlay.
 //!
 //! **`accept`**, for every event (own, pushed, pulled or heard broadcast):
-//! 1. the stream policy (`crate::streams`): a routed stream (postcards) is refused, counted,
-//!    until its machine lands;
+//! 1. the stream policy (`crate::streams`): a routed stream (postcards) goes to its machine;
+//!    a barrio slot from another peer is checked by `barrios.admits` (refused, counted);
 //! 2. `membership.fisheye.admits`: refused → Plumtree forgets its graft and mutes the
 //!    author's membership slot on the link that pushed it; stop;
 //! 3. the HLC observes it; the store inserts it;
@@ -41,6 +42,7 @@
 //!    pushes and announcements);
 //! 5. duplicate: the medium's prune (heard broadcast again), the Plumtree prune of a
 //!    settled link that pushed it;
+//!    A barrio slot is indexed by `barrios.on_event`.
 //!    Last, for a latest-value event, opinions note that statuses may have moved, and an
 //!    opinion saying a neighbour of this peer is down has that link checked (pinged, and
 //!    suspected unless it answers within three RTTs);
@@ -48,8 +50,9 @@
 //!
 //! **The tick**, every `Config::tick`: for each link in key order, `tick_link` (below); then
 //! Plumtree's overdue grafts → the fisheye scope update and its pulls (anti-entropy vectors)
-//! → the pump; then once a second the overlay's maintenance, the newspaper gate, the link
-//! state and the opinion gate (each may publish), and the opinions' review of reputations
+//! → the pump; then once a second the overlay's maintenance, the barrios' look (every 5 s:
+//! this peer's barrio, its health, the slot gate), the newspaper gate (carrying the barrio),
+//! the link state and the opinion gate (each may publish), and the opinions' review of reputations
 //! and status report (`AppEvent::Status`).
 //! `tick_link` takes every decision about the link *before* any send (a send moves the
 //! link's `last_sent`): RCM status (a disconnected link whose transport is gone is forgotten
@@ -77,6 +80,7 @@ use rand::{Rng, RngExt};
 use vecino_proto::pb::{self, event::Body, frame::Kind};
 use vecino_proto::{AuthorKey, FraudProof, Identity, VerifiedEvent};
 
+use crate::barrios::Barrios;
 use crate::broadcast::Plumtree;
 use crate::config::Config;
 use crate::io::{
@@ -125,6 +129,7 @@ pub struct Engine<R> {
     routing: Routing,
     postcards: Postcards,
     opinions: Opinions,
+    barrios: Barrios,
     /// When the overlay and the newspaper are next looked after.
     next_maintenance: Time,
     /// When posts past the retention are next looked for.
@@ -177,6 +182,7 @@ impl<R: Rng> Engine<R> {
             let _ = core.coords.set_coordinate(c);
         }
         let membership = Membership::new(&core.config);
+        let barrios = Barrios::new(&core);
         let mut engine = Self {
             core,
             overlay: Overlay::default(),
@@ -187,13 +193,15 @@ impl<R: Rng> Engine<R> {
             routing: Routing::default(),
             postcards,
             opinions: Opinions::default(),
+            barrios,
             next_maintenance: now,
             next_expiry: now + EXPIRY_EVERY,
             alert_until: now,
         };
         // Our own presence and status are valid events: a failure is counted, never fatal.
         let _ = engine.publish(Membership::hey_there(&engine.core));
-        let paper = engine.membership.newspaper(&mut engine.core);
+        let barrio = engine.barrios.barrio();
+        let paper = engine.membership.newspaper(&mut engine.core, barrio);
         let _ = engine.publish(paper);
         engine.core.schedule_tick();
         engine
@@ -225,6 +233,13 @@ impl<R: Rng> Engine<R> {
             // Routed (postcards, receipts): custody and routing, never the trees.
             core.hlc.observe(ev.hlc(), core.now.as_millis());
             self.postcards.on_event(core, &self.routing, from, ev, way);
+            return;
+        }
+        if from.is_some()
+            && let Err(why) = self.barrios.admits(core, ev)
+        {
+            core.reject(why);
+            self.plumtree.forget(ev);
             return;
         }
         let pushed = via == Via::Pushed;
@@ -289,6 +304,9 @@ impl<R: Rng> Engine<R> {
                         deliver_posts(core, key, range);
                     }
                     core.forget_evicted();
+                }
+                if ev.stream() == vecino_proto::pb::Stream::BarrioSlot {
+                    self.barrios.on_event(&self.core, ev);
                 }
                 if policy.keep == Keep::Latest {
                     // Presence, link state and opinions move statuses; an opinion saying a
@@ -488,7 +506,15 @@ impl<R: Rng> Engine<R> {
             self.next_maintenance = now + MAINTENANCE;
             self.overlay.maintain(core, &self.membership);
             if !self.overlay.leaving()
-                && let Some(paper) = self.membership.newspaper_due(core)
+                && !core.config.barrio_radius.is_zero()
+                && let Some(slot) = self.barrios.look(core)
+            {
+                let _ = self.publish(slot);
+            }
+            let core = &mut self.core;
+            let barrio = self.barrios.barrio();
+            if !self.overlay.leaving()
+                && let Some(paper) = self.membership.newspaper_due(core, barrio)
             {
                 let _ = self.publish(paper);
             }

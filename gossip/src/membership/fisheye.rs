@@ -227,7 +227,7 @@ fn always_in_scope<R>(core: &Core<R>, author: &AuthorKey) -> bool {
 /// Members held (presence or status), `me` excluded, each with the coordinate it last
 /// published (as [`placed`]), in one pass over the store: the latest-value
 /// streams are ordered by author.
-fn held_members(store: &Store, me: AuthorKey) -> Vec<(AuthorKey, Option<Coordinate>)> {
+pub(crate) fn held_members(store: &Store, me: AuthorKey) -> Vec<(AuthorKey, Option<Coordinate>)> {
     // An author, its newspaper's coordinate and its hey-there's.
     type Fields<'a> = (AuthorKey, Option<&'a pb::Coordinate>, Option<&'a pb::Coordinate>);
     let decode = |(a, paper, hey): Fields<'_>| (a, published(paper, hey));

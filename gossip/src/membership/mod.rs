@@ -151,8 +151,9 @@ impl Membership {
         })
     }
 
-    /// This peer's status, now (the gate's clock restarts, and its jitter is drawn).
-    pub(crate) fn newspaper<R: Rng>(&mut self, core: &mut Core<R>) -> Body {
+    /// This peer's status, now, naming its `barrio` (0: none yet; the gate's clock restarts,
+    /// and its jitter is drawn).
+    pub(crate) fn newspaper<R: Rng>(&mut self, core: &mut Core<R>, barrio: u64) -> Body {
         let coordinate = *core.coords.app_coordinate();
         let connected = core.links.connected();
         let body = Body::Newspaper(pb::Newspaper {
@@ -160,7 +161,7 @@ impl Membership {
             uptime_s: u32::try_from(core.now.saturating_since(core.started).as_secs())
                 .unwrap_or(u32::MAX),
             restarts: 0,
-            barrio: 0,
+            barrio,
             connected: u32::try_from(connected).unwrap_or(u32::MAX),
             flags: 0,
         });
@@ -173,9 +174,13 @@ impl Membership {
 
     /// This peer's status if the gate lets one out now: the coordinate moved relative to the
     /// neighbours, the longest interval passed, or the coordinate just settled.
-    pub(crate) fn newspaper_due<R: Rng>(&mut self, core: &mut Core<R>) -> Option<Body> {
+    pub(crate) fn newspaper_due<R: Rng>(
+        &mut self,
+        core: &mut Core<R>,
+        barrio: u64,
+    ) -> Option<Body> {
         let Some((at, published)) = self.last_paper else {
-            return Some(self.newspaper(core));
+            return Some(self.newspaper(core, barrio));
         };
         let current = core.coords.app_coordinate();
         let now_of = |p: &AuthorKey| core.links.get(p).and_then(|l| l.probe.peer_coordinate());
@@ -199,7 +204,7 @@ impl Membership {
         let due = (moved_ms > threshold && (age >= spacing || surer))
             || age >= core.config.newspaper_max_interval
             || settled_now;
-        due.then(|| self.newspaper(core))
+        due.then(|| self.newspaper(core, barrio))
     }
 
     /// The least time between two newspapers that report a move: `newspaper_min_interval`,
@@ -300,17 +305,17 @@ mod tests {
         let mut core = Core::for_test(1, config);
         let mut m = Membership::new(&core.config);
         core.coords.set_coordinate(at_ms(0.0, 0.1)).expect("valid");
-        assert!(m.newspaper_due(&mut core).is_some(), "the first one");
+        assert!(m.newspaper_due(&mut core, 0).is_some(), "the first one");
         core.advance(min.mul_f64(1.5));
-        assert!(m.newspaper_due(&mut core).is_none(), "nothing moved");
+        assert!(m.newspaper_due(&mut core, 0).is_none(), "nothing moved");
         core.coords.set_coordinate(at_ms(50.0, 0.1)).expect("valid");
-        assert!(m.newspaper_due(&mut core).is_some(), "moved, and the spacing passed");
+        assert!(m.newspaper_due(&mut core, 0).is_some(), "moved, and the spacing passed");
         core.coords.set_coordinate(at_ms(100.0, 0.1)).expect("valid");
         core.advance(min / 2);
-        assert!(m.newspaper_due(&mut core).is_none(), "moved, but too soon");
+        assert!(m.newspaper_due(&mut core, 0).is_none(), "moved, but too soon");
         core.coords.set_coordinate(at_ms(50.0, 0.1)).expect("valid");
         core.advance(max);
-        assert!(m.newspaper_due(&mut core).is_some(), "too old");
+        assert!(m.newspaper_due(&mut core, 0).is_some(), "too old");
     }
 
     /// Movement is measured against the neighbours: a fleet drifting together has not

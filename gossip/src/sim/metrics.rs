@@ -618,6 +618,7 @@ impl Metrics {
         let postcards = self.postcards.report();
         Report {
             opinions: None,
+            barrios: None,
             disseminator: name.to_string(),
             peers: scenario.peers,
             simulated_s: secs,

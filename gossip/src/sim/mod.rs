@@ -27,6 +27,7 @@
 //! Nothing here does IO: the host (`vecino-testnet sim`) reads scenario files and matrices,
 //! measures wall time and memory, and writes reports.
 
+pub mod barrios;
 pub mod baselines;
 pub mod disseminators;
 pub mod iroh;
@@ -56,7 +57,7 @@ pub use postcards::PostcardReport;
 pub use report::{Backlog, ClassBytes, Drops, Report, Timeline, Transitions};
 pub use runner::{identity, run, run_parallel};
 pub use scenario::{
-    Arrivals, Fault, FaultKind, FlatFlood, LinkModel, Loss, OpinionSampling, Pairs,
+    Arrivals, BarrioSampling, Fault, FaultKind, FlatFlood, LinkModel, Loss, OpinionSampling, Pairs,
     PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope,
 };
 pub use verify_cache::VerifyCache;

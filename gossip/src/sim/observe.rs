@@ -63,6 +63,15 @@ pub trait Observe {
     fn opinions(&self) -> Vec<crate::PeerOpinion> {
         Vec::new()
     }
+    /// This peer's barrio id (0: none) and how many times it changed after the first
+    /// (`crate::barrios`); `None` for state machines without barrios.
+    fn barrio(&self) -> Option<(u64, u64)> {
+        None
+    }
+    /// The barrio each member's newest slot held here names (this peer's own included).
+    fn member_barrios(&self) -> Vec<(AuthorKey, u64)> {
+        Vec::new()
+    }
     /// The liar fault: from now on the peer claims `lie` instead of what it observes (`None`:
     /// the truth again). Ignored by state machines without opinions.
     fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {

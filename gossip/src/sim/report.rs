@@ -128,6 +128,10 @@ pub struct Report {
     /// the truth, the consensus per field beside the `median` and `nara` baselines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opinions: Option<crate::sim::opinions::OpinionReport>,
+    /// Barrios (scenarios with `barrios`): how many, their size and spread, churn in the
+    /// steady state, and how well peers agree on each other's barrio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barrios: Option<crate::sim::barrios::BarrioReport>,
     /// Engine counters summed over the live peers at the end (retransmits, grafts, …).
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,

@@ -51,6 +51,18 @@ pub struct Scenario {
     pub flat_flood: Option<FlatFlood>,
     /// Sample what peers believe about each other (`crate::sim::opinions`), if set.
     pub opinions: Option<OpinionSampling>,
+    /// Sample every peer's barrio and what the others hold of it (`crate::sim::barrios`), if
+    /// set.
+    pub barrios: Option<BarrioSampling>,
+}
+
+/// How the run samples barrios.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BarrioSampling {
+    /// A sample every this long.
+    pub every: Duration,
+    /// Barrio changes are counted from this time on (the steady state).
+    pub steady_from: Duration,
 }
 
 /// How the run samples what peers believe about each other (statuses and the consensus per
@@ -304,6 +316,7 @@ impl Scenario {
             bucket: Duration::from_secs(1),
             flat_flood: None,
             opinions: None,
+            barrios: None,
         }
     }
 

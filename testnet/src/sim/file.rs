@@ -11,8 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use vecino_coords::topology::{InternetModel, RttMatrix, Topology};
 use vecino_gossip::sim::{
-    Arrivals, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel, Loss,
-    OpinionSampling, Pairs, PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope, seed_for,
+    Arrivals, BarrioSampling, CompactInternet, Fault, FaultKind, FlatFlood, Latency, LinkModel,
+    Loss, OpinionSampling, Pairs, PostcardTraffic, RateScope, Scenario, Traffic, TrafficScope,
+    seed_for,
 };
 
 /// Above this many peers a generated topology uses the compact O(N) model.
@@ -62,6 +63,9 @@ pub(crate) struct ScenarioFile {
     /// `median` and `nara` baselines on the same claims).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) opinions: Option<OpinionsFile>,
+    /// `[barrios]`: sample barrios.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) barrios: Option<BarriosFile>,
     /// vecino engine settings for this scenario (the keys of `--engine`, which wins).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub(crate) engine: std::collections::BTreeMap<String, u64>,
@@ -232,6 +236,22 @@ pub(crate) struct LieFile {
 
 fn one() -> f64 {
     1.0
+}
+
+/// `[barrios]`: how the run samples barrios.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BarriosFile {
+    /// A sample every this many seconds.
+    #[serde(default = "five")]
+    every_s: f64,
+    /// Barrio changes are counted from this many seconds on (the steady state).
+    #[serde(default)]
+    steady_from_s: f64,
+}
+
+fn five() -> f64 {
+    5.0
 }
 
 /// `[opinions]`: how the run samples beliefs.
@@ -493,6 +513,10 @@ impl ScenarioFile {
             opinions: self.opinions.map(|o| OpinionSampling {
                 every: secs(o.every_s.max(0.01)),
                 observers: o.observers,
+            }),
+            barrios: self.barrios.map(|b| BarrioSampling {
+                every: secs(b.every_s.max(0.01)),
+                steady_from: secs(b.steady_from_s.max(0.0)),
             }),
         })
     }

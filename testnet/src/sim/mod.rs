@@ -70,7 +70,7 @@ pub(crate) struct SimArgs {
     /// swap_lead_ms, optimization_threshold, active_view, random_links, graft_min_ms,
     /// heartbeat_ms, tick_ms, swap_interval_s, swap_ratio_pct, newspaper_min_interval_s,
     /// link_state_min_interval_s (0: no link state), opinions (0 or 1: publish opinions),
-    /// opinion_max_interval_s.
+    /// opinion_max_interval_s, barrio_radius_ms (0: no barrios).
     /// The report's header says what ran.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_setting)]
     engine: Vec<(String, u64)>,
@@ -378,6 +378,7 @@ const SETTINGS: &[(&str, Apply)] = &[
     ("link_state_min_interval_s", |c, v| c.link_state_min_interval = Duration::from_secs(v)),
     ("opinions", |c, v| c.opinions = v != 0),
     ("opinion_max_interval_s", |c, v| c.opinion_max_interval = Duration::from_secs(v)),
+    ("barrio_radius_ms", |c, v| c.barrio_radius = Duration::from_millis(v)),
 ];
 
 fn count(v: u64) -> usize {

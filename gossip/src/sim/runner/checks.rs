@@ -208,6 +208,7 @@ impl Sim<'_> {
             overlay,
         );
         report.opinions = self.opinions.as_ref().map(OpinionWatch::report);
+        report.barrios = self.barrios.as_ref().map(crate::sim::barrios::BarrioWatch::report);
         report.shards = self.shards.len();
         report.lookahead_us = (self.shards.len() > 1).then_some(self.world.plan.lookahead_us);
         report

@@ -77,6 +77,8 @@ struct Sim<'a> {
     heal_cut_rtt: Vec<u64>,
     /// What peers believe about each other, sampled (scenarios with `opinions`).
     opinions: Option<OpinionWatch>,
+    /// Barrios, sampled (scenarios with `barrios`).
+    barrios: Option<crate::sim::barrios::BarrioWatch>,
     /// Each peer's current run's start, µs (for the truth the samples are judged against).
     started_us: Vec<u64>,
     /// Peers lying now (the liar fault).
@@ -206,6 +208,7 @@ impl<'a> Sim<'a> {
             events: 0,
             heal_cut_rtt: Vec::new(),
             opinions: sc.opinions.map(|o| OpinionWatch::new(o.observers.min(n))),
+            barrios: sc.barrios.map(|b| crate::sim::barrios::BarrioWatch::new(us(b.steady_from))),
             started_us: vec![0; n],
             liars: BTreeSet::new(),
         };

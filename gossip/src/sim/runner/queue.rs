@@ -93,6 +93,8 @@ pub(super) enum RunEv {
     Check,
     /// Sample what peers believe about each other.
     Opinions,
+    /// Sample barrios.
+    Barrios,
 }
 
 /// A min-queue of events by (time, tie); payloads live in a slab so the heap moves 24-byte

@@ -74,6 +74,9 @@ impl Sim<'_> {
         if let Some(o) = sc.opinions {
             self.push_run(us(o.every).max(1_000), RunEv::Opinions);
         }
+        if let Some(b) = sc.barrios {
+            self.push_run(us(b.every).max(1_000), RunEv::Barrios);
+        }
     }
 
     /// Time to the next publication, µs: periodic (a random phase the first time) or
@@ -101,6 +104,13 @@ impl Sim<'_> {
                 let every = self.world.sc.opinions.map_or(1_000_000, |o| us(o.every).max(1_000));
                 if self.now + every <= self.end {
                     self.push_run(self.now + every, RunEv::Opinions);
+                }
+            }
+            RunEv::Barrios => {
+                self.sample_barrios();
+                let every = self.world.sc.barrios.map_or(1_000_000, |b| us(b.every).max(1_000));
+                if self.now + every <= self.end {
+                    self.push_run(self.now + every, RunEv::Barrios);
                 }
             }
             RunEv::Check => {

@@ -1,0 +1,468 @@
+//! Barrios: neighbourhoods of nearby peers, each named after its *head*, and the centroid
+//! CRDT of their members' slots.
+//!
+//! **Which barrio.** A fixed grid over the coordinate space (`vecino_coords::barrio_of`) cuts
+//! clusters at arbitrary faces: in eight dimensions a ball of peers a few ms across straddles
+//! some face of a 30-ms cube almost always (the API's grid drew 11 barrios for 12 peers on
+//! loopback), and the whole grid moves under the fleet as Vivaldi coordinates drift together.
+//! Barrios here are defined by distances between peers instead, which drift does not change
+//! (a translation or rotation of the whole map keeps every barrio):
+//!
+//! - a peer is a *head* when its own slot names itself; every peer's rank is its key's
+//!   prefix (lower ranks lead);
+//! - a peer whose coordinate has settled takes, as its head, the lowest-ranked head among the
+//!   members within [`TAKE`] × `Config::barrio_radius` of it whose coordinates have settled,
+//!   unless that is no lower than its current head: it keeps its head while the head is still
+//!   a head, still known, and within [`KEEP`] × the radius (hysteresis against coordinate
+//!   noise); with no head to take it heads its own barrio;
+//! - so a fleet starts with every peer heading itself and converges, by strictly falling
+//!   ranks, to barrios of peers within about one radius of a head that leads itself. After
+//!   that a barrio changes only when its head leaves, moves away, or a lower-ranked head
+//!   comes within reach.
+//!
+//! A barrio's id is its head's key prefix (`BarrioId`), so its name and emoji are stable.
+//!
+//! **Slots.** A peer publishes a signed latest-value `BarrioSlot` (its barrio, its
+//! coordinate, a health vector: [`HEALTH`]) when its barrio changes (at once), when its
+//! health moved past the gate ([`health_moved`]) or its coordinate moved past a quarter of
+//! the radius (at most every [`SLOT_SPACING`]), and otherwise every
+//! `Config::newspaper_max_interval`. Newspapers carry the barrio id.
+//!
+//! **The CRDT.** Every peer holds the newest slot of each member it keeps
+//! (`vecino_coords::CentroidCrdt`: per member the highest seq, a join-semilattice, bounded by
+//! `Config::max_members`); a barrio's centroid (members, mean coordinate, mean health) is
+//! computed at read time. A member this peer no longer holds (it left, or fisheye let it go)
+//! leaves the index at the next look; its slot comes back if it is delivered again.
+//!
+//! **Bad input**, refused before it is stored, counted by reason: a slot whose coordinate
+//! fails its checks (`barrio_slot_invalid`), a slot of a member newer than the one held by
+//! less than [`FLOOD_GAP`] of its own clock (`barrio_slot_flood`), a slot naming a head this
+//! peer holds but placed farther from it than any member could be ([`SPAN`] radii:
+//! `barrio_slot_mismatch`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use vecino_coords::{BarrioId, BarrioSlot, Centroid, CentroidCrdt, Coordinate, DEFAULT_DIMENSIONS};
+use vecino_proto::pb::{self, Stream, event::Body};
+use vecino_proto::{AuthorKey, VerifiedEvent};
+
+use crate::engine::core::Core;
+use crate::membership::fisheye::held_members;
+use crate::membership::has_left;
+use crate::published::{coord_from_pb, coord_to_pb, published_coordinate, settled};
+use crate::time::Time;
+
+/// A lower-ranked head is taken when within this many radii.
+pub(crate) const TAKE: f64 = 0.8;
+/// The current head is kept while within this many radii.
+pub(crate) const KEEP: f64 = 1.25;
+/// A slot naming a head held here is refused if its coordinate is farther than this many
+/// radii from the head's (a member is within [`KEEP`] radii of its head by its own view;
+/// two views of the same coordinates differ by their errors).
+const SPAN: f64 = 3.0;
+/// How often the barrio is looked at (and members gone leave the index).
+const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// Slots that report a health or coordinate change are at least this far apart.
+const SLOT_SPACING: Duration = Duration::from_secs(10);
+/// A member's slot newer than the one held by less than this (by the HLC of both) is a flood.
+const FLOOD_GAP: Duration = Duration::from_secs(1);
+/// The health features, in slot order.
+pub const HEALTH: [&str; 3] = ["rtt_ms", "links_down_share", "retransmit_share"];
+
+/// A peer's rank: the lower leads.
+fn rank(peer: &AuthorKey) -> u64 {
+    peer.prefix()
+}
+
+/// Whether health `now` moved from the published `then` enough to be news: the median RTT
+/// by a quarter and 2 ms, the share of links not connected by a fifth, the retransmission
+/// share by 5 points.
+fn health_moved(then: &[f32], now: &[f32]) -> bool {
+    let get = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
+    let (r0, r1) = (get(then, 0), get(now, 0));
+    (r1 - r0).abs() > (0.25 * r0.max(r1)).max(2.0)
+        || (get(now, 1) - get(then, 1)).abs() > 0.2
+        || (get(now, 2) - get(then, 2)).abs() > 0.05
+}
+
+/// One barrio as this peer knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarrioView {
+    /// Its id (its head's key prefix).
+    pub id: BarrioId,
+    /// Its head, if this peer holds a member with that prefix.
+    pub head: Option<AuthorKey>,
+    /// Members (whose newest slot names it), their mean coordinate and mean health.
+    pub centroid: Centroid<DEFAULT_DIMENSIONS>,
+    /// The members, in key order (this peer included when it is one).
+    pub members: Vec<AuthorKey>,
+    /// This peer's own barrio.
+    pub own: bool,
+}
+
+/// The barrios machine.
+#[derive(Debug)]
+pub(crate) struct Barrios {
+    /// This peer's head (itself when it heads its barrio); `None` until its coordinate settled.
+    head: Option<AuthorKey>,
+    /// Times the barrio changed after the first.
+    changes: u64,
+    /// When the barrio is next looked at.
+    next_look: Option<Time>,
+    /// The last slot published: when, its barrio, coordinate and health.
+    last_slot: Option<(Time, BarrioId, Coordinate, Vec<f32>)>,
+    /// Health at the last look.
+    health: Vec<f32>,
+    /// Retransmissions and first sends at the last look (the retransmission share).
+    sent_then: (u64, u64),
+    /// Members' newest slots, by seq (bounded by `Config::max_members`).
+    slots: CentroidCrdt<AuthorKey, DEFAULT_DIMENSIONS>,
+}
+
+impl Barrios {
+    /// No barrio yet; the slots of `stored` events (a restart) indexed.
+    pub(crate) fn new<R>(core: &Core<R>) -> Self {
+        let mut b = Self {
+            head: None,
+            changes: 0,
+            next_look: None,
+            last_slot: None,
+            health: Vec::new(),
+            sent_then: (0, 0),
+            slots: CentroidCrdt::new(core.config.max_members.max(1)),
+        };
+        let held: Vec<VerifiedEvent> = core
+            .store
+            .latest_events()
+            .filter(|ev| ev.stream() == Stream::BarrioSlot)
+            .cloned()
+            .collect();
+        for ev in &held {
+            b.on_event(core, ev);
+        }
+        // This peer's own barrio before the restart: kept if its head is still held.
+        if let Some(own) = b.slots.slot(&core.me) {
+            let id = own.barrio;
+            b.head = if id.0 == rank(&core.me) {
+                Some(core.me)
+            } else {
+                core.store.authors_prefixed(id.0).next()
+            };
+        }
+        b
+    }
+
+    /// This peer's barrio id (0: none yet).
+    pub(crate) fn barrio(&self) -> u64 {
+        self.head.map_or(0, |h| rank(&h))
+    }
+
+    /// Times this peer's barrio changed after the first.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Checks a slot of another peer before it is stored: `Err(reason)` refuses it.
+    pub(crate) fn admits<R>(&self, core: &Core<R>, ev: &VerifiedEvent) -> Result<(), &'static str> {
+        let Body::BarrioSlot(s) = ev.body() else { return Ok(()) };
+        let Some(c) = s.coordinate.as_ref().and_then(coord_from_pb) else {
+            return Err("barrio_slot_invalid");
+        };
+        if let Some(held) = core.store.latest(&(ev.author(), Stream::BarrioSlot))
+            && ev.seq() > held.seq()
+            && ev.hlc().ms < held.hlc().ms.saturating_add(FLOOD_GAP.as_millis() as u64)
+        {
+            return Err("barrio_slot_flood");
+        }
+        let radius = core.config.barrio_radius.as_secs_f64();
+        if s.barrio != 0 && s.barrio != rank(&ev.author()) && radius > 0.0 {
+            let far = core.store.authors_prefixed(s.barrio).any(|head| {
+                published_coordinate(&core.store, head).is_some_and(|h| {
+                    settled(&h) && settled(&c) && h.distance_secs(&c) > radius * SPAN
+                })
+            });
+            if far {
+                return Err("barrio_slot_mismatch");
+            }
+        }
+        Ok(())
+    }
+
+    /// A slot was stored (own or another's): indexed.
+    pub(crate) fn on_event<R>(&mut self, _core: &Core<R>, ev: &VerifiedEvent) {
+        let Body::BarrioSlot(s) = ev.body() else { return };
+        let Some(coordinate) = s.coordinate.as_ref().and_then(coord_from_pb) else { return };
+        let slot = BarrioSlot {
+            barrio: BarrioId(s.barrio),
+            version: ev.seq(),
+            coordinate,
+            health: s.health.clone(),
+        };
+        // A slot that fails the checks was refused on receipt; own ones pass them.
+        let _ = self.slots.insert(&ev.author(), slot);
+    }
+
+    /// Whether `peer` heads its barrio by the slot held of it.
+    fn heads<R>(&self, core: &Core<R>, peer: &AuthorKey) -> bool {
+        if *peer == core.me {
+            return self.head == Some(core.me);
+        }
+        self.slots.slot(peer).is_some_and(|s| s.barrio.0 == rank(peer))
+    }
+
+    /// Every [`LOOK_EVERY`]: members gone leave the index, the barrio is chosen again, health
+    /// measured; a slot to publish if the gate lets one out.
+    pub(crate) fn look<R>(&mut self, core: &mut Core<R>) -> Option<Body> {
+        let now = core.now;
+        if self.next_look.is_some_and(|t| now < t) {
+            return None;
+        }
+        self.next_look = Some(now + LOOK_EVERY);
+        let store = &core.store;
+        let me = core.me;
+        self.slots.retain(|m| {
+            *m == me || (crate::membership::fisheye::holds(store, *m) && !has_left(store, *m))
+        });
+        let before = self.head;
+        self.head = self.choose(core);
+        if before.is_some() && self.head != before {
+            self.changes += 1;
+        }
+        self.health = self.measure(core);
+        self.slot_due(core)
+    }
+
+    /// This peer's head now (see the module docs).
+    fn choose<R>(&self, core: &Core<R>) -> Option<AuthorKey> {
+        let me = *core.coords.app_coordinate();
+        let radius = core.config.barrio_radius.as_secs_f64();
+        if !settled(&me) || radius <= 0.0 {
+            return self.head;
+        }
+        let mut keep = self.head == Some(core.me);
+        let mut best = core.me;
+        for (peer, c) in held_members(&core.store, core.me) {
+            let Some(c) = c.filter(settled) else { continue };
+            let d = me.distance_secs(&c);
+            if d > radius * KEEP || !self.heads(core, &peer) {
+                continue;
+            }
+            if self.head == Some(peer) {
+                keep = true;
+            }
+            if d <= radius * TAKE && rank(&peer) < rank(&best) {
+                best = peer;
+            }
+        }
+        match self.head {
+            Some(h) if keep && rank(&h) <= rank(&best) => Some(h),
+            _ => Some(best),
+        }
+    }
+
+    /// This peer's health: the median RTT of its connected links (ms), the share of its links
+    /// not connected, the share of frames sent since the last look that were retransmissions.
+    fn measure<R>(&mut self, core: &Core<R>) -> Vec<f32> {
+        let mut rtts: Vec<Duration> = core.links.iter().filter_map(|(_, l)| l.rtt()).collect();
+        rtts.sort_unstable();
+        let rtt_ms = rtts.get(rtts.len() / 2).map_or(0.0, |r| r.as_secs_f64() * 1e3);
+        let links = core.links.len();
+        let down = links - core.links.connected();
+        let down_share = if links == 0 { 0.0 } else { down as f64 / links as f64 };
+        let sent: u64 = core.stats.queued.values().map(|(n, _)| n).sum();
+        let again = core.stats.retransmits;
+        let (again0, sent0) = std::mem::replace(&mut self.sent_then, (again, sent));
+        let first = sent.saturating_sub(sent0);
+        let re = again.saturating_sub(again0);
+        let re_share = if first + re == 0 { 0.0 } else { re as f64 / (first + re) as f64 };
+        [rtt_ms, down_share, re_share].map(|x| x as f32).to_vec()
+    }
+
+    /// This peer's slot if the gate lets one out (see the module docs).
+    fn slot_due<R>(&mut self, core: &Core<R>) -> Option<Body> {
+        let head = self.head?;
+        let barrio = BarrioId(rank(&head));
+        let coordinate = *core.coords.app_coordinate();
+        let due = match &self.last_slot {
+            None => true,
+            Some((at, b, c, h)) => {
+                let age = core.now.saturating_since(*at);
+                let radius = core.config.barrio_radius.as_secs_f64();
+                *b != barrio
+                    || age >= core.config.newspaper_max_interval
+                    || (age >= SLOT_SPACING
+                        && (health_moved(h, &self.health)
+                            || c.distance_secs(&coordinate) > radius / 4.0))
+            }
+        };
+        if !due {
+            return None;
+        }
+        self.last_slot = Some((core.now, barrio, coordinate, self.health.clone()));
+        Some(Body::BarrioSlot(pb::BarrioSlot {
+            barrio: barrio.0,
+            version: core.now.as_millis(),
+            coordinate: Some(coord_to_pb(&coordinate)),
+            health: self.health.clone(),
+        }))
+    }
+
+    /// Every barrio this peer knows a member of, by id, with its members and centroid.
+    pub(crate) fn views<R>(&self, core: &Core<R>) -> Vec<BarrioView> {
+        let mut members: BTreeMap<BarrioId, Vec<AuthorKey>> = BTreeMap::new();
+        for (m, s) in self.slots.slots() {
+            members.entry(s.barrio).or_default().push(*m);
+        }
+        let own = BarrioId(self.barrio());
+        self.slots
+            .barrios()
+            .into_iter()
+            .map(|(id, centroid)| {
+                let head = if id.0 == rank(&core.me) {
+                    Some(core.me)
+                } else {
+                    core.store.authors_prefixed(id.0).next()
+                };
+                BarrioView {
+                    id,
+                    head,
+                    centroid,
+                    members: members.remove(&id).unwrap_or_default(),
+                    own: id == own && self.head.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    /// The barrio each member's newest slot held here names.
+    pub(crate) fn member_barrios(&self) -> impl Iterator<Item = (AuthorKey, BarrioId)> + '_ {
+        self.slots.slots().map(|(m, s)| (*m, s.barrio))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vecino_proto::Hlc;
+
+    use super::*;
+    use crate::engine::core::testing::{at_ms, hey_there, identity, key};
+
+    /// A slot of peer `n` (its `seq`th, stamped `ms` after the test epoch) naming `barrio`.
+    fn slot(n: u8, seq: u64, ms: u64, barrio: u64, c: &Coordinate) -> VerifiedEvent {
+        let body = Body::BarrioSlot(pb::BarrioSlot {
+            barrio,
+            version: seq,
+            coordinate: Some(coord_to_pb(c)),
+            health: vec![1.0, 0.0, 0.0],
+        });
+        let hlc = Hlc { ms: 1_763_702_400_000 + ms, counter: 0 };
+        identity(n).sign(Stream::BarrioSlot, seq, hlc, body).expect("a valid event")
+    }
+
+    fn core_at(x_ms: f64) -> Core<rand_chacha::ChaCha8Rng> {
+        let mut core = Core::for_test(1, crate::Config::default());
+        core.coords.set_coordinate(at_ms(x_ms, 0.1)).expect("valid");
+        core
+    }
+
+    /// Stores peer `n` at `x_ms`, heading its own barrio.
+    fn add_head<R>(core: &mut Core<R>, b: &mut Barrios, n: u8, x_ms: f64) {
+        let c = at_ms(x_ms, 0.1);
+        let _ = core.store.insert(hey_there(n, 1, &c));
+        let ev = slot(n, 1, 1_000, key(n).prefix(), &c);
+        assert_eq!(b.admits(core, &ev), Ok(()));
+        let _ = core.store.insert(ev.clone());
+        b.on_event(core, &ev);
+    }
+
+    /// A peer alone heads its own barrio and says so at once, then not again until something
+    /// changes; a lower-ranked head within reach is taken (and said at once), a higher-ranked
+    /// one is not; the head is kept out to 1.25 radii and let go beyond.
+    #[test]
+    fn heads_itself_then_takes_the_lowest_ranked_head_within_reach() {
+        let mut core = core_at(0.0);
+        let mut b = Barrios::new(&core);
+        assert_eq!(b.barrio(), 0, "no barrio before the first look");
+        let Some(Body::BarrioSlot(first)) = b.look(&mut core) else { panic!("a first slot") };
+        assert_eq!(first.barrio, key(0).prefix());
+        assert_eq!(first.health.len(), HEALTH.len());
+        core.advance(LOOK_EVERY);
+        assert!(b.look(&mut core).is_none(), "nothing changed");
+        // Peers 1..=6 heading themselves 10 ms away: the lowest rank among them and this peer
+        // leads; a lower-ranked head 40 ms away (beyond reach) changes nothing.
+        let mut near: Vec<u8> = (1..=6).collect();
+        for &n in &near {
+            add_head(&mut core, &mut b, n, 10.0);
+        }
+        let far = (7..=40).min_by_key(|n| key(*n).prefix()).expect("some");
+        add_head(&mut core, &mut b, far, 40.0);
+        near.push(0);
+        let lowest = near.iter().copied().min_by_key(|n| key(*n).prefix()).expect("some");
+        core.advance(LOOK_EVERY);
+        let out = b.look(&mut core);
+        assert_eq!(b.barrio(), key(lowest).prefix());
+        if lowest == 0 {
+            assert!(out.is_none(), "still its own head");
+            return;
+        }
+        let Some(Body::BarrioSlot(s)) = out else { panic!("a slot at the change") };
+        assert_eq!(s.barrio, key(lowest).prefix());
+        assert_eq!(b.changes(), 1);
+        // Hysteresis: 22 ms from the head (past 0.8 radii, within 1.25) keeps it; 35 ms lets
+        // it go.
+        core.coords.set_coordinate(at_ms(-12.0, 0.1)).expect("valid");
+        core.advance(LOOK_EVERY);
+        let _ = b.look(&mut core);
+        assert_eq!(b.barrio(), key(lowest).prefix(), "kept within 1.25 radii");
+        core.coords.set_coordinate(at_ms(-25.0, 0.1)).expect("valid");
+        core.advance(LOOK_EVERY);
+        let _ = b.look(&mut core);
+        assert_ne!(b.barrio(), key(lowest).prefix(), "let go beyond 1.25 radii");
+        assert_eq!(b.changes(), 2);
+    }
+
+    /// Barrios are defined by distances between peers: moving the whole map (the drift of a
+    /// Vivaldi system) changes no one's barrio.
+    #[test]
+    fn a_drifting_map_keeps_its_barrios() {
+        let choose_at = |shift: f64| {
+            let mut core = core_at(shift);
+            let mut b = Barrios::new(&core);
+            for (n, x) in [(1, 5.0), (2, 12.0), (3, 18.0), (4, 60.0)] {
+                add_head(&mut core, &mut b, n, x + shift);
+            }
+            let _ = b.look(&mut core);
+            b.barrio()
+        };
+        let here = choose_at(0.0);
+        assert_ne!(here, 0);
+        for shift in [7.5, -30.0, 250.0] {
+            assert_eq!(choose_at(shift), here, "shifted {shift} ms");
+        }
+    }
+
+    /// Refused before they are stored, by reason: a slot too soon after the one held (a
+    /// flood), a slot naming a head it is nowhere near, a slot with no coordinate.
+    #[test]
+    fn refuses_floods_mismatches_and_slots_without_a_coordinate() {
+        let mut core = core_at(0.0);
+        let mut b = Barrios::new(&core);
+        add_head(&mut core, &mut b, 1, 10.0);
+        let c = at_ms(10.0, 0.1);
+        let soon = slot(1, 2, 1_500, key(1).prefix(), &c);
+        assert_eq!(b.admits(&core, &soon), Err("barrio_slot_flood"));
+        let later = slot(1, 2, 2_500, key(1).prefix(), &c);
+        assert_eq!(b.admits(&core, &later), Ok(()));
+        // Peer 2 at 200 ms claims peer 1's barrio (peer 1 sits at 10 ms).
+        let _ = core.store.insert(hey_there(2, 1, &at_ms(200.0, 0.1)));
+        let lie = slot(2, 1, 1_000, key(1).prefix(), &at_ms(200.0, 0.1));
+        assert_eq!(b.admits(&core, &lie), Err("barrio_slot_mismatch"));
+        let honest = slot(2, 1, 1_000, key(1).prefix(), &at_ms(30.0, 0.1));
+        assert_eq!(b.admits(&core, &honest), Ok(()));
+        let body = Body::BarrioSlot(pb::BarrioSlot { barrio: 1, ..Default::default() });
+        let hlc = Hlc { ms: 1_763_702_400_000, counter: 0 };
+        let bare = identity(3).sign(Stream::BarrioSlot, 1, hlc, body).expect("valid");
+        assert_eq!(b.admits(&core, &bare), Err("barrio_slot_invalid"));
+    }
+}

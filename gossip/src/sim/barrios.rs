@@ -1,0 +1,227 @@
+//! Barrios, sampled (scenarios with `[barrios]`).
+//!
+//! Every `BarrioSampling::every`, every live peer is asked its barrio (`crate::barrios`) and
+//! the barrio each member's newest slot held there names. A peer's barrio is what its own
+//! slot says, so agreement is a question of spread: a pair (observer, member) agrees when the
+//! observer holds the member's current barrio; a pair that does not is aged from the member's
+//! last change. Churn is counted from `steady_from` on. The barrios themselves are judged by
+//! the true RTT from each member to its head (the peer the barrio is named after).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The barrios section of a report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BarrioReport {
+    /// Samples taken.
+    pub samples: u64,
+    /// At the last sample: live peers, and those with a barrio.
+    pub peers: usize,
+    /// See `peers`.
+    pub peers_placed: usize,
+    /// At the last sample: barrios (distinct ids among live peers), members per barrio (median,
+    /// largest), share of barrios with one member.
+    pub barrios: usize,
+    /// See `barrios`.
+    pub members_p50: f64,
+    /// See `barrios`.
+    pub members_max: usize,
+    /// See `barrios`.
+    pub singleton_share: f64,
+    /// At the last sample: true RTT (ms) from each member to its barrio's head, median, 99th
+    /// percentile and largest (heads themselves left out).
+    pub head_rtt_ms_p50: Option<f64>,
+    /// See `head_rtt_ms_p50`.
+    pub head_rtt_ms_p99: Option<f64>,
+    /// See `head_rtt_ms_p50`.
+    pub head_rtt_ms_max: Option<f64>,
+    /// Barrio changes from `steady_from` on (live peers' own counts), the peer-hours they
+    /// were counted over, and changes per peer per hour (mean, and the most of any peer).
+    pub steady_changes: u64,
+    /// See `steady_changes`.
+    pub steady_peer_hours: f64,
+    /// See `steady_changes`.
+    pub changes_per_peer_hour: Option<f64>,
+    /// See `steady_changes`.
+    pub changes_per_peer_hour_max: Option<f64>,
+    /// Barrio changes over the whole run (the join's included).
+    pub changes_total: u64,
+    /// (observer, member) pairs sampled from `steady_from` on, and the share where the
+    /// observer held the member's current barrio.
+    pub pairs: u64,
+    /// See `pairs`.
+    pub agree_share: Option<f64>,
+    /// Of the pairs that disagreed, seconds since the member's last change: 99th percentile
+    /// and largest (a member that never changed counts from its first barrio).
+    pub disagree_age_s_p99: Option<f64>,
+    /// See `disagree_age_s_p99`.
+    pub disagree_age_s_max: Option<f64>,
+}
+
+/// One live peer, as sampled.
+#[derive(Debug, Clone)]
+pub struct PeerSample {
+    /// Its index.
+    pub index: u32,
+    /// Its barrio (0: none) and its change count.
+    pub barrio: (u64, u64),
+    /// What it holds of each member's barrio, by member index.
+    pub held: Vec<(u32, u64)>,
+}
+
+/// The samples and their running figures.
+#[derive(Debug, Clone, Default)]
+pub struct BarrioWatch {
+    steady_from_us: u64,
+    samples: u64,
+    /// By peer index: its barrio as last sampled, since when (µs), its change count then, and
+    /// its change count at `steady_from` (once past it).
+    last: BTreeMap<u32, (u64, u64, u64, Option<u64>)>,
+    /// Live time (µs) of peers sampled from `steady_from` on.
+    steady_us: u64,
+    pairs: u64,
+    agree: u64,
+    disagree_ages_s: Vec<f64>,
+    /// Set at each sample, kept from the last.
+    end: BarrioReport,
+    prev_us: Option<u64>,
+}
+
+fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    Some(v[i])
+}
+
+impl BarrioWatch {
+    /// A watch counting changes from `steady_from_us`.
+    pub fn new(steady_from_us: u64) -> Self {
+        Self { steady_from_us, ..Self::default() }
+    }
+
+    /// One round: `peers` (every live peer), `rtt_ms(a, b)` the true RTT between two
+    /// indexes, `index_of(barrio)` the index of the peer a barrio id is named after.
+    pub fn sample(
+        &mut self,
+        now_us: u64,
+        peers: &[PeerSample],
+        rtt_ms: impl Fn(u32, u32) -> f64,
+        index_of: impl Fn(u64) -> Option<u32>,
+    ) {
+        self.samples += 1;
+        let steady = now_us >= self.steady_from_us;
+        if steady && let Some(prev) = self.prev_us {
+            let dt = now_us - prev.max(self.steady_from_us);
+            self.steady_us += dt * peers.len() as u64;
+        }
+        self.prev_us = Some(now_us);
+        for p in peers {
+            let e = self.last.entry(p.index).or_insert((p.barrio.0, now_us, p.barrio.1, None));
+            if e.0 != p.barrio.0 {
+                *e = (p.barrio.0, now_us, p.barrio.1, e.3);
+            }
+            e.2 = p.barrio.1;
+            if steady && e.3.is_none() {
+                e.3 = Some(p.barrio.1);
+            }
+        }
+        if steady {
+            for p in peers {
+                for &(m, b) in &p.held {
+                    let Some(&(current, since, _, _)) = self.last.get(&m) else { continue };
+                    if m == p.index || current == 0 {
+                        continue;
+                    }
+                    self.pairs += 1;
+                    if b == current {
+                        self.agree += 1;
+                    } else {
+                        self.disagree_ages_s.push(now_us.saturating_sub(since) as f64 / 1e6);
+                    }
+                }
+            }
+        }
+        // The barrios now.
+        let mut members: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut head_rtts = Vec::new();
+        for p in peers.iter().filter(|p| p.barrio.0 != 0) {
+            *members.entry(p.barrio.0).or_default() += 1;
+            if let Some(h) = index_of(p.barrio.0)
+                && h != p.index
+            {
+                head_rtts.push(rtt_ms(p.index, h));
+            }
+        }
+        let mut sizes: Vec<f64> = members.values().map(|&n| n as f64).collect();
+        let singles = members.values().filter(|&&n| n == 1).count();
+        self.end.peers = peers.len();
+        self.end.peers_placed = peers.iter().filter(|p| p.barrio.0 != 0).count();
+        self.end.barrios = members.len();
+        self.end.members_max = members.values().copied().max().unwrap_or(0);
+        self.end.members_p50 = quantile(&mut sizes, 0.5).unwrap_or(0.0);
+        self.end.singleton_share =
+            if members.is_empty() { 0.0 } else { singles as f64 / members.len() as f64 };
+        self.end.head_rtt_ms_p50 = quantile(&mut head_rtts, 0.5);
+        self.end.head_rtt_ms_p99 = quantile(&mut head_rtts, 0.99);
+        self.end.head_rtt_ms_max = head_rtts.last().copied();
+        self.end.changes_total = peers.iter().map(|p| p.barrio.1).sum();
+    }
+
+    /// The figures so far.
+    pub fn report(&self) -> BarrioReport {
+        let mut r = self.end.clone();
+        r.samples = self.samples;
+        let per_peer: Vec<u64> = self
+            .last
+            .values()
+            .filter_map(|&(_, _, now, from)| Some(now.saturating_sub(from?)))
+            .collect();
+        r.steady_changes = per_peer.iter().sum();
+        r.steady_peer_hours = self.steady_us as f64 / 3.6e9;
+        if r.steady_peer_hours > 0.0 {
+            r.changes_per_peer_hour = Some(r.steady_changes as f64 / r.steady_peer_hours);
+            let hours = r.steady_peer_hours / self.last.len().max(1) as f64;
+            r.changes_per_peer_hour_max =
+                per_peer.iter().max().map(|&m| m as f64 / hours.max(1e-9));
+        }
+        r.pairs = self.pairs;
+        r.agree_share = (self.pairs > 0).then(|| self.agree as f64 / self.pairs as f64);
+        let mut ages = self.disagree_ages_s.clone();
+        r.disagree_age_s_p99 = quantile(&mut ages, 0.99);
+        r.disagree_age_s_max = ages.last().copied();
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Churn counts from the steady time; agreement and the age of disagreements.
+    #[test]
+    fn counts_steady_churn_and_agreement() {
+        let mut w = BarrioWatch::new(10_000_000);
+        let s =
+            |index, barrio: (u64, u64), held: Vec<(u32, u64)>| PeerSample { index, barrio, held };
+        let rtt = |a: u32, b: u32| f64::from(a.abs_diff(b));
+        let idx = |b: u64| Some(b as u32);
+        w.sample(0, &[s(1, (1, 0), vec![]), s(2, (2, 0), vec![])], rtt, idx);
+        w.sample(10_000_000, &[s(1, (1, 0), vec![(2, 2)]), s(2, (1, 1), vec![(1, 1)])], rtt, idx);
+        w.sample(20_000_000, &[s(1, (1, 0), vec![(2, 1)]), s(2, (1, 2), vec![(1, 1)])], rtt, idx);
+        let r = w.report();
+        assert_eq!(r.samples, 3);
+        assert_eq!(r.barrios, 1);
+        assert_eq!(r.members_max, 2);
+        assert_eq!(r.head_rtt_ms_p50, Some(1.0));
+        assert_eq!(r.steady_changes, 1, "peer 2 changed once after t = 10 s");
+        assert!((r.steady_peer_hours - 20.0 / 3600.0).abs() < 1e-9, "{r:?}");
+        assert_eq!(r.pairs, 4);
+        assert_eq!(r.agree_share, Some(0.75));
+        assert_eq!(r.disagree_age_s_max, Some(0.0), "peer 1 held 2's old barrio at its change");
+        assert_eq!(r.changes_total, 2);
+    }
+}
