@@ -273,6 +273,9 @@ pub enum AppEvent {
         /// Its new status.
         status: crate::PeerStatus,
     },
+    /// This peer's barrio turned incoherent (its members' health moved far from the baseline
+    /// learnt while it was calm), or calm again (`crate::barrios`, `Config::coherence`).
+    Coherence(Box<CoherenceAlarm>),
     /// A new measured round-trip time to a neighbour.
     Rtt {
         /// The neighbour.
@@ -392,4 +395,25 @@ pub trait Protocol {
     fn peer(&self) -> AuthorKey;
     /// Feeds one input at `now`; the host must carry out the returned outputs in order.
     fn handle(&mut self, now: Time, input: Input) -> std::vec::Drain<'_, Output>;
+}
+
+/// A coherence alarm of this peer's barrio, raised or cleared ([`AppEvent::Coherence`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoherenceAlarm {
+    /// The barrio (its head's key prefix).
+    pub barrio: u64,
+    /// True when raised, false when cleared.
+    pub raised: bool,
+    /// The Mahalanobis D² of the last window against the baseline, and the threshold it
+    /// passed (raised) or fell under (cleared).
+    pub d2: f64,
+    /// See `d2`.
+    pub threshold: f64,
+    /// The features that moved, by name ([`crate::BARRIO_HEALTH`]), with their standardised
+    /// deviation, largest first (raised only).
+    pub moved: Vec<(&'static str, f64)>,
+    /// The barrio's mean health now and the baseline's mean, in feature order.
+    pub health: Vec<f64>,
+    /// See `health`.
+    pub baseline: Vec<f64>,
 }

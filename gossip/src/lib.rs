@@ -43,8 +43,8 @@ pub use opinions::{Clout, ObserverClaim, PeerOpinion, PeerStatus};
 pub use persist::{MemoryStore, Persist};
 
 pub use io::{
-    AppEvent, Command, DeliveredPost, DeliveredPostcard, Input, LinkInfo, LinkStatus, MemberChange,
-    Output, PostcardStatus, Priority, Protocol, StoreOp, Timer,
+    AppEvent, CoherenceAlarm, Command, DeliveredPost, DeliveredPostcard, Input, LinkInfo,
+    LinkStatus, MemberChange, Output, PostcardStatus, Priority, Protocol, StoreOp, Timer,
 };
 pub use postcards::PostcardError;
 pub use time::Time;

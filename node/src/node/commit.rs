@@ -222,6 +222,21 @@ impl Node {
                 let v = json!({"peer_id": pid(&peer), "status": status.as_str()});
                 self.emit(ApiEvent::new("status", v));
             }
+            AppEvent::Coherence(a) => {
+                let state = if a.raised { "raised" } else { "cleared" };
+                let barrio = vecino_coords::BarrioId(a.barrio);
+                tracing::warn!(barrio = %barrio, state, d2 = a.d2, "coherence");
+                metrics::counter!("vecino_coherence_alarms_total", "state" => state).increment(1);
+                let moved: Vec<Value> =
+                    a.moved.iter().map(|(f, z)| json!({"feature": f, "z": z})).collect();
+                let v = json!({
+                    "barrio": format!("{:016x}", a.barrio), "name": barrio.name(),
+                    "emoji": barrio.emoji(), "state": state, "d2": a.d2,
+                    "threshold": a.threshold, "moved": moved, "health": a.health,
+                    "baseline": a.baseline,
+                });
+                self.emit(ApiEvent::new("coherence", v));
+            }
             AppEvent::Member { peer, change } => {
                 let change = match change {
                     MemberChange::Joined => "joined",
