@@ -40,6 +40,8 @@
 //! peer holds but placed farther from it than any member could be ([`SPAN`] radii:
 //! `barrio_slot_mismatch`).
 
+mod coherence;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -48,6 +50,7 @@ use vecino_proto::pb::{self, Stream, event::Body};
 use vecino_proto::{AuthorKey, VerifiedEvent};
 
 use crate::engine::core::Core;
+use crate::io::{AppEvent, Output};
 use crate::membership::fisheye::held_members;
 use crate::membership::has_left;
 use crate::published::{coord_from_pb, coord_to_pb, published_coordinate, settled};
@@ -61,8 +64,9 @@ pub(crate) const KEEP: f64 = 1.25;
 /// radii from the head's (a member is within [`KEEP`] radii of its head by its own view;
 /// two views of the same coordinates differ by their errors).
 const SPAN: f64 = 3.0;
-/// How often the barrio is looked at (and members gone leave the index).
-const LOOK_EVERY: Duration = Duration::from_secs(5);
+/// How often the barrio is looked at (members gone leave the index, its coherence is
+/// sampled).
+const LOOK_EVERY: Duration = Duration::from_secs(2);
 /// Slots that report a health or coordinate change are at least this far apart.
 const SLOT_SPACING: Duration = Duration::from_secs(10);
 /// A member's slot newer than the one held by less than this (by the HLC of both) is a flood.
@@ -118,6 +122,8 @@ pub(crate) struct Barrios {
     sent_then: (u64, u64),
     /// Members' newest slots, by seq (bounded by `Config::max_members`).
     slots: CentroidCrdt<AuthorKey, DEFAULT_DIMENSIONS>,
+    /// The coherence of this peer's barrio.
+    coherence: coherence::Coherence,
 }
 
 impl Barrios {
@@ -131,6 +137,7 @@ impl Barrios {
             health: Vec::new(),
             sent_then: (0, 0),
             slots: CentroidCrdt::new(core.config.max_members.max(1)),
+            coherence: coherence::Coherence::default(),
         };
         let held: Vec<VerifiedEvent> = core
             .store
@@ -161,6 +168,35 @@ impl Barrios {
     /// Times this peer's barrio changed after the first.
     pub(crate) fn changes(&self) -> u64 {
         self.changes
+    }
+
+    /// Whether this peer's barrio is alarmed (incoherent with its baseline).
+    pub(crate) fn alarmed(&self) -> bool {
+        self.coherence.alarmed()
+    }
+
+    /// The per-feature median health of this peer's barrio: its members' newest slots, this
+    /// peer's health measured now in place of its own.
+    fn barrio_health(&self, me: &AuthorKey) -> Option<Vec<f64>> {
+        let barrio = BarrioId(self.barrio());
+        if barrio.0 == 0 || self.health.is_empty() {
+            return None;
+        }
+        let mut columns: Vec<Vec<f64>> = vec![Vec::new(); HEALTH.len()];
+        let others = self.slots.slots().filter(|(m, s)| *m != me && s.barrio == barrio);
+        let rows = others.map(|(_, s)| s.health.as_slice()).chain([self.health.as_slice()]);
+        for row in rows {
+            for (col, x) in columns.iter_mut().zip(row) {
+                col.push(f64::from(*x));
+            }
+        }
+        columns
+            .into_iter()
+            .map(|mut col| {
+                col.sort_unstable_by(f64::total_cmp);
+                col.get(col.len() / 2).copied()
+            })
+            .collect()
     }
 
     /// Checks a slot of another peer before it is stored: `Err(reason)` refuses it.
@@ -230,6 +266,10 @@ impl Barrios {
             self.changes += 1;
         }
         self.health = self.measure(core);
+        let health = self.barrio_health(&core.me);
+        for alarm in self.coherence.sample(self.barrio(), health.as_deref()) {
+            core.emit(Output::Deliver(AppEvent::Coherence(Box::new(alarm))));
+        }
         self.slot_due(core)
     }
 

@@ -140,6 +140,12 @@ impl<R: Rng> Engine<R> {
         (self.barrios.barrio(), self.barrios.changes())
     }
 
+    /// Whether this peer's barrio is alarmed: its members' health moved far from the baseline
+    /// learnt while it was calm (`AppEvent::Coherence` says when and why).
+    pub fn barrio_alarmed(&self) -> bool {
+        self.barrios.alarmed()
+    }
+
     /// Every barrio this peer holds a member's slot of: id, head, members, centroid.
     pub fn barrios(&self) -> Vec<crate::BarrioView> {
         self.barrios.views(&self.core)
@@ -296,6 +302,10 @@ impl<R: Rng> crate::sim::Observe for Engine<R> {
 
     fn member_barrios(&self) -> Vec<(AuthorKey, u64)> {
         Engine::member_barrios(self)
+    }
+
+    fn barrio_alarmed(&self) -> bool {
+        self.barrios.alarmed()
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -6,6 +6,11 @@
 //! observer holds the member's current barrio; a pair that does not is aged from the member's
 //! last change. Churn is counted from `steady_from` on. The barrios themselves are judged by
 //! the true RTT from each member to its head (the peer the barrio is named after).
+//!
+//! Coherence: each sample also reads whether the peer's barrio is alarmed. A regional fault
+//! (`FaultKind::Degrade`) slows every link of one barrio's members; the figures are the time
+//! until 99 % of those members are alarmed, the time after the fault until none is, and the
+//! alarms raised anywhere else (or before the fault): false alarms.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +62,24 @@ pub struct BarrioReport {
     pub disagree_age_s_p99: Option<f64>,
     /// See `disagree_age_s_p99`.
     pub disagree_age_s_max: Option<f64>,
+    /// Coherence alarms raised (a peer's barrio turning alarmed between two samples), in all.
+    pub alarms_raised: u64,
+    /// Of those, false: raised by a peer outside the degraded barrio, or before the fault.
+    pub false_alarms: u64,
+    /// False alarms per barrio per simulated day (over the barrios at the last sample).
+    pub false_alarms_per_barrio_day: Option<f64>,
+    /// The degraded barrio's members (at the fault's start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_members: Option<usize>,
+    /// Seconds from the fault's start until ≥ 99 % of those alive were alarmed at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_99_s: Option<f64>,
+    /// The largest share of them alarmed at once during the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_share_max: Option<f64>,
+    /// Seconds from the fault's end until none of them was alarmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_s: Option<f64>,
 }
 
 /// One live peer, as sampled.
@@ -68,6 +91,8 @@ pub struct PeerSample {
     pub barrio: (u64, u64),
     /// What it holds of each member's barrio, by member index.
     pub held: Vec<(u32, u64)>,
+    /// Its barrio is alarmed (incoherent).
+    pub alarmed: bool,
 }
 
 /// The samples and their running figures.
@@ -86,6 +111,11 @@ pub struct BarrioWatch {
     /// Set at each sample, kept from the last.
     end: BarrioReport,
     prev_us: Option<u64>,
+    first_us: Option<u64>,
+    /// Peers alarmed at the last sample.
+    alarmed: std::collections::BTreeSet<u32>,
+    /// The regional fault: its members, when it started and ended.
+    degraded: Option<(Vec<u32>, u64, Option<u64>)>,
 }
 
 fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
@@ -103,6 +133,53 @@ impl BarrioWatch {
         Self { steady_from_us, ..Self::default() }
     }
 
+    /// A regional fault started: `members` degraded.
+    pub fn degraded(&mut self, now_us: u64, members: Vec<u32>) {
+        self.end.degraded_members = Some(members.len());
+        self.degraded = Some((members, now_us, None));
+    }
+
+    /// The regional fault ended.
+    pub fn restored(&mut self, now_us: u64) {
+        if let Some(d) = &mut self.degraded {
+            d.2 = Some(now_us);
+        }
+    }
+
+    /// Alarm figures of one sample.
+    fn alarms(&mut self, now_us: u64, peers: &[PeerSample]) {
+        let now: std::collections::BTreeSet<u32> =
+            peers.iter().filter(|p| p.alarmed).map(|p| p.index).collect();
+        for p in now.difference(&self.alarmed) {
+            self.end.alarms_raised += 1;
+            let honest = self.degraded.as_ref().is_some_and(|(m, _, _)| m.contains(p));
+            if !honest {
+                self.end.false_alarms += 1;
+            }
+        }
+        if let Some((members, start, end)) = &self.degraded {
+            let live: Vec<u32> =
+                members.iter().copied().filter(|m| peers.iter().any(|p| p.index == *m)).collect();
+            let on = live.iter().filter(|m| now.contains(m)).count();
+            let share = if live.is_empty() { 0.0 } else { on as f64 / live.len() as f64 };
+            let secs = |from: u64| now_us.saturating_sub(from) as f64 / 1e6;
+            match end {
+                None => {
+                    let max = self.end.alarm_share_max.get_or_insert(0.0);
+                    *max = max.max(share);
+                    if share >= 0.99 && self.end.alarm_99_s.is_none() {
+                        self.end.alarm_99_s = Some(secs(*start));
+                    }
+                }
+                Some(end) if on == 0 && self.end.clear_s.is_none() => {
+                    self.end.clear_s = Some(secs(*end));
+                }
+                Some(_) => {}
+            }
+        }
+        self.alarmed = now;
+    }
+
     /// One round: `peers` (every live peer), `rtt_ms(a, b)` the true RTT between two
     /// indexes, `index_of(barrio)` the index of the peer a barrio id is named after.
     pub fn sample(
@@ -113,6 +190,8 @@ impl BarrioWatch {
         index_of: impl Fn(u64) -> Option<u32>,
     ) {
         self.samples += 1;
+        self.first_us.get_or_insert(now_us);
+        self.alarms(now_us, peers);
         let steady = now_us >= self.steady_from_us;
         if steady && let Some(prev) = self.prev_us {
             let dt = now_us - prev.max(self.steady_from_us);
@@ -193,6 +272,11 @@ impl BarrioWatch {
         let mut ages = self.disagree_ages_s.clone();
         r.disagree_age_s_p99 = quantile(&mut ages, 0.99);
         r.disagree_age_s_max = ages.last().copied();
+        let days =
+            self.prev_us.unwrap_or(0).saturating_sub(self.first_us.unwrap_or(0)) as f64 / 86_400e6;
+        if days > 0.0 && r.barrios > 0 {
+            r.false_alarms_per_barrio_day = Some(r.false_alarms as f64 / r.barrios as f64 / days);
+        }
         r
     }
 }
@@ -205,8 +289,12 @@ mod tests {
     #[test]
     fn counts_steady_churn_and_agreement() {
         let mut w = BarrioWatch::new(10_000_000);
-        let s =
-            |index, barrio: (u64, u64), held: Vec<(u32, u64)>| PeerSample { index, barrio, held };
+        let s = |index, barrio: (u64, u64), held: Vec<(u32, u64)>| PeerSample {
+            index,
+            barrio,
+            held,
+            alarmed: false,
+        };
         let rtt = |a: u32, b: u32| f64::from(a.abs_diff(b));
         let idx = |b: u64| Some(b as u32);
         w.sample(0, &[s(1, (1, 0), vec![]), s(2, (2, 0), vec![])], rtt, idx);

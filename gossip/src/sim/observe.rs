@@ -72,6 +72,10 @@ pub trait Observe {
     fn member_barrios(&self) -> Vec<(AuthorKey, u64)> {
         Vec::new()
     }
+    /// Whether this peer's barrio is alarmed (incoherent with its baseline).
+    fn barrio_alarmed(&self) -> bool {
+        false
+    }
     /// The liar fault: from now on the peer claims `lie` instead of what it observes (`None`:
     /// the truth again). Ignored by state machines without opinions.
     fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {

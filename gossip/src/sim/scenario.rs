@@ -263,6 +263,15 @@ pub enum FaultKind {
         /// What they claim.
         lie: crate::opinions::Lie,
     },
+    /// A regional fault: every link of the members of one barrio (the barrio peer `around` is
+    /// in when the fault starts) gets `rtt_factor` times slower (both ways), until the
+    /// fault's end (cuts nothing).
+    Degrade {
+        /// The peer whose barrio degrades.
+        around: u32,
+        /// Latency multiplier (≥ 1).
+        rtt_factor: f64,
+    },
 }
 
 impl Fault {
@@ -274,7 +283,7 @@ impl Fault {
                 x != 0 && y != 0 && x != y
             }
             FaultKind::Crash { peers } => peers.iter().any(|&p| p as usize == a || p as usize == b),
-            FaultKind::Lie { .. } => false,
+            FaultKind::Lie { .. } | FaultKind::Degrade { .. } => false,
         }
     }
 }

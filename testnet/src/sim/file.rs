@@ -208,6 +208,9 @@ pub(crate) struct FaultFile {
     /// 50 ms (liars placed near their victims, where the proximity bonus helps them most).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     share: Option<f64>,
+    /// Degrade: the latency multiplier of the barrio's links (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rtt_factor: Option<f64>,
     /// Lie: what the liars claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     claims: Option<LieFile>,
@@ -434,6 +437,19 @@ impl ScenarioFile {
                     ensure!(f.peers.iter().all(|&p| (p as usize) < n), "crash: no such peer");
                     FaultKind::Crash { peers: f.peers.clone() }
                 }
+                "degrade" => {
+                    ensure!(
+                        f.peers.len() == 1,
+                        "degrade: peers = [the peer whose barrio degrades]"
+                    );
+                    ensure!((f.peers[0] as usize) < n, "degrade: no such peer");
+                    let rtt_factor = f.rtt_factor.unwrap_or(3.0);
+                    ensure!(
+                        rtt_factor.is_finite() && (1.0..=100.0).contains(&rtt_factor),
+                        "degrade: rtt_factor must be in [1, 100]"
+                    );
+                    FaultKind::Degrade { around: f.peers[0], rtt_factor }
+                }
                 "lie" => {
                     let c = f.claims.context("a lie needs claims = { … }")?;
                     ensure!(
@@ -458,7 +474,9 @@ impl ScenarioFile {
                     };
                     FaultKind::Lie { peers, lie }
                 }
-                other => bail!("fault.kind {other:?}: expected partition, flap, crash or lie"),
+                other => {
+                    bail!("fault.kind {other:?}: expected partition, flap, crash, lie or degrade")
+                }
             };
             let mut start = f.start_s;
             loop {

@@ -191,6 +191,7 @@ impl<'a> Sim<'a> {
                 life: vec![Life::default(); n],
                 cut: Vec::new(),
                 crashes: sc.faults.iter().any(|f| matches!(f.kind, FaultKind::Crash { .. })),
+                slow: Vec::new(),
             },
             dis,
             seed,

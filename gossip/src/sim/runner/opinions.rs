@@ -59,6 +59,15 @@ impl Sim<'_> {
         out
     }
 
+    /// The live peers whose barrio is `around`'s now (`around` included).
+    pub(super) fn barrio_members(&self, around: u32) -> Vec<u32> {
+        let barrio = |i: u32| self.node(i).proto.as_ref().and_then(|p| p.barrio()).map(|b| b.0);
+        let Some(b) = barrio(around).filter(|b| *b != 0) else { return vec![around] };
+        (0..self.world.sc.peers as u32)
+            .filter(|&i| self.world.life[i as usize].alive && barrio(i) == Some(b))
+            .collect()
+    }
+
     /// One round of barrio samples: every live peer's barrio and what it holds of the others'.
     pub(super) fn sample_barrios(&mut self) {
         if self.barrios.is_none() {
@@ -76,7 +85,8 @@ impl Sim<'_> {
                     .into_iter()
                     .filter_map(|(k, b)| Some((dir.index(&k)?, b)))
                     .collect();
-                Some(crate::sim::barrios::PeerSample { index: i, barrio, held })
+                let alarmed = p.barrio_alarmed();
+                Some(crate::sim::barrios::PeerSample { index: i, barrio, held, alarmed })
             })
             .collect();
         let by_prefix: std::collections::HashMap<u64, u32> =

@@ -358,6 +358,19 @@ impl Sim<'_> {
 
     fn fault_start(&mut self, f: usize) {
         let fault = &self.world.sc.faults[f];
+        if let FaultKind::Degrade { around, rtt_factor } = fault.kind {
+            // Cuts nothing: the barrio of `around` now, slowed.
+            let members = self.barrio_members(around);
+            let n = self.world.sc.peers;
+            self.world.slow.resize(n, 1.0);
+            for &p in &members {
+                self.world.slow[p as usize] = rtt_factor.max(1.0);
+            }
+            if let Some(w) = &mut self.barrios {
+                w.degraded(self.now, members);
+            }
+            return;
+        }
         if let FaultKind::Lie { peers, lie } = &fault.kind {
             // Cuts nothing: not a fault the delivery and link figures know of.
             for &p in peers {
@@ -379,13 +392,20 @@ impl Sim<'_> {
                     self.crash(p);
                 }
             }
-            FaultKind::Lie { .. } => {}
+            FaultKind::Lie { .. } | FaultKind::Degrade { .. } => {}
         }
     }
 
     fn fault_end(&mut self, f: usize) {
         let fault = &self.world.sc.faults[f];
         match &fault.kind {
+            FaultKind::Degrade { .. } => {
+                self.world.slow.iter_mut().for_each(|x| *x = 1.0);
+                if let Some(w) = &mut self.barrios {
+                    w.restored(self.now);
+                }
+                return;
+            }
             FaultKind::Lie { peers, .. } => {
                 for &p in peers {
                     self.liars.remove(&p);

@@ -52,12 +52,35 @@ pub(super) struct World<'a> {
     pub(super) cut: Vec<usize>,
     /// The scenario crashes peers (so what they persist is kept for their restart).
     pub(super) crashes: bool,
+    /// Latency multiplier per peer while a regional fault (`FaultKind::Degrade`) slows its
+    /// links (empty: none ever did). A link takes the larger of its ends'.
+    pub(super) slow: Vec<f64>,
 }
 
 impl World<'_> {
     pub(super) fn is_current(&self, node: u32, inc: u32) -> bool {
         let l = self.life[node as usize];
         l.alive && l.inc == inc
+    }
+
+    /// One-way propagation delay from `a` to `b`, µs, with a regional fault's slowdown.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    pub(super) fn one_way_us(&self, a: usize, b: usize) -> u64 {
+        let base = self.sc.latency.one_way_us(a, b);
+        match (self.slow.get(a), self.slow.get(b)) {
+            (Some(&x), Some(&y)) if x.max(y) > 1.0 => (base as f64 * x.max(y)) as u64,
+            _ => base,
+        }
+    }
+
+    /// Round-trip time between `a` and `b`, µs, with a regional fault's slowdown.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    pub(super) fn rtt_us(&self, a: usize, b: usize) -> u64 {
+        let base = self.sc.latency.rtt_us(a, b);
+        match (self.slow.get(a), self.slow.get(b)) {
+            (Some(&x), Some(&y)) if x.max(y) > 1.0 => (base as f64 * x.max(y)) as u64,
+            _ => base,
+        }
     }
 
     pub(super) fn is_cut(&self, a: usize, b: usize) -> bool {
@@ -326,7 +349,7 @@ impl Shard {
             RateScope::SharedRadio => w.sc.groups[i as usize] as usize,
             RateScope::Pair => 0,
         };
-        let prop = w.sc.latency.one_way_us(i as usize, to as usize);
+        let prop = w.one_way_us(i as usize, to as usize);
         let bytes = frame.len() as u64;
         let sent = self.net.transmit(self.now, i, to, medium, bytes, prop);
         report(self, self.net.last_done, frame.len());
@@ -360,7 +383,7 @@ impl Shard {
             if self.net.lost(i, to) {
                 continue;
             }
-            let at = done + w.sc.latency.one_way_us(i as usize, j);
+            let at = done + w.one_way_us(i as usize, j);
             let inc = w.life[j].inc;
             let frame = frame.clone();
             self.push(w, at, Ev::Arrive { from: i, to, inc, class, frame, radio: true });
@@ -416,7 +439,7 @@ impl Shard {
         if !w.life[b as usize].alive || w.is_cut(a as usize, b as usize) {
             return;
         }
-        let rtt = w.sc.latency.rtt_us(a as usize, b as usize);
+        let rtt = w.rtt_us(a as usize, b as usize);
         let (inc_a, inc_b) = (w.life[a as usize].inc, w.life[b as usize].inc);
         self.push(w, self.now + rtt, Ev::LinkUp { node: a, inc: inc_a, peer: b, inbound: false });
         self.push(w, self.now + rtt, Ev::LinkUp { node: b, inc: inc_b, peer: a, inbound: true });
