@@ -2,7 +2,7 @@
 //!
 //! `vecino run` starts the peer (see `vecino run --help` for every setting; each is also a
 //! `VECINO_*` environment variable and a key of the `--config` TOML file). `members`,
-//! `opinions`, `rtt`, `post`, `tail`, `status`, `health` and `links` are clients of the running
+//! `opinions`, `barrios`, `rtt`, `post`, `tail`, `status`, `health` and `links` are clients of the running
 //! peer's local API; `init`, `keygen` and `id` manage the peer's identity.
 //!
 //! Output rules, for every command: text that came from the network is printed through
@@ -127,6 +127,17 @@ enum Command {
     Opinions {
         /// Only this peer: peer id, key or member name
         peer: Option<String>,
+        #[command(flatten)]
+        c: ClientArgs,
+    },
+    /// Barrios: this node's, and every barrio it holds a member's slot of.
+    ///
+    /// Without ID, one line per barrio: id, name, member count, head, and the members' mean
+    /// health (median RTT, share of links down, share of frames retransmitted); `*` marks this
+    /// node's. With ID (16 hex digits, as listed), that barrio with its centroid and members.
+    Barrios {
+        /// Only this barrio: its id, 16 hex digits
+        id: Option<String>,
         #[command(flatten)]
         c: ClientArgs,
     },
@@ -512,6 +523,96 @@ fn members(c: &ClientArgs) -> anyhow::Result<()> {
     let header =
         ["NAME", "PEER", "ADDRESS", "STATUS", "LIVENESS", "LINK", "RTT_MS", "EST_MS", "CLOUT"];
     out!("{}", table(&header, &rows));
+    Ok(())
+}
+
+fn barrios(c: &ClientArgs, id: Option<&str>) -> anyhow::Result<()> {
+    let client = c.client();
+    let label = |b: &Value| format!("{} {}", cell(&b["emoji"]), cell(&b["name"]));
+    let Some(id) = id else {
+        let v = client.get("/v1/barrios")?;
+        if c.json {
+            print_json(&v)?;
+            return Ok(());
+        }
+        let own = &v["barrio"];
+        match own["id"].as_str() {
+            Some(_) => outln!(
+                "this node: {} {} ({} changes)",
+                cell(&own["id"]),
+                label(own),
+                cell(&own["changes"])
+            ),
+            None => outln!("this node: no barrio yet (its coordinate has not settled)"),
+        }
+        let rows: Vec<Vec<String>> = v["barrios"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| {
+                let h = &b["health"];
+                vec![
+                    if b["own"] == Value::Bool(true) { "*".into() } else { String::new() },
+                    cell(&b["id"]),
+                    label(b),
+                    cell(&b["count"]),
+                    b["head"].as_str().map_or_else(|| "-".into(), short),
+                    fixed(&h["rtt_ms"], 1),
+                    fixed(&h["links_down_share"], 2),
+                    fixed(&h["retransmit_share"], 3),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        outln!();
+        let header = ["", "ID", "NAME", "MEMBERS", "HEAD", "RTT_MS", "DOWN", "RETRANSMIT"];
+        out!("{}", table(&header, &rows));
+        return Ok(());
+    };
+    let b = client.get(&format!("/v1/barrios?id={}", urlencode(id)))?;
+    if c.json {
+        print_json(&b)?;
+        return Ok(());
+    }
+    let own = if b["own"] == Value::Bool(true) { " (this node's)" } else { "" };
+    outln!("barrio:   {} {}{own}", cell(&b["id"]), label(&b));
+    outln!("head:     {}", cell(&b["head"]));
+    let centroid: Vec<String> =
+        b["centroid_ms"].as_array().into_iter().flatten().map(|x| fixed(x, 2)).collect();
+    outln!("centroid: [{}] ms, height {} ms", centroid.join(", "), fixed(&b["height_ms"], 2));
+    let health: Vec<String> = b["health"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{} {}", clean(k), fixed(v, 3)))
+        .collect();
+    outln!("health:   {}", if health.is_empty() { "-".into() } else { health.join(", ") });
+    // Members by name where this node knows one.
+    let names: std::collections::HashMap<String, String> = client
+        .get("/v1/members")
+        .ok()
+        .and_then(|m| m.as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((m["peer_id"].as_str()?.to_string(), m["name"].as_str()?.to_string())))
+        .collect();
+    let rows: Vec<Vec<String>> = b["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let pid = m.as_str().unwrap_or("");
+            let name = names.get(pid).map_or_else(|| "-".into(), |n| clean(n).into_owned());
+            let head = if b["head"].as_str() == Some(pid) { "head" } else { "" };
+            vec![name, clean(pid).into_owned(), head.into()]
+        })
+        .collect();
+    if !rows.is_empty() {
+        outln!();
+        out!("{}", table(&["MEMBER", "PEER", ""], &rows));
+    }
     Ok(())
 }
 
@@ -925,6 +1026,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Members { c } => members(&c)?,
         Command::Opinions { peer, c } => opinions(&c, peer.as_deref())?,
+        Command::Barrios { id, c } => barrios(&c, id.as_deref())?,
         Command::Links { c } => links(&c)?,
         Command::Status { c } => status(&c)?,
         Command::Health { c } => {

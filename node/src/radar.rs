@@ -5,18 +5,22 @@
 //! |---|---|
 //! | `GET /` | the page (`radar-ui/www/index.html`) |
 //! | `GET /radar/{path}` | its modules and styles, with their content types |
-//! | `GET /v1/radar?posts=N&postcards=M` | snapshot: this peer, members with coordinates and barrios, links, the newest `N` posts (default 50, at most 500), the newest `M` postcard records of both boxes (default 100, at most 500; as `GET /v1/postcards` has them), barrios with centroids |
+//! | `GET /v1/radar?posts=N&postcards=M` | snapshot: this peer (with its barrio), members with coordinates and barrios, links, the newest `N` posts (default 50, at most 500), the newest `M` postcard records of both boxes (default 100, at most 500; as `GET /v1/postcards` has them), barrios with heads, centroids and health |
 //!
-//! Barrios: a member's barrio is the one its newspaper names when it names one, else the cell
-//! of its coordinate on the default grid ([`vecino_coords::barrio_of`], no hysteresis: the page
-//! has no history). A barrio's centroid is the mean of its members' coordinates, computed at
-//! read time as in the centroid CRDT. The snapshot is built from the answers of
-//! `/v1/members` and `/v1/links`, so the actor needs no request of its own for it.
+//! Barrios are the engine's (`vecino_gossip::barrios`, as `GET /v1/barrios` has them): each
+//! member carries the `barrio` `/v1/members` gives it (its slot's held here, else its
+//! newspaper's, else `null`), and `barrios` lists every barrio this peer holds a member's
+//! slot of, with its head, members, centroid (`centroid_ms`: the mean of the members' slotted
+//! coordinates, in the milliseconds of the members' `coordinate.vec_ms`, which the page
+//! projects alike) and mean health. A barrio a member's newspaper names but no slot held here
+//! does is listed too, with its members and no centroid, so every member's barrio has an
+//! entry. The snapshot is built from the answers of `/v1/status`, `/v1/members`,
+//! `/v1/links` and `/v1/barrios`, so the actor needs no request of its own for it.
 //!
 //! The overlay (`/v1/overlay`, the link state peers publish) is not in the snapshot: the page
 //! asks for it on its own, less often than it takes snapshots.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -27,10 +31,10 @@ use axum::{Json, Router};
 use rust_embed::RustEmbed;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vecino_coords::{BarrioConfig, BarrioId, Coordinate, barrio_of};
+use vecino_coords::BarrioId;
 
 use crate::api::{Request, ask, error};
-use crate::node::{Shared, coordinate_from_json};
+use crate::node::{Shared, parse_barrio_id};
 
 /// Posts in a snapshot by default.
 const DEFAULT_POSTS: u64 = 50;
@@ -118,6 +122,11 @@ async fn snapshot(
         Ok(v) => v,
         Err(r) => return r,
     };
+    let barrios = match ask(&s, |reply| Request::Barrios { id: None, reply }).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(r) => return r,
+    };
     let store = s.store.clone();
     let read = tokio::task::spawn_blocking(move || {
         let last = store.last_post_cursor()?;
@@ -146,64 +155,60 @@ async fn snapshot(
     };
     let posts = serde_json::to_value(posts).unwrap_or(Value::Null);
     let cards = serde_json::to_value(cards).unwrap_or(Value::Null);
-    Json(build(&status, members, &links, &posts, &cards)).into_response()
+    Json(build(&status, &members, &links, &barrios, &posts, &cards)).into_response()
 }
 
-/// A member's coordinate (as `/v1/members` shows it, in ms) back in seconds.
-fn coordinate_of(member: &Value) -> Option<Coordinate> {
-    member.get("coordinate").and_then(coordinate_from_json)
+/// Barrios the members' newspapers name that the engine's list lacks (no slot of theirs
+/// held here yet): by id, the members naming each. Ids that are not 16 hex digits are skipped.
+fn newspaper_barrios(members: &[Value], listed: &[Value]) -> BTreeMap<u64, Vec<String>> {
+    let listed: BTreeSet<&str> = listed.iter().filter_map(|b| b["id"].as_str()).collect();
+    let mut out: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for m in members {
+        let Some(id) = m.get("barrio").and_then(Value::as_str) else { continue };
+        if listed.contains(id) {
+            continue;
+        }
+        if let Ok(id) = parse_barrio_id(id) {
+            let peer = m.get("peer_id").and_then(Value::as_str).unwrap_or_default();
+            out.entry(id).or_default().push(peer.to_string());
+        }
+    }
+    out
 }
 
-/// The barrio a member is in: its newspaper's, else its coordinate's cell.
-fn barrio_of_member(member: &Value, config: &BarrioConfig) -> Option<BarrioId> {
-    let named = member.pointer("/newspaper/barrio").and_then(Value::as_u64).filter(|b| *b != 0);
-    named.map(BarrioId).or_else(|| coordinate_of(member).map(|c| barrio_of(&c, config)))
-}
-
-#[derive(Default)]
-struct Sum {
-    members: Vec<String>,
-    vec_ms: Vec<f64>,
-    with_coordinate: u32,
-}
-
-/// The snapshot, from the node's answers to status, members and links, the posts and the
-/// postcard records.
-fn build(status: &Value, members: Value, links: &Value, posts: &Value, postcards: &Value) -> Value {
-    let config = BarrioConfig::default();
-    let mut members = match members {
-        Value::Array(m) => m,
+/// The snapshot, from the node's answers to status, members, links and barrios, the posts
+/// and the postcard records.
+fn build(
+    status: &Value,
+    members: &Value,
+    links: &Value,
+    barrios: &Value,
+    posts: &Value,
+    postcards: &Value,
+) -> Value {
+    let members: Vec<Value> = match members {
+        Value::Array(m) => m.iter().filter(|m| m.is_object()).cloned().collect(),
         _ => Vec::new(),
     };
-    let mut barrios: BTreeMap<BarrioId, Sum> = BTreeMap::new();
-    for m in members.iter_mut().filter(|m| m.is_object()) {
-        let Some(id) = barrio_of_member(m, &config) else { continue };
-        let sum = barrios.entry(id).or_default();
-        sum.members.push(m["peer_id"].as_str().unwrap_or_default().to_string());
-        if let Some(v) = m.pointer("/coordinate/vec_ms").and_then(Value::as_array) {
-            if sum.vec_ms.len() < v.len() {
-                sum.vec_ms.resize(v.len(), 0.0);
-            }
-            for (acc, x) in sum.vec_ms.iter_mut().zip(v) {
-                *acc += x.as_f64().unwrap_or(0.0);
-            }
-            sum.with_coordinate += 1;
-        }
-        m["barrio"] = json!(format!("{:016x}", id.0));
+    let mut list: Vec<Value> = match barrios.get("barrios") {
+        Some(Value::Array(b)) => b.iter().filter(|b| b["id"].is_string()).cloned().collect(),
+        _ => Vec::new(),
+    };
+    for (id, peers) in newspaper_barrios(&members, &list) {
+        let b = BarrioId(id);
+        list.push(json!({
+            "id": format!("{id:016x}"),
+            "name": b.name(),
+            "emoji": b.emoji(),
+            "count": peers.len(),
+            "members": peers,
+            "head": Value::Null,
+            "centroid_ms": Value::Null,
+            "height_ms": Value::Null,
+            "health": {},
+            "own": false,
+        }));
     }
-    let barrios: Vec<Value> = barrios
-        .into_iter()
-        .map(|(id, sum)| {
-            let n = f64::from(sum.with_coordinate.max(1));
-            json!({
-                "id": format!("{:016x}", id.0),
-                "name": id.name(),
-                "emoji": id.emoji(),
-                "members": sum.members,
-                "centroid_ms": sum.vec_ms.iter().map(|x| x / n).collect::<Vec<f64>>(),
-            })
-        })
-        .collect();
     json!({
         "self": {
             "peer_id": status["peer_id"],
@@ -211,13 +216,14 @@ fn build(status: &Value, members: Value, links: &Value, posts: &Value, postcards
             "uptime_s": status["uptime_s"],
             "links": status["links"],
             "emulate_links": status["emulate_links"],
+            "barrio": status["barrio"],
+            "barrio_name": status["barrio_name"],
         },
         "members": members,
         "links": links,
         "posts": posts,
         "postcards": postcards,
-        "barrios": barrios,
-        "barrio_cell_ms": config.cell.as_secs_f64() * 1e3,
+        "barrios": list,
     })
 }
 
@@ -225,11 +231,11 @@ fn build(status: &Value, members: Value, links: &Value, posts: &Value, postcards
 mod tests {
     use super::*;
 
-    fn member(id: &str, x_ms: f64, barrio: u64) -> Value {
+    fn member(id: &str, barrio: Option<&str>) -> Value {
         json!({
             "peer_id": id,
-            "coordinate": {"vec_ms": [x_ms, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "height_ms": 0.1, "error": 0.5},
-            "newspaper": {"barrio": barrio},
+            "coordinate": {"vec_ms": [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "height_ms": 0.1, "error": 0.5},
+            "barrio": barrio,
         })
     }
 
@@ -250,23 +256,41 @@ mod tests {
     }
 
     #[test]
-    fn nearby_members_share_a_barrio_with_their_centroid() {
+    fn barrios_are_the_engines_and_every_members_barrio_is_listed() {
+        let a = "00000000000000aa";
         let members = json!([
-            member("a", 1.0, 0),
-            member("b", 3.0, 0),
-            member("c", 200.0, 0),
-            member("d", 0.0, 7)
+            member("a", Some(a)),
+            member("b", Some(a)),
+            member("c", Some("0000000000000007")),
+            member("d", None),
+            member("e", Some("not a barrio")),
         ]);
+        let engine = json!({
+            "barrio": {"id": a, "changes": 1},
+            "barrios": [{
+                "id": a, "name": "x", "emoji": "y", "count": 2, "members": ["a", "b"],
+                "head": "a", "centroid_ms": [2.0, 0, 0, 0, 0, 0, 0, 0], "height_ms": 0.1,
+                "health": {"rtt_ms": 1.5}, "own": true,
+            }, {"no": "id"}],
+        });
+        let status = json!({"peer_id": "a", "barrio": a, "barrio_name": "x"});
         let cards = json!([{"id": "c1", "box": "sent", "status": "delivered", "path": ["a", "b"]}]);
-        let v = build(&json!({"peer_id": "a"}), members, &json!([]), &json!([]), &cards);
+        let v = build(&status, &members, &json!([]), &engine, &json!([]), &cards);
         let barrios = v["barrios"].as_array().unwrap();
-        assert_eq!(barrios.len(), 3, "{v}");
-        let ab = barrios.iter().find(|b| b["members"].as_array().unwrap().len() == 2).unwrap();
-        assert_eq!(ab["centroid_ms"][0], 2.0);
-        assert!(!ab["name"].as_str().unwrap().is_empty());
-        let named = barrios.iter().find(|b| b["id"] == format!("{:016x}", 7)).unwrap();
-        assert_eq!(named["members"], json!(["d"]));
-        assert_eq!(v["members"][0]["barrio"], ab["id"]);
+        assert_eq!(barrios.len(), 2, "the engine's one, and c's newspaper's: {v:#}");
+        assert_eq!(barrios[0], engine["barrios"][0], "the engine's barrio as it is");
+        let named = &barrios[1];
+        assert_eq!(named["id"], "0000000000000007");
+        assert_eq!(named["name"], BarrioId(7).name());
+        assert_eq!(named["members"], json!(["c"]));
+        assert_eq!(
+            (&named["head"], &named["centroid_ms"], &named["own"]),
+            (&Value::Null, &Value::Null, &json!(false))
+        );
+        // No grid: a member with no barrio has none.
+        assert_eq!(v["members"][3]["barrio"], Value::Null);
+        assert_eq!((&v["self"]["barrio"], &v["self"]["barrio_name"]), (&json!(a), &json!("x")));
+        assert!(v.get("barrio_cell_ms").is_none());
         assert_eq!(v["postcards"], cards, "postcard records as the store has them");
     }
 
@@ -274,7 +298,11 @@ mod tests {
     fn members_without_coordinates_or_garbage_do_not_panic() {
         let members =
             json!([{"peer_id": "x", "coordinate": null}, {"coordinate": {"vec_ms": ["no"]}}, 3]);
-        let v = build(&json!(null), members, &json!(null), &json!(null), &json!(null));
-        assert_eq!(v["barrios"], json!([]));
+        for barrios in [json!(null), json!({"barrios": 3}), json!({"barrios": [1, null]})] {
+            let v =
+                build(&json!(null), &members, &json!(null), &barrios, &json!(null), &json!(null));
+            assert_eq!(v["barrios"], json!([]));
+            assert_eq!(v["members"].as_array().unwrap().len(), 2, "objects only");
+        }
     }
 }

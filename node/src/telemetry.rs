@@ -169,6 +169,18 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     ),
     ("vecino_store_events", "gauge", "events held in the store"),
     ("vecino_uptime_seconds", "gauge", "seconds since the node started"),
+    (
+        "vecino_barrio_members",
+        "gauge",
+        "members of this peer's barrio (itself included; 0 until it has one)",
+    ),
+    ("vecino_barrios_known", "gauge", "barrios this peer holds a member's slot of"),
+    ("vecino_barrio_changes_total", "counter", "times this peer's barrio changed after the first"),
+    (
+        "vecino_coherence_alarms_total",
+        "counter",
+        "barrio coherence alarms, by state (raised, cleared)",
+    ),
 ];
 
 /// Installs the Prometheus recorder and describes every series.
@@ -212,6 +224,9 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::gauge!("vecino_peers", "status" => *status).set(0.0);
         metrics::counter!("vecino_peer_status_changes_total", "status" => *status).increment(0);
     }
+    for state in ["raised", "cleared"] {
+        metrics::counter!("vecino_coherence_alarms_total", "state" => state).increment(0);
+    }
     for transport in WIRE_TRANSPORTS {
         metrics::counter!("vecino_transport_wire_bytes_sent_total", "transport" => *transport)
             .increment(0);
@@ -235,6 +250,7 @@ const LABELLED: &[&str] = &[
     "vecino_transport_dropped_total",
     "vecino_transport_wire_bytes_sent_total",
     "vecino_transport_wire_bytes_received_total",
+    "vecino_coherence_alarms_total",
 ];
 /// Statuses of `vecino_peers` and `vecino_peer_status_changes_total`
 /// ([`vecino_gossip::PeerStatus::as_str`]).

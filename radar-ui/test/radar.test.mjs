@@ -3,7 +3,9 @@
 // from the page around a cut link with its path drawn hop by hop (and in the destination's
 // inbox), a link cut through the shim going suspected → disconnected → connected on the page, a
 // peer's card with who says what about it, a peer cut off from everyone marked on the map, a
-// post from the CLI in the list, frames per second with 500 simulated peers, and screenshots.
+// post from the CLI in the list, the peers converging to one barrio (the engine's: API, CLI,
+// metrics and map agree) with a coherence alarm marked and cleared, frames per second with 500
+// simulated peers, and screenshots.
 // Every wait has a bound.
 
 import { after, before, test } from 'node:test';
@@ -110,7 +112,14 @@ test('the page is served with its content types, and bad input gets a typed erro
   assert.ok((await bad.json()).error);
   const snap = await (await fetch(`${base}/v1/radar`)).json();
   assert.equal(snap.self.peer_id, ana.peer_id);
-  assert.ok(Array.isArray(snap.barrios) && snap.barrios.length >= 1, 'barrios in the snapshot');
+  assert.ok(Array.isArray(snap.barrios), 'barrios in the snapshot');
+  assert.equal(snap.barrio_cell_ms, undefined, 'no grid');
+  const badBarrio = await fetch(`${base}/v1/barrios?id=nope`);
+  assert.equal(badBarrio.status, 400);
+  assert.match((await badBarrio.json()).error, /bad barrio id/);
+  const unknownBarrio = await fetch(`${base}/v1/barrios?id=00000000000000ff`);
+  assert.equal(unknownBarrio.status, 404);
+  assert.match((await unknownBarrio.json()).error, /unknown barrio/);
   assert.ok(Array.isArray(snap.postcards), 'postcard records in the snapshot');
   const badCards = await fetch(`${base}/v1/radar?postcards=-1`);
   assert.equal(badCards.status, 400);
@@ -129,6 +138,76 @@ test('the map shows every peer, the viewer highlighted', async () => {
   await page.evaluate((id) => window.radar.select(id), beto.peer_id);
   await page.waitForFunction(() => document.querySelector('#details .name')?.textContent === 'beto', null, { timeout: 5000 });
   await page.screenshot({ path: `${shots}/radar-1280x800.png` });
+});
+
+test('the peers converge to one barrio, the engine’s: API, CLI, metrics and map agree', async () => {
+  const t0 = Date.now();
+  // Every peer heads its own barrio until its coordinate settles, then takes the lowest-ranked
+  // head within reach: all four RTTs are within one radius, so one barrio is left (a 30-ms
+  // grid in eight dimensions would cut four peers 4–12 ms apart into several).
+  const agreed = await until('the four peers name one barrio', 120_000, async () => {
+    const answers = await Promise.all(nodes.map((n) => getJson(n, '/v1/barrios')));
+    const ids = new Set(answers.map((a) => a.barrio.id));
+    const mine = answers[0].barrios;
+    const one = ids.size === 1 && !ids.has(null) && mine.length === 1 && mine[0].count === nodes.length;
+    return one ? answers[0] : null;
+  });
+  const id = agreed.barrio.id;
+  const b = agreed.barrios[0];
+  console.log(`barrios: one barrio ${id} ${b.emoji} ${b.name} after ${((Date.now() - t0) / 1000).toFixed(1)} s, head ${b.head}, ${agreed.barrio.changes} changes at ana`);
+  assert.match(id, /^[0-9a-f]{16}$/);
+  assert.equal(b.id, id);
+  assert.equal(b.own, true);
+  assert.deepEqual([...b.members].sort(), nodes.map((n) => n.peer_id).sort());
+  assert.ok(b.members.includes(b.head), 'the head is a member');
+  assert.equal(b.centroid_ms.length, 8, 'the centroid in the coordinates’ 8 dimensions');
+  assert.ok(b.centroid_ms.every(Number.isFinite));
+  assert.deepEqual(Object.keys(b.health).sort(), ['links_down_share', 'retransmit_share', 'rtt_ms']);
+  console.log(`barrios: centroid ${b.centroid_ms.map((x) => x.toFixed(2)).join(' ')} ms, health ${JSON.stringify(b.health)}`);
+  assert.deepEqual(await getJson(ana, `/v1/barrios?id=${id}`), b);
+  // Members, status and the snapshot name it too.
+  const members = await getJson(ana, '/v1/members');
+  for (const m of members.filter((x) => nodes.some((n) => n.peer_id === x.peer_id))) {
+    assert.equal(m.barrio, id, JSON.stringify(m));
+    assert.equal(m.barrio_name, b.name);
+  }
+  assert.equal((await getJson(beto, '/v1/status')).barrio, id);
+  const snap = await getJson(ana, '/v1/radar');
+  assert.equal(snap.self.barrio, id);
+  assert.deepEqual(snap.barrios.map((x) => x.id), [id]);
+  // The CLI.
+  const { stdout } = await run(bin, ['barrios', '--api', ana.api], { timeout: 20_000 });
+  assert.ok(stdout.includes(id) && stdout.includes(b.name), stdout);
+  console.log(`barrios: vecino barrios →\n${stdout.trimEnd()}`);
+  // Metrics.
+  const metrics = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metrics, new RegExp(`^vecino_barrio_members ${nodes.length}$`, 'm'));
+  assert.match(metrics, /^vecino_barrios_known 1$/m);
+  assert.match(metrics, /^vecino_barrio_changes_total \d+$/m);
+  // The map: one region and one label, with the four members.
+  await page.waitForFunction(([want, n]) => window.radar.state.barrios.size === 1
+    && window.radar.state.barrios.has(want)
+    && document.querySelector(`g.barrio-label[data-barrio="${want}"] text`)?.textContent.endsWith(`· ${n}`),
+  [id, nodes.length], { timeout: 15_000, polling: 200 });
+  assert.equal(await page.locator('svg g.hull').count(), 1);
+  // A coherence alarm (as the `coherence` event has it): a red ring on the centroid and a line
+  // in the alarms banner; garbage is ignored; cleared removes both.
+  const raised = { barrio: id, name: b.name, emoji: b.emoji, state: 'raised', d2: 19.2, threshold: 11.3,
+    moved: [{ feature: 'links_down_share', z: 1.2 }, { feature: 'rtt_ms', z: 4.21 }] };
+  assert.equal(await page.evaluate(() => window.radar.coherence({ barrio: '<b>', state: 'raised' })), false);
+  assert.equal(await page.evaluate((ev) => window.radar.coherence(ev), raised), true);
+  await page.waitForFunction((want) => document.querySelector(`g.barrio-label[data-barrio="${want}"]`)?.dataset.alarm === 'raised'
+    && !document.getElementById('alarms').hidden, id, { timeout: 5000, polling: 100 });
+  const line = await page.locator('#alarms .alarm-line').textContent();
+  assert.equal(line, `barrio ${b.emoji} ${b.name} incoherent: rtt_ms z=4.2, links_down_share z=1.2`);
+  assert.equal(await page.locator('svg g.barrio-label circle.alarm[visibility="visible"]').count(), 1);
+  assert.ok(await page.locator('#banner').isHidden(), 'the links banner is its own');
+  console.log(`barrios: alarm shown: ${line}`);
+  await page.screenshot({ path: `${shots}/radar-coherence-alarm.png` });
+  await page.evaluate((ev) => window.radar.coherence({ ...ev, state: 'cleared' }), raised);
+  await page.waitForFunction((want) => document.querySelector(`g.barrio-label[data-barrio="${want}"]`)?.dataset.alarm === 'none'
+    && document.getElementById('alarms').hidden, id, { timeout: 5000, polling: 100 });
+  assert.equal(await page.locator('svg g.barrio-label circle.alarm[visibility="visible"]').count(), 0);
 });
 
 test('others’ links from the overlay are drawn, fainter than the viewer’s own', async () => {

@@ -7,6 +7,7 @@
 //! | `GET /v1/status` | peer id, name, addresses, counts of members and links, coordinate, counters |
 //! | `GET /v1/members` | every known peer (this one first): name, addresses, alive/left, liveness (online/unreachable/offline) and clout as an observer, link status, measured and estimated RTT, coordinate |
 //! | `GET /v1/opinions?peer=` | what this peer believes about every peer it holds claims about (or about `peer`: peer id, key or name; 400 when it cannot name one, 404 when unknown): status, the weights online and offline, the consensus restarts, start, uptime and RTT, and each observer's claim with its clout here |
+//! | `GET /v1/barrios?id=` | this peer's barrio (id, name, emoji, changes) and every barrio it holds a member's slot of (or the one `id` names: 16 hex digits; 400 when it is none, 404 when unknown): id, name, emoji, count, members, head, centroid (ms), mean health by feature, `own` |
 //! | `GET /v1/coordinate` | this peer's Vivaldi coordinate (ms) |
 //! | `GET /v1/rtt?a=&b=` | RTT between two peers estimated from their coordinates (`b` defaults to this peer; peers by peer id, key or name), plus the measured RTT when one is this peer's neighbour |
 //! | `GET /v1/links` | neighbours: connected / suspected / disconnected, since, RTT, queues |
@@ -15,7 +16,7 @@
 //! | `GET /v1/posts?topic=&since=&limit=` | posts delivered here after cursor `since` (exclusive), oldest first, with `next` to pass as `since` |
 //! | `POST /v1/postcards` | `{"to": peer id, key or name, "text": …, "lifetime_s": optional}`: send a postcard (sealed to `to`, routed by proximity, held in custody hop by hop); answers at once with its record (status `custody`); the receipt comes later |
 //! | `GET /v1/postcards?box=inbox|sent&since=&limit=` | postcards received here (`inbox`) or sent from here (`sent`) with their status: `received`; `custody` (held here), `forwarded`, `delivered` (with the path), `expired` |
-//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `status` (this peer's belief about a peer's liveness changed), `post`, `postcard` (one received), `postcard_status` (one sent moved on), `coordinate` |
+//! | `GET /v1/events` | Server-Sent Events: `ready` (subscribed), then `member`, `link`, `status` (this peer's belief about a peer's liveness changed), `post`, `postcard` (one received), `postcard_status` (one sent moved on), `coordinate`, `coherence` (a barrio's coherence alarm raised or cleared) |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /`, `/radar/…`, `/v1/radar` | the radar page and its snapshot (see [`crate::radar`]) |
 //! | `POST /v1/shim/cut`, `/v1/shim/restore`, `GET /v1/shim` | link emulation only: `{"peers": [peer ids]}` (restore with no peers: all) |
@@ -55,7 +56,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::node::{OpinionsError, STORE_DOWN, Shared};
+use crate::node::{BarriosError, OpinionsError, STORE_DOWN, Shared};
 
 pub mod access;
 pub mod conn;
@@ -82,6 +83,13 @@ pub enum Request {
         peer: Option<String>,
         /// The answer.
         reply: oneshot::Sender<Result<Value, OpinionsError>>,
+    },
+    /// `/v1/barrios`.
+    Barrios {
+        /// Only this barrio (16 hex digits, unparsed); every barrio known when `None`.
+        id: Option<String>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Value, BarriosError>>,
     },
     /// `/v1/rtt`.
     Rtt {
@@ -150,6 +158,7 @@ pub fn routes(shared: Shared) -> Router {
         .route("/v1/overlay", get(overlay))
         .route("/v1/rtt", get(rtt))
         .route("/v1/opinions", get(opinions))
+        .route("/v1/barrios", get(barrios))
         .route("/v1/posts", post(create_post).get(list_posts))
         .route("/v1/postcards", post(create_postcard).get(list_postcards))
         .route("/v1/events", get(events))
@@ -262,6 +271,39 @@ async fn opinions(
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e @ OpinionsError::BadPeer { .. })) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(r) => r,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BarriosQuery {
+    id: Option<String>,
+}
+
+/// Longest `id` parameter sent to the node's loop (an id is 16 characters; a longer one is
+/// refused there, cut to this).
+const MAX_BARRIO_PARAM: usize = 64;
+
+async fn barrios(
+    State(s): State<Shared>,
+    q: Result<Query<BarriosQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(&e),
+    };
+    let id = q.id.map(|id| id.chars().take(MAX_BARRIO_PARAM).collect::<String>());
+    barrios_answer(ask(&s, |reply| Request::Barrios { id, reply }).await)
+}
+
+/// The node's answer to `/v1/barrios` as a response: 400 for an id that is none, 404 for one
+/// this peer does not know.
+fn barrios_answer(answer: Result<Result<Value, BarriosError>, Response>) -> Response {
+    match answer {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e @ BarriosError::BadId { .. })) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e @ BarriosError::UnknownBarrio(_))) => error(StatusCode::NOT_FOUND, e.to_string()),
         Err(r) => r,
     }
 }
@@ -499,5 +541,32 @@ async fn shim_restore(
             Json(json!({"cut": shim.cut_peers()})).into_response()
         }
         Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(r: Response) -> (StatusCode, Value) {
+        let code = r.status();
+        let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (code, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn barrios_errors_are_typed_400_and_404() {
+        let bad = crate::node::parse_barrio_id("nope").unwrap_err();
+        let (code, v) = body(barrios_answer(Ok(Err(bad)))).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST);
+        assert!(v["error"].as_str().unwrap().starts_with("bad barrio id \"nope\""), "{v}");
+
+        let unknown = BarriosError::UnknownBarrio(crate::node::barrio_hex(7));
+        let (code, v) = body(barrios_answer(Ok(Err(unknown)))).await;
+        assert_eq!(code, StatusCode::NOT_FOUND);
+        assert!(v["error"].as_str().unwrap().contains("unknown barrio 0000000000000007"), "{v}");
+
+        let (code, v) = body(barrios_answer(Ok(Ok(json!({"barrios": []}))))).await;
+        assert_eq!((code, v), (StatusCode::OK, json!({"barrios": []})));
     }
 }

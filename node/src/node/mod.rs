@@ -31,6 +31,7 @@
 //! | `swarm.rs` | swarm events, connections and the writers |
 //! | `views.rs` | operator requests: status, members, links, RTT, opinions, and the gauges |
 
+mod barrios;
 mod commit;
 mod dialer;
 mod mail;
@@ -65,6 +66,7 @@ use commit::Batch;
 use dialer::Dialer;
 use swarm::PeerConn;
 
+pub use barrios::{BarriosError, barrio_hex, parse_barrio_id};
 pub use views::{OpinionsError, coordinate_from_json, coordinate_from_pb, coordinate_json};
 
 /// Inputs handled per loop turn at most before the batch is committed.

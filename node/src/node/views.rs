@@ -18,6 +18,7 @@ use vecino_gossip::{Clout, Command, Engine, LinkStatus, PeerOpinion, PeerStatus,
 use vecino_proto::{AuthorKey, Bytes, pb};
 
 use super::Node;
+use super::barrios::{barrio_fields, barrio_of, member_barrios};
 use super::swarm::PeerConn;
 use crate::api::Request;
 use crate::peer;
@@ -79,6 +80,7 @@ pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     let links = engine.links();
     let count = |s: LinkStatus| links.iter().filter(|l| l.status == s).count();
     let stats = engine.stats();
+    let (barrio, barrio_name) = barrio_fields(engine.barrio().0);
     json!({
         "peer_id": f.peer_id.to_string(),
         "author": engine.id().to_string(),
@@ -98,6 +100,8 @@ pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
         },
         "transport_connections": f.conns.len(),
         "coordinate": coordinate_json(&engine.coordinate()),
+        "barrio": barrio,
+        "barrio_name": barrio_name,
         "emulate_links": f.shim.is_some(),
         "stats": {
             "frames_in": stats.frames_in,
@@ -121,6 +125,8 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     let liveness: HashMap<AuthorKey, PeerStatus> =
         opinions.iter().map(|o| (o.peer, o.status)).collect();
     let clouts = clouts(&opinions);
+    let slots = member_barrios(engine);
+    let (barrio, barrio_name) = barrio_fields(engine.barrio().0);
     let mut out = vec![json!({
         "peer_id": f.peer_id.to_string(),
         "author": engine.id().to_string(),
@@ -136,6 +142,8 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
         "rtt_ms": Value::Null,
         "estimated_rtt_ms": 0.0,
         "coordinate": coordinate_json(&me),
+        "barrio": barrio,
+        "barrio_name": barrio_name,
         "version": env!("CARGO_PKG_VERSION"),
     })];
     for m in engine.members() {
@@ -151,6 +159,8 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
             .or_else(|| m.hey_there.as_ref().and_then(|h| h.coordinate.as_ref()))
             .and_then(coordinate_from_pb);
         let link = links.get(&m.peer);
+        let newspaper = m.newspaper.as_ref().map_or(0, |n| n.barrio);
+        let (barrio, barrio_name) = barrio_fields(barrio_of(&slots, &m.peer, newspaper));
         out.push(json!({
             "peer_id": pid(&m.peer),
             "author": m.peer.to_string(),
@@ -164,6 +174,8 @@ pub(super) fn members(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
             "rtt_ms": link.and_then(|l| l.rtt).map(|r| r.as_secs_f64() * 1e3),
             "estimated_rtt_ms": coord.map(|c| me.distance_secs(&c) * 1e3),
             "coordinate": coord.as_ref().map(coordinate_json),
+            "barrio": barrio,
+            "barrio_name": barrio_name,
             "version": version,
             "uptime_s": m.newspaper.as_ref().map(|n| n.uptime_s),
             "newspaper": m.newspaper.as_ref().map(|n| json!({
@@ -595,6 +607,13 @@ impl Node {
                 };
                 let _ = reply.send(answer);
             }
+            Request::Barrios { id, reply } => {
+                let answer = match id {
+                    Some(id) => super::barrios::barrio(&self.engine, &id),
+                    None => Ok(super::barrios::barrios(&self.engine)),
+                };
+                let _ = reply.send(answer);
+            }
             Request::Coordinate(reply) => {
                 let _ = reply.send(coordinate(self.peer_id(), &self.engine.coordinate()));
             }
@@ -661,6 +680,7 @@ impl Node {
         metrics::gauge!("vecino_transport_unsent_bytes").set(held as f64);
         metrics::gauge!("vecino_transport_unsent_bytes_peak").set(peak as f64);
         metrics::gauge!("vecino_uptime_seconds").set(self.started.elapsed().as_secs_f64());
+        self.record_barrios();
     }
 }
 
@@ -968,6 +988,77 @@ mod tests {
             assert_eq!(row["liveness"], "online", "{row:#}");
             assert!(row["clout"]["value"].as_f64().is_some_and(|v| v > 0.0 && v < 1.0), "{row:#}");
         }
+    }
+
+    #[test]
+    fn barrios_converge_and_show_in_barrios_members_and_status() {
+        use super::super::barrios::{BarriosError, barrio, barrios};
+        let mut fleet = Fleet::new(&["a", "b", "c"]);
+        let conns = HashMap::new();
+        // Before any coordinate settled: no barrio, and none listed.
+        let v = barrios(&fleet.engines[0]);
+        assert_eq!(v["barrio"]["id"], Value::Null, "{v:#}");
+        assert_eq!(v["barrios"], json!([]));
+        let f = fleet.facts(0, "a", &conns);
+        assert_eq!(status(&fleet.engines[0], &f)["barrio"], Value::Null);
+        // Three engines 2 ms apart (RTT) are within one radius: one barrio, once settled.
+        let mut waited = 0;
+        loop {
+            let one = fleet.engines.iter().all(|e| {
+                let list = e.barrios();
+                e.barrio().0 != 0 && list.len() == 1 && list[0].members.len() == 3
+            });
+            if one {
+                break;
+            }
+            assert!(
+                waited < 600,
+                "no single barrio after {waited} s: {:#}",
+                barrios(&fleet.engines[0])
+            );
+            fleet.run(Duration::from_secs(10));
+            waited += 10;
+        }
+        let f = fleet.facts(0, "a", &conns);
+        let a = &fleet.engines[0];
+        let v = barrios(a);
+        let id = v["barrio"]["id"].as_str().unwrap().to_string();
+        assert_eq!(id.len(), 16);
+        assert_eq!(v["barrio"]["name"], vecino_coords::BarrioId(a.barrio().0).name());
+        let list = v["barrios"].as_array().unwrap();
+        assert_eq!(list.len(), 1, "{v:#}");
+        let b = &list[0];
+        assert_eq!((&b["id"], &b["own"], &b["count"]), (&json!(id), &json!(true), &json!(3)));
+        let ids: Vec<String> = fleet.engines.iter().map(|e| pid(&e.id())).collect();
+        let mut listed: Vec<String> =
+            b["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().into()).collect();
+        listed.sort();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(listed, want);
+        assert!(ids.contains(&b["head"].as_str().unwrap().to_string()), "{b:#}");
+        let centroid = b["centroid_ms"].as_array().unwrap();
+        assert_eq!(centroid.len(), vecino_coords::DEFAULT_DIMENSIONS);
+        assert!(centroid.iter().all(|x| x.as_f64().is_some_and(f64::is_finite)), "{b:#}");
+        let mut health: Vec<&String> = b["health"].as_object().unwrap().keys().collect();
+        health.sort();
+        assert_eq!(health, ["links_down_share", "retransmit_share", "rtt_ms"]);
+        // One barrio by id; bad and unknown ids.
+        assert_eq!(&barrio(a, &id).unwrap(), b);
+        assert!(matches!(barrio(a, "xyz"), Err(BarriosError::BadId { .. })));
+        let other = if id == "00000000000000ff" { "00000000000000fe" } else { "00000000000000ff" };
+        assert_eq!(barrio(a, other), Err(BarriosError::UnknownBarrio(other.into())));
+        // Members and status carry it.
+        let m = members(a, &f);
+        for row in m.as_array().unwrap() {
+            assert_eq!(
+                (&row["barrio"], &row["barrio_name"]),
+                (&json!(id), &v["barrio"]["name"]),
+                "{row:#}"
+            );
+        }
+        let s = status(a, &f);
+        assert_eq!((&s["barrio"], &s["barrio_name"]), (&json!(id), &v["barrio"]["name"]));
     }
 
     #[test]

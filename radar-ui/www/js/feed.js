@@ -1,12 +1,12 @@
 // The live feed: one snapshot (`/v1/radar`) on load, then the node's event stream
-// (`/v1/events`). Link, status, post and postcard events are applied at once; member and coordinate
+// (`/v1/events`). Link, status, post, postcard and coherence events are applied at once; member and coordinate
 // events only say *that* something changed, so they schedule a fresh snapshot (debounced). A
 // slow periodic snapshot catches what events do not carry (coordinates of others move through
 // pongs). The overlay (`/v1/overlay`: the link state peers publish, which changes at most every
 // few tens of seconds per peer) is fetched on its own, on (re)subscription and every 10 s; the
 // selected peer's opinions (who says what) with every snapshot and when its status changes.
 
-import { addPost, addPostcard, applyLink, applyOpinion, applyOverlay, applySnapshot, applyStatus } from './state.js';
+import { addPost, addPostcard, applyCoherence, applyLink, applyOpinion, applyOverlay, applySnapshot, applyStatus } from './state.js';
 
 /** Fresh snapshot at most this often after change events (ms). */
 const DEBOUNCE_MS = 700;
@@ -113,6 +113,11 @@ export function startLive(st, onChange) {
       if (addPostcard(st, parse(e.data))) onChange();
     });
   }
+  // `coherence`: a barrio's coherence alarm raised (marked on the map and in the alarms banner)
+  // or cleared (unmarked).
+  es.addEventListener('coherence', (e) => {
+    if (applyCoherence(st, parse(e.data))) onChange();
+  });
   for (const kind of ['member', 'coordinate', 'lagged']) {
     es.addEventListener(kind, (e) => {
       const ev = parse(e.data);

@@ -125,6 +125,7 @@ export class Layout {
       const [cx, cy] = c ? toScreen(c) : meanOf(pts);
       out.push({ id: b.id, points: convexHull(pts), color: barrioColor(b.id),
         label: `${b.emoji || ''} ${b.name || b.id}`.trim(), count: b.members.length, cx, cy,
+        alarm: st.alarms.has(b.id),
         top: Math.max(40, Math.min(...pts.map((p) => p[1]))) });
     }
     return out;

@@ -2,14 +2,14 @@
 // frame on every animation frame. `?renderer=svg|canvas` forces a renderer; otherwise SVG up
 // to CANVAS_FROM peers and canvas past it.
 
-import { createState, pruneFlights, selectPostcard } from './state.js';
+import { applyCoherence, createState, pruneFlights, selectPostcard } from './state.js';
 import { Layout } from './layout.js';
 import { createSvgRenderer } from './render-svg.js';
 import { createCanvasRenderer } from './render-canvas.js';
 import { refreshOpinion, startLive } from './feed.js';
 import { startDemo } from './demo.js';
 import { FpsMeter, measureFps } from './fps.js';
-import { renderBanner, renderBarrios, renderDetails, renderHeader, renderPosts, renderScale } from './panel.js';
+import { renderAlarms, renderBanner, renderBarrios, renderDetails, renderHeader, renderPosts, renderScale } from './panel.js';
 import { renderPostcards, startPostcards } from './postcards.js';
 
 /**
@@ -66,6 +66,7 @@ function loop(now) {
   if (st.version !== panelVersion || now - panelAt > 1000) {
     if (st.version !== panelVersion) {
       renderBarrios(st);
+      renderAlarms(st);
       renderPosts(st);
       renderPostcards(st);
     }
@@ -113,6 +114,7 @@ function start() {
   mapEl.addEventListener('click', onTap);
   // For the browser test and for curious operators in the console.
   window.radar = { state: st, select, selectPostcard: (key) => selectPostcard(st, key), measureFps,
+    coherence: (ev) => applyCoherence(st, ev),
     renderer: () => renderer?.kind, painted: () => renderer?.painted ?? null, frame: () => frame };
   requestAnimationFrame(loop);
 }

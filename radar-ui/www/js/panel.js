@@ -2,7 +2,7 @@
 // part is re-rendered only when the state's version moved (or, for ages, once a second). The
 // postcards panel is in postcards.js.
 
-import { barrioColor, linkCounts } from './state.js';
+import { alarmLines, barrioColor, linkCounts } from './state.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -64,6 +64,18 @@ export function renderBanner(st) {
   b.className = `banner ${cls}`;
   b.dataset.state = cls || (text ? 'suspected' : 'ok');
   if (b.textContent !== text) b.textContent = text;
+}
+
+/** The alarms banner: one line per barrio whose coherence alarm is raised. */
+export function renderAlarms(st) {
+  const box = $('alarms');
+  const lines = alarmLines(st);
+  box.hidden = lines.length === 0;
+  const text = lines.join('\n');
+  if (box.dataset.text !== text) {
+    box.dataset.text = text;
+    box.replaceChildren(...lines.map((l) => h('div', { class: 'alarm-line' }, l)));
+  }
 }
 
 export function renderDetails(st, now) {
@@ -167,7 +179,7 @@ export function renderBarrios(st) {
   $('barrios').replaceChildren(...list.slice(0, 30).map((b) => h('li', {
     style: `border-color: ${barrioColor(b.id, 0.6)}; color: ${barrioColor(b.id)}`,
     title: b.id,
-  }, `${b.emoji} ${b.name} · ${b.members.length}`)));
+  }, `${st.alarms.has(b.id) ? '⚠ ' : ''}${b.emoji} ${b.name} · ${b.members.length}${b.own ? ' · yours' : ''}`)));
 }
 
 export function renderPosts(st) {

@@ -229,11 +229,21 @@ function drawLabels(ctx, f) {
   ctx.lineWidth = 3;
   ctx.strokeStyle = '#0b1020';
   for (const h of f.hulls) {
-    if (!h.showLabel) continue;
-    const text = `${h.label} · ${h.count}`;
-    ctx.fillStyle = h.color;
+    if (!h.showLabel && !h.alarm) continue;
+    const text = `${h.alarm ? '⚠ ' : ''}${h.label} · ${h.count}`;
+    ctx.fillStyle = h.alarm ? '#ff5d73' : h.color;
     ctx.strokeText(text, h.cx, h.top - 22);
     ctx.fillText(text, h.cx, h.top - 22);
+    if (h.alarm) {
+      // A coherence alarm: a red ring on the centroid.
+      ctx.save();
+      ctx.strokeStyle = '#ff5d73';
+      ctx.lineWidth = 2.5;
+      ctx.beginPath();
+      ctx.arc(h.cx, h.cy, 14, 0, 2 * Math.PI);
+      ctx.stroke();
+      ctx.restore();
+    }
   }
   ctx.textAlign = 'left';
   ctx.font = '12px system-ui, sans-serif';

@@ -228,16 +228,21 @@ function updateName(e, p) {
 function makeLabel() {
   const g = el('g', { class: 'barrio-label' });
   g.appendChild(el('circle', { r: 3, fill: 'none', 'stroke-width': 1.5 }));
+  g.appendChild(el('circle', { class: 'alarm', r: 14, fill: 'none', stroke: '#ff5d73', 'stroke-width': 2.5 }));
   g.appendChild(el('text', { 'font-size': 12, 'font-weight': 600, 'text-anchor': 'middle', 'paint-order': 'stroke', stroke: '#0b1020', 'stroke-width': 3 }));
   return g;
 }
 
 function updateLabel(g, h) {
-  const [c, t] = g.children;
+  const [c, ring, t] = g.children;
   // The centroid marker says something only when the barrio has more than one member.
   set(c, 'cx', h.cx); set(c, 'cy', h.cy); set(c, 'stroke', h.count > 1 ? h.color : 'none');
-  set(t, 'x', h.cx); set(t, 'y', h.top - 22); set(t, 'fill', h.color);
-  const text = h.showLabel ? `${h.label} · ${h.count}` : '';
+  // A coherence alarm: a red ring on the centroid and a red label, always shown.
+  set(g, 'data-barrio', h.id);
+  set(g, 'data-alarm', h.alarm ? 'raised' : 'none');
+  set(ring, 'cx', h.cx); set(ring, 'cy', h.cy); set(ring, 'visibility', h.alarm ? 'visible' : 'hidden');
+  set(t, 'x', h.cx); set(t, 'y', h.top - 22); set(t, 'fill', h.alarm ? '#ff5d73' : h.color);
+  const text = h.showLabel || h.alarm ? `${h.alarm ? '⚠ ' : ''}${h.label} · ${h.count}` : '';
   if (t.textContent !== text) t.textContent = text;
 }
 

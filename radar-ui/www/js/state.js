@@ -12,13 +12,18 @@ export const FLIGHT_MS = 1400;
 export const MAX_POSTCARDS = 100;
 /** Overlay links kept for the map at most, nearest the viewer first. */
 export const MAX_OVERLAY = 2000;
+/** Coherence alarms kept at most (raised, not yet cleared). */
+export const MAX_ALARMS = 50;
 
 export function createState() {
   return {
     selfId: null,
     selfName: '',
     peers: new Map(), // peer id → peer
-    barrios: new Map(), // barrio id → { id, name, emoji, members, centroid }
+    barrios: new Map(), // barrio id → { id, name, emoji, members, centroid, head, health, own }
+    // Coherence alarms raised and not cleared: barrio id → { id, name, emoji, d2, threshold, moved }
+    // (`coherence` events; kept across snapshots, which do not carry them).
+    alarms: new Map(),
     posts: [], // newest first
     postIds: new Set(),
     overlay: [], // others' links, undirected, nearest the viewer first: { a, b, rtt, hops }
@@ -96,7 +101,11 @@ export function applySnapshot(st, snap, now) {
   }
   st.peers = peers;
   st.barrios = new Map((snap.barrios || []).map((b) => [b.id, {
-    id: b.id, name: b.name, emoji: b.emoji, members: b.members || [], centroid: b.centroid_ms || null,
+    id: b.id, name: b.name, emoji: b.emoji, members: Array.isArray(b.members) ? b.members : [],
+    centroid: Array.isArray(b.centroid_ms) ? b.centroid_ms.map(Number) : null,
+    head: typeof b.head === 'string' ? b.head : null,
+    health: b.health && typeof b.health === 'object' ? b.health : {},
+    own: !!b.own,
   }]));
   for (const post of [...(snap.posts || [])]) addPost(st, post, now, false);
   for (const card of snap.postcards || []) addPostcard(st, card);
@@ -118,6 +127,42 @@ export function applyStatus(st, ev) {
   p.liveness = ev.status;
   st.version++;
   return true;
+}
+
+/**
+ * A coherence event: `{ barrio, name, emoji, state: raised|cleared, d2, threshold, moved:
+ * [{ feature, z }] }`. Raised marks the barrio (kept until cleared; at most MAX_ALARMS, a new
+ * one past that is dropped), cleared removes the mark. Returns whether anything changed.
+ */
+export function applyCoherence(st, ev) {
+  if (!ev || typeof ev.barrio !== 'string' || !/^[0-9a-f]{16}$/.test(ev.barrio)) return false;
+  if (ev.state === 'cleared') {
+    if (!st.alarms.delete(ev.barrio)) return false;
+  } else if (ev.state === 'raised') {
+    if (!st.alarms.has(ev.barrio) && st.alarms.size >= MAX_ALARMS) return false;
+    const moved = (Array.isArray(ev.moved) ? ev.moved : [])
+      .filter((m) => m && typeof m.feature === 'string' && typeof m.z === 'number' && Number.isFinite(m.z))
+      .sort((a, b) => Math.abs(b.z) - Math.abs(a.z))
+      .slice(0, 3)
+      .map((m) => ({ feature: m.feature, z: m.z }));
+    st.alarms.set(ev.barrio, {
+      id: ev.barrio, name: typeof ev.name === 'string' ? ev.name : '', emoji: typeof ev.emoji === 'string' ? ev.emoji : '',
+      d2: numberOr(ev.d2, null), threshold: numberOr(ev.threshold, null), moved,
+    });
+  } else {
+    return false;
+  }
+  st.version++;
+  return true;
+}
+
+/** One banner line per alarm: `barrio 🌵 sunny-x incoherent: rtt_ms z=3.2, …`. */
+export function alarmLines(st) {
+  return [...st.alarms.values()].map((a) => {
+    const moved = a.moved.map((m) => `${m.feature} z=${m.z.toFixed(1)}`).join(', ');
+    const name = `${a.emoji} ${a.name || a.id}`.trim();
+    return `barrio ${name} incoherent${moved ? `: ${moved}` : ''}`;
+  });
 }
 
 /** The viewer's opinion of peer `peer` (`/v1/opinions?peer=`), or why there is none. */
