@@ -193,6 +193,64 @@ fn opinion_rows(row: &mut AddRow<'_>) {
     });
 }
 
+/// The barrio rows (scenarios with `[barrios]`): how many, their size and spread, churn in
+/// the steady state, agreement, coherence alarms.
+fn barrio_rows(row: &mut AddRow<'_>) {
+    type B = vecino_gossip::sim::barrios::BarrioReport;
+    let b = |r: &Report, f: &dyn Fn(&B) -> String| r.barrios.as_ref().map_or("-".into(), f);
+    let pct = |x: Option<f64>| x.map_or("-".into(), |x| format!("{:.3} %", 100.0 * x));
+    row("barrios (peers placed of live)", &|r| {
+        b(r, &|x| format!("{} ({} of {})", x.barrios, x.peers_placed, x.peers))
+    });
+    row("barrio members p50/max, singletons", &|r| {
+        b(r, &|x| {
+            let single = format!("{:.1} %", 100.0 * x.singleton_share);
+            format!("{:.0} / {}, {single}", x.members_p50, x.members_max)
+        })
+    });
+    row("member-head RTT p50/p99/max (ms)", &|r| {
+        b(r, &|x| {
+            let (p50, p99) = (opt(x.head_rtt_ms_p50, 1), opt(x.head_rtt_ms_p99, 1));
+            format!("{p50} / {p99} / {}", opt(x.head_rtt_ms_max, 1))
+        })
+    });
+    row("barrio changes steady / peer-h (max peer)", &|r| {
+        b(r, &|x| {
+            let mean = opt(x.changes_per_peer_hour, 3);
+            format!(
+                "{} in {:.1} peer-h: {mean} ({})",
+                x.steady_changes,
+                x.steady_peer_hours,
+                opt(x.changes_per_peer_hour_max, 1)
+            )
+        })
+    });
+    row("barrio agreement, disagreement age p99/max (s)", &|r| {
+        b(r, &|x| {
+            let ages =
+                format!("{} / {}", opt(x.disagree_age_s_p99, 1), opt(x.disagree_age_s_max, 1));
+            format!("{} of {} pairs, {ages}", pct(x.agree_share), x.pairs)
+        })
+    });
+    row("coherence alarms raised / false (per barrio-day)", &|r| {
+        b(r, &|x| {
+            let rate = opt(x.false_alarms_per_barrio_day, 2);
+            format!("{} / {} ({rate})", x.alarms_raised, x.false_alarms)
+        })
+    });
+    row("degraded barrio: members, 99 % alarmed (s), max share, cleared (s)", &|r| {
+        b(r, &|x| match x.degraded_members {
+            None => "-".into(),
+            Some(n) => format!(
+                "{n}, {}, {}, {}",
+                opt(x.alarm_99_s, 1),
+                pct(x.alarm_share_max),
+                opt(x.clear_s, 1)
+            ),
+        })
+    });
+}
+
 /// Renders the table.
 pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -345,6 +403,9 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     }
     if reports.iter().any(|r| r.opinions.is_some()) {
         opinion_rows(&mut row);
+    }
+    if reports.iter().any(|r| r.barrios.is_some()) {
+        barrio_rows(&mut row);
     }
     row("links: conn/susp/disc", &|r| {
         let t = r.link_transitions;
