@@ -10,8 +10,10 @@
 //!
 //! - a peer is a *head* when its own slot names itself; every peer's rank is its key's
 //!   prefix (lower ranks lead);
-//! - a peer whose coordinate has settled takes, as its head, the lowest-ranked head among the
-//!   members within [`TAKE`] × `Config::barrio_radius` of it whose coordinates have settled,
+//! - a peer whose coordinate has settled takes, as its head, the lowest-ranked head within
+//!   [`TAKE`] × `Config::barrio_radius` of it (by the RTT measured to the head when they are
+//!   linked: the map can fold a cluster whose parts are not linked to each other; else by the
+//!   settled coordinate of the head's newest slot),
 //!   unless that is no lower than its current head: it keeps its head while the head is still
 //!   a head, still known, and within [`KEEP`] × the radius (hysteresis against coordinate
 //!   noise); with no head to take it heads its own barrio;
@@ -24,8 +26,8 @@
 //!
 //! **Slots.** A peer publishes a signed latest-value `BarrioSlot` (its barrio, its
 //! coordinate, a health vector: [`HEALTH`]) when its barrio changes (at once), when its
-//! health moved past the gate ([`health_moved`]) or its coordinate moved past a quarter of
-//! the radius (at most every [`SLOT_SPACING`]), and otherwise every
+//! health moved past the gate ([`health_moved`], at most every [`SLOT_SPACING`]) or its
+//! coordinate moved past half the radius (at most every [`MOVE_SPACING`]), and otherwise every
 //! `Config::newspaper_max_interval`. Newspapers carry the barrio id.
 //!
 //! **The CRDT.** Every peer holds the newest slot of each member it keeps
@@ -51,7 +53,6 @@ use vecino_proto::{AuthorKey, VerifiedEvent};
 
 use crate::engine::core::Core;
 use crate::io::{AppEvent, Output};
-use crate::membership::fisheye::held_members;
 use crate::membership::has_left;
 use crate::published::{coord_from_pb, coord_to_pb, published_coordinate, settled};
 use crate::time::Time;
@@ -67,10 +68,17 @@ const SPAN: f64 = 3.0;
 /// How often the barrio is looked at (members gone leave the index, its coherence is
 /// sampled).
 const LOOK_EVERY: Duration = Duration::from_secs(2);
-/// Slots that report a health or coordinate change are at least this far apart.
+/// Slots that report a health change are at least this far apart.
 const SLOT_SPACING: Duration = Duration::from_secs(10);
+/// Slots that report a move (of half a radius) are at least this far apart: Vivaldi
+/// coordinates jitter by a few ms, and on planet every peer republished its slot every 10 s
+/// for a quarter-radius gate (144 kbit/s of membership per peer).
+const MOVE_SPACING: Duration = Duration::from_secs(120);
 /// A member's slot newer than the one held by less than this (by the HLC of both) is a flood.
 const FLOOD_GAP: Duration = Duration::from_secs(1);
+/// The retransmission share is measured over windows of at least this many frames sent (an
+/// idle peer's few frames would make it jump, and every jump past the gate is a slot).
+const RETRANSMIT_WINDOW: u64 = 500;
 /// The health features, in slot order.
 pub const HEALTH: [&str; 3] = ["rtt_ms", "links_down_share", "retransmit_share"];
 
@@ -80,14 +88,15 @@ fn rank(peer: &AuthorKey) -> u64 {
 }
 
 /// Whether health `now` moved from the published `then` enough to be news: the median RTT
-/// by a quarter and 2 ms, the share of links not connected by a fifth, the retransmission
-/// share by 5 points.
+/// by a third and 5 ms, the share of links not connected by a quarter, the retransmission
+/// share by 10 points (each well past the coherence floors, `coherence::FLOORS`, so that a
+/// fault is news and noise is not).
 fn health_moved(then: &[f32], now: &[f32]) -> bool {
     let get = |v: &[f32], i: usize| v.get(i).copied().unwrap_or(0.0);
     let (r0, r1) = (get(then, 0), get(now, 0));
-    (r1 - r0).abs() > (0.25 * r0.max(r1)).max(2.0)
-        || (get(now, 1) - get(then, 1)).abs() > 0.2
-        || (get(now, 2) - get(then, 2)).abs() > 0.05
+    (r1 - r0).abs() > (r0.max(r1) / 3.0).max(5.0)
+        || (get(now, 1) - get(then, 1)).abs() > 0.25
+        || (get(now, 2) - get(then, 2)).abs() > 0.1
 }
 
 /// One barrio as this peer knows it.
@@ -118,8 +127,11 @@ pub(crate) struct Barrios {
     last_slot: Option<(Time, BarrioId, Coordinate, Vec<f32>)>,
     /// Health at the last look.
     health: Vec<f32>,
-    /// Retransmissions and first sends at the last look (the retransmission share).
+    /// Retransmissions and first sends at the start of the current retransmission window, and
+    /// the share measured over the last full window.
     sent_then: (u64, u64),
+    /// See `sent_then`.
+    retransmit_share: f64,
     /// Members' newest slots, by seq (bounded by `Config::max_members`).
     slots: CentroidCrdt<AuthorKey, DEFAULT_DIMENSIONS>,
     /// The coherence of this peer's barrio.
@@ -136,6 +148,7 @@ impl Barrios {
             last_slot: None,
             health: Vec::new(),
             sent_then: (0, 0),
+            retransmit_share: 0.0,
             slots: CentroidCrdt::new(core.config.max_members.max(1)),
             coherence: coherence::Coherence::default(),
         };
@@ -214,7 +227,8 @@ impl Barrios {
         let radius = core.config.barrio_radius.as_secs_f64();
         if s.barrio != 0 && s.barrio != rank(&ev.author()) && radius > 0.0 {
             let far = core.store.authors_prefixed(s.barrio).any(|head| {
-                published_coordinate(&core.store, head).is_some_and(|h| {
+                let at = self.slots.slot(&head).map(|s| s.coordinate);
+                at.or_else(|| published_coordinate(&core.store, head)).is_some_and(|h| {
                     settled(&h) && settled(&c) && h.distance_secs(&c) > radius * SPAN
                 })
             });
@@ -237,14 +251,6 @@ impl Barrios {
         };
         // A slot that fails the checks was refused on receipt; own ones pass them.
         let _ = self.slots.insert(&ev.author(), slot);
-    }
-
-    /// Whether `peer` heads its barrio by the slot held of it.
-    fn heads<R>(&self, core: &Core<R>, peer: &AuthorKey) -> bool {
-        if *peer == core.me {
-            return self.head == Some(core.me);
-        }
-        self.slots.slot(peer).is_some_and(|s| s.barrio.0 == rank(peer))
     }
 
     /// Every [`LOOK_EVERY`]: members gone leave the index, the barrio is chosen again, health
@@ -282,17 +288,25 @@ impl Barrios {
         }
         let mut keep = self.head == Some(core.me);
         let mut best = core.me;
-        for (peer, c) in held_members(&core.store, core.me) {
-            let Some(c) = c.filter(settled) else { continue };
-            let d = me.distance_secs(&c);
-            if d > radius * KEEP || !self.heads(core, &peer) {
+        // Heads, placed by their newest slot (a slot follows a move of half a radius within
+        // two minutes), or by the RTT measured to them when linked.
+        let heads = self.slots.slots().filter(|(p, s)| **p != core.me && s.barrio.0 == rank(p));
+        for (peer, slot) in heads {
+            // A head this peer is linked to is as far as the RTT measured to it: the map can
+            // fold a cluster whose parts are not linked to each other, a measure cannot.
+            let measured = core.links.get(peer).and_then(|l| l.rtt()).map(|r| r.as_secs_f64());
+            if measured.is_none() && !settled(&slot.coordinate) {
                 continue;
             }
-            if self.head == Some(peer) {
+            let d = measured.unwrap_or_else(|| me.distance_secs(&slot.coordinate));
+            if d > radius * KEEP {
+                continue;
+            }
+            if self.head == Some(*peer) {
                 keep = true;
             }
-            if d <= radius * TAKE && rank(&peer) < rank(&best) {
-                best = peer;
+            if d <= radius * TAKE && rank(peer) < rank(&best) {
+                best = *peer;
             }
         }
         match self.head {
@@ -301,10 +315,19 @@ impl Barrios {
         }
     }
 
-    /// This peer's health: the median RTT of its connected links (ms), the share of its links
-    /// not connected, the share of frames sent since the last look that were retransmissions.
+    /// This peer's health: the median RTT of its links inside its barrio (ms), the share of its links
+    /// not connected, the share of the frames sent over the last [`RETRANSMIT_WINDOW`] frames
+    /// (at least) that were retransmissions.
     fn measure<R>(&mut self, core: &Core<R>) -> Vec<f32> {
-        let mut rtts: Vec<Duration> = core.links.iter().filter_map(|(_, l)| l.rtt()).collect();
+        // The RTT inside the barrio: a fault elsewhere slows the links that leave it, and
+        // that is the other barrio's alarm (all links while none stays inside).
+        let own = BarrioId(self.barrio());
+        let inside = |p: &AuthorKey| self.slots.slot(p).is_some_and(|s| s.barrio == own);
+        let mut rtts: Vec<Duration> =
+            core.links.iter().filter(|(p, _)| inside(p)).filter_map(|(_, l)| l.rtt()).collect();
+        if rtts.is_empty() {
+            rtts = core.links.iter().filter_map(|(_, l)| l.rtt()).collect();
+        }
         rtts.sort_unstable();
         let rtt_ms = rtts.get(rtts.len() / 2).map_or(0.0, |r| r.as_secs_f64() * 1e3);
         let links = core.links.len();
@@ -312,11 +335,13 @@ impl Barrios {
         let down_share = if links == 0 { 0.0 } else { down as f64 / links as f64 };
         let sent: u64 = core.stats.queued.values().map(|(n, _)| n).sum();
         let again = core.stats.retransmits;
-        let (again0, sent0) = std::mem::replace(&mut self.sent_then, (again, sent));
-        let first = sent.saturating_sub(sent0);
-        let re = again.saturating_sub(again0);
-        let re_share = if first + re == 0 { 0.0 } else { re as f64 / (first + re) as f64 };
-        [rtt_ms, down_share, re_share].map(|x| x as f32).to_vec()
+        let (again0, sent0) = self.sent_then;
+        let (first, re) = (sent.saturating_sub(sent0), again.saturating_sub(again0));
+        if first + re >= RETRANSMIT_WINDOW {
+            self.retransmit_share = re as f64 / (first + re) as f64;
+            self.sent_then = (again, sent);
+        }
+        [rtt_ms, down_share, self.retransmit_share].map(|x| x as f32).to_vec()
     }
 
     /// This peer's slot if the gate lets one out (see the module docs).
@@ -331,9 +356,8 @@ impl Barrios {
                 let radius = core.config.barrio_radius.as_secs_f64();
                 *b != barrio
                     || age >= core.config.newspaper_max_interval
-                    || (age >= SLOT_SPACING
-                        && (health_moved(h, &self.health)
-                            || c.distance_secs(&coordinate) > radius / 4.0))
+                    || (age >= SLOT_SPACING && health_moved(h, &self.health))
+                    || (age >= MOVE_SPACING && c.distance_secs(&coordinate) > radius / 2.0)
             }
         };
         if !due {

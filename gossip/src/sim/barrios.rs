@@ -4,7 +4,8 @@
 //! the barrio each member's newest slot held there names. A peer's barrio is what its own
 //! slot says, so agreement is a question of spread: a pair (observer, member) agrees when the
 //! observer holds the member's current barrio; a pair that does not is aged from the member's
-//! last change. Churn is counted from `steady_from` on. The barrios themselves are judged by
+//! last change. Churn is counted from `steady_from` on, outside a regional fault and the
+//! minute after it. The barrios themselves are judged by
 //! the true RTT from each member to its head (the peer the barrio is named after).
 //!
 //! Coherence: each sample also reads whether the peer's barrio is alarmed. A regional fault
@@ -41,7 +42,8 @@ pub struct BarrioReport {
     pub head_rtt_ms_p99: Option<f64>,
     /// See `head_rtt_ms_p50`.
     pub head_rtt_ms_max: Option<f64>,
-    /// Barrio changes from `steady_from` on (live peers' own counts), the peer-hours they
+    /// Barrio changes from `steady_from` on (live peers' own counts; not during a regional
+    /// fault nor in the minute after it), the peer-hours they
     /// were counted over, and changes per peer per hour (mean, and the most of any peer).
     pub steady_changes: u64,
     /// See `steady_changes`.
@@ -101,8 +103,8 @@ pub struct BarrioWatch {
     steady_from_us: u64,
     samples: u64,
     /// By peer index: its barrio as last sampled, since when (µs), its change count then, and
-    /// its change count at `steady_from` (once past it).
-    last: BTreeMap<u32, (u64, u64, u64, Option<u64>)>,
+    /// the changes counted in the steady state.
+    last: BTreeMap<u32, (u64, u64, u64, u64)>,
     /// Live time (µs) of peers sampled from `steady_from` on.
     steady_us: u64,
     pairs: u64,
@@ -111,6 +113,8 @@ pub struct BarrioWatch {
     /// Set at each sample, kept from the last.
     end: BarrioReport,
     prev_us: Option<u64>,
+    /// The last sample was in the calm steady state.
+    prev_calm: bool,
     first_us: Option<u64>,
     /// Peers alarmed at the last sample.
     alarmed: std::collections::BTreeSet<u32>,
@@ -193,20 +197,29 @@ impl BarrioWatch {
         self.first_us.get_or_insert(now_us);
         self.alarms(now_us, peers);
         let steady = now_us >= self.steady_from_us;
-        if steady && let Some(prev) = self.prev_us {
+        // Churn is the steady state's: not while a regional fault moves coordinates, nor in
+        // the minute after it ends.
+        let calm = steady
+            && self.degraded.as_ref().is_none_or(|(_, start, end)| {
+                now_us < *start || end.is_some_and(|e| now_us >= e + 60_000_000)
+            });
+        // A change between two calm samples is the steady state's.
+        let counted = calm && self.prev_calm;
+        self.prev_calm = calm;
+        if counted && let Some(prev) = self.prev_us {
             let dt = now_us - prev.max(self.steady_from_us);
             self.steady_us += dt * peers.len() as u64;
         }
         self.prev_us = Some(now_us);
         for p in peers {
-            let e = self.last.entry(p.index).or_insert((p.barrio.0, now_us, p.barrio.1, None));
+            let e = self.last.entry(p.index).or_insert((p.barrio.0, now_us, p.barrio.1, 0));
+            if counted {
+                e.3 += p.barrio.1.saturating_sub(e.2);
+            }
             if e.0 != p.barrio.0 {
-                *e = (p.barrio.0, now_us, p.barrio.1, e.3);
+                (e.0, e.1) = (p.barrio.0, now_us);
             }
             e.2 = p.barrio.1;
-            if steady && e.3.is_none() {
-                e.3 = Some(p.barrio.1);
-            }
         }
         if steady {
             for p in peers {
@@ -254,11 +267,7 @@ impl BarrioWatch {
     pub fn report(&self) -> BarrioReport {
         let mut r = self.end.clone();
         r.samples = self.samples;
-        let per_peer: Vec<u64> = self
-            .last
-            .values()
-            .filter_map(|&(_, _, now, from)| Some(now.saturating_sub(from?)))
-            .collect();
+        let per_peer: Vec<u64> = self.last.values().map(|e| e.3).collect();
         r.steady_changes = per_peer.iter().sum();
         r.steady_peer_hours = self.steady_us as f64 / 3.6e9;
         if r.steady_peer_hours > 0.0 {
