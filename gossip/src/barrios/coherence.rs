@@ -2,7 +2,8 @@
 //!
 //! Each look (`super::LOOK_EVERY`), the barrio's health is the per-feature median of its
 //! members' newest slots (this peer's own health measured now in place of its slot): a median,
-//! so that one member joining or leaving, or one member's bad link, does not move it. A
+//! so that one member joining or leaving, or one member's bad link, does not move it. A barrio
+//! of fewer than `super::COHERENT_MIN` members is not watched. A
 //! [`CoherenceDetector`] (`vecino_coords::coherence`: Mahalanobis D² of a window mean against
 //! a baseline frozen after [`MIN_SAMPLES`], χ² thresholds, hysteresis) learns the barrio's
 //! baseline from its first [`MIN_SAMPLES`] looks and then watches; an alarm raised or cleared
