@@ -158,14 +158,8 @@ impl Barrios {
             slots: CentroidCrdt::new(core.config.max_members.max(1)),
             coherence: coherence::Coherence::default(),
         };
-        let held: Vec<VerifiedEvent> = core
-            .store
-            .latest_events()
-            .filter(|ev| ev.stream() == Stream::BarrioSlot)
-            .cloned()
-            .collect();
-        for ev in &held {
-            b.on_event(core, ev);
+        for ev in core.store.latest_events().filter(|ev| ev.stream() == Stream::BarrioSlot) {
+            b.on_event(ev);
         }
         // This peer's own barrio before the restart: kept if its head is still held.
         if let Some(own) = b.slots.slot(&core.me) {
@@ -250,7 +244,7 @@ impl Barrios {
     }
 
     /// A slot was stored (own or another's): indexed.
-    pub(crate) fn on_event<R>(&mut self, _core: &Core<R>, ev: &VerifiedEvent) {
+    pub(crate) fn on_event(&mut self, ev: &VerifiedEvent) {
         let Body::BarrioSlot(s) = ev.body() else { return };
         let Some(coordinate) = s.coordinate.as_ref().and_then(coord_from_pb) else { return };
         let slot = BarrioSlot {
@@ -447,7 +441,7 @@ mod tests {
         let ev = slot(n, 1, 1_000, key(n).prefix(), &c);
         assert_eq!(b.admits(core, &ev), Ok(()));
         let _ = core.store.insert(ev.clone());
-        b.on_event(core, &ev);
+        b.on_event(&ev);
     }
 
     /// A peer alone heads its own barrio and says so at once, then not again until something

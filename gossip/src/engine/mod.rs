@@ -306,7 +306,7 @@ impl<R: Rng> Engine<R> {
                     core.forget_evicted();
                 }
                 if ev.stream() == vecino_proto::pb::Stream::BarrioSlot {
-                    self.barrios.on_event(&self.core, ev);
+                    self.barrios.on_event(ev);
                 }
                 if policy.keep == Keep::Latest {
                     // Presence, link state and opinions move statuses; an opinion saying a

@@ -19,6 +19,7 @@
 //! outputs), [`script`] (what the run does itself: starts, publications, faults) and [`checks`]
 //! (convergence, and the report at the end).
 
+mod barrios;
 mod checks;
 mod opinions;
 mod queue;
