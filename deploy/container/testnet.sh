@@ -14,7 +14,10 @@
 #   4. a stopped and restarted container keeps its identity and tokens and catches up a post
 #      made while it was down; the image's health check passes;
 #   5. the same volume in a new container on a network of its own (no peer to learn from)
-#      keeps the identity, the tokens and every post: they come from its store.
+#      keeps the identity, the tokens and every post: they come from its store;
+#   6. a peer whose bootstrap name does not resolve yet (its container starts 3 s later, as a
+#      Kubernetes pod's name appears once it is ready) joins it within 10 s of its start: the
+#      early "no such name" is not believed for long.
 # Prints the figures (image size, time to ready, convergence, delivery) as `figure: ...` lines.
 #
 #   deploy/container/testnet.sh [--image localhost/vecino:latest] [--keep]
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --image) image=${2:?--image needs a value}; shift 2 ;;
         --keep) keep=true; shift ;;
-        -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "testnet.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -47,6 +50,7 @@ podman image exists "$image" || {
 run=vt$$
 net=$run-net
 solo=$run-solo
+late=$run-late
 n=5
 names=()
 for i in $(seq 0 $((n - 1))); do names+=("$run-$i"); done
@@ -78,7 +82,7 @@ cleanup() {
     [ -n "$cs" ] && podman rm -f -t 0 $cs >/dev/null 2>&1 || true
     vs=$(podman volume ls --filter "name=^$run-" --format '{{.Name}}' 2>/dev/null || true)
     [ -n "$vs" ] && podman volume rm -f $vs >/dev/null 2>&1 || true
-    podman network rm -f "$net" "$solo" >/dev/null 2>&1 || true
+    podman network rm -f "$net" "$solo" "$late" >/dev/null 2>&1 || true
     exit $rc
 }
 trap cleanup EXIT
@@ -272,4 +276,18 @@ for text in "p1-$run" "p2-$run"; do
     has_post "$victim-solo" "$text" || fail "$text is not in the store on the volume"
 done
 figure "a new container on the same volume, alone: same identity and token, both posts from its store"
-say "PASS: 5 containers converged, a post reached all, a restart kept identity and store"
+# --- 6. a bootstrap name that resolves late ---------------------------------------------------
+podman network create "$late" >/dev/null
+start "$late-a" "$late" "$late-a-data" "/dns4/$late-b/tcp/7301"
+ready "$late-a" 10
+tok[$late-a]=$(token "$late-a")
+say "$late-a bootstraps through /dns4/$late-b, which does not exist for 3 s"
+sleep 3
+t0=$(now)
+start "$late-b" "$late" "$late-b-data"
+ready "$late-b" 10
+tok[$late-b]=$(token "$late-b")
+n=2
+converge 10 "$late-a" "$late-b" >/dev/null
+figure "a bootstrap name that resolved 3 s late: both peers alive to each other $(since "$t0") s after the second started"
+say "PASS: 5 containers converged, a post reached all, a restart kept identity and store, a late bootstrap name joined"

@@ -112,10 +112,18 @@ mod behaviour {
     }
 }
 
+/// The longest a "no such name" answer is believed. Names of peers appear late: a Kubernetes
+/// headless service lists a pod once it is ready, a container network's DNS once the container
+/// is up; the resolver's default believes an early "no records" for as long as the answer's SOA
+/// says (a day when the query escaped to an upstream server), and a bootstrap peer named too
+/// early was then never dialled again (seen in CI's podman testnet). Retries of the bootstrap
+/// come seconds apart, so each one asks again.
+const DNS_NEGATIVE_MAX_TTL: Duration = Duration::from_secs(2);
+
 /// The resolver of `/dns*` addresses: the system's, else one with no name server (it still
 /// reads `/etc/hosts`), so that a host without DNS, or a container without a network, starts.
 fn dns_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
-    match hickory_resolver::system_conf::read_system_conf() {
+    let (conf, mut opts) = match hickory_resolver::system_conf::read_system_conf() {
         Ok(conf) => conf,
         Err(e) => {
             tracing::warn!(
@@ -124,7 +132,9 @@ fn dns_config() -> (libp2p::dns::ResolverConfig, libp2p::dns::ResolverOpts) {
             let none = libp2p::dns::ResolverConfig::from_parts(None, Vec::new(), Vec::new());
             (none, libp2p::dns::ResolverOpts::default())
         }
-    }
+    };
+    opts.negative_max_ttl = Some(DNS_NEGATIVE_MAX_TTL);
+    (conf, opts)
 }
 
 /// Builds the swarm: QUIC, and TCP with noise and yamux, both dialling `/dns*` addresses.
