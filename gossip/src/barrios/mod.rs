@@ -12,8 +12,10 @@
 //!   prefix (lower ranks lead);
 //! - a peer whose coordinate has settled takes, as its head, the lowest-ranked head within
 //!   [`TAKE`] × `Config::barrio_radius` of it (by the RTT measured to the head when they are
-//!   linked: the map can fold a cluster whose parts are not linked to each other; else by the
-//!   settled coordinate of the head's newest slot),
+//!   linked or were within [`MEASURED_FOR`]: the map can fold a cluster whose parts are not
+//!   linked to each other, and the overlay swaps links, so a head judged by the RTT while
+//!   linked and by the map after would come and go; else by the settled coordinate of the
+//!   head's newest slot),
 //!   unless that is no lower than its current head: it keeps its head while the head is still
 //!   a head, still known, and within [`KEEP`] × the radius (hysteresis against coordinate
 //!   noise); with no head to take it heads its own barrio;
@@ -44,7 +46,7 @@
 
 mod coherence;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use vecino_coords::{BarrioId, BarrioSlot, Centroid, CentroidCrdt, Coordinate, DEFAULT_DIMENSIONS};
@@ -57,6 +59,10 @@ use crate::membership::has_left;
 use crate::published::{coord_from_pb, coord_to_pb, published_coordinate, settled};
 use crate::time::Time;
 
+/// RTTs measured to peers once linked, remembered at most (the oldest measure goes first).
+const MAX_MEASURED: usize = 256;
+/// A remembered RTT stands in for the coordinate distance this long after the link went.
+const MEASURED_FOR: Duration = Duration::from_secs(30 * 60);
 /// A lower-ranked head is taken when within this many radii.
 pub(crate) const TAKE: f64 = 0.8;
 /// The current head is kept while within this many radii.
@@ -105,6 +111,22 @@ fn health_moved(then: &[f32], now: &[f32]) -> bool {
         || (get(now, 2) - get(then, 2)).abs() > 0.1
 }
 
+/// Barrio changes by why (see `Barrios::changes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changes {
+    pub(crate) head_gone: u64,
+    pub(crate) head_far: u64,
+    pub(crate) lower_head: u64,
+}
+
+/// Why the head changed.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Gone,
+    Far,
+    Lower,
+}
+
 /// One barrio as this peer knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarrioView {
@@ -125,8 +147,13 @@ pub struct BarrioView {
 pub(crate) struct Barrios {
     /// This peer's head (itself when it heads its barrio); `None` until its coordinate settled.
     head: Option<AuthorKey>,
-    /// Times the barrio changed after the first.
-    changes: u64,
+    /// Times the barrio changed after the first, by why: the head stopped heading, left or
+    /// is no longer held; it is farther than [`KEEP`] radii; a lower-ranked head came within
+    /// [`TAKE`] radii.
+    changes: Changes,
+    /// The RTT last measured to peers this peer was linked to, and when (bounded by
+    /// [`MAX_MEASURED`]).
+    measured: BTreeMap<AuthorKey, (Duration, Time)>,
     /// When the barrio is next looked at.
     next_look: Option<Time>,
     /// The last slot published: when, its barrio, coordinate and health.
@@ -149,7 +176,8 @@ impl Barrios {
     pub(crate) fn new<R>(core: &Core<R>) -> Self {
         let mut b = Self {
             head: None,
-            changes: 0,
+            changes: Changes::default(),
+            measured: BTreeMap::new(),
             next_look: None,
             last_slot: None,
             health: Vec::new(),
@@ -180,6 +208,16 @@ impl Barrios {
 
     /// Times this peer's barrio changed after the first.
     pub(crate) fn changes(&self) -> u64 {
+        self.changes.head_gone + self.changes.head_far + self.changes.lower_head
+    }
+
+    /// This peer's health at its last look.
+    pub(crate) fn health(&self) -> &[f32] {
+        &self.health
+    }
+
+    /// The changes by why.
+    pub(crate) fn changes_by_why(&self) -> Changes {
         self.changes
     }
 
@@ -270,40 +308,72 @@ impl Barrios {
         self.slots.retain(|m| {
             *m == me || (crate::membership::fisheye::holds(store, *m) && !has_left(store, *m))
         });
+        for (peer, link) in core.links.iter() {
+            if let Some(rtt) = link.rtt() {
+                self.measured.insert(*peer, (rtt, now));
+            }
+        }
+        while self.measured.len() > MAX_MEASURED {
+            let oldest = self.measured.iter().min_by_key(|(_, (_, at))| *at).map(|(p, _)| *p);
+            let Some(p) = oldest else { break };
+            self.measured.remove(&p);
+        }
         let before = self.head;
-        self.head = self.choose(core);
+        let (head, why) = self.choose(core);
+        self.head = head;
         if before.is_some() && self.head != before {
-            self.changes += 1;
+            match why {
+                Why::Gone => self.changes.head_gone += 1,
+                Why::Far => self.changes.head_far += 1,
+                Why::Lower => self.changes.lower_head += 1,
+            }
         }
         self.health = self.measure(core);
         let health = self.barrio_health(&core.me);
-        for alarm in self.coherence.sample(self.barrio(), health.as_deref()) {
+        let own = BarrioId(self.barrio());
+        let members: BTreeSet<AuthorKey> = self
+            .slots
+            .slots()
+            .filter(|(m, s)| **m != me && s.barrio == own)
+            .map(|(m, _)| *m)
+            .chain([me])
+            .collect();
+        for alarm in self.coherence.sample(now, own.0, &members, health.as_deref()) {
             core.emit(Output::Deliver(AppEvent::Coherence(Box::new(alarm))));
         }
         self.slot_due(core)
     }
 
-    /// This peer's head now (see the module docs).
-    fn choose<R>(&self, core: &Core<R>) -> Option<AuthorKey> {
+    /// This peer's head now (see the module docs), and why it is not the one before (when
+    /// it is not).
+    fn choose<R>(&self, core: &Core<R>) -> (Option<AuthorKey>, Why) {
         let me = *core.coords.app_coordinate();
         let radius = core.config.barrio_radius.as_secs_f64();
         if !settled(&me) || radius <= 0.0 {
-            return self.head;
+            return (self.head, Why::Gone);
         }
         let mut keep = self.head == Some(core.me);
+        // The head before is still a head and held, but too far.
+        let mut far = false;
         let mut best = core.me;
         // Heads, placed by their newest slot (a slot follows a move of half a radius within
         // two minutes), or by the RTT measured to them when linked.
         let heads = self.slots.slots().filter(|(p, s)| **p != core.me && s.barrio.0 == rank(p));
         for (peer, slot) in heads {
-            // A head this peer is linked to is as far as the RTT measured to it: the map can
-            // fold a cluster whose parts are not linked to each other, a measure cannot.
-            let measured = core.links.get(peer).and_then(|l| l.rtt()).map(|r| r.as_secs_f64());
+            // A head this peer is (or was lately) linked to is as far as the RTT measured to
+            // it: the map can fold a cluster whose parts are not linked to each other, a
+            // measure cannot.
+            let measured = self
+                .measured
+                .get(peer)
+                .filter(|(_, at)| core.now.saturating_since(*at) <= MEASURED_FOR)
+                .map(|(r, _)| r.as_secs_f64());
             if measured.is_none() && !settled(&slot.coordinate) {
                 continue;
             }
             let d = measured.unwrap_or_else(|| me.distance_secs(&slot.coordinate));
             if d > radius * KEEP {
+                far |= self.head == Some(*peer);
                 continue;
             }
             if self.head == Some(*peer) {
@@ -314,8 +384,10 @@ impl Barrios {
             }
         }
         match self.head {
-            Some(h) if keep && rank(&h) <= rank(&best) => Some(h),
-            _ => Some(best),
+            Some(h) if keep && rank(&h) <= rank(&best) => (Some(h), Why::Gone),
+            _ if keep => (Some(best), Why::Lower),
+            _ if far => (Some(best), Why::Far),
+            _ => (Some(best), Why::Gone),
         }
     }
 

@@ -146,6 +146,13 @@ impl<R: Rng> Engine<R> {
         self.barrios.alarmed()
     }
 
+    /// This peer's own health at its last look (`crate::BARRIO_HEALTH`: the median RTT of its
+    /// links inside its barrio in ms, the share of its links not connected, the share of frames
+    /// retransmitted); empty before the first look.
+    pub fn barrio_health(&self) -> Vec<f32> {
+        self.barrios.health().to_vec()
+    }
+
     /// Every barrio this peer holds a member's slot of: id, head, members, centroid.
     pub fn barrios(&self) -> Vec<crate::BarrioView> {
         self.barrios.views(&self.core)
@@ -196,6 +203,7 @@ impl<R: Rng> Engine<R> {
             .fold((0, 0), |(d, c), (ld, lc)| (d + ld, c + lc));
         let (swaps_done, swaps_refused) = self.overlay.swap_counters();
         let f = self.membership.fisheye.counters();
+        let why = self.barrios.changes_by_why();
         let mut counters = vec![
             ("retransmits", s.retransmits),
             ("frames_again", s.frames_again),
@@ -212,6 +220,9 @@ impl<R: Rng> Engine<R> {
             ("opinions_published", s.opinions_published),
             ("links_checked", s.links_checked),
             ("barrio_changes", self.barrios.changes()),
+            ("barrio_changes_head_gone", why.head_gone),
+            ("barrio_changes_head_far", why.head_far),
+            ("barrio_changes_lower_head", why.lower_head),
             ("events_duplicate", s.events_duplicate),
             ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),
@@ -306,6 +317,10 @@ impl<R: Rng> crate::sim::Observe for Engine<R> {
 
     fn barrio_alarmed(&self) -> bool {
         self.barrios.alarmed()
+    }
+
+    fn barrio_health(&self) -> Vec<f32> {
+        Engine::barrio_health(self)
     }
 
     fn counters(&self) -> Vec<(&'static str, u64)> {

@@ -12,8 +12,14 @@
 //! (`FaultKind::Degrade`) slows every link of one barrio's members; the figures are the time
 //! until 99 % of those members are alarmed, the time after the fault until none is, and the
 //! alarms raised anywhere else (or before the fault): false alarms.
+//!
+//! Beside it, the baseline the issue names: a *per-peer threshold*. Each peer's own health RTT
+//! (the median RTT of its links inside its barrio) is learnt as the median of its samples
+//! before `steady_from` (a median: the join's first samples are of links to anywhere); after
+//! that the peer is alarmed while its RTT is over [`THRESHOLD_FACTOR`] × that median (a peer
+//! first measured in the steady state is not watched). Its alarms are judged as the barrios' are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,7 +88,32 @@ pub struct BarrioReport {
     /// Seconds from the fault's end until none of them was alarmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clear_s: Option<f64>,
+    /// The per-peer threshold baseline's alarms, judged alike (see the module docs).
+    #[serde(default)]
+    pub threshold: AlarmFigures,
 }
+
+/// Alarms raised, how many were false, and the regional fault's timings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlarmFigures {
+    /// Alarms raised (a peer turning alarmed between two samples).
+    pub raised: u64,
+    /// Of those, raised by a peer outside the degraded barrio, or before the fault.
+    pub false_alarms: u64,
+    /// False alarms per barrio per simulated day (over the barrios at the last sample).
+    pub false_alarms_per_barrio_day: Option<f64>,
+    /// Seconds from the fault's start until ≥ 99 % of the degraded members alive were
+    /// alarmed at once.
+    pub alarm_99_s: Option<f64>,
+    /// The largest share of them alarmed at once during the fault.
+    pub alarm_share_max: Option<f64>,
+    /// Seconds from the fault's end until none of them was alarmed.
+    pub clear_s: Option<f64>,
+}
+
+/// A peer is alarmed by the per-peer threshold while its RTT is over this multiple of its
+/// median before the steady state.
+pub const THRESHOLD_FACTOR: f64 = 2.0;
 
 /// One live peer, as sampled.
 #[derive(Debug, Clone)]
@@ -95,6 +126,8 @@ pub struct PeerSample {
     pub held: Vec<(u32, u64)>,
     /// Its barrio is alarmed (incoherent).
     pub alarmed: bool,
+    /// Its own health RTT (ms; the median RTT of its links inside its barrio), 0 unmeasured.
+    pub rtt_ms: f64,
 }
 
 /// The samples and their running figures.
@@ -116,10 +149,76 @@ pub struct BarrioWatch {
     /// The last sample was in the calm steady state.
     prev_calm: bool,
     first_us: Option<u64>,
-    /// Peers alarmed at the last sample.
-    alarmed: std::collections::BTreeSet<u32>,
+    /// The barrios' alarms.
+    coherence: AlarmTrack,
+    /// The per-peer threshold's alarms, and each peer's RTTs sampled before the steady state
+    /// (replaced by their median once it begins).
+    threshold: AlarmTrack,
+    /// See `threshold`.
+    learnt: BTreeMap<u32, Learnt>,
     /// The regional fault: its members, when it started and ended.
     degraded: Option<(Vec<u32>, u64, Option<u64>)>,
+}
+
+/// A peer's RTTs before the steady state, then their median.
+#[derive(Debug, Clone)]
+enum Learnt {
+    Samples(Vec<f64>),
+    Median(f64),
+}
+
+/// The peers alarmed at the last sample, and the figures so far.
+#[derive(Debug, Clone, Default)]
+struct AlarmTrack {
+    alarmed: BTreeSet<u32>,
+    figures: AlarmFigures,
+}
+
+impl AlarmTrack {
+    /// One sample: `now` alarmed among `live`; the regional fault, if any.
+    fn sample(
+        &mut self,
+        now_us: u64,
+        now: BTreeSet<u32>,
+        live: &BTreeSet<u32>,
+        degraded: Option<&(Vec<u32>, u64, Option<u64>)>,
+    ) {
+        let f = &mut self.figures;
+        for p in now.difference(&self.alarmed) {
+            f.raised += 1;
+            let honest = degraded.is_some_and(|(m, start, _)| m.contains(p) && now_us >= *start);
+            if !honest {
+                f.false_alarms += 1;
+            }
+        }
+        if let Some((members, start, end)) = degraded {
+            let on_live: Vec<u32> = members.iter().copied().filter(|m| live.contains(m)).collect();
+            let on = on_live.iter().filter(|m| now.contains(m)).count();
+            let share = if on_live.is_empty() { 0.0 } else { on as f64 / on_live.len() as f64 };
+            let secs = |from: u64| now_us.saturating_sub(from) as f64 / 1e6;
+            match end {
+                None => {
+                    let max = f.alarm_share_max.get_or_insert(0.0);
+                    *max = max.max(share);
+                    if share >= 0.99 && f.alarm_99_s.is_none() {
+                        f.alarm_99_s = Some(secs(*start));
+                    }
+                }
+                Some(end) if on == 0 && f.clear_s.is_none() => f.clear_s = Some(secs(*end)),
+                Some(_) => {}
+            }
+        }
+        self.alarmed = now;
+    }
+
+    /// The figures, with the false-alarm rate over `barrio_days`.
+    fn report(&self, barrio_days: f64) -> AlarmFigures {
+        let mut f = self.figures.clone();
+        if barrio_days > 0.0 {
+            f.false_alarms_per_barrio_day = Some(f.false_alarms as f64 / barrio_days);
+        }
+        f
+    }
 }
 
 fn quantile(v: &mut [f64], q: f64) -> Option<f64> {
@@ -150,40 +249,6 @@ impl BarrioWatch {
         }
     }
 
-    /// Alarm figures of one sample.
-    fn alarms(&mut self, now_us: u64, peers: &[PeerSample]) {
-        let now: std::collections::BTreeSet<u32> =
-            peers.iter().filter(|p| p.alarmed).map(|p| p.index).collect();
-        for p in now.difference(&self.alarmed) {
-            self.end.alarms_raised += 1;
-            let honest = self.degraded.as_ref().is_some_and(|(m, _, _)| m.contains(p));
-            if !honest {
-                self.end.false_alarms += 1;
-            }
-        }
-        if let Some((members, start, end)) = &self.degraded {
-            let live: Vec<u32> =
-                members.iter().copied().filter(|m| peers.iter().any(|p| p.index == *m)).collect();
-            let on = live.iter().filter(|m| now.contains(m)).count();
-            let share = if live.is_empty() { 0.0 } else { on as f64 / live.len() as f64 };
-            let secs = |from: u64| now_us.saturating_sub(from) as f64 / 1e6;
-            match end {
-                None => {
-                    let max = self.end.alarm_share_max.get_or_insert(0.0);
-                    *max = max.max(share);
-                    if share >= 0.99 && self.end.alarm_99_s.is_none() {
-                        self.end.alarm_99_s = Some(secs(*start));
-                    }
-                }
-                Some(end) if on == 0 && self.end.clear_s.is_none() => {
-                    self.end.clear_s = Some(secs(*end));
-                }
-                Some(_) => {}
-            }
-        }
-        self.alarmed = now;
-    }
-
     /// One round: `peers` (every live peer), `rtt_ms(a, b)` the true RTT between two
     /// indexes, `index_of(barrio)` the index of the peer a barrio id is named after.
     pub fn sample(
@@ -195,8 +260,28 @@ impl BarrioWatch {
     ) {
         self.samples += 1;
         self.first_us.get_or_insert(now_us);
-        self.alarms(now_us, peers);
         let steady = now_us >= self.steady_from_us;
+        let live: BTreeSet<u32> = peers.iter().map(|p| p.index).collect();
+        let on = peers.iter().filter(|p| p.alarmed).map(|p| p.index).collect();
+        self.coherence.sample(now_us, on, &live, self.degraded.as_ref());
+        let mut on = BTreeSet::new();
+        for p in peers.iter().filter(|p| p.rtt_ms > 0.0) {
+            let learnt = self.learnt.entry(p.index).or_insert(Learnt::Samples(Vec::new()));
+            if let (Learnt::Samples(v), true) = (&mut *learnt, steady) {
+                match quantile(v, 0.5) {
+                    Some(m) => *learnt = Learnt::Median(m),
+                    None => continue,
+                }
+            }
+            match learnt {
+                Learnt::Samples(v) => v.push(p.rtt_ms),
+                Learnt::Median(m) if p.rtt_ms > THRESHOLD_FACTOR * *m => {
+                    on.insert(p.index);
+                }
+                Learnt::Median(_) => {}
+            }
+        }
+        self.threshold.sample(now_us, on, &live, self.degraded.as_ref());
         // Churn is the steady state's: not while a regional fault moves coordinates, nor in
         // the minute after it ends.
         let calm = steady
@@ -283,9 +368,14 @@ impl BarrioWatch {
         r.disagree_age_s_max = ages.last().copied();
         let days =
             self.prev_us.unwrap_or(0).saturating_sub(self.first_us.unwrap_or(0)) as f64 / 86_400e6;
-        if days > 0.0 && r.barrios > 0 {
-            r.false_alarms_per_barrio_day = Some(r.false_alarms as f64 / r.barrios as f64 / days);
-        }
+        let c = self.coherence.report(days * r.barrios as f64);
+        r.alarms_raised = c.raised;
+        r.false_alarms = c.false_alarms;
+        r.false_alarms_per_barrio_day = c.false_alarms_per_barrio_day;
+        r.alarm_99_s = c.alarm_99_s;
+        r.alarm_share_max = c.alarm_share_max;
+        r.clear_s = c.clear_s;
+        r.threshold = self.threshold.report(days * r.barrios as f64);
         r
     }
 }
@@ -303,6 +393,7 @@ mod tests {
             barrio,
             held,
             alarmed: false,
+            rtt_ms: 0.0,
         };
         let rtt = |a: u32, b: u32| f64::from(a.abs_diff(b));
         let idx = |b: u64| Some(b as u32);
@@ -320,5 +411,34 @@ mod tests {
         assert_eq!(r.agree_share, Some(0.75));
         assert_eq!(r.disagree_age_s_max, Some(0.0), "peer 1 held 2's old barrio at its change");
         assert_eq!(r.changes_total, 2);
+    }
+
+    /// The per-peer threshold: learnt before the steady state, alarmed past twice that; a
+    /// peer outside the degraded barrio raises a false alarm, a member an honest one.
+    #[test]
+    fn the_per_peer_threshold_is_judged_like_the_barrios() {
+        let mut w = BarrioWatch::new(10_000_000);
+        let s = |index, rtt_ms: f64, alarmed| PeerSample {
+            index,
+            barrio: (1, 0),
+            held: vec![],
+            alarmed,
+            rtt_ms,
+        };
+        let (rtt, idx) = (|_: u32, _: u32| 1.0, |b: u64| Some(b as u32));
+        w.sample(0, &[s(1, 9.0, false), s(2, 10.0, false)], rtt, idx);
+        w.sample(5_000_000, &[s(1, 11.0, false), s(2, 10.0, false)], rtt, idx);
+        // Steady: peer 1 at 25 ms (over 2 × 10): a false alarm.
+        w.sample(10_000_000, &[s(1, 25.0, false), s(2, 12.0, false)], rtt, idx);
+        w.degraded(12_000_000, vec![2]);
+        w.sample(14_000_000, &[s(1, 25.0, false), s(2, 30.0, true)], rtt, idx);
+        w.restored(16_000_000);
+        w.sample(18_000_000, &[s(1, 10.0, false), s(2, 10.0, false)], rtt, idx);
+        let r = w.report();
+        let t = &r.threshold;
+        assert_eq!((t.raised, t.false_alarms), (2, 1), "{t:?}");
+        assert_eq!(t.alarm_99_s, Some(2.0));
+        assert_eq!(t.clear_s, Some(2.0));
+        assert_eq!((r.alarms_raised, r.false_alarms, r.alarm_99_s), (1, 0, Some(2.0)));
     }
 }

@@ -76,6 +76,11 @@ pub trait Observe {
     fn barrio_alarmed(&self) -> bool {
         false
     }
+    /// This peer's own health at its last look, in `crate::BARRIO_HEALTH` order (empty for
+    /// state machines without barrios).
+    fn barrio_health(&self) -> Vec<f32> {
+        Vec::new()
+    }
     /// The liar fault: from now on the peer claims `lie` instead of what it observes (`None`:
     /// the truth again). Ignored by state machines without opinions.
     fn set_lie(&mut self, lie: Option<crate::opinions::Lie>) {

@@ -249,6 +249,27 @@ fn barrio_rows(row: &mut AddRow<'_>) {
             ),
         })
     });
+    row("per-peer threshold (2 x own RTT): raised / false (per barrio-day)", &|r| {
+        b(r, &|x| {
+            let t = &x.threshold;
+            let rate = opt(t.false_alarms_per_barrio_day, 2);
+            format!("{} / {} ({rate})", t.raised, t.false_alarms)
+        })
+    });
+    row("per-peer threshold, degraded: 99 % alarmed (s), max share, cleared (s)", &|r| {
+        b(r, &|x| match x.degraded_members {
+            None => "-".into(),
+            Some(_) => {
+                let t = &x.threshold;
+                format!(
+                    "{}, {}, {}",
+                    opt(t.alarm_99_s, 1),
+                    pct(t.alarm_share_max),
+                    opt(t.clear_s, 1)
+                )
+            }
+        })
+    });
 }
 
 /// Renders the table.

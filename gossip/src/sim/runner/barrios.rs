@@ -31,7 +31,8 @@ impl Sim<'_> {
                     .filter_map(|(k, b)| Some((dir.index(&k)?, b)))
                     .collect();
                 let alarmed = p.barrio_alarmed();
-                Some(crate::sim::barrios::PeerSample { index: i, barrio, held, alarmed })
+                let rtt_ms = p.barrio_health().first().map_or(0.0, |&r| f64::from(r));
+                Some(crate::sim::barrios::PeerSample { index: i, barrio, held, alarmed, rtt_ms })
             })
             .collect();
         let by_prefix: std::collections::HashMap<u64, u32> =
