@@ -15,7 +15,8 @@
 //!   linked or were within [`MEASURED_FOR`]: the map can fold a cluster whose parts are not
 //!   linked to each other, and the overlay swaps links, so a head judged by the RTT while
 //!   linked and by the map after would come and go; else by the settled coordinate of the
-//!   head's newest slot),
+//!   head's newest slot, unless every member of the head's barrio this peer measured is out
+//!   of reach: a fold the measures contradict),
 //!   unless that is no lower than its current head: it keeps its head while the head is still
 //!   a head, still known, and within [`KEEP`] × the radius (hysteresis against coordinate
 //!   noise); with no head to take it heads its own barrio;
@@ -356,18 +357,24 @@ impl Barrios {
         // The head before is still a head and held, but too far.
         let mut far = false;
         let mut best = core.me;
-        // Heads, placed by their newest slot (a slot follows a move of half a radius within
-        // two minutes), or by the RTT measured to them when linked.
+        let fresh = |at: &Time| core.now.saturating_since(*at) <= MEASURED_FOR;
+        // By barrio: the nearest member this peer measured (see below).
+        let mut vouched: BTreeMap<BarrioId, f64> = BTreeMap::new();
+        for (peer, (rtt, _)) in self.measured.iter().filter(|(_, (_, at))| fresh(at)) {
+            if let Some(s) = self.slots.slot(peer) {
+                let d = vouched.entry(s.barrio).or_insert(f64::INFINITY);
+                *d = d.min(rtt.as_secs_f64());
+            }
+        }
+        // Heads, placed by the RTT measured to them when linked (or lately), else by their
+        // newest slot (a slot follows a move of half a radius within two minutes).
         let heads = self.slots.slots().filter(|(p, s)| **p != core.me && s.barrio.0 == rank(p));
         for (peer, slot) in heads {
             // A head this peer is (or was lately) linked to is as far as the RTT measured to
             // it: the map can fold a cluster whose parts are not linked to each other, a
             // measure cannot.
-            let measured = self
-                .measured
-                .get(peer)
-                .filter(|(_, at)| core.now.saturating_since(*at) <= MEASURED_FOR)
-                .map(|(r, _)| r.as_secs_f64());
+            let measured =
+                self.measured.get(peer).filter(|(_, at)| fresh(at)).map(|(r, _)| r.as_secs_f64());
             if measured.is_none() && !settled(&slot.coordinate) {
                 continue;
             }
@@ -379,7 +386,12 @@ impl Barrios {
             if self.head == Some(*peer) {
                 keep = true;
             }
-            if d <= radius * TAKE && rank(peer) < rank(&best) {
+            // A head placed by the map alone is not taken if the members of its barrio this
+            // peer measured are all out of reach: the map folds groups that are not linked to
+            // each other on top of one another (6 sites 80 ms apart: barrios of two sites,
+            // members 80 ms from their head), and a measure across the fold says so.
+            let vouched = || vouched.get(&slot.barrio).is_none_or(|&v| v <= radius * TAKE);
+            if d <= radius * TAKE && rank(peer) < rank(&best) && (measured.is_some() || vouched()) {
                 best = *peer;
             }
         }

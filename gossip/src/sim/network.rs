@@ -55,6 +55,9 @@ pub(crate) struct Network {
     /// When the last frame handed to `transmit` finished leaving its medium (µs; the time
     /// it was handed if it was dropped before).
     pub(crate) last_done: u64,
+    /// With delay noise, when the last frame of each directed pair arrives (µs; FIFO). One
+    /// entry per pair that ever carried a frame: bounded by the links the scenario makes.
+    arrivals: HashMap<(u32, u32), u64>,
 }
 
 impl Network {
@@ -70,6 +73,7 @@ impl Network {
             seed,
             stats: NetStats::default(),
             last_done: 0,
+            arrivals: HashMap::new(),
         }
     }
 
@@ -111,7 +115,23 @@ impl Network {
         if self.lost(from, to) {
             return Transmit::Lost;
         }
-        Transmit::Arrives(done + prop_us)
+        let noise = self.model.noise;
+        if !noise.is_on() {
+            return Transmit::Arrives(done + prop_us);
+        }
+        let mut factor = 1.0 + noise.jitter * (2.0 * self.unit(from) - 1.0);
+        if self.unit(from) < noise.spike_share {
+            factor *= noise.spike_factor;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let at = done + (prop_us as f64 * factor.max(0.0)).round() as u64;
+        let last = self.arrivals.entry((from, to)).or_insert(0);
+        *last = (*last).max(at);
+        Transmit::Arrives(*last)
     }
 
     /// Hands a broadcast of `bytes` to the radio `medium` at `now` (µs): it occupies the
@@ -197,6 +217,7 @@ mod tests {
             frame_overhead_bytes: 0,
             host_queue_bytes: None,
             broadcast: false,
+            noise: crate::sim::scenario::DelayNoise::default(),
         }
     }
 
@@ -265,5 +286,46 @@ mod tests {
         let after_loss = outcomes.windows(2).filter(|w| w[0]).count() as f64;
         let both = outcomes.windows(2).filter(|w| w[0] && w[1]).count() as f64;
         assert!(both / after_loss > 3.0 * rate, "no bursts: {}", both / after_loss);
+    }
+
+    /// Delay noise: delays within ±jitter, a share of spikes at the factor, and a directed
+    /// pair stays FIFO.
+    #[test]
+    fn delay_noise_jitters_spikes_and_keeps_each_pair_in_order() {
+        let noise =
+            crate::sim::scenario::DelayNoise { jitter: 0.1, spike_share: 0.05, spike_factor: 3.0 };
+        let noisy = LinkModel { rate_bps: None, noise, ..model(1, RateScope::Uplink, Loss::None) };
+        let mut net = Network::new(noisy, 1, 7);
+        let n = 20_000u64;
+        let (mut spikes, mut last) = (0u64, 0);
+        for k in 0..n {
+            let sent = k * 1_000_000; // far apart: FIFO never holds one back
+            let Transmit::Arrives(at) = net.transmit(sent, 0, 1, 0, 1, 10_000) else {
+                panic!("no loss configured")
+            };
+            let delay = at - sent;
+            assert!(at >= last, "out of order");
+            last = at;
+            if delay > 20_000 {
+                spikes += 1;
+                assert!((27_000..=33_000).contains(&delay), "spike {delay}");
+            } else {
+                assert!((9_000..=11_000).contains(&delay), "jitter {delay}");
+            }
+        }
+        let share = spikes as f64 / n as f64;
+        assert!((0.04..0.06).contains(&share), "spikes {share}");
+        // Back to back: a spike holds back the frame after it.
+        let mut held = 0;
+        for k in 0..1_000u64 {
+            let (a, b) = (
+                net.transmit(k * 1_000_000, 0, 1, 0, 1, 10_000),
+                net.transmit(k * 1_000_000 + 1, 0, 1, 0, 1, 10_000),
+            );
+            let (Transmit::Arrives(a), Transmit::Arrives(b)) = (a, b) else { panic!() };
+            assert!(b >= a);
+            held += u64::from(b == a);
+        }
+        assert!(held > 0, "no frame was held behind a slower one");
     }
 }

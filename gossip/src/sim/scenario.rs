@@ -115,6 +115,30 @@ pub struct LinkModel {
     /// group hears, in one transmission (vecino's `Config::shared_medium`; the baselines
     /// send point to point). Each member loses it independently.
     pub broadcast: bool,
+    /// Per-frame delay noise on point-to-point frames (none by default).
+    pub noise: DelayNoise,
+}
+
+/// Per-frame delay noise: each point-to-point frame's one-way delay is multiplied by a
+/// uniform draw in [1 − `jitter`, 1 + `jitter`], and by `spike_factor` with probability
+/// `spike_share`. A directed pair stays FIFO (as a TCP or QUIC stream is): a frame never
+/// arrives before the one sent before it, so a spike delays what follows it. Radio
+/// broadcasts have none.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DelayNoise {
+    /// See the type.
+    pub jitter: f64,
+    /// See the type.
+    pub spike_share: f64,
+    /// See the type.
+    pub spike_factor: f64,
+}
+
+impl DelayNoise {
+    /// Whether any noise is drawn.
+    pub fn is_on(&self) -> bool {
+        self.jitter > 0.0 || (self.spike_share > 0.0 && self.spike_factor != 1.0)
+    }
 }
 
 /// What a link rate applies to.
@@ -304,6 +328,7 @@ impl Scenario {
                 frame_overhead_bytes: 0,
                 host_queue_bytes: None,
                 broadcast: false,
+                noise: DelayNoise::default(),
             },
             traffic: Traffic {
                 rate_per_s: 1.0,

@@ -104,6 +104,18 @@ pub(crate) struct LinkFile {
     pub(crate) host_queue_bytes: Option<u64>,
     #[serde(default)]
     pub(crate) broadcast: bool,
+    /// Per-frame delay noise: uniform ± this share of the one-way delay.
+    #[serde(default)]
+    jitter: f64,
+    /// Share of frames whose delay is multiplied by `spike_factor`.
+    #[serde(default)]
+    spike_share: f64,
+    #[serde(default = "default_spike_factor")]
+    spike_factor: f64,
+}
+
+fn default_spike_factor() -> f64 {
+    3.0
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
@@ -397,6 +409,21 @@ impl ScenarioFile {
             !self.link.broadcast || scope == RateScope::SharedRadio,
             "link.broadcast needs link.scope = \"radio\" (a medium that every member hears)"
         );
+        ensure!(
+            (0.0..1.0).contains(&self.link.jitter),
+            "link.jitter {}: a share of the delay in [0, 1)",
+            self.link.jitter
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.link.spike_share),
+            "link.spike_share {}: a share of frames in [0, 1]",
+            self.link.spike_share
+        );
+        ensure!(
+            self.link.spike_factor.is_finite() && (1.0..=1000.0).contains(&self.link.spike_factor),
+            "link.spike_factor {}: a delay multiple in [1, 1000]",
+            self.link.spike_factor
+        );
         let loss = match (self.link.burst, self.link.loss) {
             (Some(b), _) => Loss::Bursty {
                 p_bad: b.p_bad,
@@ -505,6 +532,11 @@ impl ScenarioFile {
                 frame_overhead_bytes: self.link.frame_overhead_bytes,
                 host_queue_bytes: self.link.host_queue_bytes,
                 broadcast: self.link.broadcast,
+                noise: vecino_gossip::sim::scenario::DelayNoise {
+                    jitter: self.link.jitter,
+                    spike_share: self.link.spike_share,
+                    spike_factor: self.link.spike_factor,
+                },
             },
             traffic: Traffic {
                 rate_per_s: self.traffic.rate_per_s,
