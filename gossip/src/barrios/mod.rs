@@ -64,6 +64,10 @@ use crate::time::Time;
 const MAX_MEASURED: usize = 256;
 /// A remembered RTT stands in for the coordinate distance this long after the link went.
 const MEASURED_FOR: Duration = Duration::from_secs(30 * 60);
+/// A head farther than [`KEEP`] radii is left only once it stayed that far this long: a
+/// regional fault or a burst of delay stretches RTTs for a while, and the barrio should not
+/// break up (and restart its baseline) before its coherence alarm can tell.
+const FAR_FOR: Duration = Duration::from_secs(30);
 /// A lower-ranked head is taken when within this many radii.
 pub(crate) const TAKE: f64 = 0.8;
 /// The current head is kept while within this many radii.
@@ -155,6 +159,8 @@ pub(crate) struct Barrios {
     /// The RTT last measured to peers this peer was linked to, and when (bounded by
     /// [`MAX_MEASURED`]).
     measured: BTreeMap<AuthorKey, (Duration, Time)>,
+    /// Since when the head has been farther than [`KEEP`] radii.
+    far_since: Option<Time>,
     /// When the barrio is next looked at.
     next_look: Option<Time>,
     /// The last slot published: when, its barrio, coordinate and health.
@@ -179,6 +185,7 @@ impl Barrios {
             head: None,
             changes: Changes::default(),
             measured: BTreeMap::new(),
+            far_since: None,
             next_look: None,
             last_slot: None,
             health: Vec::new(),
@@ -321,6 +328,9 @@ impl Barrios {
         }
         let before = self.head;
         let (head, why) = self.choose(core);
+        if head != self.head {
+            self.far_since = None;
+        }
         self.head = head;
         if before.is_some() && self.head != before {
             match why {
@@ -347,7 +357,7 @@ impl Barrios {
 
     /// This peer's head now (see the module docs), and why it is not the one before (when
     /// it is not).
-    fn choose<R>(&self, core: &Core<R>) -> (Option<AuthorKey>, Why) {
+    fn choose<R>(&mut self, core: &Core<R>) -> (Option<AuthorKey>, Why) {
         let me = *core.coords.app_coordinate();
         let radius = core.config.barrio_radius.as_secs_f64();
         if !settled(&me) || radius <= 0.0 {
@@ -356,6 +366,11 @@ impl Barrios {
         let mut keep = self.head == Some(core.me);
         // The head before is still a head and held, but too far.
         let mut far = false;
+        // While this peer's barrio is alarmed it stays: the alarm is about it.
+        let hold = self.coherence.alarmed();
+        if hold && keep {
+            return (self.head, Why::Gone);
+        }
         let mut best = core.me;
         let fresh = |at: &Time| core.now.saturating_since(*at) <= MEASURED_FOR;
         // By barrio: the nearest member this peer measured (see below).
@@ -379,12 +394,22 @@ impl Barrios {
                 continue;
             }
             let d = measured.unwrap_or_else(|| me.distance_secs(&slot.coordinate));
-            if d > radius * KEEP {
-                far |= self.head == Some(*peer);
-                continue;
-            }
             if self.head == Some(*peer) {
+                if d > radius * KEEP {
+                    let since = *self.far_since.get_or_insert(core.now);
+                    if !hold && core.now.saturating_since(since) >= FAR_FOR {
+                        far = true;
+                        continue;
+                    }
+                } else {
+                    self.far_since = None;
+                }
                 keep = true;
+                if hold {
+                    return (self.head, Why::Gone);
+                }
+            } else if d > radius * KEEP {
+                continue;
             }
             // A head placed by the map alone is not taken if the members of its barrio this
             // peer measured are all out of reach: the map folds groups that are not linked to
