@@ -21,7 +21,8 @@
 //! follow another) keeps its baseline, and its alarm moves to the new name (cleared under the
 //! old, raised under the new). Only when the members overlap the basis by less than half
 //! (Jaccard) for [`APART_FOR`] does the baseline start over (a member's move takes a few looks
-//! to show in everyone's slots, and looks in between are skipped). On planet, peer 0's barrio
+//! to show in everyone's slots, and looks in between are skipped), and never while alarmed
+//! (an alarmed barrio holds together: `super::Barrios` keeps its head). On planet, peer 0's barrio
 //! was renamed three times in the 5 min before the regional fault, and its baseline, restarted
 //! each time, froze only as the fault began.
 //!
@@ -130,7 +131,10 @@ impl Coherence {
     ) -> Vec<CoherenceAlarm> {
         let mut out = Vec::new();
         if let Some(w) = &mut self.watched {
-            let apart = barrio == 0 || jaccard(&w.basis, members) < 0.5;
+            // An alarmed barrio is not another population: a fault moves coordinates and
+            // slows links, and members' slots come and go with them.
+            let apart =
+                barrio == 0 || (jaccard(&w.basis, members) < 0.5 && !w.detector.is_alarmed());
             if !apart {
                 w.apart_since = None;
                 if w.barrio != barrio {
@@ -266,19 +270,23 @@ mod tests {
         let cleared = (0..20).find_map(|k| sample(&mut c, 7, &m, &calm(k)).pop());
         assert!(cleared.is_some_and(|a| !a.raised));
         assert!(!c.alarmed());
-        // Raised again; then the peer's barrio is other members': after APART_FOR the alarm
-        // ends and the baseline starts over.
+        // Raised again; then the peer's barrio is other members' (its head went): while the
+        // alarm is up the baseline stays (the alarm moves to the new name); once it clears,
+        // after APART_FOR of other members, the baseline starts over.
         let again = (0..15).find_map(|_| sample(&mut c, 7, &m, &[9.6, 0.0, 0.01]).pop());
         assert!(again.is_some_and(|a| a.raised));
         let other = members(10..15);
-        let looks = (APART_FOR.as_secs() / 2) as usize;
-        for k in 0..looks {
-            assert!(sample(&mut c, 9, &other, &calm(k)).is_empty(), "waits at look {k}");
-        }
         let moved = sample(&mut c, 9, &other, &calm(0));
-        assert_eq!(moved.len(), 1);
-        assert!(!moved[0].raised && moved[0].barrio == 7);
+        let names: Vec<(u64, bool)> = moved.iter().map(|a| (a.barrio, a.raised)).collect();
+        assert_eq!(names, vec![(7, false), (9, true)]);
+        let cleared = (0..20).find_map(|k| sample(&mut c, 9, &other, &calm(k)).pop());
+        assert!(cleared.is_some_and(|a| !a.raised && a.barrio == 9));
+        let looks = (APART_FOR.as_secs() / 2) as usize;
+        for k in 0..=looks {
+            assert!(sample(&mut c, 9, &other, &calm(k)).is_empty(), "quiet at look {k}");
+        }
         assert!(!c.alarmed(), "learning the new barrio");
+        assert_eq!(c.restarted, 1);
         assert_eq!(c.restarted, 1);
     }
 

@@ -78,6 +78,11 @@ pub(crate) const KEEP: f64 = 1.25;
 /// (planet, at 3 radii: 1 038 honest slots refused in 10 min, 0.8 % of the pairs disagreeing
 /// for minutes): this only refuses claims no fold explains.
 const SPAN: f64 = 8.0;
+/// The mismatch check is made only between coordinates whose error estimates are at most this
+/// (a settled coordinate may still be off by half its distances: planet refused 251–301 honest
+/// slots over 18 min at 8 radii and any settled error, and a refused slot stays stale until its
+/// author's next one).
+const MISMATCH_ERROR: f64 = 0.25;
 /// A barrio's coherence is watched only with at least this many members' health (a smaller
 /// one's "health" is one or two peers' own links, and their noise is not a regional fault:
 /// planet's one-member barrios raised 3 false alarms per barrio-day).
@@ -276,12 +281,20 @@ impl Barrios {
         }
         let radius = core.config.barrio_radius.as_secs_f64();
         if s.barrio != 0 && s.barrio != rank(&ev.author()) && radius > 0.0 {
-            let far = core.store.authors_prefixed(s.barrio).any(|head| {
-                let at = self.slots.slot(&head).map(|s| s.coordinate);
-                at.or_else(|| published_coordinate(&core.store, head)).is_some_and(|h| {
-                    settled(&h) && settled(&c) && h.distance_secs(&c) > radius * SPAN
-                })
-            });
+            // Far from every place the head said it was (its slot, its newest newspaper), by
+            // coordinates that both claim to be good.
+            let sure = |x: &Coordinate| x.error <= MISMATCH_ERROR;
+            let far = sure(&c)
+                && core.store.authors_prefixed(s.barrio).any(|head| {
+                    let places = [
+                        self.slots.slot(&head).map(|s| s.coordinate),
+                        published_coordinate(&core.store, head),
+                    ];
+                    let places = places.into_iter().flatten();
+                    let mut places = places.peekable();
+                    places.peek().is_some()
+                        && places.all(|h| sure(&h) && h.distance_secs(&c) > radius * SPAN)
+                });
             if far {
                 return Err("barrio_slot_mismatch");
             }
@@ -366,9 +379,10 @@ impl Barrios {
         let mut keep = self.head == Some(core.me);
         // The head before is still a head and held, but too far.
         let mut far = false;
-        // While this peer's barrio is alarmed it stays: the alarm is about it.
+        // While this peer's barrio is alarmed it stays, whatever its head's distance or
+        // slot: the alarm is about it (a fault moves coordinates and slows links).
         let hold = self.coherence.alarmed();
-        if hold && keep {
+        if hold && self.head.is_some_and(|h| keep || self.slots.slot(&h).is_some()) {
             return (self.head, Why::Gone);
         }
         let mut best = core.me;

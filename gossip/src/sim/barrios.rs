@@ -88,6 +88,10 @@ pub struct BarrioReport {
     /// Seconds from the fault's end until none of them was alarmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clear_s: Option<f64>,
+    /// During the fault, (seconds since its start, share of its members alarmed) at each
+    /// sample where the share changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarm_during: Vec<(f64, f64)>,
     /// The per-peer threshold baseline's alarms, judged alike (see the module docs).
     #[serde(default)]
     pub threshold: AlarmFigures,
@@ -109,6 +113,10 @@ pub struct AlarmFigures {
     pub alarm_share_max: Option<f64>,
     /// Seconds from the fault's end until none of them was alarmed.
     pub clear_s: Option<f64>,
+    /// During the fault, (seconds since its start, share of them alarmed) at each sample
+    /// where the share changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub during: Vec<(f64, f64)>,
 }
 
 /// A peer is alarmed by the per-peer threshold while its RTT is over this multiple of its
@@ -198,6 +206,9 @@ impl AlarmTrack {
             let secs = |from: u64| now_us.saturating_sub(from) as f64 / 1e6;
             match end {
                 None => {
+                    if f.during.last().is_none_or(|(_, s)| *s != share) {
+                        f.during.push((secs(*start), share));
+                    }
                     let max = f.alarm_share_max.get_or_insert(0.0);
                     *max = max.max(share);
                     if share >= 0.99 && f.alarm_99_s.is_none() {
@@ -375,6 +386,7 @@ impl BarrioWatch {
         r.alarm_99_s = c.alarm_99_s;
         r.alarm_share_max = c.alarm_share_max;
         r.clear_s = c.clear_s;
+        r.alarm_during = c.during;
         r.threshold = self.threshold.report(days * r.barrios as f64);
         r
     }
