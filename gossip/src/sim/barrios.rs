@@ -92,6 +92,10 @@ pub struct BarrioReport {
     /// sample where the share changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alarm_during: Vec<(f64, f64)>,
+    /// The first false alarms: (seconds into the run, peer index, peers alarmed then, of
+    /// which degraded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub false_alarms_at: Vec<(f64, u32, usize, usize)>,
     /// The per-peer threshold baseline's alarms, judged alike (see the module docs).
     #[serde(default)]
     pub threshold: AlarmFigures,
@@ -117,7 +121,14 @@ pub struct AlarmFigures {
     /// where the share changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub during: Vec<(f64, f64)>,
+    /// The first [`FALSE_LISTED`] false alarms: (seconds into the run, peer index, the
+    /// barrio's alarmed peers at that sample, among them degraded ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub false_at: Vec<(f64, u32, usize, usize)>,
 }
+
+/// False alarms listed in a report at most.
+pub const FALSE_LISTED: usize = 100;
 
 /// A peer is alarmed by the per-peer threshold while its RTT is over this multiple of its
 /// median before the steady state.
@@ -197,6 +208,11 @@ impl AlarmTrack {
             let honest = degraded.is_some_and(|(m, start, _)| m.contains(p) && now_us >= *start);
             if !honest {
                 f.false_alarms += 1;
+                if f.false_at.len() < FALSE_LISTED {
+                    let with = degraded
+                        .map_or(0, |(m, _, _)| now.iter().filter(|q| m.contains(q)).count());
+                    f.false_at.push((now_us as f64 / 1e6, *p, now.len(), with));
+                }
             }
         }
         if let Some((members, start, end)) = degraded {
@@ -387,6 +403,7 @@ impl BarrioWatch {
         r.alarm_share_max = c.alarm_share_max;
         r.clear_s = c.clear_s;
         r.alarm_during = c.during;
+        r.false_alarms_at = c.false_at;
         r.threshold = self.threshold.report(days * r.barrios as f64);
         r
     }
