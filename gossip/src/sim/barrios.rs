@@ -121,8 +121,8 @@ pub struct AlarmFigures {
     /// where the share changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub during: Vec<(f64, f64)>,
-    /// The first [`FALSE_LISTED`] false alarms: (seconds into the run, peer index, the
-    /// barrio's alarmed peers at that sample, among them degraded ones).
+    /// The first [`FALSE_LISTED`] false alarms: (seconds into the run, peer index, peers
+    /// alarmed at that sample, of which degraded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub false_at: Vec<(f64, u32, usize, usize)>,
 }
