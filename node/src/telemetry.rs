@@ -168,6 +168,17 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "time to commit a store transaction (fsync included)",
     ),
     ("vecino_store_events", "gauge", "events held in the store"),
+    ("vecino_store_file_bytes", "gauge", "size of the store file"),
+    (
+        "vecino_store_allocated_bytes",
+        "gauge",
+        "bytes of the store file's pages in use (the rest is free space redb reuses)",
+    ),
+    (
+        "vecino_store_compactions_total",
+        "counter",
+        "compactions of the store file (done when at least half of it, and 8 MiB, is free)",
+    ),
     ("vecino_uptime_seconds", "gauge", "seconds since the node started"),
     (
         "vecino_barrio_members",

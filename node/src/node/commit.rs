@@ -265,11 +265,7 @@ impl Node {
     /// Commits the pending batch, then releases what waited for it.
     pub(super) fn flush(&mut self) {
         let store = &self.store;
-        let kept = Kept {
-            posts: self.cfg.posts_kept,
-            posts_bytes: self.cfg.gossip.max_log_bytes as u64,
-            postcards: self.cfg.postcards_kept,
-        };
+        let kept = Kept { posts: self.cfg.posts_kept, postcards: self.cfg.postcards_kept };
         let result = self.batch.commit(|ops, writes| {
             let started = std::time::Instant::now();
             let result = tokio::task::block_in_place(|| store.commit(ops, writes, kept));

@@ -77,6 +77,8 @@ pub const API_QUEUE: usize = 64;
 pub const EVENT_BUFFER: usize = 1024;
 /// How often a moved coordinate is saved (a `kill -9` loses at most this much settling).
 const COORDINATE_SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often the store file's size is looked at (and the file compacted when mostly free).
+const STORE_TIDY_EVERY: Duration = Duration::from_secs(60);
 /// API replies waiting for the engine's answer at most (see `Node::replies`).
 const MAX_PENDING_REPLIES: usize = 64;
 /// While the store cannot be written (a full disk), a write is tried this often.
@@ -171,6 +173,8 @@ pub struct Node {
     last_coordinate: Option<Coordinate>,
     /// The coordinate last saved to the store, and when.
     saved_coordinate: (Option<Coordinate>, Instant),
+    /// When the store file was last looked at (see [`STORE_TIDY_EVERY`]).
+    store_tidied: Instant,
     failed: Option<anyhow::Error>,
     /// Set while the store cannot be written: the node then serves reads and refuses writes,
     /// feeds the engine nothing, and tries the write again every [`STORE_RETRY`].
@@ -282,6 +286,7 @@ impl Node {
             api_addr,
             last_coordinate: None,
             saved_coordinate: (saved, Instant::now()),
+            store_tidied: Instant::now(),
             failed: None,
             store_down: None,
         };
@@ -477,6 +482,35 @@ impl Node {
         }
         self.save_coordinate(false);
         self.record_gauges();
+        if now.duration_since(self.store_tidied) >= STORE_TIDY_EVERY {
+            self.store_tidied = now;
+            self.tidy_store();
+        }
+    }
+
+    /// Measures the store file, and compacts it when most of it is free pages.
+    fn tidy_store(&mut self) {
+        let store = &self.store;
+        match tokio::task::block_in_place(|| store.compact_if_worth_it()) {
+            Ok(Some((before, after))) => {
+                tracing::info!(
+                    file_before = before.file,
+                    file_after = after.file,
+                    in_use = after.allocated,
+                    "compacted the store file"
+                );
+                metrics::counter!("vecino_store_compactions_total").increment(1);
+                metrics::gauge!("vecino_store_file_bytes").set(after.file as f64);
+                metrics::gauge!("vecino_store_allocated_bytes").set(after.allocated as f64);
+            }
+            Ok(None) => {
+                if let Ok(u) = store.usage() {
+                    metrics::gauge!("vecino_store_file_bytes").set(u.file as f64);
+                    metrics::gauge!("vecino_store_allocated_bytes").set(u.allocated as f64);
+                }
+            }
+            Err(e) => tracing::warn!("cannot compact the store: {e}"),
+        }
     }
 
     /// Saves the coordinate when it moved, at most every [`COORDINATE_SAVE_EVERY`] unless
