@@ -293,6 +293,12 @@ enum SetupError {
         "no directory {dir} for the key file {key}; `vecino init --key {key}` creates a new identity there, or `vecino run --init`"
     )]
     NoKeyDir { dir: PathBuf, key: PathBuf },
+    /// The data directory holds a store (a peer's history) but the key is missing: most
+    /// likely a typo in `--key`; a new identity would take over another's history.
+    #[error(
+        "no key file at {key}, but {store} holds a peer's history; point --key at that peer's key, or `vecino run --init` to start a new identity on it"
+    )]
+    NoKeyForStore { key: PathBuf, store: PathBuf },
     /// The data directory is a file.
     #[error("data directory {0} is not a directory")]
     NotADir(PathBuf),
@@ -331,6 +337,10 @@ fn prepare_dirs(cfg: &Config, init: bool, create: bool) -> Result<(), SetupError
         Err(e) => return Err(io(&cfg.data_dir)(e)),
     }
     if !init && std::fs::symlink_metadata(&cfg.key).is_err() {
+        let store = cfg.data_dir.join(vecino::config::STORE_FILE);
+        if store.exists() {
+            return Err(SetupError::NoKeyForStore { key: cfg.key.clone(), store });
+        }
         let dir = cfg.key.parent().filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = dir
             && dir != cfg.data_dir
@@ -381,6 +391,27 @@ fn init(
     Ok(())
 }
 
+/// Raises the soft open-file limit to the hard one (as Go's runtime and most servers do: a
+/// shell's default of 1024, or a `ulimit -n 256`, would otherwise let a burst of connections
+/// starve the API's accept), and warns, with the numbers, when even the hard limit is below
+/// what this configuration may hold open.
+fn raise_open_file_limit(cfg: &Config) {
+    // Transport connections (connection_limits: 4 per link slot and 64 more established,
+    // pending each way), API connections, and a margin for the store, listeners, DNS and logs.
+    let pending = 2 * vecino::transport::MAX_PENDING_CONNECTIONS as usize;
+    let want = (4 * cfg.gossip.max_links + 64 + pending + cfg.api_max_connections + 64) as u64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < want => tracing::warn!(
+            limit,
+            want,
+            "the open-file limit is below what this node may hold open; a flood of connections \
+             can starve its API (raise it: `ulimit -n`, or LimitNOFILE= under systemd)"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 fn run_node(
     config: Option<&Path>,
     check: bool,
@@ -405,6 +436,7 @@ fn run_node(
     }
     prepare_dirs(&cfg, init, true)?;
     telemetry::init_logs(&cfg.log, cfg.log_format);
+    raise_open_file_limit(&cfg);
     let metrics = telemetry::init_metrics()?;
     let (identity, created) = keyfile::load_or_create(&cfg.key)?;
     if created {
@@ -836,8 +868,8 @@ fn status(c: &ClientArgs) -> anyhow::Result<()> {
     outln!("name:      {}", cell(&v["name"]));
     outln!("version:   {}   uptime {}s", cell(&v["version"]), cell(&v["uptime_s"]));
     outln!("api:       http://{}", cell(&v["api"]));
-    for a in v["advertise"].as_array().into_iter().flatten() {
-        outln!("address:   {}", cell(a));
+    for a in v["dial"].as_array().into_iter().flatten() {
+        outln!("dial:      {}", cell(a));
     }
     outln!(
         "members:   {} alive, {} left",

@@ -104,7 +104,8 @@ fn run_check_config_prints_settings_and_names_bad_keys() {
 fn run_refuses_a_store_that_is_not_ours() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("node");
-    std::fs::create_dir_all(&data).unwrap();
+    let made = vecino(&["init", "--data-dir", data.to_str().unwrap()], home.path());
+    assert!(made.status.success(), "{}", stderr(&made));
     std::fs::write(data.join("vecino.redb"), vec![0x42; 8192]).unwrap();
     let out = vecino(
         &[
@@ -205,6 +206,34 @@ fn a_missing_data_dir_given_explicitly_is_an_error_not_a_new_peer() {
         stderr(&out)
     );
     assert!(!home.path().join("keys").exists());
+}
+
+/// A data directory that holds a peer's store but not the key named (a typo in `--key`, or
+/// the key moved away) is an error, not a new identity taking over the history; `--init`
+/// asks for one.
+#[test]
+fn a_store_without_its_key_is_an_error_not_a_new_peer() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("node");
+    let d = dir.to_str().unwrap();
+    let first = run_until_up(&["--data-dir", d, "--init"], home.path()).unwrap();
+    assert!(dir.join("vecino.redb").is_file());
+    let typo = dir.join("identiy.pem");
+    let t = typo.to_str().unwrap();
+    let out = vecino(&["run", "--data-dir", d, "--key", t, "--api", "127.0.0.1:0"], home.path());
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr(&out).trim(),
+        format!(
+            "error: no key file at {t}, but {} holds a peer's history; point --key at that peer's key, or `vecino run --init` to start a new identity on it",
+            dir.join("vecino.redb").display()
+        )
+    );
+    assert!(!typo.exists(), "no key was made");
+    let again = run_until_up(&["--data-dir", d], home.path()).unwrap();
+    assert_eq!(peer_of(&again), peer_of(&first), "the right key still runs");
+    let new = run_until_up(&["--data-dir", d, "--key", t, "--init"], home.path()).unwrap();
+    assert_ne!(peer_of(&new), peer_of(&first), "--init makes the new identity asked for");
 }
 
 #[test]
