@@ -44,17 +44,19 @@ impl Counters {
     }
 }
 
-/// The address `p` listens on for `transport` ("tcp" or "quic-v1"), with its peer id.
+/// The address `p` says it is dialled on for `transport` ("tcp" or "quic-v1"), as
+/// `/v1/status` gives it: a full multiaddr with its peer id, pasted as is into `--bootstrap`.
 fn addr(p: &Peer, transport: &str) -> String {
     let status = p.get("/v1/status");
-    let a = status["advertise"]
+    let a = status["dial"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|a| a.as_str())
-        .find(|a| a.contains(&format!("/{transport}")))
+        .find(|a| a.contains(&format!("/{transport}/")))
         .unwrap_or_else(|| panic!("no {transport} address in {status}"));
-    format!("{a}/p2p/{}", p.peer_id)
+    assert!(a.ends_with(&format!("/p2p/{}", p.peer_id)), "{a}");
+    a.to_string()
 }
 
 /// b joins a over `transport` (index `k`: 0 tcp, 1 quic) and a sends it posts of a known size.

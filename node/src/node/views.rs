@@ -73,6 +73,19 @@ pub(super) struct Facts<'a> {
     pub(super) shim: Option<&'a Shim>,
 }
 
+/// Where other peers dial this one, each a full multiaddr ending in `/p2p/<peer id>` (what
+/// `--bootstrap` takes): the advertised addresses when there are any, else the listening ones
+/// (an unspecified bind shows as each interface's address).
+fn dial_addresses(f: &Facts<'_>) -> Vec<String> {
+    let p2p = format!("/p2p/{}", f.peer_id);
+    let with_id = |a: &str| if a.contains("/p2p/") { a.to_string() } else { format!("{a}{p2p}") };
+    if f.advertised.is_empty() {
+        f.listen.iter().map(|a| with_id(&a.to_string())).collect()
+    } else {
+        f.advertised.iter().map(|a| with_id(a)).collect()
+    }
+}
+
 /// `GET /v1/status`.
 pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
     let members = engine.members();
@@ -89,6 +102,7 @@ pub(super) fn status(engine: &Engine<ChaCha20Rng>, f: &Facts<'_>) -> Value {
         "uptime_s": f.uptime.as_secs(),
         "listen": f.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "advertise": f.advertised,
+        "dial": dial_addresses(f),
         "api": f.api_addr.to_string(),
         "data_dir": f.data_dir.display().to_string(),
         "members": {"alive": members.len() - left + 1, "left": left},
