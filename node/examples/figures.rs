@@ -9,6 +9,7 @@
 //! target/release/examples/figures sigflood [--secs 5]
 //! target/release/examples/figures reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60]
 //! target/release/examples/figures conns [--n 2000] [--hold-secs 20]
+//! target/release/examples/figures fds [--n 1000] [--nofile 256] [--hold-secs 20]
 //! ```
 //!
 //! `mesh`: N peers with link-shim latencies from an RTT matrix (rows spread over the file;
@@ -51,6 +52,13 @@
 //! `conns`: one key opens `--n` connections (TCP + noise + yamux) to a node and holds them
 //! `--hold-secs`; prints how many the node kept, its peak RSS and the slowest `GET /v1/status`
 //! meanwhile (the probe: 2 000 held, 90 MiB).
+//!
+//! `fds`: the probe's low file limit. Two nodes start with a soft open-file limit of
+//! `--nofile`: one keeps its raised hard limit (what a shell's `ulimit -Sn` leaves), the
+//! other has both lowered to `--nofile` once up (`prlimit`: nothing to raise to); `--n`
+//! bare TCP connections (no handshake) are opened to each and held `--hold-secs`. Prints each
+//! node's limit, its most open files, and the slowest `GET /v1/status` meanwhile (the probe,
+//! under `ulimit -n 256` and 1 000 connections: 9.0 s).
 //! Every loop here is bounded in count and time and stops by itself.
 #![allow(clippy::print_stdout, clippy::cast_precision_loss)]
 
@@ -519,8 +527,9 @@ fn main() {
         Some("sigflood") => sigflood(&args),
         Some("reflect") => reflect(&args),
         Some("conns") => conns(&args),
+        Some("fds") => fds(&args),
         _ => eprintln!(
-            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] [--nft] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60] | conns [--n 2000] [--hold-secs 20]"
+            "usage: figures mesh [--n 20] [--matrix PATH] [--settle-secs 180] [--peer-args FLAGS] [--nft] | ingest [--events N] | flood [--secs 60] [--bytes N] [--nul] [--baseline-secs 15] | eclipse [--keys 500] [--rate 100] [--hold-secs 20] | sigflood [--secs 5] | reflect [--keys 120] [--rate 4] [--hold-secs 3] [--watch-secs 60] | conns [--n 2000] [--hold-secs 20] | fds [--n 1000] [--nofile 256] [--hold-secs 20]"
         ),
     }
 }
@@ -582,7 +591,7 @@ fn flood(args: &[String]) {
     let fill = if nul { "NUL" } else { "x" };
     println!("flood: one author posting {bytes}-byte posts of {fill} at full rate");
     println!(
-        "| run | secs | posts accepted | received | receiver peak RSS MiB | receiver store MiB | posts held (API) | forgotten (author_share / total / gap given up) | receiver up |"
+        "| run | secs | posts accepted | received | receiver peak RSS MiB | receiver store file MiB: peak / end / after its next tidy (pages in use) | posts held (API) | forgotten (author_share / total / gap given up) | receiver up |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     flood_run("budgets (defaults)", secs, bytes, nul, &[]);
@@ -603,6 +612,8 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     let end = Instant::now() + Duration::from_secs(secs);
     let accepted = std::sync::atomic::AtomicU64::new(0);
     let mut peak_kib = 0;
+    let store_len = || std::fs::metadata(b.dir.join("vecino.redb")).map_or(0, |m| m.len());
+    let mut peak_store = 0;
     std::thread::scope(|s| {
         for _ in 0..4 {
             s.spawn(|| {
@@ -617,6 +628,7 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
         }
         while Instant::now() < end {
             peak_kib = peak_kib.max(rss_kib(b_pid).1);
+            peak_store = peak_store.max(store_len());
             std::thread::sleep(Duration::from_millis(200));
         }
     });
@@ -629,6 +641,7 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
     let settle = Instant::now() + Duration::from_secs(30);
     while Instant::now() < settle && received(&b) < accepted as f64 {
         peak_kib = peak_kib.max(rss_kib(b_pid).1);
+        peak_store = peak_store.max(store_len());
         std::thread::sleep(Duration::from_millis(500));
     }
     peak_kib = peak_kib.max(rss_kib(b_pid).1);
@@ -647,7 +660,24 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
         held += n;
         since = page["next"].as_u64().unwrap_or(u64::MAX);
     }
-    let store = std::fs::metadata(b.dir.join("vecino.redb")).map_or(0, |m| m.len());
+    let store = store_len();
+    // The node looks at its file every minute (compacting it when mostly free): wait for the
+    // next look, seen as the in-use gauge changing (bounded).
+    let gauge = |name: &str| {
+        let m = b.client().get_text("/metrics").unwrap_or_default();
+        common::metric_in(&m, name, "")
+    };
+    let in_use_before = gauge("vecino_store_allocated_bytes");
+    let compactions_before = gauge("vecino_store_compactions_total");
+    let tidy_by = Instant::now() + Duration::from_secs(65);
+    while Instant::now() < tidy_by
+        && gauge("vecino_store_allocated_bytes") == in_use_before
+        && gauge("vecino_store_compactions_total") == compactions_before
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (tidied, in_use) = (store_len(), gauge("vecino_store_allocated_bytes"));
+    let compacted = gauge("vecino_store_compactions_total");
     let up = b.client().get("/v1/status").is_ok();
     if std::env::var_os("FLOOD_DEBUG").is_some() {
         eprintln!("receiver links: {}", b.get("/v1/links"));
@@ -669,10 +699,13 @@ fn flood_run(label: &str, secs: u64, bytes: usize, nul: bool, extra: &[&str]) {
         }
     }
     println!(
-        "| {label} | {secs} | {accepted} | {} | {:.0} | {:.1} | {held} | {:.0} / {:.0} / {:.0} | {} |",
+        "| {label} | {secs} | {accepted} | {} | {:.0} | {:.1} / {:.1} / {:.1} ({:.1}; {compacted} compactions) | {held} | {:.0} / {:.0} / {:.0} | {} |",
         received(&b),
         peak_kib as f64 / 1024.0,
+        peak_store as f64 / f64::from(1 << 20),
         store as f64 / f64::from(1 << 20),
+        tidied as f64 / f64::from(1 << 20),
+        in_use / f64::from(1 << 20),
         forgot("author_share"),
         forgot("total"),
         forgot("gap_given_up"),
@@ -991,4 +1024,82 @@ fn conns(args: &[String]) {
         "| {most} | {open} | {refused} | {denied:.0} | {:.0} | {worst_ms:.0} ms |",
         peak as f64 / 1024.0
     );
+}
+
+/// A process's open-file limit (soft, hard) and its open files, from /proc.
+fn files_of(pid: u32) -> (String, usize) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    let limit = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" / "))
+        .unwrap_or_default();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count);
+    (limit, open)
+}
+
+/// `fds` (see the module docs).
+fn fds(args: &[String]) {
+    use rlimit::Resource;
+    let n = arg(args, "--n", 1000usize);
+    let nofile = arg(args, "--nofile", 256u64);
+    let hold = Duration::from_secs(arg(args, "--hold-secs", 20u64));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (soft, hard) = Resource::NOFILE.get().expect("getrlimit");
+    // Both nodes inherit a soft limit of `nofile`; this process takes its own back after.
+    Resource::NOFILE.set(nofile, hard).expect("setrlimit");
+    let raised = Peer::start("raised", &tmp.path().join("raised"), &[], &[]);
+    let capped = Peer::start("capped", &tmp.path().join("capped"), &[], &[]);
+    Resource::NOFILE.set(soft.max(4 * n as u64 + 256).min(hard), hard).expect("setrlimit");
+    let capped_pid = capped.pid().expect("running");
+    let limit = format!("--nofile={nofile}:{nofile}");
+    let pid = capped_pid.to_string();
+    let lowered = std::process::Command::new("prlimit").args(["--pid", &pid, &limit]).status();
+    assert!(lowered.is_ok_and(|s| s.success()), "prlimit failed (util-linux)");
+    println!(
+        "fds: {n} bare TCP connections held {}s against nodes started under a soft open-file limit of {nofile}",
+        hold.as_secs()
+    );
+    println!(
+        "| node | open-file limit soft / hard | connects that succeeded | most open files | slowest GET /v1/status | up after |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (label, p) in
+        [("raised (hard limit left high)", &raised), ("capped (hard limit lowered)", &capped)]
+    {
+        let pid = p.pid().expect("running");
+        let port: u16 = p
+            .addr
+            .split("/tcp/")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .and_then(|x| x.parse().ok())
+            .expect("tcp port");
+        let (limit, _) = files_of(pid);
+        let mut held = Vec::with_capacity(n);
+        let t0 = Instant::now();
+        let (mut worst_ms, mut most) = (0.0f64, 0usize);
+        for _ in 0..n {
+            if let Ok(c) = std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                Duration::from_millis(500),
+            ) {
+                held.push(c);
+            }
+        }
+        let connected = held.len();
+        while t0.elapsed() < hold {
+            let t = Instant::now();
+            let _ = p.client().get("/v1/status");
+            worst_ms = worst_ms.max(t.elapsed().as_secs_f64() * 1000.0);
+            most = most.max(files_of(pid).1);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        drop(held);
+        let up = p.client().get("/v1/status").is_ok();
+        println!(
+            "| {label} | {limit} | {connected} of {n} | {most} | {worst_ms:.0} ms | {} |",
+            if up { "yes" } else { "NO" }
+        );
+    }
 }
