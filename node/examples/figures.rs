@@ -941,6 +941,8 @@ fn reflect(args: &[String]) {
     let m = a.client().get_text("/metrics").unwrap_or_default();
     let dials = common::metric_in(&m, "vecino_transport_dials_total", "") - dials0;
     let refused = common::metric_in(&m, "vecino_transport_addrs_refused_total", "");
+    // That the node heard the sink's addresses at all (else 0 connects proves nothing).
+    let announced = common::metric_in(&m, "vecino_transport_addrs_announced_total", "");
     let total_s = t0.elapsed().as_secs_f64();
     let n = connects.load(Ordering::Relaxed);
     println!(
@@ -949,11 +951,11 @@ fn reflect(args: &[String]) {
         watch.as_secs()
     );
     println!(
-        "| connects at the sink | per key | per minute | dials by the node (all) | announced addresses not kept | attack / watched |"
+        "| connects at the sink | per key | per minute | dials by the node (all) | addresses announced to it (identify) | announced addresses not kept | attack / watched |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     println!(
-        "| {n} | {:.2} | {:.1} | {dials:.0} | {refused:.0} | {attack_s:.0} s / {total_s:.0} s |",
+        "| {n} | {:.2} | {:.1} | {dials:.0} | {announced:.0} | {refused:.0} | {attack_s:.0} s / {total_s:.0} s |",
         n as f64 / keys as f64,
         n as f64 / (total_s / 60.0),
     );

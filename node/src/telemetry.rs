@@ -132,6 +132,11 @@ pub const SERIES: &[(&str, &str, &str)] = &[
         "dials not made: past the dial budget for peers other than the bootstrap ones",
     ),
     (
+        "vecino_transport_addrs_announced_total",
+        "counter",
+        "addresses peers announced to this node (identify), before the plausibility check",
+    ),
+    (
         "vecino_transport_addrs_refused_total",
         "counter",
         "announced addresses not dialled, by reason (implausible: not where the peer connects from; scope: loopback or private where this node is not)",

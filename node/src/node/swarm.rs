@@ -190,6 +190,8 @@ impl Node {
                     .take(vecino_proto::limits::MAX_ADDRS)
                     .map(|a| strip_p2p(a).0)
                     .partition(|a| super::reach::ip_of(a).is_some_and(|ip| observed.contains(&ip)));
+                metrics::counter!("vecino_transport_addrs_announced_total")
+                    .increment((plausible.len() + implausible.len()) as u64);
                 if !implausible.is_empty() {
                     metrics::counter!("vecino_transport_addrs_refused_total", "reason" => "implausible")
                         .increment(implausible.len() as u64);
