@@ -153,36 +153,43 @@ impl PostRecord {
     }
 }
 
-/// A `POSTS` value: a tag, whether the post is this node's own, and the post's `EVENTS` key.
+/// A `POSTS` value: a tag, whether the post is this node's own, the post's `EVENTS` key, then
+/// its topic (≤ 128 bytes, so that a listing by topic reads only the posts it returns).
 const POST_REF_TAG: u8 = b'r';
-/// The length of a `POSTS` value.
+/// The length of a `POSTS` value before the topic.
 const POST_REF_BYTES: usize = 2 + 44;
 
-/// Where a delivered post is: its `EVENTS` key (author, stream, seq) and whether it is ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a delivered post is: its `EVENTS` key (author, stream, seq), whether it is ours, and
+/// its topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct PostRef {
     key: [u8; 44],
     own: bool,
+    topic: String,
 }
 
 impl PostRef {
-    fn new(author: &AuthorKey, seq: u64, own: bool) -> Self {
-        PostRef { key: event_key(author, pb::Stream::Post, seq), own }
+    fn new(author: &AuthorKey, seq: u64, own: bool, topic: &str) -> Self {
+        PostRef { key: event_key(author, pb::Stream::Post, seq), own, topic: topic.to_owned() }
     }
 
-    fn encode(&self) -> [u8; POST_REF_BYTES] {
-        let mut b = [0; POST_REF_BYTES];
-        b[0] = POST_REF_TAG;
-        b[1] = u8::from(self.own);
-        b[2..].copy_from_slice(&self.key);
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(POST_REF_BYTES + self.topic.len());
+        b.extend_from_slice(&[POST_REF_TAG, u8::from(self.own)]);
+        b.extend_from_slice(&self.key);
+        b.extend_from_slice(self.topic.as_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != POST_REF_BYTES || b[0] != POST_REF_TAG || b[1] > 1 {
+        if b.len() < POST_REF_BYTES || b[0] != POST_REF_TAG || b[1] > 1 {
             return None;
         }
-        Some(PostRef { key: b[2..].try_into().ok()?, own: b[1] == 1 })
+        Some(PostRef {
+            key: b[2..POST_REF_BYTES].try_into().ok()?,
+            own: b[1] == 1,
+            topic: String::from_utf8(b[POST_REF_BYTES..].to_vec()).ok()?,
+        })
     }
 
     /// The `POST_CURSORS` key of this post.
@@ -311,7 +318,7 @@ fn migrate_v1(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
         let r = record.and_then(|p| Some((hex_author(&p.author)?, p)));
         match r {
             Some((author, p)) => {
-                let r = PostRef::new(&author, p.seq, p.own);
+                let r = PostRef::new(&author, p.seq, p.own, &p.topic);
                 if events.get(r.key.as_slice())?.is_some() {
                     table.insert(cursor, r.encode().as_slice())?;
                 } else {
@@ -400,29 +407,27 @@ impl Store {
 
     /// Compacts the file when most of it is free pages (see [`Usage::worth_compacting`]):
     /// redb reuses freed pages but never gives them back, so one flood past the budgets would
-    /// otherwise leave its high-water mark on the disk for good. In place for every clone, as
-    /// [`Store::reopen`]: waits (up to a second) for reads under way, which meanwhile get
-    /// [`StoreError::Reopening`]. Returns the usage before and after, or `None` when not worth
-    /// it.
-    pub fn compact_if_worth_it(&self) -> Result<Option<(Usage, Usage)>, StoreError> {
+    /// otherwise leave its high-water mark on the disk for good. In place for every clone:
+    /// waits (up to a second) for reads under way to let go of the handle, and reads started
+    /// meanwhile wait for the compaction. Returns the usage before, and after when compacted.
+    pub fn compact_if_worth_it(&self) -> Result<(Usage, Option<Usage>), StoreError> {
         let before = self.usage()?;
         if !before.worth_compacting() {
-            return Ok(None);
+            return Ok((before, None));
         }
         let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(mut shared) = slot.take() else { return Err(StoreError::Reopening) };
+        let Some(shared) = slot.as_mut() else { return Err(StoreError::Reopening) };
         let mut done = Err(StoreError::Reopening);
         for _ in 0..100 {
-            if let Some(db) = Arc::get_mut(&mut shared) {
+            if let Some(db) = Arc::get_mut(shared) {
                 done = db.compact().map_err(|e| StoreError::Db(e.into()));
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        *slot = Some(shared);
         drop(slot);
         done?;
-        Ok(Some((before, self.usage()?)))
+        Ok((before, Some(self.usage()?)))
     }
 
     /// Opens the store at `path`, creating it if there is no file.
@@ -526,7 +531,7 @@ impl Store {
                 let mut index = tx.open_table(POST_CURSORS)?;
                 for p in posts {
                     let Some(author) = hex_author(&p.author) else { continue };
-                    let r = PostRef::new(&author, p.seq, p.own);
+                    let r = PostRef::new(&author, p.seq, p.own, &p.topic);
                     table.insert(p.cursor, r.encode().as_slice())?;
                     index.insert(post_index_key(&p.author, p.seq).as_str(), p.cursor)?;
                 }
@@ -658,16 +663,17 @@ impl Store {
         for row in table.range(since.saturating_add(1)..)? {
             let (cursor, v) = row?;
             let Some(r) = PostRef::decode(v.value()) else { continue };
+            if topic.is_some_and(|t| t != r.topic) {
+                continue;
+            }
             let Some(envelope) = events.get(r.key.as_slice())? else { continue };
             let Ok(ev) = verifier.verify_stored(Bytes::copy_from_slice(envelope.value())) else {
                 continue;
             };
             let Some(p) = PostRecord::of(cursor.value(), &ev, r.own) else { continue };
-            if topic.is_none_or(|t| t == p.topic) {
-                out.push(p);
-                if out.len() >= limit {
-                    break;
-                }
+            out.push(p);
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)
@@ -929,19 +935,20 @@ mod tests {
         for chunk in ops.chunks(100) {
             s.commit(chunk, &Writes::default(), KEEP_ALL).unwrap();
         }
-        assert_eq!(s.compact_if_worth_it().unwrap(), None, "nothing free yet");
+        assert_eq!(s.compact_if_worth_it().unwrap().1, None, "nothing free yet");
         let forget: Vec<StoreOp> = (1..=990)
             .map(|seq| StoreOp::Delete { author: a.public(), stream: pb::Stream::Post, seq })
             .collect();
         s.commit(&forget, &Writes::default(), KEEP_ALL).unwrap();
-        let (before, after) = s.compact_if_worth_it().unwrap().expect("worth compacting");
+        let (before, after) = s.compact_if_worth_it().unwrap();
+        let after = after.expect("worth compacting");
         assert!(before.file > 30 << 20, "{before:?}");
         assert!(after.file * 4 < before.file, "{before:?} -> {after:?}");
         assert_eq!(after.file, std::fs::metadata(&path).unwrap().len());
         assert_eq!(reader.event_count().unwrap(), 10);
         s.commit(&ops[..1], &Writes::default(), KEEP_ALL).unwrap();
         assert_eq!(reader.event_count().unwrap(), 11);
-        assert_eq!(s.compact_if_worth_it().unwrap(), None, "compact now");
+        assert_eq!(s.compact_if_worth_it().unwrap().1, None, "compact now");
     }
 
     /// A schema-1 store (each delivered post's JSON in `POSTS`) opens as schema 2: its posts

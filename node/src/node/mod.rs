@@ -491,8 +491,8 @@ impl Node {
     /// Measures the store file, and compacts it when most of it is free pages.
     fn tidy_store(&mut self) {
         let store = &self.store;
-        match tokio::task::block_in_place(|| store.compact_if_worth_it()) {
-            Ok(Some((before, after))) => {
+        let usage = match tokio::task::block_in_place(|| store.compact_if_worth_it()) {
+            Ok((before, Some(after))) => {
                 tracing::info!(
                     file_before = before.file,
                     file_after = after.file,
@@ -500,17 +500,16 @@ impl Node {
                     "compacted the store file"
                 );
                 metrics::counter!("vecino_store_compactions_total").increment(1);
-                metrics::gauge!("vecino_store_file_bytes").set(after.file as f64);
-                metrics::gauge!("vecino_store_allocated_bytes").set(after.allocated as f64);
+                after
             }
-            Ok(None) => {
-                if let Ok(u) = store.usage() {
-                    metrics::gauge!("vecino_store_file_bytes").set(u.file as f64);
-                    metrics::gauge!("vecino_store_allocated_bytes").set(u.allocated as f64);
-                }
+            Ok((usage, None)) => usage,
+            Err(e) => {
+                tracing::warn!("cannot compact the store: {e}");
+                return;
             }
-            Err(e) => tracing::warn!("cannot compact the store: {e}"),
-        }
+        };
+        metrics::gauge!("vecino_store_file_bytes").set(usage.file as f64);
+        metrics::gauge!("vecino_store_allocated_bytes").set(usage.allocated as f64);
     }
 
     /// Saves the coordinate when it moved, at most every [`COORDINATE_SAVE_EVERY`] unless
