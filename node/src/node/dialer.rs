@@ -44,6 +44,12 @@ const BOOK_DIAL_AT_START: usize = 16;
 const MAX_BOOK: usize = 1_024;
 /// Shortest bootstrap redial backoff (the first redial waits twice this).
 const REDIAL_MIN: Duration = Duration::from_millis(500);
+/// A node never connected since it started redials its bootstrap peers at least this often,
+/// for [`JOINING_FOR`]: a fleet started at once (containers, pods) has names and listeners
+/// that appear seconds apart, and a doubling backoff would let a joiner sleep past them.
+const JOINING_REDIAL_MAX: Duration = Duration::from_secs(2);
+/// How long after its start a never-connected node keeps to [`JOINING_REDIAL_MAX`].
+const JOINING_FOR: Duration = Duration::from_secs(60);
 
 /// Something to dial: a known peer (at its book addresses), or a bare address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +84,9 @@ pub(super) struct Dialer {
     attempt: u32,
     next: Instant,
     redial_max: Duration,
+    /// Until when a node never connected redials at least every [`JOINING_REDIAL_MAX`]
+    /// (`None` once it has been connected).
+    joining_until: Option<Instant>,
 }
 
 impl Dialer {
@@ -99,6 +108,7 @@ impl Dialer {
             attempt: 0,
             next: now,
             redial_max,
+            joining_until: Some(now + JOINING_FOR),
         };
         for b in bootstrap {
             match strip_p2p(b) {
@@ -172,13 +182,18 @@ impl Dialer {
         if connected {
             self.attempt = 0;
             self.next = now;
+            self.joining_until = None;
             return Vec::new();
         }
         if self.next > now {
             return Vec::new();
         }
         self.attempt = self.attempt.saturating_add(1);
-        self.next = now + self.backoff(self.attempt);
+        let mut wait = self.backoff(self.attempt);
+        if self.joining_until.is_some_and(|t| now < t) {
+            wait = wait.min(JOINING_REDIAL_MAX);
+        }
+        self.next = now + wait;
         self.bootstrap_targets()
     }
 
@@ -374,12 +389,55 @@ mod tests {
 
     const MAX: Duration = Duration::from_secs(30);
 
+    /// A node that has not been connected since it started redials at least every 2 s for its
+    /// first minute (names of a fleet started at once appear seconds apart), then backs off.
+    #[test]
+    fn a_joining_node_redials_often_for_its_first_minute() {
+        let (me, b) = (pid(1), pid(2));
+        let t0 = Instant::now();
+        let mut d = Dialer::new([], &[with_id(&addr(1), b)], me, MAX, t0);
+        assert_eq!(d.at_start(t0), vec![Target::Peer(b)]);
+        let mut t = t0;
+        let mut waits = Vec::new();
+        while t < t0 + JOINING_FOR + MAX * 2 {
+            let from = t;
+            t += Duration::from_millis(10);
+            while d.due(t, false).is_empty() {
+                t += Duration::from_millis(10);
+            }
+            waits.push(((from - t0).as_secs_f64(), (t - from).as_secs_f64()));
+        }
+        assert!(
+            waits.iter().filter(|(at, _)| *at < 58.0).all(|(_, w)| *w <= 2.0 + 0.011),
+            "{waits:?}"
+        );
+        assert!(waits.iter().any(|(_, w)| *w > 10.0), "it backs off after: {waits:?}");
+        // Once connected, never again: a later cut backs off from the start.
+        let mut d = Dialer::new([], &[with_id(&addr(1), b)], me, MAX, t0);
+        d.at_start(t0);
+        assert!(d.due(t0, true).is_empty());
+        assert_eq!(d.due(t0, false), vec![Target::Peer(b)]);
+        let mut t = t0;
+        let mut last = 0.0;
+        for _ in 0..5 {
+            let from = t;
+            t += Duration::from_millis(10);
+            while d.due(t, false).is_empty() {
+                t += Duration::from_millis(10);
+            }
+            last = (t - from).as_secs_f64();
+        }
+        assert!(last > 2.5, "the fifth wait after a cut, {last} s, is the backoff's");
+    }
+
     #[test]
     fn bootstrap_peers_are_redialled_only_while_unconnected_with_a_growing_backoff() {
         let (me, b) = (pid(1), pid(2));
         let t0 = Instant::now();
         let boot = [with_id(&addr(1), b), addr(2), with_id(&addr(3), me)];
         let mut d = Dialer::new([], &boot, me, MAX, t0);
+        // Past its first minute (a joining node redials more often: the test above).
+        d.joining_until = None;
         let both = vec![Target::Peer(b), Target::Addr(addr(2))];
         assert_eq!(d.at_start(t0), both, "never this node");
         assert_eq!(d.addrs(&b), vec![addr(1)]);
