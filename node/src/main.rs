@@ -396,10 +396,12 @@ fn init(
 /// starve the API's accept), and warns, with the numbers, when even the hard limit is below
 /// what this configuration may hold open.
 fn raise_open_file_limit(cfg: &Config) {
-    // Transport connections (connection_limits: 4 per link slot and 64 more established,
-    // pending each way), API connections, and a margin for the store, listeners, DNS and logs.
-    let pending = 2 * vecino::transport::MAX_PENDING_CONNECTIONS as usize;
-    let want = (4 * cfg.gossip.max_links + 64 + pending + cfg.api_max_connections + 64) as u64;
+    // Transport connections (connection_limits: established, and pending each way), API
+    // connections, and a margin for the store, listeners, DNS and logs.
+    use vecino::transport::{MAX_PENDING_CONNECTIONS, max_established};
+    let pending = 2 * MAX_PENDING_CONNECTIONS as usize;
+    let want = max_established(cfg.gossip.max_links) + pending + cfg.api_max_connections + 64;
+    let want = want as u64;
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < want => tracing::warn!(
             limit,

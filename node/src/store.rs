@@ -335,6 +335,18 @@ fn migrate_v1(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The database behind `shared` once no read holds a handle to it any more (reads end on their
+/// own, on other threads: they cannot be woken for): waits up to a second, `None` after.
+fn sole_handle(shared: &mut Arc<Database>) -> Option<&mut Database> {
+    for _ in 0..100 {
+        if Arc::get_mut(shared).is_some() {
+            return Arc::get_mut(shared);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
 /// Opens (or creates) the redb file at `path`, with the errors told apart.
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     let exists = path.exists();
@@ -368,18 +380,8 @@ impl Store {
     /// on failure the old handle is kept and the error returned (try again later).
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut old = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        for _ in 0..100 {
-            let Some(shared) = old.take() else { break };
-            match Arc::try_unwrap(shared) {
-                Ok(db) => {
-                    drop(db);
-                    break;
-                }
-                Err(shared) => {
-                    old = Some(shared);
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            }
+        if old.as_mut().is_some_and(|shared| sole_handle(shared).is_some()) {
+            old = None; // the last handle: dropping it closes the file
         }
         let reopened = if old.is_some() { Err(StoreError::Reopening) } else { open_db(&self.path) };
         let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -417,14 +419,10 @@ impl Store {
         }
         let mut slot = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(shared) = slot.as_mut() else { return Err(StoreError::Reopening) };
-        let mut done = Err(StoreError::Reopening);
-        for _ in 0..100 {
-            if let Some(db) = Arc::get_mut(shared) {
-                done = db.compact().map_err(|e| StoreError::Db(e.into()));
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let done = match sole_handle(shared) {
+            Some(db) => db.compact().map_err(|e| StoreError::Db(e.into())),
+            None => Err(StoreError::Reopening),
+        };
         drop(slot);
         done?;
         Ok((before, Some(self.usage()?)))

@@ -72,11 +72,16 @@ pub const MAX_CONNECTIONS_PER_PEER: u32 = 4;
 /// Handshakes under way at once, each way.
 pub const MAX_PENDING_CONNECTIONS: u32 = 64;
 
+/// Established connections at most for `max_links` link slots: four per slot, and 64 more.
+pub fn max_established(max_links: usize) -> usize {
+    max_links.saturating_mul(4).saturating_add(64)
+}
+
 /// The caps on connections: per peer, pending, and established in all (four per link slot,
 /// plus room for newcomers and strangers on their way out). Past a cap libp2p refuses the
 /// connection before any engine work.
 pub fn connection_limits(max_links: usize) -> libp2p::connection_limits::ConnectionLimits {
-    let total = u32::try_from(max_links.saturating_mul(4).saturating_add(64)).unwrap_or(u32::MAX);
+    let total = u32::try_from(max_established(max_links)).unwrap_or(u32::MAX);
     libp2p::connection_limits::ConnectionLimits::default()
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
         .with_max_pending_incoming(Some(MAX_PENDING_CONNECTIONS))
