@@ -63,6 +63,15 @@ impl AuthorKey {
         u64::from_le_bytes(b)
     }
 
+    /// The prefix an opinion entry names its subject by: `subject_prefix`, or the prefix of
+    /// the whole key an older peer gave instead (see `OpinionEntry` in `bodies.proto`).
+    pub fn opinion_subject(e: &crate::pb::OpinionEntry) -> u64 {
+        match Self::from_slice(&e.subject) {
+            Some(k) => k.prefix(),
+            None => e.subject_prefix,
+        }
+    }
+
     /// The smallest and the largest key named by `prefix` (see [`AuthorKey::prefix`]): the
     /// bounds of an ordered lookup.
     pub fn prefix_bounds(prefix: u64) -> (Self, Self) {

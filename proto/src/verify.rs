@@ -324,8 +324,17 @@ fn validate_body(body: &Body) -> Result<(), VerifyError> {
             }
         }
         Body::Chau(_) => Ok(()),
+        // A subject named by its prefix leaves the whole key out; one named by its key (an
+        // older peer's opinion) must not also give a prefix.
         Body::Opinion(o) => {
-            o.entries.iter().try_for_each(|e| key(&e.subject, "OpinionEntry.subject"))
+            o.entries.iter().try_for_each(|e| match (e.subject.is_empty(), e.subject_prefix) {
+                (true, _) => Ok(()),
+                (false, 0) => key(&e.subject, "OpinionEntry.subject"),
+                (false, _) => Err(VerifyError::InvalidField {
+                    field: "OpinionEntry.subject",
+                    why: "an entry names its subject by prefix or by key, not both",
+                }),
+            })
         }
         Body::Post(p) if p.topic.is_empty() => {
             Err(VerifyError::InvalidField { field: "Post.topic", why: "empty" })

@@ -153,6 +153,7 @@ pub(crate) static OPINION_ENTRY: Schema = Schema {
     name: "OpinionEntry",
     fields: &[
         f(1, "OpinionEntry.subject", Kind::Bytes { max: AUTHOR_KEY_BYTES }),
+        f(8, "OpinionEntry.subject_prefix", Kind::Fixed64),
         f(2, "OpinionEntry.online", Kind::Varint),
         f(3, "OpinionEntry.restarts", Kind::Varint),
         f(4, "OpinionEntry.uptime_s", Kind::Varint),
@@ -167,7 +168,7 @@ pub(crate) static OPINION: Schema = Schema {
     fields: &[f(
         1,
         "Opinion.entries",
-        Kind::RepeatedMsg { schema: &OPINION_ENTRY, min: MIN_KEYED, count: MAX_OPINION_ENTRIES },
+        Kind::RepeatedMsg { schema: &OPINION_ENTRY, min: MIN_PREFIXED, count: MAX_OPINION_ENTRIES },
     )],
 };
 

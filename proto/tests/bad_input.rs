@@ -288,6 +288,20 @@ fn invalid_field_values() {
         },
         Reason::InvalidField,
     );
+    // An opinion entry names its subject by prefix or by its whole key, never both.
+    let entry = pb::OpinionEntry {
+        subject_prefix: 7,
+        subject: Bytes::from(vec![3; 32]),
+        online: true,
+        ..Default::default()
+    };
+    let body = Body::Opinion(pb::Opinion { entries: vec![entry] });
+    let ev = raw_event(SEED, Stream::Opinion as i32, 1, Some(NOW_MS), Some(body));
+    rejects(
+        raw_envelope(SEED, &ev),
+        |e| matches!(e, VerifyError::InvalidField { field: "OpinionEntry.subject", .. }),
+        Reason::InvalidField,
+    );
     let body =
         Body::Postcard(pb::Postcard { to: Bytes::from_static(&[1; 5]), ..Default::default() });
     let ev = raw_event(SEED, Stream::Postcard as i32, 1, Some(NOW_MS), Some(body));

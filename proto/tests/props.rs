@@ -63,8 +63,16 @@ fn body() -> impl Strategy<Value = Body> {
             Body::Opinion(pb::Opinion {
                 entries: es
                     .into_iter()
-                    .map(|(subject, online, restarts, q, rtt_us)| pb::OpinionEntry {
-                        subject,
+                    .enumerate()
+                    // Subjects by prefix, as peers write them, and every other one by its
+                    // whole key, as older peers did.
+                    .map(|(i, (subject, online, restarts, q, rtt_us))| pb::OpinionEntry {
+                        subject_prefix: if i % 2 == 0 {
+                            u64::from_le_bytes(subject[..8].try_into().unwrap()) | 1
+                        } else {
+                            0
+                        },
+                        subject: if i % 2 == 0 { Bytes::new() } else { subject },
                         online,
                         restarts,
                         uptime_s: restarts / 2,

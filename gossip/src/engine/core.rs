@@ -72,6 +72,18 @@ pub struct EngineStats {
     pub opinions_published: u64,
     /// See `opinions_published`.
     pub links_checked: u64,
+    /// Entries in the opinions published, and of those, subjects claimed down.
+    pub opinion_entries: u64,
+    /// See `opinion_entries`.
+    pub opinion_entries_down: u64,
+    /// Opinions published because a subject turned up or down, because the set of subjects
+    /// (or a start or restart) changed, and because none had gone out for
+    /// `Config::opinion_max_interval` (the first is in none of them).
+    pub opinions_for_flips: u64,
+    /// See `opinions_for_flips`.
+    pub opinions_for_set: u64,
+    /// See `opinions_for_flips`.
+    pub opinions_for_age: u64,
     /// Plumtree optimisations: a lazy link with a much shorter path grafted, the eager one
     /// pruned.
     pub tree_swaps: u64,

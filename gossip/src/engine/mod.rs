@@ -525,9 +525,23 @@ impl<R: Rng> Engine<R> {
             }
             if !self.overlay.leaving()
                 && self.core.config.opinions
-                && let Some(opinion) = self.opinions.opinion_due(&self.core)
+                && let Some((opinion, why)) = self
+                    .opinions
+                    .opinion_due(&self.core, self.membership.newspaper_spacing(&self.core.config))
             {
-                self.core.stats.opinions_published += 1;
+                let stats = &mut self.core.stats;
+                stats.opinions_published += 1;
+                if let Body::Opinion(o) = &opinion {
+                    stats.opinion_entries += o.entries.len() as u64;
+                    stats.opinion_entries_down +=
+                        o.entries.iter().filter(|e| !e.online).count() as u64;
+                }
+                match why {
+                    crate::opinions::Why::First => {}
+                    crate::opinions::Why::Flip => stats.opinions_for_flips += 1,
+                    crate::opinions::Why::Set => stats.opinions_for_set += 1,
+                    crate::opinions::Why::Age => stats.opinions_for_age += 1,
+                }
                 let _ = self.publish(opinion);
             }
             let report = self.core.config.status_events;

@@ -87,6 +87,19 @@ const NEAR: Duration = Duration::from_millis(50);
 /// RTT samples needed before proximity counts.
 const NEAR_SAMPLES: usize = 3;
 
+/// Why an opinion went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// The first one.
+    First,
+    /// A subject turned up or down.
+    Flip,
+    /// The set of subjects changed, or a start or restart was seen.
+    Set,
+    /// None went out for `Config::opinion_max_interval`.
+    Age,
+}
+
 /// What this peer believes about a peer's liveness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PeerStatus {
@@ -237,7 +250,7 @@ struct Reach {
 }
 
 impl Reach {
-    fn of<R>(core: &Core<R>, claims: &Claims) -> Self {
+    fn of<R>(core: &Core<R>, claims: &Claims, unnamed: &[(u64, u64, bool)]) -> Self {
         let me = core.me.prefix();
         // (a, b) → a says b is up.
         let mut said: BTreeMap<(u64, u64), bool> = BTreeMap::new();
@@ -249,6 +262,10 @@ impl Reach {
                     publishes.insert(observer.prefix());
                 }
             }
+        }
+        for &(observer, subject, online) in unnamed {
+            said.insert((observer, subject), online);
+            publishes.insert(observer);
         }
         for (peer, l) in core.links.iter().filter(|(_, l)| l.proven()) {
             said.insert((me, peer.prefix()), l.connected());
@@ -317,6 +334,28 @@ fn quality(l: &crate::links::link::Link) -> u32 {
         crate::io::LinkStatus::Suspected => 500,
         crate::io::LinkStatus::Disconnected => 0,
     }
+}
+
+/// Claims about subjects this peer cannot name kept for the graph, at most (per computation;
+/// an opinion has at most `MAX_OPINION_ENTRIES`, and the opinions held are bounded by the
+/// members held).
+const MAX_UNNAMED: usize = 65_536;
+
+/// The neighbour an opinion names by `prefix`, if one of this peer's links is to it.
+fn linked<R>(core: &Core<R>, prefix: u64) -> Option<AuthorKey> {
+    core.links.iter().map(|(p, _)| *p).find(|p| p.prefix() == prefix)
+}
+
+/// The peer an opinion names by `prefix`: a neighbour, else the one held author whose key
+/// it is the prefix of (none when two held keys share it: 2⁻⁶⁴ a pair by chance, and one
+/// made to collide with a member's takes ~2⁶⁴ keys tried).
+fn named<R>(core: &Core<R>, prefix: u64) -> Option<AuthorKey> {
+    if let Some(p) = linked(core, prefix) {
+        return Some(p);
+    }
+    let mut held = core.store.authors_prefixed(prefix);
+    let first = held.next()?;
+    held.next().is_none().then_some(first)
 }
 
 /// The start a peer's presence announces (ms), 0 if none held.
@@ -411,8 +450,14 @@ impl Opinions {
         flipped
     }
 
-    /// This peer's opinion if one is due now (see the module docs).
-    pub(crate) fn opinion_due<R>(&mut self, core: &Core<R>) -> Option<Body> {
+    /// This peer's opinion if one is due now (see the module docs), and why it is. A changed
+    /// set waits at least `set_spacing` after the last opinion ([`SET_SPACING`] or more: a
+    /// fisheye peer spaces them as its newspapers, by the members it holds).
+    pub(crate) fn opinion_due<R>(
+        &mut self,
+        core: &Core<R>,
+        set_spacing: Duration,
+    ) -> Option<(Body, Why)> {
         self.observe(core);
         let now = core.now;
         let subjects: Vec<AuthorKey> = self.observed.keys().copied().collect();
@@ -420,11 +465,12 @@ impl Opinions {
             self.set = (subjects, now);
         }
         let due = match &self.published {
-            None if self.observed.is_empty() => false,
+            None if self.observed.is_empty() => None,
             None => {
                 let first = *self.first_link.get_or_insert(now);
-                now.saturating_since(self.set.1) >= FIRST_SETTLE
-                    || now.saturating_since(first) >= FIRST_AT_MOST
+                (now.saturating_since(self.set.1) >= FIRST_SETTLE
+                    || now.saturating_since(first) >= FIRST_AT_MOST)
+                    .then_some(Why::First)
             }
             Some((at, old)) => {
                 let age = now.saturating_since(*at);
@@ -447,22 +493,26 @@ impl Opinions {
                 // A subject gone down is news at once (a crash is confirmed by the others'
                 // checks); one back up waits UP_BATCH for the others a heal brings back.
                 let up_due = up_since.is_some_and(|t| now.saturating_since(t) >= UP_BATCH);
-                ((down || up_due) && age >= FLIP_SPACING)
-                    || (other
-                        && now.saturating_since(self.set.1) >= SET_SETTLE
-                        && age >= SET_SPACING)
-                    || age >= core.config.opinion_max_interval
+                if (down || up_due) && age >= FLIP_SPACING {
+                    Some(Why::Flip)
+                } else if other
+                    && now.saturating_since(self.set.1) >= SET_SETTLE
+                    && age >= SET_SPACING.max(set_spacing)
+                {
+                    Some(Why::Set)
+                } else {
+                    (age >= core.config.opinion_max_interval).then_some(Why::Age)
+                }
             }
         };
-        if !due {
-            return None;
-        }
+        let why = due?;
         let now_ms = now.as_millis();
         let entries = self
             .observed
             .iter()
             .map(|(p, o)| pb::OpinionEntry {
-                subject: Bytes::copy_from_slice(p.as_bytes()),
+                subject_prefix: p.prefix(),
+                subject: Bytes::new(),
                 online: o.online,
                 restarts: o.restarts,
                 uptime_s: if o.online && o.started_ms > 0 {
@@ -483,7 +533,7 @@ impl Opinions {
             Some(lie) => self.lies(core, lie, entries),
             None => entries,
         };
-        Some(Body::Opinion(pb::Opinion { entries }))
+        Some((Body::Opinion(pb::Opinion { entries }), why))
     }
 
     /// `entries` as a liar publishes them (see [`Lie`]).
@@ -495,19 +545,19 @@ impl Opinions {
         mut entries: Vec<pb::OpinionEntry>,
     ) -> Vec<pb::OpinionEntry> {
         if lie.about_all {
-            let held: std::collections::BTreeSet<Bytes> =
-                entries.iter().map(|e| e.subject.clone()).collect();
+            let held: std::collections::BTreeSet<u64> =
+                entries.iter().map(AuthorKey::opinion_subject).collect();
             let now_ms = core.now.as_millis();
             for m in crate::membership::Membership::members(core) {
-                let subject = Bytes::copy_from_slice(m.peer.as_bytes());
-                if held.contains(&subject)
+                if held.contains(&m.peer.prefix())
                     || entries.len() >= vecino_proto::limits::MAX_OPINION_ENTRIES
                 {
                     continue;
                 }
                 let started_ms = m.hey_there.as_ref().map_or(0, |h| h.started_ms);
                 entries.push(pb::OpinionEntry {
-                    subject,
+                    subject_prefix: m.peer.prefix(),
+                    subject: Bytes::new(),
                     online: true,
                     restarts: 0,
                     uptime_s: u32::try_from(now_ms.saturating_sub(started_ms) / 1_000).unwrap_or(0),
@@ -516,7 +566,7 @@ impl Opinions {
                     started_ms,
                 });
             }
-            entries.sort_by(|a, b| a.subject.cmp(&b.subject));
+            entries.sort_by_key(|e| e.subject_prefix);
         }
         for e in &mut entries {
             if lie.offline {
@@ -546,7 +596,7 @@ impl Opinions {
         let now = core.now;
         let mut check = Vec::new();
         for e in op.entries.iter().filter(|e| !e.online) {
-            let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
+            let Some(subject) = linked(core, AuthorKey::opinion_subject(e)) else { continue };
             if let Some(l) = core.links.get_mut(&subject)
                 && l.check(now)
             {
@@ -580,6 +630,9 @@ impl Opinions {
     fn claims<R>(&self, core: &Core<R>) -> (Claims, Reach) {
         let now_ms = core.now.as_millis();
         let mut by_subject: BTreeMap<AuthorKey, Vec<(AuthorKey, Claim)>> = BTreeMap::new();
+        // Claims about subjects this peer cannot name (not held, or a prefix two held keys
+        // share): (observer, subject, online) by prefix, for the graph only.
+        let mut unnamed: Vec<(u64, u64, bool)> = Vec::new();
         let mut clouts: BTreeMap<AuthorKey, Clout> = BTreeMap::new();
         for ev in core.store.latest_events() {
             let observer = ev.author();
@@ -590,10 +643,16 @@ impl Opinions {
             let clout = *clouts.entry(observer).or_insert_with(|| self.clout(core, &observer));
             let at_ms = ev.hlc().ms;
             for e in &op.entries {
-                let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
-                if subject == observer {
+                let prefix = AuthorKey::opinion_subject(e);
+                if prefix == observer.prefix() {
                     continue; // nobody observes itself
                 }
+                let Some(subject) = named(core, prefix) else {
+                    if unnamed.len() < MAX_UNNAMED {
+                        unnamed.push((observer.prefix(), prefix, e.online));
+                    }
+                    continue;
+                };
                 let aged = now_ms.saturating_sub(at_ms) / 1_000;
                 let claim = Claim {
                     weight: clout.value,
@@ -637,6 +696,7 @@ impl Opinions {
         let lists: std::collections::BTreeSet<(u64, u64)> = by_subject
             .iter()
             .flat_map(|(s, l)| l.iter().map(move |(o, _)| (o.prefix(), s.prefix())))
+            .chain(unnamed.iter().map(|&(o, s, _)| (o, s)))
             .collect();
         let publishes: std::collections::BTreeSet<u64> =
             lists.iter().map(|(o, _)| *o).filter(|o| *o != core.me.prefix()).collect();
@@ -647,7 +707,7 @@ impl Opinions {
             }
         }
         by_subject.retain(|_, l| !l.is_empty());
-        let reach = Reach::of(core, &by_subject);
+        let reach = Reach::of(core, &by_subject, &unnamed);
         for (observer, claim) in by_subject.values_mut().flatten() {
             claim.heard = reach.reaches(core, observer);
         }
@@ -769,6 +829,8 @@ impl Opinions {
     /// observer with no such claim gains.
     fn review<R>(&mut self, core: &Core<R>, statuses: &BTreeMap<AuthorKey, PeerStatus>) {
         let now = core.now;
+        let by_prefix: BTreeMap<u64, PeerStatus> =
+            statuses.iter().map(|(k, s)| (k.prefix(), *s)).collect();
         let mut held = std::collections::BTreeSet::new();
         for ev in core.store.latest_events() {
             let observer = ev.author();
@@ -784,14 +846,14 @@ impl Opinions {
             });
             let mut now_contradicted = Vec::new();
             for e in &op.entries {
-                let Some(subject) = AuthorKey::from_slice(&e.subject) else { continue };
-                let contradicts = match statuses.get(&subject) {
+                let subject = AuthorKey::opinion_subject(e);
+                let contradicts = match by_prefix.get(&subject) {
                     Some(PeerStatus::Online) => !e.online,
                     Some(PeerStatus::Offline) => e.online,
                     _ => false,
                 };
                 if contradicts {
-                    now_contradicted.push(subject.prefix());
+                    now_contradicted.push(subject);
                 }
             }
             let kept = now_contradicted.iter().any(|s| standing.contradicted.contains(s));

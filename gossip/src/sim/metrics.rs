@@ -89,11 +89,17 @@ pub(crate) struct Metrics {
     pub(crate) converge_quiet: Option<f64>,
     /// Frames and bytes sent, by frame kind.
     sent_by_kind: BTreeMap<&'static str, (u64, u64)>,
+    /// Envelope bytes of the latest-value events sent in membership-class frames, by stream
+    /// (index = the stream's wire number, 1..=6).
+    membership_by_stream: [u64; MEMBERSHIP_STREAMS],
     author_by_kind: BTreeMap<&'static str, f64>,
     /// Reliable frames carrying an author's own post, by (author, neighbour, link seq): a
     /// frame seen again is a retransmission.
     author_frames: HashSet<(u32, u32, u64)>,
 }
+
+/// The latest-value streams are numbered 1..=6 on the wire (`event.proto`); index 0 is unused.
+const MEMBERSHIP_STREAMS: usize = 7;
 
 /// What the accounting needs of a sent frame, read off it where it was sent (on the thread of
 /// its shard), so that applying it to [`Metrics`] is cheap.
@@ -108,6 +114,8 @@ pub(crate) struct SentFrame {
     link_seq: u64,
     /// A routed event's frame: `Some(true)` a receipt, `Some(false)` a postcard.
     routed: Option<bool>,
+    /// Membership-class frames: envelope bytes by latest-value stream.
+    by_stream: [u32; MEMBERSHIP_STREAMS],
 }
 
 impl SentFrame {
@@ -115,7 +123,14 @@ impl SentFrame {
         let (field, sync, link_seq) = frame_kind(frame);
         let label = kind_label(field, sync, class);
         let (mut own, mut events, mut routed) = (0, 0, None);
-        if class == Priority::Post {
+        let mut by_stream = [0u32; MEMBERSHIP_STREAMS];
+        if class == Priority::Membership {
+            for_each_event(frame, |h| {
+                if let Some(b) = usize::try_from(h.stream).ok().and_then(|i| by_stream.get_mut(i)) {
+                    *b = b.saturating_add(h.envelope.len() as u32);
+                }
+            });
+        } else if class == Priority::Post {
             events = for_each_event(frame, |h| {
                 if h.stream == pb::Stream::Post as i32 && dir.index(&h.author) == Some(from) {
                     own += 1;
@@ -130,7 +145,7 @@ impl SentFrame {
                 }
             });
         }
-        Self { len: frame.len() as u64, label, class, own, events, link_seq, routed }
+        Self { len: frame.len() as u64, label, class, own, events, link_seq, routed, by_stream }
     }
 }
 
@@ -221,6 +236,7 @@ impl Metrics {
             membership_converged: None,
             converge_quiet: None,
             sent_by_kind: BTreeMap::new(),
+            membership_by_stream: [0; MEMBERSHIP_STREAMS],
             author_by_kind: BTreeMap::new(),
             author_frames: HashSet::new(),
         }
@@ -361,7 +377,10 @@ impl Metrics {
 
     /// A frame handed to the network by `from` (read by [`SentFrame::read`]).
     pub(crate) fn sent(&mut self, t_us: u64, (from, to): (u32, u32), frame: &SentFrame) {
-        let SentFrame { len, label, class, own, events, link_seq, routed } = *frame;
+        let SentFrame { len, label, class, own, events, link_seq, routed, by_stream } = *frame;
+        for (total, b) in self.membership_by_stream.iter_mut().zip(by_stream) {
+            *total += u64::from(b);
+        }
         if let Some(receipt) = routed {
             self.postcards.frame(receipt, len);
         }
@@ -670,6 +689,16 @@ impl Metrics {
             membership_converged_s: self.membership_converged,
             converge_quiet_s: self.converge_quiet,
             bytes_by_kind: self.sent_by_kind.iter().map(|(k, v)| ((*k).to_string(), v.1)).collect(),
+            membership_bytes_by_stream: self
+                .membership_by_stream
+                .iter()
+                .enumerate()
+                .filter(|&(_, &b)| b > 0)
+                .filter_map(|(i, &b)| {
+                    let stream = pb::Stream::try_from(i32::try_from(i).ok()?).ok()?;
+                    Some((stream.name().to_string(), b))
+                })
+                .collect(),
             frames_by_kind: self
                 .sent_by_kind
                 .iter()

@@ -118,6 +118,11 @@ pub struct Report {
     /// `ihave`, `ack`, …), first sends and retransmissions alike.
     #[serde(default)]
     pub bytes_by_kind: std::collections::BTreeMap<String, u64>,
+    /// Envelope bytes of the latest-value events sent in membership-class frames (eager pushes
+    /// and sync answers; not their frames' own bytes), by stream (`hey-there`, `newspaper`,
+    /// `opinion`, …): what membership is made of.
+    #[serde(default)]
+    pub membership_bytes_by_stream: std::collections::BTreeMap<String, u64>,
     /// Frames sent, by the same kinds.
     #[serde(default)]
     pub frames_by_kind: std::collections::BTreeMap<String, u64>,

@@ -351,6 +351,19 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         };
         rows.push((label, reports.iter().zip(&total).map(|(r, t)| share(r, *t)).collect()));
     }
+    let mut streams: Vec<&String> =
+        reports.iter().flat_map(|r| r.membership_bytes_by_stream.keys()).collect();
+    streams.sort();
+    streams.dedup();
+    for stream in streams {
+        let label = format!("  membership events: {stream}");
+        let share = |r: &Report| {
+            let b = r.membership_bytes_by_stream.get(stream).copied().unwrap_or(0) as f64;
+            let all = r.membership_bytes_by_stream.values().sum::<u64>().max(1) as f64;
+            format!("{} ({:.1} %)", bytes(b), 100.0 * b / all)
+        };
+        rows.push((label, reports.iter().map(share).collect()));
+    }
     let mut kinds: Vec<&String> =
         reports.iter().flat_map(|r| r.author_egress_by_kind.keys()).collect();
     kinds.sort();
