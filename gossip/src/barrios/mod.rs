@@ -161,6 +161,9 @@ pub(crate) struct Barrios {
     /// is no longer held; it is farther than [`KEEP`] radii; a lower-ranked head came within
     /// [`TAKE`] radii.
     changes: Changes,
+    /// Slots published after the first, by why: [barrio changed, health moved, coordinate
+    /// moved, none for `newspaper_max_interval`].
+    slots_by_why: [u64; 4],
     /// The RTT last measured to peers this peer was linked to, and when (bounded by
     /// [`MAX_MEASURED`]).
     measured: BTreeMap<AuthorKey, (Duration, Time)>,
@@ -189,6 +192,7 @@ impl Barrios {
         let mut b = Self {
             head: None,
             changes: Changes::default(),
+            slots_by_why: [0; 4],
             measured: BTreeMap::new(),
             far_since: None,
             next_look: None,
@@ -232,6 +236,12 @@ impl Barrios {
     /// The changes by why.
     pub(crate) fn changes_by_why(&self) -> Changes {
         self.changes
+    }
+
+    /// Slots published after the first, by why: barrio changed, health moved, coordinate
+    /// moved, age.
+    pub(crate) fn slots_by_why(&self) -> [u64; 4] {
+        self.slots_by_why
     }
 
     /// Whether this peer's barrio is alarmed (incoherent with its baseline).
@@ -317,8 +327,10 @@ impl Barrios {
     }
 
     /// Every [`LOOK_EVERY`]: members gone leave the index, the barrio is chosen again, health
-    /// measured; a slot to publish if the gate lets one out.
-    pub(crate) fn look<R>(&mut self, core: &mut Core<R>) -> Option<Body> {
+    /// measured; a slot to publish if the gate lets one out. Slots that report a move are
+    /// at least `move_spacing` apart ([`MOVE_SPACING`] or more: a fisheye peer spaces them
+    /// as its newspapers, which report the same moves, by the members it holds).
+    pub(crate) fn look<R>(&mut self, core: &mut Core<R>, move_spacing: Duration) -> Option<Body> {
         let now = core.now;
         if self.next_look.is_some_and(|t| now < t) {
             return None;
@@ -365,7 +377,7 @@ impl Barrios {
         for alarm in self.coherence.sample(now, own.0, &members, health.as_deref()) {
             core.emit(Output::Deliver(AppEvent::Coherence(Box::new(alarm))));
         }
-        self.slot_due(core)
+        self.slot_due(core, move_spacing)
     }
 
     /// This peer's head now (see the module docs), and why it is not the one before (when
@@ -472,23 +484,27 @@ impl Barrios {
     }
 
     /// This peer's slot if the gate lets one out (see the module docs).
-    fn slot_due<R>(&mut self, core: &Core<R>) -> Option<Body> {
+    fn slot_due<R>(&mut self, core: &Core<R>, move_spacing: Duration) -> Option<Body> {
         let head = self.head?;
         let barrio = BarrioId(rank(&head));
         let coordinate = *core.coords.app_coordinate();
-        let due = match &self.last_slot {
-            None => true,
+        let why = match &self.last_slot {
+            None => None,
             Some((at, b, c, h)) => {
                 let age = core.now.saturating_since(*at);
                 let radius = core.config.barrio_radius.as_secs_f64();
-                *b != barrio
-                    || age >= core.config.newspaper_max_interval
-                    || (age >= SLOT_SPACING && health_moved(h, &self.health))
-                    || (age >= MOVE_SPACING && c.distance_secs(&coordinate) > radius / 2.0)
+                let whys = [
+                    *b != barrio,
+                    age >= SLOT_SPACING && health_moved(h, &self.health),
+                    age >= MOVE_SPACING.max(move_spacing)
+                        && c.distance_secs(&coordinate) > radius / 2.0,
+                    age >= core.config.newspaper_max_interval,
+                ];
+                Some(whys.iter().position(|w| *w)?)
             }
         };
-        if !due {
-            return None;
+        if let Some(i) = why {
+            self.slots_by_why[i] += 1;
         }
         self.last_slot = Some((core.now, barrio, coordinate, self.health.clone()));
         Some(Body::BarrioSlot(pb::BarrioSlot {
@@ -575,11 +591,13 @@ mod tests {
         let mut core = core_at(0.0);
         let mut b = Barrios::new(&core);
         assert_eq!(b.barrio(), 0, "no barrio before the first look");
-        let Some(Body::BarrioSlot(first)) = b.look(&mut core) else { panic!("a first slot") };
+        let Some(Body::BarrioSlot(first)) = b.look(&mut core, Duration::ZERO) else {
+            panic!("a first slot")
+        };
         assert_eq!(first.barrio, key(0).prefix());
         assert_eq!(first.health.len(), HEALTH.len());
         core.advance(LOOK_EVERY);
-        assert!(b.look(&mut core).is_none(), "nothing changed");
+        assert!(b.look(&mut core, Duration::ZERO).is_none(), "nothing changed");
         // Peers 1..=6 heading themselves 10 ms away: the lowest rank among them and this peer
         // leads; a lower-ranked head 40 ms away (beyond reach) changes nothing.
         let mut near: Vec<u8> = (1..=6).collect();
@@ -591,7 +609,7 @@ mod tests {
         near.push(0);
         let lowest = near.iter().copied().min_by_key(|n| key(*n).prefix()).expect("some");
         core.advance(LOOK_EVERY);
-        let out = b.look(&mut core);
+        let out = b.look(&mut core, Duration::ZERO);
         assert_eq!(b.barrio(), key(lowest).prefix());
         if lowest == 0 {
             assert!(out.is_none(), "still its own head");
@@ -604,7 +622,7 @@ mod tests {
         // `a_head_that_went_far_is_let_go_only_after_a_while`).
         core.coords.set_coordinate(at_ms(-12.0, 0.1)).expect("valid");
         core.advance(LOOK_EVERY);
-        let _ = b.look(&mut core);
+        let _ = b.look(&mut core, Duration::ZERO);
         assert_eq!(b.barrio(), key(lowest).prefix(), "kept within 1.25 radii");
     }
 
@@ -618,7 +636,7 @@ mod tests {
             for (n, x) in [(1, 5.0), (2, 12.0), (3, 18.0), (4, 60.0)] {
                 add_head(&mut core, &mut b, n, x + shift);
             }
-            let _ = b.look(&mut core);
+            let _ = b.look(&mut core, Duration::ZERO);
             b.barrio()
         };
         let here = choose_at(0.0);
@@ -661,24 +679,24 @@ mod tests {
         let me = key(0).prefix();
         let lower = (1..=60).find(|n| key(*n).prefix() < me).expect("a lower-ranked key");
         add_head(&mut core, &mut b, lower, 10.0);
-        let _ = b.look(&mut core);
+        let _ = b.look(&mut core, Duration::ZERO);
         assert_eq!(b.barrio(), key(lower).prefix(), "took the lower-ranked head 10 ms away");
         // 35 ms from the head now.
         core.coords.set_coordinate(at_ms(-25.0, 0.1)).expect("valid");
         let looks = (FAR_FOR.as_secs() / LOOK_EVERY.as_secs()) as usize;
         for k in 0..looks {
             core.advance(LOOK_EVERY);
-            let _ = b.look(&mut core);
+            let _ = b.look(&mut core, Duration::ZERO);
             assert_eq!(b.barrio(), key(lower).prefix(), "kept at look {k}");
         }
         core.advance(LOOK_EVERY);
-        let _ = b.look(&mut core);
+        let _ = b.look(&mut core, Duration::ZERO);
         assert_eq!(b.barrio(), me, "let go after {FAR_FOR:?}: heads itself");
         assert_eq!(b.changes_by_why().head_far, 1);
         // Back within reach and away again: the wait starts over.
         core.coords.set_coordinate(at_ms(0.0, 0.1)).expect("valid");
         core.advance(LOOK_EVERY);
-        let _ = b.look(&mut core);
+        let _ = b.look(&mut core, Duration::ZERO);
         assert_eq!(b.barrio(), key(lower).prefix());
         assert_eq!(b.changes_by_why().lower_head, 1);
     }

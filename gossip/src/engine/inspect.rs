@@ -204,6 +204,7 @@ impl<R: Rng> Engine<R> {
         let (swaps_done, swaps_refused) = self.overlay.swap_counters();
         let f = self.membership.fisheye.counters();
         let why = self.barrios.changes_by_why();
+        let slots = self.barrios.slots_by_why();
         let mut counters = vec![
             ("retransmits", s.retransmits),
             ("frames_again", s.frames_again),
@@ -228,6 +229,10 @@ impl<R: Rng> Engine<R> {
             ("barrio_changes_head_gone", why.head_gone),
             ("barrio_changes_head_far", why.head_far),
             ("barrio_changes_lower_head", why.lower_head),
+            ("barrio_slots_for_barrio", slots[0]),
+            ("barrio_slots_for_health", slots[1]),
+            ("barrio_slots_for_move", slots[2]),
+            ("barrio_slots_for_age", slots[3]),
             ("events_duplicate", s.events_duplicate),
             ("events_duplicate_pushed_members", s.events_duplicate_pushed_members),
             ("link_buffer_drops", dropped),

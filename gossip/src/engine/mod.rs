@@ -507,7 +507,8 @@ impl<R: Rng> Engine<R> {
             self.overlay.maintain(core, &self.membership);
             if !self.overlay.leaving()
                 && !core.config.barrio_radius.is_zero()
-                && let Some(slot) = self.barrios.look(core)
+                && let Some(slot) =
+                    self.barrios.look(core, self.membership.newspaper_spacing(&core.config))
             {
                 let _ = self.publish(slot);
             }
