@@ -80,6 +80,11 @@ const AGREEMENT_START: f64 = 0.5;
 const AGREEMENT_GAIN: f64 = 0.02;
 /// Agreement never falls below this (a reformed observer can earn it back).
 const AGREEMENT_FLOOR: f64 = 0.01;
+/// An opinion that gives a subject an earlier start than the subject's own presence, made
+/// this long after that presence, denies it (see [`Opinions::denies_own_start`]).
+const START_GRACE: Duration = Duration::from_secs(30);
+/// Starts this close count as the same (an observer copies the subject's exactly).
+const START_SLACK_MS: u64 = 1_000;
 /// Proximity bonus for an observer measured near.
 const PROXIMITY_BONUS: f64 = 1.3;
 /// Near: measured RTT under this.
@@ -824,9 +829,31 @@ impl Opinions {
         changed
     }
 
+    /// Whether an opinion made at `at_ms` gives its subject another start than the subject's
+    /// own signed presence held here: a later one (starts only move forward, and an honest
+    /// observer copies the subject's), or an earlier one [`START_GRACE`] after that presence
+    /// (time enough for the observer to have heard it). The subject's word on its own start
+    /// is evidence every peer can check, so a claim that denies it counts against the
+    /// observer as a contradiction of the consensus does, whatever the consensus says (a
+    /// subject watched mostly by liars would otherwise read their start, and they would never
+    /// be contradicted).
+    fn denies_own_start<R>(core: &Core<R>, at_ms: u64, e: &pb::OpinionEntry) -> bool {
+        if e.started_ms == 0 {
+            return false;
+        }
+        let Some(subject) = named(core, AuthorKey::opinion_subject(e)) else { return false };
+        let Some(hey) = core.store.latest(&(subject, Stream::HeyThere)) else { return false };
+        let Body::HeyThere(h) = hey.body() else { return false };
+        if h.started_ms == 0 || e.started_ms.abs_diff(h.started_ms) <= START_SLACK_MS {
+            return false;
+        }
+        e.started_ms > h.started_ms
+            || at_ms > hey.hlc().ms.saturating_add(START_GRACE.as_millis() as u64)
+    }
+
     /// Updates every observer's standing against `statuses`: a claim that contradicted the
-    /// consensus at the last review and still does halves the observer's agreement; an
-    /// observer with no such claim gains.
+    /// consensus (or denied its subject's own start) at the last review and still does
+    /// halves the observer's agreement; an observer with no such claim gains.
     fn review<R>(&mut self, core: &Core<R>, statuses: &BTreeMap<AuthorKey, PeerStatus>) {
         let now = core.now;
         let by_prefix: BTreeMap<u64, PeerStatus> =
@@ -851,7 +878,7 @@ impl Opinions {
                     Some(PeerStatus::Online) => !e.online,
                     Some(PeerStatus::Offline) => e.online,
                     _ => false,
-                };
+                } || Self::denies_own_start(core, ev.hlc().ms, e);
                 if contradicts {
                     now_contradicted.push(subject);
                 }

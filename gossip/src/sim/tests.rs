@@ -831,3 +831,38 @@ fn clusters_are_barrios_and_a_slowed_barrio_alarms_alone() {
     assert_eq!(b.false_alarms, 0, "seed {seed}: {b:?}");
     assert!(b.clear_s.is_some_and(|s| s <= 60.0), "seed {seed}: {b:?}");
 }
+
+/// Liars that only shift their neighbours' start by an hour (every link claimed up, as it
+/// is, so no status of theirs ever contradicts the consensus) lose their clout all the same:
+/// each subject signs its own start in its presence, and a claim denying it counts against
+/// the observer at every review. Without that check their clout never falls, and a subject
+/// they watch in numbers reads their start.
+#[test]
+fn liars_about_a_start_the_subject_signed_lose_their_clout() {
+    let seed = SEED;
+    let peers = 16;
+    let mut sc = fleet("start-liars", peers, internet(peers), 0.0, 0, 300);
+    sc.opinions = Some(OpinionSampling { every: Duration::from_secs(10), observers: 6 });
+    sc.faults.push(Fault {
+        start: Duration::ZERO,
+        end: None,
+        kind: FaultKind::Lie {
+            peers: vec![1, 5, 9, 13],
+            lie: crate::opinions::Lie {
+                offline: false,
+                restarts_add: 0,
+                start_shift_ms: 3_600_000,
+                uptime_factor: 1.0,
+                about_all: false,
+            },
+        },
+    });
+    let r = run(&sc, &disseminators::vecino_with(|_| {}), seed, &mut quiet);
+    let o = r.opinions.expect("opinions sampled");
+    eprintln!("seed {seed}: {o:?}");
+    let end = o.liar_clout_share_end.expect("liars sampled");
+    assert!(end < 0.02, "seed {seed}: liars hold {end:.3} of the clout at the end");
+    let v = &o.methods["vecino"];
+    assert!(v.start_err_s_p50.is_some_and(|e| e <= 1.0), "seed {seed}: {v:?}");
+    assert_eq!(v.false_offline, 0, "seed {seed}: {v:?}");
+}
