@@ -6,8 +6,11 @@
 //!   subject's start and uptime, link quality, RTT. A link that went away stays in it, down,
 //!   for [`DOWN_KEPT_FOR`] (at most [`MAX_DOWN_KEPT`] of them). Gated like newspapers: at once
 //!   (past [`FLIP_SPACING`]) when a subject turns up or down, [`SET_SETTLE`] after the set of
-//!   subjects changed (at most every [`SET_SPACING`]), and otherwise every
-//!   `Config::opinion_max_interval`. A link let go while connected (a bye, an overlay swap) is
+//!   subjects changed (at most every [`SET_SPACING`]; a fisheye peer spaces these as its
+//!   newspapers, by the members it holds), and otherwise every
+//!   `Config::opinion_max_interval`. An entry names its subject by the first 8 bytes of its
+//!   key (`OpinionEntry.subject_prefix`), resolved against the neighbours and the members
+//!   held; claims about peers not held still draw the graph statuses are computed on. A link let go while connected (a bye, an overlay swap) is
 //!   simply no longer observed: only a link that went down says so.
 //! - **A claim checked at once.** When another observer says a neighbour of this peer is
 //!   down while the link to it is connected, the link is pinged and suspected unless it
@@ -20,7 +23,10 @@
 //!   the observer's claims agree with the consensus, and halves at each review where a claim
 //!   it kept for a whole review contradicts it (slow to earn, quick to lose). Proximity is
 //!   [`PROXIMITY_BONUS`] when this peer's own measured RTT to the observer (median of ≥ 3
-//!   probes) is under [`NEAR`]: never a claimed coordinate.
+//!   probes) is under [`NEAR`]: never a claimed coordinate. A claim that gives a subject
+//!   another start than the subject's own signed presence counts as a contradiction too
+//!   ([`Opinions::denies_own_start`]): that lie is caught even where liars are most of a
+//!   subject's observers and so make its consensus.
 //! - **Consensus** ([`consensus`]): per subject, at read time, from the latest-value map.
 //!   Statuses: online, unreachable, offline.
 
