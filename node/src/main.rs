@@ -801,7 +801,12 @@ fn opinions(c: &ClientArgs, peer: Option<&str>) -> anyhow::Result<()> {
                 short(ob["peer_id"].as_str().unwrap_or("")),
                 says.into(),
                 cell(&c["restarts"]),
-                utc(&c["started_ms"]),
+                // A start that denies the peer's own signed one is left out of the consensus.
+                if c["denies_start"] == Value::Bool(true) {
+                    format!("{} (denied)", utc(&c["started_ms"]))
+                } else {
+                    utc(&c["started_ms"])
+                },
                 span(&c["uptime_s"]),
                 fixed(&c["rtt_ms"], 1),
                 age.map_or_else(|| "-".into(), |a| format!("{} ago", span(&a))),

@@ -2,7 +2,8 @@
 //! claims, each with its observer's clout), so that any two peers holding the same claims
 //! with the same weights agree, whatever order the claims arrived in.
 //!
-//! - **Fields** (restarts, start, uptime, RTT): the clout-weighted lower median. Its
+//! - **Fields** (restarts, start, uptime, RTT): the clout-weighted lower median, the start
+//!   and uptime over the claims that do not deny the subject's own signed start. Its
 //!   breakdown point is half the weight: claims holding less than half of the total weight
 //!   cannot move it outside the range of the others (nara's trimmed mean keeps values within
 //!   ×5 of the median, so for timestamps it is a plain mean: 10 % of observers claiming
@@ -36,6 +37,8 @@ pub(crate) struct Claim {
     pub(crate) uptime_s: Option<u64>,
     /// RTT the observer measured (µs), 0 if none.
     pub(crate) rtt_us: u32,
+    /// Its start (and uptime) deny the subject's own signed start: left out of their medians.
+    pub(crate) denies_start: bool,
     /// When the claim was made (ms, its event's HLC).
     pub(crate) at_ms: u64,
     /// This peer can reach the observer (or is it): were it to change its mind, it would
@@ -101,14 +104,14 @@ pub(crate) fn tally(claims: &[Claim], spoke_ms: u64) -> Tally {
             if !c.heard {
                 up_cut += w;
             }
-            if let Some(u) = c.uptime_s {
+            if let Some(u) = c.uptime_s.filter(|_| !c.denies_start) {
                 uptime.push((u, w, c.order));
             }
         } else if c.at_ms > spoke_ms {
             down += w;
         }
         restarts.push((c.restarts, w, c.order));
-        if c.started_ms > 0 {
+        if c.started_ms > 0 && !c.denies_start {
             started.push((c.started_ms, w, c.order));
         }
         if c.rtt_us > 0 {
@@ -140,6 +143,7 @@ mod tests {
             started_ms,
             uptime_s: online.then_some(100),
             rtt_us: 0,
+            denies_start: false,
             at_ms: 10,
             heard: true,
             order,
@@ -156,6 +160,21 @@ mod tests {
         assert_eq!(weighted_median(&mut v), Some(1_000));
         let mut none: Vec<(u64, f64, u64)> = vec![(5, 0.0, 1), (6, f64::NAN, 2)];
         assert_eq!(weighted_median(&mut none), None);
+    }
+
+    #[test]
+    fn a_start_that_denies_the_subjects_own_is_left_out_even_by_a_majority() {
+        // Three liars claim an hour later; one honest observer copies the subject's start.
+        let mut claims: Vec<Claim> = (0..3)
+            .map(|i| Claim { denies_start: true, ..claim(1.0, true, 3_600_000 + 5, i) })
+            .collect();
+        claims.push(claim(1.0, true, 5, 9));
+        let t = tally(&claims, 0);
+        assert_eq!(t.started_ms, Some(5));
+        assert_eq!(t.uptime_s, Some(100), "their uptimes are left out with their start");
+        assert!(t.up >= 4.0, "their word on liveness still counts");
+        let all_liars: Vec<Claim> = claims.iter().take(3).copied().collect();
+        assert_eq!(tally(&all_liars, 0).started_ms, None, "unknown, not their start");
     }
 
     #[test]
@@ -187,7 +206,7 @@ mod tests {
             println!("seed {seed}");
             let claims: Vec<Claim> = raw.iter().enumerate().map(|(i, &(w, online, r, s, rtt, at))| Claim {
                 weight: w, online, restarts: r, started_ms: s, uptime_s: online.then_some(s / 3),
-                rtt_us: rtt, at_ms: at, heard: i % 3 != 0, order: i as u64,
+                rtt_us: rtt, denies_start: i % 5 == 0, at_ms: at, heard: i % 3 != 0, order: i as u64,
             }).collect();
             let mut shuffled = claims.clone();
             // A deterministic shuffle from the seed.

@@ -91,6 +91,8 @@ const AGREEMENT_FLOOR: f64 = 0.01;
 const START_GRACE: Duration = Duration::from_secs(30);
 /// Starts this close count as the same (an observer copies the subject's exactly).
 const START_SLACK_MS: u64 = 1_000;
+/// Uptimes this close (s, or 1 % when more) to the one a subject's own start implies agree.
+const UPTIME_SLACK_S: u64 = 5;
 /// Proximity bonus for an observer measured near.
 const PROXIMITY_BONUS: f64 = 1.3;
 /// Near: measured RTT under this.
@@ -155,6 +157,9 @@ pub struct ObserverClaim {
     pub online: bool,
     /// A claim "down" that counts (made after the peer's own last word).
     pub stands: bool,
+    /// Its start or uptime for the peer denies the start the peer's own signed presence
+    /// announces: both are left out of the consensus.
+    pub denies_start: bool,
     /// Restarts it saw.
     pub restarts: u32,
     /// The peer's run started then (ms since the epoch), 0 if unknown.
@@ -367,6 +372,37 @@ fn named<R>(core: &Core<R>, prefix: u64) -> Option<AuthorKey> {
     let mut held = core.store.authors_prefixed(prefix);
     let first = held.next()?;
     held.next().is_none().then_some(first)
+}
+
+/// A subject's own word on its current run: the start its presence held here announces, and
+/// when that presence was made (both ms); `None` without one.
+fn own_start<R>(core: &Core<R>, subject: AuthorKey) -> Option<(u64, u64)> {
+    let hey = core.store.latest(&(subject, Stream::HeyThere))?;
+    match hey.body() {
+        Body::HeyThere(h) if h.started_ms > 0 => Some((h.started_ms, hey.hlc().ms)),
+        _ => None,
+    }
+}
+
+/// Whether a claim made at `at_ms` that the subject started at `claimed` denies the subject's
+/// own signed start `own` (its start, and when its presence said it): a later start (starts
+/// only move forward, and an honest observer copies the subject's), or an earlier one
+/// [`START_GRACE`] after that presence (time enough for the observer to have heard it). The
+/// subject's word on its own start is evidence every peer holds, so such a claim is left
+/// out of the start (and uptime) the fleet agrees on, and counts against its observer at the
+/// review, as a contradiction of the consensus does: a subject watched mostly by liars would
+/// otherwise read their start, and they would never be contradicted.
+fn start_denied((start, said_ms): (u64, u64), at_ms: u64, claimed: u64) -> bool {
+    claimed != 0
+        && claimed.abs_diff(start) > START_SLACK_MS
+        && (claimed > start || at_ms > said_ms.saturating_add(START_GRACE.as_millis() as u64))
+}
+
+/// Whether an uptime claimed at `at_ms` (s) disagrees with the subject's own start: an
+/// honest observer's is the time since that start, to the second.
+fn uptime_denied(start: u64, at_ms: u64, uptime_s: u32) -> bool {
+    let implied = at_ms.saturating_sub(start) / 1_000;
+    at_ms >= start && u64::from(uptime_s).abs_diff(implied) > UPTIME_SLACK_S.max(implied / 100)
 }
 
 /// The start a peer's presence announces (ms), 0 if none held.
@@ -665,12 +701,20 @@ impl Opinions {
                     continue;
                 };
                 let aged = now_ms.saturating_sub(at_ms) / 1_000;
+                // Fields that deny the subject's own signed start are left out (the claim's
+                // word on liveness still counts).
+                let own = own_start(core, subject);
+                let denies_start = own.is_some_and(|o| {
+                    start_denied(o, at_ms, e.started_ms)
+                        || (e.online && uptime_denied(o.0, at_ms, e.uptime_s))
+                });
                 let claim = Claim {
                     weight: clout.value,
                     online: e.online,
                     restarts: e.restarts,
                     started_ms: e.started_ms,
                     uptime_s: e.online.then(|| u64::from(e.uptime_s) + aged),
+                    denies_start,
                     rtt_us: e.rtt_us,
                     at_ms,
                     heard: false,
@@ -694,6 +738,7 @@ impl Opinions {
                 uptime_s: (o.online && o.started_ms > 0)
                     .then(|| now_ms.saturating_sub(o.started_ms) / 1_000),
                 rtt_us: o.rtt_us,
+                denies_start: false,
                 at_ms: o.since.as_millis(),
                 heard: true,
                 order: core.me.prefix(),
@@ -758,6 +803,7 @@ impl Opinions {
                     observer: *observer,
                     online: c.online,
                     stands: !c.online && c.at_ms > spoke,
+                    denies_start: c.denies_start,
                     restarts: c.restarts,
                     started_ms: c.started_ms,
                     uptime_s: c.uptime_s,
@@ -835,26 +881,12 @@ impl Opinions {
         changed
     }
 
-    /// Whether an opinion made at `at_ms` gives its subject another start than the subject's
-    /// own signed presence held here: a later one (starts only move forward, and an honest
-    /// observer copies the subject's), or an earlier one [`START_GRACE`] after that presence
-    /// (time enough for the observer to have heard it). The subject's word on its own start
-    /// is evidence every peer can check, so a claim that denies it counts against the
-    /// observer as a contradiction of the consensus does, whatever the consensus says (a
-    /// subject watched mostly by liars would otherwise read their start, and they would never
-    /// be contradicted).
+    /// Whether an opinion entry made at `at_ms` gives its subject another start than the
+    /// subject's own signed presence held here (see [`start_denied`]).
     fn denies_own_start<R>(core: &Core<R>, at_ms: u64, e: &pb::OpinionEntry) -> bool {
-        if e.started_ms == 0 {
-            return false;
-        }
-        let Some(subject) = named(core, AuthorKey::opinion_subject(e)) else { return false };
-        let Some(hey) = core.store.latest(&(subject, Stream::HeyThere)) else { return false };
-        let Body::HeyThere(h) = hey.body() else { return false };
-        if h.started_ms == 0 || e.started_ms.abs_diff(h.started_ms) <= START_SLACK_MS {
-            return false;
-        }
-        e.started_ms > h.started_ms
-            || at_ms > hey.hlc().ms.saturating_add(START_GRACE.as_millis() as u64)
+        named(core, AuthorKey::opinion_subject(e))
+            .and_then(|subject| own_start(core, subject))
+            .is_some_and(|own| start_denied(own, at_ms, e.started_ms))
     }
 
     /// Updates every observer's standing against `statuses`: a claim that contradicted the

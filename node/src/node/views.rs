@@ -359,6 +359,7 @@ fn opinion_json(o: &PeerOpinion, me: &AuthorKey, names: &HashMap<AuthorKey, Stri
                 },
                 "online": c.online,
                 "stands": c.stands,
+                "denies_start": c.denies_start,
                 "restarts": c.restarts,
                 "started_ms": (c.started_ms > 0).then_some(c.started_ms),
                 "uptime_s": c.uptime_s,
