@@ -30,7 +30,8 @@
 //! **Slots.** A peer publishes a signed latest-value `BarrioSlot` (its barrio, its
 //! coordinate, a health vector: [`HEALTH`]) when its barrio changes (at once), when its
 //! health moved past the gate ([`health_moved`], at most every [`SLOT_SPACING`]) or its
-//! coordinate moved past half the radius (at most every [`MOVE_SPACING`]), and otherwise every
+//! coordinate moved past half the radius (at most every [`MOVE_SPACING`], or as far apart as
+//! its newspapers when it is a fisheye peer holding many members), and otherwise every
 //! `Config::newspaper_max_interval`. Newspapers carry the barrio id.
 //!
 //! **The CRDT.** Every peer holds the newest slot of each member it keeps
