@@ -27,6 +27,14 @@ fn series(v: &[Option<f64>]) -> String {
     s
 }
 
+/// The keys any of `reports` has in the map `keys` reads, each once, in order.
+fn keys_of<'a, I: Iterator<Item = &'a String>>(
+    reports: &'a [Report],
+    keys: impl Fn(&'a Report) -> I,
+) -> std::collections::BTreeSet<&'a String> {
+    reports.iter().flat_map(keys).collect()
+}
+
 fn bytes(b: f64) -> String {
     if b >= 10e6 {
         format!("{:.1} MB", b / 1e6)
@@ -337,9 +345,7 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
     row("sent: control / postcard", &|r| {
         format!("{} / {}", bytes(r.bytes_sent.control as f64), bytes(r.bytes_sent.postcard as f64))
     });
-    let mut kinds: Vec<&String> = reports.iter().flat_map(|r| r.bytes_by_kind.keys()).collect();
-    kinds.sort();
-    kinds.dedup();
+    let kinds = keys_of(reports, |r| r.bytes_by_kind.keys());
     let total: Vec<f64> = reports.iter().map(|r| r.bytes_sent.total().max(1) as f64).collect();
     for kind in kinds {
         let label = format!("  sent: {kind}");
@@ -351,10 +357,7 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         };
         rows.push((label, reports.iter().zip(&total).map(|(r, t)| share(r, *t)).collect()));
     }
-    let mut streams: Vec<&String> =
-        reports.iter().flat_map(|r| r.membership_bytes_by_stream.keys()).collect();
-    streams.sort();
-    streams.dedup();
+    let streams = keys_of(reports, |r| r.membership_bytes_by_stream.keys());
     for stream in streams {
         let label = format!("  membership events: {stream}");
         let share = |r: &Report| {
@@ -364,18 +367,13 @@ pub(crate) fn render(sc: &Scenario, seed: u64, reports: &[Report]) -> String {
         };
         rows.push((label, reports.iter().map(share).collect()));
     }
-    let mut kinds: Vec<&String> =
-        reports.iter().flat_map(|r| r.author_egress_by_kind.keys()).collect();
-    kinds.sort();
-    kinds.dedup();
+    let kinds = keys_of(reports, |r| r.author_egress_by_kind.keys());
     for kind in kinds {
         let label = format!("  author egress: {kind}");
         let v = |r: &Report| bytes(r.author_egress_by_kind.get(kind).copied().unwrap_or(0.0));
         rows.push((label, reports.iter().map(v).collect()));
     }
-    let mut names: Vec<&String> = reports.iter().flat_map(|r| r.counters.keys()).collect();
-    names.sort();
-    names.dedup();
+    let names = keys_of(reports, |r| r.counters.keys());
     for name in names {
         let label = format!("  engine: {name}");
         let v = |r: &Report| r.counters.get(name).map_or("-".into(), u64::to_string);
